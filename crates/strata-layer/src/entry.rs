@@ -1,0 +1,202 @@
+//! The entry model: what one item of a layer is, independent of how it is encoded.
+//!
+//! A layer is a sequence of [`Entry`] values. An entry is a [`LayerPath`], an
+//! [`EntryKind`] (which carries what only that kind has: a file's size, a link's target,
+//! a device's numbers) and [`Metadata`]. Whiteouts and opaque-directory markers are kinds
+//! of their own, so a writer never has to recognise `.wh.` names: the tar reader decodes
+//! them and the tar writer encodes them.
+//!
+//! Readers and writers move entries: see [`LayerReader`], [`LayerWriter`] and [`copy`].
+
+use crate::path::LayerPath;
+use crate::Error;
+
+/// A point in time with nanoseconds, seconds since the Unix epoch (may be negative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    pub secs: i64,
+    /// Always below 1_000_000_000.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    pub const EPOCH: Timestamp = Timestamp { secs: 0, nanos: 0 };
+
+    pub fn new(secs: i64, nanos: u32) -> Self {
+        debug_assert!(nanos < 1_000_000_000);
+        Timestamp { secs, nanos }
+    }
+}
+
+/// One extended attribute: name and value are raw bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Xattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// A PAX record the entry model does not interpret (vendor keys, `MSWINDOWS.*`, `comment`).
+/// Kept in stream order so that later layers of Strata (Windows layers) can read them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PaxRecord {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// A run of data inside a sparse file; everything between extents is a hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SparseExtent {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// What an entry is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A regular file of `size` bytes. For a sparse file `sparse` lists where the data
+    /// lies; the reader then delivers only the bytes of the extents, in order.
+    File {
+        size: u64,
+        sparse: Option<Vec<SparseExtent>>,
+    },
+    Dir,
+    /// The target is stored verbatim, never resolved: absolute targets are normal.
+    Symlink { target: Vec<u8> },
+    /// A second name for an entry earlier in this layer (or a lower one).
+    HardLink { target: LayerPath },
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+    /// The path is deleted from the layers below (a `.wh.NAME` entry in a tar).
+    Whiteout,
+    /// The directory at the path hides everything the layers below hold in it
+    /// (a `.wh..wh..opq` entry in a tar).
+    Opaque,
+}
+
+impl EntryKind {
+    /// The number of data bytes the reader delivers for this entry.
+    pub fn data_len(&self) -> u64 {
+        match self {
+            EntryKind::File {
+                sparse: Some(extents),
+                ..
+            } => extents.iter().map(|e| e.len).sum(),
+            EntryKind::File { size, .. } => *size,
+            _ => 0,
+        }
+    }
+
+    /// A one-letter type, as `ls -l` shows it.
+    pub fn letter(&self) -> char {
+        match self {
+            EntryKind::File { .. } => '-',
+            EntryKind::Dir => 'd',
+            EntryKind::Symlink { .. } => 'l',
+            EntryKind::HardLink { .. } => 'h',
+            EntryKind::CharDevice { .. } => 'c',
+            EntryKind::BlockDevice { .. } => 'b',
+            EntryKind::Fifo => 'p',
+            EntryKind::Whiteout => 'D',
+            EntryKind::Opaque => 'O',
+        }
+    }
+}
+
+/// Owner, permissions, times and extended attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Metadata {
+    /// Permission bits plus setuid, setgid and sticky (`0o7777`); never type bits.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Owner names as recorded in a tar; informative only, never used to map owners.
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
+    pub mtime: Timestamp,
+    pub atime: Option<Timestamp>,
+    pub ctime: Option<Timestamp>,
+    /// Sorted by name.
+    pub xattrs: Vec<Xattr>,
+}
+
+/// One item of a layer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub path: LayerPath,
+    pub kind: EntryKind,
+    pub meta: Metadata,
+    /// PAX records not mapped into the fields above, in stream order.
+    pub pax: Vec<PaxRecord>,
+}
+
+impl Entry {
+    /// An entry with default metadata (mode 0, root owner, epoch mtime, no xattrs).
+    pub fn new(path: LayerPath, kind: EntryKind) -> Self {
+        Entry {
+            path,
+            kind,
+            meta: Metadata::default(),
+            pax: Vec::new(),
+        }
+    }
+}
+
+/// A pull-based source of entries: a tar stream, a directory, a Windows layer folder.
+///
+/// Lifecycle: call [`next_entry`](LayerReader::next_entry) until it returns `None`. While
+/// an entry is current, [`read_data`](LayerReader::read_data) returns its data (for a
+/// regular file, [`EntryKind::data_len`] bytes, then 0). Data not read is skipped by the
+/// next call to `next_entry`. Once `next_entry` has returned `None` or an error, the
+/// reader is finished.
+pub trait LayerReader {
+    /// The next entry, or `None` at the end of the layer.
+    fn next_entry(&mut self) -> Result<Option<Entry>, Error>;
+    /// Reads data of the current entry into `buf`; 0 means its data is exhausted.
+    fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
+}
+
+/// A push-based sink of entries: a tar stream, a directory, a Windows layer folder.
+///
+/// Lifecycle: for each entry call [`add`](LayerWriter::add); for a regular file follow it
+/// with [`write_data`](LayerWriter::write_data) calls that together deliver exactly
+/// [`EntryKind::data_len`] bytes. Hard links ([`EntryKind::HardLink`]), deletions
+/// ([`EntryKind::Whiteout`]) and opaque directories ([`EntryKind::Opaque`]) are entries
+/// too, so `add` plays the parts of hcsshim's `Add`, `AddLink` and `Remove`. Finally
+/// [`finish`](LayerWriter::finish) completes the output (end-of-archive blocks, deferred
+/// directory times); a writer dropped without `finish` leaves its output incomplete.
+pub trait LayerWriter {
+    /// What `finish` reports (sizes, digests, warnings).
+    type Summary;
+    fn add(&mut self, entry: &Entry) -> Result<(), Error>;
+    fn write_data(&mut self, data: &[u8]) -> Result<(), Error>;
+    fn finish(self) -> Result<Self::Summary, Error>;
+}
+
+/// Moves every entry of `reader` into `writer`, data included, and finishes the writer.
+///
+/// ```
+/// use strata_layer::{copy, tar::TarReader, tar::TarWriter};
+/// // An empty tar (two zero blocks) copied into a new tar stays an empty tar.
+/// let input = vec![0u8; 1024];
+/// let mut out = Vec::new();
+/// let reader = TarReader::new(&input[..]);
+/// copy(reader, TarWriter::new(&mut out)).unwrap();
+/// assert_eq!(out, input);
+/// ```
+pub fn copy<R: LayerReader, W: LayerWriter>(mut reader: R, mut writer: W) -> Result<W::Summary, Error> {
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Some(entry) = reader.next_entry()? {
+        writer.add(&entry)?;
+        if entry.kind.data_len() > 0 {
+            loop {
+                let n = reader.read_data(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                writer.write_data(&buf[..n])?;
+            }
+        }
+    }
+    writer.finish()
+}

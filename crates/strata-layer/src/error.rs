@@ -1,0 +1,79 @@
+//! The crate's one error type: each variant names what went wrong and where.
+
+use std::io;
+
+use crate::path::{LayerPath, PathError};
+
+/// Everything that can go wrong reading, writing or applying a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tar stream is malformed at `offset` (the start of the header concerned).
+    #[error("bad tar header at byte {offset}: {reason}")]
+    BadHeader { offset: u64, reason: String },
+
+    /// The stream ended inside a header or inside an entry's data.
+    #[error("the layer is truncated: it ends at byte {offset} inside {inside}")]
+    Truncated { offset: u64, inside: &'static str },
+
+    /// An entry's name cannot be a layer path (`..`, NUL).
+    #[error("entry at byte {offset} has an unsafe name `{name}`: {reason}")]
+    BadPath {
+        offset: u64,
+        name: String,
+        reason: PathError,
+    },
+
+    /// An entry cannot be applied, with the reason (refused for safety, or the
+    /// filesystem said no).
+    #[error("cannot apply `{path}`: {reason}")]
+    Apply {
+        path: LayerPath,
+        reason: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+
+    /// A recipe is malformed, or the tree it refers to no longer matches it.
+    #[error("recipe: {reason}")]
+    Recipe { reason: String },
+
+    /// The writer was used against its lifecycle (data without a file, too much data).
+    #[error("writer misuse: {0}")]
+    Misuse(String),
+
+    /// An I/O error outside any one entry (reading the input, writing the output).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An entry refused or failed, with no OS error behind it.
+    pub fn apply(path: &LayerPath, reason: impl Into<String>) -> Self {
+        Error::Apply {
+            path: path.clone(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An entry failed because the filesystem returned an error.
+    pub fn apply_io(path: &LayerPath, reason: impl Into<String>, source: io::Error) -> Self {
+        Error::Apply {
+            path: path.clone(),
+            reason: reason.into(),
+            source: Some(source),
+        }
+    }
+}
