@@ -41,6 +41,14 @@ pub enum Error {
     #[error("writer misuse: {0}")]
     Misuse(String),
 
+    /// An error while applying the entry whose headers start at byte `offset`.
+    #[error("{source} (entry at byte {offset} of the layer)")]
+    At {
+        offset: u64,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// An I/O error outside any one entry (reading the input, writing the output).
     #[error("{context}: {source}")]
     Io {
@@ -56,6 +64,14 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// This error, located at the entry starting at byte `offset` of the layer.
+    pub fn at(self, offset: u64) -> Self {
+        Error::At {
+            offset,
+            source: Box::new(self),
         }
     }
 

@@ -1,1 +1,159 @@
-//! (being written)
+//! Unpacking a layer tar (plain, gzip or zstd) into a directory, in one streaming pass
+//! that also computes the diffID and the blob digest and, optionally, records a recipe.
+//!
+//! The writing runs on a thread of its own that first confines itself with Landlock
+//! ([`crate::sandbox`]) to the target root: even a bug in path resolution could then not
+//! write outside it. The calling thread stays unconfined.
+//!
+//! ```no_run
+//! use strata_layer::unpack::{unpack, UnpackOptions};
+//! # fn main() -> Result<(), strata_layer::Error> {
+//! let input = std::fs::File::open("layer.tar.gz").unwrap();
+//! let summary = unpack(input, "/tmp/rootfs".as_ref(), UnpackOptions::default())?;
+//! println!("diffID {} from a {} blob", summary.diff_id, summary.compression);
+//! # Ok(()) }
+//! ```
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::compress::{Compression, Decompressor};
+use crate::digest::{Digest, Hasher};
+use crate::dir_writer::{DirWriter, DirWriterOptions};
+use crate::recipe::RecipeRecorder;
+use crate::sandbox::{self, SandboxStatus};
+use crate::tar::{TarReader, TarSink};
+use crate::{Entry, Error, LayerReader, LayerWriter};
+
+/// How to unpack.
+pub struct UnpackOptions {
+    pub writer: DirWriterOptions,
+    /// Record a recipe at this path, to rebuild the tar later ([`crate::recipe`]).
+    pub recipe: Option<PathBuf>,
+    /// Confine the writing thread with Landlock (on by default).
+    pub sandbox: bool,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            writer: DirWriterOptions::default(),
+            recipe: None,
+            sandbox: true,
+        }
+    }
+}
+
+/// What an unpack did.
+#[derive(Debug)]
+pub struct UnpackSummary {
+    pub compression: Compression,
+    /// sha256 of the uncompressed tar stream, trailing bytes included.
+    pub diff_id: Digest,
+    pub tar_bytes: u64,
+    /// sha256 and size of the input as given (equal to the above when uncompressed).
+    pub blob_digest: Digest,
+    pub blob_bytes: u64,
+    pub entries: u64,
+    pub data_bytes: u64,
+    pub warnings: Vec<String>,
+    /// `None` when the sandbox was turned off.
+    pub sandbox: Option<SandboxStatus>,
+}
+
+/// Unpacks the layer read from `input` onto the existing directory `root`.
+///
+/// On error the directory may hold part of the layer (callers that need all-or-nothing
+/// unpack into a staging directory); no recipe is left behind.
+pub fn unpack<R: Read + Send>(input: R, root: &Path, options: UnpackOptions) -> Result<UnpackSummary, Error> {
+    let recorder = options.recipe.as_deref().map(RecipeRecorder::create).transpose()?;
+    let blob = Hasher::default();
+    let tar = Hasher::default();
+    let (blob_h, tar_h) = (blob.clone(), tar.clone());
+    let writer_options = options.writer;
+    let confine = options.sandbox;
+    let worker = move || -> Result<_, Error> {
+        let sandbox = confine.then(|| sandbox::confine_writes_to(root)).transpose()?;
+        let mut writer = DirWriter::open(root, writer_options)?;
+        let decompressor = Decompressor::new(blob_h.reader(input))
+            .map_err(|e| Error::io("reading the start of the layer", e))?;
+        let compression = decompressor.compression();
+        let stream = tar_h.reader(decompressor);
+        let (summary, recorder) = match recorder {
+            None => (apply(TarReader::new(stream), writer)?, None),
+            Some(rec) => {
+                let shared = Rc::new(RefCell::new(rec));
+                let hook = shared.clone();
+                writer.on_replace(Box::new(move |path, file| hook.borrow_mut().stash(path, file)));
+                let summary = apply(TarReader::with_sink(stream, Shared(shared.clone())), writer)?;
+                let rec = Rc::try_unwrap(shared)
+                    .map_err(|_| Error::Misuse("recipe recorder still shared after unpack".into()))?
+                    .into_inner();
+                (summary, Some(rec))
+            }
+        };
+        Ok((compression, summary, recorder, sandbox))
+    };
+    let (compression, applied, recorder, sandbox) = std::thread::scope(|s| {
+        s.spawn(worker)
+            .join()
+            .unwrap_or_else(|_| Err(Error::Misuse("the unpack thread panicked".into())))
+    })?;
+    if let Some(rec) = recorder {
+        rec.finish(tar.digest(), tar.bytes())?;
+    }
+    Ok(UnpackSummary {
+        compression,
+        diff_id: tar.digest(),
+        tar_bytes: tar.bytes(),
+        blob_digest: blob.digest(),
+        blob_bytes: blob.bytes(),
+        entries: applied.entries,
+        data_bytes: applied.data_bytes,
+        warnings: applied.warnings,
+        sandbox,
+    })
+}
+
+/// Like [`crate::copy`], but errors name the byte offset of the entry concerned.
+fn apply<R: Read, S: TarSink>(
+    mut reader: TarReader<R, S>,
+    mut writer: DirWriter,
+) -> Result<crate::dir_writer::ApplySummary, Error> {
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(entry) = reader.next_entry()? {
+        let at = reader.entry_offset();
+        writer.add(&entry).map_err(|e| e.at(at))?;
+        if entry.kind.data_len() > 0 {
+            loop {
+                let n = reader.read_data(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                writer.write_data(&buf[..n]).map_err(|e| e.at(at))?;
+            }
+        }
+    }
+    writer.finish()
+}
+
+/// The recipe recorder shared by the tar reader (as its sink) and the directory
+/// writer (which stashes bodies it is about to remove).
+struct Shared(Rc<RefCell<RecipeRecorder>>);
+
+impl TarSink for Shared {
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.0.borrow_mut().raw(bytes)
+    }
+    fn file_begin(&mut self, entry: &Entry) -> Result<(), Error> {
+        self.0.borrow_mut().file_begin(entry)
+    }
+    fn file_data(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.0.borrow_mut().file_data(bytes)
+    }
+    fn file_end(&mut self) -> Result<(), Error> {
+        self.0.borrow_mut().file_end()
+    }
+}
