@@ -57,7 +57,7 @@ const BUF: usize = 256 * 1024;
 enum Inner<R: Read> {
     Plain(BufReader<R>),
     /// The current gzip member; `None` between members.
-    Gzip(Option<GzDecoder<BufReader<R>>>, Option<BufReader<R>>),
+    Gzip(Option<Box<GzDecoder<BufReader<R>>>>, Option<BufReader<R>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
 
@@ -74,7 +74,7 @@ impl<R: Read> Decompressor<R> {
         let compression = Compression::detect(buf.fill_buf()?);
         let inner = match compression {
             Compression::None => Inner::Plain(buf),
-            Compression::Gzip => Inner::Gzip(Some(GzDecoder::new(buf)), None),
+            Compression::Gzip => Inner::Gzip(Some(Box::new(GzDecoder::new(buf))), None),
             Compression::Zstd => Inner::Zstd(zstd::stream::read::Decoder::with_buffer(buf)?),
         };
         Ok(Decompressor { inner, compression })
@@ -96,11 +96,11 @@ impl<R: Read> Read for Decompressor<R> {
                     if n > 0 || out.is_empty() {
                         return Ok(n);
                     }
-                    *rest = member.take().map(GzDecoder::into_inner);
+                    *rest = member.take().map(|m| m.into_inner());
                 }
                 let Some(src) = rest else { return Ok(0) };
                 if src.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
-                    *member = rest.take().map(GzDecoder::new);
+                    *member = rest.take().map(|r| Box::new(GzDecoder::new(r)));
                     continue;
                 }
                 // Not another member: read the rest so the blob digest covers it, then end.
@@ -173,7 +173,10 @@ mod tests {
         }
         blob.extend([0u8; 100]);
         let mut out = String::new();
-        Decompressor::new(&blob[..]).unwrap().read_to_string(&mut out).unwrap();
+        Decompressor::new(&blob[..])
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         assert_eq!(out, "first second");
     }
 

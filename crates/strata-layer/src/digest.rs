@@ -74,12 +74,18 @@ impl Hasher {
 
     /// A reader that hashes every byte read through it.
     pub fn reader<R: Read>(&self, inner: R) -> HashingReader<R> {
-        HashingReader { inner, hasher: self.clone() }
+        HashingReader {
+            inner,
+            hasher: self.clone(),
+        }
     }
 
     /// A writer that hashes every byte written through it.
     pub fn writer<W: Write>(&self, inner: W) -> HashingWriter<W> {
-        HashingWriter { inner, hasher: self.clone() }
+        HashingWriter {
+            inner,
+            hasher: self.clone(),
+        }
     }
 
     /// The digest of everything seen so far.
@@ -127,6 +133,36 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The digests of a layer blob, as [`digest_layer`] computes them.
+#[derive(Debug, Clone)]
+pub struct LayerDigests {
+    pub compression: crate::compress::Compression,
+    /// sha256 of the uncompressed tar: the diffID.
+    pub diff_id: Digest,
+    pub tar_bytes: u64,
+    /// sha256 and size of the blob as given.
+    pub blob_digest: Digest,
+    pub blob_bytes: u64,
+}
+
+/// Reads a layer blob (plain, gzip or zstd) to its end and returns its diffID and blob
+/// digest, both from one pass.
+pub fn digest_layer<R: Read>(input: R) -> Result<LayerDigests, crate::Error> {
+    let (blob, tar) = (Hasher::default(), Hasher::default());
+    let mut decompressor = crate::compress::Decompressor::new(blob.reader(input))
+        .map_err(|e| crate::Error::io("reading the layer", e))?;
+    let compression = decompressor.compression();
+    io::copy(&mut decompressor, &mut tar.writer(io::sink()))
+        .map_err(|e| crate::Error::io("decompressing the layer", e))?;
+    Ok(LayerDigests {
+        compression,
+        diff_id: tar.digest(),
+        tar_bytes: tar.bytes(),
+        blob_digest: blob.digest(),
+        blob_bytes: blob.bytes(),
+    })
 }
 
 #[cfg(test)]

@@ -61,11 +61,21 @@ pub enum EntryKind {
     },
     Dir,
     /// The target is stored verbatim, never resolved: absolute targets are normal.
-    Symlink { target: Vec<u8> },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// A second name for an entry earlier in this layer (or a lower one).
-    HardLink { target: LayerPath },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    HardLink {
+        target: LayerPath,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     /// The path is deleted from the layers below (a `.wh.NAME` entry in a tar).
     Whiteout,
@@ -156,6 +166,15 @@ pub trait LayerReader {
     fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
 }
 
+impl<R: LayerReader + ?Sized> LayerReader for &mut R {
+    fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        (**self).next_entry()
+    }
+    fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        (**self).read_data(buf)
+    }
+}
+
 /// A push-based sink of entries: a tar stream, a directory, a Windows layer folder.
 ///
 /// Lifecycle: for each entry call [`add`](LayerWriter::add); for a regular file follow it
@@ -184,7 +203,10 @@ pub trait LayerWriter {
 /// copy(reader, TarWriter::new(&mut out)).unwrap();
 /// assert_eq!(out, input);
 /// ```
-pub fn copy<R: LayerReader, W: LayerWriter>(mut reader: R, mut writer: W) -> Result<W::Summary, Error> {
+pub fn copy<R: LayerReader, W: LayerWriter>(
+    mut reader: R,
+    mut writer: W,
+) -> Result<W::Summary, Error> {
     let mut buf = vec![0u8; 256 * 1024];
     while let Some(entry) = reader.next_entry()? {
         writer.add(&entry)?;

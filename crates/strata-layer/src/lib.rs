@@ -33,14 +33,16 @@ pub mod compress;
 pub mod digest;
 pub mod dir_reader;
 pub mod dir_writer;
-mod inroot;
 mod entry;
 mod error;
+mod inroot;
+pub mod pack;
 mod path;
+mod pipe;
 pub mod recipe;
 pub mod sandbox;
 pub mod tar;
-// pub mod unpack;
+pub mod unpack;
 
 pub use entry::{
     copy, Entry, EntryKind, LayerReader, LayerWriter, Metadata, PaxRecord, SparseExtent, Timestamp,

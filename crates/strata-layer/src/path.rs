@@ -122,12 +122,24 @@ impl LayerPath {
 }
 
 impl fmt::Display for LayerPath {
-    /// Shows the path with non-UTF-8 bytes and control characters escaped, for messages.
+    /// Shows the path as text: invalid UTF-8 bytes as `\xNN`, control characters escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_root() {
             return f.write_str(".");
         }
-        write!(f, "{}", self.0.escape_ascii())
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    write!(f, "{c}")?;
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -169,7 +181,11 @@ mod tests {
         let p = LayerPath::from_tar_name(b"a/b/c").unwrap();
         assert_eq!(p.file_name(), Some(&b"c"[..]));
         assert_eq!(p.parent().unwrap().as_bytes(), b"a/b");
-        assert!(LayerPath::from_tar_name(b"a").unwrap().parent().unwrap().is_root());
+        assert!(LayerPath::from_tar_name(b"a")
+            .unwrap()
+            .parent()
+            .unwrap()
+            .is_root());
         assert!(p.starts_with(&LayerPath::from_tar_name(b"a/b").unwrap()));
         assert!(!p.starts_with(&LayerPath::from_tar_name(b"a/bc").unwrap()));
         assert!(p.starts_with(&LayerPath::root()));

@@ -95,8 +95,10 @@ impl RecipeRecorder {
             .tempfile_in(dir)
             .map_err(|e| Error::io(ctx("creating a temporary file"), e))?;
         let (mut file, temp) = named.into_parts();
-        file.write_all(MAGIC).map_err(|e| Error::io(ctx("writing"), e))?;
-        let appendix = tempfile::tempfile_in(dir).map_err(|e| Error::io(ctx("creating a scratch file"), e))?;
+        file.write_all(MAGIC)
+            .map_err(|e| Error::io(ctx("writing"), e))?;
+        let appendix =
+            tempfile::tempfile_in(dir).map_err(|e| Error::io(ctx("creating a scratch file"), e))?;
         let records = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
             .map_err(|e| Error::io(ctx("starting compression"), e))?;
         Ok(RecipeRecorder {
@@ -140,7 +142,12 @@ impl RecipeRecorder {
             return Ok(());
         };
         let start = self.appendix_len;
-        let ctx = |e| Error::io(format!("keeping the shadowed body of `{path}` in the recipe"), e);
+        let ctx = |e| {
+            Error::io(
+                format!("keeping the shadowed body of `{path}` in the recipe"),
+                e,
+            )
+        };
         let mut out = BufWriter::new(&self.appendix);
         out.seek(SeekFrom::Start(start)).map_err(ctx)?;
         let len = copy_payload(file, &fref, &mut out).map_err(ctx)?;
@@ -160,7 +167,12 @@ impl RecipeRecorder {
         self.write(&end)?;
         let target = self.target.clone();
         let ctx = |e| Error::io(format!("writing recipe {}", target.display()), e);
-        let mut file = self.records.finish().map_err(ctx)?.into_inner().map_err(|e| ctx(e.into_error()))?;
+        let mut file = self
+            .records
+            .finish()
+            .map_err(ctx)?
+            .into_inner()
+            .map_err(|e| ctx(e.into_error()))?;
         let appendix_start = file.stream_position().map_err(ctx)?;
         self.appendix.seek(SeekFrom::Start(0)).map_err(ctx)?;
         io::copy(&mut (&self.appendix).take(self.appendix_len), &mut file).map_err(ctx)?;
@@ -176,9 +188,12 @@ impl RecipeRecorder {
         tail.extend_from_slice(FOOTER_MAGIC);
         file.write_all(&tail).map_err(ctx)?;
         file.sync_all().map_err(ctx)?;
-        self.temp
-            .persist(&target)
-            .map_err(|e| Error::io(format!("moving recipe into place at {}", target.display()), e.error))
+        self.temp.persist(&target).map_err(|e| {
+            Error::io(
+                format!("moving recipe into place at {}", target.display()),
+                e.error,
+            )
+        })
     }
 }
 
@@ -194,7 +209,9 @@ impl TarSink for RecipeRecorder {
     fn file_begin(&mut self, entry: &Entry) -> Result<(), Error> {
         self.flush_raw()?;
         let EntryKind::File { size, sparse } = &entry.kind else {
-            return Err(Error::Misuse("file payload for an entry that is not a file".into()));
+            return Err(Error::Misuse(
+                "file payload for an entry that is not a file".into(),
+            ));
         };
         let fref = FileRef {
             index: self.files,
@@ -241,7 +258,10 @@ impl TarSink for RecipeRecorder {
 /// Copies a file's payload (all of it, or its sparse extents) to `out`; returns the
 /// byte count.
 fn copy_payload(file: &File, fref: &FileRef, out: &mut impl Write) -> io::Result<u64> {
-    let whole = [SparseExtent { offset: 0, len: fref.size }];
+    let whole = [SparseExtent {
+        offset: 0,
+        len: fref.size,
+    }];
     let extents = fref.extents.as_deref().unwrap_or(&whole);
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0;
@@ -251,7 +271,10 @@ fn copy_payload(file: &File, fref: &FileRef, out: &mut impl Write) -> io::Result
             let want = (e.len - done).min(buf.len() as u64) as usize;
             let n = file.read_at(&mut buf[..want], e.offset + done)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than recorded"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than recorded",
+                ));
             }
             out.write_all(&buf[..n])?;
             done += n as u64;
@@ -277,7 +300,8 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
     let bad = |reason: String| Error::Recipe {
         reason: format!("{}: {reason}", recipe.display()),
     };
-    let mut file = File::open(recipe).map_err(|e| Error::io(format!("opening recipe {}", recipe.display()), e))?;
+    let mut file = File::open(recipe)
+        .map_err(|e| Error::io(format!("opening recipe {}", recipe.display()), e))?;
     let len = file
         .metadata()
         .map_err(|e| Error::io(format!("reading recipe {}", recipe.display()), e))?
@@ -296,9 +320,11 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
     }
     let appendix_start = u64::from_le_bytes(footer[..8].try_into().unwrap_or_default());
     let index_start = u64::from_le_bytes(footer[8..16].try_into().unwrap_or_default());
-    if !(MAGIC.len() as u64 <= appendix_start && appendix_start <= index_start && index_start <= len - FOOTER)
-        || (len - FOOTER - index_start) % 24 != 0
-    {
+    let sane = MAGIC.len() as u64 <= appendix_start
+        && appendix_start <= index_start
+        && index_start <= len - FOOTER
+        && (len - FOOTER - index_start).is_multiple_of(24);
+    if !sane {
         return Err(bad("corrupt footer".into()));
     }
     let mut index_bytes = vec![0u8; (len - FOOTER - index_start) as usize];
@@ -307,7 +333,10 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
     let mut appendix: HashMap<u64, (u64, u64)> = HashMap::new();
     for rec in index_bytes.chunks_exact(24) {
         let v = |i: usize| u64::from_le_bytes(rec[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        if v(1).checked_add(v(2)).is_none_or(|end| end > index_start - appendix_start) {
+        if v(1)
+            .checked_add(v(2))
+            .is_none_or(|end| end > index_start - appendix_start)
+        {
             return Err(bad("appendix index points outside the appendix".into()));
         }
         appendix.insert(v(0), (appendix_start + v(1), v(2)));
@@ -317,7 +346,8 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
     file.seek(SeekFrom::Start(MAGIC.len() as u64))
         .map_err(|e| Error::io(format!("reading recipe {}", recipe.display()), e))?;
     let section = BufReader::new((&file).take(appendix_start - MAGIC.len() as u64));
-    let mut records = zstd::stream::read::Decoder::with_buffer(section).map_err(|e| bad(e.to_string()))?;
+    let mut records =
+        zstd::stream::read::Decoder::with_buffer(section).map_err(|e| bad(e.to_string()))?;
     let hasher = Hasher::default();
     let mut out = hasher.writer(BufWriter::with_capacity(1 << 20, out));
     let write_err = |e| Error::io("writing the rebuilt layer", e);
@@ -334,27 +364,35 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
                 }
             }
             TAG_FILE => {
-                let fref = read_file_record(&mut records, files).map_err(|e| bad(format!("bad file record: {e}")))?;
+                let fref = read_file_record(&mut records, files)
+                    .map_err(|e| bad(format!("bad file record: {e}")))?;
                 let want_crc = read_u64(&mut records).map_err(|e| bad(e.to_string()))?;
                 let mut crc = CRC.digest();
-                let mut tee = CrcWriter { inner: &mut out, crc: &mut crc };
+                let mut tee = CrcWriter {
+                    inner: &mut out,
+                    crc: &mut crc,
+                };
                 if let Some(&(off, len)) = appendix.get(&files) {
                     let mut done = 0;
                     while done < len {
                         let want = (len - done).min(buf.len() as u64) as usize;
-                        file.read_exact_at(&mut buf[..want], off + done).map_err(|e| bad(e.to_string()))?;
+                        file.read_exact_at(&mut buf[..want], off + done)
+                            .map_err(|e| bad(e.to_string()))?;
                         tee.write_all(&buf[..want]).map_err(write_err)?;
                         done += want as u64;
                     }
                 } else {
                     let body = open_body(&root_fd, &fref)?;
-                    copy_payload(&body, &fref, &mut tee).map_err(|e| {
-                        Error::Recipe { reason: format!("`{}` no longer matches the layer: {e}", fref.path) }
+                    copy_payload(&body, &fref, &mut tee).map_err(|e| Error::Recipe {
+                        reason: format!("`{}` no longer matches the layer: {e}", fref.path),
                     })?;
                 }
                 if crc.finalize() != want_crc {
                     return Err(Error::Recipe {
-                        reason: format!("the content of `{}` changed since the layer was unpacked", fref.path),
+                        reason: format!(
+                            "the content of `{}` changed since the layer was unpacked",
+                            fref.path
+                        ),
                     });
                 }
                 files += 1;
@@ -362,7 +400,9 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
             TAG_END => {
                 let tar_bytes = read_u64(&mut records).map_err(|e| bad(e.to_string()))?;
                 let mut want = [0u8; 32];
-                records.read_exact(&mut want).map_err(|e| bad(e.to_string()))?;
+                records
+                    .read_exact(&mut want)
+                    .map_err(|e| bad(e.to_string()))?;
                 out.flush().map_err(write_err)?;
                 let diff_id = hasher.digest();
                 if hasher.bytes() != tar_bytes || diff_id.0 != want {
@@ -374,8 +414,14 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
                         ),
                     });
                 }
-                out.into_inner().into_inner().map_err(|e| write_err(e.into_error()))?;
-                return Ok(RebuildSummary { diff_id, bytes: tar_bytes, files });
+                out.into_inner()
+                    .into_inner()
+                    .map_err(|e| write_err(e.into_error()))?;
+                return Ok(RebuildSummary {
+                    diff_id,
+                    bytes: tar_bytes,
+                    files,
+                });
             }
             other => return Err(bad(format!("unknown record type {other}"))),
         }
@@ -388,14 +434,19 @@ fn open_body(root: &OwnedFd, fref: &FileRef) -> Result<File, Error> {
     let changed = |reason: String| Error::Recipe {
         reason: format!("`{}` no longer matches the layer: {reason}", fref.path),
     };
-    let fd = crate::inroot::open_file(root.as_fd(), &fref.path).map_err(|e| changed(e.to_string()))?;
+    let fd =
+        crate::inroot::open_file(root.as_fd(), &fref.path).map_err(|e| changed(e.to_string()))?;
     let file = File::from(fd);
     let meta = file.metadata().map_err(|e| changed(e.to_string()))?;
     if !meta.is_file() {
         return Err(changed("it is no longer a regular file".into()));
     }
     if meta.len() != fref.size {
-        return Err(changed(format!("it is {} bytes, the layer had {}", meta.len(), fref.size)));
+        return Err(changed(format!(
+            "it is {} bytes, the layer had {}",
+            meta.len(),
+            fref.size
+        )));
     }
     Ok(file)
 }
@@ -423,7 +474,8 @@ fn read_file_record(r: &mut impl Read, index: u64) -> io::Result<FileRef> {
     }
     let mut path = vec![0u8; n];
     r.read_exact(&mut path)?;
-    let path = LayerPath::from_tar_name(&path).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let path = LayerPath::from_tar_name(&path)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let size = read_u64(r)?;
     let n_extents = read_u32(r)?;
     let extents = if n_extents == u32::MAX {
@@ -431,11 +483,19 @@ fn read_file_record(r: &mut impl Read, index: u64) -> io::Result<FileRef> {
     } else {
         let mut v = Vec::new();
         for _ in 0..n_extents.min(crate::tar::MAX_SPARSE_EXTENTS as u32) {
-            v.push(SparseExtent { offset: read_u64(r)?, len: read_u64(r)? });
+            v.push(SparseExtent {
+                offset: read_u64(r)?,
+                len: read_u64(r)?,
+            });
         }
         Some(v)
     };
-    Ok(FileRef { index, path, size, extents })
+    Ok(FileRef {
+        index,
+        path,
+        size,
+        extents,
+    })
 }
 
 fn read_u8(r: &mut impl Read) -> io::Result<u8> {

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use crate::compress::{Compression, Decompressor};
 use crate::digest::{Digest, Hasher};
 use crate::dir_writer::{DirWriter, DirWriterOptions};
+use crate::pipe;
 use crate::recipe::RecipeRecorder;
 use crate::sandbox::{self, SandboxStatus};
 use crate::tar::{TarReader, TarSink};
@@ -67,37 +68,52 @@ pub struct UnpackSummary {
 ///
 /// On error the directory may hold part of the layer (callers that need all-or-nothing
 /// unpack into a staging directory); no recipe is left behind.
-pub fn unpack<R: Read + Send>(input: R, root: &Path, options: UnpackOptions) -> Result<UnpackSummary, Error> {
-    let recorder = options.recipe.as_deref().map(RecipeRecorder::create).transpose()?;
+pub fn unpack<R: Read + Send>(
+    input: R,
+    root: &Path,
+    options: UnpackOptions,
+) -> Result<UnpackSummary, Error> {
+    let recorder = options
+        .recipe
+        .as_deref()
+        .map(RecipeRecorder::create)
+        .transpose()?;
     let blob = Hasher::default();
     let tar = Hasher::default();
-    let (blob_h, tar_h) = (blob.clone(), tar.clone());
+    let decompressor = Decompressor::new(blob.reader(input))
+        .map_err(|e| Error::io("reading the start of the layer", e))?;
+    let compression = decompressor.compression();
     let writer_options = options.writer;
     let confine = options.sandbox;
-    let worker = move || -> Result<_, Error> {
-        let sandbox = confine.then(|| sandbox::confine_writes_to(root)).transpose()?;
-        let mut writer = DirWriter::open(root, writer_options)?;
-        let decompressor = Decompressor::new(blob_h.reader(input))
-            .map_err(|e| Error::io("reading the start of the layer", e))?;
-        let compression = decompressor.compression();
-        let stream = tar_h.reader(decompressor);
-        let (summary, recorder) = match recorder {
-            None => (apply(TarReader::new(stream), writer)?, None),
-            Some(rec) => {
-                let shared = Rc::new(RefCell::new(rec));
-                let hook = shared.clone();
-                writer.on_replace(Box::new(move |path, file| hook.borrow_mut().stash(path, file)));
-                let summary = apply(TarReader::with_sink(stream, Shared(shared.clone())), writer)?;
-                let rec = Rc::try_unwrap(shared)
-                    .map_err(|_| Error::Misuse("recipe recorder still shared after unpack".into()))?
-                    .into_inner();
-                (summary, Some(rec))
+    // Three threads: this one waits; a reader decompresses and hashes; a writer, confined
+    // to the root, parses and applies.
+    let (applied, recorder, sandbox) = std::thread::scope(|s| {
+        let stream = pipe::spawn(s, tar.reader(decompressor));
+        let writer_thread = s.spawn(move || -> Result<_, Error> {
+            let sandbox = confine
+                .then(|| sandbox::confine_writes_to(root))
+                .transpose()?;
+            let mut writer = DirWriter::open(root, writer_options)?;
+            match recorder {
+                None => Ok((apply(TarReader::new(stream), writer)?, None, sandbox)),
+                Some(rec) => {
+                    let shared = Rc::new(RefCell::new(rec));
+                    let hook = shared.clone();
+                    writer.on_replace(Box::new(move |path, file| {
+                        hook.borrow_mut().stash(path, file)
+                    }));
+                    let summary =
+                        apply(TarReader::with_sink(stream, Shared(shared.clone())), writer)?;
+                    let rec = Rc::try_unwrap(shared)
+                        .map_err(|_| {
+                            Error::Misuse("recipe recorder still shared after unpack".into())
+                        })?
+                        .into_inner();
+                    Ok((summary, Some(rec), sandbox))
+                }
             }
-        };
-        Ok((compression, summary, recorder, sandbox))
-    };
-    let (compression, applied, recorder, sandbox) = std::thread::scope(|s| {
-        s.spawn(worker)
+        });
+        writer_thread
             .join()
             .unwrap_or_else(|_| Err(Error::Misuse("the unpack thread panicked".into())))
     })?;

@@ -143,7 +143,10 @@ pub fn put_base256(field: &mut [u8], value: i64) {
 pub fn set_checksum(block: &mut [u8; BLOCK]) {
     block[field::CHKSUM].fill(b' ');
     let sum: u64 = block.iter().map(|&b| b as u64).sum();
-    put_octal(&mut block[field::CHKSUM.start..field::CHKSUM.start + 7], sum);
+    put_octal(
+        &mut block[field::CHKSUM.start..field::CHKSUM.start + 7],
+        sum,
+    );
 }
 
 /// Padding after `len` bytes of data to the next block boundary.

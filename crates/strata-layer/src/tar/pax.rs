@@ -13,9 +13,13 @@ pub fn parse_records(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> 
             .take(20)
             .position(|&b| b == b' ')
             .ok_or("PAX record without a length")?;
-        let len_str = std::str::from_utf8(&data[..space]).map_err(|_| "PAX record length is not a number")?;
+        let len_str =
+            std::str::from_utf8(&data[..space]).map_err(|_| "PAX record length is not a number")?;
         if len_str.is_empty() || !len_str.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("PAX record length `{}` is not a number", len_str.escape_default()));
+            return Err(format!(
+                "PAX record length `{}` is not a number",
+                len_str.escape_default()
+            ));
         }
         let len: usize = len_str
             .parse()
@@ -82,7 +86,10 @@ pub fn parse_time(key: &str, value: &[u8]) -> Result<Timestamp, String> {
         None => (false, s),
     };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let secs: i64 = int.parse().map_err(|_| bad())?;

@@ -4,7 +4,10 @@ use std::io::{self, BufReader, Read};
 
 use super::header::{self, field, Format, BLOCK};
 use super::pax;
-use crate::{Entry, EntryKind, Error, LayerPath, LayerReader, Metadata, PaxRecord, SparseExtent, Timestamp, Xattr};
+use crate::{
+    Entry, EntryKind, Error, LayerPath, LayerReader, Metadata, PaxRecord, SparseExtent, Timestamp,
+    Xattr,
+};
 
 /// Largest PAX or GNU long-name/long-link payload accepted (Go's limit).
 pub const MAX_EXTENSION: u64 = 1 << 20;
@@ -123,7 +126,12 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(format!("reading the layer at byte {}", self.offset + got as u64), e)),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading the layer at byte {}", self.offset + got as u64),
+                        e,
+                    ))
+                }
             }
         }
         self.offset += got as u64;
@@ -171,7 +179,12 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
             match self.input.read(&mut buf[..want]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(format!("reading the layer at byte {}", self.offset), e)),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading the layer at byte {}", self.offset),
+                        e,
+                    ))
+                }
             }
         };
         if n == 0 {
@@ -298,7 +311,10 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                     reason: "checksum mismatch (not a tar archive, or a corrupt header)".into(),
                 });
             }
-            let bad = |reason: String| Error::BadHeader { offset: start, reason };
+            let bad = |reason: String| Error::BadHeader {
+                offset: start,
+                reason,
+            };
             let typeflag = block[field::TYPEFLAG];
             let hsize = header_number(&block[field::SIZE], "size").map_err(&bad)?;
             if hsize < 0 {
@@ -319,9 +335,16 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                     pax::parse_records(&data).map_err(&bad)?;
                 }
                 b'L' | b'K' => {
-                    let slot = if typeflag == b'L' { &mut ext.long_name } else { &mut ext.long_link };
+                    let slot = if typeflag == b'L' {
+                        &mut ext.long_name
+                    } else {
+                        &mut ext.long_link
+                    };
                     if slot.is_some() {
-                        return Err(bad(format!("two GNU long-{} headers for one entry", if typeflag == b'L' { "name" } else { "link" })));
+                        return Err(bad(format!(
+                            "two GNU long-{} headers for one entry",
+                            if typeflag == b'L' { "name" } else { "link" }
+                        )));
                     }
                     let data = self.read_extension(start, hsize, "GNU long name")?;
                     let value = header::cstr(&data).to_vec();
@@ -349,8 +372,17 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
     }
 
     /// Builds the entry of a real (non-extension) header and positions at its data.
-    fn entry(&mut self, start: u64, block: &[u8; BLOCK], hsize: u64, ext: Extensions) -> Result<Option<Entry>, Error> {
-        let bad = |reason: String| Error::BadHeader { offset: start, reason };
+    fn entry(
+        &mut self,
+        start: u64,
+        block: &[u8; BLOCK],
+        hsize: u64,
+        ext: Extensions,
+    ) -> Result<Option<Entry>, Error> {
+        let bad = |reason: String| Error::BadHeader {
+            offset: start,
+            reason,
+        };
         let format = header::format(block);
         let typeflag = block[field::TYPEFLAG];
 
@@ -359,7 +391,11 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
             Some(n) => n.clone(),
             None => {
                 let base = header::cstr(&block[field::NAME]);
-                let prefix = if format == Format::Ustar { header::cstr(&block[field::PREFIX]) } else { &[][..] };
+                let prefix = if format == Format::Ustar {
+                    header::cstr(&block[field::PREFIX])
+                } else {
+                    &[][..]
+                };
                 if prefix.is_empty() {
                     base.to_vec()
                 } else {
@@ -403,7 +439,7 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                 "atime" => meta.atime = Some(pax::parse_time(&key, &value).map_err(&bad)?),
                 "ctime" => meta.ctime = Some(pax::parse_time(&key, &value).map_err(&bad)?),
                 k if k.starts_with("SCHILY.xattr.") => {
-                    let xname = k["SCHILY.xattr.".len()..].as_bytes().to_vec();
+                    let xname = k.as_bytes()["SCHILY.xattr.".len()..].to_vec();
                     meta.xattrs.retain(|x: &Xattr| x.name != xname);
                     meta.xattrs.push(Xattr { name: xname, value });
                 }
@@ -416,11 +452,18 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
         }
         // bsdtar writes both forms; SCHILY wins, LIBARCHIVE fills in what it lacks.
         for (encoded_name, value) in libarchive_xattrs {
-            let (Some(xname), Some(xvalue)) = (percent_decode(&encoded_name), base64_decode(&value)) else {
-                return Err(bad(format!("malformed LIBARCHIVE.xattr record for `{encoded_name}`")));
+            let (Some(xname), Some(xvalue)) =
+                (percent_decode(&encoded_name), base64_decode(&value))
+            else {
+                return Err(bad(format!(
+                    "malformed LIBARCHIVE.xattr record for `{encoded_name}`"
+                )));
             };
             if !meta.xattrs.iter().any(|x| x.name == xname) {
-                meta.xattrs.push(Xattr { name: xname, value: xvalue });
+                meta.xattrs.push(Xattr {
+                    name: xname,
+                    value: xvalue,
+                });
             }
         }
         meta.xattrs.sort();
@@ -430,7 +473,10 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
 
         let header_only = matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
         if header_only && size != 0 {
-            return Err(bad(format!("entry type '{}' cannot carry data, but its size is {size}", typeflag as char)));
+            return Err(bad(format!(
+                "entry type '{}' cannot carry data, but its size is {size}",
+                typeflag as char
+            )));
         }
         let path = LayerPath::from_tar_name(&name).map_err(|reason| Error::BadPath {
             offset: start,
@@ -442,36 +488,51 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
         let mut data_len = size;
         let mut map_bytes = 0u64;
         let kind = match typeflag {
-            b'0' | b'7' => self.file_kind(start, &mut sparse, size, &mut data_len, &mut map_bytes)?,
+            b'0' | b'7' => {
+                self.file_kind(start, &mut sparse, size, &mut data_len, &mut map_bytes)?
+            }
             0 if name_is_dir => EntryKind::Dir,
             0 => self.file_kind(start, &mut sparse, size, &mut data_len, &mut map_bytes)?,
             b'S' => {
-                let realsize = nonneg(num(block, field::GNU_REALSIZE, "sparse real size").map_err(&bad)?, "sparse real size").map_err(&bad)?;
+                let realsize = nonneg(
+                    num(block, field::GNU_REALSIZE, "sparse real size").map_err(&bad)?,
+                    "sparse real size",
+                )
+                .map_err(&bad)?;
                 let mut extents = Vec::new();
                 gnu_sparse_entries(&block[field::GNU_SPARSE], &mut extents).map_err(&bad)?;
                 let mut extended = block[field::GNU_ISEXTENDED] != 0;
                 while extended {
                     let ext_start = self.offset;
                     let Some(ext_block) = self.read_block()? else {
-                        return Err(Error::Truncated { offset: ext_start, inside: "a GNU sparse extension block" });
+                        return Err(Error::Truncated {
+                            offset: ext_start,
+                            inside: "a GNU sparse extension block",
+                        });
                     };
                     gnu_sparse_entries(&ext_block[..504], &mut extents).map_err(&bad)?;
                     extended = ext_block[504] != 0;
                 }
                 let extents = check_extents(extents, realsize, size).map_err(&bad)?;
-                EntryKind::File { size: realsize, sparse: Some(extents) }
+                EntryKind::File {
+                    size: realsize,
+                    sparse: Some(extents),
+                }
             }
             b'1' => {
-                let target = LayerPath::from_tar_name(&linkname).map_err(|reason| Error::BadPath {
-                    offset: start,
-                    name: linkname.escape_ascii().to_string(),
-                    reason,
-                })?;
+                let target =
+                    LayerPath::from_tar_name(&linkname).map_err(|reason| Error::BadPath {
+                        offset: start,
+                        name: linkname.escape_ascii().to_string(),
+                        reason,
+                    })?;
                 if target.is_root() {
                     return Err(bad("hard link to the root directory".into()));
                 }
                 if target.components().any(|c| c.starts_with(b".wh.")) {
-                    return Err(bad(format!("hard link target `{target}` is a whiteout name")));
+                    return Err(bad(format!(
+                        "hard link target `{target}` is a whiteout name"
+                    )));
                 }
                 EntryKind::HardLink { target }
             }
@@ -505,7 +566,12 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
             self.payload = Payload::Raw;
             return Ok(None);
         };
-        let entry = Entry { path, kind, meta, pax: raw };
+        let entry = Entry {
+            path,
+            kind,
+            meta,
+            pax: raw,
+        };
         if matches!(entry.kind, EntryKind::File { .. }) && payload_len > 0 {
             self.payload = Payload::File;
             self.in_file = true;
@@ -525,11 +591,16 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
         data_len: &mut u64,
         map_bytes: &mut u64,
     ) -> Result<EntryKind, Error> {
-        let bad = |reason: String| Error::BadHeader { offset: start, reason };
+        let bad = |reason: String| Error::BadHeader {
+            offset: start,
+            reason,
+        };
         if !sparse.present() {
             return Ok(EntryKind::File { size, sparse: None });
         }
-        let realsize = sparse.realsize.ok_or_else(|| bad("GNU sparse file without its real size".into()))?;
+        let realsize = sparse
+            .realsize
+            .ok_or_else(|| bad("GNU sparse file without its real size".into()))?;
         let extents = if sparse.major == Some(1) {
             let (extents, consumed) = self.read_sparse_map(start, size)?;
             *map_bytes = consumed;
@@ -539,12 +610,22 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
         };
         let extents = check_extents(extents, realsize, size - *map_bytes).map_err(bad)?;
         *data_len = size - *map_bytes;
-        Ok(EntryKind::File { size: realsize, sparse: Some(extents) })
+        Ok(EntryKind::File {
+            size: realsize,
+            sparse: Some(extents),
+        })
     }
 
     /// GNU sparse 1.0: the map is decimal text at the start of the data, padded to a block.
-    fn read_sparse_map(&mut self, start: u64, size: u64) -> Result<(Vec<SparseExtent>, u64), Error> {
-        let bad = |reason: String| Error::BadHeader { offset: start, reason };
+    fn read_sparse_map(
+        &mut self,
+        start: u64,
+        size: u64,
+    ) -> Result<(Vec<SparseExtent>, u64), Error> {
+        let bad = |reason: String| Error::BadHeader {
+            offset: start,
+            reason,
+        };
         let mut numbers: Vec<u64> = Vec::new();
         let mut wanted: Option<u64> = None;
         let mut current: Option<u64> = None;
@@ -554,7 +635,10 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                 return Err(bad("GNU sparse 1.0 map runs past the entry's data".into()));
             }
             let Some(block) = self.read_block()? else {
-                return Err(Error::Truncated { offset: self.offset, inside: "a GNU sparse map" });
+                return Err(Error::Truncated {
+                    offset: self.offset,
+                    inside: "a GNU sparse map",
+                });
             };
             consumed += BLOCK as u64;
             for &b in block.iter() {
@@ -565,11 +649,17 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                 }
                 match b {
                     b'0'..=b'9' => {
-                        let v = current.unwrap_or(0).checked_mul(10).and_then(|v| v.checked_add((b - b'0') as u64));
-                        current = Some(v.ok_or_else(|| bad("GNU sparse map number overflows".into()))?);
+                        let v = current
+                            .unwrap_or(0)
+                            .checked_mul(10)
+                            .and_then(|v| v.checked_add((b - b'0') as u64));
+                        current =
+                            Some(v.ok_or_else(|| bad("GNU sparse map number overflows".into()))?);
                     }
                     b'\n' => {
-                        let v = current.take().ok_or_else(|| bad("empty number in GNU sparse map".into()))?;
+                        let v = current
+                            .take()
+                            .ok_or_else(|| bad("empty number in GNU sparse map".into()))?;
                         if numbers.is_empty() {
                             if v > MAX_SPARSE_EXTENTS {
                                 return Err(bad(format!("GNU sparse map claims {v} extents, over the limit of {MAX_SPARSE_EXTENTS}")));
@@ -587,7 +677,13 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                 }
             }
         }
-        let extents = numbers[1..].chunks(2).map(|p| SparseExtent { offset: p[0], len: p[1] }).collect();
+        let extents = numbers[1..]
+            .chunks(2)
+            .map(|p| SparseExtent {
+                offset: p[0],
+                len: p[1],
+            })
+            .collect();
         Ok((extents, consumed))
     }
 }
@@ -646,13 +742,18 @@ impl SparseInfo {
             "GNU.sparse.numblocks" => {
                 let v = n()?;
                 if v > MAX_SPARSE_EXTENTS {
-                    return Err(format!("GNU sparse map claims {v} extents, over the limit of {MAX_SPARSE_EXTENTS}"));
+                    return Err(format!(
+                        "GNU sparse map claims {v} extents, over the limit of {MAX_SPARSE_EXTENTS}"
+                    ));
                 }
                 self.numblocks = Some(v);
             }
             "GNU.sparse.offset" => self.pending_offset = Some(n()?),
             "GNU.sparse.numbytes" => {
-                let offset = self.pending_offset.take().ok_or("GNU.sparse.numbytes without an offset")?;
+                let offset = self
+                    .pending_offset
+                    .take()
+                    .ok_or("GNU.sparse.numbytes without an offset")?;
                 self.push(offset, n()?)?;
             }
             "GNU.sparse.map" => {
@@ -660,7 +761,10 @@ impl SparseInfo {
                 let nums = text
                     .split(',')
                     .filter(|s| !s.is_empty())
-                    .map(|s| s.parse::<u64>().map_err(|_| format!("GNU.sparse.map holds `{s}`")))
+                    .map(|s| {
+                        s.parse::<u64>()
+                            .map_err(|_| format!("GNU.sparse.map holds `{s}`"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 if nums.len() % 2 != 0 {
                     return Err("GNU.sparse.map has an odd number of values".into());
@@ -689,8 +793,12 @@ fn gnu_sparse_entries(area: &[u8], out: &mut Vec<SparseExtent>) -> Result<(), St
         if pair.iter().all(|&b| b == 0) {
             break;
         }
-        let offset = header::number(&pair[..12]).filter(|v| *v >= 0).ok_or("bad sparse offset")? as u64;
-        let len = header::number(&pair[12..]).filter(|v| *v >= 0).ok_or("bad sparse length")? as u64;
+        let offset = header::number(&pair[..12])
+            .filter(|v| *v >= 0)
+            .ok_or("bad sparse offset")? as u64;
+        let len = header::number(&pair[12..])
+            .filter(|v| *v >= 0)
+            .ok_or("bad sparse length")? as u64;
         if out.len() as u64 >= MAX_SPARSE_EXTENTS {
             return Err("too many sparse extents".into());
         }
@@ -700,26 +808,41 @@ fn gnu_sparse_entries(area: &[u8], out: &mut Vec<SparseExtent>) -> Result<(), St
 }
 
 /// Extents must be ascending, disjoint, inside the file, and hold exactly the stored bytes.
-fn check_extents(extents: Vec<SparseExtent>, realsize: u64, stored: u64) -> Result<Vec<SparseExtent>, String> {
+fn check_extents(
+    extents: Vec<SparseExtent>,
+    realsize: u64,
+    stored: u64,
+) -> Result<Vec<SparseExtent>, String> {
     let mut end = 0u64;
     let mut total = 0u64;
     for e in &extents {
-        let e_end = e.offset.checked_add(e.len).ok_or("sparse extent overflows")?;
+        let e_end = e
+            .offset
+            .checked_add(e.len)
+            .ok_or("sparse extent overflows")?;
         if e.offset < end || e_end > realsize {
-            return Err(format!("sparse extent {}+{} is out of order or past the file's {realsize} bytes", e.offset, e.len));
+            return Err(format!(
+                "sparse extent {}+{} is out of order or past the file's {realsize} bytes",
+                e.offset, e.len
+            ));
         }
         end = e_end;
         total += e.len;
     }
     if total != stored {
-        return Err(format!("sparse map covers {total} bytes but the entry stores {stored}"));
+        return Err(format!(
+            "sparse map covers {total} bytes but the entry stores {stored}"
+        ));
     }
     Ok(extents.into_iter().filter(|e| e.len > 0).collect())
 }
 
 /// Turns `.wh.` names into whiteout and opaque entries (image-formats §6.1).
 /// `None` for AUFS bookkeeping entries, which are skipped.
-fn whiteout_decode(path: LayerPath, kind: EntryKind) -> Result<(Option<LayerPath>, EntryKind), String> {
+fn whiteout_decode(
+    path: LayerPath,
+    kind: EntryKind,
+) -> Result<(Option<LayerPath>, EntryKind), String> {
     let Some(base) = path.file_name().map(<[u8]>::to_vec) else {
         if kind != EntryKind::Dir {
             return Err("the root entry `./` must be a directory".into());
@@ -732,13 +855,19 @@ fn whiteout_decode(path: LayerPath, kind: EntryKind) -> Result<(Option<LayerPath
     }
     let parent = path.parent().unwrap_or_default();
     if let Some(c) = parent.components().find(|c| c.starts_with(b".wh.")) {
-        return Err(format!("`{path}` lies inside a whiteout name `{}`", c.escape_ascii()));
+        return Err(format!(
+            "`{path}` lies inside a whiteout name `{}`",
+            c.escape_ascii()
+        ));
     }
     let Some(hidden) = base.strip_prefix(b".wh.") else {
         return Ok((Some(path), kind));
     };
     if !matches!(kind, EntryKind::File { .. }) {
-        return Err(format!("whiteout `{path}` must be a regular file, not type '{}'", kind.letter()));
+        return Err(format!(
+            "whiteout `{path}` must be a regular file, not type '{}'",
+            kind.letter()
+        ));
     }
     if hidden == b".wh..opq" {
         return Ok((Some(parent), EntryKind::Opaque));
@@ -747,9 +876,14 @@ fn whiteout_decode(path: LayerPath, kind: EntryKind) -> Result<(Option<LayerPath
         return Err(format!("unknown whiteout meta entry `{path}`"));
     }
     if matches!(hidden, b"" | b"." | b"..") {
-        return Err(format!("whiteout `{path}` names `{}`, which is not a file name", hidden.escape_ascii()));
+        return Err(format!(
+            "whiteout `{path}` names `{}`, which is not a file name",
+            hidden.escape_ascii()
+        ));
     }
-    let target = parent.join(hidden).map_err(|e| format!("whiteout `{path}`: {e}"))?;
+    let target = parent
+        .join(hidden)
+        .map_err(|e| format!("whiteout `{path}`: {e}"))?;
     Ok((Some(target), EntryKind::Whiteout))
 }
 
@@ -765,7 +899,11 @@ fn nonneg(v: i128, what: &str) -> Result<u64, String> {
     u64::try_from(v).map_err(|_| format!("negative {what}"))
 }
 
-fn device_number(block: &[u8; BLOCK], range: std::ops::Range<usize>, what: &str) -> Result<u32, String> {
+fn device_number(
+    block: &[u8; BLOCK],
+    range: std::ops::Range<usize>,
+    what: &str,
+) -> Result<u32, String> {
     let v = num(block, range, what)?;
     u32::try_from(v).map_err(|_| format!("device {what} number {v} does not fit 32 bits"))
 }
@@ -790,6 +928,11 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(s.iter().copied().filter(|&c| c != b'=').collect::<Vec<u8>>())
+        .decode(
+            s.iter()
+                .copied()
+                .filter(|&c| c != b'=')
+                .collect::<Vec<u8>>(),
+        )
         .ok()
 }

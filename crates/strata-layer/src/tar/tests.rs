@@ -1,7 +1,10 @@
 use super::header::{self, field, BLOCK};
 use super::pax;
 use super::{TarReader, TarSink, TarWriter};
-use crate::{Entry, EntryKind, Error, LayerPath, LayerReader, LayerWriter, Metadata, PaxRecord, SparseExtent, Timestamp, Xattr};
+use crate::{
+    Entry, EntryKind, Error, LayerPath, LayerReader, LayerWriter, Metadata, PaxRecord,
+    SparseExtent, Timestamp, Xattr,
+};
 
 fn p(s: &[u8]) -> LayerPath {
     LayerPath::from_tar_name(s).unwrap()
@@ -69,7 +72,13 @@ fn pax_block(records: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn file(path: &[u8], data: &[u8]) -> (Entry, Vec<u8>) {
-    let mut e = Entry::new(p(path), EntryKind::File { size: data.len() as u64, sparse: None });
+    let mut e = Entry::new(
+        p(path),
+        EntryKind::File {
+            size: data.len() as u64,
+            sparse: None,
+        },
+    );
     e.meta.mode = 0o644;
     (e, data.to_vec())
 }
@@ -89,22 +98,62 @@ fn every_kind_round_trips_through_writer_and_reader() {
         atime: None,
         ctime: None,
         xattrs: vec![
-            Xattr { name: b"security.capability".to_vec(), value: vec![1, 0, 0, 2, 0xff] },
-            Xattr { name: b"user.big".to_vec(), value: vec![b'v'; 4000] },
+            Xattr {
+                name: b"security.capability".to_vec(),
+                value: vec![1, 0, 0, 2, 0xff],
+            },
+            Xattr {
+                name: b"user.big".to_vec(),
+                value: vec![b'v'; 4000],
+            },
         ],
     };
-    rich.0.pax.push(PaxRecord { key: "MSWINDOWS.fileattr".into(), value: b"32".to_vec() });
+    rich.0.pax.push(PaxRecord {
+        key: "MSWINDOWS.fileattr".into(),
+        value: b"32".to_vec(),
+    });
     let entries = vec![
         (Entry::new(p(b"dir"), EntryKind::Dir), vec![]),
         rich,
         file(&long_path, b"long name"),
         file("caf\u{e9}/\u{1f600}".as_bytes(), b""),
         file(b"raw\xff\xfe", b"x"),
-        (Entry::new(p(b"hl"), EntryKind::HardLink { target: p(b"rich") }), vec![]),
-        (Entry::new(p(b"sl"), EntryKind::Symlink { target: b"/etc/os-release".to_vec() }), vec![]),
-        (Entry::new(p(b"longlink"), EntryKind::Symlink { target: vec![b't'; 300] }), vec![]),
-        (Entry::new(p(b"null"), EntryKind::CharDevice { major: 1, minor: 3 }), vec![]),
-        (Entry::new(p(b"big"), EntryKind::BlockDevice { major: 4095, minor: 1_048_575 }), vec![]),
+        (
+            Entry::new(p(b"hl"), EntryKind::HardLink { target: p(b"rich") }),
+            vec![],
+        ),
+        (
+            Entry::new(
+                p(b"sl"),
+                EntryKind::Symlink {
+                    target: b"/etc/os-release".to_vec(),
+                },
+            ),
+            vec![],
+        ),
+        (
+            Entry::new(
+                p(b"longlink"),
+                EntryKind::Symlink {
+                    target: vec![b't'; 300],
+                },
+            ),
+            vec![],
+        ),
+        (
+            Entry::new(p(b"null"), EntryKind::CharDevice { major: 1, minor: 3 }),
+            vec![],
+        ),
+        (
+            Entry::new(
+                p(b"big"),
+                EntryKind::BlockDevice {
+                    major: 4095,
+                    minor: 1_048_575,
+                },
+            ),
+            vec![],
+        ),
         (Entry::new(p(b"fifo"), EntryKind::Fifo), vec![]),
         (Entry::new(p(b"dir/gone"), EntryKind::Whiteout), vec![]),
         (Entry::new(p(b"dir"), EntryKind::Opaque), vec![]),
@@ -146,7 +195,10 @@ fn writer_names_pax_headers_like_go() {
     let mut e = file(b"dir/sub/file", b"");
     e.0.meta.mtime = Timestamp::new(5, 500_000_000);
     let tar = write(&[e]);
-    assert_eq!(header::cstr(&tar[field::NAME]), b"dir/sub/PaxHeaders.0/file");
+    assert_eq!(
+        header::cstr(&tar[field::NAME]),
+        b"dir/sub/PaxHeaders.0/file"
+    );
     assert_eq!(tar[field::TYPEFLAG], b'x');
     assert_eq!(&tar[BLOCK..BLOCK + 13], b"13 mtime=5.5\n");
 }
@@ -200,11 +252,17 @@ fn refuses_bad_checksums_huge_extensions_and_dotdot() {
 fn refuses_data_on_header_only_types_and_a_header_after_one_zero_block() {
     let mut tar = block(b"d/", b'5', 512).to_vec();
     tar.extend([0u8; 512 + 1024]);
-    assert!(read_all(&tar).unwrap_err().to_string().contains("cannot carry data"));
+    assert!(read_all(&tar)
+        .unwrap_err()
+        .to_string()
+        .contains("cannot carry data"));
 
     let mut tar = vec![0u8; 512];
     tar.extend(block(b"smuggled", b'0', 0));
-    assert!(read_all(&tar).unwrap_err().to_string().contains("single zero block"));
+    assert!(read_all(&tar)
+        .unwrap_err()
+        .to_string()
+        .contains("single zero block"));
 }
 
 #[test]
@@ -233,16 +291,32 @@ fn truncated_data_and_headers_are_errors() {
 #[test]
 fn whiteout_names_become_whiteout_and_opaque_entries() {
     let mut tar = Vec::new();
-    for name in [&b"./etc/.wh.motd"[..], b"etc/apt/.wh..wh..opq", b".wh..wh.plnk/123.45"] {
+    for name in [
+        &b"./etc/.wh.motd"[..],
+        b"etc/apt/.wh..wh..opq",
+        b".wh..wh.plnk/123.45",
+    ] {
         tar.extend(block(name, b'0', 0));
     }
     tar.extend([0u8; 1024]);
     let got = read_all(&tar).unwrap();
     assert_eq!(got.len(), 2, "AUFS bookkeeping is skipped");
-    assert_eq!((got[0].0.path.as_bytes(), &got[0].0.kind), (&b"etc/motd"[..], &EntryKind::Whiteout));
-    assert_eq!((got[1].0.path.as_bytes(), &got[1].0.kind), (&b"etc/apt"[..], &EntryKind::Opaque));
+    assert_eq!(
+        (got[0].0.path.as_bytes(), &got[0].0.kind),
+        (&b"etc/motd"[..], &EntryKind::Whiteout)
+    );
+    assert_eq!(
+        (got[1].0.path.as_bytes(), &got[1].0.kind),
+        (&b"etc/apt"[..], &EntryKind::Opaque)
+    );
 
-    for bad in [&b".wh.."[..], b"a/.wh...", b".wh.", b"a/.wh..wh.foo", b".wh.x/child"] {
+    for bad in [
+        &b".wh.."[..],
+        b"a/.wh...",
+        b".wh.",
+        b"a/.wh..wh.foo",
+        b".wh.x/child",
+    ] {
         let mut tar = block(bad, b'0', 0).to_vec();
         tar.extend([0u8; 1024]);
         assert!(read_all(&tar).is_err(), "{}", bad.escape_ascii());
@@ -253,7 +327,10 @@ fn whiteout_names_become_whiteout_and_opaque_entries() {
 fn root_entry_must_be_a_directory() {
     let mut tar = block(b"./", b'2', 0).to_vec();
     tar.extend([0u8; 1024]);
-    assert!(read_all(&tar).unwrap_err().to_string().contains("root entry"));
+    assert!(read_all(&tar)
+        .unwrap_err()
+        .to_string()
+        .contains("root entry"));
 }
 
 #[test]
@@ -276,7 +353,10 @@ fn gnu_sparse_1_0_map_is_read_from_the_data() {
         got[0].0.kind,
         EntryKind::File {
             size: 20,
-            sparse: Some(vec![SparseExtent { offset: 0, len: 3 }, SparseExtent { offset: 10, len: 2 }])
+            sparse: Some(vec![
+                SparseExtent { offset: 0, len: 3 },
+                SparseExtent { offset: 10, len: 2 }
+            ])
         }
     );
     assert_eq!(got[0].1, b"abcde");

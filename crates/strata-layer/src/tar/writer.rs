@@ -132,8 +132,12 @@ impl<W: Write> LayerWriter for TarWriter<W> {
             self.put(data)?;
         } else {
             while !data.is_empty() {
-                let Some(fill) = self.sparse.as_mut() else { break };
-                let Some(ext) = fill.current.as_mut() else { break };
+                let Some(fill) = self.sparse.as_mut() else {
+                    break;
+                };
+                let Some(ext) = fill.current.as_mut() else {
+                    break;
+                };
                 let hole = ext.offset - fill.pos;
                 let take = (ext.len as usize).min(data.len());
                 ext.offset += take as u64;
@@ -166,34 +170,51 @@ impl<W: Write> LayerWriter for TarWriter<W> {
 /// The header blocks of one entry (a PAX header first when needed).
 fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
     let meta = &entry.meta;
-    let (name, typeflag, mode, uid, gid, mtime, size, linkname): (Vec<u8>, u8, u32, u64, u64, Timestamp, u64, &[u8]) =
-        match &entry.kind {
-            EntryKind::Whiteout | EntryKind::Opaque => {
-                let marker = whiteout_name(entry)?;
-                (marker, b'0', 0, 0, 0, Timestamp::EPOCH, 0, &[])
-            }
-            kind => {
-                let mut name = if entry.path.is_root() {
-                    b".".to_vec()
-                } else {
-                    entry.path.as_bytes().to_vec()
-                };
-                let (flag, size, link): (u8, u64, &[u8]) = match kind {
-                    EntryKind::File { size, .. } => (b'0', *size, &[]),
-                    EntryKind::Dir => {
-                        name.push(b'/');
-                        (b'5', 0, &[])
-                    }
-                    EntryKind::Symlink { target } => (b'2', 0, target),
-                    EntryKind::HardLink { target } => (b'1', 0, target.as_bytes()),
-                    EntryKind::CharDevice { .. } => (b'3', 0, &[]),
-                    EntryKind::BlockDevice { .. } => (b'4', 0, &[]),
-                    EntryKind::Fifo => (b'6', 0, &[]),
-                    EntryKind::Whiteout | EntryKind::Opaque => unreachable!("handled above"),
-                };
-                (name, flag, meta.mode & 0o7777, meta.uid, meta.gid, meta.mtime, size, link)
-            }
-        };
+    let (name, typeflag, mode, uid, gid, mtime, size, linkname): (
+        Vec<u8>,
+        u8,
+        u32,
+        u64,
+        u64,
+        Timestamp,
+        u64,
+        &[u8],
+    ) = match &entry.kind {
+        EntryKind::Whiteout | EntryKind::Opaque => {
+            let marker = whiteout_name(entry)?;
+            (marker, b'0', 0, 0, 0, Timestamp::EPOCH, 0, &[])
+        }
+        kind => {
+            let mut name = if entry.path.is_root() {
+                b".".to_vec()
+            } else {
+                entry.path.as_bytes().to_vec()
+            };
+            let (flag, size, link): (u8, u64, &[u8]) = match kind {
+                EntryKind::File { size, .. } => (b'0', *size, &[]),
+                EntryKind::Dir => {
+                    name.push(b'/');
+                    (b'5', 0, &[])
+                }
+                EntryKind::Symlink { target } => (b'2', 0, target),
+                EntryKind::HardLink { target } => (b'1', 0, target.as_bytes()),
+                EntryKind::CharDevice { .. } => (b'3', 0, &[]),
+                EntryKind::BlockDevice { .. } => (b'4', 0, &[]),
+                EntryKind::Fifo => (b'6', 0, &[]),
+                EntryKind::Whiteout | EntryKind::Opaque => unreachable!("handled above"),
+            };
+            (
+                name,
+                flag,
+                meta.mode & 0o7777,
+                meta.uid,
+                meta.gid,
+                meta.mtime,
+                size,
+                link,
+            )
+        }
+    };
 
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     let mut block = [0u8; BLOCK];
@@ -223,12 +244,18 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
         records.push(("size".into(), size.to_string().into_bytes()));
     }
     let secs_fit = (0..=OCTAL11 as i64).contains(&mtime.secs);
-    header::put_octal(&mut block[field::MTIME], if secs_fit { mtime.secs as u64 } else { 0 });
+    header::put_octal(
+        &mut block[field::MTIME],
+        if secs_fit { mtime.secs as u64 } else { 0 },
+    );
     if !secs_fit || mtime.nanos != 0 {
         records.push(("mtime".into(), pax::format_time(mtime).into_bytes()));
     }
     if !matches!(entry.kind, EntryKind::Whiteout | EntryKind::Opaque) {
-        for (range, value, key) in [(field::UNAME, &meta.uname, "uname"), (field::GNAME, &meta.gname, "gname")] {
+        for (range, value, key) in [
+            (field::UNAME, &meta.uname, "uname"),
+            (field::GNAME, &meta.gname, "gname"),
+        ] {
             if value.len() > 32 || !value.is_ascii() {
                 records.push((key.into(), value.clone()));
             }
@@ -236,7 +263,13 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
         }
         for x in &meta.xattrs {
             let key = std::str::from_utf8(&x.name).map_err(|_| {
-                Error::apply(&entry.path, format!("xattr name `{}` is not UTF-8 and cannot be a PAX key", x.name.escape_ascii()))
+                Error::apply(
+                    &entry.path,
+                    format!(
+                        "xattr name `{}` is not UTF-8 and cannot be a PAX key",
+                        x.name.escape_ascii()
+                    ),
+                )
             })?;
             records.push((format!("SCHILY.xattr.{key}"), x.value.clone()));
         }
@@ -248,7 +281,9 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
     block[field::MAGIC].copy_from_slice(b"ustar\0");
     block[field::VERSION].copy_from_slice(b"00");
     let (major, minor) = match entry.kind {
-        EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => (major as u64, minor as u64),
+        EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
+            (major as u64, minor as u64)
+        }
         _ => (0, 0),
     };
     for (range, value) in [(field::DEVMAJOR, major), (field::DEVMINOR, minor)] {
@@ -283,7 +318,10 @@ fn whiteout_name(entry: &Entry) -> Result<Vec<u8>, Error> {
                 .path
                 .file_name()
                 .ok_or_else(|| Error::apply(&entry.path, "a whiteout cannot delete the root"))?;
-            (entry.path.parent().unwrap_or_default(), [b".wh.", name].concat())
+            (
+                entry.path.parent().unwrap_or_default(),
+                [b".wh.", name].concat(),
+            )
         }
         _ => (entry.path.clone(), b".wh..wh..opq".to_vec()),
     };
@@ -325,7 +363,11 @@ fn pax_header(name: &[u8], size: u64) -> [u8; BLOCK] {
         None => (&b""[..], trimmed),
     };
     let full = [dir, b"PaxHeaders.0/", base].concat();
-    let ascii: Vec<u8> = full.into_iter().filter(|b| b.is_ascii()).take(100).collect();
+    let ascii: Vec<u8> = full
+        .into_iter()
+        .filter(|b| b.is_ascii())
+        .take(100)
+        .collect();
     let ascii = ascii.strip_suffix(b"/").unwrap_or(&ascii);
     let mut block = [0u8; BLOCK];
     block[..ascii.len()].copy_from_slice(ascii);

@@ -1,0 +1,101 @@
+//! How results reach a person or a program: text or JSON on stdout, warnings and
+//! progress bars on stderr (bars only on a terminal).
+
+use std::io::{IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+pub struct Output {
+    pub json: bool,
+    quiet: bool,
+    verbose: bool,
+    bar: ProgressBar,
+}
+
+impl Output {
+    pub fn new(json: bool, quiet: bool, verbose: bool) -> Self {
+        let bar = ProgressBar::hidden();
+        Output {
+            json,
+            quiet,
+            verbose,
+            bar,
+        }
+    }
+
+    /// Shows a byte progress bar (total known or not) when stderr is a terminal.
+    pub fn progress(&self, what: &str, total: Option<u64>) -> ProgressBar {
+        let visible = !self.quiet && !self.json && std::io::stderr().is_terminal();
+        let bar = self.bar.clone();
+        if !visible {
+            return bar;
+        }
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        let style = match total {
+            Some(t) => {
+                bar.set_length(t);
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+            }
+            None => ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}"),
+        };
+        if let Ok(style) = style {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_owned());
+        bar
+    }
+
+    pub fn clear_progress(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// Prints a result: `value` as JSON with `--json`, else the text from `text`.
+    pub fn result<T: Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        self.clear_progress();
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut stdout, value)?;
+            writeln!(stdout)?;
+        } else if !self.quiet {
+            let t = text();
+            if !t.is_empty() {
+                writeln!(stdout, "{t}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints warnings to stderr (all with `-v`, else a count past the first few).
+    pub fn warnings(&self, warnings: &[String]) {
+        if self.quiet {
+            return;
+        }
+        let shown = if self.verbose {
+            warnings.len()
+        } else {
+            warnings.len().min(5)
+        };
+        for w in &warnings[..shown] {
+            eprintln!("strata: warning: {w}");
+        }
+        if shown < warnings.len() {
+            eprintln!(
+                "strata: warning: {} more warnings (see them all with -v)",
+                warnings.len() - shown
+            );
+        }
+    }
+
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("strata: note: {text}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Packing a directory into a layer tar, optionally compressed, with both digests
+//! computed on the way out.
+//!
+//! ```no_run
+//! use strata_layer::{compress::Compression, pack::pack};
+//! # fn main() -> Result<(), strata_layer::Error> {
+//! let out = std::fs::File::create("layer.tar.zst").unwrap();
+//! let summary = pack("/tmp/rootfs".as_ref(), out, Compression::Zstd)?;
+//! println!("diffID {} blob {} ({} bytes)", summary.diff_id, summary.blob_digest, summary.blob_bytes);
+//! # Ok(()) }
+//! ```
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::compress::{Compression, Compressor};
+use crate::digest::{Digest, Hasher};
+use crate::dir_reader::DirReader;
+use crate::tar::TarWriter;
+use crate::{copy, Error};
+
+/// What a pack produced.
+#[derive(Debug, Clone)]
+pub struct PackSummary {
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    pub tar_bytes: u64,
+    /// sha256 and size of the bytes written (equal to the above when uncompressed).
+    pub blob_digest: Digest,
+    pub blob_bytes: u64,
+    /// Things skipped (sockets), one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// Writes the tree at `root` as a layer tar to `out`; the root itself is not an entry.
+/// The same tree always gives the same bytes ([`DirReader`] order, [`TarWriter`] encoding).
+pub fn pack<W: Write>(root: &Path, out: W, compression: Compression) -> Result<PackSummary, Error> {
+    let blob = Hasher::default();
+    let tar = Hasher::default();
+    let compressor = Compressor::new(
+        blob.writer(BufWriter::with_capacity(1 << 20, out)),
+        compression,
+    )
+    .map_err(|e| Error::io("starting compression", e))?;
+    let mut reader = DirReader::open(root)?;
+    let writer = TarWriter::new(BufWriter::with_capacity(1 << 20, tar.writer(compressor)));
+    let stream = copy(&mut reader, writer)?;
+    let compressor = stream
+        .into_inner()
+        .map_err(|e| Error::io("writing the layer", e.into_error()))?
+        .into_inner();
+    let mut out = compressor
+        .finish()
+        .map_err(|e| Error::io("finishing compression", e))?;
+    out.flush().map_err(|e| Error::io("writing the layer", e))?;
+    Ok(PackSummary {
+        diff_id: tar.digest(),
+        tar_bytes: tar.bytes(),
+        blob_digest: blob.digest(),
+        blob_bytes: blob.bytes(),
+        warnings: reader.warnings().to_vec(),
+    })
+}
