@@ -465,9 +465,33 @@ impl DirWriter {
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
             Err(e) => return Err(resolve_error(entry, dir, e)),
         };
+        self.keep_times(dir, fd.as_fd());
         let fd = Arc::new(fd);
         self.cache.put(dir, fd.clone());
         Ok(Some(fd))
+    }
+
+    /// A directory this layer changes but does not list keeps its times (as umoci and
+    /// containers/storage leave them): they are read the first time it is resolved,
+    /// before anything in it changes, and set again in `finish`. A later entry for the
+    /// directory replaces them with its own.
+    fn keep_times(&mut self, dir: &[u8], fd: BorrowedFd<'_>) {
+        if self.dir_meta.contains_key(dir) {
+            return;
+        }
+        let (Ok(st), Ok(path)) = (rfs::fstat(fd), LayerPath::from_tar_name(dir)) else {
+            return;
+        };
+        let time = |secs: i64, nanos: i64| Timestamp::new(secs, nanos.clamp(0, 999_999_999) as u32);
+        self.dir_meta.insert(
+            dir.into(),
+            DirMeta {
+                path,
+                mode: None,
+                mtime: time(st.st_mtime, st.st_mtime_nsec as i64),
+                atime: time(st.st_atime, st.st_atime_nsec as i64),
+            },
+        );
     }
 
     /// The parent directory of `path` (not the root) and its last component.
@@ -888,14 +912,15 @@ impl DirWriter {
                 ));
                 Ok(())
             }
-            Err(Errno::INVAL) => Err(Error::apply_io(
-                path,
-                format!(
-                    "cannot set xattr `{}`: the kernel rejected its value as malformed",
+            // A malformed value (a 28-byte v3 capability, say) is dropped, not fatal: not
+            // applying an attribute grants nothing, and the rest of the layer is sound.
+            Err(Errno::INVAL) => {
+                self.warn(format!(
+                    "xattr `{}` on `{path}` not applied: the kernel rejected its value as malformed",
                     shown(name)
-                ),
-                io_err(Errno::INVAL),
-            )),
+                ));
+                Ok(())
+            }
             Err(e) => Err(Error::apply_io(
                 path,
                 format!("cannot set xattr `{}`", shown(name)),
@@ -2647,8 +2672,12 @@ mod tests {
         if is_root() {
             let mut bad = file("badcap", b"x");
             bad.0.meta.xattrs = vec![x("security.capability", &v3)];
-            let err = apply(&s.root, &[bad]).unwrap_err().to_string();
-            assert!(err.contains("rejected its value as malformed"), "{err}");
+            let summary = apply(&s.root, &[bad]).unwrap();
+            assert!(summary
+                .warnings
+                .iter()
+                .any(|w| w.contains("rejected its value as malformed")));
+            assert_eq!(get("badcap", "security.capability"), None);
             let mut good = file("goodcap", b"x");
             let v3_ok = [&v3[..20], &[0xe8, 3, 0, 0][..]].concat();
             good.0.meta.xattrs = vec![x("security.capability", &v3_ok)];
