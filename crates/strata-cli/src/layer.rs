@@ -242,8 +242,7 @@ fn pack_cmd(dir: &Path, output: &Path, compression: Compression, out: &Output) -
     let bar = out.progress("packing", None);
     let s = write_output(output, |w| {
         let w = bar.wrap_write(BufWriter::with_capacity(1 << 20, w));
-        Ok(pack::pack(dir, w, compression)
-            .with_context(|| format!("cannot pack {}", dir.display()))?)
+        pack::pack(dir, w, compression).with_context(|| format!("cannot pack {}", dir.display()))
     })?;
     out.warnings(&s.warnings);
     let report = PackReport {
@@ -275,8 +274,8 @@ struct RepackReport {
 fn repack_cmd(dir: &Path, recipe_path: &Path, output: &Path, out: &Output) -> Result<()> {
     let bar = out.progress("repacking", None);
     let s = write_output(output, |w| {
-        Ok(recipe::rebuild(recipe_path, dir, bar.wrap_write(w))
-            .with_context(|| format!("cannot rebuild the layer of {}", dir.display()))?)
+        recipe::rebuild(recipe_path, dir, bar.wrap_write(w))
+            .with_context(|| format!("cannot rebuild the layer of {}", dir.display()))
     })?;
     if output == Path::new("-") && !out.json {
         return Ok(());

@@ -19,6 +19,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 
+use crate::digest::Hasher;
+
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -110,6 +112,27 @@ impl<R: Read> Read for Decompressor<R> {
             },
         }
     }
+}
+
+/// The decompressor [`open_blob`] returns.
+pub type BlobDecompressor<'a> = Decompressor<Box<dyn Read + Send + 'a>>;
+
+/// Opens a layer blob: returns its decompressed (tar) stream and, when the blob is
+/// compressed, a [`Hasher`] that sees the blob's own bytes. An uncompressed blob's digest
+/// is its tar digest, so it is not hashed twice.
+pub fn open_blob<'a, R: Read + Send + 'a>(
+    input: R,
+) -> io::Result<(BlobDecompressor<'a>, Option<Hasher>)> {
+    let mut buf = BufReader::with_capacity(BUF, input);
+    let (source, blob): (Box<dyn Read + Send + 'a>, _) = match Compression::detect(buf.fill_buf()?)
+    {
+        Compression::None => (Box::new(buf), None),
+        _ => {
+            let h = Hasher::default();
+            (Box::new(h.reader(buf)), Some(h))
+        }
+    };
+    Ok((Decompressor::new(source)?, blob))
 }
 
 /// Compresses what is written to it; [`finish`](Compressor::finish) ends the stream.

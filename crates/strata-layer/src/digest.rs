@@ -149,13 +149,14 @@ pub struct LayerDigests {
 
 /// Reads a layer blob (plain, gzip or zstd) to its end and returns its diffID and blob
 /// digest, both from one pass.
-pub fn digest_layer<R: Read>(input: R) -> Result<LayerDigests, crate::Error> {
-    let (blob, tar) = (Hasher::default(), Hasher::default());
-    let mut decompressor = crate::compress::Decompressor::new(blob.reader(input))
-        .map_err(|e| crate::Error::io("reading the layer", e))?;
+pub fn digest_layer<R: Read + Send>(input: R) -> Result<LayerDigests, crate::Error> {
+    let tar = Hasher::default();
+    let (mut decompressor, blob) =
+        crate::compress::open_blob(input).map_err(|e| crate::Error::io("reading the layer", e))?;
     let compression = decompressor.compression();
     io::copy(&mut decompressor, &mut tar.writer(io::sink()))
         .map_err(|e| crate::Error::io("decompressing the layer", e))?;
+    let blob = blob.unwrap_or_else(|| tar.clone());
     Ok(LayerDigests {
         compression,
         diff_id: tar.digest(),

@@ -66,21 +66,18 @@ use std::sync::Arc;
 
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{
-    self as rfs, AtFlags, FileType, Gid, Mode, OFlags, RawDir, ResolveFlags, Stat, Timespec,
-    Timestamps, Uid, XattrFlags,
+    self as rfs, AtFlags, FileType, Gid, Mode, OFlags, RawDir, Stat, Timespec, Timestamps, Uid,
+    XattrFlags,
 };
 use rustix::io::Errno;
 
+use crate::inroot::{self, CHUNK};
 use crate::{Entry, EntryKind, Error, LayerPath, LayerWriter, Metadata, SparseExtent, Timestamp};
 
-/// Paths longer than this are resolved in chunks (PATH_MAX is 4096 with the NUL).
-const CHUNK: usize = 4000;
 /// Open parent directories kept for the next entries.
 const CACHE_SIZE: usize = 16;
 /// At most this many warnings are kept; the rest are counted.
 const MAX_WARNINGS: usize = 1000;
-/// `openat2` with `RESOLVE_IN_ROOT` may ask for a retry when a rename raced with `..`.
-const EAGAIN_RETRIES: usize = 64;
 
 /// What the writer may do beyond plain files, directories and links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,60 +248,6 @@ fn timespec(t: Timestamp) -> Timespec {
     }
 }
 
-fn openat2_retry(
-    dir: BorrowedFd<'_>,
-    path: &[u8],
-    resolve: ResolveFlags,
-) -> Result<OwnedFd, Errno> {
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let mut tries = 0;
-    loop {
-        match rfs::openat2(dir, path, flags, Mode::empty(), resolve) {
-            Err(Errno::AGAIN) | Err(Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
-            r => return r,
-        }
-    }
-}
-
-/// Splits `p` into a head of at most `CHUNK` bytes ending at a component boundary and the rest.
-fn split_chunk(p: &[u8]) -> (&[u8], &[u8]) {
-    if p.len() <= CHUNK {
-        return (p, &[]);
-    }
-    let cut = match p[..=CHUNK].iter().rposition(|&b| b == b'/') {
-        Some(i) if i > 0 => i,
-        // One component longer than a chunk: hand it to the kernel, which says ENAMETOOLONG.
-        _ => p.iter().position(|&b| b == b'/').unwrap_or(p.len()),
-    };
-    (&p[..cut], p.get(cut + 1..).unwrap_or(&[]))
-}
-
-/// Opens the directory `path` (relative, normalized) with symlinks resolved inside `root`.
-///
-/// Beyond `CHUNK` bytes the path is resolved in pieces: the first with `RESOLVE_IN_ROOT`
-/// from the root, each further one with `RESOLVE_BENEATH` from the previous piece's
-/// directory. That stays confined (each piece's directory lies inside the root), and a
-/// symlink in a later piece that is absolute or climbs above its piece fails with `EXDEV`
-/// instead of resolving differently from a short path.
-fn resolve_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
-    let in_root = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    if path.len() <= CHUNK {
-        return openat2_retry(root, path, in_root);
-    }
-    let (head, mut rest) = split_chunk(path);
-    let mut cur = openat2_retry(root, head, in_root)?;
-    while !rest.is_empty() {
-        let (head, tail) = split_chunk(rest);
-        cur = openat2_retry(
-            cur.as_fd(),
-            head,
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-        )?;
-        rest = tail;
-    }
-    Ok(cur)
-}
-
 fn resolve_error(entry: &LayerPath, dir: &[u8], e: Errno) -> Error {
     let d = shown(dir);
     let reason = match e {
@@ -459,7 +402,7 @@ impl DirWriter {
         if let Some(fd) = self.cache.get(dir) {
             return Ok(Some(fd));
         }
-        let fd = match resolve_in_root(self.root.as_fd(), dir) {
+        let fd = match inroot::resolve_dir(self.root.as_fd(), dir) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR) if create => self.create_dirs(dir, entry)?,
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
@@ -548,7 +491,7 @@ impl DirWriter {
                             ),
                         ));
                     }
-                    match resolve_in_root(root.as_fd(), prefix) {
+                    match inroot::resolve_dir(root.as_fd(), prefix) {
                         Ok(fd) => fd,
                         Err(Errno::NOENT) => {
                             return Err(Error::apply(

@@ -1,39 +1,41 @@
-//! Opening paths of a layer inside its root, never outside it.
+//! Resolving paths of a layer inside its root, never outside it.
 //!
 //! Every lookup goes through `openat2` with `RESOLVE_IN_ROOT`: `..` stops at the root and
 //! absolute symlinks (`var/run -> /run`) resolve inside it, as if the process were
-//! chrooted. Paths longer than the kernel's `PATH_MAX` are resolved in pieces, each
-//! piece inside the directory the previous one reached.
+//! chrooted. Paths longer than the kernel's `PATH_MAX` are resolved in pieces (see
+//! [`resolve_dir`]).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use crate::{Error, LayerPath};
 
-/// Longest piece handed to one `openat2` call.
-const PIECE: usize = 3072;
+/// Paths longer than this are resolved in chunks (PATH_MAX is 4096 with the NUL).
+pub(crate) const CHUNK: usize = 4000;
+/// `openat2` with `RESOLVE_IN_ROOT` may ask for a retry when a rename raced with `..`.
+const EAGAIN_RETRIES: usize = 64;
 
-const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
-
-/// Opens a directory to be used as a root (`O_PATH`, following nothing but the path given).
+/// Opens a directory to be used as a root (`O_PATH`).
 pub fn open_root(root: &Path) -> Result<OwnedFd, Error> {
-    rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::io(format!("opening directory {}", root.display()), e.into()))
-}
-
-/// Resolves the directory `dir` inside `root` (intermediate symlinks followed in root).
-pub fn open_dir(root: BorrowedFd<'_>, dir: &LayerPath) -> io::Result<OwnedFd> {
-    open_pieces(root, dir.as_bytes(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
+    rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(format!("opening directory {}", root.display()), e.into()))
 }
 
 /// Opens the regular file at `path` inside `root` for reading, without following a
 /// final symlink.
 pub fn open_file(root: BorrowedFd<'_>, path: &LayerPath) -> io::Result<OwnedFd> {
-    let name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
-    let parent = open_dir(root, &path.parent().unwrap_or_default())?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
+    let parent = resolve_dir(root, path.parent().unwrap_or_default().as_bytes())?;
     Ok(rustix::fs::openat(
         parent.as_fd(),
         name,
@@ -42,23 +44,56 @@ pub fn open_file(root: BorrowedFd<'_>, path: &LayerPath) -> io::Result<OwnedFd> 
     )?)
 }
 
-fn open_pieces(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-    let mut rest = path;
-    let mut cur: Option<OwnedFd> = None;
+fn openat2_retry(
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut tries = 0;
     loop {
-        let (piece, next) = if rest.len() <= PIECE {
-            (rest, &b""[..])
-        } else {
-            let cut = rest[..PIECE].iter().rposition(|&b| b == b'/').unwrap_or(PIECE);
-            (&rest[..cut], &rest[(cut + 1).min(rest.len())..])
-        };
-        let piece = if piece.is_empty() { &b"."[..] } else { piece };
-        let base = cur.as_ref().map_or(root, |f| f.as_fd());
-        let fd = rustix::fs::openat2(base, piece, flags | OFlags::DIRECTORY, Mode::empty(), RESOLVE)?;
-        if next.is_empty() {
-            return Ok(fd);
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(Errno::AGAIN) | Err(Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
+            r => return r,
         }
-        cur = Some(fd);
-        rest = next;
     }
+}
+
+/// Splits `p` into a head of at most `CHUNK` bytes ending at a component boundary and the rest.
+fn split_chunk(p: &[u8]) -> (&[u8], &[u8]) {
+    if p.len() <= CHUNK {
+        return (p, &[]);
+    }
+    let cut = match p[..=CHUNK].iter().rposition(|&b| b == b'/') {
+        Some(i) if i > 0 => i,
+        // One component longer than a chunk: hand it to the kernel, which says ENAMETOOLONG.
+        _ => p.iter().position(|&b| b == b'/').unwrap_or(p.len()),
+    };
+    (&p[..cut], p.get(cut + 1..).unwrap_or(&[]))
+}
+
+/// Opens the directory `path` (relative, normalized) with symlinks resolved inside `root`.
+///
+/// Beyond `CHUNK` bytes the path is resolved in pieces: the first with `RESOLVE_IN_ROOT`
+/// from the root, each further one with `RESOLVE_BENEATH` from the previous piece's
+/// directory. That stays confined (each piece's directory lies inside the root), and a
+/// symlink in a later piece that is absolute or climbs above its piece fails with `EXDEV`
+/// instead of resolving differently from a short path.
+pub(crate) fn resolve_dir(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
+    let in_root = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    if path.len() <= CHUNK {
+        return openat2_retry(root, path, in_root);
+    }
+    let (head, mut rest) = split_chunk(path);
+    let mut cur = openat2_retry(root, head, in_root)?;
+    while !rest.is_empty() {
+        let (head, tail) = split_chunk(rest);
+        cur = openat2_retry(
+            cur.as_fd(),
+            head,
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        rest = tail;
+    }
+    Ok(cur)
 }

@@ -19,7 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::compress::{Compression, Decompressor};
+use crate::compress::{open_blob, Compression};
 use crate::digest::{Digest, Hasher};
 use crate::dir_writer::{DirWriter, DirWriterOptions};
 use crate::pipe;
@@ -78,10 +78,10 @@ pub fn unpack<R: Read + Send>(
         .as_deref()
         .map(RecipeRecorder::create)
         .transpose()?;
-    let blob = Hasher::default();
     let tar = Hasher::default();
-    let decompressor = Decompressor::new(blob.reader(input))
-        .map_err(|e| Error::io("reading the start of the layer", e))?;
+    let (decompressor, blob) =
+        open_blob(input).map_err(|e| Error::io("reading the start of the layer", e))?;
+    let blob = blob.unwrap_or_else(|| tar.clone());
     let compression = decompressor.compression();
     let writer_options = options.writer;
     let confine = options.sandbox;
