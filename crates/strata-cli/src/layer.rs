@@ -125,9 +125,12 @@ fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
 
 /// Writes to a file atomically (a temporary sibling renamed into place on success), or
 /// to standard output for `-`.
-fn write_output<T>(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
+fn write_output<T>(
+    path: &Path,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>,
+) -> Result<T> {
     if path == Path::new("-") {
-        let mut stdout = io::stdout().lock();
+        let mut stdout = io::stdout();
         let v = write(&mut stdout)?;
         stdout.flush()?;
         return Ok(v);

@@ -17,7 +17,7 @@ use crate::compress::{Compression, Compressor};
 use crate::digest::{Digest, Hasher};
 use crate::dir_reader::DirReader;
 use crate::tar::TarWriter;
-use crate::{copy, Error};
+use crate::{copy, pipe, Error};
 
 /// What a pack produced.
 #[derive(Debug, Clone)]
@@ -34,25 +34,40 @@ pub struct PackSummary {
 
 /// Writes the tree at `root` as a layer tar to `out`; the root itself is not an entry.
 /// The same tree always gives the same bytes ([`DirReader`] order, [`TarWriter`] encoding).
-pub fn pack<W: Write>(root: &Path, out: W, compression: Compression) -> Result<PackSummary, Error> {
-    let blob = Hasher::default();
+pub fn pack<W: Write + Send>(
+    root: &Path,
+    out: W,
+    compression: Compression,
+) -> Result<PackSummary, Error> {
     let tar = Hasher::default();
-    let compressor = Compressor::new(
-        blob.writer(BufWriter::with_capacity(1 << 20, out)),
-        compression,
-    )
-    .map_err(|e| Error::io("starting compression", e))?;
+    // Uncompressed, the blob is the tar: hash it once.
+    let blob = if compression == Compression::None {
+        tar.clone()
+    } else {
+        Hasher::default()
+    };
+    let sink = BufWriter::with_capacity(1 << 20, out);
+    let sink: Box<dyn Write + Send> = if compression == Compression::None {
+        Box::new(sink)
+    } else {
+        Box::new(blob.writer(sink))
+    };
+    let compressor =
+        Compressor::new(sink, compression).map_err(|e| Error::io("starting compression", e))?;
     let mut reader = DirReader::open(root)?;
-    let writer = TarWriter::new(BufWriter::with_capacity(1 << 20, tar.writer(compressor)));
-    let stream = copy(&mut reader, writer)?;
-    let compressor = stream
-        .into_inner()
-        .map_err(|e| Error::io("writing the layer", e.into_error()))?
-        .into_inner();
-    let mut out = compressor
-        .finish()
-        .map_err(|e| Error::io("finishing compression", e))?;
-    out.flush().map_err(|e| Error::io("writing the layer", e))?;
+    // This thread walks and reads the tree; another hashes, compresses and writes.
+    std::thread::scope(|s| {
+        let stream = pipe::spawn_writer(s, tar.writer(compressor));
+        let stream = copy(&mut reader, TarWriter::new(stream))?;
+        let compressor = stream
+            .finish()
+            .map_err(|e| Error::io("writing the layer", e))?
+            .into_inner();
+        let mut out = compressor
+            .finish()
+            .map_err(|e| Error::io("finishing compression", e))?;
+        out.flush().map_err(|e| Error::io("writing the layer", e))
+    })?;
     Ok(PackSummary {
         diff_id: tar.digest(),
         tar_bytes: tar.bytes(),

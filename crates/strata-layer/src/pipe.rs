@@ -1,9 +1,10 @@
-//! A read-ahead pipe: one thread reads (and decompresses and hashes) while another
-//! parses and writes, so the two costs overlap instead of adding up.
+//! Pipes between threads, so that two costs overlap instead of adding up: on unpack one
+//! thread reads (decompresses, hashes) while another parses and writes files; on pack one
+//! thread walks and reads files while another hashes, compresses and writes the blob.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::thread::Scope;
+use std::thread::{Scope, ScopedJoinHandle};
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
@@ -86,6 +87,87 @@ impl Read for PipeReader {
     }
 }
 
+/// The producing end of a write-behind pipe: bytes written here are written to the
+/// sink by another thread. [`finish`](PipeWriter::finish) returns the sink.
+pub struct PipeWriter<'scope, W> {
+    chunks: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    thread: ScopedJoinHandle<'scope, io::Result<W>>,
+}
+
+/// Starts a thread in `scope` that writes to `sink` whatever the returned writer is given.
+pub fn spawn_writer<'scope, W: Write + Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    mut sink: W,
+) -> PipeWriter<'scope, W> {
+    let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let thread = scope.spawn(move || {
+        for chunk in rx {
+            sink.write_all(&chunk)?;
+            let _ = spare_tx.try_send(chunk);
+        }
+        sink.flush()?;
+        Ok(sink)
+    });
+    PipeWriter {
+        chunks: Some(tx),
+        spare: spare_rx,
+        buf: Vec::with_capacity(CHUNK),
+        thread,
+    }
+}
+
+impl<W> PipeWriter<'_, W> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, next);
+        self.buf.clear();
+        match &self.chunks {
+            Some(tx) if tx.send(full).is_ok() => Ok(()),
+            // The writing thread stopped: its error is reported by `finish`.
+            _ => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the output writer stopped",
+            )),
+        }
+    }
+
+    /// Writes out what is buffered, waits for the writing thread, and returns the sink
+    /// (or the error that stopped it).
+    pub fn finish(mut self) -> io::Result<W> {
+        let sent = self.send();
+        drop(self.chunks.take());
+        let written = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")));
+        let sink = written?;
+        sent.map(|()| sink)
+    }
+}
+
+impl<W> Write for PipeWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +182,19 @@ mod tests {
             got
         });
         assert_eq!(got, data);
+    }
+
+    #[test]
+    fn writer_delivers_every_byte_and_returns_the_sink() {
+        let data: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 253) as u8).collect();
+        let sink = std::thread::scope(|s| {
+            let mut w = spawn_writer(s, Vec::new());
+            for piece in data.chunks(70_001) {
+                w.write_all(piece).unwrap();
+            }
+            w.finish().unwrap()
+        });
+        assert_eq!(sink, data);
     }
 
     #[test]
