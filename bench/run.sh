@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The benchmark race: Strata against GNU tar, umoci and tar|openssl, in one run.
+#
+# Usage: bench/run.sh
+# Environment:
+#   CORPUS=DIR        full test corpus (default /var/tmp/strata-corpus-full; built with
+#                     shared/testdata/make-corpus.sh if absent, ~2.5 min, ~1.2 GB)
+#   N=5               timed runs per measurement (median reported; one warm-up first)
+#   BENCH_WORK=DIR    on-disk work area (default /var/tmp/strata-bench; the plain layer
+#                     tars and umoci images stay there for the next run)
+#   TMPFS=DIR         tmpfs scratch (default /dev/shm)
+#
+# Three layers of oci:corpus, gunzipped to plain tars first (tar cost, not gzip):
+# 1 the base root filesystem, 3 the many-small-files layer, 4 the big-file layer.
+# On tmpfs and on disk, each run with a cleaned destination (rm, then sync, untimed):
+#   unpack  strata layer unpack -i L.tar DIR   vs  tar -xpf L.tar -C DIR  and
+#           umoci raw unpack (a one-layer OCI image holding L.tar uncompressed)
+#   pack    strata layer pack DIR -o -         vs  tar -cf - -C DIR . | openssl dgst -sha256
+#           (both stream and hash; `-o FILE`, which also fsyncs the file, is shown too)
+#   repack  strata layer repack DIR --recipe R -o -   vs  cat L.tar (the floor)
+# plus the peak RSS (/usr/bin/time) of strata on the big-file layer. Prints a markdown
+# table and writes it to bench/results-YYYY-MM-DD.md. Needs root (owners, devices).
+set -euo pipefail
+PROG=bench
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+case "${1:-}" in -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
+CORPUS=${CORPUS:-/var/tmp/strata-corpus-full}
+N=${N:-5}
+BENCH_WORK=${BENCH_WORK:-/var/tmp/strata-bench}
+TMPFS=${TMPFS:-/dev/shm}
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
+[ "$(id -u)" -eq 0 ] || die "run as root: the layers hold foreign owners and device nodes"
+
+need_packages umoci:umoci tar:tar gzip:gzip openssl:openssl /usr/bin/time:time python3:python3
+ensure_corpus full "$CORPUS"
+build_strata
+
+LAYERS=(1 3 4)
+declare -A LAYER_NAME=([1]="1 base rootfs" [3]="3 small files" [4]="4 big file")
+mkdir -p "$BENCH_WORK/layers"
+SCRATCH_T=$TMPFS/strata-bench.$$
+SCRATCH_D=$BENCH_WORK/disk.$$
+cleanup() { rm -rf -- "$SCRATCH_T" "$SCRATCH_D"; }
+trap cleanup EXIT
+mkdir -p "$SCRATCH_T" "$SCRATCH_D"
+declare -A FS_DIR=([tmpfs]=$SCRATCH_T [disk]=$SCRATCH_D)
+FSES=(tmpfs disk)
+ERR=$BENCH_WORK/last-error.log
+
+# --- inputs -------------------------------------------------------------------------
+# prepare_layer I: BENCH_WORK/layers/L<I>.tar (gunzipped, checked against the diffID)
+# and BENCH_WORK/layers/umoci-L<I>, a one-layer OCI image holding it uncompressed.
+prepare_layer() {
+  local i=$1 row blob diff tar img
+  row=$(awk -F'\t' -v i="$i" '$1 == i' "$CORPUS/layers.tsv")
+  [ -n "$row" ] || die "no layer $i in $CORPUS/layers.tsv"
+  blob=$(cut -f2 <<<"$row")
+  diff=$(cut -f4 <<<"$row")
+  tar=$BENCH_WORK/layers/L$i.tar
+  img=$BENCH_WORK/layers/umoci-L$i
+  if [ "$(cat "$tar.diffid" 2>/dev/null)" != "$diff" ]; then
+    say "layer $i: gunzip ${blob:0:19}... to $tar"
+    rm -rf -- "$tar" "$tar.diffid" "$img"
+    gunzip -c "$CORPUS/oci/blobs/sha256/${blob#sha256:}" >"$tar.tmp"
+    [ "sha256:$(sha256sum "$tar.tmp" | cut -d' ' -f1)" = "$diff" ] || die "layer $i does not hash to its diffID $diff"
+    mv "$tar.tmp" "$tar"
+    echo "$diff" >"$tar.diffid"
+  fi
+  if [ ! -f "$img/.ready" ]; then
+    say "layer $i: one-layer OCI image for umoci (uncompressed layer)"
+    rm -rf -- "$img"
+    umoci init --layout "$img" >/dev/null
+    umoci new --image "$img:t" >/dev/null
+    umoci raw add-layer --image "$img:t" "$tar" >/dev/null 2>&1
+    # umoci stores the layer gzipped: point the manifest at the plain tar instead, so
+    # that umoci is timed on tar extraction as the others are, not on gunzip.
+    python3 - "$img" "$tar" "${diff#sha256:}" <<'PY'
+import hashlib, json, os, sys
+img, tar, diff = sys.argv[1:]
+blobs = os.path.join(img, "blobs", "sha256")
+index = json.load(open(os.path.join(img, "index.json")))
+desc = index["manifests"][0]
+old_manifest = desc["digest"].split(":")[1]
+manifest = json.load(open(os.path.join(blobs, old_manifest)))
+old_layer = manifest["layers"][0]["digest"].split(":")[1]
+os.link(tar, os.path.join(blobs, diff))
+manifest["layers"][0] = {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                         "digest": "sha256:" + diff, "size": os.path.getsize(tar)}
+body = json.dumps(manifest, separators=(",", ":")).encode()
+digest = hashlib.sha256(body).hexdigest()
+open(os.path.join(blobs, digest), "wb").write(body)
+desc["digest"], desc["size"] = "sha256:" + digest, len(body)
+json.dump(index, open(os.path.join(img, "index.json"), "w"))
+for d in {old_layer, old_manifest} - {diff, digest}:
+    os.remove(os.path.join(blobs, d))
+PY
+    touch "$img/.ready"
+  fi
+}
+
+# --- timing -------------------------------------------------------------------------
+# measure CLEAN RUN ARGS...: one warm-up and N timed runs of `RUN ARGS...`, each after
+# `CLEAN ARGS...` and a sync (untimed); prints the median in seconds.
+measure() {
+  local clean=$1 run=$2 i t0 t1
+  shift 2
+  local -a times=()
+  for ((i = 0; i <= N; i++)); do
+    "$clean" "$@"
+    sync
+    t0=$(date +%s%N)
+    if ! "$run" "$@" >/dev/null 2>"$ERR"; then
+      tail -n 20 "$ERR" >&2
+      die "failed: $run $*"
+    fi
+    t1=$(date +%s%N)
+    [ "$i" -eq 0 ] || times+=($((t1 - t0)))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END {
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.4f\n", m / 1e9 }'
+}
+
+# Each takes: LAYER_TAR DEST (or TREE OUT) [IMAGE] [RECIPE]
+fresh_dir() { rm -rf -- "$2" && mkdir -p "$2"; }
+no_file() { rm -f -- "$2"; }
+nothing() { :; }
+strata_unpack() { "$STRATA" -q layer unpack -i "$1" "$2"; }
+gnutar_unpack() { tar -xpf "$1" -C "$2"; }
+umoci_unpack() { umoci raw unpack --image "$3:t" "$2"; }
+strata_pack_stream() { "$STRATA" -q layer pack "$1" -o - >/dev/null; }
+strata_pack_file() { "$STRATA" -q layer pack "$1" -o "$2"; }
+tar_openssl_pack() { tar -cf - -C "$1" . | openssl dgst -sha256 >/dev/null; }
+strata_repack() { "$STRATA" -q layer repack "$1" --recipe "$4" -o - >/dev/null; }
+cat_floor() { cat "$3" >/dev/null; }
+
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / 1e6 / s; else print "-" }'; }
+ratio() { awk -v p="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", p / s; else print "-" }'; }
+# verdict RATIO TARGET
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t) ? "yes" : "**no**" }'; }
+cell() { printf '%s s (%s MB/s)' "$1" "$(mbps "$2" "$1")"; }
+
+# --- the race -----------------------------------------------------------------------
+for i in "${LAYERS[@]}"; do prepare_layer "$i"; done
+
+declare -A BYTES ENTRIES
+for i in "${LAYERS[@]}"; do
+  BYTES[$i]=$(stat -c %s "$BENCH_WORK/layers/L$i.tar")
+  ENTRIES[$i]=$(tar -tf "$BENCH_WORK/layers/L$i.tar" | wc -l)
+done
+
+unpack_rows=() pack_rows=() repack_rows=()
+for i in "${LAYERS[@]}"; do
+  L=$BENCH_WORK/layers/L$i.tar
+  IMG=$BENCH_WORK/layers/umoci-L$i
+  B=${BYTES[$i]}
+  for fs in "${FSES[@]}"; do
+    D=${FS_DIR[$fs]}
+    say "layer $i on $fs: unpack (strata, GNU tar, umoci) x$N"
+    s=$(measure fresh_dir strata_unpack "$L" "$D/dst" "$IMG")
+    g=$(measure fresh_dir gnutar_unpack "$L" "$D/dst" "$IMG")
+    u=$(measure fresh_dir umoci_unpack "$L" "$D/dst" "$IMG")
+    rg=$(ratio "$g" "$s")
+    ru=$(ratio "$u" "$s")
+    unpack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$s" "$B") | $(cell "$g" "$B") | ${rg}x ($(verdict "$rg" 1.0)) | $(cell "$u" "$B") | ${ru}x ($(verdict "$ru" 2.0)) |")
+    rm -rf -- "$D/dst"
+
+    # The tree to pack and repack: unpacked once, with a recipe.
+    T=$D/tree-L$i
+    R=$D/L$i.recipe
+    rm -rf -- "$T" "$R"
+    "$STRATA" -q layer unpack -i "$L" "$T" --recipe "$R"
+    say "layer $i on $fs: pack (strata stream, strata file, tar|openssl) and repack x$N"
+    ps=$(measure nothing strata_pack_stream "$T" "$D/out.tar")
+    pf=$(measure no_file strata_pack_file "$T" "$D/out.tar")
+    po=$(measure nothing tar_openssl_pack "$T" "$D/out.tar")
+    rs=$(ratio "$po" "$ps")
+    rf=$(ratio "$po" "$pf")
+    pack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$ps" "$B") | $(cell "$pf" "$B") | $(cell "$po" "$B") | ${rs}x ($(verdict "$rs" 1.0)) | ${rf}x |")
+    rp=$(measure nothing strata_repack "$T" "$D/out.tar" "$L" "$R")
+    ct=$(measure nothing cat_floor "$T" "$D/out.tar" "$L" "$R")
+    repack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$rp" "$B") | $(cell "$ct" "$B") | $(ratio "$rp" "$ct")x |")
+    rm -f -- "$D/out.tar"
+    [ "$i" = 4 ] || rm -rf -- "$T" "$R"
+  done
+done
+
+# Peak RSS on the big-file layer (tmpfs).
+say "peak RSS on layer 4"
+L4=$BENCH_WORK/layers/L4.tar
+rss() { # rss CMD...: peak RSS in MiB
+  /usr/bin/time -f %M -o "$BENCH_WORK/rss" "$@" >/dev/null 2>"$ERR" || { tail "$ERR" >&2; die "failed: $*"; }
+  awk '{ printf "%.1f", $1 / 1024 }' "$BENCH_WORK/rss"
+}
+fresh_dir x "$SCRATCH_T/dst"
+rss_unpack=$(rss "$STRATA" -q layer unpack -i "$L4" "$SCRATCH_T/dst")
+fresh_dir x "$SCRATCH_T/dst"
+rss_tar=$(rss tar -xpf "$L4" -C "$SCRATCH_T/dst")
+fresh_dir x "$SCRATCH_T/dst"
+rss_umoci=$(rss umoci raw unpack --image "$BENCH_WORK/layers/umoci-L4:t" "$SCRATCH_T/dst")
+rss_pack=$(rss "$STRATA" -q layer pack "$SCRATCH_T/tree-L4" -o "$SCRATCH_T/out.tar")
+rss_repack=$(rss "$STRATA" -q layer repack "$SCRATCH_T/tree-L4" --recipe "$SCRATCH_T/L4.recipe" -o "$SCRATCH_T/out2.tar")
+cmp -s "$SCRATCH_T/out2.tar" "$L4" || die "repack of layer 4 is not bit-exact"
+
+# --- report -------------------------------------------------------------------------
+date_utc=$(date -u +%F)
+results=$ROOT/bench/results-$date_utc.md
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)' || true)
+{
+  echo "# Strata benchmark race, $date_utc"
+  echo
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), Linux $(uname -r)."
+  echo "tmpfs: $TMPFS ($(stat -f -c %T "$TMPFS")); disk: $BENCH_WORK ($(stat -f -c %T "$BENCH_WORK"))."
+  echo "Strata $("$STRATA" --version | cut -d' ' -f2) at $rev$dirty (release build); $(tar --version | head -n1); umoci $(umoci --version | cut -d' ' -f3); $(openssl version | cut -d' ' -f1-2)."
+  echo "Corpus: $CORPUS (full), layers of oci:corpus gunzipped to plain tars:"
+  for i in "${LAYERS[@]}"; do
+    echo "layer ${LAYER_NAME[$i]}: $(awk -v b="${BYTES[$i]}" 'BEGIN { printf "%.1f MB", b / 1e6 }'), ${ENTRIES[$i]} entries."
+  done
+  echo
+  echo "Median of $N runs after one warm-up; inputs in the page cache; each destination removed and \`sync\`ed before a run, untimed."
+  echo "MB/s is layer tar bytes (10^6) per second. Ratio = peer time / Strata time: above 1 means Strata is faster."
+  echo
+  echo "## Unpack (targets: >= 1.0x GNU tar, >= 2x umoci)"
+  echo
+  echo "GNU tar is \`tar -xpf\` as root (owners and modes kept; no xattrs without --xattrs, no whiteouts, no digest)."
+  echo "Strata also computes the diffID, applies xattrs and whiteouts, and resolves every path in the root with its Landlock sandbox on."
+  echo "umoci is \`umoci raw unpack\` of a one-layer image whose layer is stored uncompressed."
+  echo
+  echo "| layer | fs | strata unpack | GNU tar -xpf | vs tar | umoci raw unpack | vs umoci |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  printf '%s\n' "${unpack_rows[@]}"
+  echo
+  echo "## Pack (target: >= 1.0x tar | openssl)"
+  echo
+  echo "Both sides walk the tree, write a tar stream and hash it: \`strata layer pack DIR -o -\` (to /dev/null; sorted, deterministic, PAX with nanosecond times and xattrs)"
+  echo "against \`tar -cf - -C DIR . | openssl dgst -sha256\`. \`-o FILE\` writes the layer next to the tree and fsyncs it."
+  echo
+  echo "| layer | fs | strata pack -o - | strata pack -o FILE | tar -cf - \\| openssl dgst | vs tar\\|openssl (stream) | (file) |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  printf '%s\n' "${pack_rows[@]}"
+  echo
+  echo "## Repack (bit-exact rebuild from a recipe; no target)"
+  echo
+  echo "\`strata layer repack DIR --recipe R -o -\` (reads the tree, checks CRC-64 and the diffID) against \`cat L.tar\`, the floor of any rebuild."
+  echo
+  echo "| layer | fs (tree) | strata repack | cat L.tar | repack / cat |"
+  echo "| --- | --- | --- | --- | --- |"
+  printf '%s\n' "${repack_rows[@]}"
+  echo
+  echo "## Peak RSS, layer 4 (big file) on tmpfs"
+  echo
+  echo "| command | peak RSS |"
+  echo "| --- | --- |"
+  echo "| strata layer unpack | $rss_unpack MiB |"
+  echo "| strata layer pack -o FILE | $rss_pack MiB |"
+  echo "| strata layer repack -o FILE | $rss_repack MiB |"
+  echo "| tar -xpf (reference) | $rss_tar MiB |"
+  echo "| umoci raw unpack (reference) | $rss_umoci MiB |"
+} >"$results.tmp"
+mv "$results.tmp" "$results"
+cat "$results"
+say "written to $results"

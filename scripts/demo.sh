@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Strata's main job end to end, on a real tree, checking every step.
+#
+# Usage: scripts/demo.sh            (KEEP=1 keeps the work directory for a look)
+#
+# Builds strata (release), copies /usr/share/doc into a sample tree and adds the hard
+# parts (symlinks, a hard-link group, user xattrs, nanosecond mtimes, setuid, a fifo, a
+# device node and foreign owners when root, long and non-ASCII names), then:
+#   1. strata layer pack --compress zstd       tree -> layer.tar.zst, prints the diffID
+#   2. strata layer unpack --recipe            layer -> a new tree, plus a recipe
+#   3. tree-listing.py of both trees           must be identical
+#   4. strata layer repack                     recipe + tree -> the tar, bit-exact:
+#                                              its sha256 must be the diffID of step 1
+#   5. strata layer digest                     must agree on diffID and blob digest
+# Exits non-zero at the first mismatch. Needs python3 and shared/testdata beside the repo.
+set -euo pipefail
+PROG=demo.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+case "${1:-}" in -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
+LISTING=$SHARED/testdata/tree-listing.py
+[ -f "$LISTING" ] || die "no $LISTING: shared/ must sit beside the repository (or set SHARED=DIR)"
+need_packages python3:python3 setfattr:attr zstd:zstd sha256sum:coreutils
+build_strata
+
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/strata-demo.XXXXXX")
+cleanup() {
+  if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf -- "$WORK"; fi
+}
+trap cleanup EXIT
+SRC=$WORK/src
+DST=$WORK/unpacked
+LAYER=$WORK/layer.tar.zst
+RECIPE=$WORK/layer.recipe
+REBUILT=$WORK/rebuilt.tar
+
+json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+fail() { die "MISMATCH: $*"; }
+
+# --- the sample tree --------------------------------------------------------------
+say "making a sample tree in $SRC"
+mkdir -p "$SRC/extra/dir/empty"
+if [ -d /usr/share/doc ]; then cp -a /usr/share/doc "$SRC/doc"; fi
+X=$SRC/extra
+printf 'shared body\n' >"$X/hard-a"
+ln "$X/hard-a" "$X/dir/hard-b"
+ln "$X/hard-a" "$X/hard-c"
+ln -s hard-a "$X/link-relative"
+ln -s /etc/os-release "$X/link-absolute"
+ln -s ../does/not/exist "$X/link-dangling"
+ln -s dir "$X/link-to-dir"
+printf 'with xattrs\n' >"$X/xattrs"
+setfattr -n user.demo -v "hello" "$X/xattrs"
+setfattr -n user.long -v "$(head -c 1500 /dev/zero | tr '\0' x)" "$X/xattrs"
+setfattr -n user.dir -v "on a directory" "$X/dir"
+printf 'nanoseconds\n' >"$X/mtime-ns"
+touch -d '2021-03-04 05:06:07.123456789 UTC' "$X/mtime-ns"
+touch -h -d '2019-12-31 23:59:59.5 UTC' "$X/link-relative"
+touch -d '1970-01-01 00:00:00 UTC' "$X/dir/empty"
+printf '#!/bin/sh\n' >"$X/setuid"
+chmod 4755 "$X/setuid"
+printf 'secret\n' >"$X/mode-0400"
+chmod 0400 "$X/mode-0400"
+mkdir -p "$X/sticky" && chmod 1777 "$X/sticky"
+mkfifo "$X/fifo"
+long=$(printf 'n%.0s' $(seq 1 150))
+printf 'long name\n' >"$X/$long"
+printf 'café\n' >"$X/café-NFC"
+printf 'café\n' >"$X/cafe$(printf '\xcc\x81')-NFD"
+printf '日本語\n' >"$X/日本語.txt"
+head -c 3000000 /dev/urandom >"$X/random.bin"
+if [ "$(id -u)" -eq 0 ]; then
+  mknod "$X/null-device" c 1 3
+  printf 'owned\n' >"$X/owned-1000" && chown 1000:1000 "$X/owned-1000"
+  printf 'owned\n' >"$X/owned-big" && chown 3000000:65534 "$X/owned-big"
+fi
+# Directory times last: creating the entries above changed them.
+touch -d '2022-02-02 02:02:02.222222222 UTC' "$X/dir" "$X/sticky"
+entries=$(find "$SRC" | wc -l)
+bytes=$(du -sb "$SRC" | cut -f1)
+say "sample tree: $entries entries, $bytes bytes"
+
+# --- 1. pack ------------------------------------------------------------------------
+t=$(now)
+"$STRATA" --json layer pack "$SRC" -o "$LAYER" --compress zstd >"$WORK/pack.json"
+pack_s=$(since "$t")
+DIFF_ID=$(json diff_id <"$WORK/pack.json")
+BLOB=$(json blob_digest <"$WORK/pack.json")
+say "1. pack:   $DIFF_ID (${pack_s}s, $(stat -c %s "$LAYER") bytes zstd)"
+[ "sha256:$(sha256sum "$LAYER" | cut -d' ' -f1)" = "$BLOB" ] || fail "pack's blob digest is not the sha256 of $LAYER"
+[ "sha256:$(zstd -dc "$LAYER" | sha256sum | cut -d' ' -f1)" = "$DIFF_ID" ] \
+  || fail "pack's diffID is not the sha256 of the layer decompressed by zstd(1)"
+
+# Determinism: packing again gives the same bytes.
+"$STRATA" -q layer pack "$SRC" -o "$WORK/again.tar.zst" --compress zstd
+cmp -s "$LAYER" "$WORK/again.tar.zst" || fail "packing the same tree twice gave different layers"
+rm -f "$WORK/again.tar.zst"
+
+# --- 2. unpack ----------------------------------------------------------------------
+t=$(now)
+"$STRATA" --json layer unpack -i "$LAYER" "$DST" --recipe "$RECIPE" >"$WORK/unpack.json"
+unpack_s=$(since "$t")
+[ "$(json diff_id <"$WORK/unpack.json")" = "$DIFF_ID" ] || fail "unpack's diffID differs from pack's"
+[ "$(json blob_digest <"$WORK/unpack.json")" = "$BLOB" ] || fail "unpack's blob digest differs from pack's"
+say "2. unpack: $(json entries <"$WORK/unpack.json") entries (${unpack_s}s, sandbox: $(json sandbox <"$WORK/unpack.json"))"
+
+# --- 3. same tree -------------------------------------------------------------------
+# The root directory itself is not part of a layer: compare everything below it.
+python3 "$LISTING" "$SRC" | grep -v '^\.	' >"$WORK/src.tsv"
+python3 "$LISTING" "$DST" | grep -v '^\.	' >"$WORK/dst.tsv"
+if ! diff -u "$WORK/src.tsv" "$WORK/dst.tsv" >"$WORK/tree.diff"; then
+  head -n 40 "$WORK/tree.diff" >&2
+  KEEP=1
+  fail "the unpacked tree differs from the original (tree-listing.py; full diff: $WORK/tree.diff)"
+fi
+say "3. trees:  identical ($(wc -l <"$WORK/src.tsv") entries: type, mode, owner, size, mtime ns, target, sha256, links, rdev, xattrs)"
+
+# --- 4. repack ----------------------------------------------------------------------
+t=$(now)
+"$STRATA" --json layer repack "$DST" --recipe "$RECIPE" -o "$REBUILT" >"$WORK/repack.json"
+repack_s=$(since "$t")
+got="sha256:$(sha256sum "$REBUILT" | cut -d' ' -f1)"
+[ "$got" = "$DIFF_ID" ] || fail "the rebuilt tar hashes to $got, not the diffID $DIFF_ID"
+[ "$(json diff_id <"$WORK/repack.json")" = "$DIFF_ID" ] || fail "repack reports another diffID"
+say "4. repack: bit-exact, sha256 = diffID (${repack_s}s, recipe $(stat -c %s "$RECIPE") bytes)"
+
+# --- 5. digest ----------------------------------------------------------------------
+"$STRATA" --json layer digest "$LAYER" >"$WORK/digest.json"
+[ "$(json diff_id <"$WORK/digest.json")" = "$DIFF_ID" ] || fail "digest's diffID differs"
+[ "$(json blob_digest <"$WORK/digest.json")" = "$BLOB" ] || fail "digest's blob digest differs"
+"$STRATA" --json layer digest "$REBUILT" >"$WORK/digest-plain.json"
+[ "$(json diff_id <"$WORK/digest-plain.json")" = "$DIFF_ID" ] || fail "digest of the rebuilt tar differs"
+say "5. digest: agrees (zstd blob $BLOB)"
+
+echo "strata layer: $(json entries <"$WORK/unpack.json") entries, $bytes bytes: pack ${pack_s}s, unpack ${unpack_s}s, repack ${repack_s}s"
+echo "demo OK: pack -> unpack -> same tree -> repack bit-exact -> digest agrees ($DIFF_ID)"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, on a fresh Debian 12 machine too.
+#
+# Usage: scripts/test.sh [ARGS...]     (ARGS go to `cargo nextest run`, or `cargo test`)
+#
+# 1. installs the Debian packages the tests and the corpus use (umoci, skopeo, bsdtar,
+#    attr, zstd, python3, tar, gzip; `apt-get update` once if an install fails);
+# 2. builds the small test corpus into $CORPUS (default target/corpus) unless it is
+#    there already, with $SHARED/testdata/make-corpus.sh (SHARED: ../shared beside the
+#    repository), and exports STRATA_CORPUS=$CORPUS for the tests;
+# 3. runs `cargo nextest run --workspace --no-fail-fast` (or `cargo test --workspace`
+#    without cargo-nextest), then the doctests (`cargo test --doc --workspace`).
+#
+# Exits non-zero if anything failed; ends with one line "tests: N passed, N failed".
+# Needs root for the corpus (device nodes, foreign owners, security.* xattrs).
+set -euo pipefail
+PROG=test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
+CORPUS=${CORPUS:-$ROOT/target/corpus}
+cd "$ROOT"
+
+need_packages umoci:umoci skopeo:skopeo bsdtar:libarchive-tools setfattr:attr getfattr:attr \
+  zstd:zstd python3:python3 tar:tar gzip:gzip
+
+if [ "$(id -u)" -eq 0 ] || [ -f "$CORPUS/CORPUS.md" ]; then
+  ensure_corpus small "$CORPUS"
+  STRATA_CORPUS=$(cd "$CORPUS" && pwd)
+  export STRATA_CORPUS
+  say "corpus: STRATA_CORPUS=$STRATA_CORPUS"
+else
+  say "warning: not root, so no corpus is built; tests that need STRATA_CORPUS will skip"
+fi
+
+log=$ROOT/target/test-logs
+mkdir -p "$log"
+status=0
+passed=0
+failed=0
+
+# nextest (or cargo test) for unit and integration tests.
+if cargo nextest --version >/dev/null 2>&1; then
+  say "running cargo nextest run --workspace --no-fail-fast $*"
+  cargo nextest run --workspace --no-fail-fast "$@" 2>&1 | tee "$log/nextest.log" || status=1
+  summary=$(grep -E '^ *Summary \[.*tests? run:' "$log/nextest.log" | tail -n1 || true)
+  if [ -n "$summary" ]; then
+    p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+    f=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+    passed=$((passed + p))
+    failed=$((failed + f))
+  fi
+else
+  say "cargo-nextest not found: running cargo test --workspace --no-fail-fast $*"
+  cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log/cargo-test.log" || status=1
+  read -r p f < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+                       END { print p + 0, f + 0 }' "$log/cargo-test.log")
+  passed=$((passed + p))
+  failed=$((failed + f))
+fi
+
+# Doctests: nextest does not run them (and `cargo test --workspace` above already did).
+if cargo nextest --version >/dev/null 2>&1; then
+  say "running cargo test --doc --workspace"
+  cargo test --doc --workspace --no-fail-fast 2>&1 | tee "$log/doctest.log" || status=1
+  read -r p f < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+                       END { print p + 0, f + 0 }' "$log/doctest.log")
+  passed=$((passed + p))
+  failed=$((failed + f))
+fi
+
+if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
+  say "error: a test command failed before it could report (see above; logs in $log)"
+  failed=1
+fi
+if [ $status -ne 0 ]; then
+  say "FAILED (logs in $log)"
+else
+  say "all tests passed"
+fi
+echo "tests: $passed passed, $failed failed"
+exit $status
