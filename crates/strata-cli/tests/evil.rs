@@ -25,8 +25,33 @@ use common::*;
 const SENTINEL: &str = "/tmp/strata-evil-sentinel";
 const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
 
-/// The cases share /tmp: one at a time.
+/// The cases share /tmp: one at a time. The mutex serializes the threads of one test
+/// binary (`cargo test`); the lock file serializes processes too (`cargo nextest` runs
+/// each test in its own process, and another checkout's tests may run at the same time).
 static TMP: Mutex<()> = Mutex::new(());
+const LOCK_FILE: &str = "/tmp/.strata-evil-tests.lock";
+
+/// Holds /tmp for one case until dropped.
+struct TmpLock {
+    _thread: std::sync::MutexGuard<'static, ()>,
+    _file: fs::File,
+}
+
+fn lock_tmp() -> TmpLock {
+    let thread = TMP.lock().unwrap_or_else(|e| e.into_inner());
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .unwrap_or_else(|e| panic!("open {LOCK_FILE}: {e}"));
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("lock {LOCK_FILE}: {e}"));
+    TmpLock {
+        _thread: thread,
+        _file: file,
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Expect {
@@ -168,7 +193,7 @@ fn no_check(_: &Path) {}
 
 /// Runs one hostile case (sandboxed, then unsandboxed) and checks everything.
 fn case(file: &str, setup: Setup, check: Check) {
-    let _guard = TMP.lock().unwrap_or_else(|e| e.into_inner());
+    let _lock = lock_tmp();
     let expect = expectation(file);
     for sandbox in [true, false] {
         let mode = if sandbox { "sandboxed" } else { "--no-sandbox" };
