@@ -84,7 +84,8 @@ for t in "${TARGETS[@]}"; do
   else
     failed+=("$t")
     say "$t: FAILED; what it reported (full log: $logs/$t.log):"
-    grep -m 4 -A 3 -E 'panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|^SUMMARY:' "$logs/$t.log" >&2 \
+    { grep -m 2 -A 1 -E 'panicked at|ERROR: (AddressSanitizer|LeakSanitizer)' "$logs/$t.log" \
+        && grep -E '^SUMMARY:|Test unit written' "$logs/$t.log"; } >&2 \
       || tail -n 30 "$logs/$t.log" >&2
     ls "$FUZZ_DIR/artifacts/$t" 2>/dev/null | sed "s|^|  artifact: fuzz/artifacts/$t/|" >&2 || true
   fi

@@ -20,7 +20,7 @@
 //! simply the wrong oracle.) Where the jail cannot be built (not root), the harness
 //! falls back to Landlock on and checks only the jail directory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -43,6 +43,12 @@ pub struct Cell {
     top: PathBuf,
     /// Entries `top` may hold.
     allowed: BTreeSet<String>,
+    /// Real directories bound into the jail (for crash artifacts), as seen inside it:
+    /// they and their parents may exist.
+    binds: Vec<PathBuf>,
+    /// The jail thread's working directory: the real one's path, inside the jail (so that
+    /// a relative `-artifact_prefix` lands in its bound directory).
+    cwd: PathBuf,
     /// (uid, gid, mode) of the sentinels when the jail was made.
     sentinel_meta: (u32, u32, u32),
 }
@@ -145,9 +151,12 @@ fn enter(base: &Path) -> Cell {
         // A crash on a jailed thread (a panic aborts where it happens, and so do
         // signals) makes libFuzzer write the input there, resolved in the jail: bind the
         // real artifact directory at the same path inside it.
-        let mut cwd_inside = PathBuf::from("/");
+        let mut binds = Vec::new();
+        let cwd = std::env::current_dir()
+            .and_then(|d| d.canonicalize())
+            .unwrap_or_else(|_| "/".into());
         if ok {
-            for (dir, is_cwd) in artifact_dirs() {
+            for dir in artifact_dirs() {
                 let inside = base.join(dir.strip_prefix("/").unwrap_or(&dir));
                 let (src, dst) = (cstr(&dir), cstr(&inside));
                 let bound = fs::create_dir_all(&inside).is_ok()
@@ -166,18 +175,16 @@ fn enter(base: &Path) -> Cell {
                     );
                     continue;
                 }
-                if let Some(std::path::Component::Normal(top)) = dir.components().nth(1) {
-                    allowed.insert(top.to_string_lossy().into_owned());
-                }
-                if is_cwd {
-                    cwd_inside = dir;
-                }
+                binds.push(dir.clone());
             }
         }
         let b = cstr(base);
-        let c = cstr(&cwd_inside);
-        ok && libc::chroot(b.as_ptr()) == 0 && libc::chdir(c.as_ptr()) == 0
+        let _ = fs::create_dir_all(base.join(cwd.strip_prefix("/").unwrap_or(&cwd)));
+        let c = cstr(&cwd);
+        let jailed = ok && libc::chroot(b.as_ptr()) == 0 && libc::chdir(c.as_ptr()) == 0;
+        (jailed, binds, cwd)
     };
+    let (jailed, binds, cwd) = jailed;
     if jailed {
         Cell {
             root: "/root".into(),
@@ -185,6 +192,8 @@ fn enter(base: &Path) -> Cell {
             sandbox: false,
             top: "/".into(),
             allowed,
+            binds,
+            cwd,
             sentinel_meta: (0, 0, 0),
         }
     } else {
@@ -200,15 +209,16 @@ fn enter(base: &Path) -> Cell {
             sandbox: true,
             top: base.to_owned(),
             allowed,
+            binds: Vec::new(),
+            cwd: PathBuf::new(),
             sentinel_meta: (0, 0, 0),
         }
     }
 }
 
 /// The directories libFuzzer writes crash inputs to: that of `-artifact_prefix` and of
-/// `-exact_artifact_path` (cargo fuzz passes the first), else the working directory
-/// (`true`: it is the working directory, which the jail thread then also uses).
-fn artifact_dirs() -> Vec<(PathBuf, bool)> {
+/// `-exact_artifact_path` (cargo fuzz passes the first), else the working directory.
+fn artifact_dirs() -> Vec<PathBuf> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut dirs = Vec::new();
     for arg in std::env::args_os() {
@@ -231,55 +241,68 @@ fn artifact_dirs() -> Vec<(PathBuf, bool)> {
             let d = cwd.join(d);
             let _ = fs::create_dir_all(&d);
             if let Ok(d) = d.canonicalize() {
-                dirs.push((d, false));
+                dirs.push(d);
             }
         }
     }
     if dirs.is_empty() {
-        dirs.push((cwd, true));
+        dirs.extend(cwd.canonicalize());
     }
-    dirs.retain(|(d, _)| d != Path::new("/"));
+    dirs.retain(|d| d != Path::new("/"));
     dirs
 }
 
 /// Panics if anything outside the root changed.
 fn check(cell: &Cell) {
     let top = &cell.top;
-    let names: BTreeSet<String> = fs::read_dir(top)
-        .expect("listing the jail")
-        .map(|e| {
-            e.expect("listing the jail")
+    // What each jail directory may hold (paths as seen from the jail's top): the fixed
+    // entries, plus the way down to each bound artifact directory (whose contents are
+    // the real directory's, not the jail's).
+    let mut expected: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
+    expected.insert("".into(), cell.allowed.clone());
+    expected.insert("tmp".into(), ["strata-evil-sentinel".to_string()].into());
+    expected.insert("recipes".into(), BTreeSet::new());
+    for bind in cell.binds.iter().chain([&cell.cwd]) {
+        let rel = bind.strip_prefix("/").unwrap_or(bind);
+        let mut parent = PathBuf::new();
+        for c in rel.components() {
+            let name = c.as_os_str().to_string_lossy().into_owned();
+            expected
+                .entry(parent.clone())
+                .or_default()
+                .insert(name.clone());
+            parent.push(name);
+        }
+    }
+    let bound: BTreeSet<PathBuf> = cell
+        .binds
+        .iter()
+        .map(|b| b.strip_prefix("/").unwrap_or(b).to_owned())
+        .collect();
+    for (dir, allowed) in &expected {
+        if bound.contains(dir) {
+            continue;
+        }
+        let entries = fs::read_dir(top.join(dir))
+            .unwrap_or_else(|e| panic!("listing the jail's /{}: {e}", dir.display()));
+        for e in entries {
+            let name = e
+                .expect("listing the jail")
                 .file_name()
                 .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    for n in &names {
-        assert!(
-            cell.allowed.contains(n),
-            "unpack wrote outside its root: {n:?} appeared next to it"
-        );
+                .into_owned();
+            assert!(
+                allowed.contains(&name),
+                "unpack wrote outside its root: /{} appeared in the jail",
+                dir.join(&name).display()
+            );
+        }
     }
     let root = fs::symlink_metadata(&cell.root).expect("the unpack root vanished");
     assert!(
         root.is_dir(),
         "the unpack root was replaced by a non-directory"
     );
-    for (dir, want) in [("tmp", "strata-evil-sentinel"), ("recipes", "")] {
-        let got: Vec<_> = fs::read_dir(top.join(dir))
-            .expect("listing the jail")
-            .map(|e| e.expect("listing the jail").file_name())
-            .collect();
-        let ok = if want.is_empty() {
-            got.is_empty()
-        } else {
-            got.len() == 1 && got[0] == want
-        };
-        assert!(
-            ok,
-            "unexpected entries in the jail's {dir}/ after the unpack: {got:?}"
-        );
-    }
     for s in ["sentinel", "tmp/strata-evil-sentinel"] {
         let p = top.join(s);
         let m = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("sentinel {s} is gone: {e}"));
