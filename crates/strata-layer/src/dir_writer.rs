@@ -137,6 +137,9 @@ pub struct DirWriter {
     warnings_dropped: u64,
     /// Not running as root: EPERM on an xattr is expected, not an error.
     unprivileged: bool,
+    /// This thread's umask is 0, so files are created with their final permission bits
+    /// and need no `fchmod` unless they carry setuid, setgid or sticky bits.
+    exact_create_mode: bool,
 }
 
 struct DirMeta {
@@ -248,6 +251,14 @@ fn timespec(t: Timestamp) -> Timespec {
     }
 }
 
+/// The calling thread's umask, from `/proc/thread-self/status` (reading it with
+/// `umask(2)` would change it for a moment, for every thread sharing it).
+fn thread_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
 fn resolve_error(entry: &LayerPath, dir: &[u8], e: Errno) -> Error {
     let d = shown(dir);
     let reason = match e {
@@ -323,6 +334,7 @@ impl DirWriter {
             warnings: Vec::new(),
             warnings_dropped: 0,
             unprivileged: !rustix::process::geteuid().is_root(),
+            exact_create_mode: thread_umask() == Some(0),
         })
     }
 
@@ -1021,13 +1033,14 @@ impl DirWriter {
                 Error::apply_io(&cur.path, "cannot set the size of a sparse file", io_err(e))
             })?;
         }
-        self.apply_meta_fd(
-            cur.file.as_fd(),
-            &cur.path,
-            &cur.meta,
-            Some(cur.meta.mode),
-            true,
-        )
+        // Created with its permission bits already (umask 0), a file needs a chmod only
+        // for setuid, setgid or sticky, which must follow the chown that clears them.
+        let mode = if self.exact_create_mode && cur.meta.mode & 0o7000 == 0 {
+            None
+        } else {
+            Some(cur.meta.mode)
+        };
+        self.apply_meta_fd(cur.file.as_fd(), &cur.path, &cur.meta, mode, true)
     }
 
     fn add_root(&mut self, entry: &Entry) -> Result<(), Error> {
@@ -1070,12 +1083,17 @@ impl DirWriter {
             return Err(Error::apply(path, "cannot resolve the parent directory"));
         };
         let mut removed = false;
+        let create_mode = if self.exact_create_mode {
+            entry.meta.mode & 0o777
+        } else {
+            0o600
+        };
         let fd = loop {
             match rfs::openat(
                 &*dir,
                 &name,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
+                Mode::from_raw_mode(create_mode),
             ) {
                 Ok(fd) => break fd,
                 Err(Errno::EXIST) if !removed => {

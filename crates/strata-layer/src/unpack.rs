@@ -93,6 +93,13 @@ pub fn unpack<R: Read + Send>(
             let sandbox = confine
                 .then(|| sandbox::confine_writes_to(root))
                 .transpose()?;
+            // A umask of this thread's own, 0, so the writer creates files with their
+            // final permissions and saves a chmod per file; the process keeps its umask.
+            // SAFETY: CLONE_FS gives this thread a copy of the process's cwd, root and
+            // umask; no memory is shared or changed.
+            if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.is_ok() {
+                rustix::process::umask(rustix::fs::Mode::empty());
+            }
             let mut writer = DirWriter::open(root, writer_options)?;
             match recorder {
                 None => Ok((apply(TarReader::new(stream), writer)?, None, sandbox)),
