@@ -141,6 +141,7 @@ fn write_output<T>(
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".strata-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let v = write(tmp.as_file_mut())?;

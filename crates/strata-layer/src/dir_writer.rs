@@ -2677,7 +2677,8 @@ mod tests {
     #[test]
     fn path_of_20kb_does_not_crash() {
         let s = Scratch::on_tmpfs();
-        let deep = "d/".repeat(10_000) + "file";
+        // 100 names of 199 bytes: over PATH_MAX, under the depth limit.
+        let deep = format!("{}/", "d".repeat(199)).repeat(100) + "file";
         assert_eq!(deep.len(), 20_004);
         let r = apply(&s.root, &[file(&deep, b"deep")]);
         r.unwrap();
@@ -2685,18 +2686,23 @@ mod tests {
         apply(&s.root, &[file(&deep, b"again"), hardlink("top", &deep)]).unwrap();
         assert_eq!(std::fs::read(s.root.join("top")).unwrap(), b"again");
         // And the tree can be replaced and whited out without recursion.
-        apply(&s.root, &[file("d", b"flat")]).unwrap();
-        assert!(lmeta(&s.root.join("d")).is_file());
+        let top = "d".repeat(199);
+        apply(&s.root, &[file(&top, b"flat")]).unwrap();
+        assert!(lmeta(&s.root.join(&top)).is_file());
     }
 
     #[test]
     fn deep_tree_is_whited_out_and_opaqued_iteratively() {
         let s = Scratch::on_tmpfs();
-        let deep = "d/".repeat(3000) + "file";
-        apply(&s.root, &[file(&deep, b"deep")]).unwrap();
+        // Deeper than a tar name may be (MAX_DEPTH): built with `join`, as a lower layer
+        // made some other way could be.
+        let deep = (0..3000).fold(LayerPath::root(), |p, _| p.join(b"d").unwrap());
+        let mut deep_file = file("x", b"deep");
+        deep_file.0.path = deep.join(b"file").unwrap();
+        apply(&s.root, std::slice::from_ref(&deep_file)).unwrap();
         apply(&s.root, &[opaque(".")]).unwrap();
         assert_eq!(std::fs::read_dir(&s.root).unwrap().count(), 0);
-        apply(&s.root, &[file(&deep, b"deep")]).unwrap();
+        apply(&s.root, std::slice::from_ref(&deep_file)).unwrap();
         apply(&s.root, &[whiteout("d")]).unwrap();
         assert_eq!(std::fs::read_dir(&s.root).unwrap().count(), 0);
     }

@@ -42,20 +42,17 @@ pub enum Error {
     Misuse(String),
 
     /// An error while applying the entry whose headers start at byte `offset`.
-    #[error("{source} (entry at byte {offset} of the layer)")]
+    #[error("at the entry starting at byte {offset} of the layer")]
     At {
         offset: u64,
         #[source]
         source: Box<Error>,
     },
 
-    /// An I/O error outside any one entry (reading the input, writing the output).
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O error outside any one entry (reading the input, writing the output). The
+    /// OS error is part of the message (it is the last word, so it is not a `source`).
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
 }
 
 impl Error {
@@ -63,7 +60,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 

@@ -81,6 +81,9 @@ fn split_chunk(p: &[u8]) -> (&[u8], &[u8]) {
 /// instead of resolving differently from a short path.
 pub(crate) fn resolve_dir(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
     let in_root = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    if path.is_empty() {
+        return openat2_retry(root, b".", in_root);
+    }
     if path.len() <= CHUNK {
         return openat2_retry(root, path, in_root);
     }

@@ -49,4 +49,4 @@ pub use entry::{
     Xattr,
 };
 pub use error::Error;
-pub use path::{LayerPath, PathError};
+pub use path::{LayerPath, PathError, MAX_DEPTH};

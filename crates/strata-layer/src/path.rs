@@ -25,7 +25,14 @@ pub enum PathError {
     Nul,
     #[error("the name has a `..` component, which could climb out of the root")]
     DotDot,
+    #[error("the name is more than {MAX_DEPTH} directories deep")]
+    TooDeep,
 }
+
+/// The deepest name a layer may hold. Real images stay far below it; past it, every
+/// operation on the path costs more (kernel path walks, Landlock checks), so a hostile
+/// layer of very deep names could make an unpack run for hours.
+pub const MAX_DEPTH: usize = 1024;
 
 /// A normalized, relative, NUL-free path inside a layer. The empty path is the root.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -45,11 +52,16 @@ impl LayerPath {
             return Err(PathError::Nul);
         }
         let mut out = Vec::with_capacity(name.len());
+        let mut depth = 0;
         for comp in name.split(|&b| b == b'/') {
             match comp {
                 b"" | b"." => continue,
                 b".." => return Err(PathError::DotDot),
                 _ => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(PathError::TooDeep);
+                    }
                     if !out.is_empty() {
                         out.push(b'/');
                     }
@@ -174,6 +186,9 @@ mod tests {
         assert_eq!(LayerPath::from_tar_name(b"a/../b"), Err(PathError::DotDot));
         assert_eq!(LayerPath::from_tar_name(b"./../x"), Err(PathError::DotDot));
         assert_eq!(LayerPath::from_tar_name(b"a\0/b"), Err(PathError::Nul));
+        let deep = b"d/".repeat(MAX_DEPTH + 1);
+        assert_eq!(LayerPath::from_tar_name(&deep), Err(PathError::TooDeep));
+        assert!(LayerPath::from_tar_name(&deep[2..]).is_ok());
     }
 
     #[test]

@@ -92,6 +92,7 @@ impl RecipeRecorder {
         let ctx = |what: &str| format!("{what} for recipe {}", path.display());
         let named = tempfile::Builder::new()
             .prefix(".strata-recipe-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)
             .map_err(|e| Error::io(ctx("creating a temporary file"), e))?;
         let (mut file, temp) = named.into_parts();
