@@ -16,7 +16,7 @@
 set -euo pipefail
 PROG=demo.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-case "${1:-}" in -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 
 LISTING=$SHARED/testdata/tree-listing.py
 [ -f "$LISTING" ] || die "no $LISTING: shared/ must sit beside the repository (or set SHARED=DIR)"

@@ -16,9 +16,8 @@ set -euo pipefail
 PROG=fuzz.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-case "${1:-}" in -h | --help) usage; exit 0 ;; esac
-[ $# -ge 1 ] && [[ $1 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }
+case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
+if [ $# -lt 1 ] || ! [[ $1 =~ ^[0-9]+$ ]]; then usage "${BASH_SOURCE[0]}" >&2; exit 2; fi
 SECONDS_EACH=$1
 shift
 ALL_TARGETS=(tar_reader unpack recipe_roundtrip)

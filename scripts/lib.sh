@@ -113,3 +113,8 @@ corpus_builder_running() {
   done
   return 1
 }
+
+# usage FILE: prints the comment block at the top of FILE (after the #! line).
+usage() {
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
+}

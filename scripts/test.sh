@@ -17,7 +17,7 @@ set -euo pipefail
 PROG=test.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case "${1:-}" in -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 
 CORPUS=${CORPUS:-$ROOT/target/corpus}
 cd "$ROOT"
