@@ -7,7 +7,8 @@
 # Installs cargo-fuzz (`cargo install cargo-fuzz --locked`) if it is missing, and builds
 # with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly flags; only stable is installed).
 # Seeds: the edge/ and evil/ tars of the test corpus ($STRATA_CORPUS, else target/corpus,
-# else /var/tmp/strata-corpus-full), plus gzip and zstd copies of a few of them. New
+# else /var/tmp/strata-corpus-full), plus gzip and zstd copies of a few of them, and
+# fuzz/regressions/TARGET (inputs that once crashed it: add each fixed crash there). New
 # inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET (reproduce one with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz TARGET FILE`). Each target's log is
 # target/fuzz-logs/TARGET.log. Exits non-zero if any target crashed.
@@ -69,11 +70,14 @@ say "built in $(since "$build_start")s"
 failed=()
 for t in "${TARGETS[@]}"; do
   mkdir -p "$FUZZ_DIR/corpus/$t"
+  # Inputs that once crashed a target: replayed first, every run.
+  regress=()
+  if [ -d "$FUZZ_DIR/regressions/$t" ]; then regress=("$FUZZ_DIR/regressions/$t"); fi
   say "fuzzing $t for ${SECONDS_EACH}s (log: $logs/$t.log)"
   # -max_len: the largest seed worth mutating whole (the biggest evil tar, 2 MB of
   # nested directories, is read truncated). -timeout: a hang is a bug too.
   # shellcheck disable=SC2086
-  if cargo fuzz run --fuzz-dir "$FUZZ_DIR" "$t" "$FUZZ_DIR/corpus/$t" "${seeds[@]}" -- \
+  if cargo fuzz run --fuzz-dir "$FUZZ_DIR" "$t" "$FUZZ_DIR/corpus/$t" "${regress[@]}" "${seeds[@]}" -- \
     -max_total_time="$SECONDS_EACH" -max_len=131072 -timeout=20 -rss_limit_mb=4096 \
     -print_final_stats=1 ${FUZZ_ARGS:-} >"$logs/$t.log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -n1)
