@@ -677,6 +677,12 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
                 }
             }
         }
+        // The map is padded to whole blocks inside the data; a short entry cannot hold it.
+        if consumed > size {
+            return Err(bad(format!(
+                "GNU sparse 1.0 map takes {consumed} bytes but the entry holds only {size}"
+            )));
+        }
         let extents = numbers[1..]
             .chunks(2)
             .map(|p| SparseExtent {

@@ -366,6 +366,22 @@ fn gnu_sparse_1_0_map_is_read_from_the_data() {
     assert_eq!(back[0].1, b"abc\0\0\0\0\0\0\0de\0\0\0\0\0\0\0\0");
 }
 
+#[test]
+fn gnu_sparse_1_0_map_longer_than_a_short_entry_is_refused() {
+    // The map fits in one block, but the entry claims only 10 bytes of data.
+    let mut tar = pax_block(&[
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.name", b"sparse"),
+        ("GNU.sparse.realsize", b"20"),
+    ]);
+    tar.extend(block(b"GNUSparseFile.0/sparse", b'0', 10));
+    tar.extend(padded(b"1\n0\n3\n"));
+    tar.extend([0u8; 1024]);
+    let err = read_all(&tar).unwrap_err().to_string();
+    assert!(err.contains("map takes 512 bytes but the entry holds only 10"), "{err}");
+}
+
 /// A sink that keeps everything, to prove no byte is lost or reordered.
 #[derive(Default)]
 struct Everything(Vec<u8>);
