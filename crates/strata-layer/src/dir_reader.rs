@@ -14,6 +14,16 @@
 //! | fifo | [`EntryKind::Fifo`] |
 //! | socket | nothing: skipped, with a [warning](DirReader::warnings) |
 //!
+//! # Overlay upper directories
+//!
+//! [`DirReader::open_overlay_upper`] reads the upper directory of an overlay mount as the
+//! layer it stands for (image-formats §8.3-§8.4): a 0/0 character device, or an empty
+//! regular file carrying `trusted.overlay.whiteout`, is an [`EntryKind::Whiteout`]; a
+//! directory whose `trusted.overlay.opaque` is `y` is its [`EntryKind::Dir`] entry followed
+//! right away by an [`EntryKind::Opaque`] entry for the same path; `trusted.overlay.*`
+//! xattrs are the kernel's bookkeeping and are dropped, and escaped image xattrs
+//! (`trusted.overlay.overlay.NAME`) come back as `trusted.overlay.NAME`.
+//!
 //! Metadata: permission bits (`mode & 0o7777`), numeric uid and gid, mtime with nanoseconds,
 //! and every extended attribute sorted by name. Owner names stay empty (no NSS lookups), and
 //! atime and ctime are `None` because they would make the output differ from run to run.
@@ -72,6 +82,20 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
 use crate::{Entry, EntryKind, Error, LayerPath, LayerReader, Metadata, Timestamp, Xattr};
+
+/// What [`DirReader::with_filter`] does with a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visit {
+    /// Return it (and, for a directory, walk its contents, each asked about in turn).
+    Entry,
+    /// Do not return it, but if it is a directory walk its contents.
+    Descend,
+    /// Neither return it nor walk below it.
+    Skip,
+}
+
+/// Decides, per path, what a [`DirReader`] returns.
+pub type PathFilter = Box<dyn FnMut(&LayerPath) -> Visit + Send>;
 
 /// The most directory fds kept open: the deepest levels of the current path.
 const MAX_OPEN_DIRS: usize = 64;
@@ -186,6 +210,12 @@ pub struct DirReader {
     xattrs: XattrBufs,
     warnings: Vec<String>,
     finished: bool,
+    /// Reading an overlay upper directory (see the module docs).
+    overlay_upper: bool,
+    /// The opaque marker of the directory returned last, in overlay-upper mode.
+    pending: Option<Entry>,
+    /// Which paths to return (see [`DirReader::with_filter`]).
+    filter: Option<PathFilter>,
     /// Tests: pretend getdents reported no types, to exercise the stat-first path.
     #[cfg(test)]
     ignore_dtype: bool,
@@ -231,11 +261,38 @@ impl DirReader {
             xattrs: XattrBufs::new(),
             warnings: Vec::new(),
             finished: false,
+            overlay_upper: false,
+            pending: None,
+            filter: None,
             #[cfg(test)]
             ignore_dtype: false,
         };
         reader.push_level(LayerPath::root(), fd, &StatInfo::new(&st))?;
         Ok(reader)
+    }
+
+    /// Opens the upper directory of an overlay mount: like [`DirReader::open`], but
+    /// overlay whiteouts and opaque directories come out as the entries they stand for
+    /// (see the [module docs](self#overlay-upper-directories)).
+    pub fn open_overlay_upper(root: &Path) -> Result<Self, Error> {
+        let mut reader = DirReader::open(root)?;
+        reader.overlay_upper = true;
+        Ok(reader)
+    }
+
+    /// Returns only some paths: `filter` is asked about every path before anything is
+    /// opened, and its [`Visit`] decides. Hard links are recognised among returned entries
+    /// only, so a returned name never links to one that was filtered out.
+    pub fn with_filter(mut self, filter: PathFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// The open regular file of the entry returned last, for callers that move its data
+    /// themselves (`copy_file_range`) instead of through [`LayerReader::read_data`]; its
+    /// offset is wherever `read_data` left it.
+    pub fn data_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(|f| f.fd.as_fd())
     }
 
     /// Things skipped so far (sockets, unreadable xattrs, entries that vanished, files that
@@ -369,8 +426,24 @@ impl DirReader {
             };
             #[cfg(not(test))]
             let dtype = span.dtype;
-            if let Some(entry) = self.visit(path, dtype)? {
-                return Ok(Some(entry));
+            let verdict = match self.filter.as_mut() {
+                Some(f) => f(&path),
+                None => Visit::Entry,
+            };
+            match verdict {
+                Visit::Skip => continue,
+                Visit::Descend if !matches!(dtype, FileType::Directory | FileType::Unknown) => {
+                    continue
+                }
+                Visit::Descend => {
+                    // Listed for its contents only: the entry itself is not returned.
+                    self.visit(path, dtype)?;
+                }
+                Visit::Entry => {
+                    if let Some(entry) = self.visit(path, dtype)? {
+                        return Ok(Some(entry));
+                    }
+                }
             }
         }
     }
@@ -462,6 +535,17 @@ impl DirReader {
             return Ok(None);
         }
 
+        // Overlay whiteouts share one inode (the kernel links them), so they are decided
+        // before hard links are.
+        if self.overlay_upper && self.is_overlay_whiteout(&st, opened.as_ref()) {
+            return Ok(Some(Entry {
+                path,
+                kind: EntryKind::Whiteout,
+                meta: Metadata::default(),
+                pax: Vec::new(),
+            }));
+        }
+
         // Hard links: the first name is the entry, later names point to it.
         if ftype != FileType::Directory && st.nlink > 1 {
             let key = (st.dev, st.ino);
@@ -493,6 +577,12 @@ impl DirReader {
                 meta.xattrs =
                     self.xattrs
                         .read(XattrSource::Fd(fd.as_fd()), &path, &mut self.warnings);
+                if self.overlay_upper {
+                    let opaque = overlay_xattrs(&mut meta.xattrs);
+                    if opaque && ftype == FileType::Directory {
+                        self.pending = Some(Entry::new(path.clone(), EntryKind::Opaque));
+                    }
+                }
                 if ftype == FileType::Directory {
                     self.push_level(path.clone(), fd, &st)?;
                     EntryKind::Dir
@@ -542,6 +632,9 @@ impl DirReader {
             }
             FileType::Socket | FileType::Unknown => return Ok(None),
         };
+        if self.overlay_upper && !matches!(ftype, FileType::RegularFile | FileType::Directory) {
+            overlay_xattrs(&mut meta.xattrs);
+        }
         Ok(Some(Entry {
             path,
             kind,
@@ -554,6 +647,9 @@ impl DirReader {
 impl LayerReader for DirReader {
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
         self.file = None;
+        if let Some(marker) = self.pending.take() {
+            return Ok(Some(marker));
+        }
         if self.finished {
             return Ok(None);
         }
@@ -615,6 +711,46 @@ impl LayerReader for DirReader {
             }
         }
     }
+}
+
+impl DirReader {
+    /// An overlay whiteout: a 0/0 character device, or an empty regular file marked with
+    /// `trusted.overlay.whiteout` (the xattr form of newer kernels).
+    fn is_overlay_whiteout(&self, st: &StatInfo, opened: Option<&OwnedFd>) -> bool {
+        match st.file_type() {
+            FileType::CharacterDevice => st.rdev == 0,
+            FileType::RegularFile if st.size == 0 => {
+                opened.is_some_and(|fd| rfs::fgetxattr(fd, OVERLAY_WHITEOUT, &mut [0u8; 8]).is_ok())
+            }
+            _ => false,
+        }
+    }
+}
+
+const OVERLAY_PREFIX: &[u8] = b"trusted.overlay.";
+const OVERLAY_WHITEOUT: &[u8] = b"trusted.overlay.whiteout";
+const OVERLAY_OPAQUE: &[u8] = b"trusted.overlay.opaque";
+
+/// Drops overlay's own xattrs from `xattrs` and unescapes the image's
+/// (`trusted.overlay.overlay.NAME` -> `trusted.overlay.NAME`); true if the entry was
+/// marked opaque (`trusted.overlay.opaque` = `y`).
+fn overlay_xattrs(xattrs: &mut Vec<Xattr>) -> bool {
+    let opaque = xattrs
+        .iter()
+        .any(|x| x.name == OVERLAY_OPAQUE && x.value == b"y");
+    xattrs.retain_mut(|x| {
+        let Some(rest) = x.name.strip_prefix(OVERLAY_PREFIX) else {
+            return true;
+        };
+        if rest.starts_with(b"overlay.") {
+            x.name.drain(b"trusted.".len()..OVERLAY_PREFIX.len());
+            true
+        } else {
+            false
+        }
+    });
+    xattrs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    opaque
 }
 
 /// `ROOT: WHAT `PATH`` as the context of an I/O error.
@@ -1336,5 +1472,136 @@ mod tests {
         assert!(err.contains("`d/d/d/d/d` was moved out of it"), "{err}");
         assert!(r.next_entry().unwrap().is_none());
         fs::rename(p.join("moved"), level4.join("d")).unwrap();
+    }
+
+    #[test]
+    fn overlay_upper_whiteouts_opaque_dirs_and_private_xattrs() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: overlay mounts need root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        for d in [
+            "lower/gone-dir/x",
+            "lower/opq/old",
+            "upper",
+            "work",
+            "merged",
+        ] {
+            fs::create_dir_all(p.join(d)).unwrap();
+        }
+        fs::write(p.join("lower/gone"), "x").unwrap();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off",
+            p.join("lower").display(),
+            p.join("upper").display(),
+            p.join("work").display()
+        );
+        let st = std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(p.join("merged"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let m = p.join("merged");
+        fs::remove_file(m.join("gone")).unwrap();
+        fs::remove_dir_all(m.join("gone-dir")).unwrap();
+        fs::remove_dir_all(m.join("opq")).unwrap();
+        fs::create_dir(m.join("opq")).unwrap();
+        fs::write(m.join("opq/new"), "n").unwrap();
+        rfs::setxattr(
+            m.join("opq/new"),
+            "user.kept",
+            b"1",
+            rfs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let umount = std::process::Command::new("umount")
+            .arg(&m)
+            .status()
+            .unwrap();
+        assert!(umount.success());
+        // An image xattr escaped on disk comes back unescaped.
+        let up = p.join("upper");
+        rfs::setxattr(
+            up.join("opq/new"),
+            "trusted.overlay.overlay.img",
+            b"v",
+            rfs::XattrFlags::empty(),
+        )
+        .unwrap();
+
+        let mut r = DirReader::open_overlay_upper(&up).unwrap();
+        let got: Vec<(String, EntryKind, Vec<Vec<u8>>)> = all(&mut r)
+            .into_iter()
+            .map(|e| {
+                let names = e.meta.xattrs.iter().map(|x| x.name.clone()).collect();
+                (e.path.to_string(), e.kind, names)
+            })
+            .collect();
+        let file = EntryKind::File {
+            size: 1,
+            sparse: None,
+        };
+        assert_eq!(
+            got,
+            vec![
+                ("gone".into(), EntryKind::Whiteout, vec![]),
+                ("gone-dir".into(), EntryKind::Whiteout, vec![]),
+                ("opq".into(), EntryKind::Dir, vec![]),
+                ("opq".into(), EntryKind::Opaque, vec![]),
+                (
+                    "opq/new".into(),
+                    file,
+                    vec![b"trusted.overlay.img".to_vec(), b"user.kept".to_vec()]
+                ),
+            ]
+        );
+        // The plain reader sees the devices as they are.
+        let plain = all(&mut DirReader::open(&up).unwrap());
+        assert_eq!(plain[0].kind, EntryKind::CharDevice { major: 0, minor: 0 });
+    }
+
+    #[test]
+    fn a_filter_picks_entries_and_links_point_only_to_returned_names() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        fs::create_dir_all(p.join("keep/sub")).unwrap();
+        fs::create_dir_all(p.join("skip")).unwrap();
+        fs::write(p.join("keep/sub/f"), "x").unwrap();
+        fs::write(p.join("skip/first"), "l").unwrap();
+        fs::hard_link(p.join("skip/first"), p.join("keep/sub/second")).unwrap();
+        fs::hard_link(p.join("skip/first"), p.join("keep/sub/third")).unwrap();
+        let want = ["keep/sub/f", "keep/sub/second", "keep/sub/third"];
+        let filter: PathFilter = Box::new(move |path: &LayerPath| {
+            let s = path.to_string();
+            if want.contains(&s.as_str()) {
+                Visit::Entry
+            } else if want.iter().any(|w| w.starts_with(&format!("{s}/"))) {
+                Visit::Descend
+            } else {
+                Visit::Skip
+            }
+        });
+        let mut r = DirReader::open(p).unwrap().with_filter(filter);
+        let got = all(&mut r);
+        assert_eq!(
+            paths(&got),
+            ["keep/sub/f", "keep/sub/second", "keep/sub/third"]
+        );
+        assert_eq!(
+            got[1].kind,
+            EntryKind::File {
+                size: 1,
+                sparse: None
+            }
+        );
+        assert_eq!(
+            got[2].kind,
+            EntryKind::HardLink {
+                target: lp(b"keep/sub/second")
+            }
+        );
     }
 }

@@ -56,7 +56,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
@@ -1457,6 +1457,68 @@ impl DirWriter {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl DirWriter {
+    /// Delivers the current regular file's data by copying `len` bytes from `from` (from its
+    /// current offset) inside the kernel with `copy_file_range`, which shares blocks where
+    /// the file system can (reflinks); falls back to plain reads and writes across file
+    /// systems. The same contract as [`write_data`](LayerWriter::write_data): the bytes
+    /// count toward the entry's announced size. Not for sparse entries.
+    pub fn copy_data_from(&mut self, from: BorrowedFd<'_>, len: u64) -> Result<(), Error> {
+        let Some(cur) = self.current.as_mut() else {
+            return Err(Error::Misuse(
+                "data copied while no regular file is open".into(),
+            ));
+        };
+        if cur.sparse.is_some() || len > cur.expected - cur.delivered {
+            return Err(Error::Misuse(format!(
+                "cannot copy {len} bytes into `{}` ({} of {} delivered{})",
+                cur.path,
+                cur.delivered,
+                cur.expected,
+                if cur.sparse.is_some() { ", sparse" } else { "" }
+            )));
+        }
+        let mut left = len;
+        while left > 0 {
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            match rfs::copy_file_range(from, None, &cur.file, None, chunk) {
+                Ok(0) => {
+                    return Err(Error::apply(
+                        &cur.path,
+                        format!("the source ended {left} bytes early"),
+                    ))
+                }
+                Ok(n) => left -= n as u64,
+                Err(Errno::INTR) => {}
+                Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) => {
+                    let mut src = File::from(rustix::io::dup(from).map_err(|e| {
+                        Error::apply_io(&cur.path, "cannot copy file data", io_err(e))
+                    })?);
+                    let copied = io::copy(&mut (&mut src).take(left), &mut cur.file)
+                        .map_err(|e| Error::apply_io(&cur.path, "cannot copy file data", e))?;
+                    if copied != left {
+                        return Err(Error::apply(
+                            &cur.path,
+                            format!("the source ended {} bytes early", left - copied),
+                        ));
+                    }
+                    left = 0;
+                }
+                Err(e) => {
+                    return Err(Error::apply_io(
+                        &cur.path,
+                        "cannot copy file data",
+                        io_err(e),
+                    ))
+                }
+            }
+        }
+        cur.delivered += len;
+        self.data_bytes += len;
         Ok(())
     }
 }

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod compress;
+pub mod copy_tree;
 pub mod digest;
 pub mod dir_reader;
 pub mod dir_writer;

@@ -17,7 +17,7 @@ use crate::compress::{Compression, Compressor};
 use crate::digest::{Digest, Hasher};
 use crate::dir_reader::DirReader;
 use crate::tar::TarWriter;
-use crate::{copy, pipe, Error};
+use crate::{copy, pipe, Error, LayerReader};
 
 /// What a pack produced.
 #[derive(Debug, Clone)]
@@ -28,7 +28,8 @@ pub struct PackSummary {
     /// sha256 and size of the bytes written (equal to the above when uncompressed).
     pub blob_digest: Digest,
     pub blob_bytes: u64,
-    /// Things skipped (sockets), one sentence each.
+    /// Things skipped (sockets), one sentence each ([`pack`] only; a caller of
+    /// [`pack_entries`] asks its reader).
     pub warnings: Vec<String>,
 }
 
@@ -36,6 +37,20 @@ pub struct PackSummary {
 /// The same tree always gives the same bytes ([`DirReader`] order, [`TarWriter`] encoding).
 pub fn pack<W: Write + Send>(
     root: &Path,
+    out: W,
+    compression: Compression,
+) -> Result<PackSummary, Error> {
+    let mut reader = DirReader::open(root)?;
+    let mut summary = pack_entries(&mut reader, out, compression)?;
+    summary.warnings = reader.warnings().to_vec();
+    Ok(summary)
+}
+
+/// Writes the entries of any `reader` as a layer tar to `out`, compressed as asked, with
+/// both digests computed on the way. The reader runs on this thread; hashing, compression
+/// and writing on another.
+pub fn pack_entries<R: LayerReader, W: Write + Send>(
+    reader: R,
     out: W,
     compression: Compression,
 ) -> Result<PackSummary, Error> {
@@ -54,11 +69,9 @@ pub fn pack<W: Write + Send>(
     };
     let compressor =
         Compressor::new(sink, compression).map_err(|e| Error::io("starting compression", e))?;
-    let mut reader = DirReader::open(root)?;
-    // This thread walks and reads the tree; another hashes, compresses and writes.
     std::thread::scope(|s| {
         let stream = pipe::spawn_writer(s, tar.writer(compressor));
-        let stream = copy(&mut reader, TarWriter::new(stream))?;
+        let stream = copy(reader, TarWriter::new(stream))?;
         let compressor = stream
             .finish()
             .map_err(|e| Error::io("writing the layer", e))?
@@ -73,6 +86,6 @@ pub fn pack<W: Write + Send>(
         tar_bytes: tar.bytes(),
         blob_digest: blob.digest(),
         blob_bytes: blob.bytes(),
-        warnings: reader.warnings().to_vec(),
+        warnings: Vec::new(),
     })
 }

@@ -1,0 +1,112 @@
+//! The crate's one error type: each variant names what went wrong and with what.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::id::LayerId;
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No layer of that ID exists (or it is being removed).
+    #[error("no layer `{0}` in the store")]
+    NotFound(LayerId),
+
+    /// A layer of that ID already exists.
+    #[error("a layer `{0}` already exists")]
+    Exists(LayerId),
+
+    /// A string cannot be a layer ID.
+    #[error("invalid layer ID `{id}`: {reason}")]
+    BadId { id: String, reason: &'static str },
+
+    /// The layer exists but cannot do this now: wrong kind or state, mounted, has
+    /// children, in use by another process.
+    #[error("layer `{id}` {reason}")]
+    Refused { id: LayerId, reason: String },
+
+    /// A storage option is unknown, malformed or cannot be honoured here.
+    #[error("storage option `{name}`: {reason}")]
+    BadOption { name: String, reason: String },
+
+    /// The store was made with another driver.
+    #[error(
+        "the store at {root} was created with the {store} driver; it cannot be used with {asked}"
+    )]
+    DriverMismatch {
+        root: PathBuf,
+        store: &'static str,
+        asked: &'static str,
+    },
+
+    /// A driver cannot work here (no overlayfs, a mount failed).
+    #[error("{driver} driver: {reason}")]
+    Driver {
+        driver: &'static str,
+        reason: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+
+    /// The metadata database failed.
+    #[error("store database: {context}: {source}")]
+    Db {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The store's files are not what its database says (found by an operation or fsck).
+    #[error("the store is inconsistent: {0}")]
+    Corrupt(String),
+
+    /// Reading, applying or writing a layer's content failed.
+    #[error(transparent)]
+    Layer(#[from] strata_layer::Error),
+
+    /// A file system operation on the store failed. The OS error is the last word of the
+    /// message, so it is not a `source`.
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, error: impl Into<io::Error>) -> Self {
+        Error::Io {
+            context: context.into(),
+            error: error.into(),
+        }
+    }
+
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Db { context, source }
+    }
+
+    pub(crate) fn refused(id: &LayerId, reason: impl Into<String>) -> Self {
+        Error::Refused {
+            id: id.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True for the errors a caller may retry unchanged (the database or a lock was busy).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Db {
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error {
+                        code: rusqlite::ErrorCode::DatabaseBusy
+                            | rusqlite::ErrorCode::DatabaseLocked,
+                        ..
+                    },
+                    _
+                ),
+                ..
+            }
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,262 @@
+//! `fsck`: checks that the store's files agree with its database, down to the bytes of
+//! every applied layer, and with `repair` removes what is broken (never what is sound).
+//!
+//! Checked: every applied layer rebuilds from its recipe to its recorded diffID (which
+//! reads and CRC-checks every file it holds); every layer has its directories and lock;
+//! parents exist, are applied, and depths add up; mount counts match the mounts that
+//! exist; every blob hashes to its name; no directory or recipe belongs to no layer.
+//! A broken layer is removed with the layers built on it (they cannot be used without
+//! it); a wrong mount count is corrected; orphans are removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use strata_layer::digest::{Digest, Hasher};
+use strata_layer::recipe;
+
+use crate::db::{LayerRow, State};
+use crate::driver::{DriverKind, View};
+use crate::error::{Error, Result};
+use crate::id::LayerId;
+use crate::lock::LayerLock;
+use crate::mounts;
+use crate::store::Store;
+
+/// One thing fsck found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The layer concerned, if any.
+    pub layer: Option<LayerId>,
+    pub what: String,
+}
+
+/// What fsck found and, with repair, did.
+#[derive(Clone, Debug, Default)]
+pub struct FsckReport {
+    pub layers_checked: usize,
+    pub blobs_checked: usize,
+    pub problems: Vec<Problem>,
+    /// With repair: what was done, one sentence each.
+    pub repairs: Vec<String>,
+}
+
+impl FsckReport {
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Checks the whole store; with `repair`, removes broken layers (and their
+    /// descendants), fixes mount counts and removes orphans.
+    pub fn fsck(&self, repair: bool) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        {
+            let lock = self.lock()?;
+            let recovered = self.recover(&lock)?;
+            report.repairs.extend(recovered.actions);
+        }
+        let rows = self.read(|tx| tx.layers())?;
+        let by_id: BTreeMap<LayerId, LayerRow> =
+            rows.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        let mut broken: BTreeSet<LayerId> = BTreeSet::new();
+        let mut bad_counts: Vec<LayerId> = Vec::new();
+        let points = mounts::mount_points()?;
+        for row in &rows {
+            if !row.state.visible() {
+                continue; // in progress in another process
+            }
+            report.layers_checked += 1;
+            // (what, whether the layer is unusable)
+            let mut found: Vec<(String, bool)> = Vec::new();
+            let mut problem = |what: String, fatal: bool| found.push((what, fatal));
+            let dir = self.paths().layer(&row.id);
+            for sub in self.paths().subdirs().iter().chain(&["lock"]) {
+                if !dir.join(sub).exists() {
+                    problem(format!("{} is missing", dir.join(sub).display()), true);
+                }
+            }
+            match &row.parent {
+                Some(p) => match by_id.get(p) {
+                    None => problem(format!("its parent {p} does not exist"), true),
+                    Some(prow) if prow.state != State::Applied => {
+                        problem(format!("its parent {p} is not an applied layer"), true)
+                    }
+                    Some(prow) if prow.depth + 1 != row.depth => problem(
+                        format!(
+                            "its depth {} does not follow its parent's {}",
+                            row.depth, prow.depth
+                        ),
+                        true,
+                    ),
+                    _ => {}
+                },
+                None if row.depth != 1 => {
+                    problem(format!("depth {} without a parent", row.depth), true)
+                }
+                None => {}
+            }
+            if self.driver() == DriverKind::Overlay {
+                let mounted = points.contains(&self.paths().merged(&row.id));
+                let counted = row.mounts > 0 && row.mount_boot.as_deref() == Some(self.boot());
+                if mounted != counted {
+                    problem(
+                        format!(
+                            "mount count {} but {} mounted",
+                            row.mounts,
+                            if mounted { "it is" } else { "it is not" }
+                        ),
+                        false,
+                    );
+                    bad_counts.push(row.id.clone());
+                }
+            }
+            if row.state == State::Applied && !found.iter().any(|(_, fatal)| *fatal) {
+                if let Err(e) = self.verify_layer(row) {
+                    found.push((
+                        format!("its content does not rebuild to its diffID: {e}"),
+                        true,
+                    ));
+                }
+            }
+            for (what, fatal) in found {
+                if fatal {
+                    broken.insert(row.id.clone());
+                }
+                report.problems.push(Problem {
+                    layer: Some(row.id.clone()),
+                    what,
+                });
+            }
+        }
+        // Descendants of a broken layer cannot be used either.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for row in &rows {
+                if let Some(p) = &row.parent {
+                    if broken.contains(p) && broken.insert(row.id.clone()) {
+                        changed = true;
+                    }
+                }
+            }
+        }
+        for blob in self.blob_problems(&mut report)? {
+            report.problems.push(Problem {
+                layer: None,
+                what: blob,
+            });
+        }
+        let orphans = self.orphans()?;
+        for o in &orphans {
+            report.problems.push(Problem {
+                layer: None,
+                what: format!("{} belongs to no layer", o.display()),
+            });
+        }
+        if repair {
+            self.repair(&rows, &broken, &bad_counts, &orphans, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Rebuilds an applied layer's tar into a hasher and compares it with its diffID.
+    fn verify_layer(&self, row: &LayerRow) -> Result<()> {
+        let _lock = LayerLock::shared(&self.paths().lock(&row.id))?;
+        let chain = self.read(|tx| tx.chain(&row.id))?;
+        let view = match self.driver() {
+            DriverKind::Vfs => View::Dir(self.paths().content(&row.id)),
+            DriverKind::Overlay => View::of(self.paths(), &self.content_dirs(&chain))?,
+        };
+        let root = view
+            .path()
+            .ok_or_else(|| Error::Corrupt("no content directory".into()))?;
+        let rebuilt = recipe::rebuild(&self.paths().recipe(&row.id), root, std::io::sink())?;
+        match &row.diff {
+            Some(d) if d.diff_id == rebuilt.diff_id => Ok(()),
+            Some(d) => Err(Error::Corrupt(format!(
+                "rebuilt {}, recorded {}",
+                rebuilt.diff_id, d.diff_id
+            ))),
+            None => Err(Error::Corrupt("no diffID recorded".into())),
+        }
+    }
+
+    /// Blobs whose content does not hash to their name.
+    fn blob_problems(&self, report: &mut FsckReport) -> Result<Vec<String>> {
+        let dir = self.paths().blobs();
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        for e in entries {
+            let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            report.blobs_checked += 1;
+            let Some(want) = Digest::parse(&format!("sha256:{name}")) else {
+                out.push(format!(
+                    "blob {} is not named by a sha256 digest",
+                    e.path().display()
+                ));
+                continue;
+            };
+            let hasher = Hasher::default();
+            let file = std::fs::File::open(e.path())
+                .map_err(|err| Error::io(format!("opening {}", e.path().display()), err))?;
+            let mut reader = hasher.reader(file);
+            std::io::copy(&mut reader, &mut std::io::sink())
+                .map_err(|err| Error::io(format!("reading {}", e.path().display()), err))?;
+            if hasher.digest() != want {
+                out.push(format!(
+                    "blob {} holds content with digest {}",
+                    e.path().display(),
+                    hasher.digest()
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn repair(
+        &self,
+        rows: &[LayerRow],
+        broken: &BTreeSet<LayerId>,
+        bad_counts: &[LayerId],
+        orphans: &[std::path::PathBuf],
+        report: &mut FsckReport,
+    ) -> Result<()> {
+        // Children before parents: the deepest first.
+        let mut doomed: Vec<&LayerRow> = rows.iter().filter(|r| broken.contains(&r.id)).collect();
+        doomed.sort_by_key(|r| std::cmp::Reverse(r.depth));
+        for row in doomed {
+            if self.driver() == DriverKind::Overlay {
+                mounts::unmount_path(&self.paths().merged(&row.id), true)?;
+            }
+            {
+                let _lock = self.lock()?;
+                self.db().write("repairing", |tx| {
+                    tx.set_mounts(&row.id, 0, None)?;
+                    tx.set_state(&row.id, State::Removing)
+                })?;
+            }
+            self.finish_removal(&row.id)?;
+            report
+                .repairs
+                .push(format!("removed broken layer {}", row.id));
+        }
+        for id in bad_counts.iter().filter(|id| !broken.contains(*id)) {
+            let mounted = mounts::is_mounted(&self.paths().merged(id))?;
+            let _lock = self.lock()?;
+            let count = u32::from(mounted);
+            self.db().write("repairing", |tx| {
+                tx.set_mounts(id, count, Some(self.boot()))
+            })?;
+            report
+                .repairs
+                .push(format!("set the mount count of layer {id} to {count}"));
+        }
+        for o in orphans {
+            mounts::remove_tree(o)?;
+            report.repairs.push(format!("removed {}", o.display()));
+        }
+        Ok(())
+    }
+}

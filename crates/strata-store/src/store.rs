@@ -1,0 +1,897 @@
+//! [`Store`]: the graph-driver operations over one store root.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use strata_layer::copy_tree::copy_tree;
+use strata_layer::dir_writer::DirWriterOptions;
+use strata_layer::sandbox::SandboxStatus;
+use strata_layer::unpack::{unpack, UnpackOptions};
+
+use crate::db::{Db, DiffInfo, LayerRow, State, Tx};
+use crate::driver::{DriverKind, Paths};
+use crate::error::{Error, Result};
+use crate::id::LayerId;
+use crate::lock::{LayerLock, Staging, StoreLock};
+use crate::options::StorageOptions;
+use crate::overlay::{self, OverlaySpec, MAX_LOWERS};
+use crate::{mounts, quota};
+
+/// Where a store lives and which driver it should use.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub root: PathBuf,
+    /// `None`: the store's recorded driver, or for a new store overlay where a probe mount
+    /// works, else vfs.
+    pub driver: Option<DriverKind>,
+}
+
+impl StoreOptions {
+    /// The default root: `/var/lib/strata` as root, else `$XDG_DATA_HOME/strata`
+    /// (`~/.local/share/strata`).
+    pub fn default_root() -> PathBuf {
+        if rustix::process::geteuid().is_root() {
+            return PathBuf::from("/var/lib/strata");
+        }
+        match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d).join("strata"),
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".local/share/strata"),
+        }
+    }
+}
+
+/// What a layer is, as users see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerStatus {
+    /// Read-only, waiting for `apply`.
+    Empty,
+    /// Read-only, a diff is being applied by some process.
+    Applying,
+    /// Read-only, holding its diff; can be a parent.
+    Applied,
+    /// Read-write (a container layer).
+    Writable,
+}
+
+impl LayerStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerStatus::Empty => "empty",
+            LayerStatus::Applying => "applying",
+            LayerStatus::Applied => "applied",
+            LayerStatus::Writable => "read-write",
+        }
+    }
+}
+
+/// One layer: what `layer ls` lists.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub id: LayerId,
+    pub parent: Option<LayerId>,
+    pub status: LayerStatus,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// 1 for a layer without parent.
+    pub depth: u32,
+    /// For an applied layer: its diff.
+    pub diff: Option<DiffInfo>,
+    pub size_limit: Option<u64>,
+    /// How many `mount`s are not yet matched by an `umount`.
+    pub mounts: u32,
+}
+
+/// Everything about a layer: what `layer inspect` shows.
+#[derive(Clone, Debug)]
+pub struct LayerDetails {
+    pub layer: Layer,
+    /// The layer's ancestors, nearest first.
+    pub parents: Vec<LayerId>,
+    pub children: Vec<LayerId>,
+    pub driver: DriverKind,
+    /// The driver's directories for the layer.
+    pub content: PathBuf,
+    pub work: Option<PathBuf>,
+    pub merged: Option<PathBuf>,
+    pub recipe: Option<PathBuf>,
+}
+
+/// How to create a layer.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// A read-write (container) layer; else read-only, to be filled by `apply`.
+    pub writable: bool,
+    pub storage: StorageOptions,
+}
+
+/// How to apply a diff.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Confine the writer with Landlock (default true).
+    pub sandbox: bool,
+    /// Apply `trusted.*` and `security.*` xattrs from the diff.
+    pub privileged_xattrs: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            sandbox: true,
+            privileged_xattrs: false,
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub layer: Layer,
+    pub diff: DiffInfo,
+    pub entries: u64,
+    pub warnings: Vec<String>,
+    /// `None` when the sandbox was turned off.
+    pub sandbox: Option<SandboxStatus>,
+}
+
+/// A layer store on disk; see the [crate docs](crate) for the vocabulary and lifecycle.
+///
+/// A `Store` is one process's handle; any number of processes may open the same root at
+/// once. It is `Sync`: threads may share it (database access is serialized, long work
+/// such as applying runs in parallel).
+pub struct Store {
+    paths: Paths,
+    db: Mutex<Db>,
+    boot_id: String,
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("creating {}", path.display()), e)),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    })
+}
+
+fn sync_fs(dir: &Path) -> Result<()> {
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    rustix::fs::syncfs(&fd).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+impl LayerRow {
+    pub(crate) fn status(&self) -> Option<LayerStatus> {
+        Some(match self.state {
+            State::Empty => LayerStatus::Empty,
+            State::Applying => LayerStatus::Applying,
+            State::Applied => LayerStatus::Applied,
+            State::Writable => LayerStatus::Writable,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn to_layer(&self) -> Option<Layer> {
+        Some(Layer {
+            id: self.id.clone(),
+            parent: self.parent.clone(),
+            status: self.status()?,
+            created: self.created,
+            depth: self.depth,
+            diff: self.diff.clone(),
+            size_limit: self.size_limit,
+            mounts: self.mounts,
+        })
+    }
+}
+
+/// Refuses unless `row` is a visible layer in one of `wanted` states.
+fn require(row: &LayerRow, wanted: &[State], what: &str) -> Result<()> {
+    if wanted.contains(&row.state) {
+        return Ok(());
+    }
+    let why = match row.state {
+        State::Empty => "has no content yet (apply a diff to it first)",
+        State::Applying => "is being applied by another process",
+        State::Applied => "is read-only and already holds its diff",
+        State::Writable => "is a read-write layer",
+        _ => "is not ready",
+    };
+    Err(Error::refused(&row.id, format!("{why}: cannot {what} it")))
+}
+
+impl Store {
+    /// Opens the store at `options.root`, creating it if needed, and recovers from any
+    /// crash of an earlier process before returning.
+    pub fn open(options: &StoreOptions) -> Result<Store> {
+        let root = &options.root;
+        mkdir(root, 0o711)?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| Error::io(format!("resolving {}", root.display()), e))?;
+        for sub in ["layers", "staging", "recipes", "blobs", "empty"] {
+            mkdir(&root.join(sub), 0o700)?;
+        }
+        mkdir(&root.join("blobs/sha256"), 0o700)?;
+        let mut db = Db::open(&root.join("strata.db"))?;
+        let lock = StoreLock::acquire(&root)?;
+        let recorded = db
+            .read()
+            .meta("driver")?
+            .map(|name| {
+                DriverKind::parse(&name).ok_or_else(|| {
+                    Error::Corrupt(format!("the recorded driver `{name}` is unknown"))
+                })
+            })
+            .transpose()?;
+        let driver = match (recorded, options.driver) {
+            (Some(store), Some(asked)) if store != asked => {
+                return Err(Error::DriverMismatch {
+                    root,
+                    store: store.name(),
+                    asked: asked.name(),
+                })
+            }
+            (Some(store), _) => store,
+            (None, asked) => {
+                let driver = match asked {
+                    Some(d) => d,
+                    None if probe_overlay(&root).is_ok() => DriverKind::Overlay,
+                    None => DriverKind::Vfs,
+                };
+                if driver == DriverKind::Overlay {
+                    probe_overlay(&root)?;
+                }
+                db.write("recording the driver", |tx| {
+                    tx.set_meta("driver", driver.name())
+                })?;
+                driver
+            }
+        };
+        let store = Store {
+            paths: Paths { root, driver },
+            db: Mutex::new(db),
+            boot_id: boot_id(),
+        };
+        store.recover(&lock)?;
+        drop(lock);
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.paths.root
+    }
+
+    pub fn driver(&self) -> DriverKind {
+        self.paths.driver
+    }
+
+    pub(crate) fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
+        // A panic while holding the database leaves nothing half-done in it (transactions
+        // roll back on drop), so a poisoned lock is still usable.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn lock(&self) -> Result<StoreLock> {
+        StoreLock::acquire(&self.paths.root)
+    }
+
+    pub(crate) fn boot(&self) -> &str {
+        &self.boot_id
+    }
+
+    /// Runs `f` on a read-only snapshot of the database.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let db = self.db();
+        f(&db.read())
+    }
+
+    /// The visible layer `id`.
+    pub fn layer(&self, id: &LayerId) -> Result<Layer> {
+        self.read(|tx| tx.visible_layer(id))?
+            .to_layer()
+            .ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// True if a visible layer `id` exists.
+    pub fn exists(&self, id: &LayerId) -> Result<bool> {
+        match self.layer(id) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every visible layer, by ID.
+    pub fn layers(&self) -> Result<Vec<Layer>> {
+        Ok(self
+            .read(|tx| tx.layers())?
+            .iter()
+            .filter_map(LayerRow::to_layer)
+            .collect())
+    }
+
+    /// The visible, applied layers whose diff has this diffID.
+    pub fn layers_with_diff_id(
+        &self,
+        diff_id: &strata_layer::digest::Digest,
+    ) -> Result<Vec<Layer>> {
+        Ok(self
+            .read(|tx| tx.layers_with_diff_id(diff_id))?
+            .iter()
+            .filter(|r| r.state == State::Applied)
+            .filter_map(LayerRow::to_layer)
+            .collect())
+    }
+
+    /// Everything about layer `id`.
+    pub fn inspect(&self, id: &LayerId) -> Result<LayerDetails> {
+        let (row, chain, children) = self.read(|tx| {
+            let row = tx.visible_layer(id)?;
+            Ok((row, tx.chain(id)?, tx.children(id)?))
+        })?;
+        let layer = row.to_layer().ok_or_else(|| Error::NotFound(id.clone()))?;
+        let overlay = self.paths.driver == DriverKind::Overlay;
+        Ok(LayerDetails {
+            parents: chain.iter().skip(1).map(|r| r.id.clone()).collect(),
+            children,
+            driver: self.paths.driver,
+            content: self.paths.content(id),
+            work: overlay.then(|| self.paths.work(id)),
+            merged: overlay.then(|| self.paths.merged(id)),
+            recipe: (row.state == State::Applied).then(|| self.paths.recipe(id)),
+            layer,
+        })
+    }
+
+    /// The content directories of `chain[from..]` (nearest first).
+    pub(crate) fn content_dirs(&self, chain: &[LayerRow]) -> Vec<PathBuf> {
+        chain.iter().map(|r| self.paths.content(&r.id)).collect()
+    }
+
+    // ---- create ---------------------------------------------------------------------
+
+    /// Creates layer `id` on `parent` (an applied layer), read-only and empty or, with
+    /// [`CreateOptions::writable`], read-write.
+    pub fn create(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        options: &CreateOptions,
+    ) -> Result<Layer> {
+        let state = if options.writable {
+            State::Writable
+        } else {
+            State::Empty
+        };
+        let (staging, row, _lock) = self.stage_layer(id, parent, options, state)?;
+        self.commit_layer(staging, &row, state)?;
+        self.layer(id)
+    }
+
+    /// Checks a new layer's ID and parent (`Ok(chain of the parent)`).
+    fn check_new(
+        &self,
+        tx: &Tx<'_>,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+    ) -> Result<Vec<LayerRow>> {
+        if tx.layer(id)?.is_some() {
+            return Err(Error::Exists(id.clone()));
+        }
+        let Some(parent) = parent else {
+            return Ok(Vec::new());
+        };
+        let prow = tx.visible_layer(parent).map_err(|e| match e {
+            Error::NotFound(_) => Error::refused(
+                id,
+                format!("cannot be created: its parent `{parent}` does not exist"),
+            ),
+            e => e,
+        })?;
+        if prow.state != State::Applied {
+            let why = match prow.state {
+                State::Writable => {
+                    "is a read-write layer, and only read-only layers can be parents"
+                }
+                _ => "has not been applied yet",
+            };
+            return Err(Error::refused(
+                id,
+                format!("cannot be created on `{parent}`: it {why}"),
+            ));
+        }
+        let chain = tx.chain(parent)?;
+        if self.paths.driver == DriverKind::Overlay && chain.len() + 1 > MAX_LOWERS {
+            return Err(Error::refused(
+                id,
+                format!("cannot be created: a chain of {} layers is more than overlayfs stacks ({MAX_LOWERS})", chain.len() + 1),
+            ));
+        }
+        Ok(chain)
+    }
+
+    /// Builds a new layer's directory in the staging area: its lock file (held exclusively
+    /// and returned), the driver directories, the copy of the parent for a vfs read-write
+    /// layer, the quota. Nothing is visible yet.
+    fn stage_layer(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        options: &CreateOptions,
+        state: State,
+    ) -> Result<(Staging, LayerRow, LayerLock)> {
+        if options.storage.size.is_some() && !options.writable {
+            return Err(Error::BadOption {
+                name: "size".into(),
+                reason: "applies to read-write layers only".into(),
+            });
+        }
+        let chain = self.read(|tx| self.check_new(tx, id, parent))?;
+        let staging = Staging::new(&self.paths.staging())?;
+        let dir = staging.path().join("layer");
+        mkdir(&dir, 0o700)?;
+        for sub in self.paths.subdirs() {
+            mkdir(&dir.join(sub), if *sub == "work" { 0o700 } else { 0o755 })?;
+        }
+        let lock_path = dir.join("lock");
+        std::fs::File::create(&lock_path)
+            .map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
+        let lock = LayerLock::try_exclusive(&lock_path)?.ok_or_else(|| {
+            Error::Corrupt(format!("{} is locked by someone else", lock_path.display()))
+        })?;
+        let content = self.paths.content_in(&dir);
+        if self.paths.driver == DriverKind::Vfs && state == State::Writable {
+            if let Some(p) = chain.first() {
+                let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
+                copy_tree(&self.paths.content(&p.id), &content)?;
+            }
+        }
+        let mut quota_project = None;
+        if let Some(bytes) = options.storage.size {
+            quota::probe(&content)?;
+            let project = self
+                .db()
+                .write("allocating a quota project", |tx| tx.next_quota_project())?;
+            quota::limit(&content, project, bytes)?;
+            quota_project = Some(project);
+        }
+        let row = LayerRow {
+            id: id.clone(),
+            parent: parent.cloned(),
+            state: State::Creating,
+            created: now(),
+            depth: chain.first().map_or(1, |p| p.depth + 1),
+            diff: None,
+            size_limit: options.storage.size,
+            mounts: 0,
+            mount_boot: None,
+            quota_project,
+        };
+        Ok((staging, row, lock))
+    }
+
+    /// Makes a staged layer visible in `state`: under the store lock, the row is
+    /// recorded as `Creating`, the directory renamed into place, and the row set to
+    /// `state` (a crash in between leaves a `Creating` row that recovery removes).
+    fn commit_layer(&self, staging: Staging, row: &LayerRow, state: State) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut db = self.db();
+        db.write("creating the layer", |tx| {
+            self.check_new(tx, &row.id, row.parent.as_ref())?;
+            tx.insert_layer(row)
+        })?;
+        let placed = rename(&staging.path().join("layer"), &self.paths.layer(&row.id))
+            .and_then(|()| db.write("creating the layer", |tx| tx.set_state(&row.id, state)));
+        if let Err(e) = placed {
+            // Undo: nothing of the layer may stay behind.
+            let _ = mounts::remove_tree(&self.paths.layer(&row.id));
+            let _ = db.write("undoing the layer", |tx| tx.delete_layer(&row.id));
+            return Err(e);
+        }
+        drop(db);
+        staging.done()
+    }
+
+    // ---- apply ----------------------------------------------------------------------
+
+    /// Applies the diff read from `input` (a tar, gzip or zstd) to the empty read-only
+    /// layer `id`, recording its diffID, sizes and recipe. On failure, or if the process
+    /// is killed, the layer is left empty as it was.
+    pub fn apply<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        input: R,
+        options: &ApplyOptions,
+    ) -> Result<Applied> {
+        let (chain, lock) = {
+            let _lock = self.lock()?;
+            let mut db = self.db();
+            db.write("starting the apply", |tx| {
+                let row = tx.visible_layer(id)?;
+                require(&row, &[State::Empty], "apply a diff to")?;
+                let lock = LayerLock::exclusive_for(&self.paths.lock(id), id, "apply a diff to")?;
+                tx.set_state(id, State::Applying)?;
+                Ok((tx.chain(id)?, lock))
+            })?
+        };
+        match self.fill(&chain, input, options) {
+            Ok((diff, summary)) => {
+                let _lock = self.lock()?;
+                self.db()
+                    .write("recording the apply", |tx| tx.set_applied(id, &diff))?;
+                drop(lock);
+                self.applied(id, diff, summary)
+            }
+            Err(e) => {
+                let reset = self.reset_content(id).and_then(|()| {
+                    let _lock = self.lock()?;
+                    self.db()
+                        .write("undoing the apply", |tx| tx.set_state(id, State::Empty))
+                });
+                drop(lock);
+                reset?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the read-only layer `id` on `parent` and applies `input` to it, as one
+    /// step: until the apply is recorded the layer is invisible, and a failure or a kill
+    /// leaves no trace of it. This is how images bring their layers in.
+    pub fn import<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        input: R,
+        options: &ApplyOptions,
+    ) -> Result<Applied> {
+        let (staging, row, lock) =
+            self.stage_layer(id, parent, &CreateOptions::default(), State::Importing)?;
+        self.commit_layer(staging, &row, State::Importing)?;
+        let chain = self.read(|tx| tx.chain(id))?;
+        match self.fill(&chain, input, options) {
+            Ok((diff, summary)) => {
+                let _lock = self.lock()?;
+                self.db()
+                    .write("recording the import", |tx| tx.set_applied(id, &diff))?;
+                drop(lock);
+                self.applied(id, diff, summary)
+            }
+            Err(e) => {
+                drop(lock);
+                self.discard(id)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn applied(
+        &self,
+        id: &LayerId,
+        diff: DiffInfo,
+        summary: strata_layer::unpack::UnpackSummary,
+    ) -> Result<Applied> {
+        Ok(Applied {
+            layer: self.layer(id)?,
+            diff,
+            entries: summary.entries,
+            warnings: summary.warnings,
+            sandbox: summary.sandbox,
+        })
+    }
+
+    /// Writes the diff into the content directory of `chain[0]`, whose lock the caller
+    /// holds exclusively, and records its recipe.
+    fn fill<R: Read + Send>(
+        &self,
+        chain: &[LayerRow],
+        input: R,
+        options: &ApplyOptions,
+    ) -> Result<(DiffInfo, strata_layer::unpack::UnpackSummary)> {
+        let id = &chain[0].id;
+        let parents = &chain[1..];
+        let content = self.paths.content(id);
+        let staging = Staging::new(&self.paths.staging())?;
+        let recipe = staging.path().join("recipe");
+        let mut _mounted = None;
+        let target = match self.paths.driver {
+            DriverKind::Vfs => {
+                if let Some(p) = parents.first() {
+                    let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
+                    copy_tree(&self.paths.content(&p.id), &content)?;
+                }
+                content.clone()
+            }
+            DriverKind::Overlay if parents.is_empty() => content.clone(),
+            DriverKind::Overlay => {
+                // Applied through a mount of the parents, the kernel turns deletions into
+                // whiteouts and copies lower directories up with their metadata.
+                let merged = self.paths.merged(id);
+                overlay::mount(
+                    &OverlaySpec {
+                        lowers: &self.content_dirs(parents),
+                        upper: Some((&content, &self.paths.work(id))),
+                    },
+                    &merged,
+                )?;
+                _mounted = Some(Unmount(merged.clone()));
+                merged
+            }
+        };
+        let unpack_options = UnpackOptions {
+            writer: DirWriterOptions {
+                privileged_xattrs: options.privileged_xattrs,
+                ..DirWriterOptions::default()
+            },
+            recipe: Some(recipe.clone()),
+            sandbox: options.sandbox,
+        };
+        let summary = unpack(input, &target, unpack_options)?;
+        if let Some(m) = _mounted.take() {
+            m.now()?;
+        }
+        sync_fs(&content)?;
+        rename(&recipe, &self.paths.recipe(id))?;
+        staging.done()?;
+        let diff = DiffInfo {
+            diff_id: summary.diff_id,
+            tar_size: summary.tar_bytes,
+            diff_size: summary.data_bytes,
+            blob_digest: summary.blob_digest,
+            blob_size: summary.blob_bytes,
+            compression: summary.compression.to_string(),
+        };
+        Ok((diff, summary))
+    }
+
+    /// Empties the content (and work) directory of layer `id` and drops its recipe, after
+    /// a failed or interrupted apply.
+    pub(crate) fn reset_content(&self, id: &LayerId) -> Result<()> {
+        if self.paths.driver == DriverKind::Overlay {
+            mounts::unmount_path(&self.paths.merged(id), true)?;
+        }
+        for dir in [
+            Some(self.paths.content(id)),
+            (self.paths.driver == DriverKind::Overlay).then(|| self.paths.work(id)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            mounts::remove_tree(&dir)?;
+            mkdir(&dir, if dir.ends_with("work") { 0o700 } else { 0o755 })?;
+        }
+        std::fs::remove_file(self.paths.recipe(id))
+            .or_else(crate::lock::ignore_missing)
+            .map_err(|e| Error::io("removing the recipe", e))
+    }
+
+    // ---- mount ----------------------------------------------------------------------
+
+    /// Mounts layer `id` (read-write for a read-write layer, read-only for an applied
+    /// one) and returns the path of its merged view. Mounts are counted in the database:
+    /// only the first actually mounts, and any process's `unmount` matches any `mount`.
+    /// With the vfs driver the path is the layer's own directory.
+    pub fn mount(&self, id: &LayerId) -> Result<PathBuf> {
+        let _lock = self.lock()?;
+        let mut db = self.db();
+        db.write("mounting", |tx| {
+            let row = tx.visible_layer(id)?;
+            require(&row, &[State::Applied, State::Writable], "mount")?;
+            let stale = row.mounts > 0 && row.mount_boot.as_deref() != Some(self.boot());
+            let count = if stale { 0 } else { row.mounts };
+            let path = match self.paths.driver {
+                DriverKind::Vfs => self.paths.content(id),
+                DriverKind::Overlay => self.paths.merged(id),
+            };
+            if count == 0 && self.paths.driver == DriverKind::Overlay && !mounts::is_mounted(&path)?
+            {
+                let chain = tx.chain(id)?;
+                self.mount_overlay(&chain, &path)?;
+            }
+            let next = count
+                .checked_add(1)
+                .ok_or_else(|| Error::refused(id, "is mounted too many times"))?;
+            tx.set_mounts(id, next, Some(self.boot()))?;
+            Ok(path)
+        })
+    }
+
+    fn mount_overlay(&self, chain: &[LayerRow], target: &Path) -> Result<()> {
+        let top = &chain[0];
+        let empty = self.paths.empty();
+        if top.state == State::Writable {
+            let mut lowers = self.content_dirs(&chain[1..]);
+            if lowers.is_empty() {
+                lowers.push(empty);
+            }
+            overlay::mount(
+                &OverlaySpec {
+                    lowers: &lowers,
+                    upper: Some((&self.paths.content(&top.id), &self.paths.work(&top.id))),
+                },
+                target,
+            )
+        } else {
+            let mut lowers = self.content_dirs(chain);
+            if lowers.len() == 1 {
+                lowers.push(empty);
+            }
+            overlay::mount(
+                &OverlaySpec {
+                    lowers: &lowers,
+                    upper: None,
+                },
+                target,
+            )
+        }
+    }
+
+    /// Matches one [`mount`](Store::mount); the last one unmounts. Returns how many mounts
+    /// remain.
+    pub fn unmount(&self, id: &LayerId) -> Result<u32> {
+        let _lock = self.lock()?;
+        let mut db = self.db();
+        db.write("unmounting", |tx| {
+            let row = tx.visible_layer(id)?;
+            let current = row.mount_boot.as_deref() == Some(self.boot());
+            if row.mounts == 0 || !current {
+                return Err(Error::refused(id, "is not mounted"));
+            }
+            if row.mounts == 1 && self.paths.driver == DriverKind::Overlay {
+                mounts::unmount_path(&self.paths.merged(id), false)?;
+            }
+            tx.set_mounts(id, row.mounts - 1, Some(self.boot()))?;
+            Ok(row.mounts - 1)
+        })
+    }
+
+    // ---- remove ---------------------------------------------------------------------
+
+    /// Removes layer `id`: refused while it is mounted, has children, or is in use by
+    /// another process. Its directory is first renamed to `ID-removing`, then deleted; a
+    /// kill in between is finished by the next open of the store.
+    pub fn remove(&self, id: &LayerId) -> Result<()> {
+        let lock = {
+            let _lock = self.lock()?;
+            let mut db = self.db();
+            db.write("removing", |tx| {
+                let row = tx.visible_layer(id)?;
+                if row.mounts > 0 && row.mount_boot.as_deref() == Some(self.boot()) {
+                    return Err(Error::refused(
+                        id,
+                        format!("is mounted ({} times): unmount it first", row.mounts),
+                    ));
+                }
+                let children = tx.children(id)?;
+                if !children.is_empty() {
+                    let names: Vec<&str> = children.iter().map(LayerId::as_str).collect();
+                    return Err(Error::refused(
+                        id,
+                        format!("has child layers ({}): remove them first", names.join(", ")),
+                    ));
+                }
+                let lock = LayerLock::exclusive_for(&self.paths.lock(id), id, "remove")?;
+                tx.set_state(id, State::Removing)?;
+                Ok(lock)
+            })?
+        };
+        rename(&self.paths.layer(id), &self.paths.removing(id))?;
+        drop(lock);
+        self.finish_removal(id)
+    }
+
+    /// Deletes the files of layer `id` (its directory under either name, its recipe, its
+    /// quota), then its row.
+    pub(crate) fn finish_removal(&self, id: &LayerId) -> Result<()> {
+        self.remove_files(id)?;
+        let _lock = self.lock()?;
+        self.db().write("removing", |tx| tx.delete_layer(id))
+    }
+
+    /// Deletes the files of layer `id`, whatever state they are in.
+    pub(crate) fn remove_files(&self, id: &LayerId) -> Result<()> {
+        let row = self.read(|tx| tx.layer(id))?;
+        if let Some(project) = row.as_ref().and_then(|r| r.quota_project) {
+            // Lifting the limit only matters where quotas work at all.
+            let _ = quota::clear(&self.paths.layers(), project);
+        }
+        mounts::remove_tree(&self.paths.removing(id))?;
+        mounts::remove_tree(&self.paths.layer(id))?;
+        std::fs::remove_file(self.paths.recipe(id))
+            .or_else(crate::lock::ignore_missing)
+            .map_err(|e| Error::io("removing the recipe", e))
+    }
+
+    /// Removes a layer that never became visible (a failed import).
+    fn discard(&self, id: &LayerId) -> Result<()> {
+        {
+            let _lock = self.lock()?;
+            self.db()
+                .write("discarding", |tx| tx.set_state(id, State::Removing))?;
+        }
+        self.finish_removal(id)
+    }
+}
+
+/// Unmounts a path when dropped (after an error), or when told to.
+struct Unmount(PathBuf);
+
+impl Unmount {
+    fn now(self) -> Result<()> {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        mounts::unmount_path(&path, false)
+    }
+}
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = mounts::unmount_path(&self.0, true);
+    }
+}
+
+/// Checks that overlayfs works under `root`: a writable mount of an empty lower, a file
+/// deleted through it (a whiteout in the upper directory), unmounted again.
+pub fn probe_overlay(root: &Path) -> Result<()> {
+    let staging_root = root.join("staging");
+    mkdir(&staging_root, 0o700)?;
+    let staging = Staging::new(&staging_root)?;
+    let base = staging.path();
+    for d in ["lower", "upper", "work", "merged"] {
+        mkdir(&base.join(d), 0o755)?;
+    }
+    std::fs::write(base.join("lower/file"), b"")
+        .map_err(|e| Error::io("writing the overlay probe", e))?;
+    let merged = base.join("merged");
+    overlay::mount(
+        &OverlaySpec {
+            lowers: &[base.join("lower")],
+            upper: Some((&base.join("upper"), &base.join("work"))),
+        },
+        &merged,
+    )?;
+    let guard = Unmount(merged.clone());
+    let removed = std::fs::remove_file(merged.join("file"));
+    guard.now()?;
+    removed.map_err(|e| Error::Driver {
+        driver: "overlay",
+        reason: "deleting a lower file through a probe mount failed".into(),
+        source: Some(e),
+    })?;
+    staging.done()
+}
