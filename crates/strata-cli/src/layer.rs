@@ -65,14 +65,17 @@ pub enum LayerCommand {
         /// The layer file, or - for standard input.
         layer: PathBuf,
     },
-    /// List a layer's entries like `tar tv`; whiteouts show as deletions.
+    /// Without LAYER: list the store's layers. With LAYER: list that layer file's entries
+    /// like `tar tv`, whiteouts shown as deletions.
     Ls {
-        /// The layer file, or - for standard input.
-        layer: PathBuf,
+        /// A layer file, or - for standard input.
+        layer: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Store(crate::store::StoreLayerCommand),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Compress {
     None,
     Gzip,
@@ -89,7 +92,7 @@ impl From<Compress> for Compression {
     }
 }
 
-pub fn run(cmd: LayerCommand, out: &Output) -> Result<()> {
+pub fn run(cmd: LayerCommand, store: &crate::store::StoreArgs, out: &Output) -> Result<()> {
     match cmd {
         LayerCommand::Unpack {
             input,
@@ -109,12 +112,14 @@ pub fn run(cmd: LayerCommand, out: &Output) -> Result<()> {
             output,
         } => repack_cmd(&dir, &recipe, &output, out),
         LayerCommand::Digest { layer } => digest_cmd(&layer, out),
-        LayerCommand::Ls { layer } => ls_cmd(&layer, out),
+        LayerCommand::Ls { layer: Some(layer) } => ls_cmd(&layer, out),
+        LayerCommand::Ls { layer: None } => crate::store::ls_layers(store, out),
+        LayerCommand::Store(cmd) => crate::store::run_layer(cmd, store, out),
     }
 }
 
 /// Opens an input file, or standard input for `-`, with its size when known.
-fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     if path == Path::new("-") {
         return Ok((Box::new(io::stdin()), None));
     }
@@ -125,7 +130,7 @@ fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
 
 /// Writes to a file atomically (a temporary sibling renamed into place on success), or
 /// to standard output for `-`.
-fn write_output<T>(
+pub fn write_output<T>(
     path: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>,
 ) -> Result<T> {
@@ -187,20 +192,7 @@ fn unpack_cmd(
     };
     let s = unpack::unpack(bar.wrap_read(reader), dir, options)
         .with_context(|| format!("cannot unpack {} into {}", input.display(), dir.display()))?;
-    let sandbox_text = match &s.sandbox {
-        None => "off".to_string(),
-        Some(SandboxStatus::Enforced { abi }) => format!("landlock (ABI {abi})"),
-        Some(SandboxStatus::Partial { reason }) => {
-            out.note(&format!("the Landlock sandbox is partial: {reason}"));
-            format!("partial: {reason}")
-        }
-        Some(SandboxStatus::Unavailable { reason }) => {
-            out.note(&format!(
-                "no Landlock sandbox ({reason}); the writer still resolves every path inside the root"
-            ));
-            format!("unavailable: {reason}")
-        }
-    };
+    let sandbox_text = sandbox_text(s.sandbox.as_ref(), out);
     out.warnings(&s.warnings);
     let report = UnpackReport {
         dir: dir.to_owned(),
@@ -227,6 +219,24 @@ fn unpack_cmd(
             s.blob_bytes
         )
     })
+}
+
+/// How the writer was confined, for a report; a note on stderr when not fully.
+pub fn sandbox_text(status: Option<&SandboxStatus>, out: &Output) -> String {
+    match status {
+        None => "off".to_string(),
+        Some(SandboxStatus::Enforced { abi }) => format!("landlock (ABI {abi})"),
+        Some(SandboxStatus::Partial { reason }) => {
+            out.note(&format!("the Landlock sandbox is partial: {reason}"));
+            format!("partial: {reason}")
+        }
+        Some(SandboxStatus::Unavailable { reason }) => {
+            out.note(&format!(
+                "no Landlock sandbox ({reason}); the writer still resolves every path inside the root"
+            ));
+            format!("unavailable: {reason}")
+        }
+    }
 }
 
 #[derive(Serialize)]

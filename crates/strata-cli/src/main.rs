@@ -3,6 +3,7 @@
 
 mod layer;
 mod output;
+mod store;
 
 use std::process::ExitCode;
 
@@ -21,27 +22,46 @@ struct Cli {
     /// Print warnings and details as they happen.
     #[arg(short, long, global = true)]
     verbose: bool,
+    #[command(flatten)]
+    store: store::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Work with single layers: unpack, pack, repack, digest, list.
+    /// Work with layers: in the store (create, apply, mount, diff, changes, rm, ...) or
+    /// as files (unpack, pack, repack, digest, ls FILE).
     #[command(subcommand)]
     Layer(layer::LayerCommand),
+    /// Repair what crashed processes left in the store: abandoned staging, half-removed
+    /// layers, leftover mounts, files that belong to no layer.
+    Cleanup,
+    /// Check every layer of the store against its recorded diffID, parents, mounts and
+    /// blobs; with --repair remove what is broken (never what is sound).
+    Fsck {
+        /// Remove broken layers (with the layers built on them), fix mount counts,
+        /// remove orphans.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = output::Output::new(cli.json, cli.quiet, cli.verbose);
     let result = match cli.command {
-        Command::Layer(cmd) => layer::run(cmd, &out),
+        Command::Layer(cmd) => layer::run(cmd, &cli.store, &out),
+        Command::Cleanup => store::cleanup(&cli.store, &out),
+        Command::Fsck { repair } => store::fsck(&cli.store, repair, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             out.clear_progress();
+            if let Some(store::ExitStatus(code)) = e.downcast_ref::<store::ExitStatus>() {
+                return ExitCode::from(*code);
+            }
             eprintln!("strata: error: {e:#}");
             ExitCode::FAILURE
         }
