@@ -29,6 +29,7 @@ if [ "$(id -u)" -eq 0 ] || [ -f "$CORPUS/CORPUS.md" ]; then
   ensure_corpus small "$CORPUS"
   STRATA_CORPUS=$(cd "$CORPUS" && pwd)
   export STRATA_CORPUS
+  export STRATA_SHARED=$SHARED
   say "corpus: STRATA_CORPUS=$STRATA_CORPUS"
 else
   say "warning: not root, so no corpus is built; tests that need STRATA_CORPUS will skip"

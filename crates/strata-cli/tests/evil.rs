@@ -18,40 +18,9 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
+use common::hostile::*;
 use common::*;
-
-const SENTINEL: &str = "/tmp/strata-evil-sentinel";
-const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
-
-/// The cases share /tmp: one at a time. The mutex serializes the threads of one test
-/// binary (`cargo test`); the lock file serializes processes too (`cargo nextest` runs
-/// each test in its own process, and another checkout's tests may run at the same time).
-static TMP: Mutex<()> = Mutex::new(());
-const LOCK_FILE: &str = "/tmp/.strata-evil-tests.lock";
-
-/// Holds /tmp for one case until dropped.
-struct TmpLock {
-    _thread: std::sync::MutexGuard<'static, ()>,
-    _file: fs::File,
-}
-
-fn lock_tmp() -> TmpLock {
-    let thread = TMP.lock().unwrap_or_else(|e| e.into_inner());
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK_FILE)
-        .unwrap_or_else(|e| panic!("open {LOCK_FILE}: {e}"));
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .unwrap_or_else(|e| panic!("lock {LOCK_FILE}: {e}"));
-    TmpLock {
-        _thread: thread,
-        _file: file,
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Expect {
@@ -115,44 +84,6 @@ fn expectation(file: &str) -> Expect {
         .find(|(f, _)| *f == file)
         .unwrap_or_else(|| panic!("{file} is not in the table"))
         .1
-}
-
-/// Removes every /tmp/strata-evil-* (never following a symlink).
-fn clean_tmp() {
-    for e in fs::read_dir("/tmp").expect("read /tmp") {
-        let e = e.expect("entry of /tmp");
-        if !e.file_name().to_string_lossy().starts_with("strata-evil-") {
-            continue;
-        }
-        let path = e.path();
-        let is_dir = fs::symlink_metadata(&path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        let r = if is_dir {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        if let Err(err) = r {
-            if err.kind() != io::ErrorKind::NotFound {
-                panic!("cannot remove {}: {err}", path.display());
-            }
-        }
-    }
-}
-
-/// /tmp/strata-evil-* other than the sentinel.
-fn strays() -> Vec<String> {
-    fs::read_dir("/tmp")
-        .expect("read /tmp")
-        .map(|e| {
-            e.expect("entry of /tmp")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.starts_with("strata-evil-") && n != "strata-evil-sentinel")
-        .collect()
 }
 
 /// Paths below `root` whose name matches the `find -name` pattern (never following
@@ -229,34 +160,13 @@ fn case(file: &str, setup: Setup, check: Check) {
             }
         }));
         // Whatever happened, nothing outside the root may have changed.
-        let sentinel = fs::symlink_metadata(SENTINEL);
-        let content = fs::read(SENTINEL);
-        let stray = strays();
+        let outside = Outside::observe();
         clean_tmp();
         if let Err(e) = outcome {
             eprintln!("{file} ({mode}): strata stderr:\n{}", run.stderr);
             std::panic::resume_unwind(e);
         }
-        let sentinel =
-            sentinel.unwrap_or_else(|e| panic!("{file} ({mode}): the sentinel is gone: {e}"));
-        assert!(
-            sentinel.is_file(),
-            "{file} ({mode}): the sentinel is no longer a regular file"
-        );
-        assert_eq!(
-            sentinel.nlink(),
-            1,
-            "{file} ({mode}): the sentinel gained a hard link"
-        );
-        assert_eq!(
-            content.unwrap(),
-            b"sentinel\n",
-            "{file} ({mode}): the sentinel's content changed"
-        );
-        assert!(
-            stray.is_empty(),
-            "{file} ({mode}): escaped into /tmp: {stray:?}"
-        );
+        outside.assert_untouched(&format!("{file} ({mode})"));
         eprintln!(
             "{file} ({mode}): {}",
             if run.success() {

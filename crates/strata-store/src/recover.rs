@@ -166,6 +166,7 @@ impl Store {
     pub fn cleanup(&self) -> Result<Recovery> {
         let lock = self.lock()?;
         let mut done = self.recover(&lock)?;
+        done.actions.splice(0..0, self.recovered().iter().cloned());
         for orphan in self.orphans()? {
             mounts::remove_tree(&orphan)?;
             done.actions.push(format!(

@@ -147,6 +147,8 @@ pub struct Store {
     paths: Paths,
     db: Mutex<Db>,
     boot_id: String,
+    /// What the recovery of this open repaired.
+    recovered: Vec<String>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -278,14 +280,20 @@ impl Store {
                 driver
             }
         };
-        let store = Store {
+        let mut store = Store {
             paths: Paths { root, driver },
             db: Mutex::new(db),
             boot_id: boot_id(),
+            recovered: Vec::new(),
         };
-        store.recover(&lock)?;
+        store.recovered = store.recover(&lock)?.actions;
         drop(lock);
         Ok(store)
+    }
+
+    /// What opening the store repaired after a crash, one sentence each.
+    pub fn recovered(&self) -> &[String] {
+        &self.recovered
     }
 
     pub fn root(&self) -> &Path {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
@@ -21,8 +23,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The shared folder (specs and test data): `STRATA_SHARED`, else `shared/` beside the
+/// repository.
+pub fn shared() -> PathBuf {
+    match std::env::var_os("STRATA_SHARED") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => workspace()
+            .parent()
+            .map(|p| p.join("shared"))
+            .expect("the workspace has a parent directory"),
+    }
+}
+
 /// The tree-listing oracle shipped with the test data.
-pub const TREE_LISTING: &str = "/work/shared/testdata/tree-listing.py";
+pub fn tree_listing_script() -> PathBuf {
+    shared().join("testdata/tree-listing.py")
+}
 
 /// How long any one `strata` run may take before the test calls it a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -372,7 +388,7 @@ pub fn decompress_to(path: &Path, out: &Path) {
 /// `python3 tree-listing.py [flags] DIR`.
 pub fn tree_listing(dir: &Path, flags: &[&str]) -> String {
     let mut cmd = Command::new("python3");
-    cmd.arg(TREE_LISTING).args(flags).arg(dir);
+    cmd.arg(tree_listing_script()).args(flags).arg(dir);
     let run = run_with_timeout(cmd, Duration::from_secs(300));
     run.assert_success();
     assert!(
