@@ -443,6 +443,17 @@ impl Tx<'_> {
             .map_err(Error::db(format!("updating the mount count of layer {id}")))
     }
 
+    /// Deletes the row of `id` if it is (still) marked `removing`.
+    pub fn delete_removing(&self, id: &LayerId) -> Result<()> {
+        self.0
+            .execute(
+                "DELETE FROM layers WHERE id = ?1 AND state = 'removing'",
+                [id.as_str()],
+            )
+            .map(drop)
+            .map_err(Error::db(format!("deleting layer {id}")))
+    }
+
     pub fn delete_layer(&self, id: &LayerId) -> Result<()> {
         self.0
             .execute("DELETE FROM layers WHERE id = ?1", [id.as_str()])

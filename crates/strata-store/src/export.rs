@@ -95,6 +95,13 @@ impl Store {
             }
             e => e,
         })?;
+        // A removal may have got the layer between the look-up and the lock.
+        if !self
+            .read(|tx| tx.layer(id))?
+            .is_some_and(|r| r.state.visible())
+        {
+            return Err(Error::NotFound(id.clone()));
+        }
         Ok((chain, lock))
     }
 

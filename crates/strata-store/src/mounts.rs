@@ -97,12 +97,21 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
         ));
     }
     // std's remove_dir_all never follows symlinks (it walks with openat and O_NOFOLLOW).
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => std::fs::remove_file(dir)
-            .map_err(|e| Error::io(format!("removing {}", dir.display()), e)),
-        Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+    // Another process may be deleting the same doomed tree: entries vanishing under it
+    // make one pass fail, so try again while the tree is still there.
+    let mut attempts = 0;
+    loop {
+        let result = match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => std::fs::remove_file(dir),
+            r => r,
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempts < 5 && dir.symlink_metadata().is_ok() => attempts += 1,
+            Err(_) if dir.symlink_metadata().is_err() => return Ok(()),
+            Err(e) => return Err(Error::io(format!("removing {}", dir.display()), e)),
+        }
     }
 }
 

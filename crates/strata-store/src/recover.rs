@@ -92,12 +92,6 @@ impl Store {
         Ok(done)
     }
 
-    /// [`Store::finish_removal`] for a caller that already holds the store lock.
-    fn finish_removal_locked(&self, id: &LayerId) -> Result<()> {
-        self.remove_files(id)?;
-        self.db().write("recovering", |tx| tx.delete_layer(id))
-    }
-
     fn recover_mounts(&self, done: &mut Recovery) -> Result<()> {
         let overlay = self.driver() == DriverKind::Overlay;
         let counted = self.read(|tx| tx.mounted_layers())?;

@@ -523,10 +523,13 @@ impl Store {
             self.check_new(tx, &row.id, row.parent.as_ref())?;
             tx.insert_layer(row)
         })?;
-        let placed = rename(&staging.path().join("layer"), &self.paths.layer(&row.id))
-            .and_then(|()| db.write("creating the layer", |tx| tx.set_state(&row.id, state)));
-        if let Err(e) = placed {
-            // Undo: nothing of the layer may stay behind.
+        // Undo on failure: nothing of the layer may stay behind (and nothing that is not
+        // its own may go).
+        if let Err(e) = rename(&staging.path().join("layer"), &self.paths.layer(&row.id)) {
+            let _ = db.write("undoing the layer", |tx| tx.delete_layer(&row.id));
+            return Err(e);
+        }
+        if let Err(e) = db.write("creating the layer", |tx| tx.set_state(&row.id, state)) {
             let _ = mounts::remove_tree(&self.paths.layer(&row.id));
             let _ = db.write("undoing the layer", |tx| tx.delete_layer(&row.id));
             return Err(e);
@@ -791,13 +794,15 @@ impl Store {
     // ---- remove ---------------------------------------------------------------------
 
     /// Removes layer `id`: refused while it is mounted, has children, or is in use by
-    /// another process. Its directory is first renamed to `ID-removing`, then deleted; a
-    /// kill in between is finished by the next open of the store.
+    /// another process. Under the store lock its row is marked `removing` and its
+    /// directory renamed to `ID-removing` (its recipe moved inside); the tree is then
+    /// deleted without the lock, and the row last. A kill in between is finished by the
+    /// next open of the store.
     pub fn remove(&self, id: &LayerId) -> Result<()> {
-        let lock = {
+        let (_layer_lock, project) = {
             let _lock = self.lock()?;
             let mut db = self.db();
-            db.write("removing", |tx| {
+            let (lock, project) = db.write("removing", |tx| {
                 let row = tx.visible_layer(id)?;
                 if row.mounts > 0 && row.mount_boot.as_deref() == Some(self.boot()) {
                     return Err(Error::refused(
@@ -815,34 +820,63 @@ impl Store {
                 }
                 let lock = LayerLock::exclusive_for(&self.paths.lock(id), id, "remove")?;
                 tx.set_state(id, State::Removing)?;
-                Ok(lock)
-            })?
+                Ok((lock, row.quota_project))
+            })?;
+            self.doom(id)?;
+            (lock, project)
         };
-        rename(&self.paths.layer(id), &self.paths.removing(id))?;
-        drop(lock);
-        self.finish_removal(id)
+        self.delete_doomed(id, project)
     }
 
-    /// Deletes the files of layer `id` (its directory under either name, its recipe, its
-    /// quota), then its row.
-    pub(crate) fn finish_removal(&self, id: &LayerId) -> Result<()> {
-        self.remove_files(id)?;
-        let _lock = self.lock()?;
-        self.db().write("removing", |tx| tx.delete_layer(id))
+    /// Moves everything of layer `id` (a `removing` row, store lock held) under its
+    /// `ID-removing` name: after this, nothing under the layer's own names belongs to it,
+    /// so a new layer of the same ID is safe from the deletion.
+    fn doom(&self, id: &LayerId) -> Result<()> {
+        let removing = self.paths.removing(id);
+        let layer = self.paths.layer(id);
+        if layer.exists() {
+            // A stale `ID-removing` (its remover died) is doomed anyway.
+            mounts::remove_tree(&removing)?;
+            rename(&layer, &removing)?;
+        }
+        let recipe = self.paths.recipe(id);
+        if recipe.exists() {
+            mkdir(&removing, 0o700)?;
+            rename(&recipe, &removing.join("recipe"))?;
+        }
+        Ok(())
     }
 
-    /// Deletes the files of layer `id`, whatever state they are in.
-    pub(crate) fn remove_files(&self, id: &LayerId) -> Result<()> {
-        let row = self.read(|tx| tx.layer(id))?;
-        if let Some(project) = row.as_ref().and_then(|r| r.quota_project) {
+    /// Deletes a doomed layer's tree (concurrent deleters are fine), lifts its quota, then
+    /// deletes its row if it is still the `removing` one.
+    fn delete_doomed(&self, id: &LayerId, quota_project: Option<u32>) -> Result<()> {
+        mounts::remove_tree(&self.paths.removing(id))?;
+        if let Some(project) = quota_project {
             // Lifting the limit only matters where quotas work at all.
             let _ = quota::clear(&self.paths.layers(), project);
         }
+        let _lock = self.lock()?;
+        self.db().write("removing", |tx| tx.delete_removing(id))
+    }
+
+    /// Removes layer `id` whatever it holds, for a caller that marked it `removing`.
+    pub(crate) fn finish_removal(&self, id: &LayerId) -> Result<()> {
+        let project = {
+            let _lock = self.lock()?;
+            self.doom(id)?;
+            self.read(|tx| tx.layer(id))?.and_then(|r| r.quota_project)
+        };
+        self.delete_doomed(id, project)
+    }
+
+    /// [`Store::finish_removal`] for a caller that holds the store lock (recovery).
+    pub(crate) fn finish_removal_locked(&self, id: &LayerId) -> Result<()> {
+        self.doom(id)?;
         mounts::remove_tree(&self.paths.removing(id))?;
-        mounts::remove_tree(&self.paths.layer(id))?;
-        std::fs::remove_file(self.paths.recipe(id))
-            .or_else(crate::lock::ignore_missing)
-            .map_err(|e| Error::io("removing the recipe", e))
+        if let Some(project) = self.read(|tx| tx.layer(id))?.and_then(|r| r.quota_project) {
+            let _ = quota::clear(&self.paths.layers(), project);
+        }
+        self.db().write("recovering", |tx| tx.delete_removing(id))
     }
 
     /// Removes a layer that never became visible (a failed import).
