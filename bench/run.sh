@@ -24,6 +24,7 @@
 set -euo pipefail
 PROG=bench
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 
 CORPUS=${CORPUS:-/var/tmp/strata-corpus-full}
@@ -50,24 +51,13 @@ FSES=(tmpfs disk)
 ERR=$BENCH_WORK/last-error.log
 
 # --- inputs -------------------------------------------------------------------------
-# prepare_layer I: BENCH_WORK/layers/L<I>.tar (gunzipped, checked against the diffID)
-# and BENCH_WORK/layers/umoci-L<I>, a one-layer OCI image holding it uncompressed.
+# prepare_layer I: plain_layer I, and BENCH_WORK/layers/umoci-L<I>, a one-layer OCI
+# image holding it uncompressed.
 prepare_layer() {
-  local i=$1 row blob diff tar img
-  row=$(awk -F'\t' -v i="$i" '$1 == i' "$CORPUS/layers.tsv")
-  [ -n "$row" ] || die "no layer $i in $CORPUS/layers.tsv"
-  blob=$(cut -f2 <<<"$row")
-  diff=$(cut -f4 <<<"$row")
-  tar=$BENCH_WORK/layers/L$i.tar
+  local i=$1 diff tar img
+  tar=$(plain_layer "$i")
+  diff=$(cat "$tar.diffid")
   img=$BENCH_WORK/layers/umoci-L$i
-  if [ "$(cat "$tar.diffid" 2>/dev/null)" != "$diff" ]; then
-    say "layer $i: gunzip ${blob:0:19}... to $tar"
-    rm -rf -- "$tar" "$tar.diffid" "$img"
-    gunzip -c "$CORPUS/oci/blobs/sha256/${blob#sha256:}" >"$tar.tmp"
-    [ "sha256:$(sha256sum "$tar.tmp" | cut -d' ' -f1)" = "$diff" ] || die "layer $i does not hash to its diffID $diff"
-    mv "$tar.tmp" "$tar"
-    echo "$diff" >"$tar.diffid"
-  fi
   if [ ! -f "$img/.ready" ]; then
     say "layer $i: one-layer OCI image for umoci (uncompressed layer)"
     rm -rf -- "$img"
@@ -100,32 +90,9 @@ PY
   fi
 }
 
-# --- timing -------------------------------------------------------------------------
-# measure CLEAN RUN ARGS...: one warm-up and N timed runs of `RUN ARGS...`, each after
-# `CLEAN ARGS...` and a sync (untimed); prints the median in seconds.
-measure() {
-  local clean=$1 run=$2 i t0 t1
-  shift 2
-  local -a times=()
-  for ((i = 0; i <= N; i++)); do
-    "$clean" "$@"
-    sync
-    t0=$(date +%s%N)
-    if ! "$run" "$@" >/dev/null 2>"$ERR"; then
-      tail -n 20 "$ERR" >&2
-      die "failed: $run $*"
-    fi
-    t1=$(date +%s%N)
-    [ "$i" -eq 0 ] || times+=($((t1 - t0)))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.4f\n", m / 1e9 }'
-}
-
 # Each takes: LAYER_TAR DEST (or TREE OUT) [IMAGE] [RECIPE]
 fresh_dir() { rm -rf -- "$2" && mkdir -p "$2"; }
 no_file() { rm -f -- "$2"; }
-nothing() { :; }
 strata_unpack() { "$STRATA" -q layer unpack -i "$1" "$2"; }
 gnutar_unpack() { tar -xpf "$1" -C "$2"; }
 umoci_unpack() { umoci raw unpack --image "$3:t" "$2"; }
@@ -143,12 +110,6 @@ strata_pack_file() { "$STRATA" -q layer pack "$1" -o "$2"; }
 tar_openssl_pack() { tar -cf - -C "$1" . | openssl dgst -sha256 >/dev/null; }
 strata_repack() { "$STRATA" -q layer repack "$1" --recipe "$4" -o - >/dev/null; }
 cat_floor() { cat "$3" >/dev/null; }
-
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / 1e6 / s; else print "-" }'; }
-ratio() { awk -v p="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", p / s; else print "-" }'; }
-# verdict RATIO TARGET
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t) ? "yes" : "**no**" }'; }
-cell() { printf '%s s (%s MB/s)' "$1" "$(mbps "$2" "$1")"; }
 
 # --- the race -----------------------------------------------------------------------
 for i in "${LAYERS[@]}"; do prepare_layer "$i"; done

@@ -73,12 +73,18 @@ for t in "${TARGETS[@]}"; do
   # Inputs that once crashed a target: replayed first, every run.
   regress=()
   if [ -d "$FUZZ_DIR/regressions/$t" ]; then regress=("$FUZZ_DIR/regressions/$t"); fi
+  # libFuzzer's leak check after each input runs while the threads that input spawned
+  # may still be exiting (their std::thread handles are freed last), which LeakSanitizer
+  # reports as leaks (google/sanitizers#757). The targets that unpack spawn threads, so
+  # they run without it; the single-threaded tar_reader keeps it.
+  leaks=1
+  case $t in unpack | recipe_roundtrip) leaks=0 ;; esac
   say "fuzzing $t for ${SECONDS_EACH}s (log: $logs/$t.log)"
   # -max_len: the largest seed worth mutating whole (the biggest evil tar, 2 MB of
   # nested directories, is read truncated). -timeout: a hang is a bug too.
   # shellcheck disable=SC2086
   if cargo fuzz run --fuzz-dir "$FUZZ_DIR" "$t" "$FUZZ_DIR/corpus/$t" "${regress[@]}" "${seeds[@]}" -- \
-    -max_total_time="$SECONDS_EACH" -max_len=131072 -timeout=20 -rss_limit_mb=4096 \
+    -max_total_time="$SECONDS_EACH" -max_len=131072 -timeout=20 -rss_limit_mb=4096 -detect_leaks=$leaks \
     -print_final_stats=1 ${FUZZ_ARGS:-} >"$logs/$t.log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -n1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t.log" | tail -n1)
