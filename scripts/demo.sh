@@ -12,6 +12,14 @@
 #   4. strata layer repack                     recipe + tree -> the tar, bit-exact:
 #                                              its sha256 must be the diffID of step 1
 #   5. strata layer digest                     must agree on diffID and blob digest
+# and then, in the default store (/var/lib/strata as root; STRATA_ROOT or --root elsewhere):
+#   6. strata layer create + apply             the layer becomes a store layer; its
+#                                              `layer diff` is the tar, bit-exact
+#   7. a container layer on it                 mount, change (add, modify, delete),
+#                                              `layer changes` lists exactly that
+#   8. its diff applied as a new layer         on the same parent: the merged view is
+#                                              the container's, file for file
+#   9. umount, rm, fsck                        the store is left as it was, and clean
 # Exits non-zero at the first mismatch. Needs python3 and shared/testdata beside the repo.
 set -euo pipefail
 PROG=demo.sh
@@ -132,5 +140,51 @@ say "4. repack: bit-exact, sha256 = diffID (${repack_s}s, recipe $(stat -c %s "$
 [ "$(json diff_id <"$WORK/digest-plain.json")" = "$DIFF_ID" ] || fail "digest of the rebuilt tar differs"
 say "5. digest: agrees (zstd blob $BLOB)"
 
-echo "strata layer: $(json entries <"$WORK/unpack.json") entries, $bytes bytes: pack ${pack_s}s, unpack ${unpack_s}s, repack ${repack_s}s"
-echo "demo OK: pack -> unpack -> same tree -> repack bit-exact -> digest agrees ($DIFF_ID)"
+# --- 6-9. the store ------------------------------------------------------------------
+ID=demo-$$
+stj() { "$STRATA" --json "$@"; }
+# On any failure, take the demo's layers out of the store again (best effort).
+store_cleanup() {
+  for l in "$ID-ctr" "$ID-check"; do "$STRATA" -q layer umount "$l" 2>/dev/null || true; done
+  for l in "$ID-check" "$ID-ctr" "$ID-commit" "$ID-base"; do "$STRATA" -q layer rm "$l" 2>/dev/null || true; done
+}
+trap 'store_cleanup; cleanup' EXIT
+"$STRATA" -q layer create "$ID-base"
+content=$(stj layer inspect "$ID-base" | json content)
+say "6. store:  layer $ID-base in the default store ($(dirname "$(dirname "$(dirname "$content")")"), $(stj layer inspect "$ID-base" | json driver) driver)"
+t=$(now)
+stj layer apply "$ID-base" -i "$LAYER" >"$WORK/apply.json"
+apply_s=$(since "$t")
+[ "$(json diff_id <"$WORK/apply.json")" = "$DIFF_ID" ] || fail "apply's diffID differs from pack's"
+got="sha256:$("$STRATA" layer diff "$ID-base" | sha256sum | cut -d' ' -f1)"
+[ "$got" = "$DIFF_ID" ] || fail "the store re-exports the layer as $got, not $DIFF_ID"
+say "6. store:  applied (${apply_s}s); layer diff is bit-exact"
+
+"$STRATA" -q layer create --rw --parent "$ID-base" "$ID-ctr"
+M=$("$STRATA" layer mount "$ID-ctr")
+printf 'added in the container\n' >"$M/extra/added"
+printf 'rewritten\n' >"$M/extra/hard-c"
+rm "$M/extra/link-dangling"
+changes=$("$STRATA" layer changes "$ID-ctr" | tr '\n' ' ')
+want="C /extra A /extra/added C /extra/hard-c D /extra/link-dangling "
+[ "$changes" = "$want" ] || fail "layer changes: got '$changes', want '$want'"
+say "7. changes: $changes"
+
+"$STRATA" layer diff "$ID-ctr" -o "$WORK/ctr.tar" >/dev/null
+"$STRATA" -q layer create --parent "$ID-base" "$ID-commit"
+"$STRATA" -q layer apply "$ID-commit" -i "$WORK/ctr.tar"
+"$STRATA" -q layer create --rw --parent "$ID-commit" "$ID-check"
+M2=$("$STRATA" layer mount "$ID-check")
+python3 "$LISTING" "$M" | grep -v '^\.	' >"$WORK/ctr.tsv"
+python3 "$LISTING" "$M2" | grep -v '^\.	' >"$WORK/commit.tsv"
+diff -u "$WORK/ctr.tsv" "$WORK/commit.tsv" >"$WORK/commit.diff" || { head -n 20 "$WORK/commit.diff" >&2; fail "the committed diff does not reproduce the container's tree"; }
+say "8. commit: the container's diff ($(stat -c %s "$WORK/ctr.tar") bytes) re-applied gives the same tree"
+
+"$STRATA" -q layer umount "$ID-ctr"
+"$STRATA" -q layer umount "$ID-check"
+"$STRATA" -q layer rm "$ID-check" "$ID-ctr" "$ID-commit" "$ID-base"
+"$STRATA" -q fsck || fail "fsck of the store is not clean"
+say "9. store:  layers removed, fsck clean"
+
+echo "strata layer: $(json entries <"$WORK/unpack.json") entries, $bytes bytes: pack ${pack_s}s, unpack ${unpack_s}s, repack ${repack_s}s, apply ${apply_s}s"
+echo "demo OK: pack -> unpack -> same tree -> repack bit-exact -> digest agrees -> store apply, container, changes, commit ($DIFF_ID)"
