@@ -43,6 +43,29 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX layers_diff_id ON layers(diff_id);
      CREATE INDEX layers_transient ON layers(state)
         WHERE state IN ('creating', 'importing', 'applying', 'removing');",
+    // 2: images, their names, and the compressed blobs kept for layers.
+    "CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        top_layer TEXT REFERENCES layers(id),
+        manifest TEXT,
+        manifest_type TEXT,
+        parent TEXT,
+        created INTEGER NOT NULL
+     );
+     CREATE INDEX images_top ON images(top_layer);
+     CREATE TABLE names (
+        name TEXT PRIMARY KEY,
+        image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+     );
+     CREATE INDEX names_image ON names(image);
+     CREATE TABLE layer_blobs (
+        layer TEXT NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (layer, digest)
+     );
+     CREATE INDEX layer_blobs_digest ON layer_blobs(digest);",
 ];
 
 /// Where a layer is in its life. Only [`State::Empty`], [`State::Applied`] and
@@ -136,7 +159,7 @@ const COLUMNS: &str = "id, parent, state, created, depth, diff_id, tar_size, dif
                        blob_digest, blob_size, compression, size_limit, mounts, mount_boot, \
                        quota_project";
 
-fn digest_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Digest>> {
+pub(crate) fn digest_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Digest>> {
     let s: Option<String> = row.get(i)?;
     s.map(|s| Digest::parse(&s).ok_or_else(|| bad_column(i, format!("not a sha256 digest: {s}"))))
         .transpose()
@@ -249,6 +272,11 @@ impl Db {
 pub struct Tx<'c>(&'c Connection);
 
 impl Tx<'_> {
+    /// The connection, for the queries of other modules (images).
+    pub(crate) fn conn(&self) -> &Connection {
+        self.0
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.0
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -441,6 +469,68 @@ impl Tx<'_> {
             )
             .map(drop)
             .map_err(Error::db(format!("updating the mount count of layer {id}")))
+    }
+
+    /// Records that blob `digest` (of `media_type`, `size` bytes) holds layer `id`'s diff.
+    pub fn add_layer_blob(
+        &self,
+        id: &LayerId,
+        digest: &Digest,
+        media_type: &str,
+        size: u64,
+    ) -> Result<()> {
+        self.0
+            .execute(
+                "INSERT OR REPLACE INTO layer_blobs (layer, digest, media_type, size)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id.as_str(), digest.to_string(), media_type, size as i64],
+            )
+            .map(drop)
+            .map_err(Error::db(format!("recording a blob of layer {id}")))
+    }
+
+    /// The blobs kept for layer `id`: (digest, media type, size).
+    pub fn layer_blobs(&self, id: &LayerId) -> Result<Vec<(Digest, String, u64)>> {
+        let mut stmt = self
+            .0
+            .prepare_cached(
+                "SELECT digest, media_type, size FROM layer_blobs WHERE layer = ?1 ORDER BY digest",
+            )
+            .map_err(Error::db("listing layer blobs"))?;
+        let rows = stmt
+            .query_map([id.as_str()], |r| {
+                Ok((
+                    digest_col(r, 0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .map_err(Error::db("listing layer blobs"))?;
+        rows.map(|r| {
+            r.map_err(Error::db("listing layer blobs"))
+                .and_then(|(d, m, s)| {
+                    Ok((
+                        d.ok_or_else(|| Error::Corrupt("a blob without digest".into()))?,
+                        m,
+                        s,
+                    ))
+                })
+        })
+        .collect()
+    }
+
+    /// Whether anything still refers to blob `digest` (a layer, an image config or
+    /// manifest).
+    pub fn blob_referenced(&self, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        self.0
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM layer_blobs WHERE digest = ?1)
+                     OR EXISTS (SELECT 1 FROM images WHERE id = ?1 OR manifest = ?1)",
+                [d],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("looking up a blob"))
     }
 
     /// Deletes the row of `id` if it is (still) marked `removing`.

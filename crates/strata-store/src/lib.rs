@@ -78,6 +78,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blobs;
 pub mod changes;
 mod db;
 mod driver;
@@ -85,6 +86,7 @@ mod error;
 mod export;
 mod fsck;
 mod id;
+mod images;
 mod lock;
 mod mounts;
 pub mod options;
@@ -93,6 +95,7 @@ mod quota;
 mod recover;
 mod store;
 
+pub use blobs::BlobWriter;
 pub use changes::{Change, ChangeKind};
 pub use db::DiffInfo;
 pub use driver::DriverKind;
@@ -100,9 +103,10 @@ pub use error::{Error, Result};
 pub use export::DiffOutput;
 pub use fsck::{FsckReport, Problem};
 pub use id::LayerId;
+pub use images::{Image, ManifestRef, NewImage, RemovedImage};
 pub use options::StorageOptions;
 pub use recover::Recovery;
 pub use store::{
-    probe_overlay, Applied, ApplyOptions, CreateOptions, Layer, LayerDetails, LayerStatus, Store,
-    StoreOptions,
+    probe_overlay, Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails,
+    LayerStatus, Store, StoreOptions,
 };

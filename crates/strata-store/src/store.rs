@@ -10,6 +10,8 @@ use strata_layer::dir_writer::DirWriterOptions;
 use strata_layer::sandbox::SandboxStatus;
 use strata_layer::unpack::{unpack, UnpackOptions};
 
+use strata_layer::digest::Digest;
+
 use crate::db::{Db, DiffInfo, LayerRow, State, Tx};
 use crate::driver::{DriverKind, Paths};
 use crate::error::{Error, Result};
@@ -125,6 +127,20 @@ impl Default for ApplyOptions {
             privileged_xattrs: false,
         }
     }
+}
+
+/// How to import a layer (create and apply in one step).
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    pub apply: ApplyOptions,
+    /// Keep the input as it came (a compressed blob), with this media type, so that a
+    /// later push or save needs no recompression; it is tee'd to the blob store while the
+    /// layer is applied, not read twice.
+    pub keep_blob: Option<String>,
+    /// The diffID the diff must have; a mismatch fails the import and leaves nothing.
+    pub diff_id: Option<Digest>,
+    /// The digest the input blob must have.
+    pub blob_digest: Option<Digest>,
 }
 
 /// What an apply did.
@@ -560,8 +576,12 @@ impl Store {
                 Ok((tx.chain(id)?, lock))
             })?
         };
-        match self.fill(&chain, input, options) {
-            Ok((diff, summary)) => {
+        let options = ImportOptions {
+            apply: options.clone(),
+            ..ImportOptions::default()
+        };
+        match self.fill(&chain, input, &options) {
+            Ok((diff, summary, _)) => {
                 let _lock = self.lock()?;
                 self.db()
                     .write("recording the apply", |tx| tx.set_applied(id, &diff))?;
@@ -589,18 +609,30 @@ impl Store {
         id: &LayerId,
         parent: Option<&LayerId>,
         input: R,
-        options: &ApplyOptions,
+        options: &ImportOptions,
     ) -> Result<Applied> {
         let (staging, row, lock) =
             self.stage_layer(id, parent, &CreateOptions::default(), State::Importing)?;
         self.commit_layer(staging, &row, State::Importing)?;
         let chain = self.read(|tx| tx.chain(id))?;
         match self.fill(&chain, input, options) {
-            Ok((diff, summary)) => {
+            Ok((diff, summary, kept)) => {
                 let _lock = self.lock()?;
-                self.db()
-                    .write("recording the import", |tx| tx.set_applied(id, &diff))?;
+                let media_type = options.keep_blob.as_deref();
+                if let (Some(blob), Some(_)) = (&kept, media_type) {
+                    crate::blobs::place(&blob.path(), &self.paths.blobs(), &diff.blob_digest)?;
+                }
+                self.db().write("recording the import", |tx| {
+                    tx.set_applied(id, &diff)?;
+                    if let (Some(_), Some(media_type)) = (&kept, media_type) {
+                        tx.add_layer_blob(id, &diff.blob_digest, media_type, diff.blob_size)?;
+                    }
+                    Ok(())
+                })?;
                 drop(lock);
+                if let Some(staging) = kept {
+                    staging.done()?;
+                }
                 self.applied(id, diff, summary)
             }
             Err(e) => {
@@ -627,18 +659,27 @@ impl Store {
     }
 
     /// Writes the diff into the content directory of `chain[0]`, whose lock the caller
-    /// holds exclusively, and records its recipe.
+    /// holds exclusively, records its recipe and checks the expected digests. With
+    /// `keep_blob`, also returns the staging entry holding a copy of the input (`blob`).
     fn fill<R: Read + Send>(
         &self,
         chain: &[LayerRow],
         input: R,
-        options: &ApplyOptions,
-    ) -> Result<(DiffInfo, strata_layer::unpack::UnpackSummary)> {
+        options: &ImportOptions,
+    ) -> Result<(
+        DiffInfo,
+        strata_layer::unpack::UnpackSummary,
+        Option<KeptBlob>,
+    )> {
         let id = &chain[0].id;
         let parents = &chain[1..];
         let content = self.paths.content(id);
         let staging = Staging::new(&self.paths.staging())?;
         let recipe = staging.path().join("recipe");
+        let kept = match options.keep_blob {
+            Some(_) => Some(KeptBlob::new(&self.paths.staging())?),
+            None => None,
+        };
         let mut _mounted = None;
         let target = match self.paths.driver {
             DriverKind::Vfs => {
@@ -666,15 +707,48 @@ impl Store {
         };
         let unpack_options = UnpackOptions {
             writer: DirWriterOptions {
-                privileged_xattrs: options.privileged_xattrs,
+                privileged_xattrs: options.apply.privileged_xattrs,
                 ..DirWriterOptions::default()
             },
             recipe: Some(recipe.clone()),
-            sandbox: options.sandbox,
+            sandbox: options.apply.sandbox,
         };
-        let summary = unpack(input, &target, unpack_options)?;
+        let summary = match &kept {
+            None => unpack(input, &target, unpack_options)?,
+            Some(k) => {
+                let copy = k.file()?;
+                let summary = unpack(
+                    crate::blobs::Tee {
+                        inner: input,
+                        copy: std::io::BufWriter::with_capacity(
+                            1 << 20,
+                            copy.try_clone()
+                                .map_err(|e| Error::io("keeping the blob", e))?,
+                        ),
+                    },
+                    &target,
+                    unpack_options,
+                )?;
+                copy.sync_all()
+                    .map_err(|e| Error::io("syncing the kept blob", e))?;
+                summary
+            }
+        };
         if let Some(m) = _mounted.take() {
             m.now()?;
+        }
+        for (what, want, got) in [
+            ("diffID", options.diff_id, summary.diff_id),
+            ("blob digest", options.blob_digest, summary.blob_digest),
+        ] {
+            if let Some(want) = want {
+                if want != got {
+                    return Err(Error::Layer(strata_layer::Error::Io {
+                        context: format!("the layer's {what} is wrong"),
+                        error: std::io::Error::other(format!("expected {want}, got {got}")),
+                    }));
+                }
+            }
         }
         sync_fs(&content)?;
         rename(&recipe, &self.paths.recipe(id))?;
@@ -687,7 +761,7 @@ impl Store {
             blob_size: summary.blob_bytes,
             compression: summary.compression.to_string(),
         };
-        Ok((diff, summary))
+        Ok((diff, summary, kept))
     }
 
     /// Empties the content (and work) directory of layer `id` and drops its recipe, after
@@ -818,6 +892,15 @@ impl Store {
                         format!("has child layers ({}): remove them first", names.join(", ")),
                     ));
                 }
+                if let Some(image) = tx.images_on(id)?.first() {
+                    return Err(Error::refused(
+                        id,
+                        format!(
+                            "is the top layer of image {}: remove the image instead",
+                            image.id
+                        ),
+                    ));
+                }
                 let lock = LayerLock::exclusive_for(&self.paths.lock(id), id, "remove")?;
                 tx.set_state(id, State::Removing)?;
                 Ok((lock, row.quota_project))
@@ -855,8 +938,18 @@ impl Store {
             // Lifting the limit only matters where quotas work at all.
             let _ = quota::clear(&self.paths.layers(), project);
         }
-        let _lock = self.lock()?;
-        self.db().write("removing", |tx| tx.delete_removing(id))
+        let blobs = {
+            let _lock = self.lock()?;
+            self.db().write("removing", |tx| {
+                let blobs = tx.layer_blobs(id)?;
+                tx.delete_removing(id)?;
+                Ok(blobs)
+            })?
+        };
+        for (digest, _, _) in blobs {
+            self.gc_blob(&digest)?;
+        }
+        Ok(())
     }
 
     /// Removes layer `id` whatever it holds, for a caller that marked it `removing`.
@@ -887,6 +980,29 @@ impl Store {
                 .write("discarding", |tx| tx.set_state(id, State::Removing))?;
         }
         self.finish_removal(id)
+    }
+}
+
+/// A copy of an imported layer's input, in the staging area until it is placed.
+pub(crate) struct KeptBlob {
+    staging: Staging,
+}
+
+impl KeptBlob {
+    fn new(staging_root: &Path) -> Result<KeptBlob> {
+        Ok(KeptBlob {
+            staging: Staging::new(staging_root)?,
+        })
+    }
+    fn path(&self) -> PathBuf {
+        self.staging.path().join("blob")
+    }
+    fn file(&self) -> Result<std::fs::File> {
+        std::fs::File::create(self.path())
+            .map_err(|e| Error::io(format!("creating {}", self.path().display()), e))
+    }
+    fn done(self) -> Result<()> {
+        self.staging.done()
     }
 }
 

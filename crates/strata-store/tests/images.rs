@@ -1,0 +1,232 @@
+//! Images and blobs in the store, through the library: imports that keep their blob,
+//! image records and names, removal that takes exactly the layers nothing else needs.
+
+use std::io::Write;
+
+use strata_layer::compress::Compression;
+use strata_layer::digest::Digest;
+use strata_store::{
+    CreateOptions, DriverKind, ImportOptions, LayerId, ManifestRef, NewImage, Store, StoreOptions,
+};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions {
+        root: dir.path().join("store"),
+        driver: Some(DriverKind::Vfs),
+    })
+    .unwrap();
+    (dir, store)
+}
+
+/// A gzip layer holding `name` with `body`, and its diffID.
+fn layer(name: &str, body: &str) -> (Vec<u8>, Digest) {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join(name), body).unwrap();
+    let mut out = Vec::new();
+    let s = strata_layer::pack::pack(tree.path(), &mut out, Compression::Gzip).unwrap();
+    (out, s.diff_id)
+}
+
+fn id(s: &str) -> LayerId {
+    LayerId::new(s).unwrap()
+}
+
+fn keep_gzip() -> ImportOptions {
+    ImportOptions {
+        keep_blob: Some("application/vnd.oci.image.layer.v1.tar+gzip".into()),
+        ..ImportOptions::default()
+    }
+}
+
+#[test]
+fn an_import_keeps_its_blob_and_checks_its_digests() {
+    let (_d, store) = store();
+    let (blob, diff_id) = layer("a", "a\n");
+    let applied = store
+        .import(&id("l1"), None, &blob[..], &keep_gzip())
+        .unwrap();
+    assert_eq!(applied.diff.diff_id, diff_id);
+    let kept = store.layer_blobs(&id("l1")).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].0, applied.diff.blob_digest);
+    assert_eq!(kept[0].2, blob.len() as u64);
+    let path = store.blob_path(&kept[0].0).unwrap();
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        blob,
+        "the blob is kept byte for byte"
+    );
+
+    // A wrong expected diffID fails the import and leaves nothing: no layer, no blob.
+    let (blob2, _) = layer("b", "b\n");
+    let wrong = ImportOptions {
+        diff_id: Some(diff_id),
+        ..keep_gzip()
+    };
+    let err = store
+        .import(&id("l2"), None, &blob2[..], &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("diffID is wrong"), "{err}");
+    assert!(!store.exists(&id("l2")).unwrap());
+    let staged = std::fs::read_dir(store.root().join("staging"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 0, "nothing left in staging");
+    assert_eq!(
+        std::fs::read_dir(store.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        1,
+        "only l1's blob"
+    );
+    assert!(store.fsck(false).unwrap().clean());
+}
+
+#[test]
+fn images_names_and_removal() {
+    let (_d, store) = store();
+    let (b1, _) = layer("base", "1\n");
+    let (b2, _) = layer("app", "2\n");
+    let (b3, _) = layer("other", "3\n");
+    store
+        .import(&id("c1"), None, &b1[..], &keep_gzip())
+        .unwrap();
+    store
+        .import(&id("c2"), Some(&id("c1")), &b2[..], &keep_gzip())
+        .unwrap();
+    store
+        .import(&id("c3"), Some(&id("c1")), &b3[..], &keep_gzip())
+        .unwrap();
+    let config_a = store
+        .put_blob(br#"{"rootfs":{"type":"layers"},"a":1}"#)
+        .unwrap();
+    let config_b = store
+        .put_blob(br#"{"rootfs":{"type":"layers"},"b":1}"#)
+        .unwrap();
+    let manifest = store.put_blob(b"{\"schemaVersion\":2}").unwrap();
+    store
+        .put_images(&[
+            NewImage {
+                id: config_a,
+                top_layer: Some(id("c2")),
+                manifest: Some(ManifestRef {
+                    digest: manifest,
+                    media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                }),
+                parent: None,
+                names: vec![
+                    "docker.io/library/app:1".into(),
+                    "docker.io/library/app:latest".into(),
+                ],
+            },
+            NewImage {
+                id: config_b,
+                top_layer: Some(id("c3")),
+                manifest: None,
+                parent: Some(config_a),
+                names: vec!["docker.io/library/other:1".into()],
+            },
+        ])
+        .unwrap();
+    assert_eq!(store.images().unwrap().len(), 2);
+    let a = store
+        .image_named("docker.io/library/app:latest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.id, config_a);
+    assert_eq!(
+        a.names,
+        ["docker.io/library/app:1", "docker.io/library/app:latest"]
+    );
+    // A name given to another image moves.
+    store
+        .tag(&config_b, "docker.io/library/app:latest")
+        .unwrap();
+    assert_eq!(
+        store
+            .image_named("docker.io/library/app:latest")
+            .unwrap()
+            .unwrap()
+            .id,
+        config_b
+    );
+    assert_eq!(
+        store.image(&config_a).unwrap().unwrap().names,
+        ["docker.io/library/app:1"]
+    );
+    let hex = config_a.hex();
+    assert_eq!(store.images_with_prefix(&hex[..12]).unwrap().len(), 1);
+
+    // The top layer of an image is not removed as a layer.
+    let err = store.remove(&id("c2")).unwrap_err().to_string();
+    assert!(err.contains("is the top layer of image"), "{err}");
+
+    // A container on image a: removal refused, unless forced (then its layers stay).
+    store
+        .create(
+            &id("ctr"),
+            Some(&id("c2")),
+            &CreateOptions {
+                writable: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let err = store
+        .remove_image(&config_a, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has read-write layers on it (ctr)"), "{err}");
+    store.remove(&id("ctr")).unwrap();
+
+    // Removing a: its names, config and manifest blobs, and c2 go; c1 stays (b uses it).
+    let c2_blob = store.layer_blobs(&id("c2")).unwrap()[0].0;
+    let removed = store.remove_image(&config_a, false).unwrap();
+    assert_eq!(removed.untagged, ["docker.io/library/app:1"]);
+    assert_eq!(removed.layers, [id("c2")]);
+    assert!(store.blob_path(&config_a).is_none());
+    assert!(store.blob_path(&manifest).is_none());
+    assert!(
+        store.blob_path(&c2_blob).is_none(),
+        "the kept blob of c2 went with it"
+    );
+    assert!(store.exists(&id("c1")).unwrap());
+    // Removing b takes c3 and c1.
+    let removed = store.remove_image(&config_b, false).unwrap();
+    assert_eq!(removed.layers, [id("c3"), id("c1")]);
+    assert!(store.layers().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(store.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(store.fsck(false).unwrap().clean());
+}
+
+#[test]
+fn a_blob_writer_checks_what_it_was_promised() {
+    let (_d, store) = store();
+    let mut w = store.blob_writer().unwrap();
+    w.write_all(b"hello").unwrap();
+    let wrong = Digest([0u8; 32]);
+    assert!(w
+        .commit(Some(&wrong))
+        .unwrap_err()
+        .to_string()
+        .contains("holds sha256:"));
+    assert_eq!(
+        std::fs::read_dir(store.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(store.root().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
