@@ -140,6 +140,32 @@ impl Store {
                 }
             }
         }
+        for image in self.images()? {
+            let mut missing = Vec::new();
+            if self.blob_path(&image.id).is_none() {
+                missing.push(format!("its config blob {}", image.id));
+            }
+            if let Some(m) = &image.manifest {
+                if self.blob_path(&m.digest).is_none() {
+                    missing.push(format!("its manifest blob {}", m.digest));
+                }
+            }
+            if let Some(top) = &image.top_layer {
+                match by_id.get(top) {
+                    Some(r) if r.state == State::Applied && !broken.contains(top) => {}
+                    Some(_) => {
+                        missing.push(format!("its top layer {top} is broken or not applied"))
+                    }
+                    None => missing.push(format!("its top layer {top}")),
+                }
+            }
+            if !missing.is_empty() {
+                report.problems.push(Problem {
+                    layer: None,
+                    what: format!("image {} lacks {}", image.id, missing.join(", ")),
+                });
+            }
+        }
         for blob in self.blob_problems(&mut report)? {
             report.problems.push(Problem {
                 layer: None,
@@ -223,6 +249,16 @@ impl Store {
         orphans: &[std::path::PathBuf],
         report: &mut FsckReport,
     ) -> Result<()> {
+        // Images on broken layers are broken too: their records go first.
+        for image in self.images()? {
+            if image.top_layer.as_ref().is_some_and(|t| broken.contains(t)) {
+                self.forget_image(&image)?;
+                report.repairs.push(format!(
+                    "removed image {} (its layers are broken)",
+                    image.id
+                ));
+            }
+        }
         // Children before parents: the deepest first.
         let mut doomed: Vec<&LayerRow> = rows.iter().filter(|r| broken.contains(&r.id)).collect();
         doomed.sort_by_key(|r| std::cmp::Reverse(r.depth));

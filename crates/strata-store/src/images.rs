@@ -249,48 +249,36 @@ impl Store {
     /// Removes image `id`: see the [module docs](self). Refused while a read-write layer
     /// sits on a layer that would go, unless `force`, which then keeps those layers.
     pub fn remove_image(&self, id: &Digest, force: bool) -> Result<RemovedImage> {
-        let (untagged, chain) = {
-            let _lock = self.lock()?;
-            self.db().write("removing an image", |tx| {
-                let image = tx
-                    .image(id)?
-                    .ok_or_else(|| Error::Corrupt(format!("no image {id}")))?;
-                let chain = match &image.top_layer {
-                    Some(top) => tx.chain(top)?,
-                    None => Vec::new(),
-                };
-                if !force {
-                    for layer in &chain {
-                        let writable: Vec<LayerId> = tx
-                            .children(&layer.id)?
-                            .into_iter()
-                            .filter(|c| tx.layer(c).ok().flatten().is_some_and(|r| r.state == State::Writable))
-                            .collect();
-                        if !writable.is_empty() && !self.used_elsewhere(tx, &layer.id, id)? {
-                            let names: Vec<&str> = writable.iter().map(LayerId::as_str).collect();
-                            return Err(Error::refused(
-                                &layer.id,
-                                format!(
-                                    "of image {id} has read-write layers on it ({}): remove them first, or force",
-                                    names.join(", ")
-                                ),
-                            ));
-                        }
+        let (image, chain) = self.read(|tx| {
+            let image = tx
+                .image(id)?
+                .ok_or_else(|| Error::Corrupt(format!("no image {id}")))?;
+            let chain = match &image.top_layer {
+                Some(top) => tx.chain(top)?,
+                None => Vec::new(),
+            };
+            if !force {
+                for layer in &chain {
+                    let writable: Vec<LayerId> = tx
+                        .children(&layer.id)?
+                        .into_iter()
+                        .filter(|c| tx.layer(c).ok().flatten().is_some_and(|r| r.state == State::Writable))
+                        .collect();
+                    if !writable.is_empty() && !self.used_elsewhere(tx, &layer.id, id)? {
+                        let names: Vec<&str> = writable.iter().map(LayerId::as_str).collect();
+                        return Err(Error::refused(
+                            &layer.id,
+                            format!(
+                                "of image {id} has read-write layers on it ({}): remove them first, or force",
+                                names.join(", ")
+                            ),
+                        ));
                     }
                 }
-                let c = tx.conn();
-                c.execute("DELETE FROM names WHERE image = ?1", [id.to_string()])
-                    .map_err(Error::db("removing names"))?;
-                c.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])
-                    .map_err(Error::db("removing an image"))?;
-                Ok((image, chain))
-            })?
-        };
-        let (image, chain) = (untagged, chain);
-        self.gc_blob(id)?;
-        if let Some(m) = &image.manifest {
-            self.gc_blob(&m.digest)?;
-        }
+            }
+            Ok((image, chain))
+        })?;
+        self.forget_image(&image)?;
         let mut removed = Vec::new();
         for layer in &chain {
             // Stop at the first layer something else still needs.
@@ -312,6 +300,24 @@ impl Store {
             deleted: true,
             layers: removed,
         })
+    }
+
+    /// Deletes an image's record, names and blobs, leaving its layers alone.
+    pub(crate) fn forget_image(&self, image: &Image) -> Result<()> {
+        {
+            let _lock = self.lock()?;
+            self.db().write("removing an image", |tx| {
+                tx.conn()
+                    .execute("DELETE FROM images WHERE id = ?1", [image.id.to_string()])
+                    .map(drop)
+                    .map_err(Error::db("removing an image"))
+            })?;
+        }
+        self.gc_blob(&image.id)?;
+        if let Some(m) = &image.manifest {
+            self.gc_blob(&m.digest)?;
+        }
+        Ok(())
     }
 
     /// Whether layer `layer` is in the chain of an image other than `except`.
