@@ -38,8 +38,25 @@ impl FileTime {
     }
 
     /// The FILETIME Go reads from a tar time (its `UnixNano` wraps outside 1678..2262).
+    ///
+    /// Strata: a time that only a wrapped FILETIME can give (FILETIME 0 is written as
+    /// `6802270473.709551616`) maps back to that FILETIME, where Go would truncate it to
+    /// another one; so every time Go writes reads back to the FILETIME it came from.
     pub fn from_timestamp(t: Timestamp) -> Self {
-        Self::from_unix_nanos(t.secs.wrapping_mul(1_000_000_000).wrapping_add(t.nanos as i64))
+        let ns = t.secs.wrapping_mul(1_000_000_000).wrapping_add(t.nanos as i64);
+        if ns % 100 != 0 {
+            for k in [-1i128, 1] {
+                let unwrapped = ns as i128 + k * (1i128 << 64);
+                if unwrapped % 100 == 0 {
+                    if let Ok(ft) = i64::try_from(unwrapped / 100 + EPOCH_DIFF as i128) {
+                        if FileTime(ft).to_unix_nanos() == ns {
+                            return FileTime(ft);
+                        }
+                    }
+                }
+            }
+        }
+        Self::from_unix_nanos(ns)
     }
 
     /// RFC 3339 in UTC with 100 ns precision (`2020-01-01T00:00:00.1234567Z`), for display.
@@ -206,6 +223,9 @@ mod tests {
         assert_eq!(t, Timestamp::new(1577836800, 123456700));
         assert_eq!(FileTime::from_timestamp(t), FileTime(132223104001234567));
         assert_eq!(FileTime(0).to_timestamp(), Timestamp::new(6802270473, 709551616));
+        // Go reads that back as 184467440737095516; Strata as the FILETIME it came from.
+        assert_eq!(FileTime::from_timestamp(Timestamp::new(6802270473, 709551616)), FileTime(0));
+        assert_eq!(FileTime::from_unix_nanos(6802270473709551616), FileTime(184467440737095516));
         assert_eq!(
             FileTime::from_timestamp(Timestamp::new(-2, 500_000_000)),
             FileTime(116444735985000000)
