@@ -114,7 +114,7 @@ pub fn run(cmd: LayerCommand, out: &Output) -> Result<()> {
 }
 
 /// Opens an input file, or standard input for `-`, with its size when known.
-fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+pub(crate) fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     if path == Path::new("-") {
         return Ok((Box::new(io::stdin()), None));
     }
@@ -125,7 +125,7 @@ fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
 
 /// Writes to a file atomically (a temporary sibling renamed into place on success), or
 /// to standard output for `-`.
-fn write_output<T>(
+pub(crate) fn write_output<T>(
     path: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>,
 ) -> Result<T> {

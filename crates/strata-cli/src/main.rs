@@ -3,6 +3,7 @@
 
 mod layer;
 mod output;
+mod wclayer;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Work with single layers: unpack, pack, repack, digest, list.
     #[command(subcommand)]
     Layer(layer::LayerCommand),
+    /// Windows container layers: import, export, from-rootfs, inspect, extract.
+    #[command(subcommand)]
+    Wclayer(wclayer::WclayerCommand),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     let out = output::Output::new(cli.json, cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Layer(cmd) => layer::run(cmd, &out),
+        Command::Wclayer(cmd) => wclayer::run(cmd, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

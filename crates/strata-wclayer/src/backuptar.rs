@@ -50,25 +50,25 @@ pub fn pax<'a>(e: &'a Entry, key: &str) -> Option<&'a [u8]> {
     e.pax.iter().rev().find(|r| r.key == key).map(|r| &r.value[..])
 }
 
-fn record(key: &str, value: impl Into<Vec<u8>>) -> PaxRecord {
+pub(crate) fn record(key: &str, value: impl Into<Vec<u8>>) -> PaxRecord {
     PaxRecord {
         key: key.to_owned(),
         value: value.into(),
     }
 }
 
-fn tar_path(name: &str) -> Result<LayerPath, Error> {
+pub(crate) fn tar_path(name: &str) -> Result<LayerPath, Error> {
     LayerPath::from_tar_name(name.as_bytes()).map_err(|e| Error::name(name, e.to_string()))
 }
 
 /// Sets an entry's times from FILETIMEs, as Go's `BasicInfoHeader` does.
-fn set_times(e: &mut Entry, info: &FileBasicInfo) {
+pub(crate) fn set_times(e: &mut Entry, info: &FileBasicInfo) {
     e.meta.mtime = info.last_write_time.to_timestamp();
     e.meta.atime = Some(info.last_access_time.to_timestamp());
     e.meta.ctime = Some(info.change_time.to_timestamp());
 }
 
-fn basic_records(e: &mut Entry, info: &FileBasicInfo) {
+pub(crate) fn basic_records(e: &mut Entry, info: &FileBasicInfo) {
     e.pax.push(record(PAX_FILEATTR, info.attributes.0.to_string()));
     e.pax.push(record(
         PAX_CREATIONTIME,
@@ -257,16 +257,20 @@ pub fn write_backup_stream_from_tar<R: LayerReader + ?Sized, W: Write>(
         let suffix = std::str::from_utf8(&next.path.as_bytes()[prefix.len() - 1..])
             .map_err(|_| Error::entry(next.path.to_string(), "the stream name is not UTF-8"))?;
         let stream = suffix.strip_suffix(":$DATA").unwrap_or(suffix);
-        if stream.len() < 2 || stream[1..].contains([':', '\\', '/']) {
-            return Err(Error::entry(
-                next.path.to_string(),
-                format!("`{stream}` is not an alternate data stream name"),
-            ));
-        }
+        check_stream_name(stream).map_err(|r| Error::entry(next.path.to_string(), r))?;
         let size = next.kind.data_len();
         w.write_header(&StreamHeader::alternate(&format!("{stream}:$DATA"), size))?;
         copy_dense(reader, &next, &mut w, &mut buf)?;
     }
+}
+
+/// An alternate stream's name as a tar name suffix (`:Zone.Identifier`): a `:` and a
+/// name NTFS can hold.
+pub fn check_stream_name(stream: &str) -> Result<(), String> {
+    let Some(n) = stream.strip_prefix(':') else {
+        return Err(format!("`{stream}` is not an alternate data stream name (no leading `:`)"));
+    };
+    crate::check_component(n).map_err(|r| format!("alternate data stream `{stream}`: {r}"))
 }
 
 /// Copies `len` bytes at `offset` of `stream` (relative to `base`) into the tar.
@@ -339,7 +343,12 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
         e.pax.push(record(PAX_RAWSD, B64.encode(sd)));
     }
     if let Some(chain) = &scan.ea {
-        for x in ea::decode(chain)? {
+        let mut eas = ea::decode(chain)?;
+        eas.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = eas.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::entry(&tar_name, format!("two EAs named `{}`", w[0].name.escape_ascii())));
+        }
+        for x in eas {
             let n = String::from_utf8(x.name).map_err(|_| {
                 Error::entry(&tar_name, "an EA name is not UTF-8 and cannot be a PAX key")
             })?;
@@ -348,6 +357,9 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
     }
     e.kind = if let Some(rp) = &scan.reparse {
         let point = reparse::decode(rp)?;
+        if point.target.is_empty() || point.target.contains('\0') {
+            return Err(Error::entry(&tar_name, "a symlink target that is empty or holds NUL cannot be a tar link name"));
+        }
         mode |= MODE_SYMLINK;
         if point.mount_point {
             e.pax.push(record(PAX_MOUNTPOINT, "1"));
@@ -364,6 +376,10 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
     } else {
         EntryKind::File { size, sparse: None }
     };
+    for alt in &scan.alternates[scan.alternates_before_data..] {
+        let sname = alt.name.strip_suffix(":$DATA").unwrap_or(&alt.name);
+        check_stream_name(sname).map_err(|r| Error::entry(&tar_name, r))?;
+    }
     tar.add_as(&e, HeaderStyle::GoPax { mode })?;
     let mut written = WrittenEntry {
         size: if matches!(e.kind, EntryKind::File { .. }) { size } else { 0 },

@@ -50,7 +50,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -433,7 +432,7 @@ impl LayerFolderWriter {
         let fd = rfs::openat(
             &dir,
             rel_name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
         .map_err(|e| match e {
@@ -613,21 +612,21 @@ impl LayerFolderWriter {
         };
         match cur {
             Current::Stream { name, out, info, dir, bcd } => {
-                let file = out.into_inner().map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
+                let mut file = out.into_inner().map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
                 put_times(&file, &info).map_err(|e| self.err(&name, format!("cannot set the xattr {TIMES_XATTR} (does the file system support user xattrs?)"), Some(errno(e))))?;
-                let needs_scan = dir || bcd.is_some();
-                if needs_scan {
-                    let path = self.folder.join(if dir { format!("{}{WCIDIRS}", linux_rel(&name)) } else { linux_rel(&name) });
-                    let mut f = File::open(&path).map_err(|e| self.err(&name, "cannot read it back", Some(e)))?;
-                    f.seek(SeekFrom::Start(4)).map_err(|e| self.err(&name, "cannot read it back", Some(e)))?;
-                    let scan = backup::scan(io::BufReader::new(&mut f), name.as_str())?;
+                if dir || bcd.is_some() {
+                    let back = |w: &Self, e: io::Error| w.err(&name, "cannot read it back", Some(e));
+                    file.seek(SeekFrom::Start(4)).map_err(|e| back(self, e))?;
+                    let scan = backup::scan(io::BufReader::new(&mut file), name.as_str())?;
                     if dir && scan.reparse.is_some() {
                         self.reparse_dirs.push(name.clone());
                     }
                     if let (Some(bak), Some(d)) = (bcd, &scan.data) {
-                        let mut w = File::create(self.folder.join(bak)).map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
-                        f.seek(SeekFrom::Start(4 + d.payload_offset)).map_err(|e| self.err(&name, "cannot read it back", Some(e)))?;
-                        io::copy(&mut (&mut f).take(d.size), &mut w).map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
+                        let fd = rfs::openat(&self.root, bak, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+                            .map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(errno(e))))?;
+                        let mut w = File::from(fd);
+                        file.seek(SeekFrom::Start(4 + d.payload_offset)).map_err(|e| back(self, e))?;
+                        io::copy(&mut (&mut file).take(d.size), &mut w).map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
                     }
                 }
                 if name.depth() == 1 {
@@ -685,7 +684,7 @@ impl LayerFolderWriter {
                 return Err(not_found(self));
             } else {
                 let found = self.parents.iter().position(|p| {
-                    fs::symlink_metadata(p.join(linux_rel(target))).is_ok_and(|m| m.is_file())
+                    inroot::open_root(p).is_ok_and(|root| is_file_in(root.as_fd(), target))
                 });
                 match found {
                     Some(i) => LinkSource { parent: Some(i), target: target.clone() },
@@ -715,7 +714,7 @@ impl LayerFolderWriter {
     }
 
     fn exists_here(&self, p: &WinPath) -> bool {
-        fs::symlink_metadata(self.folder.join(linux_rel(p))).is_ok_and(|m| m.is_file())
+        is_file_in(self.root.as_fd(), p)
     }
 
     fn link_now(&mut self, name: &WinPath, source: &LinkSource) -> Result<(), Error> {
@@ -837,6 +836,17 @@ fn libc_exdev() -> i32 {
     Errno::XDEV.raw_os_error()
 }
 
+/// True if `p` is a regular file inside `root` (resolved in the root, long paths fine).
+fn is_file_in(root: std::os::fd::BorrowedFd<'_>, p: &WinPath) -> bool {
+    let rel = linux_rel(p);
+    let (parent, base) = split_parent(&rel);
+    let Ok(dir) = inroot::resolve_dir(root, parent.as_bytes()) else {
+        return false;
+    };
+    rfs::statat(&dir, base, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile)
+}
+
 /// True if a stream file (`u32` prefix + stream) holds reparse data.
 fn stream_file_has_reparse(p: &Path) -> Result<bool, Error> {
     let mut f = File::open(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
@@ -854,18 +864,18 @@ fn sorted_children(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
 // ---- reading ------------------------------------------------------------------------
 
 /// Where an entry's backup stream comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Source {
     /// A stream file: `u32` attributes, then the stream.
-    StreamFile(PathBuf),
+    StreamFile(File),
     /// A real object read by BackupRead without security: a file's content as one DATA stream.
-    Raw(PathBuf),
+    Raw(File),
     /// A real directory: an empty stream.
     Empty,
 }
 
 /// One entry of a layer folder, in reader order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct FolderEntry {
     pub name: WinPath,
     /// `None` for a tombstone (the export writes a whiteout).
@@ -884,19 +894,19 @@ impl FolderEntry {
         self.info.is_none()
     }
 
-    /// Opens the entry's backup stream (Read + Seek, starting at the stream's first byte
-    /// at the current position).
+    /// Opens the entry's backup stream (Read + Seek; the stream starts at the position
+    /// it is returned at).
     pub fn open_stream(&self) -> Result<EntryStream, Error> {
-        let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
+        let dup = |f: &File| f.try_clone().map_err(|e| Error::io(format!("reading `{}`", self.name), e));
         match &self.source {
-            Some(Source::StreamFile(p)) => {
-                let mut f = open(p)?;
-                f.seek(SeekFrom::Start(4)).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+            Some(Source::StreamFile(f)) => {
+                let mut f = dup(f)?;
+                f.seek(SeekFrom::Start(4)).map_err(|e| Error::io(format!("reading `{}`", self.name), e))?;
                 Ok(EntryStream::File(f))
             }
-            Some(Source::Raw(p)) => {
-                let f = open(p)?;
-                let len = f.metadata().map_err(|e| Error::io(format!("reading {}", p.display()), e))?.len();
+            Some(Source::Raw(f)) => {
+                let f = dup(f)?;
+                let len = f.metadata().map_err(|e| Error::io(format!("reading `{}`", self.name), e))?.len();
                 let mut head = Vec::with_capacity(20);
                 head.extend_from_slice(&(StreamId::Data as u32).to_le_bytes());
                 head.extend_from_slice(&0u32.to_le_bytes());
@@ -967,8 +977,7 @@ impl Seek for EntryStream {
 
 /// One directory being walked.
 struct Frame {
-    /// Linux path of the directory.
-    path: PathBuf,
+    dir: OwnedFd,
     name: WinPath,
     children: std::vec::IntoIter<String>,
 }
@@ -976,6 +985,7 @@ struct Frame {
 /// Reads a layer folder entry by entry; see the [module documentation](self).
 pub struct LayerFolderReader {
     folder: PathBuf,
+    root: OwnedFd,
     base: bool,
     stack: Vec<Frame>,
     /// Top-level directories still to walk.
@@ -1012,14 +1022,21 @@ pub fn parse_tombstones(file: &Path, text: &[u8]) -> Result<Vec<WinPath>, Error>
     Ok(out)
 }
 
+fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
+    rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+}
+
+fn open_file_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<File, Errno> {
+    rfs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map(File::from)
+}
+
 impl LayerFolderReader {
     /// Opens `chain.layer` for reading: the base reader (§4.7) without parents, the
     /// legacy reader (§4.5) with them.
     pub fn open(chain: &LayerChain) -> Result<Self, Error> {
         let folder = chain.layer.clone();
-        if !folder.is_dir() {
-            return Err(folder_err(&folder, ".", "not a directory", None));
-        }
+        let root = rfs::open(&folder, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| folder_err(&folder, ".", "cannot open the layer folder", Some(errno(e))))?;
         let base = chain.is_base();
         let mut tombstones: HashMap<String, Vec<WinPath>> = HashMap::new();
         let tpath = folder.join(TOMBSTONES_FILE);
@@ -1041,6 +1058,7 @@ impl LayerFolderReader {
         let tops: Vec<&'static str> = if base { vec!["Files", "UtilityVM"] } else { crate::TOP_LEVEL.to_vec() };
         Ok(LayerFolderReader {
             folder,
+            root,
             base,
             stack: Vec::new(),
             tops: tops.into_iter(),
@@ -1059,17 +1077,12 @@ impl LayerFolderReader {
         self.base || name.is_under("Files") || name.starts_with("UtilityVM\\Files")
     }
 
-    fn entry_for(&self, name: WinPath, path: &Path, is_dir: bool) -> Result<FolderEntry, Error> {
+    /// The entry `name`, the child `base` of the directory `dir`.
+    fn entry_for(&self, name: WinPath, dir: &OwnedFd, base: &str, is_dir: bool) -> Result<FolderEntry, Error> {
         let with_security = self.base || name.is_under("Files");
         if self.is_stream_object(&name) {
-            let sp = if is_dir {
-                let mut s = path.as_os_str().to_owned();
-                s.push(WCIDIRS);
-                PathBuf::from(s)
-            } else {
-                path.to_owned()
-            };
-            let mut f = File::open(&sp).map_err(|e| self.err(name.as_str(), format!("cannot open {}", sp.display()), Some(e)))?;
+            let sname = if is_dir { format!("{base}{WCIDIRS}") } else { base.to_owned() };
+            let mut f = open_file_at(dir, &sname).map_err(|e| self.err(name.as_str(), format!("cannot open its stream file `{sname}`"), Some(errno(e))))?;
             let mut a = [0u8; 4];
             f.read_exact(&mut a).map_err(|e| self.err(name.as_str(), "its stream file is shorter than the 4-byte attribute prefix", Some(e)))?;
             let attrs = FileAttributes(u32::from_le_bytes(a));
@@ -1082,17 +1095,21 @@ impl LayerFolderReader {
                 return Err(self.err(name.as_str(), format!("its attributes {attrs} do not match the {} on disk", if is_dir { "directory" } else { "file" }), None));
             }
             let md = f.metadata().map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
+            if !md.is_file() {
+                return Err(self.err(name.as_str(), "its stream file is not a regular file", None));
+            }
             return Ok(FolderEntry {
                 name,
                 info: Some(info),
                 file_id: (!is_dir).then(|| (md.dev(), md.ino())),
                 links: if is_dir { 1 } else { md.nlink() },
                 with_security,
-                source: Some(Source::StreamFile(sp)),
+                source: Some(Source::StreamFile(f)),
             });
         }
         // Real objects of a diff layer: Files, Hives, UtilityVM, Hives\*.
-        let f = File::open(path).map_err(|e| self.err(name.as_str(), "cannot open it", Some(e)))?;
+        let f = if is_dir { open_dir_at(dir, base).map(File::from) } else { open_file_at(dir, base) }
+            .map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
         let attrs = FileAttributes(if is_dir { FileAttributes::DIRECTORY } else { FileAttributes::ARCHIVE });
         let mut info = get_times(&f, attrs).map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
         if matches!(name.as_str(), "Files" | "Hives") {
@@ -1109,14 +1126,21 @@ impl LayerFolderReader {
             file_id: (!is_dir).then(|| (md.dev(), md.ino())),
             links: if is_dir { 1 } else { md.nlink() },
             with_security: false,
-            source: Some(if is_dir { Source::Empty } else { Source::Raw(path.to_owned()) }),
+            source: Some(if is_dir { Source::Empty } else { Source::Raw(f) }),
         })
     }
 
-    fn children(&self, dir: &Path, name: &WinPath) -> Result<Vec<String>, Error> {
+    /// The names in a directory that are entries, sorted by bytes (Go's `filepath.Walk`).
+    fn children(&self, dir: &OwnedFd, name: &WinPath) -> Result<Vec<String>, Error> {
         let mut v = Vec::new();
-        for n in sorted_children(dir).map_err(|e| self.err(name.as_str(), "cannot list it", Some(e)))? {
-            let s = n.to_str().ok_or_else(|| self.err(format!("{name}\\{}", OsStr::new(&n).to_string_lossy()), "the name is not UTF-8", None))?;
+        let mut d = rfs::Dir::read_from(dir).map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
+        while let Some(ent) = d.next() {
+            let ent = ent.map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
+            let raw = ent.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            let s = std::str::from_utf8(raw).map_err(|_| self.err(format!("{name}\\{}", String::from_utf8_lossy(raw)), "the name is not UTF-8", None))?;
             if s.ends_with(WCIDIRS) || s.ends_with(".strata-hive") {
                 continue;
             }
@@ -1125,19 +1149,21 @@ impl LayerFolderReader {
             }
             v.push(s.to_owned());
         }
+        v.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         Ok(v)
     }
 
     /// Yields a directory, queues its tombstones, and starts walking it.
-    fn enter(&mut self, name: WinPath, path: PathBuf) -> Result<FolderEntry, Error> {
-        let e = self.entry_for(name.clone(), &path, true)?;
+    fn enter(&mut self, name: WinPath, parent: &OwnedFd, base: &str) -> Result<FolderEntry, Error> {
+        let e = self.entry_for(name.clone(), parent, base, true)?;
         if let Some(ts) = self.tombstones.remove(name.as_str()) {
             for t in ts {
                 self.queue.push_back(FolderEntry { name: t, info: None, file_id: None, links: 0, with_security: false, source: None });
             }
         }
-        let children = self.children(&path, &name)?;
-        self.stack.push(Frame { path, name, children: children.into_iter() });
+        let dir = open_dir_at(parent, base).map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
+        let children = self.children(&dir, &name)?;
+        self.stack.push(Frame { dir, name, children: children.into_iter() });
         Ok(e)
     }
 
@@ -1148,44 +1174,58 @@ impl LayerFolderReader {
             if let Some(e) = self.queue.pop_front() {
                 return Ok(Some(e));
             }
-            if let Some(frame) = self.stack.last_mut() {
+            if let Some(mut frame) = self.stack.pop() {
                 let Some(child) = frame.children.next() else {
-                    self.stack.pop();
                     continue;
                 };
-                let path = frame.path.join(&child);
-                let name = frame.name.join(&child).map_err(|e| self.err(path.display().to_string(), e.to_string(), None))?;
-                let md = fs::symlink_metadata(&path).map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
-                if md.is_dir() {
-                    return self.enter(name, path).map(Some);
-                }
-                if !md.is_file() {
-                    return Err(self.err(name.as_str(), "not a regular file or directory (a layer folder holds no Linux symlinks or devices)", None));
-                }
-                return self.entry_for(name, &path, false).map(Some);
+                let name = match frame.name.join(&child) {
+                    Ok(n) => n,
+                    Err(e) => return Err(self.err(format!("{}\\{child}", frame.name), e.to_string(), None)),
+                };
+                let st = rfs::statat(&frame.dir, child.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))));
+                let st = match st {
+                    Ok(st) => st,
+                    Err(e) => {
+                        self.stack.push(frame);
+                        return Err(e);
+                    }
+                };
+                let ft = rfs::FileType::from_raw_mode(st.st_mode);
+                let r = if ft == rfs::FileType::Directory {
+                    let dir = frame.dir.try_clone().map_err(|e| Error::io("duplicating a descriptor", e));
+                    self.stack.push(frame);
+                    let dir = dir?;
+                    self.enter(name, &dir, &child)
+                } else if ft == rfs::FileType::RegularFile {
+                    let r = self.entry_for(name, &frame.dir, &child, false);
+                    self.stack.push(frame);
+                    r
+                } else {
+                    self.stack.push(frame);
+                    Err(self.err(name.as_str(), "not a regular file or directory (a layer folder holds no Linux symlinks or devices)", None))
+                };
+                return r.map(Some);
             }
             let Some(top) = self.tops.next() else {
                 return Ok(None);
             };
-            let path = self.folder.join(top);
-            if !path.is_dir() {
+            let root = self.root.try_clone().map_err(|e| Error::io("duplicating a descriptor", e))?;
+            if open_dir_at(&root, top).is_err() {
                 continue;
             }
             let name = WinPath::parse(top)?;
             if self.base && top == "UtilityVM" {
                 // Base reader: UtilityVM, then UtilityVM\Files and its subtree only.
-                let files = path.join("Files");
-                if !files.is_dir() {
+                let uvm = open_dir_at(&root, top).map_err(|e| self.err(top, "cannot open it", Some(errno(e))))?;
+                if open_dir_at(&uvm, "Files").is_err() {
                     continue;
                 }
-                let e = self.entry_for(name, &path, true)?;
-                self.queue.push_back(self.entry_for(WinPath::parse("UtilityVM\\Files")?, &files, true)?);
-                let children = self.children(&files, &WinPath::parse("UtilityVM\\Files")?)?;
-                self.stack.push(Frame { path: files, name: WinPath::parse("UtilityVM\\Files")?, children: children.into_iter() });
+                let e = self.entry_for(name, &root, top, true)?;
+                let files = self.enter(WinPath::parse("UtilityVM\\Files")?, &uvm, "Files")?;
+                self.queue.push_front(files);
                 return Ok(Some(e));
             }
-            return self.enter(name, path).map(Some);
+            return self.enter(name, &root, top).map(Some);
         }
     }
 }
-
