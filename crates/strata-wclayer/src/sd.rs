@@ -348,7 +348,7 @@ fn mask_from_sddl(s: &str) -> Result<u32, Error> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().map_err(|_| bad(format!("bad access mask `{s}`")));
     }
-    if s.len() % 2 != 0 {
+    if s.len() % 2 != 0 || !s.is_ascii() {
         return Err(bad(format!("bad access rights `{s}`")));
     }
     let mut mask = 0;
@@ -480,12 +480,13 @@ impl SecurityDescriptor {
                 .ok_or_else(|| err(format!("expected O:, G:, D: or S: at `{rest}`")))?;
             // The component runs to the next `X:` that is not inside an ACE.
             let mut end = after.len();
-            let mut depth = 0;
-            for (i, c) in after.char_indices() {
+            let mut depth = 0i32;
+            let b = after.as_bytes();
+            for (i, &c) in b.iter().enumerate() {
                 match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ if depth == 0 && after[i..].len() >= 2 && after[i + 1..].starts_with(':') && "OGDS".contains(c) => {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ if depth == 0 && b.get(i + 1) == Some(&b':') && b"OGDS".contains(&c) => {
                         end = i;
                         break;
                     }
@@ -559,7 +560,7 @@ fn parse_ace(s: &str) -> Result<Ace, Error> {
         .ok_or_else(|| bad(format!("unsupported ACE type `{}`", parts[0])))?;
     let mut flags = 0;
     let f = parts[1];
-    if f.len() % 2 != 0 {
+    if f.len() % 2 != 0 || !f.is_ascii() {
         return Err(bad(format!("bad ACE flags `{f}`")));
     }
     for i in (0..f.len()).step_by(2) {
@@ -632,6 +633,10 @@ mod tests {
         assert!(SecurityDescriptor::from_sddl("O:XX").is_err());
         assert!(SecurityDescriptor::from_sddl("D:(A;;QQ;;;BA)").is_err());
         assert!(SecurityDescriptor::from_sddl("D:(A;;FA;;BA)").is_err());
+        // Found by fuzzing: non-ASCII text next to a component tag, in rights and in flags.
+        for s in ["O:\u{e9}\u{301}G:BA", "D:(A;;F\u{e9};;;BA)", "D:(A;O\u{e9};FA;;;BA)", "x\u{301}:"] {
+            assert!(SecurityDescriptor::from_sddl(s).is_err(), "{s}");
+        }
     }
 
     proptest! {
