@@ -273,3 +273,6 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
 mv "$results.tmp" "$results"
 cat "$results"
 say "written to $results"
+
+# Windows layers: import/export against the Linux path (appends to the same file).
+N=$N TMPFS=$TMPFS "$ROOT/bench/wclayer.sh"
