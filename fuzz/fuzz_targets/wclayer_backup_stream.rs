@@ -21,10 +21,17 @@ fn to_tar(stream: &[u8], info: &FileBasicInfo) -> Option<Vec<u8>> {
 
 fn to_stream(tar: &[u8]) -> Vec<u8> {
     let mut r = TarReader::new(tar);
-    let e = r.next_entry().expect("an exported tar reads back").expect("it has an entry");
+    let e = r
+        .next_entry()
+        .expect("an exported tar reads back")
+        .expect("it has an entry");
     let mut out = Vec::new();
-    let next = write_backup_stream_from_tar(&mut r, &e, &mut out).expect("an exported tar imports back");
-    assert!(next.is_none(), "one object exports to one entry and its streams");
+    let next =
+        write_backup_stream_from_tar(&mut r, &e, &mut out).expect("an exported tar imports back");
+    assert!(
+        next.is_none(),
+        "one object exports to one entry and its streams"
+    );
     out
 }
 
@@ -39,14 +46,26 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = backup::scan(Cursor::new(data), "fuzz");
 
-    let attrs = data.first().map_or(0, |&b| if b & 1 == 1 { 0x10 } else { 0x20 });
+    let attrs = data
+        .first()
+        .map_or(0, |&b| if b & 1 == 1 { 0x10 } else { 0x20 });
     let t = FileTime(132223104001234567);
-    let info = FileBasicInfo { creation_time: t, last_access_time: t, last_write_time: t, change_time: t, attributes: FileAttributes(attrs) };
+    let info = FileBasicInfo {
+        creation_time: t,
+        last_access_time: t,
+        last_write_time: t,
+        change_time: t,
+        attributes: FileAttributes(attrs),
+    };
     if let Some(tar1) = to_tar(data, &info) {
         let s2 = to_stream(&tar1);
         let tar2 = to_tar(&s2, &info).expect("a re-imported stream exports");
         let s3 = to_stream(&tar2);
         assert_eq!(s2, s3, "stream not stable after one round");
-        assert_eq!(tar2, to_tar(&s3, &info).unwrap(), "tar not stable after one round");
+        assert_eq!(
+            tar2,
+            to_tar(&s3, &info).unwrap(),
+            "tar not stable after one round"
+        );
     }
 });

@@ -15,10 +15,17 @@ use strata_wclayer::{export_layer, import_layer, FileAttributes, FileBasicInfo, 
 
 fn parent(dir: &std::path::Path) {
     let mut w = LayerFolderWriter::create(dir, &[]).unwrap();
-    let d = FileBasicInfo { attributes: FileAttributes(0x10), ..Default::default() };
-    let f = FileBasicInfo { attributes: FileAttributes(0x20), ..Default::default() };
+    let d = FileBasicInfo {
+        attributes: FileAttributes(0x10),
+        ..Default::default()
+    };
+    let f = FileBasicInfo {
+        attributes: FileAttributes(0x20),
+        ..Default::default()
+    };
     let mut data = BackupStreamWriter::new(Vec::new());
-    data.write_header(&StreamHeader::new(StreamId::Data, 2)).unwrap();
+    data.write_header(&StreamHeader::new(StreamId::Data, 2))
+        .unwrap();
     data.write_all(b"hi").unwrap();
     let data = data.finish().unwrap();
     for (name, info, stream) in [

@@ -15,19 +15,30 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(sd) = SecurityDescriptor::parse(data) {
         let bytes = sd.to_bytes();
-        assert_eq!(SecurityDescriptor::parse(&bytes).expect("a built SD parses"), sd);
+        assert_eq!(
+            SecurityDescriptor::parse(&bytes).expect("a built SD parses"),
+            sd
+        );
         let sddl = sd.to_sddl();
         let _ = SecurityDescriptor::from_sddl(&sddl);
     }
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(sd) = SecurityDescriptor::from_sddl(s) {
             let bytes = sd.to_bytes();
-            assert_eq!(SecurityDescriptor::parse(&bytes).expect("an SD built from SDDL parses").to_bytes(), bytes);
+            assert_eq!(
+                SecurityDescriptor::parse(&bytes)
+                    .expect("an SD built from SDDL parses")
+                    .to_bytes(),
+                bytes
+            );
         }
     }
     if let Ok(rp) = reparse::decode(data) {
         if let Ok(buf) = reparse::encode(&rp) {
-            assert_eq!(reparse::decode(&buf).expect("an encoded reparse buffer decodes"), rp);
+            assert_eq!(
+                reparse::decode(&buf).expect("an encoded reparse buffer decodes"),
+                rp
+            );
         }
     }
 });

@@ -73,10 +73,20 @@ pub enum WclayerCommand {
 
 pub fn run(cmd: WclayerCommand, out: &Output) -> Result<()> {
     match cmd {
-        WclayerCommand::Import { input, folder, parents } => {
+        WclayerCommand::Import {
+            input,
+            folder,
+            parents,
+        } => {
             let (reader, _) = open_input(&input)?;
-            let s = import_layer(reader, &LayerChain::new(&folder, &parents))
-                .with_context(|| format!("cannot import {} into {}", input.display(), folder.display()))?;
+            let s =
+                import_layer(reader, &LayerChain::new(&folder, &parents)).with_context(|| {
+                    format!(
+                        "cannot import {} into {}",
+                        input.display(),
+                        folder.display()
+                    )
+                })?;
             for n in &s.not_applicable {
                 out.note(&format!("not applicable on Linux: {n}"));
             }
@@ -87,10 +97,17 @@ pub fn run(cmd: WclayerCommand, out: &Output) -> Result<()> {
                 )
             })
         }
-        WclayerCommand::Export { folder, output, parents } => {
+        WclayerCommand::Export {
+            folder,
+            output,
+            parents,
+        } => {
             let s = write_output(&output, |w| {
-                export_layer(&LayerChain::new(&folder, &parents), BufWriter::with_capacity(256 * 1024, w))
-                    .with_context(|| format!("cannot export {}", folder.display()))
+                export_layer(
+                    &LayerChain::new(&folder, &parents),
+                    BufWriter::with_capacity(256 * 1024, w),
+                )
+                .with_context(|| format!("cannot export {}", folder.display()))
             })?;
             if s.dropped_alternate_streams > 0 {
                 out.note(&format!("{} alternate streams on directories or before a file's data were dropped, as Windows drops them", s.dropped_alternate_streams));
@@ -118,10 +135,21 @@ pub fn run(cmd: WclayerCommand, out: &Output) -> Result<()> {
         }
         WclayerCommand::Inspect { layer, parents } => inspect_cmd(&layer, &parents, out),
         WclayerCommand::Extract { mut paths } => {
-            let Some(dir) = paths.pop() else { bail!("extract needs FOLDER... DIR") };
-            let s = extract::extract(&paths, &dir).with_context(|| format!("cannot extract into {}", dir.display()))?;
+            let Some(dir) = paths.pop() else {
+                bail!("extract needs FOLDER... DIR")
+            };
+            let s = extract::extract(&paths, &dir)
+                .with_context(|| format!("cannot extract into {}", dir.display()))?;
             out.warnings(&s.warnings);
-            out.result(&s, || format!("extracted {} layers, {} entries, {} data bytes into {}", s.layers, s.entries, s.data_bytes, dir.display()))
+            out.result(&s, || {
+                format!(
+                    "extracted {} layers, {} entries, {} data bytes into {}",
+                    s.layers,
+                    s.entries,
+                    s.data_bytes,
+                    dir.display()
+                )
+            })
         }
     }
 }

@@ -18,7 +18,21 @@ fn linux_tar(dir: &Path) -> std::path::PathBuf {
     std::fs::hard_link(src.join("app/README"), src.join("app/README.link")).unwrap();
     std::os::unix::fs::symlink("bin/run.sh", src.join("app/run")).unwrap();
     let tar = dir.join("linux.tar");
-    let st = Command::new("tar").args(["-C"]).arg(&src).args(["-cf"]).arg(&tar).args(["--format=gnu", "--mtime=@1577836800", "app/bin/run.sh", "app/README", "app/README.link", "app/run"]).status().unwrap();
+    let st = Command::new("tar")
+        .args(["-C"])
+        .arg(&src)
+        .args(["-cf"])
+        .arg(&tar)
+        .args([
+            "--format=gnu",
+            "--mtime=@1577836800",
+            "app/bin/run.sh",
+            "app/README",
+            "app/README.link",
+            "app/run",
+        ])
+        .status()
+        .unwrap();
     assert!(st.success());
     tar
 }
@@ -68,10 +82,28 @@ fn from_rootfs_output_is_read_by_python_gnu_tar_and_bsdtar() {
     let tmp = tempdir();
     let linux = linux_tar(tmp.path());
     let win = tmp.path().join("win.tar");
-    strata(["wclayer".as_ref(), "from-rootfs".as_ref(), "-i".as_ref(), linux.as_os_str(), "-o".as_ref(), win.as_os_str()]).assert_success();
+    strata([
+        "wclayer".as_ref(),
+        "from-rootfs".as_ref(),
+        "-i".as_ref(),
+        linux.as_os_str(),
+        "-o".as_ref(),
+        win.as_os_str(),
+    ])
+    .assert_success();
 
-    let py = Command::new("python3").arg("-c").arg(PY_CHECK).arg(&win).output().unwrap();
-    assert!(py.status.success(), "python tarfile: {}{}", String::from_utf8_lossy(&py.stdout), String::from_utf8_lossy(&py.stderr));
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(PY_CHECK)
+        .arg(&win)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "python tarfile: {}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "ok 8");
 
     // GNU tar lists it; its only remarks are the Windows PAX keys it does not know,
@@ -80,13 +112,33 @@ fn from_rootfs_output_is_read_by_python_gnu_tar_and_bsdtar() {
     assert!(gnu.status.success());
     let stderr = String::from_utf8_lossy(&gnu.stderr);
     for line in stderr.lines() {
-        assert!(line.contains("Ignoring unknown extended header keyword") && (line.contains("'MSWINDOWS.") || line.contains("'LIBARCHIVE.creationtime'")), "GNU tar: {line}");
+        assert!(
+            line.contains("Ignoring unknown extended header keyword")
+                && (line.contains("'MSWINDOWS.") || line.contains("'LIBARCHIVE.creationtime'")),
+            "GNU tar: {line}"
+        );
     }
-    let gnu = Command::new("tar").args(["--warning=no-unknown-keyword", "-tvf"]).arg(&win).output().unwrap();
-    assert!(gnu.status.success() && gnu.stderr.is_empty(), "{}", String::from_utf8_lossy(&gnu.stderr));
+    let gnu = Command::new("tar")
+        .args(["--warning=no-unknown-keyword", "-tvf"])
+        .arg(&win)
+        .output()
+        .unwrap();
+    assert!(
+        gnu.status.success() && gnu.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&gnu.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&gnu.stdout).lines().count(), 8);
-    let bsd = Command::new("bsdtar").arg("-tvf").arg(&win).output().unwrap();
-    assert!(bsd.status.success() && bsd.stderr.is_empty(), "bsdtar: {}", String::from_utf8_lossy(&bsd.stderr));
+    let bsd = Command::new("bsdtar")
+        .arg("-tvf")
+        .arg(&win)
+        .output()
+        .unwrap();
+    assert!(
+        bsd.status.success() && bsd.stderr.is_empty(),
+        "bsdtar: {}",
+        String::from_utf8_lossy(&bsd.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&bsd.stdout).lines().count(), 8);
 }
 
@@ -98,40 +150,141 @@ fn import_export_inspect_extract_end_to_end() {
     let p = |x: &str| t.join(x).to_string_lossy().into_owned();
     // An empty base (Files only), then the converted layer on it.
     std::fs::write(t.join("empty.tar"), [0u8; 1024]).unwrap();
-    s(&["wclayer", "from-rootfs", "-i", &p("empty.tar"), "-o", &p("base.tar")]).assert_success();
+    s(&[
+        "wclayer",
+        "from-rootfs",
+        "-i",
+        &p("empty.tar"),
+        "-o",
+        &p("base.tar"),
+    ])
+    .assert_success();
     s(&["wclayer", "import", "-i", &p("base.tar"), &p("base")]).assert_success();
     let linux = linux_tar(t);
-    s(&["wclayer", "from-rootfs", "-i", &linux.to_string_lossy(), "-o", &p("win.tar"), "--sd", "ko"]).assert_success();
-    let v = strata_json(["wclayer", "import", "-i", &p("win.tar"), &p("l1"), "--parent", &p("base")]);
+    s(&[
+        "wclayer",
+        "from-rootfs",
+        "-i",
+        &linux.to_string_lossy(),
+        "-o",
+        &p("win.tar"),
+        "--sd",
+        "ko",
+    ])
+    .assert_success();
+    let v = strata_json([
+        "wclayer",
+        "import",
+        "-i",
+        &p("win.tar"),
+        &p("l1"),
+        "--parent",
+        &p("base"),
+    ]);
     assert_eq!(v["size"], 25); // run.sh + README, the link counts nothing
     assert_eq!(v["links"], 1);
-    s(&["wclayer", "export", &p("l1"), "-o", &p("out1.tar"), "--parent", &p("base")]).assert_success();
-    s(&["wclayer", "import", "-i", &p("out1.tar"), &p("l2"), "--parent", &p("base")]).assert_success();
-    s(&["wclayer", "export", &p("l2"), "-o", &p("out2.tar"), "--parent", &p("base")]).assert_success();
-    assert_eq!(std::fs::read(t.join("out1.tar")).unwrap(), std::fs::read(t.join("out2.tar")).unwrap());
-    assert_eq!(std::fs::read_to_string(t.join("l1/layerchain.json")).unwrap(), format!("[\"{}\"]", std::fs::canonicalize(t.join("base")).unwrap().display()));
+    s(&[
+        "wclayer",
+        "export",
+        &p("l1"),
+        "-o",
+        &p("out1.tar"),
+        "--parent",
+        &p("base"),
+    ])
+    .assert_success();
+    s(&[
+        "wclayer",
+        "import",
+        "-i",
+        &p("out1.tar"),
+        &p("l2"),
+        "--parent",
+        &p("base"),
+    ])
+    .assert_success();
+    s(&[
+        "wclayer",
+        "export",
+        &p("l2"),
+        "-o",
+        &p("out2.tar"),
+        "--parent",
+        &p("base"),
+    ])
+    .assert_success();
+    assert_eq!(
+        std::fs::read(t.join("out1.tar")).unwrap(),
+        std::fs::read(t.join("out2.tar")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("l1/layerchain.json")).unwrap(),
+        format!(
+            "[\"{}\"]",
+            std::fs::canonicalize(t.join("base")).unwrap().display()
+        )
+    );
 
     // Inspect, text and JSON, tar and folder.
     let text = s(&["wclayer", "inspect", &p("out1.tar")]);
     text.assert_success();
     let out = text.stdout_text();
-    assert!(out.contains("sd O:BUG:BU") && out.contains("h ARCHIVE") && out.contains("-> bin\\run.sh"), "{out}");
+    assert!(
+        out.contains("sd O:BUG:BU") && out.contains("h ARCHIVE") && out.contains("-> bin\\run.sh"),
+        "{out}"
+    );
     let v = strata_json(["wclayer", "inspect", &p("l1"), "--parent", &p("base")]);
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Files", "Files\\app", "Files\\app\\README", "Files\\app\\README.link", "Files\\app\\bin", "Files\\app\\bin\\run.sh", "Files\\app\\run", "Hives"]);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Files",
+            "Files\\app",
+            "Files\\app\\README",
+            "Files\\app\\README.link",
+            "Files\\app\\bin",
+            "Files\\app\\bin\\run.sh",
+            "Files\\app\\run",
+            "Hives"
+        ]
+    );
     assert_eq!(v[2]["attribute_names"], "ARCHIVE");
     assert_eq!(v[6]["kind"], "symlink");
 
     // Extract: the merged Linux view.
     s(&["wclayer", "extract", &p("l1"), &p("base"), &p("view")]).assert_success();
-    assert_eq!(std::fs::read_to_string(t.join("view/app/bin/run.sh")).unwrap(), "#!/bin/sh\necho hi\n");
-    assert_eq!(std::fs::read_link(t.join("view/app/run")).unwrap(), Path::new("bin/run.sh"));
+    assert_eq!(
+        std::fs::read_to_string(t.join("view/app/bin/run.sh")).unwrap(),
+        "#!/bin/sh\necho hi\n"
+    );
+    assert_eq!(
+        std::fs::read_link(t.join("view/app/run")).unwrap(),
+        Path::new("bin/run.sh")
+    );
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(t.join("view/app/README.link")).unwrap().ino(), std::fs::metadata(t.join("view/app/README")).unwrap().ino());
+    assert_eq!(
+        std::fs::metadata(t.join("view/app/README.link"))
+            .unwrap()
+            .ino(),
+        std::fs::metadata(t.join("view/app/README")).unwrap().ino()
+    );
 
     // Bad input: a clear error, a non-zero exit, nothing left behind.
     std::fs::write(t.join("bad.tar"), b"not a tar at all").unwrap();
-    let r = s(&["wclayer", "import", "-i", &p("bad.tar"), &p("l3"), "--parent", &p("base")]);
+    let r = s(&[
+        "wclayer",
+        "import",
+        "-i",
+        &p("bad.tar"),
+        &p("l3"),
+        "--parent",
+        &p("base"),
+    ]);
     r.assert_strata_error();
     assert!(!t.join("l3").exists());
 }

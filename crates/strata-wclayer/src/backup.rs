@@ -111,7 +111,11 @@ impl StreamHeader {
 
     /// The bytes this header occupies in a stream (header, name, sparse offset).
     pub fn encoded_len(&self) -> u64 {
-        let sparse = if self.id == StreamId::SparseBlock { 8 } else { 0 };
+        let sparse = if self.id == StreamId::SparseBlock {
+            8
+        } else {
+            0
+        };
         HEADER_LEN + 2 * self.name.encode_utf16().count() as u64 + sparse
     }
 }
@@ -173,7 +177,12 @@ impl<R: Read> BackupStreamReader<R> {
                 }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(format!("reading the backup stream of `{}`", self.label), e)),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading the backup stream of `{}`", self.label),
+                        e,
+                    ))
+                }
             }
         }
         self.offset += got as u64;
@@ -209,10 +218,16 @@ impl<R: Read> BackupStreamReader<R> {
         let id = StreamId::from_u32(raw_id)
             .ok_or_else(|| self.bad(start, format!("unknown stream ID {raw_id}")))?;
         if name_size % 2 != 0 {
-            return Err(self.bad(start, format!("odd name size {name_size} (names are UTF-16)")));
+            return Err(self.bad(
+                start,
+                format!("odd name size {name_size} (names are UTF-16)"),
+            ));
         }
         if name_size > MAX_NAME_BYTES {
-            return Err(self.bad(start, format!("name size {name_size} is over {MAX_NAME_BYTES} bytes")));
+            return Err(self.bad(
+                start,
+                format!("name size {name_size} is over {MAX_NAME_BYTES} bytes"),
+            ));
         }
         let mut raw = vec![0u8; name_size as usize];
         self.fill(&mut raw, "a stream name", false)?;
@@ -229,7 +244,10 @@ impl<R: Read> BackupStreamReader<R> {
             self.fill(&mut o, "a sparse block's offset", false)?;
             offset = i64::from_le_bytes(o);
             size = size.checked_sub(8).ok_or_else(|| {
-                self.bad(start, format!("sparse block of size {size} cannot hold its 8-byte offset"))
+                self.bad(
+                    start,
+                    format!("sparse block of size {size} cannot hold its 8-byte offset"),
+                )
             })?;
             if offset < 0 {
                 return Err(self.bad(start, format!("sparse block at negative offset {offset}")));
@@ -253,9 +271,12 @@ impl<R: Read + Seek> BackupStreamReader<R> {
         if self.left > 0 {
             let n = i64::try_from(self.left)
                 .map_err(|_| self.bad(self.offset, format!("payload of {} bytes", self.left)))?;
-            self.input
-                .seek(SeekFrom::Current(n))
-                .map_err(|e| Error::io(format!("seeking in the backup stream of `{}`", self.label), e))?;
+            self.input.seek(SeekFrom::Current(n)).map_err(|e| {
+                Error::io(
+                    format!("seeking in the backup stream of `{}`", self.label),
+                    e,
+                )
+            })?;
             self.offset += self.left;
             self.left = 0;
         }
@@ -309,7 +330,9 @@ impl<W: Write> BackupStreamWriter<W> {
         let name_size = u32::try_from(units.len() * 2)
             .ok()
             .filter(|&n| n <= MAX_NAME_BYTES)
-            .ok_or_else(|| Error::Misuse(format!("stream name of {} units is too long", units.len())))?;
+            .ok_or_else(|| {
+                Error::Misuse(format!("stream name of {} units is too long", units.len()))
+            })?;
         let sparse = h.id == StreamId::SparseBlock;
         let mut buf = Vec::with_capacity(h.encoded_len() as usize);
         buf.extend_from_slice(&(h.id as u32).to_le_bytes());
@@ -429,15 +452,22 @@ pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> 
         let at = r.offset();
         let Some(h) = r.next()? else { break };
         let payload = r.offset();
-        let small = |r: &mut BackupStreamReader<R>, h: &StreamHeader, what: &str| -> Result<Vec<u8>, Error> {
+        let small = |r: &mut BackupStreamReader<R>,
+                     h: &StreamHeader,
+                     what: &str|
+         -> Result<Vec<u8>, Error> {
             if h.size > MAX_METADATA_STREAM {
-                return Err(r.bad(at, format!("{what} of {} bytes is over {MAX_METADATA_STREAM}", h.size)));
+                return Err(r.bad(
+                    at,
+                    format!("{what} of {} bytes is over {MAX_METADATA_STREAM}", h.size),
+                ));
             }
             let mut v = vec![0u8; h.size as usize];
             r.read_exact(&mut v).map_err(|e| r.bad(at, e.to_string()))?;
             Ok(v)
         };
-        let dup = |r: &BackupStreamReader<R>, what: &str| r.bad(at, format!("a second {what} stream"));
+        let dup =
+            |r: &BackupStreamReader<R>, what: &str| r.bad(at, format!("a second {what} stream"));
         match h.id {
             StreamId::SecurityData => {
                 if s.security.is_some() {
@@ -472,7 +502,10 @@ pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> 
             }
             StreamId::SparseBlock => {
                 let Some(d) = s.data.as_mut().filter(|d| d.sparse && d.size == 0) else {
-                    return Err(r.bad(at, "a sparse block without a sparse, empty data stream before it"));
+                    return Err(r.bad(
+                        at,
+                        "a sparse block without a sparse, empty data stream before it",
+                    ));
                 };
                 if sparse_done {
                     return Err(r.bad(at, "a sparse block after the terminal empty block"));
@@ -494,7 +527,13 @@ pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> 
             }
             StreamId::AlternateData => {
                 if !h.name.starts_with(':') || h.name.len() < 2 {
-                    return Err(r.bad(at, format!("alternate data stream name `{}` does not start with `:`", h.name)));
+                    return Err(r.bad(
+                        at,
+                        format!(
+                            "alternate data stream name `{}` does not start with `:`",
+                            h.name
+                        ),
+                    ));
                 }
                 s.alternates.push(AltStream {
                     name: h.name.clone(),
@@ -504,7 +543,10 @@ pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> 
             }
             StreamId::Link | StreamId::PropertyData | StreamId::ObjectId | StreamId::TxfsData => {}
             StreamId::GhostedFileExtents => {
-                return Err(r.bad(at, "unknown stream ID 11 (BACKUP_GHOSTED_FILE_EXTENTS is not supported)"))
+                return Err(r.bad(
+                    at,
+                    "unknown stream ID 11 (BACKUP_GHOSTED_FILE_EXTENTS is not supported)",
+                ))
             }
         }
         r.seek_past_payload()?;
@@ -542,7 +584,10 @@ mod tests {
             (block(8192, b""), b""),
         ]);
         assert_eq!(s.len(), 110);
-        assert_eq!(&s[..20], &[1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &s[..20],
+            &[1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(&s[20..32], &[9, 0, 0, 0, 0, 0, 0, 0, 0x0b, 0, 0, 0]);
         assert_eq!(&s[102..110], &[0, 0x20, 0, 0, 0, 0, 0, 0]);
         let scan = scan(io::Cursor::new(&s), "f").unwrap();
@@ -554,12 +599,20 @@ mod tests {
     #[test]
     fn hostile_streams_are_clear_errors() {
         // Odd name size.
-        let mut s = vec![4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, b'a', 0, b'b'];
-        let e = BackupStreamReader::new(&s[..]).next().unwrap_err().to_string();
+        let mut s = vec![
+            4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, b'a', 0, b'b',
+        ];
+        let e = BackupStreamReader::new(&s[..])
+            .next()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("odd name size 3"), "{e}");
         // Truncated header.
         s.truncate(10);
-        let e = BackupStreamReader::new(&s[..]).next().unwrap_err().to_string();
+        let e = BackupStreamReader::new(&s[..])
+            .next()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("inside a stream header"), "{e}");
         // Payload shorter than its size.
         let mut t = stream(&[(StreamHeader::new(StreamId::Data, 4), b"abcd")]);
@@ -572,21 +625,41 @@ mod tests {
         });
         assert!(e.unwrap_err().to_string().contains("ends 2 bytes before"));
         // Unknown id.
-        let u = [99u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert!(BackupStreamReader::new(&u[..]).next().unwrap_err().to_string().contains("unknown stream ID 99"));
+        let u = [
+            99u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(BackupStreamReader::new(&u[..])
+            .next()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown stream ID 99"));
         // A sparse block that goes backwards.
-        let data = StreamHeader { attributes: SPARSE_ATTRIBUTE, ..StreamHeader::new(StreamId::Data, 0) };
-        let b = |off| StreamHeader { offset: off, ..StreamHeader::new(StreamId::SparseBlock, 1) };
+        let data = StreamHeader {
+            attributes: SPARSE_ATTRIBUTE,
+            ..StreamHeader::new(StreamId::Data, 0)
+        };
+        let b = |off| StreamHeader {
+            offset: off,
+            ..StreamHeader::new(StreamId::SparseBlock, 1)
+        };
         let t = stream(&[(data, b""), (b(10), b"x"), (b(5), b"y")]);
-        assert!(scan(io::Cursor::new(&t), "x").unwrap_err().to_string().contains("goes backwards"));
+        assert!(scan(io::Cursor::new(&t), "x")
+            .unwrap_err()
+            .to_string()
+            .contains("goes backwards"));
     }
 
     #[test]
     fn writer_refuses_incomplete_and_excess_payload() {
         let mut w = BackupStreamWriter::new(Vec::new());
-        w.write_header(&StreamHeader::new(StreamId::Data, 2)).unwrap();
+        w.write_header(&StreamHeader::new(StreamId::Data, 2))
+            .unwrap();
         assert!(w.write_all(b"abc").is_err());
         w.write_all(b"a").unwrap();
-        assert!(w.write_header(&StreamHeader::new(StreamId::Data, 0)).unwrap_err().to_string().contains("missing 1 bytes"));
+        assert!(w
+            .write_header(&StreamHeader::new(StreamId::Data, 0))
+            .unwrap_err()
+            .to_string()
+            .contains("missing 1 bytes"));
     }
 }

@@ -47,7 +47,11 @@ const MODE_SYMLINK: u32 = 0o120000;
 
 /// The last value of PAX record `key` on `e`.
 pub fn pax<'a>(e: &'a Entry, key: &str) -> Option<&'a [u8]> {
-    e.pax.iter().rev().find(|r| r.key == key).map(|r| &r.value[..])
+    e.pax
+        .iter()
+        .rev()
+        .find(|r| r.key == key)
+        .map(|r| &r.value[..])
 }
 
 pub(crate) fn record(key: &str, value: impl Into<Vec<u8>>) -> PaxRecord {
@@ -69,7 +73,8 @@ pub(crate) fn set_times(e: &mut Entry, info: &FileBasicInfo) {
 }
 
 pub(crate) fn basic_records(e: &mut Entry, info: &FileBasicInfo) {
-    e.pax.push(record(PAX_FILEATTR, info.attributes.0.to_string()));
+    e.pax
+        .push(record(PAX_FILEATTR, info.attributes.0.to_string()));
     e.pax.push(record(
         PAX_CREATIONTIME,
         format_pax_time(info.creation_time.to_timestamp()),
@@ -143,7 +148,10 @@ pub fn extended_attributes_of(e: &Entry) -> Result<Vec<ExtendedAttribute>, Error
     for r in &e.pax {
         if let Some(n) = r.key.strip_prefix(PAX_XATTR_PREFIX) {
             let value = B64.decode(&r.value).map_err(|err| {
-                Error::entry(e.path.to_string(), format!("{} is not base64: {err}", r.key))
+                Error::entry(
+                    e.path.to_string(),
+                    format!("{} is not base64: {err}", r.key),
+                )
             })?;
             eas.retain(|x| x.name != n.as_bytes());
             eas.push(ExtendedAttribute {
@@ -268,7 +276,9 @@ pub fn write_backup_stream_from_tar<R: LayerReader + ?Sized, W: Write>(
 /// name NTFS can hold.
 pub fn check_stream_name(stream: &str) -> Result<(), String> {
     let Some(n) = stream.strip_prefix(':') else {
-        return Err(format!("`{stream}` is not an alternate data stream name (no leading `:`)"));
+        return Err(format!(
+            "`{stream}` is not an alternate data stream name (no leading `:`)"
+        ));
     };
     crate::check_component(n).map_err(|r| format!("alternate data stream `{stream}`: {r}"))
 }
@@ -337,7 +347,11 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
     let mut size = 0;
     if let Some(d) = &scan.data {
         mode |= MODE_FILE;
-        size = if d.sparse && d.size == 0 { d.logical_size } else { d.size };
+        size = if d.sparse && d.size == 0 {
+            d.logical_size
+        } else {
+            d.size
+        };
     }
     if let (Some(sd), true) = (&scan.security, with_security) {
         e.pax.push(record(PAX_RAWSD, B64.encode(sd)));
@@ -346,26 +360,38 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
         let mut eas = ea::decode(chain)?;
         eas.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = eas.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(Error::entry(&tar_name, format!("two EAs named `{}`", w[0].name.escape_ascii())));
+            return Err(Error::entry(
+                &tar_name,
+                format!("two EAs named `{}`", w[0].name.escape_ascii()),
+            ));
         }
         for x in eas {
             let n = String::from_utf8(x.name).map_err(|_| {
                 Error::entry(&tar_name, "an EA name is not UTF-8 and cannot be a PAX key")
             })?;
-            e.pax.push(record(&format!("{PAX_XATTR_PREFIX}{n}"), B64.encode(&x.value)));
+            e.pax.push(record(
+                &format!("{PAX_XATTR_PREFIX}{n}"),
+                B64.encode(&x.value),
+            ));
         }
     }
     e.kind = if let Some(rp) = &scan.reparse {
         let point = reparse::decode(rp)?;
         if point.target.is_empty() || point.target.contains('\0') {
-            return Err(Error::entry(&tar_name, "a symlink target that is empty or holds NUL cannot be a tar link name"));
+            return Err(Error::entry(
+                &tar_name,
+                "a symlink target that is empty or holds NUL cannot be a tar link name",
+            ));
         }
         mode |= MODE_SYMLINK;
         if point.mount_point {
             e.pax.push(record(PAX_MOUNTPOINT, "1"));
         }
         if size != 0 {
-            return Err(Error::entry(&tar_name, "a reparse point with file data cannot be a tar symlink"));
+            return Err(Error::entry(
+                &tar_name,
+                "a reparse point with file data cannot be a tar symlink",
+            ));
         }
         EntryKind::Symlink {
             target: point.target.into_bytes(),
@@ -382,7 +408,11 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
     }
     tar.add_as(&e, HeaderStyle::GoPax { mode })?;
     let mut written = WrittenEntry {
-        size: if matches!(e.kind, EntryKind::File { .. }) { size } else { 0 },
+        size: if matches!(e.kind, EntryKind::File { .. }) {
+            size
+        } else {
+            0
+        },
         alternates: 0,
         dropped_alternates: scan.alternates.len(),
     };
@@ -415,7 +445,15 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
         );
         set_times(&mut a, info);
         tar.add_as(&a, HeaderStyle::GoPax { mode })?;
-        copy_range(tar, stream, base, alt.payload_offset, alt.size, &mut buf, name)?;
+        copy_range(
+            tar,
+            stream,
+            base,
+            alt.payload_offset,
+            alt.size,
+            &mut buf,
+            name,
+        )?;
         written.alternates += 1;
     }
     written.dropped_alternates = scan.alternates_before_data;

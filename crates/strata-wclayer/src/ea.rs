@@ -31,8 +31,12 @@ pub fn encode(eas: &[ExtendedAttribute]) -> Result<Vec<u8>, Error> {
     for (i, ea) in eas.iter().enumerate() {
         let name_len = u8::try_from(ea.name.len())
             .map_err(|_| bad(format!("EA name of {} bytes is over 255", ea.name.len())))?;
-        let value_len = u16::try_from(ea.value.len())
-            .map_err(|_| bad(format!("EA value of {} bytes is over 65535", ea.value.len())))?;
+        let value_len = u16::try_from(ea.value.len()).map_err(|_| {
+            bad(format!(
+                "EA value of {} bytes is over 65535",
+                ea.value.len()
+            ))
+        })?;
         if ea.name.contains(&0) {
             return Err(bad("EA name holds a NUL byte"));
         }
@@ -58,7 +62,10 @@ pub fn decode(mut buf: &[u8]) -> Result<Vec<ExtendedAttribute>, Error> {
     let mut at = 0usize;
     while !buf.is_empty() {
         if buf.len() < 8 {
-            return Err(bad(format!("EA entry at byte {at} has {} bytes, fewer than its 8-byte header", buf.len())));
+            return Err(bad(format!(
+                "EA entry at byte {at} has {} bytes, fewer than its 8-byte header",
+                buf.len()
+            )));
         }
         let next = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         let flags = buf[4];
@@ -78,7 +85,9 @@ pub fn decode(mut buf: &[u8]) -> Result<Vec<ExtendedAttribute>, Error> {
             )));
         }
         if buf[8 + name_len] != 0 {
-            return Err(bad(format!("EA entry at byte {at}: the name is not NUL-terminated")));
+            return Err(bad(format!(
+                "EA entry at byte {at}: the name is not NUL-terminated"
+            )));
         }
         out.push(ExtendedAttribute {
             name: buf[8..8 + name_len].to_vec(),
@@ -105,7 +114,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn ea(n: &str, v: &str) -> ExtendedAttribute {
-        ExtendedAttribute { name: n.into(), value: v.into(), flags: 0 }
+        ExtendedAttribute {
+            name: n.into(),
+            value: v.into(),
+            flags: 0,
+        }
     }
 
     #[test]
@@ -113,7 +126,10 @@ mod tests {
         let chain = encode(&[ea("foo", "bar"), ea("fizz", "buzz")]).unwrap();
         let want = "10 00 00 00 00 03 03 00 66 6f 6f 00 62 61 72 00 00 00 00 00 00 04 04 00 66 69 7a 7a 00 62 75 7a 7a 00 00 00";
         assert_eq!(chain, hex::decode(want.replace(' ', "")).unwrap());
-        assert_eq!(decode(&chain).unwrap(), vec![ea("foo", "bar"), ea("fizz", "buzz")]);
+        assert_eq!(
+            decode(&chain).unwrap(),
+            vec![ea("foo", "bar"), ea("fizz", "buzz")]
+        );
     }
 
     #[test]
@@ -131,7 +147,12 @@ mod tests {
         // Missing final pad is fine.
         let c = encode(&[ea("ab", "cd")]).unwrap();
         assert_eq!(decode(&c[..c.len() - 1]).unwrap(), vec![ea("ab", "cd")]);
-        assert!(encode(&[ExtendedAttribute { name: vec![b'x'; 256], value: vec![], flags: 0 }]).is_err());
+        assert!(encode(&[ExtendedAttribute {
+            name: vec![b'x'; 256],
+            value: vec![],
+            flags: 0
+        }])
+        .is_err());
     }
 
     proptest! {

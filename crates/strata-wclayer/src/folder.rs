@@ -75,9 +75,18 @@ pub const TOMBSTONES_HEADER: &str = "\u{feff}Version 1.0";
 /// The UtilityVM boot store files and the backups an import keeps of them.
 pub const BCD_FILES: [(&str, &str); 4] = [
     ("UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD", "bcd.bak"),
-    ("UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD.LOG", "bcd.log.bak"),
-    ("UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD.LOG1", "bcd.log1.bak"),
-    ("UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD.LOG2", "bcd.log2.bak"),
+    (
+        "UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD.LOG",
+        "bcd.log.bak",
+    ),
+    (
+        "UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD.LOG1",
+        "bcd.log1.bak",
+    ),
+    (
+        "UtilityVM\\Files\\EFI\\Microsoft\\Boot\\BCD.LOG2",
+        "bcd.log2.bak",
+    ),
 ];
 /// Windows-only steps that a Linux import cannot run, reported instead of faked.
 pub const PROCESS_BASE_LAYER: &str = "ProcessBaseLayer (hive baselines Hives\\*_BASE, blank.vhdx/blank-base.vhdx, layout) is done by Windows' vmcompute and was not run";
@@ -112,7 +121,10 @@ pub fn layerchain_json(parents: &[PathBuf]) -> Result<String, Error> {
     let mut s = String::from("[");
     for (i, p) in parents.iter().enumerate() {
         let p = p.to_str().ok_or_else(|| {
-            Error::name(p.display().to_string(), "a parent path must be UTF-8 for layerchain.json")
+            Error::name(
+                p.display().to_string(),
+                "a parent path must be UTF-8 for layerchain.json",
+            )
         })?;
         if i > 0 {
             s.push(',');
@@ -147,7 +159,10 @@ fn go_json_string(out: &mut String, s: &str) {
 pub fn parse_layerchain(json: &str) -> Result<Vec<PathBuf>, Error> {
     let bad = |r: String| Error::name(LAYERCHAIN_FILE, r);
     let v: Option<Vec<String>> = serde_json_lite(json).map_err(bad)?;
-    Ok(v.unwrap_or_default().into_iter().map(PathBuf::from).collect())
+    Ok(v.unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect())
 }
 
 /// A minimal reader for `null` or an array of JSON strings (all layerchain.json holds).
@@ -177,7 +192,8 @@ fn serde_json_lite(s: &str) -> Result<Option<Vec<String>>, String> {
                             'f' => v.push('\u{c}'),
                             'u' => {
                                 let hex: String = (0..4).filter_map(|_| chars.next()).collect();
-                                let n = u32::from_str_radix(&hex, 16).map_err(|_| "bad \\u escape")?;
+                                let n =
+                                    u32::from_str_radix(&hex, 16).map_err(|_| "bad \\u escape")?;
                                 v.push(char::from_u32(n).ok_or("bad \\u escape")?);
                             }
                             other => v.push(other),
@@ -194,7 +210,12 @@ fn serde_json_lite(s: &str) -> Result<Option<Vec<String>>, String> {
     Ok(Some(out))
 }
 
-fn folder_err(folder: &Path, path: impl Into<String>, reason: impl Into<String>, source: Option<io::Error>) -> Error {
+fn folder_err(
+    folder: &Path,
+    path: impl Into<String>,
+    reason: impl Into<String>,
+    source: Option<io::Error>,
+) -> Error {
     Error::Folder {
         folder: folder.to_owned(),
         path: path.into(),
@@ -236,7 +257,9 @@ fn get_times<Fd: AsFd>(fd: Fd, attributes: FileAttributes) -> Result<FileBasicIn
         Ok(32) => Ok(FileBasicInfo::with_times_bytes(attributes, &buf).unwrap_or_default()),
         Ok(_) | Err(Errno::NODATA) | Err(Errno::NOTSUP) => {
             let st = rfs::fstat(&fd)?;
-            let t = |s: i64, n: i64| FileTime::from_unix_nanos(s.wrapping_mul(1_000_000_000).wrapping_add(n));
+            let t = |s: i64, n: i64| {
+                FileTime::from_unix_nanos(s.wrapping_mul(1_000_000_000).wrapping_add(n))
+            };
             let mtime = t(st.st_mtime, st.st_mtime_nsec as i64);
             Ok(FileBasicInfo {
                 creation_time: mtime,
@@ -328,11 +351,21 @@ impl LayerFolderWriter {
         let mut it = fs::read_dir(folder)
             .map_err(|e| folder_err(folder, ".", "cannot read the layer folder", Some(e)))?;
         if it.next().is_some() {
-            return Err(folder_err(folder, ".", "the layer folder is not empty (a layer is written into an empty folder only)", None));
+            return Err(folder_err(
+                folder,
+                ".",
+                "the layer folder is not empty (a layer is written into an empty folder only)",
+                None,
+            ));
         }
         for p in parents {
             if !p.join("Files").is_dir() && !p.join(LAYERCHAIN_FILE).is_file() {
-                return Err(folder_err(p, ".", "this parent is not a layer folder (no Files directory)", None));
+                return Err(folder_err(
+                    p,
+                    ".",
+                    "this parent is not a layer folder (no Files directory)",
+                    None,
+                ));
             }
         }
         let root = inroot::open_root(folder)?;
@@ -369,8 +402,13 @@ impl LayerFolderWriter {
         let hit = matches!(&self.parent_cache, Some((p, _)) if *p == parent);
         if !hit {
             let fd = if parent.is_empty() {
-                rfs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| self.err(name, "cannot open the folder", Some(errno(e))))?
+                rfs::openat(
+                    &self.root,
+                    ".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.err(name, "cannot open the folder", Some(errno(e))))?
             } else {
                 match inroot::resolve_dir(self.root.as_fd(), parent.as_bytes()) {
                     Ok(fd) => fd,
@@ -389,7 +427,11 @@ impl LayerFolderWriter {
             };
             self.parent_cache = Some((parent, fd));
         }
-        let fd = &self.parent_cache.as_ref().map(|(_, fd)| fd).ok_or_else(|| Error::Misuse("no parent".into()))?;
+        let fd = &self
+            .parent_cache
+            .as_ref()
+            .map(|(_, fd)| fd)
+            .ok_or_else(|| Error::Misuse("no parent".into()))?;
         Ok((fd, base))
     }
 
@@ -399,17 +441,26 @@ impl LayerFolderWriter {
 
     fn check_new_name(&mut self, name: &WinPath, is_dir: bool) -> Result<(), Error> {
         if name.file_name().ends_with(WCIDIRS) {
-            return Err(Error::name(name.as_str(), format!("names ending `{WCIDIRS}` are reserved by the layer folder format")));
+            return Err(Error::name(
+                name.as_str(),
+                format!("names ending `{WCIDIRS}` are reserved by the layer folder format"),
+            ));
         }
         if let Some(j) = self.reparse_dirs.iter().find(|d| name.is_under(d.as_str())) {
-            return Err(self.err(name, format!("it lies under `{j}`, a junction or directory symlink of this layer"), None));
+            return Err(self.err(
+                name,
+                format!("it lies under `{j}`, a junction or directory symlink of this layer"),
+                None,
+            ));
         }
         let key = name.case_key();
         if let Some((prev, _)) = self.added.get(&key) {
             let why = if prev == name {
                 "it was already added by this layer".to_owned()
             } else {
-                format!("`{prev}` was already added and differs only in case (NTFS holds one of them)")
+                format!(
+                    "`{prev}` was already added and differs only in case (NTFS holds one of them)"
+                )
             };
             return Err(self.err(name, why, None));
         }
@@ -419,14 +470,29 @@ impl LayerFolderWriter {
 
     /// Creates `name` exclusively in its parent; with `replace`, an existing file is
     /// unlinked first (UtilityVM files replacing the parent's hard links).
-    fn create_file(&mut self, name: &WinPath, rel_name: &str, replace: bool) -> Result<File, Error> {
+    fn create_file(
+        &mut self,
+        name: &WinPath,
+        rel_name: &str,
+        replace: bool,
+    ) -> Result<File, Error> {
         let (dir, _) = self.parent_fd(name)?;
-        let dir = dir.try_clone().map_err(|e| Error::io("duplicating a descriptor", e))?;
+        let dir = dir
+            .try_clone()
+            .map_err(|e| Error::io("duplicating a descriptor", e))?;
         if replace {
             match rfs::unlinkat(&dir, rel_name, AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => {}
-                Err(Errno::ISDIR) => return Err(self.err(name, "a file cannot replace the directory that holds this name", None)),
-                Err(e) => return Err(self.err(name, "cannot replace the existing file", Some(errno(e)))),
+                Err(Errno::ISDIR) => {
+                    return Err(self.err(
+                        name,
+                        "a file cannot replace the directory that holds this name",
+                        None,
+                    ))
+                }
+                Err(e) => {
+                    return Err(self.err(name, "cannot replace the existing file", Some(errno(e))))
+                }
             }
         }
         let fd = rfs::openat(
@@ -436,7 +502,11 @@ impl LayerFolderWriter {
             Mode::from_raw_mode(0o644),
         )
         .map_err(|e| match e {
-            Errno::EXIST => self.err(name, "it already exists in the folder (names are created exclusively)", None),
+            Errno::EXIST => self.err(
+                name,
+                "it already exists in the folder (names are created exclusively)",
+                None,
+            ),
             e => self.err(name, "cannot create it", Some(errno(e))),
         })?;
         Ok(File::from(fd))
@@ -444,7 +514,9 @@ impl LayerFolderWriter {
 
     fn make_dir(&mut self, name: &WinPath, base: &str, may_exist: bool) -> Result<(), Error> {
         let (dir, _) = self.parent_fd(name)?;
-        let dir = dir.try_clone().map_err(|e| Error::io("duplicating a descriptor", e))?;
+        let dir = dir
+            .try_clone()
+            .map_err(|e| Error::io("duplicating a descriptor", e))?;
         match rfs::mkdirat(&dir, base, Mode::from_raw_mode(0o755)) {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) if may_exist => {
@@ -453,12 +525,21 @@ impl LayerFolderWriter {
                 if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
                     return Ok(());
                 }
-                rfs::unlinkat(&dir, base, AtFlags::empty())
-                    .map_err(|e| self.err(name, "cannot replace the file with a directory", Some(errno(e))))?;
+                rfs::unlinkat(&dir, base, AtFlags::empty()).map_err(|e| {
+                    self.err(
+                        name,
+                        "cannot replace the file with a directory",
+                        Some(errno(e)),
+                    )
+                })?;
                 rfs::mkdirat(&dir, base, Mode::from_raw_mode(0o755))
                     .map_err(|e| self.err(name, "cannot create it", Some(errno(e))))
             }
-            Err(Errno::EXIST) => Err(self.err(name, "it already exists in the folder (names are created exclusively)", None)),
+            Err(Errno::EXIST) => Err(self.err(
+                name,
+                "it already exists in the folder (names are created exclusively)",
+                None,
+            )),
             Err(e) => Err(self.err(name, "cannot create the directory", Some(errno(e)))),
         }
     }
@@ -474,11 +555,19 @@ impl LayerFolderWriter {
         let in_uvm = name.starts_with("UtilityVM");
         let base_layer = self.is_base();
         if in_uvm && !top && !name.starts_with("UtilityVM\\Files") {
-            return Err(self.err(name, "invalid UtilityVM layer: only UtilityVM\\Files and below may be added", None));
+            return Err(self.err(
+                name,
+                "invalid UtilityVM layer: only UtilityVM\\Files and below may be added",
+                None,
+            ));
         }
         let uvm_replace = in_uvm && !top && !base_layer;
         if uvm_replace && !self.has_utility_vm {
-            return Err(self.err(name, "missing UtilityVM directory (its UtilityVM entry must come first)", None));
+            return Err(self.err(
+                name,
+                "missing UtilityVM directory (its UtilityVM entry must come first)",
+                None,
+            ));
         }
         if !uvm_replace {
             self.check_new_name(name, is_dir)?;
@@ -522,7 +611,10 @@ impl LayerFolderWriter {
         let mut out = self.create_file(name, &stream_base, uvm_replace)?;
         out.write_all(&info.attributes.0.to_le_bytes())
             .map_err(|e| self.err(name, "cannot write it", Some(e)))?;
-        let bcd = BCD_FILES.iter().find(|(n, _)| *n == name.as_str()).map(|(_, b)| *b);
+        let bcd = BCD_FILES
+            .iter()
+            .find(|(n, _)| *n == name.as_str())
+            .map(|(_, b)| *b);
         self.current = Some(Current::Stream {
             name: name.clone(),
             out: BufWriter::with_capacity(64 * 1024, out),
@@ -545,26 +637,47 @@ impl LayerFolderWriter {
         if !src.join("Files").is_dir() {
             return Ok(());
         }
-        let wrap = |e: io::Error, what: &Path| folder_err(&parent, what.display().to_string(), "cannot clone the parent's UtilityVM", Some(e));
+        let wrap = |e: io::Error, what: &Path| {
+            folder_err(
+                &parent,
+                what.display().to_string(),
+                "cannot clone the parent's UtilityVM",
+                Some(e),
+            )
+        };
         let copy = |from: &Path, to: &Path| -> Result<(), Error> {
             fs::copy(from, to).map_err(|e| wrap(e, from))?;
             let f = File::open(from).map_err(|e| wrap(e, from))?;
             let info = get_times(&f, FileAttributes(0)).map_err(|e| wrap(errno(e), from))?;
-            let t = File::options().write(true).open(to).map_err(|e| wrap(e, to))?;
+            let t = File::options()
+                .write(true)
+                .open(to)
+                .map_err(|e| wrap(e, to))?;
             put_times(&t, &info).map_err(|e| wrap(errno(e), to))
         };
         let files_stream = src.join(format!("Files{WCIDIRS}"));
         if files_stream.is_file() {
             copy(&files_stream, &dst.join(format!("Files{WCIDIRS}")))?;
         }
-        let mut stack = vec![(src.join("Files"), dst.join("Files"), WinPath::parse("UtilityVM\\Files")?)];
+        let mut stack = vec![(
+            src.join("Files"),
+            dst.join("Files"),
+            WinPath::parse("UtilityVM\\Files")?,
+        )];
         fs::create_dir(&dst.join("Files")).map_err(|e| wrap(e, &dst))?;
         let mut dir_times = Vec::new();
         while let Some((s, d, wp)) = stack.pop() {
             for ent in sorted_children(&s).map_err(|e| wrap(e, &s))? {
                 let sp = s.join(&ent);
                 let dp = d.join(&ent);
-                let n = ent.to_str().ok_or_else(|| folder_err(&parent, sp.display().to_string(), "a name is not UTF-8", None))?;
+                let n = ent.to_str().ok_or_else(|| {
+                    folder_err(
+                        &parent,
+                        sp.display().to_string(),
+                        "a name is not UTF-8",
+                        None,
+                    )
+                })?;
                 let md = fs::symlink_metadata(&sp).map_err(|e| wrap(e, &sp))?;
                 if md.is_dir() {
                     fs::create_dir(&dp).map_err(|e| wrap(e, &dp))?;
@@ -581,22 +694,45 @@ impl LayerFolderWriter {
                         copy(&sp, &dp)?;
                     } else {
                         fs::hard_link(&sp, &dp).map_err(|e| {
-                            let why = if e.raw_os_error() == Some(libc_exdev()) { " (layers must share a file system)" } else { "" };
-                            folder_err(&self.folder, name.as_str(), format!("cannot hard-link the parent's {}{why}", sp.display()), Some(e))
+                            let why = if e.raw_os_error() == Some(libc_exdev()) {
+                                " (layers must share a file system)"
+                            } else {
+                                ""
+                            };
+                            folder_err(
+                                &self.folder,
+                                name.as_str(),
+                                format!("cannot hard-link the parent's {}{why}", sp.display()),
+                                Some(e),
+                            )
                         })?;
                     }
                 } else {
-                    return Err(folder_err(&parent, sp.display().to_string(), "not a file or directory: not a layer folder", None));
+                    return Err(folder_err(
+                        &parent,
+                        sp.display().to_string(),
+                        "not a file or directory: not a layer folder",
+                        None,
+                    ));
                 }
             }
         }
         for (sp, dp) in dir_times.iter().rev() {
             if let (Ok(s), Ok(d)) = (File::open(sp), File::open(dp)) {
                 if let Ok(st) = rfs::fstat(&s) {
-                    let _ = rfs::futimens(&d, &Timestamps {
-                        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ },
-                        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ },
-                    });
+                    let _ = rfs::futimens(
+                        &d,
+                        &Timestamps {
+                            last_access: Timespec {
+                                tv_sec: st.st_atime,
+                                tv_nsec: st.st_atime_nsec as _,
+                            },
+                            last_modification: Timespec {
+                                tv_sec: st.st_mtime,
+                                tv_nsec: st.st_mtime_nsec as _,
+                            },
+                        },
+                    );
                 }
             }
         }
@@ -611,33 +747,63 @@ impl LayerFolderWriter {
             return Ok(());
         };
         match cur {
-            Current::Stream { name, out, info, dir, bcd } => {
-                let mut file = out.into_inner().map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
+            Current::Stream {
+                name,
+                out,
+                info,
+                dir,
+                bcd,
+            } => {
+                let mut file = out
+                    .into_inner()
+                    .map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
                 put_times(&file, &info).map_err(|e| self.err(&name, format!("cannot set the xattr {TIMES_XATTR} (does the file system support user xattrs?)"), Some(errno(e))))?;
                 if dir || bcd.is_some() {
-                    let back = |w: &Self, e: io::Error| w.err(&name, "cannot read it back", Some(e));
+                    let back =
+                        |w: &Self, e: io::Error| w.err(&name, "cannot read it back", Some(e));
                     file.seek(SeekFrom::Start(4)).map_err(|e| back(self, e))?;
                     let scan = backup::scan(io::BufReader::new(&mut file), name.as_str())?;
                     if dir && scan.reparse.is_some() {
                         self.reparse_dirs.push(name.clone());
                     }
                     if let (Some(bak), Some(d)) = (bcd, &scan.data) {
-                        let fd = rfs::openat(&self.root, bak, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-                            .map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(errno(e))))?;
+                        let fd = rfs::openat(
+                            &self.root,
+                            bak,
+                            OFlags::WRONLY
+                                | OFlags::CREATE
+                                | OFlags::TRUNC
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )
+                        .map_err(|e| {
+                            self.err(&name, format!("cannot write {bak}"), Some(errno(e)))
+                        })?;
                         let mut w = File::from(fd);
-                        file.seek(SeekFrom::Start(4 + d.payload_offset)).map_err(|e| back(self, e))?;
-                        io::copy(&mut (&mut file).take(d.size), &mut w).map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
+                        file.seek(SeekFrom::Start(4 + d.payload_offset))
+                            .map_err(|e| back(self, e))?;
+                        io::copy(&mut (&mut file).take(d.size), &mut w)
+                            .map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
                     }
                 }
                 if name.depth() == 1 {
                     // The top-level directory itself is a real object too.
-                    let d = rfs::openat(&self.root, linux_rel(&name).as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| self.err(&name, "cannot open it", Some(errno(e))))?;
-                    put_times(&d, &info).map_err(|e| self.err(&name, "cannot set its times", Some(errno(e))))?;
+                    let d = rfs::openat(
+                        &self.root,
+                        linux_rel(&name).as_str(),
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| self.err(&name, "cannot open it", Some(errno(e))))?;
+                    put_times(&d, &info)
+                        .map_err(|e| self.err(&name, "cannot set its times", Some(errno(e))))?;
                 }
             }
             Current::Hive { name, out, info } => {
-                let file = out.into_inner().map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
+                let file = out
+                    .into_inner()
+                    .map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
                 drop(file);
                 self.hive_to_raw(&name, &info)?;
             }
@@ -649,15 +815,26 @@ impl LayerFolderWriter {
     fn hive_to_raw(&mut self, name: &WinPath, info: &FileBasicInfo) -> Result<(), Error> {
         let path = self.folder.join(linux_rel(name));
         let tmp = self.folder.join(format!("{}.strata-hive", linux_rel(name)));
-        let mut f = File::open(&path).map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
+        let mut f =
+            File::open(&path).map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
         let scan = backup::scan(io::BufReader::new(&mut f), name.as_str())?;
-        if scan.ea.is_some() || scan.reparse.is_some() || !scan.alternates.is_empty() || scan.data.as_ref().is_some_and(|d| d.sparse) {
+        if scan.ea.is_some()
+            || scan.reparse.is_some()
+            || !scan.alternates.is_empty()
+            || scan.data.as_ref().is_some_and(|d| d.sparse)
+        {
             return Err(self.err(name, "a hive's backup stream may hold only data (and a security descriptor, which is dropped)", None));
         }
-        let mut w = File::options().write(true).create_new(true).open(&tmp).map_err(|e| self.err(name, "cannot write it", Some(e)))?;
+        let mut w = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| self.err(name, "cannot write it", Some(e)))?;
         if let Some(d) = &scan.data {
-            f.seek(SeekFrom::Start(d.payload_offset)).map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
-            let n = io::copy(&mut (&mut f).take(d.size), &mut w).map_err(|e| self.err(name, "cannot write it", Some(e)))?;
+            f.seek(SeekFrom::Start(d.payload_offset))
+                .map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
+            let n = io::copy(&mut (&mut f).take(d.size), &mut w)
+                .map_err(|e| self.err(name, "cannot write it", Some(e)))?;
             if n != d.size {
                 return Err(self.err(name, "its data stream is truncated", None));
             }
@@ -671,15 +848,33 @@ impl LayerFolderWriter {
     /// layer, created in [`finish`](Self::finish) otherwise).
     pub fn add_link(&mut self, name: &WinPath, target: &WinPath) -> Result<(), Error> {
         self.end_entry()?;
-        let bad_place = |w: &Self| w.err(name, format!("a hard link must lie under Files\\ or UtilityVM\\Files\\ (target `{target}`)"), None);
+        let bad_place = |w: &Self| {
+            w.err(
+                name,
+                format!(
+                    "a hard link must lie under Files\\ or UtilityVM\\Files\\ (target `{target}`)"
+                ),
+                None,
+            )
+        };
         if !(name.is_under("Files") || name.is_under("UtilityVM\\Files")) {
             return Err(bad_place(self));
         }
-        let not_found = |w: &Self| w.err(name, format!("failed to find link target for '{name}' -> '{target}'"), None);
-        let in_layer = matches!(self.added.get(&target.case_key()), Some((exact, false)) if exact == target);
+        let not_found = |w: &Self| {
+            w.err(
+                name,
+                format!("failed to find link target for '{name}' -> '{target}'"),
+                None,
+            )
+        };
+        let in_layer =
+            matches!(self.added.get(&target.case_key()), Some((exact, false)) if exact == target);
         let source = if target.is_under("Files") {
             if in_layer || (self.is_base() && self.exists_here(target)) {
-                LinkSource { parent: None, target: target.clone() }
+                LinkSource {
+                    parent: None,
+                    target: target.clone(),
+                }
             } else if self.is_base() {
                 return Err(not_found(self));
             } else {
@@ -687,7 +882,10 @@ impl LayerFolderWriter {
                     inroot::open_root(p).is_ok_and(|root| is_file_in(root.as_fd(), target))
                 });
                 match found {
-                    Some(i) => LinkSource { parent: Some(i), target: target.clone() },
+                    Some(i) => LinkSource {
+                        parent: Some(i),
+                        target: target.clone(),
+                    },
                     None => return Err(not_found(self)),
                 }
             }
@@ -695,7 +893,10 @@ impl LayerFolderWriter {
             if !self.exists_here(target) {
                 return Err(not_found(self));
             }
-            LinkSource { parent: None, target: target.clone() }
+            LinkSource {
+                parent: None,
+                target: target.clone(),
+            }
         } else {
             return Err(self.err(name, format!("a hard link target must lie under Files\\ or UtilityVM\\Files\\, not `{target}`"), None));
         };
@@ -719,22 +920,42 @@ impl LayerFolderWriter {
 
     fn link_now(&mut self, name: &WinPath, source: &LinkSource) -> Result<(), Error> {
         let src_root = match source.parent {
-            None => self.root.try_clone().map_err(|e| Error::io("duplicating a descriptor", e))?,
+            None => self
+                .root
+                .try_clone()
+                .map_err(|e| Error::io("duplicating a descriptor", e))?,
             Some(i) => inroot::open_root(&self.parents[i])?,
         };
         let trel = linux_rel(&source.target);
         let (tparent, tbase) = split_parent(&trel);
-        let sdir = inroot::resolve_dir(src_root.as_fd(), tparent.as_bytes())
-            .map_err(|e| self.err(name, format!("cannot resolve the link target `{}`", source.target), Some(errno(e))))?;
+        let sdir = inroot::resolve_dir(src_root.as_fd(), tparent.as_bytes()).map_err(|e| {
+            self.err(
+                name,
+                format!("cannot resolve the link target `{}`", source.target),
+                Some(errno(e)),
+            )
+        })?;
         let (ddir, dbase) = self.parent_fd(name)?;
-        let ddir = ddir.try_clone().map_err(|e| Error::io("duplicating a descriptor", e))?;
+        let ddir = ddir
+            .try_clone()
+            .map_err(|e| Error::io("duplicating a descriptor", e))?;
         match rfs::unlinkat(&ddir, dbase.as_str(), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(self.err(name, "cannot replace it with the link", Some(errno(e)))),
+            Err(e) => {
+                return Err(self.err(name, "cannot replace it with the link", Some(errno(e))))
+            }
         }
         rfs::linkat(&sdir, tbase, &ddir, dbase.as_str(), AtFlags::empty()).map_err(|e| {
-            let why = if e == Errno::XDEV { " (layers must share a file system)" } else { "" };
-            self.err(name, format!("cannot hard-link it to `{}`{why}", source.target), Some(errno(e)))
+            let why = if e == Errno::XDEV {
+                " (layers must share a file system)"
+            } else {
+                ""
+            };
+            self.err(
+                name,
+                format!("cannot hard-link it to `{}`{why}", source.target),
+                Some(errno(e)),
+            )
         })
     }
 
@@ -751,7 +972,13 @@ impl LayerFolderWriter {
             Ok(())
         } else if name.is_under("UtilityVM\\Files") {
             let p = self.folder.join(linux_rel(name));
-            let md = fs::symlink_metadata(&p).map_err(|e| self.err(name, "invalid tombstone: it does not exist in the UtilityVM", Some(e)))?;
+            let md = fs::symlink_metadata(&p).map_err(|e| {
+                self.err(
+                    name,
+                    "invalid tombstone: it does not exist in the UtilityVM",
+                    Some(e),
+                )
+            })?;
             if md.is_dir() {
                 fs::remove_dir_all(&p).map_err(|e| self.err(name, "cannot remove it", Some(e)))?;
                 let _ = fs::remove_file(self.folder.join(format!("{}{WCIDIRS}", linux_rel(name))));
@@ -761,7 +988,11 @@ impl LayerFolderWriter {
             self.forget_parent_cache();
             Ok(())
         } else {
-            Err(self.err(name, "invalid tombstone: only Files\\… and UtilityVM\\Files\\… can be removed", None))
+            Err(self.err(
+                name,
+                "invalid tombstone: only Files\\… and UtilityVM\\Files\\… can be removed",
+                None,
+            ))
         }
     }
 
@@ -778,28 +1009,55 @@ impl LayerFolderWriter {
                 // A tombstoned path this layer itself holds is deleted after import.
                 let p = self.folder.join(linux_rel(name));
                 if let Ok(md) = fs::symlink_metadata(&p) {
-                    let r = if md.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                    let r = if md.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
                     r.map_err(|e| self.err(name, "cannot delete the tombstoned path", Some(e)))?;
-                    let _ = fs::remove_file(self.folder.join(format!("{}{WCIDIRS}", linux_rel(name))));
+                    let _ =
+                        fs::remove_file(self.folder.join(format!("{}{WCIDIRS}", linux_rel(name))));
                 }
             }
-            let mut f = File::options().write(true).create_new(true).open(self.folder.join(TOMBSTONES_FILE))
-                .map_err(|e| folder_err(&self.folder, TOMBSTONES_FILE, "cannot write it", Some(e)))?;
-            f.write_all(t.as_bytes()).map_err(|e| folder_err(&self.folder, TOMBSTONES_FILE, "cannot write it", Some(e)))?;
+            let mut f = File::options()
+                .write(true)
+                .create_new(true)
+                .open(self.folder.join(TOMBSTONES_FILE))
+                .map_err(|e| {
+                    folder_err(&self.folder, TOMBSTONES_FILE, "cannot write it", Some(e))
+                })?;
+            f.write_all(t.as_bytes()).map_err(|e| {
+                folder_err(&self.folder, TOMBSTONES_FILE, "cannot write it", Some(e))
+            })?;
         }
         for (name, source) in std::mem::take(&mut self.pending_links) {
             self.link_now(&name, &source)?;
         }
         for (name, info) in self.dirs.iter().rev() {
             let rel = linux_rel(name);
-            if let Ok(d) = rfs::openat(&self.root, rel.as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            if let Ok(d) = rfs::openat(
+                &self.root,
+                rel.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
                 let _ = rfs::futimens(&d, &times_of(info));
             }
         }
-        let chain = layerchain_json(&self.parents.iter().map(|p| fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect::<Vec<_>>())?;
-        let mut f = File::options().write(true).create_new(true).open(self.folder.join(LAYERCHAIN_FILE))
+        let chain = layerchain_json(
+            &self
+                .parents
+                .iter()
+                .map(|p| fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                .collect::<Vec<_>>(),
+        )?;
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(self.folder.join(LAYERCHAIN_FILE))
             .map_err(|e| folder_err(&self.folder, LAYERCHAIN_FILE, "cannot write it", Some(e)))?;
-        f.write_all(chain.as_bytes()).map_err(|e| folder_err(&self.folder, LAYERCHAIN_FILE, "cannot write it", Some(e)))?;
+        f.write_all(chain.as_bytes())
+            .map_err(|e| folder_err(&self.folder, LAYERCHAIN_FILE, "cannot write it", Some(e)))?;
         let _ = rfs::fchmod(&f, Mode::from_raw_mode(0o600));
         if self.is_base() {
             self.summary.not_applicable.push(PROCESS_BASE_LAYER.into());
@@ -816,14 +1074,22 @@ impl Write for LayerFolderWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.current {
             Some(Current::Stream { out, .. }) | Some(Current::Hive { out, .. }) => out.write(buf),
-            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "backup-stream bytes written with no entry started (call add first)")),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "backup-stream bytes written with no entry started (call add first)",
+            )),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.current {
-            Some(Current::Stream { out, .. }) | Some(Current::Hive { out, .. }) => out.write_all(buf),
-            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "backup-stream bytes written with no entry started (call add first)")),
+            Some(Current::Stream { out, .. }) | Some(Current::Hive { out, .. }) => {
+                out.write_all(buf)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "backup-stream bytes written with no entry started (call add first)",
+            )),
         }
     }
 
@@ -850,13 +1116,20 @@ fn is_file_in(root: std::os::fd::BorrowedFd<'_>, p: &WinPath) -> bool {
 /// True if a stream file (`u32` prefix + stream) holds reparse data.
 fn stream_file_has_reparse(p: &Path) -> Result<bool, Error> {
     let mut f = File::open(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-    f.seek(SeekFrom::Start(4)).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-    Ok(backup::scan(io::BufReader::new(f), &p.display().to_string())?.reparse.is_some())
+    f.seek(SeekFrom::Start(4))
+        .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    Ok(
+        backup::scan(io::BufReader::new(f), &p.display().to_string())?
+            .reparse
+            .is_some(),
+    )
 }
 
 /// The names in `dir`, sorted by bytes (Go's `filepath.Walk` order).
 fn sorted_children(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-    let mut v: Vec<_> = fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    let mut v: Vec<_> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
     v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(v)
 }
@@ -897,24 +1170,41 @@ impl FolderEntry {
     /// Opens the entry's backup stream (Read + Seek; the stream starts at the position
     /// it is returned at).
     pub fn open_stream(&self) -> Result<EntryStream, Error> {
-        let dup = |f: &File| f.try_clone().map_err(|e| Error::io(format!("reading `{}`", self.name), e));
+        let dup = |f: &File| {
+            f.try_clone()
+                .map_err(|e| Error::io(format!("reading `{}`", self.name), e))
+        };
         match &self.source {
             Some(Source::StreamFile(f)) => {
                 let mut f = dup(f)?;
-                f.seek(SeekFrom::Start(4)).map_err(|e| Error::io(format!("reading `{}`", self.name), e))?;
+                f.seek(SeekFrom::Start(4))
+                    .map_err(|e| Error::io(format!("reading `{}`", self.name), e))?;
                 Ok(EntryStream::File(f))
             }
             Some(Source::Raw(f)) => {
                 let f = dup(f)?;
-                let len = f.metadata().map_err(|e| Error::io(format!("reading `{}`", self.name), e))?.len();
+                let len = f
+                    .metadata()
+                    .map_err(|e| Error::io(format!("reading `{}`", self.name), e))?
+                    .len();
                 let mut head = Vec::with_capacity(20);
                 head.extend_from_slice(&(StreamId::Data as u32).to_le_bytes());
                 head.extend_from_slice(&0u32.to_le_bytes());
                 head.extend_from_slice(&len.to_le_bytes());
                 head.extend_from_slice(&0u32.to_le_bytes());
-                Ok(EntryStream::Synthetic { head, file: Some(f), pos: 0, len: HEADER_LEN + len })
+                Ok(EntryStream::Synthetic {
+                    head,
+                    file: Some(f),
+                    pos: 0,
+                    len: HEADER_LEN + len,
+                })
             }
-            Some(Source::Empty) | None => Ok(EntryStream::Synthetic { head: Vec::new(), file: None, pos: 0, len: 0 }),
+            Some(Source::Empty) | None => Ok(EntryStream::Synthetic {
+                head: Vec::new(),
+                file: None,
+                pos: 0,
+                len: 0,
+            }),
         }
     }
 }
@@ -934,7 +1224,12 @@ impl Read for EntryStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             EntryStream::File(f) => f.read(buf),
-            EntryStream::Synthetic { head, file, pos, len } => {
+            EntryStream::Synthetic {
+                head,
+                file,
+                pos,
+                len,
+            } => {
                 if *pos >= *len {
                     return Ok(0);
                 }
@@ -966,7 +1261,10 @@ impl Seek for EntryStream {
                     SeekFrom::End(d) => *len as i128 + d as i128,
                 };
                 if new < 0 {
-                    return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "seek before the start",
+                    ));
                 }
                 *pos = new as u64;
                 Ok(*pos)
@@ -999,21 +1297,43 @@ pub struct LayerFolderReader {
 
 /// Parses `tombstones.txt`: the deleted paths, as `Files\…`, in file order.
 pub fn parse_tombstones(file: &Path, text: &[u8]) -> Result<Vec<WinPath>, Error> {
-    let bad = |line: usize, r: &str| Error::BadTombstones { file: file.to_owned(), line, reason: r.to_owned() };
+    let bad = |line: usize, r: &str| Error::BadTombstones {
+        file: file.to_owned(),
+        line,
+        reason: r.to_owned(),
+    };
     let text = std::str::from_utf8(text).map_err(|_| bad(0, "not UTF-8"))?;
     let mut lines = text.split('\n').collect::<Vec<_>>();
     if lines.last() == Some(&"") {
         lines.pop();
     }
-    let mut it = lines.into_iter().map(|l| l.strip_suffix('\r').unwrap_or(l)).enumerate();
+    let mut it = lines
+        .into_iter()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .enumerate();
     match it.next() {
         Some((_, h)) if h == TOMBSTONES_HEADER => {}
-        _ => return Err(bad(1, "the first line must be a UTF-8 BOM and `Version 1.0`")),
+        _ => {
+            return Err(bad(
+                1,
+                "the first line must be a UTF-8 BOM and `Version 1.0`",
+            ))
+        }
     }
     let mut out = Vec::new();
     for (i, l) in it {
-        let rest = l.strip_prefix('\\').ok_or_else(|| bad(i + 1, if l.is_empty() { "an empty line" } else { "a path must start with `\\`" }))?;
-        let p = WinPath::parse(&format!("Files\\{rest}")).map_err(|e| bad(i + 1, &e.to_string()))?;
+        let rest = l.strip_prefix('\\').ok_or_else(|| {
+            bad(
+                i + 1,
+                if l.is_empty() {
+                    "an empty line"
+                } else {
+                    "a path must start with `\\`"
+                },
+            )
+        })?;
+        let p =
+            WinPath::parse(&format!("Files\\{rest}")).map_err(|e| bad(i + 1, &e.to_string()))?;
         if rest.is_empty() || rest.contains('/') {
             return Err(bad(i + 1, "not a path below Files"));
         }
@@ -1023,11 +1343,22 @@ pub fn parse_tombstones(file: &Path, text: &[u8]) -> Result<Vec<WinPath>, Error>
 }
 
 fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
-    rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 fn open_file_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<File, Errno> {
-    rfs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map(File::from)
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
 }
 
 impl LayerFolderReader {
@@ -1035,8 +1366,12 @@ impl LayerFolderReader {
     /// legacy reader (§4.5) with them.
     pub fn open(chain: &LayerChain) -> Result<Self, Error> {
         let folder = chain.layer.clone();
-        let root = rfs::open(&folder, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| folder_err(&folder, ".", "cannot open the layer folder", Some(errno(e))))?;
+        let root = rfs::open(
+            &folder,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| folder_err(&folder, ".", "cannot open the layer folder", Some(errno(e))))?;
         let base = chain.is_base();
         let mut tombstones: HashMap<String, Vec<WinPath>> = HashMap::new();
         let tpath = folder.join(TOMBSTONES_FILE);
@@ -1045,17 +1380,31 @@ impl LayerFolderReader {
                 return Err(folder_err(&folder, TOMBSTONES_FILE, "base layer cannot have tombstones (pass its parents to read it as a diff layer)", None));
             }
             for t in parse_tombstones(&tpath, &text)? {
-                let parent = t.parent().map(|p| p.as_str().to_owned()).unwrap_or_default();
+                let parent = t
+                    .parent()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
                 tombstones.entry(parent).or_default().push(t);
             }
         }
         let mut system_delta = None;
         if !base {
             if let Ok(f) = File::open(folder.join("Hives/System_Delta")) {
-                system_delta = Some(get_times(&f, FileAttributes(0)).map_err(|e| folder_err(&folder, "Hives\\System_Delta", "cannot read its times", Some(errno(e))))?);
+                system_delta = Some(get_times(&f, FileAttributes(0)).map_err(|e| {
+                    folder_err(
+                        &folder,
+                        "Hives\\System_Delta",
+                        "cannot read its times",
+                        Some(errno(e)),
+                    )
+                })?);
             }
         }
-        let tops: Vec<&'static str> = if base { vec!["Files", "UtilityVM"] } else { crate::TOP_LEVEL.to_vec() };
+        let tops: Vec<&'static str> = if base {
+            vec!["Files", "UtilityVM"]
+        } else {
+            crate::TOP_LEVEL.to_vec()
+        };
         Ok(LayerFolderReader {
             folder,
             root,
@@ -1068,7 +1417,12 @@ impl LayerFolderReader {
         })
     }
 
-    fn err(&self, path: impl Into<String>, reason: impl Into<String>, source: Option<io::Error>) -> Error {
+    fn err(
+        &self,
+        path: impl Into<String>,
+        reason: impl Into<String>,
+        source: Option<io::Error>,
+    ) -> Error {
         folder_err(&self.folder, path, reason, source)
     }
 
@@ -1078,23 +1432,55 @@ impl LayerFolderReader {
     }
 
     /// The entry `name`, the child `base` of the directory `dir`.
-    fn entry_for(&self, name: WinPath, dir: &OwnedFd, base: &str, is_dir: bool) -> Result<FolderEntry, Error> {
+    fn entry_for(
+        &self,
+        name: WinPath,
+        dir: &OwnedFd,
+        base: &str,
+        is_dir: bool,
+    ) -> Result<FolderEntry, Error> {
         let with_security = self.base || name.is_under("Files");
         if self.is_stream_object(&name) {
-            let sname = if is_dir { format!("{base}{WCIDIRS}") } else { base.to_owned() };
-            let mut f = open_file_at(dir, &sname).map_err(|e| self.err(name.as_str(), format!("cannot open its stream file `{sname}`"), Some(errno(e))))?;
+            let sname = if is_dir {
+                format!("{base}{WCIDIRS}")
+            } else {
+                base.to_owned()
+            };
+            let mut f = open_file_at(dir, &sname).map_err(|e| {
+                self.err(
+                    name.as_str(),
+                    format!("cannot open its stream file `{sname}`"),
+                    Some(errno(e)),
+                )
+            })?;
             let mut a = [0u8; 4];
-            f.read_exact(&mut a).map_err(|e| self.err(name.as_str(), "its stream file is shorter than the 4-byte attribute prefix", Some(e)))?;
+            f.read_exact(&mut a).map_err(|e| {
+                self.err(
+                    name.as_str(),
+                    "its stream file is shorter than the 4-byte attribute prefix",
+                    Some(e),
+                )
+            })?;
             let attrs = FileAttributes(u32::from_le_bytes(a));
-            let mut info = get_times(&f, attrs).map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
+            let mut info = get_times(&f, attrs)
+                .map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
             if !self.base && !name.is_under("Files") {
                 info.creation_time = info.last_write_time;
                 info.last_access_time = info.last_write_time;
             }
             if attrs.is_dir() != is_dir {
-                return Err(self.err(name.as_str(), format!("its attributes {attrs} do not match the {} on disk", if is_dir { "directory" } else { "file" }), None));
+                return Err(self.err(
+                    name.as_str(),
+                    format!(
+                        "its attributes {attrs} do not match the {} on disk",
+                        if is_dir { "directory" } else { "file" }
+                    ),
+                    None,
+                ));
             }
-            let md = f.metadata().map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
+            let md = f
+                .metadata()
+                .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
             if !md.is_file() {
                 return Err(self.err(name.as_str(), "its stream file is not a regular file", None));
             }
@@ -1108,39 +1494,64 @@ impl LayerFolderReader {
             });
         }
         // Real objects of a diff layer: Files, Hives, UtilityVM, Hives\*.
-        let f = if is_dir { open_dir_at(dir, base).map(File::from) } else { open_file_at(dir, base) }
-            .map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
-        let attrs = FileAttributes(if is_dir { FileAttributes::DIRECTORY } else { FileAttributes::ARCHIVE });
-        let mut info = get_times(&f, attrs).map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
+        let f = if is_dir {
+            open_dir_at(dir, base).map(File::from)
+        } else {
+            open_file_at(dir, base)
+        }
+        .map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
+        let attrs = FileAttributes(if is_dir {
+            FileAttributes::DIRECTORY
+        } else {
+            FileAttributes::ARCHIVE
+        });
+        let mut info = get_times(&f, attrs)
+            .map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
         if matches!(name.as_str(), "Files" | "Hives") {
             if let Some(sd) = self.system_delta {
-                info = FileBasicInfo { attributes: attrs, ..sd };
+                info = FileBasicInfo {
+                    attributes: attrs,
+                    ..sd
+                };
             }
         }
         info.creation_time = info.last_write_time;
         info.last_access_time = info.last_write_time;
-        let md = f.metadata().map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
+        let md = f
+            .metadata()
+            .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
         Ok(FolderEntry {
             name,
             info: Some(info),
             file_id: (!is_dir).then(|| (md.dev(), md.ino())),
             links: if is_dir { 1 } else { md.nlink() },
             with_security: false,
-            source: Some(if is_dir { Source::Empty } else { Source::Raw(f) }),
+            source: Some(if is_dir {
+                Source::Empty
+            } else {
+                Source::Raw(f)
+            }),
         })
     }
 
     /// The names in a directory that are entries, sorted by bytes (Go's `filepath.Walk`).
     fn children(&self, dir: &OwnedFd, name: &WinPath) -> Result<Vec<String>, Error> {
         let mut v = Vec::new();
-        let mut d = rfs::Dir::read_from(dir).map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
+        let mut d = rfs::Dir::read_from(dir)
+            .map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
         while let Some(ent) = d.next() {
             let ent = ent.map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
             let raw = ent.file_name().to_bytes();
             if raw == b"." || raw == b".." {
                 continue;
             }
-            let s = std::str::from_utf8(raw).map_err(|_| self.err(format!("{name}\\{}", String::from_utf8_lossy(raw)), "the name is not UTF-8", None))?;
+            let s = std::str::from_utf8(raw).map_err(|_| {
+                self.err(
+                    format!("{name}\\{}", String::from_utf8_lossy(raw)),
+                    "the name is not UTF-8",
+                    None,
+                )
+            })?;
             if s.ends_with(WCIDIRS) || s.ends_with(".strata-hive") {
                 continue;
             }
@@ -1158,12 +1569,24 @@ impl LayerFolderReader {
         let e = self.entry_for(name.clone(), parent, base, true)?;
         if let Some(ts) = self.tombstones.remove(name.as_str()) {
             for t in ts {
-                self.queue.push_back(FolderEntry { name: t, info: None, file_id: None, links: 0, with_security: false, source: None });
+                self.queue.push_back(FolderEntry {
+                    name: t,
+                    info: None,
+                    file_id: None,
+                    links: 0,
+                    with_security: false,
+                    source: None,
+                });
             }
         }
-        let dir = open_dir_at(parent, base).map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
+        let dir = open_dir_at(parent, base)
+            .map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
         let children = self.children(&dir, &name)?;
-        self.stack.push(Frame { dir, name, children: children.into_iter() });
+        self.stack.push(Frame {
+            dir,
+            name,
+            children: children.into_iter(),
+        });
         Ok(e)
     }
 
@@ -1180,9 +1603,16 @@ impl LayerFolderReader {
                 };
                 let name = match frame.name.join(&child) {
                     Ok(n) => n,
-                    Err(e) => return Err(self.err(format!("{}\\{child}", frame.name), e.to_string(), None)),
+                    Err(e) => {
+                        return Err(self.err(
+                            format!("{}\\{child}", frame.name),
+                            e.to_string(),
+                            None,
+                        ))
+                    }
                 };
-                let st = rfs::statat(&frame.dir, child.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))));
+                let st = rfs::statat(&frame.dir, child.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))));
                 let st = match st {
                     Ok(st) => st,
                     Err(e) => {
@@ -1192,7 +1622,10 @@ impl LayerFolderReader {
                 };
                 let ft = rfs::FileType::from_raw_mode(st.st_mode);
                 let r = if ft == rfs::FileType::Directory {
-                    let dir = frame.dir.try_clone().map_err(|e| Error::io("duplicating a descriptor", e));
+                    let dir = frame
+                        .dir
+                        .try_clone()
+                        .map_err(|e| Error::io("duplicating a descriptor", e));
                     self.stack.push(frame);
                     let dir = dir?;
                     self.enter(name, &dir, &child)
@@ -1209,14 +1642,18 @@ impl LayerFolderReader {
             let Some(top) = self.tops.next() else {
                 return Ok(None);
             };
-            let root = self.root.try_clone().map_err(|e| Error::io("duplicating a descriptor", e))?;
+            let root = self
+                .root
+                .try_clone()
+                .map_err(|e| Error::io("duplicating a descriptor", e))?;
             if open_dir_at(&root, top).is_err() {
                 continue;
             }
             let name = WinPath::parse(top)?;
             if self.base && top == "UtilityVM" {
                 // Base reader: UtilityVM, then UtilityVM\Files and its subtree only.
-                let uvm = open_dir_at(&root, top).map_err(|e| self.err(top, "cannot open it", Some(errno(e))))?;
+                let uvm = open_dir_at(&root, top)
+                    .map_err(|e| self.err(top, "cannot open it", Some(errno(e))))?;
                 if open_dir_at(&uvm, "Files").is_err() {
                     continue;
                 }

@@ -43,7 +43,10 @@ impl FileTime {
     /// `6802270473.709551616`) maps back to that FILETIME, where Go would truncate it to
     /// another one; so every time Go writes reads back to the FILETIME it came from.
     pub fn from_timestamp(t: Timestamp) -> Self {
-        let ns = t.secs.wrapping_mul(1_000_000_000).wrapping_add(t.nanos as i64);
+        let ns = t
+            .secs
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(t.nanos as i64);
         if ns % 100 != 0 {
             for k in [-1i128, 1] {
                 let unwrapped = ns as i128 + k * (1i128 << 64);
@@ -222,10 +225,19 @@ mod tests {
         let t = FileTime(132223104001234567).to_timestamp();
         assert_eq!(t, Timestamp::new(1577836800, 123456700));
         assert_eq!(FileTime::from_timestamp(t), FileTime(132223104001234567));
-        assert_eq!(FileTime(0).to_timestamp(), Timestamp::new(6802270473, 709551616));
+        assert_eq!(
+            FileTime(0).to_timestamp(),
+            Timestamp::new(6802270473, 709551616)
+        );
         // Go reads that back as 184467440737095516; Strata as the FILETIME it came from.
-        assert_eq!(FileTime::from_timestamp(Timestamp::new(6802270473, 709551616)), FileTime(0));
-        assert_eq!(FileTime::from_unix_nanos(6802270473709551616), FileTime(184467440737095516));
+        assert_eq!(
+            FileTime::from_timestamp(Timestamp::new(6802270473, 709551616)),
+            FileTime(0)
+        );
+        assert_eq!(
+            FileTime::from_unix_nanos(6802270473709551616),
+            FileTime(184467440737095516)
+        );
         assert_eq!(
             FileTime::from_timestamp(Timestamp::new(-2, 500_000_000)),
             FileTime(116444735985000000)
@@ -239,7 +251,10 @@ mod tests {
 
     #[test]
     fn attributes_and_times_display() {
-        assert_eq!(FileAttributes(0x411).to_string(), "READONLY|DIRECTORY|REPARSE_POINT");
+        assert_eq!(
+            FileAttributes(0x411).to_string(),
+            "READONLY|DIRECTORY|REPARSE_POINT"
+        );
         assert_eq!(FileAttributes(0x10000).to_string(), "0x10000");
         assert_eq!(FileAttributes(0).to_string(), "0");
         assert_eq!(
@@ -247,6 +262,9 @@ mod tests {
             "2020-01-01T00:00:00.1234567Z"
         );
         assert_eq!(FileTime(0).to_rfc3339(), "1601-01-01T00:00:00Z");
-        assert_eq!(FileTime::GO_ZERO_TIME.to_rfc3339(), "1754-08-30T22:43:41.1286549Z");
+        assert_eq!(
+            FileTime::GO_ZERO_TIME.to_rfc3339(),
+            "1754-08-30T22:43:41.1286549Z"
+        );
     }
 }

@@ -17,7 +17,9 @@ use strata_layer::tar::TarReader;
 use strata_layer::{Entry, EntryKind, LayerReader};
 
 use crate::backup;
-use crate::backuptar::{extended_attributes_of, file_info_from_entry, pax, security_descriptor_of, PAX_MOUNTPOINT};
+use crate::backuptar::{
+    extended_attributes_of, file_info_from_entry, pax, security_descriptor_of, PAX_MOUNTPOINT,
+};
 use crate::ea;
 use crate::folder::{LayerChain, LayerFolderReader};
 use crate::reparse;
@@ -74,7 +76,10 @@ fn win(name: &[u8]) -> String {
 }
 
 fn from_tar_entry(e: &Entry) -> Result<InspectEntry, Error> {
-    let mut out = InspectEntry { name: win(e.path.as_bytes()), ..Default::default() };
+    let mut out = InspectEntry {
+        name: win(e.path.as_bytes()),
+        ..Default::default()
+    };
     match &e.kind {
         EntryKind::Whiteout => {
             out.kind = "tombstone";
@@ -97,7 +102,11 @@ fn from_tar_entry(e: &Entry) -> Result<InspectEntry, Error> {
         }
         EntryKind::Symlink { target } => {
             out.link_target = Some(String::from_utf8_lossy(target).into_owned());
-            if pax(e, PAX_MOUNTPOINT).is_some() { "junction" } else { "symlink" }
+            if pax(e, PAX_MOUNTPOINT).is_some() {
+                "junction"
+            } else {
+                "symlink"
+            }
         }
         _ if info.attributes.is_dir() => "directory",
         _ => "file",
@@ -105,23 +114,36 @@ fn from_tar_entry(e: &Entry) -> Result<InspectEntry, Error> {
     out.security_descriptor = security_descriptor_of(e)?.map(|b| sddl(&b));
     out.extended_attributes = extended_attributes_of(e)?
         .into_iter()
-        .map(|x| Named { name: String::from_utf8_lossy(&x.name).into_owned(), size: x.value.len() as u64 })
+        .map(|x| Named {
+            name: String::from_utf8_lossy(&x.name).into_owned(),
+            size: x.value.len() as u64,
+        })
         .collect();
     Ok(out)
 }
 
 /// Lists a Windows layer tar (plain, gzip or zstd), calling `f` once per entry; ADS
 /// entries are folded into the file they belong to.
-pub fn inspect_tar<R: Read + Send>(input: R, mut f: impl FnMut(&InspectEntry) -> Result<(), Error>) -> Result<(), Error> {
+pub fn inspect_tar<R: Read + Send>(
+    input: R,
+    mut f: impl FnMut(&InspectEntry) -> Result<(), Error>,
+) -> Result<(), Error> {
     let input = Decompressor::new(input).map_err(|e| Error::io("reading the layer", e))?;
     let mut r = TarReader::new(input);
     let mut pending: Option<(Vec<u8>, InspectEntry)> = None;
     while let Some(e) = r.next_entry()? {
         if let Some((main, cur)) = pending.as_mut() {
             let p = e.path.as_bytes();
-            if matches!(e.kind, EntryKind::File { .. }) && p.len() > main.len() && p.starts_with(main) && p[main.len()] == b':' {
+            if matches!(e.kind, EntryKind::File { .. })
+                && p.len() > main.len()
+                && p.starts_with(main)
+                && p[main.len()] == b':'
+            {
                 let s = String::from_utf8_lossy(&p[main.len()..]);
-                cur.alternate_streams.push(Named { name: s.strip_suffix(":$DATA").unwrap_or(&s).to_owned(), size: e.kind.data_len() });
+                cur.alternate_streams.push(Named {
+                    name: s.strip_suffix(":$DATA").unwrap_or(&s).to_owned(),
+                    size: e.kind.data_len(),
+                });
                 continue;
             }
         }
@@ -137,10 +159,16 @@ pub fn inspect_tar<R: Read + Send>(input: R, mut f: impl FnMut(&InspectEntry) ->
 }
 
 /// Lists a layer folder in reader order (what an export would write).
-pub fn inspect_folder(chain: &LayerChain, mut f: impl FnMut(&InspectEntry) -> Result<(), Error>) -> Result<(), Error> {
+pub fn inspect_folder(
+    chain: &LayerChain,
+    mut f: impl FnMut(&InspectEntry) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut r = LayerFolderReader::open(chain)?;
     while let Some(e) = r.next()? {
-        let mut out = InspectEntry { name: e.name.to_string(), ..Default::default() };
+        let mut out = InspectEntry {
+            name: e.name.to_string(),
+            ..Default::default()
+        };
         let Some(info) = e.info else {
             out.kind = "tombstone";
             f(&out)?;
@@ -148,9 +176,17 @@ pub fn inspect_folder(chain: &LayerChain, mut f: impl FnMut(&InspectEntry) -> Re
         };
         with_info(&mut out, &info);
         let scan = backup::scan(std::io::BufReader::new(e.open_stream()?), e.name.as_str())?;
-        out.kind = if info.attributes.is_dir() { "directory" } else { "file" };
+        out.kind = if info.attributes.is_dir() {
+            "directory"
+        } else {
+            "file"
+        };
         if let Some(d) = &scan.data {
-            out.size = if d.sparse && d.size == 0 { d.logical_size } else { d.size };
+            out.size = if d.sparse && d.size == 0 {
+                d.logical_size
+            } else {
+                d.size
+            };
         }
         if let Some(rp) = &scan.reparse {
             let p = reparse::decode(rp)?;
@@ -163,13 +199,19 @@ pub fn inspect_folder(chain: &LayerChain, mut f: impl FnMut(&InspectEntry) -> Re
         if let Some(chain) = &scan.ea {
             out.extended_attributes = ea::decode(chain)?
                 .into_iter()
-                .map(|x| Named { name: String::from_utf8_lossy(&x.name).into_owned(), size: x.value.len() as u64 })
+                .map(|x| Named {
+                    name: String::from_utf8_lossy(&x.name).into_owned(),
+                    size: x.value.len() as u64,
+                })
                 .collect();
         }
         out.alternate_streams = scan
             .alternates
             .iter()
-            .map(|a| Named { name: a.name.strip_suffix(":$DATA").unwrap_or(&a.name).to_owned(), size: a.size })
+            .map(|a| Named {
+                name: a.name.strip_suffix(":$DATA").unwrap_or(&a.name).to_owned(),
+                size: a.size,
+            })
             .collect();
         f(&out)?;
     }

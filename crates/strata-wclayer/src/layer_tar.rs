@@ -52,14 +52,21 @@ pub fn import_layer<R: Read + Send>(input: R, chain: &LayerChain) -> Result<Impo
             return Err(Error::Folder {
                 folder: target.clone(),
                 path: ".".into(),
-                reason: "the layer folder is not empty (a layer is imported into an empty folder only)".into(),
+                reason:
+                    "the layer folder is not empty (a layer is imported into an empty folder only)"
+                        .into(),
                 source: None,
             });
         }
     }
     let staging = staging_path(target);
     let result = import_into(input, &staging, &chain.parents).and_then(|s| {
-        fs::rename(&staging, target).map_err(|e| Error::io(format!("moving the imported layer to {}", target.display()), e))?;
+        fs::rename(&staging, target).map_err(|e| {
+            Error::io(
+                format!("moving the imported layer to {}", target.display()),
+                e,
+            )
+        })?;
         Ok(s)
     });
     if result.is_err() {
@@ -69,11 +76,18 @@ pub fn import_layer<R: Read + Send>(input: R, chain: &LayerChain) -> Result<Impo
 }
 
 fn staging_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}.importing-{}", std::process::id()))
 }
 
-fn import_into<R: Read + Send>(input: R, folder: &Path, parents: &[PathBuf]) -> Result<ImportSummary, Error> {
+fn import_into<R: Read + Send>(
+    input: R,
+    folder: &Path,
+    parents: &[PathBuf],
+) -> Result<ImportSummary, Error> {
     let input = Decompressor::new(input).map_err(|e| Error::io("reading the layer", e))?;
     let mut tar = TarReader::new(std::io::BufReader::with_capacity(256 * 1024, input));
     let mut w = LayerFolderWriter::create(folder, parents)?;
@@ -83,20 +97,29 @@ fn import_into<R: Read + Send>(input: R, folder: &Path, parents: &[PathBuf]) -> 
         let at = tar.entry_offset();
         let wrap = |err: Error| match err {
             Error::Layer(l) => Error::Layer(l),
-            other => Error::entry(format!("{} (the entry at byte {at})", e.path), other.to_string()),
+            other => Error::entry(
+                format!("{} (the entry at byte {at})", e.path),
+                other.to_string(),
+            ),
         };
         match &e.kind {
             EntryKind::Whiteout => {
-                w.remove(&WinPath::from_layer_path(&e.path)?).map_err(wrap)?;
+                w.remove(&WinPath::from_layer_path(&e.path)?)
+                    .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             // `.wh..wh..opq` is not special for Windows: it tombstones `.wh..opq`.
             EntryKind::Opaque => {
-                w.remove(&WinPath::from_layer_path(&e.path)?.join(".wh..opq")?).map_err(wrap)?;
+                w.remove(&WinPath::from_layer_path(&e.path)?.join(".wh..opq")?)
+                    .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             EntryKind::HardLink { target } => {
-                w.add_link(&WinPath::from_layer_path(&e.path)?, &WinPath::from_layer_path(target)?).map_err(wrap)?;
+                w.add_link(
+                    &WinPath::from_layer_path(&e.path)?,
+                    &WinPath::from_layer_path(target)?,
+                )
+                .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             _ => {
@@ -107,8 +130,16 @@ fn import_into<R: Read + Send>(input: R, folder: &Path, parents: &[PathBuf]) -> 
                 }
                 w.add(&name, &info).map_err(wrap)?;
                 let mut counted = CountAds::default();
-                next = write_backup_stream_from_tar(&mut CountingReader { inner: &mut tar, ads: &mut counted, main: e.path.as_bytes().len() }, &e, &mut w)
-                    .map_err(wrap)?;
+                next = write_backup_stream_from_tar(
+                    &mut CountingReader {
+                        inner: &mut tar,
+                        ads: &mut counted,
+                        main: e.path.as_bytes().len(),
+                    },
+                    &e,
+                    &mut w,
+                )
+                .map_err(wrap)?;
                 summary.alternate_streams += counted.0;
             }
         }
@@ -135,7 +166,9 @@ impl<R: LayerReader> LayerReader for CountingReader<'_, R> {
     fn next_entry(&mut self) -> Result<Option<strata_layer::Entry>, strata_layer::Error> {
         let e = self.inner.next_entry()?;
         if let Some(e) = &e {
-            if e.path.as_bytes().len() > self.main && e.path.as_bytes().get(self.main) == Some(&b':') {
+            if e.path.as_bytes().len() > self.main
+                && e.path.as_bytes().get(self.main) == Some(&b':')
+            {
                 self.ads.0 += 1;
             }
         }
@@ -170,7 +203,8 @@ pub fn export_layer<W: Write>(chain: &LayerChain, out: W) -> Result<ExportSummar
             seen.insert(id, e.name.clone());
         }
         let mut stream = e.open_stream()?;
-        let w = write_tar_from_backup_stream(&mut tar, &mut stream, &e.name, &info, e.with_security)?;
+        let w =
+            write_tar_from_backup_stream(&mut tar, &mut stream, &e.name, &info, e.with_security)?;
         s.data_bytes += w.size;
         s.alternate_streams += w.alternates as u64;
         s.dropped_alternate_streams += w.dropped_alternates as u64;

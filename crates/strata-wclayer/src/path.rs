@@ -22,10 +22,9 @@ pub fn check_component(c: &str) -> Result<(), String> {
     if c.is_empty() || c == "." || c == ".." {
         return Err(format!("`{c}` is not a file name"));
     }
-    if let Some(bad) = c
-        .chars()
-        .find(|&ch| matches!(ch, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || (ch as u32) < 0x20)
-    {
+    if let Some(bad) = c.chars().find(|&ch| {
+        matches!(ch, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || (ch as u32) < 0x20
+    }) {
         return Err(format!(
             "`{}` holds {:?}, which NTFS cannot store in a name",
             c.escape_default(),
@@ -143,7 +142,17 @@ mod tests {
     fn names_outside_the_layer_or_unstorable_are_refused() {
         assert_eq!(WinPath::parse("Files/a/b").unwrap().as_str(), "Files\\a\\b");
         assert_eq!(WinPath::parse("Files\\a\\").unwrap().to_slash(), "Files/a");
-        for bad in ["Files/../x", "Files/./x", "Other/x", "files/x", "Files//x", "Files/a:b", "Files/a*", "Files/a\u{1}", ""] {
+        for bad in [
+            "Files/../x",
+            "Files/./x",
+            "Other/x",
+            "files/x",
+            "Files//x",
+            "Files/a:b",
+            "Files/a*",
+            "Files/a\u{1}",
+            "",
+        ] {
             assert!(WinPath::parse(bad).is_err(), "{bad}");
         }
         let p = WinPath::parse("Files\\Dir\\x").unwrap();

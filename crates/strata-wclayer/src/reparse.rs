@@ -62,7 +62,11 @@ pub fn encode(rp: &ReparsePoint) -> Result<Vec<u8>, Error> {
             8 + data_len
         )));
     }
-    let tag = if rp.mount_point { TAG_MOUNT_POINT } else { TAG_SYMLINK };
+    let tag = if rp.mount_point {
+        TAG_MOUNT_POINT
+    } else {
+        TAG_SYMLINK
+    };
     let mut out = Vec::with_capacity(8 + data_len);
     out.extend_from_slice(&tag.to_le_bytes());
     out.extend_from_slice(&(data_len as u16).to_le_bytes());
@@ -84,7 +88,10 @@ pub fn encode(rp: &ReparsePoint) -> Result<Vec<u8>, Error> {
 /// ("unsupported reparse point"). Lengths that lie about the buffer are errors.
 pub fn decode(b: &[u8]) -> Result<ReparsePoint, Error> {
     if b.len() < 8 {
-        return Err(bad(format!("{} bytes cannot hold a reparse header", b.len())));
+        return Err(bad(format!(
+            "{} bytes cannot hold a reparse header",
+            b.len()
+        )));
     }
     let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
     let tag = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -137,7 +144,10 @@ pub fn decode(b: &[u8]) -> Result<ReparsePoint, Error> {
                 .collect();
             let target =
                 String::from_utf16(&units).map_err(|_| bad("print name is not valid UTF-16"))?;
-            Ok(ReparsePoint { target, mount_point })
+            Ok(ReparsePoint {
+                target,
+                mount_point,
+            })
         }
         other => Err(bad(format!("unsupported reparse point {other:x}"))),
     }
@@ -163,8 +173,14 @@ mod tests {
              67 00 65 00 74 00 2e 00 74 00 78 00 74 00 00 00  2e 00 2e 00 5c 00 74 00 61 00 72 00 67 00 65 00
              74 00 2e 00 74 00 78 00 74 00 00 00",
         );
-        let j = ReparsePoint { target: r"C:\data".into(), mount_point: true };
-        let s = ReparsePoint { target: r"..\target.txt".into(), mount_point: false };
+        let j = ReparsePoint {
+            target: r"C:\data".into(),
+            mount_point: true,
+        };
+        let s = ReparsePoint {
+            target: r"..\target.txt".into(),
+            mount_point: false,
+        };
         assert_eq!(encode(&j).unwrap(), tv5);
         assert_eq!(encode(&s).unwrap(), tv6);
         assert_eq!(decode(&tv5).unwrap(), j);
@@ -173,15 +189,30 @@ mod tests {
 
     #[test]
     fn lying_lengths_and_unknown_tags_are_errors() {
-        let mut s = encode(&ReparsePoint { target: "x".into(), mount_point: false }).unwrap();
+        let mut s = encode(&ReparsePoint {
+            target: "x".into(),
+            mount_point: false,
+        })
+        .unwrap();
         s[4] = 0xff;
         assert!(decode(&s).unwrap_err().to_string().contains("runs past"));
-        let mut s = encode(&ReparsePoint { target: "x".into(), mount_point: false }).unwrap();
+        let mut s = encode(&ReparsePoint {
+            target: "x".into(),
+            mount_point: false,
+        })
+        .unwrap();
         s[14] = 0x40; // print name length
         assert!(decode(&s).unwrap_err().to_string().contains("outside"));
         let dedup = [0x13, 0, 0, 0x80, 0, 0, 0, 0];
-        assert!(decode(&dedup).unwrap_err().to_string().contains("unsupported reparse point 80000013"));
-        assert!(encode(&ReparsePoint { target: "a".repeat(5000), mount_point: false }).is_err());
+        assert!(decode(&dedup)
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported reparse point 80000013"));
+        assert!(encode(&ReparsePoint {
+            target: "a".repeat(5000),
+            mount_point: false
+        })
+        .is_err());
         let mut lx = TAG_LX_SYMLINK.to_le_bytes().to_vec();
         lx.extend_from_slice(&[7, 0, 0, 0, 2, 0, 0, 0, b'/', b'a', b'b']);
         assert_eq!(decode(&lx).unwrap().target, "/ab");

@@ -155,7 +155,9 @@ impl Sid {
         }
         let n = head[1] as usize;
         if n > 15 {
-            return Err(bad(format!("SID at byte {at} has {n} sub-authorities (at most 15)")));
+            return Err(bad(format!(
+                "SID at byte {at} has {n} sub-authorities (at most 15)"
+            )));
         }
         let subs = b
             .get(at + 8..at + 8 + 4 * n)
@@ -227,7 +229,10 @@ impl Sid {
         .filter(|&a| a < 1 << 48)
         .ok_or_else(|| bad(format!("SID `{s}` has a bad identifier authority")))?;
         let sub_authorities = parts
-            .map(|p| p.parse::<u32>().map_err(|_| bad(format!("SID `{s}` has a bad sub-authority `{p}`"))))
+            .map(|p| {
+                p.parse::<u32>()
+                    .map_err(|_| bad(format!("SID `{s}` has a bad sub-authority `{p}`")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if sub_authorities.len() > 15 {
             return Err(bad(format!("SID `{s}` has more than 15 sub-authorities")));
@@ -250,10 +255,12 @@ impl Acl {
         }
         let size = u16::from_le_bytes([head[2], head[3]]) as usize;
         let count = u16::from_le_bytes([head[4], head[5]]) as usize;
-        let acl = b
-            .get(at..at + size)
-            .filter(|_| size >= 8)
-            .ok_or_else(|| bad(format!("ACL at byte {at} of size {size} runs past the end ({} bytes)", b.len())))?;
+        let acl = b.get(at..at + size).filter(|_| size >= 8).ok_or_else(|| {
+            bad(format!(
+                "ACL at byte {at} of size {size} runs past the end ({} bytes)",
+                b.len()
+            ))
+        })?;
         let mut aces = Vec::with_capacity(count.min(64));
         let mut p = 8;
         for i in 0..count {
@@ -264,10 +271,16 @@ impl Acl {
             let ace = acl
                 .get(p..p + ace_size)
                 .filter(|_| ace_size >= 8)
-                .ok_or_else(|| bad(format!("ACE {i} of the ACL at byte {at} has size {ace_size}, past the ACL")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "ACE {i} of the ACL at byte {at} has size {ace_size}, past the ACL"
+                    ))
+                })?;
             let ace_type = h[0];
             if !ACE_TYPES.iter().any(|(_, t)| *t == ace_type) {
-                return Err(bad(format!("ACE {i} has type {ace_type:#x}, which Strata does not decode")));
+                return Err(bad(format!(
+                    "ACE {i} has type {ace_type:#x}, which Strata does not decode"
+                )));
             }
             let (sid, sid_len) = Sid::parse(ace, 8)?;
             if 8 + sid_len > ace_size {
@@ -369,7 +382,10 @@ impl SecurityDescriptor {
     /// Parses and validates a self-relative descriptor.
     pub fn parse(b: &[u8]) -> Result<SecurityDescriptor, Error> {
         if b.len() < 20 {
-            return Err(bad(format!("{} bytes cannot hold a descriptor header (20)", b.len())));
+            return Err(bad(format!(
+                "{} bytes cannot hold a descriptor header (20)",
+                b.len()
+            )));
         }
         if b[0] != 1 {
             return Err(bad(format!("revision {} (expected 1)", b[0])));
@@ -439,8 +455,22 @@ impl SecurityDescriptor {
             let _ = write!(s, "G:{}", g.to_sddl());
         }
         for (tag, acl, present, protected, inherited, req) in [
-            ("D", &self.dacl, SE_DACL_PRESENT, SE_DACL_PROTECTED, SE_DACL_AUTO_INHERITED, SE_DACL_AUTO_INHERIT_REQ),
-            ("S", &self.sacl, SE_SACL_PRESENT, SE_SACL_PROTECTED, SE_SACL_AUTO_INHERITED, SE_SACL_AUTO_INHERIT_REQ),
+            (
+                "D",
+                &self.dacl,
+                SE_DACL_PRESENT,
+                SE_DACL_PROTECTED,
+                SE_DACL_AUTO_INHERITED,
+                SE_DACL_AUTO_INHERIT_REQ,
+            ),
+            (
+                "S",
+                &self.sacl,
+                SE_SACL_PRESENT,
+                SE_SACL_PROTECTED,
+                SE_SACL_AUTO_INHERITED,
+                SE_SACL_AUTO_INHERIT_REQ,
+            ),
         ] {
             if self.control & present == 0 {
                 continue;
@@ -501,7 +531,11 @@ impl SecurityDescriptor {
                 "D" | "S" => {
                     let dacl = tag == "D";
                     let (flags, aces) = value.split_at(value.find('(').unwrap_or(value.len()));
-                    sd.control |= if dacl { SE_DACL_PRESENT } else { SE_SACL_PRESENT };
+                    sd.control |= if dacl {
+                        SE_DACL_PRESENT
+                    } else {
+                        SE_SACL_PRESENT
+                    };
                     let mut f = flags;
                     let mut null_acl = false;
                     while !f.is_empty() {
@@ -510,11 +544,32 @@ impl SecurityDescriptor {
                             f = r;
                             continue;
                         } else if f.starts_with("AR") {
-                            (if dacl { SE_DACL_AUTO_INHERIT_REQ } else { SE_SACL_AUTO_INHERIT_REQ }, 2)
+                            (
+                                if dacl {
+                                    SE_DACL_AUTO_INHERIT_REQ
+                                } else {
+                                    SE_SACL_AUTO_INHERIT_REQ
+                                },
+                                2,
+                            )
                         } else if f.starts_with("AI") {
-                            (if dacl { SE_DACL_AUTO_INHERITED } else { SE_SACL_AUTO_INHERITED }, 2)
+                            (
+                                if dacl {
+                                    SE_DACL_AUTO_INHERITED
+                                } else {
+                                    SE_SACL_AUTO_INHERITED
+                                },
+                                2,
+                            )
                         } else if f.starts_with('P') {
-                            (if dacl { SE_DACL_PROTECTED } else { SE_SACL_PROTECTED }, 1)
+                            (
+                                if dacl {
+                                    SE_DACL_PROTECTED
+                                } else {
+                                    SE_SACL_PROTECTED
+                                },
+                                1,
+                            )
                         } else {
                             return Err(err(format!("unknown ACL flag at `{f}`")));
                         };
@@ -524,7 +579,9 @@ impl SecurityDescriptor {
                     let mut list = Vec::new();
                     let mut a = aces;
                     while let Some(r) = a.strip_prefix('(') {
-                        let close = r.find(')').ok_or_else(|| err("an ACE without `)`".into()))?;
+                        let close = r
+                            .find(')')
+                            .ok_or_else(|| err("an ACE without `)`".into()))?;
                         list.push(parse_ace(&r[..close]).map_err(|e| err(e.to_string()))?);
                         a = &r[close + 1..];
                     }
@@ -586,7 +643,8 @@ pub const BUILDKIT_DIR_SDDL: &str = "O:BAG:SYD:(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)(
 /// BuildKit's default descriptor for files (124 bytes).
 pub const BUILDKIT_FILE_SDDL: &str = "O:BAG:SYD:(A;;FA;;;BA)(A;;FA;;;SY)(A;;0x1200a9;;;BU)";
 /// ko's (and crane's) descriptor, base64 as they write it: owner and group BUILTIN\Users, no DACL.
-pub const KO_SD_BASE64: &str = "AQAAgBQAAAAkAAAAAAAAAAAAAAABAgAAAAAABSAAAAAhAgAAAQIAAAAAAAUgAAAAIQIAAA==";
+pub const KO_SD_BASE64: &str =
+    "AQAAgBQAAAAkAAAAAAAAAAAAAAABAgAAAAAABSAAAAAhAgAAAQIAAAAAAAUgAAAAIQIAAA==";
 
 #[cfg(test)]
 mod tests {
@@ -601,7 +659,10 @@ mod tests {
 
     #[test]
     fn sddl_builds_buildkits_exact_bytes() {
-        for (sddl, b64, len) in [(BUILDKIT_DIR_SDDL, BUILDKIT_DIR_B64, 216), (BUILDKIT_FILE_SDDL, BUILDKIT_FILE_B64, 124)] {
+        for (sddl, b64, len) in [
+            (BUILDKIT_DIR_SDDL, BUILDKIT_DIR_B64, 216),
+            (BUILDKIT_FILE_SDDL, BUILDKIT_FILE_B64, 124),
+        ] {
             let bytes = SecurityDescriptor::from_sddl(sddl).unwrap().to_bytes();
             assert_eq!(bytes.len(), len);
             assert_eq!(B64.encode(&bytes), b64);
@@ -615,7 +676,12 @@ mod tests {
         assert_eq!(ko.len(), 52);
         let sd = SecurityDescriptor::parse(&ko).unwrap();
         assert_eq!(sd.to_sddl(), "O:BUG:BU");
-        assert_eq!(SecurityDescriptor::from_sddl("O:BUG:BU").unwrap().to_bytes(), ko);
+        assert_eq!(
+            SecurityDescriptor::from_sddl("O:BUG:BU")
+                .unwrap()
+                .to_bytes(),
+            ko
+        );
     }
 
     #[test]
@@ -623,7 +689,10 @@ mod tests {
         let ko = B64.decode(KO_SD_BASE64).unwrap();
         let mut b = ko.clone();
         b[4] = 0xf0; // owner offset past the end
-        assert!(SecurityDescriptor::parse(&b).unwrap_err().to_string().contains("past the end"));
+        assert!(SecurityDescriptor::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("past the end"));
         let mut b = ko.clone();
         b[3] = 0; // not self-relative
         assert!(SecurityDescriptor::parse(&b).is_err());
@@ -634,7 +703,12 @@ mod tests {
         assert!(SecurityDescriptor::from_sddl("D:(A;;QQ;;;BA)").is_err());
         assert!(SecurityDescriptor::from_sddl("D:(A;;FA;;BA)").is_err());
         // Found by fuzzing: non-ASCII text next to a component tag, in rights and in flags.
-        for s in ["O:\u{e9}\u{301}G:BA", "D:(A;;F\u{e9};;;BA)", "D:(A;O\u{e9};FA;;;BA)", "x\u{301}:"] {
+        for s in [
+            "O:\u{e9}\u{301}G:BA",
+            "D:(A;;F\u{e9};;;BA)",
+            "D:(A;O\u{e9};FA;;;BA)",
+            "x\u{301}:",
+        ] {
             assert!(SecurityDescriptor::from_sddl(s).is_err(), "{s}");
         }
     }

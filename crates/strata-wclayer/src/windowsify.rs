@@ -31,7 +31,9 @@ use strata_layer::compress::Decompressor;
 use strata_layer::tar::{HeaderStyle, TarReader, TarWriter};
 use strata_layer::{Entry, EntryKind, LayerReader, LayerWriter, Timestamp};
 
-use crate::backuptar::{basic_records, copy_dense, record, set_times, tar_path, write_tar_whiteout, B64, PAX_RAWSD};
+use crate::backuptar::{
+    basic_records, copy_dense, record, set_times, tar_path, write_tar_whiteout, B64, PAX_RAWSD,
+};
 use crate::reparse::{self, ReparsePoint};
 use crate::sd::{SecurityDescriptor, BUILDKIT_DIR_SDDL, BUILDKIT_FILE_SDDL, KO_SD_BASE64};
 use crate::{check_component, Error, FileAttributes, FileBasicInfo, FileTime, WinPath};
@@ -124,12 +126,22 @@ struct Emitter<W: Write> {
 impl<W: Write> Emitter<W> {
     fn claim(&mut self, name: &str) -> Result<(), Error> {
         if !self.names.insert(name.to_uppercase()) {
-            return Err(Error::name(name, "a second entry with this name, or one differing only in case (NTFS holds one)"));
+            return Err(Error::name(
+                name,
+                "a second entry with this name, or one differing only in case (NTFS holds one)",
+            ));
         }
         Ok(())
     }
 
-    fn entry(&mut self, name: &str, kind: EntryKind, mode: u32, info: FileBasicInfo, sd: Option<&str>) -> Result<(), Error> {
+    fn entry(
+        &mut self,
+        name: &str,
+        kind: EntryKind,
+        mode: u32,
+        info: FileBasicInfo,
+        sd: Option<&str>,
+    ) -> Result<(), Error> {
         let mut e = Entry::new(tar_path(name)?, kind);
         set_times(&mut e, &info);
         basic_records(&mut e, &info);
@@ -147,7 +159,13 @@ impl<W: Write> Emitter<W> {
         // `Files` and `Hives` get no descriptor (as BuildKit writes them, and as Windows
         // exports them: their own SD is never read back).
         let sd = name.contains('/').then(|| self.dir_sd.clone());
-        self.entry(name, EntryKind::Dir, 0o40000, info_at(t, FileAttributes::DIRECTORY), sd.as_deref())
+        self.entry(
+            name,
+            EntryKind::Dir,
+            0o40000,
+            info_at(t, FileAttributes::DIRECTORY),
+            sd.as_deref(),
+        )
     }
 
     /// Writes the ancestors of `name` that were not written yet.
@@ -166,11 +184,22 @@ impl<W: Write> Emitter<W> {
 }
 
 /// Reads a Linux layer or rootfs tar (plain, gzip or zstd) and writes the Windows layer.
-pub fn windowsify<R: Read + Send, W: Write>(input: R, out: W, sd: &SecurityChoice) -> Result<WindowsifySummary, Error> {
+pub fn windowsify<R: Read + Send, W: Write>(
+    input: R,
+    out: W,
+    sd: &SecurityChoice,
+) -> Result<WindowsifySummary, Error> {
     let (dir_sd, file_sd) = sd.descriptors()?;
     let input = Decompressor::new(input).map_err(|e| Error::io("reading the rootfs tar", e))?;
     let mut r = TarReader::new(io::BufReader::with_capacity(256 * 1024, input));
-    let mut em = Emitter { tar: TarWriter::new(out), dirs: HashSet::new(), names: HashSet::new(), dir_sd, file_sd, summary: WindowsifySummary::default() };
+    let mut em = Emitter {
+        tar: TarWriter::new(out),
+        dirs: HashSet::new(),
+        names: HashSet::new(),
+        dir_sd,
+        file_sd,
+        summary: WindowsifySummary::default(),
+    };
     em.dir("Files", Timestamp::EPOCH)?;
     em.dir("Hives", Timestamp::EPOCH)?;
     let mut buf = vec![0u8; 256 * 1024];
@@ -178,7 +207,8 @@ pub fn windowsify<R: Read + Send, W: Write>(input: R, out: W, sd: &SecurityChoic
         if e.path.is_root() {
             continue;
         }
-        let rel = std::str::from_utf8(e.path.as_bytes()).map_err(|_| Error::name(e.path.to_string(), "the name is not UTF-8"))?;
+        let rel = std::str::from_utf8(e.path.as_bytes())
+            .map_err(|_| Error::name(e.path.to_string(), "the name is not UTF-8"))?;
         for c in rel.split('/') {
             check_component(c).map_err(|r| Error::name(rel, r))?;
         }
@@ -210,22 +240,55 @@ pub fn windowsify<R: Read + Send, W: Write>(input: R, out: W, sd: &SecurityChoic
             EntryKind::File { size, .. } => {
                 em.claim(&name)?;
                 let sd = em.file_sd.clone();
-                em.entry(&name, EntryKind::File { size: *size, sparse: None }, 0o100000, info_at(t, FileAttributes::ARCHIVE), Some(&sd))?;
+                em.entry(
+                    &name,
+                    EntryKind::File {
+                        size: *size,
+                        sparse: None,
+                    },
+                    0o100000,
+                    info_at(t, FileAttributes::ARCHIVE),
+                    Some(&sd),
+                )?;
                 copy_dense(&mut r, &e, &mut TarData(&mut em.tar), &mut buf)?;
                 em.summary.data_bytes += size;
             }
             EntryKind::Symlink { target } => {
                 em.claim(&name)?;
-                let tstr = std::str::from_utf8(target).map_err(|_| Error::entry(rel, "the symlink target is not UTF-8"))?;
+                let tstr = std::str::from_utf8(target)
+                    .map_err(|_| Error::entry(rel, "the symlink target is not UTF-8"))?;
                 // Checked now: Windows would refuse the reparse buffer at import.
-                reparse::encode(&ReparsePoint { target: tstr.replace('/', "\\"), mount_point: false })?;
+                reparse::encode(&ReparsePoint {
+                    target: tstr.replace('/', "\\"),
+                    mount_point: false,
+                })?;
                 let sd = em.file_sd.clone();
-                em.entry(&name, EntryKind::Symlink { target: target.clone() }, 0o120000, info_at(t, FileAttributes::ARCHIVE | FileAttributes::REPARSE_POINT), Some(&sd))?;
+                em.entry(
+                    &name,
+                    EntryKind::Symlink {
+                        target: target.clone(),
+                    },
+                    0o120000,
+                    info_at(t, FileAttributes::ARCHIVE | FileAttributes::REPARSE_POINT),
+                    Some(&sd),
+                )?;
             }
             EntryKind::HardLink { target } => {
                 em.claim(&name)?;
-                let tname = format!("Files/{}", std::str::from_utf8(target.as_bytes()).map_err(|_| Error::entry(rel, "the link target is not UTF-8"))?);
-                em.entry(&name, EntryKind::HardLink { target: tar_path(&tname)? }, 0o644, info_at(t, FileAttributes::ARCHIVE), None)?;
+                let tname = format!(
+                    "Files/{}",
+                    std::str::from_utf8(target.as_bytes())
+                        .map_err(|_| Error::entry(rel, "the link target is not UTF-8"))?
+                );
+                em.entry(
+                    &name,
+                    EntryKind::HardLink {
+                        target: tar_path(&tname)?,
+                    },
+                    0o644,
+                    info_at(t, FileAttributes::ARCHIVE),
+                    None,
+                )?;
             }
             _ => unreachable!("handled above"),
         }

@@ -379,7 +379,10 @@ fn gnu_sparse_1_0_map_longer_than_a_short_entry_is_refused() {
     tar.extend(padded(b"1\n0\n3\n"));
     tar.extend([0u8; 1024]);
     let err = read_all(&tar).unwrap_err().to_string();
-    assert!(err.contains("map takes 512 bytes but the entry holds only 10"), "{err}");
+    assert!(
+        err.contains("map takes 512 bytes but the entry holds only 10"),
+        "{err}"
+    );
 }
 
 /// A sink that keeps everything, to prove no byte is lost or reordered.
