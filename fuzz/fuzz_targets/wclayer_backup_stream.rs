@@ -38,7 +38,7 @@ fn to_stream(tar: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let mut r = BackupStreamReader::new(data);
     let mut sink = Vec::new();
-    while let Ok(Some(_)) = r.next() {
+    while let Ok(Some(_)) = r.next_header() {
         sink.clear();
         if r.by_ref().take(1 << 20).read_to_end(&mut sink).is_err() {
             break;

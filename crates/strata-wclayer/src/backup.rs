@@ -3,7 +3,7 @@
 //! back to back (`../shared/specs/windows-layer.md` §1).
 //!
 //! [`BackupStreamReader`] pulls one [`StreamHeader`] at a time and reads its payload
-//! (unread payload is skipped by the next [`next`](BackupStreamReader::next)).
+//! (unread payload is skipped by the next [`next_header`](BackupStreamReader::next_header)).
 //! [`BackupStreamWriter`] pushes headers and payloads and checks each payload is complete.
 //!
 //! ```
@@ -15,12 +15,12 @@
 //! let stream = w.finish().unwrap();
 //! assert_eq!(stream.len(), 20 + 3);
 //! let mut r = BackupStreamReader::new(&stream[..]);
-//! let h = r.next().unwrap().unwrap();
+//! let h = r.next_header().unwrap().unwrap();
 //! assert_eq!((h.id, h.size), (StreamId::Data, 3));
 //! let mut data = Vec::new();
 //! r.read_to_end(&mut data).unwrap();
 //! assert_eq!(data, b"abc");
-//! assert!(r.next().unwrap().is_none());
+//! assert!(r.next_header().unwrap().is_none());
 //! ```
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -203,7 +203,7 @@ impl<R: Read> BackupStreamReader<R> {
     }
 
     /// The next stream's header (skipping unread payload first), or `None` at the end.
-    pub fn next(&mut self) -> Result<Option<StreamHeader>, Error> {
+    pub fn next_header(&mut self) -> Result<Option<StreamHeader>, Error> {
         self.skip()?;
         let start = self.offset;
         let mut h = [0u8; HEADER_LEN as usize];
@@ -450,7 +450,7 @@ pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> 
     let mut last_end = 0u64;
     loop {
         let at = r.offset();
-        let Some(h) = r.next()? else { break };
+        let Some(h) = r.next_header()? else { break };
         let payload = r.offset();
         let small = |r: &mut BackupStreamReader<R>,
                      h: &StreamHeader,
@@ -603,23 +603,23 @@ mod tests {
             4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, b'a', 0, b'b',
         ];
         let e = BackupStreamReader::new(&s[..])
-            .next()
+            .next_header()
             .unwrap_err()
             .to_string();
         assert!(e.contains("odd name size 3"), "{e}");
         // Truncated header.
         s.truncate(10);
         let e = BackupStreamReader::new(&s[..])
-            .next()
+            .next_header()
             .unwrap_err()
             .to_string();
         assert!(e.contains("inside a stream header"), "{e}");
         // Payload shorter than its size.
         let mut t = stream(&[(StreamHeader::new(StreamId::Data, 4), b"abcd")]);
         t.truncate(22);
-        let e = BackupStreamReader::new(&t[..]).next().and_then(|_| {
+        let e = BackupStreamReader::new(&t[..]).next_header().and_then(|_| {
             let mut r = BackupStreamReader::new(&t[..]);
-            r.next()?;
+            r.next_header()?;
             let mut v = Vec::new();
             r.read_to_end(&mut v).map_err(|e| Error::io("x", e))
         });
@@ -629,7 +629,7 @@ mod tests {
             99u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ];
         assert!(BackupStreamReader::new(&u[..])
-            .next()
+            .next_header()
             .unwrap_err()
             .to_string()
             .contains("unknown stream ID 99"));

@@ -664,7 +664,7 @@ impl LayerFolderWriter {
             dst.join("Files"),
             WinPath::parse("UtilityVM\\Files")?,
         )];
-        fs::create_dir(&dst.join("Files")).map_err(|e| wrap(e, &dst))?;
+        fs::create_dir(dst.join("Files")).map_err(|e| wrap(e, &dst))?;
         let mut dir_times = Vec::new();
         while let Some((s, d, wp)) = stack.pop() {
             for ent in sorted_children(&s).map_err(|e| wrap(e, &s))? {
@@ -1537,9 +1537,9 @@ impl LayerFolderReader {
     /// The names in a directory that are entries, sorted by bytes (Go's `filepath.Walk`).
     fn children(&self, dir: &OwnedFd, name: &WinPath) -> Result<Vec<String>, Error> {
         let mut v = Vec::new();
-        let mut d = rfs::Dir::read_from(dir)
+        let d = rfs::Dir::read_from(dir)
             .map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
-        while let Some(ent) = d.next() {
+        for ent in d {
             let ent = ent.map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
             let raw = ent.file_name().to_bytes();
             if raw == b"." || raw == b".." {

@@ -361,7 +361,7 @@ fn mask_from_sddl(s: &str) -> Result<u32, Error> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().map_err(|_| bad(format!("bad access mask `{s}`")));
     }
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return Err(bad(format!("bad access rights `{s}`")));
     }
     let mut mask = 0;
@@ -617,7 +617,7 @@ fn parse_ace(s: &str) -> Result<Ace, Error> {
         .ok_or_else(|| bad(format!("unsupported ACE type `{}`", parts[0])))?;
     let mut flags = 0;
     let f = parts[1];
-    if f.len() % 2 != 0 || !f.is_ascii() {
+    if !f.len().is_multiple_of(2) || !f.is_ascii() {
         return Err(bad(format!("bad ACE flags `{f}`")));
     }
     for i in (0..f.len()).step_by(2) {

@@ -59,6 +59,8 @@ fn import_err(t: &[u8], root: &Path) -> String {
     e
 }
 
+type Case<'a> = (&'a [(&'a str, EntryKind, &'a str)], &'a str);
+
 fn f(n: u64) -> EntryKind {
     EntryKind::File {
         size: n,
@@ -69,7 +71,7 @@ fn f(n: u64) -> EntryKind {
 #[test]
 fn names_escaping_files_dotdot_and_case_duplicates_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: &[(&[(&str, EntryKind, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &[("Files", EntryKind::Dir, "16"), ("etc/passwd", f(1), "32")],
             "only Files\\, Hives\\ and UtilityVM\\",
@@ -217,7 +219,7 @@ fn tombstones_with_empty_lines_or_dotdot_are_refused() {
     w.add(&wp("Files"), &dir()).unwrap();
     w.finish().unwrap();
     let d = tmp.path().join("d");
-    let mut w = LayerFolderWriter::create(&d, &[base.clone()]).unwrap();
+    let mut w = LayerFolderWriter::create(&d, std::slice::from_ref(&base)).unwrap();
     w.add(&wp("Files"), &dir()).unwrap();
     w.finish().unwrap();
     std::fs::write(d.join("tombstones.txt"), "\u{feff}Version 1.0\n\n").unwrap();

@@ -263,7 +263,7 @@ fn generate(root: &Path) -> (PathBuf, PathBuf) {
     w.finish().unwrap();
 
     let diff = root.join("diff");
-    let mut w = LayerFolderWriter::create(&diff, &[base.clone()]).unwrap();
+    let mut w = LayerFolderWriter::create(&diff, std::slice::from_ref(&base)).unwrap();
     let delta = flat(info(&mut r, 0x20));
     add(
         &mut w,
@@ -356,8 +356,8 @@ fn tree(root: &Path) -> BTreeMap<String, (bool, Vec<u8>, Vec<u8>, usize)> {
     let top = rfs::open(root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
     let mut stack = vec![(String::new(), top)];
     while let Some((rel, dir)) = stack.pop() {
-        let mut d = rfs::Dir::read_from(&dir).unwrap();
-        while let Some(ent) = d.next() {
+        let d = rfs::Dir::read_from(&dir).unwrap();
+        for ent in d {
             let ent = ent.unwrap();
             let name = String::from_utf8(ent.file_name().to_bytes().to_vec()).unwrap();
             if name == "." || name == ".." || (rel.is_empty() && name == "layerchain.json") {

@@ -396,7 +396,7 @@ fn tv10_tombstones_file_and_whiteout_order() {
     w.add(&wp("Files"), &info(16)).unwrap();
     w.finish().unwrap();
     let layer = tmp.path().join("diff");
-    let mut w = LayerFolderWriter::create(&layer, &[base.clone()]).unwrap();
+    let mut w = LayerFolderWriter::create(&layer, std::slice::from_ref(&base)).unwrap();
     w.add(&wp("Files"), &info(16)).unwrap();
     w.remove(&wp("Files\\old.txt")).unwrap();
     w.add(&wp("Files\\dir"), &info(16)).unwrap();
@@ -406,7 +406,7 @@ fn tv10_tombstones_file_and_whiteout_order() {
     let want = "EF BB BF 56 65 72 73 69 6F 6E 20 31 2E 30 0A 5C 6F 6C 64 2E 74 78 74 0A 5C 64 69 72 5C 67 6F 6E 65 0A";
     assert_eq!(t, hex::decode(want.replace(' ', "")).unwrap());
 
-    let chain = LayerChain::new(&layer, &[base.clone()]);
+    let chain = LayerChain::new(&layer, std::slice::from_ref(&base));
     let mut tar = Vec::new();
     export_layer(&chain, &mut tar).unwrap();
     let names: Vec<String> = {
@@ -431,7 +431,11 @@ fn tv10_tombstones_file_and_whiteout_order() {
     );
     // And the tar imports back into the same tombstones, exporting the same bytes.
     let again = tmp.path().join("again");
-    import_layer(&tar[..], &LayerChain::new(&again, &[base.clone()])).unwrap();
+    import_layer(
+        &tar[..],
+        &LayerChain::new(&again, std::slice::from_ref(&base)),
+    )
+    .unwrap();
     assert_eq!(std::fs::read(again.join(TOMBSTONES_FILE)).unwrap(), t);
     let mut tar2 = Vec::new();
     export_layer(&LayerChain::new(&again, &[base]), &mut tar2).unwrap();
