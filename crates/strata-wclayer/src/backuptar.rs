@@ -366,9 +366,15 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
             ));
         }
         for x in eas {
-            let n = String::from_utf8(x.name).map_err(|_| {
-                Error::entry(&tar_name, "an EA name is not UTF-8 and cannot be a PAX key")
-            })?;
+            let n = String::from_utf8(x.name)
+                .ok()
+                .filter(|n| !n.contains('='))
+                .ok_or_else(|| {
+                    Error::entry(
+                        &tar_name,
+                        "an EA name that is not UTF-8 or holds `=` cannot be a PAX key",
+                    )
+                })?;
             e.pax.push(record(
                 &format!("{PAX_XATTR_PREFIX}{n}"),
                 B64.encode(&x.value),

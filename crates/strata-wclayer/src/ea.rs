@@ -89,6 +89,11 @@ pub fn decode(mut buf: &[u8]) -> Result<Vec<ExtendedAttribute>, Error> {
                 "EA entry at byte {at}: the name is not NUL-terminated"
             )));
         }
+        if buf[8..8 + name_len].contains(&0) {
+            return Err(bad(format!(
+                "EA entry at byte {at}: the name holds a NUL byte"
+            )));
+        }
         out.push(ExtendedAttribute {
             name: buf[8..8 + name_len].to_vec(),
             value: buf[9 + name_len..need].to_vec(),
@@ -142,6 +147,13 @@ mod tests {
         let mut c = encode(&[ea("a", "b")]).unwrap();
         c[6] = 0xff;
         assert!(decode(&c).unwrap_err().to_string().contains("needs"));
+        // A NUL inside the name (found by fuzzing: it could not be encoded again).
+        assert!(
+            decode(&[0, 0, 0, 0, 0, 4, 2, 0, b'T', b'E', 0, 0, 0, 0, 0, 0])
+                .unwrap_err()
+                .to_string()
+                .contains("NUL")
+        );
         // Too short for a header.
         assert!(decode(&[1, 2, 3]).is_err());
         // Missing final pad is fine.
