@@ -466,14 +466,21 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
     Ok(written)
 }
 
-fn tar_zeros<W: Write>(tar: &mut TarWriter<W>, mut n: u64) -> Result<(), Error> {
-    const Z: [u8; 8192] = [0; 8192];
-    while n > 0 {
-        let k = n.min(Z.len() as u64) as usize;
-        tar.write_data(&Z[..k])?;
-        n -= k as u64;
+/// A tar entry's data as a `Write`.
+pub(crate) struct TarData<'a, W: Write>(pub &'a mut TarWriter<W>);
+
+impl<W: Write> Write for TarData<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_data(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
     }
-    Ok(())
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tar_zeros<W: Write>(tar: &mut TarWriter<W>, n: u64) -> Result<(), Error> {
+    zeros(&mut TarData(tar), n).map_err(|e| Error::io("writing the tar stream", e))
 }
 
 /// A hard-link entry as ociwclayer writes it: type `1`, mode `0644`, the link's basic

@@ -32,7 +32,8 @@ use strata_layer::tar::{HeaderStyle, TarReader, TarWriter};
 use strata_layer::{Entry, EntryKind, LayerReader, LayerWriter, Timestamp};
 
 use crate::backuptar::{
-    basic_records, copy_dense, record, set_times, tar_path, write_tar_whiteout, B64, PAX_RAWSD,
+    basic_records, copy_dense, record, set_times, tar_path, write_tar_whiteout, TarData, B64,
+    PAX_RAWSD,
 };
 use crate::reparse::{self, ReparsePoint};
 use crate::sd::{SecurityDescriptor, BUILDKIT_DIR_SDDL, BUILDKIT_FILE_SDDL, KO_SD_BASE64};
@@ -89,18 +90,6 @@ pub struct WindowsifySummary {
     pub late_dirs: u64,
     pub data_bytes: u64,
     pub whiteouts: u64,
-}
-
-struct TarData<'a, W: Write>(&'a mut TarWriter<W>);
-
-impl<W: Write> Write for TarData<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_data(buf).map_err(io::Error::other)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn info_at(t: Timestamp, attributes: u32) -> FileBasicInfo {
