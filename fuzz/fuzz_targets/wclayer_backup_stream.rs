@@ -44,7 +44,6 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
     }
-    let _ = backup::scan(Cursor::new(data), "fuzz");
 
     let attrs = data
         .first()
@@ -57,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
         change_time: t,
         attributes: FileAttributes(attrs),
     };
-    if let Some(tar1) = to_tar(data, &info) {
+    // The harness keeps tars in memory: skip streams whose (sparse) file is huge.
+    let small = backup::scan(Cursor::new(data), "fuzz")
+        .is_ok_and(|s| s.data.is_none_or(|d| d.logical_size < 1 << 24));
+    if let Some(tar1) = to_tar(data, &info).filter(|_| small) {
         let s2 = to_stream(&tar1);
         let tar2 = to_tar(&s2, &info).expect("a re-imported stream exports");
         let s3 = to_stream(&tar2);

@@ -126,6 +126,11 @@ fn import_into<R: Read + Send>(
                 let name = WinPath::from_layer_path(&e.path)?;
                 let (size, info) = file_info_from_entry(&e)?;
                 if matches!(e.kind, EntryKind::File { .. }) {
+                    if info.attributes.is_dir() {
+                        // Go would write a data stream into a directory, which Windows
+                        // cannot hold (and which exports as a different entry).
+                        return Err(wrap(Error::entry(e.path.to_string(), "MSWINDOWS.fileattr marks a directory, but the entry is a regular file (a directory cannot hold file data)")));
+                    }
                     summary.size += size;
                 }
                 w.add(&name, &info).map_err(wrap)?;
