@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark race: Strata against GNU tar, umoci and tar|openssl, in one run.
 #
-# Usage: bench/run.sh
+# Usage: bench/run.sh     (also runs bench/wclayer.sh and bench/store.sh, appending)
 # Environment:
 #   CORPUS=DIR        full test corpus (default /var/tmp/strata-corpus-full; built with
 #                     shared/testdata/make-corpus.sh if absent, ~2.5 min, ~1.2 GB)
@@ -234,3 +234,9 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
 mv "$results.tmp" "$results"
 cat "$results"
 say "written to $results"
+
+# Windows layers: import/export against the Linux path (appends to the same file).
+N=$N TMPFS=$TMPFS "$ROOT/bench/wclayer.sh"
+
+# The store: apply vs unpack, changes, mount latency, ls (appends to the same file).
+STRATA=$STRATA N=$N TMPFS=$TMPFS CORPUS=$CORPUS BENCH_WORK=$BENCH_WORK "$ROOT/bench/store.sh" | tee -a "$results"

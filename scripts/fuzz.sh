@@ -2,7 +2,8 @@
 # Runs the cargo-fuzz targets of fuzz/ for a while each.
 #
 # Usage: scripts/fuzz.sh SECONDS [TARGET...]
-#   targets: tar_reader unpack recipe_roundtrip (default: all, one after the other)
+#   targets: tar_reader unpack recipe_roundtrip wclayer_backup_stream wclayer_metadata
+#            wclayer_import (default: all, one after the other)
 #
 # Installs cargo-fuzz (`cargo install cargo-fuzz --locked`) if it is missing, and builds
 # with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly flags; only stable is installed).
@@ -21,7 +22,7 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 if [ $# -lt 1 ] || ! [[ $1 =~ ^[0-9]+$ ]]; then usage "${BASH_SOURCE[0]}" >&2; exit 2; fi
 SECONDS_EACH=$1
 shift
-ALL_TARGETS=(tar_reader unpack recipe_roundtrip)
+ALL_TARGETS=(tar_reader unpack recipe_roundtrip wclayer_backup_stream wclayer_metadata wclayer_import)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
@@ -79,6 +80,8 @@ for t in "${TARGETS[@]}"; do
   # they run without it; the single-threaded tar_reader keeps it.
   leaks=1
   case $t in unpack | recipe_roundtrip) leaks=0 ;; esac
+  # Seeds of a target's own (Windows layer tars, backup streams, SDs), kept small.
+  if [ -d "$FUZZ_DIR/seeds/$t" ]; then regress+=("$FUZZ_DIR/seeds/$t"); fi
   say "fuzzing $t for ${SECONDS_EACH}s (log: $logs/$t.log)"
   # -max_len: the largest seed worth mutating whole (the biggest evil tar, 2 MB of
   # nested directories, is read truncated). -timeout: a hang is a bug too.

@@ -67,7 +67,7 @@ need_packages() {
 build_strata() {
   say "building strata (cargo build --release -p strata-cli)"
   (cd "$ROOT" && cargo build --release -p strata-cli --quiet) || die "the release build failed"
-  STRATA=$ROOT/target/release/strata
+  STRATA=${CARGO_TARGET_DIR:-$ROOT/target}/release/strata
   [ -x "$STRATA" ] || die "no binary at $STRATA after the build"
 }
 

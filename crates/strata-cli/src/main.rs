@@ -4,6 +4,7 @@
 mod layer;
 mod output;
 mod store;
+mod wclayer;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,9 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Windows container layers: import, export, from-rootfs, inspect, extract.
+    #[command(subcommand)]
+    Wclayer(wclayer::WclayerCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Layer(cmd) => layer::run(cmd, &cli.store, &out),
         Command::Cleanup => store::cleanup(&cli.store, &out),
         Command::Fsck { repair } => store::fsck(&cli.store, repair, &out),
+        Command::Wclayer(cmd) => wclayer::run(cmd, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -79,7 +79,7 @@ fn split_chunk(p: &[u8]) -> (&[u8], &[u8]) {
 /// directory. That stays confined (each piece's directory lies inside the root), and a
 /// symlink in a later piece that is absolute or climbs above its piece fails with `EXDEV`
 /// instead of resolving differently from a short path.
-pub(crate) fn resolve_dir(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
+pub fn resolve_dir(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
     let in_root = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     if path.is_empty() {
         return openat2_retry(root, b".", in_root);

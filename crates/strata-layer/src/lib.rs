@@ -36,7 +36,7 @@ pub mod dir_reader;
 pub mod dir_writer;
 mod entry;
 mod error;
-mod inroot;
+pub mod inroot;
 pub mod pack;
 mod path;
 mod pipe;

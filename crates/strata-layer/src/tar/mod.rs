@@ -25,8 +25,9 @@ mod pax;
 mod reader;
 mod writer;
 
+pub use pax::{format_time as format_pax_time, parse_time as parse_pax_time};
 pub use reader::{TarReader, TarSink, MAX_EXTENSION, MAX_SPARSE_EXTENTS};
-pub use writer::TarWriter;
+pub use writer::{HeaderStyle, TarWriter};
 
 #[cfg(test)]
 mod tests;

@@ -87,13 +87,40 @@ impl<W: Write> TarWriter<W> {
     }
 }
 
-impl<W: Write> LayerWriter for TarWriter<W> {
-    /// The output, flushed, for the caller to finish (compression, digests).
-    type Summary = W;
+/// How [`TarWriter::add_as`] encodes the headers of one entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeaderStyle {
+    /// What [`LayerWriter::add`] writes: see [`TarWriter`].
+    #[default]
+    Strata,
+    /// Go `archive/tar` given `Header.Format = FormatPAX`, which is how go-winio's
+    /// `backuptar` writes Windows layers (`../shared/specs/windows-layer.md` §3.1):
+    /// `mode` is the whole mode field, file-type bits included (`0o100000`, `0o40000`,
+    /// `0o120000`, `0o160000`); a directory's name gets no trailing `/`; `atime` and
+    /// `ctime` are recorded when set; a PAX entry never uses the ustar prefix (a long or
+    /// non-ASCII name goes in a `path` record, the name field keeps its ASCII bytes cut to
+    /// 100). An entry that needs no record at all is written as plain ustar, as Go does.
+    GoPax { mode: u32 },
+}
 
-    fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+impl<W: Write> TarWriter<W> {
+    /// Starts an entry like [`LayerWriter::add`], with its headers encoded in `style`.
+    ///
+    /// ```
+    /// use strata_layer::tar::{HeaderStyle, TarWriter};
+    /// use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, Timestamp};
+    /// let mut w = TarWriter::new(Vec::new());
+    /// let mut dir = Entry::new(LayerPath::from_tar_name(b"Files").unwrap(), EntryKind::Dir);
+    /// dir.meta.atime = Some(Timestamp::new(1577836800, 0));
+    /// w.add_as(&dir, HeaderStyle::GoPax { mode: 0o40000 }).unwrap();
+    /// let tar = w.finish().unwrap();
+    /// assert_eq!(&tar[..18], b"PaxHeaders.0/Files");
+    /// assert_eq!(&tar[1024..1030], b"Files\0");
+    /// assert_eq!(&tar[1024 + 100..1024 + 108], b"0040000\0");
+    /// ```
+    pub fn add_as(&mut self, entry: &Entry, style: HeaderStyle) -> Result<(), Error> {
         self.end_entry()?;
-        let headers = encode(entry)?;
+        let headers = encode(entry, style)?;
         self.put(&headers)?;
         let size = match &entry.kind {
             EntryKind::File { size, sparse } => {
@@ -117,6 +144,15 @@ impl<W: Write> LayerWriter for TarWriter<W> {
             self.end_entry()?;
         }
         Ok(())
+    }
+}
+
+impl<W: Write> LayerWriter for TarWriter<W> {
+    /// The output, flushed, for the caller to finish (compression, digests).
+    type Summary = W;
+
+    fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+        self.add_as(entry, HeaderStyle::Strata)
     }
 
     fn write_data(&mut self, mut data: &[u8]) -> Result<(), Error> {
@@ -168,8 +204,9 @@ impl<W: Write> LayerWriter for TarWriter<W> {
 }
 
 /// The header blocks of one entry (a PAX header first when needed).
-fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
+fn encode(entry: &Entry, style: HeaderStyle) -> Result<Vec<u8>, Error> {
     let meta = &entry.meta;
+    let go = matches!(style, HeaderStyle::GoPax { .. });
     let (name, typeflag, mode, uid, gid, mtime, size, linkname): (
         Vec<u8>,
         u8,
@@ -193,7 +230,9 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
             let (flag, size, link): (u8, u64, &[u8]) = match kind {
                 EntryKind::File { size, .. } => (b'0', *size, &[]),
                 EntryKind::Dir => {
-                    name.push(b'/');
+                    if !go {
+                        name.push(b'/');
+                    }
                     (b'5', 0, &[])
                 }
                 EntryKind::Symlink { target } => (b'2', 0, target),
@@ -206,7 +245,10 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
             (
                 name,
                 flag,
-                meta.mode & 0o7777,
+                match style {
+                    HeaderStyle::GoPax { mode } => mode,
+                    HeaderStyle::Strata => meta.mode & 0o7777,
+                },
                 meta.uid,
                 meta.gid,
                 meta.mtime,
@@ -218,20 +260,28 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
 
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     let mut block = [0u8; BLOCK];
-    match ustar_split(&name) {
-        Some((prefix, base)) => {
-            block[field::NAME][..base.len()].copy_from_slice(base);
-            block[field::PREFIX][..prefix.len()].copy_from_slice(prefix);
-        }
-        None => {
-            records.push(("path".into(), name.clone()));
-            put_ascii(&mut block[field::NAME], &name);
+    // Go PAX: the name is decided once we know whether any record forces PAX (below).
+    let split = ustar_split(&name);
+    if !go {
+        match split {
+            Some((prefix, base)) => {
+                block[field::NAME][..base.len()].copy_from_slice(base);
+                block[field::PREFIX][..prefix.len()].copy_from_slice(prefix);
+            }
+            None => {
+                records.push(("path".into(), name.clone()));
+                put_ascii(&mut block[field::NAME], &name);
+            }
         }
     }
     if linkname.len() > 100 || !linkname.is_ascii() {
         records.push(("linkpath".into(), linkname.to_vec()));
     }
-    put_ascii(&mut block[field::LINKNAME], linkname);
+    if go {
+        go_format_string(&mut block[field::LINKNAME], linkname);
+    } else {
+        put_ascii(&mut block[field::LINKNAME], linkname);
+    }
     header::put_octal(&mut block[field::MODE], mode as u64);
     for (range, value, key) in [(field::UID, uid, "uid"), (field::GID, gid, "gid")] {
         if !header::put_octal(&mut block[range.clone()], value) {
@@ -250,6 +300,13 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
     );
     if !secs_fit || mtime.nanos != 0 {
         records.push(("mtime".into(), pax::format_time(mtime).into_bytes()));
+    }
+    if go {
+        for (key, t) in [("atime", meta.atime), ("ctime", meta.ctime)] {
+            if let Some(t) = t {
+                records.push((key.into(), pax::format_time(t).into_bytes()));
+            }
+        }
     }
     if !matches!(entry.kind, EntryKind::Whiteout | EntryKind::Opaque) {
         for (range, value, key) in [
@@ -275,6 +332,22 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, Error> {
         }
         for r in &entry.pax {
             records.push((r.key.clone(), r.value.clone()));
+        }
+    }
+    if go {
+        let long = name.len() > 100 || !name.is_ascii();
+        match split {
+            // Nothing but a splittable long name: Go falls back to ustar with a prefix.
+            Some((prefix, base)) if records.is_empty() => {
+                block[field::NAME][..base.len()].copy_from_slice(base);
+                block[field::PREFIX][..prefix.len()].copy_from_slice(prefix);
+            }
+            _ => {
+                if long {
+                    records.push(("path".into(), name.clone()));
+                }
+                go_format_string(&mut block[field::NAME], &name);
+            }
         }
     }
     block[field::TYPEFLAG] = typeflag;
@@ -352,6 +425,18 @@ fn ustar_split(name: &[u8]) -> Option<(&[u8], &[u8])> {
 fn put_ascii(field: &mut [u8], value: &[u8]) {
     for (dst, src) in field.iter_mut().zip(value.iter().filter(|b| b.is_ascii())) {
         *dst = *src;
+    }
+}
+
+/// Go's PAX name fields: the ASCII bytes of `value`, cut to the field; when the cut ends in
+/// `/`, the NUL goes where the run of trailing slashes starts (bytes after it stay).
+fn go_format_string(field: &mut [u8], value: &[u8]) {
+    let ascii: Vec<u8> = value.iter().copied().filter(u8::is_ascii).collect();
+    let n = ascii.len().min(field.len());
+    field[..n].copy_from_slice(&ascii[..n]);
+    if ascii.len() > field.len() && field[field.len() - 1] == b'/' {
+        let kept = field.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        field[kept] = 0;
     }
 }
 

@@ -1,0 +1,90 @@
+//! The crate's one error type: each variant names what went wrong and where.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading or writing a Windows layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A backup stream is malformed at `offset` (bytes from the start of the stream).
+    #[error("backup stream of `{name}`: {reason} (at byte {offset} of the stream)")]
+    BadStream {
+        name: String,
+        offset: u64,
+        reason: String,
+    },
+
+    /// An extended-attribute chain (FILE_FULL_EA_INFORMATION) is malformed or cannot be encoded.
+    #[error("extended attributes: {reason}")]
+    BadEa { reason: String },
+
+    /// A security descriptor is malformed (binary) or cannot be built (SDDL).
+    #[error("security descriptor: {reason}")]
+    BadSecurityDescriptor { reason: String },
+
+    /// Reparse data is malformed, unsupported or cannot be encoded.
+    #[error("reparse data: {reason}")]
+    BadReparse { reason: String },
+
+    /// A tar entry cannot be mapped to or from a Windows layer entry.
+    #[error("tar entry `{name}`: {reason}")]
+    BadEntry { name: String, reason: String },
+
+    /// A name cannot be a Windows layer path (escapes `Files\`, `..`, characters NTFS
+    /// cannot hold, a second name differing only in case).
+    #[error("invalid layer path `{name}`: {reason}")]
+    BadName { name: String, reason: String },
+
+    /// A layer folder holds something the format does not allow, or an operation on it failed.
+    #[error("layer folder {}: `{path}`: {reason}", folder.display())]
+    Folder {
+        folder: PathBuf,
+        path: String,
+        reason: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+
+    /// `tombstones.txt` is malformed (line numbers start at 1).
+    #[error("invalid tombstones file {}: line {line}: {reason}", file.display())]
+    BadTombstones {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// The writer or reader was used against its lifecycle.
+    #[error("misuse: {0}")]
+    Misuse(String),
+
+    /// The tar codec (strata-layer) failed.
+    #[error(transparent)]
+    Layer(#[from] strata_layer::Error),
+
+    /// An I/O error outside any one entry, with what was being done.
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, error: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            error,
+        }
+    }
+
+    pub(crate) fn entry(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::BadEntry {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn name(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::BadName {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
