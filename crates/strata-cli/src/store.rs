@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use strata_store::{
-    ApplyOptions, ChangeKind, CreateOptions, DriverKind, Layer, LayerId, StorageOptions, Store,
+    ApplyOptions, ChangeKind, CreateOptions, DriverKind, Layer, LayerId, Os, StorageOptions, Store,
     StoreOptions,
 };
 
@@ -26,6 +26,12 @@ pub struct StoreArgs {
     /// another) [default: overlay where a probe mount works, else vfs].
     #[arg(long, global = true, env = "STRATA_DRIVER", value_enum)]
     driver: Option<Driver>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayerOs {
+    Linux,
+    Windows,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,6 +105,10 @@ pub enum StoreLayerCommand {
         /// Apply trusted.* and security.* xattrs (other than security.capability) too.
         #[arg(long)]
         privileged_xattrs: bool,
+        /// What the diff is: a Linux layer, or a Windows layer tar (kept as a layer
+        /// folder; its parents must be Windows layers; never mounted).
+        #[arg(long, value_enum, default_value_t = LayerOs::Linux)]
+        os: LayerOs,
     },
     /// Mount a layer and print the path of its merged view (counted: every mount needs
     /// an umount, from any process).
@@ -181,6 +191,7 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
             input,
             no_sandbox,
             privileged_xattrs,
+            os,
         } => {
             let (reader, len) = open_input(&input)?;
             let bar = out.progress("applying", len);
@@ -191,6 +202,10 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                     &ApplyOptions {
                         sandbox: !no_sandbox,
                         privileged_xattrs,
+                        os: match os {
+                            LayerOs::Linux => Os::Linux,
+                            LayerOs::Windows => Os::Windows,
+                        },
                     },
                 )
                 .with_context(|| format!("cannot apply {} to layer {id}", input.display()))?;
@@ -384,6 +399,7 @@ struct LayerView {
     id: String,
     parent: Option<String>,
     status: &'static str,
+    os: &'static str,
     created: i64,
     depth: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -407,6 +423,7 @@ impl From<&Layer> for LayerView {
             id: l.id.to_string(),
             parent: l.parent.as_ref().map(|p| p.to_string()),
             status: l.status.name(),
+            os: l.os.name(),
             created: l.created,
             depth: l.depth,
             diff_id: l.diff.as_ref().map(|d| d.diff_id.to_string()),
@@ -427,17 +444,18 @@ pub fn ls_layers(args: &StoreArgs, out: &Output) -> Result<()> {
     let views: Vec<LayerView> = layers.iter().map(LayerView::from).collect();
     out.result(&views, || {
         let mut t = format!(
-            "{:<24} {:<24} {:<10} {:<19} {:>12} {:>6}",
-            "ID", "PARENT", "STATUS", "DIFF ID", "SIZE", "MOUNTS"
+            "{:<24} {:<24} {:<10} {:<7} {:<19} {:>12} {:>6}",
+            "ID", "PARENT", "STATUS", "OS", "DIFF ID", "SIZE", "MOUNTS"
         );
         for v in &views {
             let short = |s: &str| s.chars().take(24).collect::<String>();
             t.push('\n');
             t.push_str(&format!(
-                "{:<24} {:<24} {:<10} {:<19} {:>12} {:>6}",
+                "{:<24} {:<24} {:<10} {:<7} {:<19} {:>12} {:>6}",
                 short(&v.id),
                 short(v.parent.as_deref().unwrap_or("-")),
                 v.status,
+                v.os,
                 v.diff_id
                     .as_deref()
                     .map(|d| d.chars().take(19).collect::<String>())

@@ -738,3 +738,169 @@ fn fsck_finds_and_repair_removes_a_damaged_layer_and_its_children() {
     );
     store.fsck_clean();
 }
+
+// ---------------------------------------------------------------------------------
+// Windows layers as a layer kind of the store
+// ---------------------------------------------------------------------------------
+
+/// A GNU tar of the tree `files` (path, content; an empty content and a name starting
+/// `.wh.` make a whiteout).
+fn gnu_tar(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let src = dir.join(format!("{name}.src"));
+    for (path, body) in files {
+        let p = src.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, body).unwrap();
+    }
+    let tar = dir.join(format!("{name}.tar"));
+    let mut cmd = Command::new("tar");
+    cmd.arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tar)
+        .args(["--sort=name", "--mtime=@1577836800", "."]);
+    run_with_timeout(cmd, TIMEOUT).assert_success();
+    tar
+}
+
+fn windows_layers(driver: &'static str) {
+    let store = TestStore::new(driver);
+    let tmp = tempdir();
+    let t = tmp.path();
+    let linux1 = gnu_tar(t, "l1", &[("app/a", "a\n"), ("app/b", "bee\n")]);
+    let linux2 = gnu_tar(t, "l2", &[("app/.wh.a", ""), ("app/c", "sea\n")]);
+    let win = |linux: &Path, out: &str| {
+        let out = t.join(out);
+        strata([
+            "wclayer",
+            "from-rootfs",
+            "-i",
+            linux.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .assert_success();
+        out
+    };
+    let (w1, w2) = (win(&linux1, "w1.tar"), win(&linux2, "w2.tar"));
+    let sha = |p: &Path| sha256_reader(fs::File::open(p).unwrap()).0;
+    for (id, parent, tar) in [("w1", None, &w1), ("w2", Some("w1"), &w2)] {
+        let mut args = vec!["layer", "create", id];
+        if let Some(p) = parent {
+            args.extend(["--parent", p]);
+        }
+        store.ok(&args);
+        let v = store.json(&[
+            "layer",
+            "apply",
+            id,
+            "-i",
+            tar.to_str().unwrap(),
+            "--os",
+            "windows",
+        ]);
+        assert_eq!(
+            jstr(&v, "diff_id"),
+            sha(tar),
+            "{driver} {id}: diffID of the tar"
+        );
+        // from-rootfs output is not in the form Windows exports: kept, and given back.
+        assert_eq!(
+            store.diff_digest(id),
+            sha(tar),
+            "{driver} {id}: diff gives the original tar"
+        );
+        assert_eq!(
+            jstr(&store.json(&["layer", "inspect", id]), "os"),
+            "windows"
+        );
+    }
+    assert_eq!(
+        changes_of(&store, "w2"),
+        [
+            "A /Files",
+            "A /Files/app",
+            "D /Files/app/a",
+            "A /Files/app/c",
+            "A /Hives"
+        ]
+    );
+    // A tar in Windows' own form (exported from a folder) is reproduced from the folder.
+    let folder = t.join("folder");
+    strata([
+        "wclayer",
+        "import",
+        "-i",
+        w1.to_str().unwrap(),
+        folder.to_str().unwrap(),
+    ])
+    .assert_success();
+    let canon = t.join("canon.tar");
+    strata([
+        "wclayer",
+        "export",
+        folder.to_str().unwrap(),
+        "-o",
+        canon.to_str().unwrap(),
+    ])
+    .assert_success();
+    let blobs_before = fs::read_dir(store.root.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    store.ok(&["layer", "create", "c1"]);
+    store.json(&[
+        "layer",
+        "apply",
+        "c1",
+        "-i",
+        canon.to_str().unwrap(),
+        "--os",
+        "windows",
+    ]);
+    assert_eq!(
+        fs::read_dir(store.root.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        blobs_before,
+        "{driver}: a canonical tar needs no kept copy"
+    );
+    assert_eq!(
+        store.diff_digest("c1"),
+        sha(&canon),
+        "{driver}: exported from the folder"
+    );
+    // What a Windows layer cannot do, said clearly.
+    store.refused(
+        &["layer", "mount", "w2"],
+        "is a Windows layer, which Linux cannot mount",
+    );
+    store.refused(
+        &["layer", "create", "--rw", "--parent", "w2", "c"],
+        "cannot be a read-write layer on `w2`",
+    );
+    store.ok(&["layer", "create", "--parent", "w2", "lx"]);
+    store.refused(
+        &["layer", "apply", "lx", "-i", linux1.to_str().unwrap()],
+        "a chain is all Linux or all Windows",
+    );
+    store.fsck_clean();
+    store.ok(&["layer", "rm", "lx", "w2", "w1", "c1"]);
+    assert_eq!(
+        fs::read_dir(store.root.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0,
+        "kept copies go with their layers"
+    );
+    store.fsck_clean();
+}
+
+#[test]
+fn windows_layers_in_the_store_on_overlay() {
+    windows_layers("overlay");
+}
+
+#[test]
+fn windows_layers_in_the_store_on_vfs() {
+    windows_layers("vfs");
+}

@@ -66,7 +66,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (layer, digest)
      );
      CREATE INDEX layer_blobs_digest ON layer_blobs(digest);",
+    // 3: Windows layers, kept in folder form.
+    "ALTER TABLE layers ADD COLUMN os TEXT NOT NULL DEFAULT 'linux';",
 ];
+
+/// What a layer's content is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Os {
+    /// A Linux layer: a tree in the driver's form.
+    #[default]
+    Linux,
+    /// A Windows layer: a layer folder (`Files/`, `Hives/`, tombstones; strata-wclayer).
+    Windows,
+}
+
+impl Os {
+    pub fn name(self) -> &'static str {
+        match self {
+            Os::Linux => "linux",
+            Os::Windows => "windows",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Os> {
+        match s {
+            "linux" => Some(Os::Linux),
+            "windows" => Some(Os::Windows),
+            _ => None,
+        }
+    }
+}
 
 /// Where a layer is in its life. Only [`State::Empty`], [`State::Applied`] and
 /// [`State::Writable`] are at rest; the others mark work in progress that a crash may
@@ -153,11 +182,12 @@ pub struct LayerRow {
     pub mount_boot: Option<String>,
     /// The project quota enforcing `size_limit`.
     pub quota_project: Option<u32>,
+    pub os: Os,
 }
 
 const COLUMNS: &str = "id, parent, state, created, depth, diff_id, tar_size, diff_size, \
                        blob_digest, blob_size, compression, size_limit, mounts, mount_boot, \
-                       quota_project";
+                       quota_project, os";
 
 pub(crate) fn digest_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Digest>> {
     let s: Option<String> = row.get(i)?;
@@ -199,6 +229,10 @@ fn layer_row(row: &Row<'_>) -> rusqlite::Result<LayerRow> {
         mounts: row.get(12)?,
         mount_boot: row.get(13)?,
         quota_project: row.get(14)?,
+        os: {
+            let os: String = row.get(15)?;
+            Os::parse(&os).ok_or_else(|| bad_column(15, format!("unknown os {os}")))?
+        },
     })
 }
 
@@ -442,11 +476,11 @@ impl Tx<'_> {
     }
 
     /// Records the diff of a layer and makes it `Applied`.
-    pub fn set_applied(&self, id: &LayerId, diff: &DiffInfo) -> Result<()> {
+    pub fn set_applied(&self, id: &LayerId, diff: &DiffInfo, os: Os) -> Result<()> {
         self.0
             .execute(
                 "UPDATE layers SET state = 'applied', diff_id = ?2, tar_size = ?3, diff_size = ?4,
-                    blob_digest = ?5, blob_size = ?6, compression = ?7 WHERE id = ?1",
+                    blob_digest = ?5, blob_size = ?6, compression = ?7, os = ?8 WHERE id = ?1",
                 params![
                     id.as_str(),
                     diff.diff_id.to_string(),
@@ -455,6 +489,7 @@ impl Tx<'_> {
                     diff.blob_digest.to_string(),
                     diff.blob_size as i64,
                     diff.compression,
+                    os.name(),
                 ],
             )
             .map(drop)

@@ -19,7 +19,7 @@ use strata_layer::recipe;
 use strata_layer::{Entry, EntryKind, LayerPath, LayerReader};
 
 use crate::changes::{overlay_changes, tree_changes, Change, ChangeKind};
-use crate::db::{LayerRow, State};
+use crate::db::{LayerRow, Os, State};
 use crate::driver::{DriverKind, View};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
@@ -127,6 +127,24 @@ impl Store {
     ) -> Result<DiffOutput> {
         let (chain, _lock) = self.readable(id, "take the diff of")?;
         let top = &chain[0];
+        if top.os == Os::Windows {
+            let blob = Hasher::default();
+            let sink = blob.writer(BufWriter::with_capacity(1 << 20, out));
+            let mut compressor = Compressor::new(sink, compression)
+                .map_err(|e| Error::io("starting compression", e))?;
+            let (diff_id, tar_size) = self.windows_diff(&chain, &mut compressor)?;
+            let mut sink = compressor
+                .finish()
+                .map_err(|e| Error::io("finishing compression", e))?;
+            sink.flush().map_err(|e| Error::io("writing the diff", e))?;
+            return Ok(DiffOutput {
+                diff_id,
+                tar_size,
+                blob_digest: blob.digest(),
+                blob_size: blob.bytes(),
+                compression,
+            });
+        }
         if top.state == State::Writable {
             let content = self.paths().content(id);
             let summary = match self.driver() {
@@ -188,6 +206,9 @@ impl Store {
     /// On overlay this reads only the layer's own directory.
     pub fn changes(&self, id: &LayerId) -> Result<Vec<Change>> {
         let (chain, _lock) = self.readable(id, "list the changes of")?;
+        if chain[0].os == Os::Windows {
+            return self.windows_changes(&chain);
+        }
         let content = self.paths().content(id);
         let parents = self.parents_view(&chain)?;
         match self.driver() {

@@ -94,10 +94,11 @@ mod overlay;
 mod quota;
 mod recover;
 mod store;
+mod windows;
 
 pub use blobs::BlobWriter;
 pub use changes::{Change, ChangeKind};
-pub use db::DiffInfo;
+pub use db::{DiffInfo, Os};
 pub use driver::DriverKind;
 pub use error::{Error, Result};
 pub use export::DiffOutput;

@@ -12,7 +12,7 @@ use strata_layer::unpack::{unpack, UnpackOptions};
 
 use strata_layer::digest::Digest;
 
-use crate::db::{Db, DiffInfo, LayerRow, State, Tx};
+use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
 use crate::driver::{DriverKind, Paths};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
@@ -86,6 +86,8 @@ pub struct Layer {
     pub size_limit: Option<u64>,
     /// How many `mount`s are not yet matched by an `umount`.
     pub mounts: u32,
+    /// Linux, or a Windows layer (kept as a layer folder).
+    pub os: Os,
 }
 
 /// Everything about a layer: what `layer inspect` shows.
@@ -118,6 +120,9 @@ pub struct ApplyOptions {
     pub sandbox: bool,
     /// Apply `trusted.*` and `security.*` xattrs from the diff.
     pub privileged_xattrs: bool,
+    /// What the diff is: a Linux layer tar, or a Windows one (kept as a layer folder;
+    /// its parents must be Windows layers too).
+    pub os: Os,
 }
 
 impl Default for ApplyOptions {
@@ -125,6 +130,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             sandbox: true,
             privileged_xattrs: false,
+            os: Os::Linux,
         }
     }
 }
@@ -229,6 +235,7 @@ impl LayerRow {
             diff: self.diff.clone(),
             size_limit: self.size_limit,
             mounts: self.mounts,
+            os: self.os,
         })
     }
 }
@@ -486,6 +493,14 @@ impl Store {
             });
         }
         let chain = self.read(|tx| self.check_new(tx, id, parent))?;
+        if let (true, Some(p)) = (options.writable, chain.first()) {
+            if p.os == Os::Windows {
+                return Err(Error::refused(
+                    id,
+                    format!("cannot be a read-write layer on `{}`, a Windows layer (Linux cannot run it)", p.id),
+                ));
+            }
+        }
         let staging = Staging::new(&self.paths.staging())?;
         let dir = staging.path().join("layer");
         mkdir(&dir, 0o700)?;
@@ -525,6 +540,7 @@ impl Store {
             mounts: 0,
             mount_boot: None,
             quota_project,
+            os: Os::Linux,
         };
         Ok((staging, row, lock))
     }
@@ -581,10 +597,8 @@ impl Store {
             ..ImportOptions::default()
         };
         match self.fill(&chain, input, &options) {
-            Ok((diff, summary, _)) => {
-                let _lock = self.lock()?;
-                self.db()
-                    .write("recording the apply", |tx| tx.set_applied(id, &diff))?;
+            Ok((diff, summary, kept)) => {
+                self.record_applied(id, &diff, kept, &options)?;
                 drop(lock);
                 self.applied(id, diff, summary)
             }
@@ -617,22 +631,8 @@ impl Store {
         let chain = self.read(|tx| tx.chain(id))?;
         match self.fill(&chain, input, options) {
             Ok((diff, summary, kept)) => {
-                let _lock = self.lock()?;
-                let media_type = options.keep_blob.as_deref();
-                if let (Some(blob), Some(_)) = (&kept, media_type) {
-                    crate::blobs::place(&blob.path(), &self.paths.blobs(), &diff.blob_digest)?;
-                }
-                self.db().write("recording the import", |tx| {
-                    tx.set_applied(id, &diff)?;
-                    if let (Some(_), Some(media_type)) = (&kept, media_type) {
-                        tx.add_layer_blob(id, &diff.blob_digest, media_type, diff.blob_size)?;
-                    }
-                    Ok(())
-                })?;
+                self.record_applied(id, &diff, kept, options)?;
                 drop(lock);
-                if let Some(staging) = kept {
-                    staging.done()?;
-                }
                 self.applied(id, diff, summary)
             }
             Err(e) => {
@@ -643,12 +643,39 @@ impl Store {
         }
     }
 
-    fn applied(
+    /// Makes a filled layer `Applied`, in one transaction with its kept blob (placed
+    /// first: a blob nobody refers to is harmless, a reference to a missing one is not).
+    fn record_applied(
         &self,
         id: &LayerId,
-        diff: DiffInfo,
-        summary: strata_layer::unpack::UnpackSummary,
-    ) -> Result<Applied> {
+        diff: &DiffInfo,
+        kept: Option<KeptBlob>,
+        options: &ImportOptions,
+    ) -> Result<()> {
+        let _lock = self.lock()?;
+        let media_type = kept.as_ref().map(|k| {
+            options
+                .keep_blob
+                .clone()
+                .unwrap_or_else(|| k.media_type.to_string())
+        });
+        if let Some(blob) = &kept {
+            crate::blobs::place(&blob.path(), &self.paths.blobs(), &diff.blob_digest)?;
+        }
+        self.db().write("recording the apply", |tx| {
+            tx.set_applied(id, diff, options.apply.os)?;
+            if let Some(media_type) = &media_type {
+                tx.add_layer_blob(id, &diff.blob_digest, media_type, diff.blob_size)?;
+            }
+            Ok(())
+        })?;
+        if let Some(staging) = kept {
+            staging.done()?;
+        }
+        Ok(())
+    }
+
+    fn applied(&self, id: &LayerId, diff: DiffInfo, summary: Filled) -> Result<Applied> {
         Ok(Applied {
             layer: self.layer(id)?,
             diff,
@@ -666,13 +693,23 @@ impl Store {
         chain: &[LayerRow],
         input: R,
         options: &ImportOptions,
-    ) -> Result<(
-        DiffInfo,
-        strata_layer::unpack::UnpackSummary,
-        Option<KeptBlob>,
-    )> {
+    ) -> Result<(DiffInfo, Filled, Option<KeptBlob>)> {
         let id = &chain[0].id;
         let parents = &chain[1..];
+        if let Some(p) = parents.iter().find(|p| p.os != options.apply.os) {
+            return Err(Error::refused(
+                id,
+                format!(
+                    "cannot hold a {} diff on `{}`, a {} layer: a chain is all Linux or all Windows",
+                    options.apply.os.name(),
+                    p.id,
+                    p.os.name()
+                ),
+            ));
+        }
+        if options.apply.os == Os::Windows {
+            return self.fill_windows(chain, input, options);
+        }
         let content = self.paths.content(id);
         let staging = Staging::new(&self.paths.staging())?;
         let recipe = staging.path().join("recipe");
@@ -761,7 +798,12 @@ impl Store {
             blob_size: summary.blob_bytes,
             compression: summary.compression.to_string(),
         };
-        Ok((diff, summary, kept))
+        let filled = Filled {
+            entries: summary.entries,
+            warnings: summary.warnings,
+            sandbox: summary.sandbox,
+        };
+        Ok((diff, filled, kept))
     }
 
     /// Empties the content (and work) directory of layer `id` and drops its recipe, after
@@ -797,6 +839,12 @@ impl Store {
         db.write("mounting", |tx| {
             let row = tx.visible_layer(id)?;
             require(&row, &[State::Applied, State::Writable], "mount")?;
+            if row.os == Os::Windows {
+                return Err(Error::refused(
+                    id,
+                    "is a Windows layer, which Linux cannot mount: `strata wclayer extract` writes its files into a directory",
+                ));
+            }
             let stale = row.mounts > 0 && row.mount_boot.as_deref() != Some(self.boot());
             let count = if stale { 0 } else { row.mounts };
             let path = match self.paths.driver {
@@ -983,25 +1031,35 @@ impl Store {
     }
 }
 
+/// What filling a layer did, whatever its kind.
+pub(crate) struct Filled {
+    pub entries: u64,
+    pub warnings: Vec<String>,
+    pub sandbox: Option<SandboxStatus>,
+}
+
 /// A copy of an imported layer's input, in the staging area until it is placed.
 pub(crate) struct KeptBlob {
     staging: Staging,
+    /// The OCI media type of the copy (from its compression), unless the caller names one.
+    pub media_type: &'static str,
 }
 
 impl KeptBlob {
-    fn new(staging_root: &Path) -> Result<KeptBlob> {
+    pub(crate) fn new(staging_root: &Path) -> Result<KeptBlob> {
         Ok(KeptBlob {
             staging: Staging::new(staging_root)?,
+            media_type: "application/vnd.oci.image.layer.v1.tar",
         })
     }
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.staging.path().join("blob")
     }
-    fn file(&self) -> Result<std::fs::File> {
+    pub(crate) fn file(&self) -> Result<std::fs::File> {
         std::fs::File::create(self.path())
             .map_err(|e| Error::io(format!("creating {}", self.path().display()), e))
     }
-    fn done(self) -> Result<()> {
+    pub(crate) fn done(self) -> Result<()> {
         self.staging.done()
     }
 }
