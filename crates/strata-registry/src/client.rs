@@ -623,7 +623,11 @@ impl Client {
         let url = format!("{base}/v2/");
         let resp = self.exchange(&mut Request::new(Method::Get, url.clone(), &none), None)?;
         match resp.status().as_u16() {
-            200..=299 => Ok(None),
+            200..=299 => {
+                // Read the (tiny) body so that the connection is kept for what follows.
+                let _ = resp.into_body().with_config().limit(ERROR_BODY_LIMIT).read_to_vec();
+                Ok(None)
+            }
             401 => {
                 let offered: Vec<&str> = resp
                     .headers()

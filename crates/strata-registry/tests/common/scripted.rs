@@ -1,0 +1,143 @@
+//! A tiny HTTP server answering from a script, for the answers a healthy registry never
+//! gives on demand (schema 1 manifests, 503 storms, 429 with Retry-After). Everything
+//! else is tested against the real registry.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// A request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Asked {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn new(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Answer {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn body(mut self, b: impl Into<Vec<u8>>) -> Answer {
+        self.body = b.into();
+        self
+    }
+}
+
+type Script = dyn Fn(&Asked, usize) -> Answer + Send + Sync;
+
+pub struct Scripted {
+    pub port: u16,
+    asked: Arc<Mutex<Vec<Asked>>>,
+}
+
+impl Scripted {
+    /// Serves `script(request, index of the request)` to every request.
+    pub fn start(script: impl Fn(&Asked, usize) -> Answer + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let a = asked.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (a, script) = (a.clone(), script.clone());
+                std::thread::spawn(move || serve(conn, &a, &*script));
+            }
+        });
+        Scripted { port, asked }
+    }
+
+    pub fn asked(&self) -> Vec<Asked> {
+        self.asked.lock().unwrap().clone()
+    }
+
+    pub fn host(&self) -> strata_registry::RegistryHost {
+        strata_registry::RegistryHost::parse(&format!("127.0.0.1:{}", self.port)).unwrap()
+    }
+}
+
+fn serve(mut conn: TcpStream, asked: &Mutex<Vec<Asked>>, script: &Script) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or("").split(' ');
+        let method = first.next().unwrap_or("").to_string();
+        let target = first.next().unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let req = Asked {
+            method,
+            target,
+            headers,
+        };
+        let length: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        buf.drain(..head_end);
+        while buf.len() < length {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..length);
+        let index = {
+            let mut a = asked.lock().unwrap();
+            a.push(req.clone());
+            a.len() - 1
+        };
+        let answer = script(&req, index);
+        let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", answer.status, answer.body.len());
+        for (k, v) in &answer.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        if conn.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+        if req.method != "HEAD" && conn.write_all(&answer.body).is_err() {
+            return;
+        }
+    }
+}
