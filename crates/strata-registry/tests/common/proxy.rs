@@ -144,6 +144,11 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
             if let Some(i) = find(&buf, b"\r\n\r\n") {
                 break i + 4;
             }
+            if buf.first().is_some_and(|b| !b.is_ascii_uppercase()) {
+                // Not HTTP (a TLS handshake, say): nothing here speaks it.
+                cut(&client, &upstream);
+                return;
+            }
             match client.read(&mut chunk) {
                 Ok(0) | Err(_) => {
                     conn.lock().unwrap().closed = true;

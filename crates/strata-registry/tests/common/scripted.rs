@@ -27,6 +27,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Close the connection after this many body bytes (a dropped connection).
+    pub cut_after: Option<usize>,
 }
 
 impl Answer {
@@ -35,7 +37,13 @@ impl Answer {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            cut_after: None,
         }
+    }
+
+    pub fn cut_after(mut self, n: usize) -> Answer {
+        self.cut_after = Some(n);
+        self
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Answer {
@@ -84,12 +92,15 @@ impl Scripted {
 }
 
 fn serve(mut conn: TcpStream, asked: &Mutex<Vec<Asked>>, script: &Script) {
-    let mut buf = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         let head_end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
+            }
+            if buf.first().is_some_and(|b| !b.is_ascii_uppercase()) {
+                return; // not HTTP (a TLS handshake): hang up, as a plain-HTTP server would
             }
             match conn.read(&mut chunk) {
                 Ok(0) | Err(_) => return,
@@ -136,7 +147,12 @@ fn serve(mut conn: TcpStream, asked: &Mutex<Vec<Asked>>, script: &Script) {
         if conn.write_all(out.as_bytes()).is_err() {
             return;
         }
-        if req.method != "HEAD" && conn.write_all(&answer.body).is_err() {
+        if req.method == "HEAD" {
+            continue;
+        }
+        let end = answer.cut_after.unwrap_or(answer.body.len()).min(answer.body.len());
+        if conn.write_all(&answer.body[..end]).is_err() || answer.cut_after.is_some() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
             return;
         }
     }
