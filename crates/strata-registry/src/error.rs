@@ -325,10 +325,14 @@ pub(crate) fn status_is_retryable(status: u16) -> bool {
 }
 
 fn transport_is_retryable(e: &ureq::Error) -> bool {
+    if let ureq::Error::Io(io) = e {
+        // Bytes that make no sense (a TLS certificate refused, TLS spoken to plain
+        // HTTP) will make no more sense the next time.
+        return !matches!(io.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput);
+    }
     matches!(
         e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
+        ureq::Error::Timeout(_)
             | ureq::Error::ConnectionFailed
             | ureq::Error::Protocol(_)
             | ureq::Error::BodyStalled
@@ -379,6 +383,7 @@ mod tests {
         )))
         .is_retryable());
         assert!(!t(ureq::Error::HostNotFound).is_retryable());
+        assert!(!t(ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, "bad certificate"))).is_retryable());
         let denied = Error::Denied {
             registry: "r".into(),
             scope: "s".into(),
