@@ -625,7 +625,11 @@ impl Client {
         match resp.status().as_u16() {
             200..=299 => {
                 // Read the (tiny) body so that the connection is kept for what follows.
-                let _ = resp.into_body().with_config().limit(ERROR_BODY_LIMIT).read_to_vec();
+                let _ = resp
+                    .into_body()
+                    .with_config()
+                    .limit(ERROR_BODY_LIMIT)
+                    .read_to_vec();
                 Ok(None)
             }
             401 => {

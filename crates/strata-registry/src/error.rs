@@ -328,7 +328,10 @@ fn transport_is_retryable(e: &ureq::Error) -> bool {
     if let ureq::Error::Io(io) = e {
         // Bytes that make no sense (a TLS certificate refused, TLS spoken to plain
         // HTTP) will make no more sense the next time.
-        return !matches!(io.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput);
+        return !matches!(
+            io.kind(),
+            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+        );
     }
     matches!(
         e,
@@ -383,7 +386,11 @@ mod tests {
         )))
         .is_retryable());
         assert!(!t(ureq::Error::HostNotFound).is_retryable());
-        assert!(!t(ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, "bad certificate"))).is_retryable());
+        assert!(!t(ureq::Error::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad certificate"
+        )))
+        .is_retryable());
         let denied = Error::Denied {
             registry: "r".into(),
             scope: "s".into(),

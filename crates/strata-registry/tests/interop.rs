@@ -25,16 +25,31 @@ fn skopeo(args: &[&str]) {
     );
 }
 
-fn push_image(repo: &Repository, img: &Image, tag: &str, mount_from: Option<&RepositoryName>) -> Vec<Pushed> {
+fn push_image(
+    repo: &Repository,
+    img: &Image,
+    tag: &str,
+    mount_from: Option<&RepositoryName>,
+) -> Vec<Pushed> {
     let mut outcomes = Vec::new();
     for b in &img.blobs {
         let f = File::open(&b.path).unwrap();
         outcomes.push(
-            repo.push_blob(&b.digest, b.size, f, PushOptions { mount_from, progress: None })
-                .unwrap(),
+            repo.push_blob(
+                &b.digest,
+                b.size,
+                f,
+                PushOptions {
+                    mount_from,
+                    progress: None,
+                },
+            )
+            .unwrap(),
         );
     }
-    let d = repo.put_manifest(&Reference::parse(tag).unwrap(), img.kind, &img.manifest).unwrap();
+    let d = repo
+        .put_manifest(&Reference::parse(tag).unwrap(), img.kind, &img.manifest)
+        .unwrap();
     assert_eq!(d, img.digest);
     outcomes
 }
@@ -45,7 +60,12 @@ fn assert_same_image(got: &Image, want: &Image) {
     assert_eq!(got.manifest, want.manifest);
     for (g, w) in got.blobs.iter().zip(&want.blobs) {
         assert_eq!((g.digest, g.size), (w.digest, w.size));
-        assert_eq!(digest_of(File::open(&g.path).unwrap()).unwrap(), (w.digest, w.size), "{}", g.path.display());
+        assert_eq!(
+            digest_of(File::open(&g.path).unwrap()).unwrap(),
+            (w.digest, w.size),
+            "{}",
+            g.path.display()
+        );
     }
     assert_eq!(got.blobs.len(), want.blobs.len());
 }
@@ -66,17 +86,35 @@ fn skopeo_pulls_what_we_push() {
     let base_repo = client.repository(repo_name("strata/base"));
     let from = repo_name("strata/corpus");
     let pushed = push_image(&base_repo, &base_img, "base", Some(&from));
-    assert!(base_img.blobs.iter().zip(&pushed).all(|(b, p)| {
-        let shared = corpus_img.blobs.iter().any(|c| c.digest == b.digest);
-        *p == if shared { Pushed::Mounted } else { Pushed::Uploaded }
-    }), "{pushed:?}");
+    assert!(
+        base_img.blobs.iter().zip(&pushed).all(|(b, p)| {
+            let shared = corpus_img.blobs.iter().any(|c| c.digest == b.digest);
+            *p == if shared {
+                Pushed::Mounted
+            } else {
+                Pushed::Uploaded
+            }
+        }),
+        "{pushed:?}"
+    );
     assert!(pushed.contains(&Pushed::Mounted));
     // Pushing again uploads nothing.
     wire.take();
-    assert!(push_image(&repo, &corpus_img, "corpus", None).iter().all(|p| *p == Pushed::AlreadyPresent));
-    assert!(wire.all().iter().all(|s| s.sent == 0 || s.url.contains("/manifests/")), "{}", wire.dump());
+    assert!(push_image(&repo, &corpus_img, "corpus", None)
+        .iter()
+        .all(|p| *p == Pushed::AlreadyPresent));
+    assert!(
+        wire.all()
+            .iter()
+            .all(|s| s.sent == 0 || s.url.contains("/manifests/")),
+        "{}",
+        wire.dump()
+    );
 
-    for (name, tag, want) in [("strata/corpus", "corpus", &corpus_img), ("strata/base", "base", &base_img)] {
+    for (name, tag, want) in [
+        ("strata/corpus", "corpus", &corpus_img),
+        ("strata/base", "base", &base_img),
+    ] {
         let dest = tempdir();
         let dir = dest.path().join("oci");
         skopeo(&[
@@ -100,7 +138,9 @@ fn we_pull_what_skopeo_pushes() {
         &format!("docker://127.0.0.1:{}/strata/from-skopeo:1", reg.port),
     ]);
     let want = image(&layout, "corpus");
-    let repo = reg.client(Options::default()).repository(repo_name("strata/from-skopeo"));
+    let repo = reg
+        .client(Options::default())
+        .repository(repo_name("strata/from-skopeo"));
     let by_tag = repo.get_manifest(&Reference::parse("1").unwrap()).unwrap();
     assert_eq!((by_tag.digest, by_tag.kind), (want.digest, want.kind));
     assert_eq!(by_tag.bytes, want.manifest);
@@ -114,7 +154,13 @@ fn we_pull_what_skopeo_pushes() {
         let mut reader = repo.get_blob(&b.digest, Some(b.size)).unwrap();
         let mut f = File::create(&path).unwrap();
         std::io::copy(&mut reader, &mut f).unwrap();
-        assert_eq!(digest_of(File::open(&path).unwrap()).unwrap(), (b.digest, b.size));
-        assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&b.path).unwrap());
+        assert_eq!(
+            digest_of(File::open(&path).unwrap()).unwrap(),
+            (b.digest, b.size)
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&b.path).unwrap()
+        );
     }
 }

@@ -26,7 +26,15 @@ fn quick() -> RetryPolicy {
 }
 
 fn client(server: &Scripted, credentials: Credentials) -> Client {
-    Client::new(server.host(), Options { credentials, retry: quick(), ..Options::default() }).unwrap()
+    Client::new(
+        server.host(),
+        Options {
+            credentials,
+            retry: quick(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
 }
 
 fn ping_ok(req: &Asked) -> Option<Answer> {
@@ -44,18 +52,32 @@ fn schema1_is_refused_clearly() {
             } else {
                 "application/json"
             };
-            Answer::new(200).header("Content-Type", ct).body(r#"{"schemaVersion":1,"name":"x","tag":"t","fsLayers":[]}"#)
+            Answer::new(200)
+                .header("Content-Type", ct)
+                .body(r#"{"schemaVersion":1,"name":"x","tag":"t","fsLayers":[]}"#)
         })
     });
     let repo = client(&server, Credentials::Anonymous).repository(repo_name("old/image"));
     for tag in ["signed", "generic"] {
-        let e = repo.get_manifest(&Reference::parse(tag).unwrap()).unwrap_err();
+        let e = repo
+            .get_manifest(&Reference::parse(tag).unwrap())
+            .unwrap_err();
         assert!(matches!(e, Error::Schema1 { .. }), "{tag}: {e}");
-        assert!(e.to_string().contains("schema 1") && e.to_string().contains("old/image"), "{e}");
+        assert!(
+            e.to_string().contains("schema 1") && e.to_string().contains("old/image"),
+            "{e}"
+        );
         assert!(!e.is_retryable());
     }
     // The Accept list names the four supported types and not schema 1.
-    let accept = server.asked().iter().find(|a| a.target.contains("/manifests/")).unwrap().header("accept").unwrap().to_string();
+    let accept = server
+        .asked()
+        .iter()
+        .find(|a| a.target.contains("/manifests/"))
+        .unwrap()
+        .header("accept")
+        .unwrap()
+        .to_string();
     for k in ManifestKind::ALL {
         assert!(accept.contains(k.media_type()), "{accept}");
     }
@@ -66,9 +88,14 @@ fn schema1_is_refused_clearly() {
 fn generic_content_types_are_sniffed_and_unknown_types_refused() {
     let server = Scripted::start(|req, _| {
         ping_ok(req).unwrap_or_else(|| match req.target.rsplit('/').next().unwrap() {
-            "plain" => Answer::new(200).header("Content-Type", "text/plain").body(OCI_MANIFEST),
+            "plain" => Answer::new(200)
+                .header("Content-Type", "text/plain")
+                .body(OCI_MANIFEST),
             "artifact" => Answer::new(200)
-                .header("Content-Type", "application/vnd.oci.artifact.manifest.v1+json")
+                .header(
+                    "Content-Type",
+                    "application/vnd.oci.artifact.manifest.v1+json",
+                )
                 .body(r#"{"mediaType":"application/vnd.oci.artifact.manifest.v1+json"}"#),
             "huge" => Answer::new(200)
                 .header("Content-Type", ManifestKind::OciManifest.media_type())
@@ -80,13 +107,27 @@ fn generic_content_types_are_sniffed_and_unknown_types_refused() {
         })
     });
     let repo = client(&server, Credentials::Anonymous).repository(repo_name("r"));
-    let m = repo.get_manifest(&Reference::parse("plain").unwrap()).unwrap();
-    assert_eq!((m.kind, m.digest), (ManifestKind::OciManifest, digest_bytes(OCI_MANIFEST.as_bytes())));
-    let e = repo.get_manifest(&Reference::parse("artifact").unwrap()).unwrap_err();
+    let m = repo
+        .get_manifest(&Reference::parse("plain").unwrap())
+        .unwrap();
+    assert_eq!(
+        (m.kind, m.digest),
+        (
+            ManifestKind::OciManifest,
+            digest_bytes(OCI_MANIFEST.as_bytes())
+        )
+    );
+    let e = repo
+        .get_manifest(&Reference::parse("artifact").unwrap())
+        .unwrap_err();
     assert!(matches!(e, Error::UnsupportedManifest { .. }), "{e}");
-    let e = repo.get_manifest(&Reference::parse("huge").unwrap()).unwrap_err();
+    let e = repo
+        .get_manifest(&Reference::parse("huge").unwrap())
+        .unwrap_err();
     assert!(matches!(e, Error::ManifestTooLarge { .. }), "{e}");
-    let e = repo.get_manifest(&Reference::parse("lying").unwrap()).unwrap_err();
+    let e = repo
+        .get_manifest(&Reference::parse("lying").unwrap())
+        .unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
     assert!(e.to_string().contains("Docker-Content-Digest"), "{e}");
 }
@@ -99,20 +140,32 @@ fn server_errors_are_retried_then_given_up() {
         ping_ok(req).unwrap_or_else(|| {
             let n = s.fetch_add(1, Ordering::SeqCst);
             if req.target.ends_with("/flaky") && n < 2 || req.target.ends_with("/down") {
-                Answer::new(503).body(r#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#)
+                Answer::new(503)
+                    .body(r#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#)
             } else {
-                Answer::new(200).header("Content-Type", ManifestKind::OciManifest.media_type()).body(OCI_MANIFEST)
+                Answer::new(200)
+                    .header("Content-Type", ManifestKind::OciManifest.media_type())
+                    .body(OCI_MANIFEST)
             }
         })
     });
     let repo = client(&server, Credentials::Anonymous).repository(repo_name("r"));
-    repo.get_manifest(&Reference::parse("flaky").unwrap()).unwrap();
+    repo.get_manifest(&Reference::parse("flaky").unwrap())
+        .unwrap();
     assert_eq!(served.swap(0, Ordering::SeqCst), 3);
-    let e = repo.get_manifest(&Reference::parse("down").unwrap()).unwrap_err();
-    assert!(matches!(e, Error::RetriesExhausted { attempts: 5, .. }), "{e}");
+    let e = repo
+        .get_manifest(&Reference::parse("down").unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::RetriesExhausted { attempts: 5, .. }),
+        "{e}"
+    );
     assert_eq!(served.load(Ordering::SeqCst), 5);
     let last = std::error::Error::source(&e).unwrap().to_string();
-    assert!(last.contains("503") && last.contains("UNAVAILABLE: try later"), "{last}");
+    assert!(
+        last.contains("503") && last.contains("UNAVAILABLE: try later"),
+        "{last}"
+    );
 }
 
 #[test]
@@ -122,20 +175,27 @@ fn too_many_requests_waits_for_retry_after() {
             if i == 1 {
                 Answer::new(429).header("Retry-After", "1")
             } else {
-                Answer::new(200).header("Content-Type", ManifestKind::OciManifest.media_type()).body(OCI_MANIFEST)
+                Answer::new(200)
+                    .header("Content-Type", ManifestKind::OciManifest.media_type())
+                    .body(OCI_MANIFEST)
             }
         })
     });
     let c = Client::new(
         server.host(),
         Options {
-            retry: RetryPolicy { max_backoff: Duration::from_secs(5), ..quick() },
+            retry: RetryPolicy {
+                max_backoff: Duration::from_secs(5),
+                ..quick()
+            },
             ..Options::default()
         },
     )
     .unwrap();
     let t = Instant::now();
-    c.repository(repo_name("r")).get_manifest(&Reference::parse("t").unwrap()).unwrap();
+    c.repository(repo_name("r"))
+        .get_manifest(&Reference::parse("t").unwrap())
+        .unwrap();
     assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
@@ -151,11 +211,24 @@ fn not_found_and_denied_are_not_retried() {
         })
     });
     let repo = client(&server, Credentials::Anonymous).repository(repo_name("r"));
-    assert!(matches!(repo.get_manifest(&Reference::parse("x").unwrap()), Err(Error::ManifestUnknown { .. })));
-    let e = repo.get_manifest(&Reference::parse("secret").unwrap()).unwrap_err();
+    assert!(matches!(
+        repo.get_manifest(&Reference::parse("x").unwrap()),
+        Err(Error::ManifestUnknown { .. })
+    ));
+    let e = repo
+        .get_manifest(&Reference::parse("secret").unwrap())
+        .unwrap_err();
     assert!(matches!(e, Error::Denied { .. }), "{e}");
-    assert!(e.to_string().contains("requested access to the resource is denied"), "{e}");
-    let manifest_requests = server.asked().iter().filter(|a| a.target.contains("/manifests/")).count();
+    assert!(
+        e.to_string()
+            .contains("requested access to the resource is denied"),
+        "{e}"
+    );
+    let manifest_requests = server
+        .asked()
+        .iter()
+        .filter(|a| a.target.contains("/manifests/"))
+        .count();
     assert_eq!(manifest_requests, 2);
 }
 
@@ -171,23 +244,44 @@ fn revoked_cached_token_is_replaced_once() {
         if req.target.starts_with("/token") {
             return Answer::new(200).body(format!(r#"{{"token":"{current}","expires_in":300}}"#));
         }
-        if req.target == "/v2/" || req.header("authorization") != Some(&format!("Bearer {current}")) {
-            let realm = format!(r#"Bearer realm="http://127.0.0.1:{}/token",service="svc""#, p.load(Ordering::SeqCst));
-            return Answer::new(401).header("WWW-Authenticate", &realm).body("{}");
+        if req.target == "/v2/" || req.header("authorization") != Some(&format!("Bearer {current}"))
+        {
+            let realm = format!(
+                r#"Bearer realm="http://127.0.0.1:{}/token",service="svc""#,
+                p.load(Ordering::SeqCst)
+            );
+            return Answer::new(401)
+                .header("WWW-Authenticate", &realm)
+                .body("{}");
         }
-        Answer::new(200).header("Content-Type", ManifestKind::OciManifest.media_type()).body(OCI_MANIFEST)
+        Answer::new(200)
+            .header("Content-Type", ManifestKind::OciManifest.media_type())
+            .body(OCI_MANIFEST)
     });
     port.store(server.port as usize, Ordering::SeqCst);
     let repo = client(&server, Credentials::Anonymous).repository(repo_name("r"));
-    let token_requests = || server.asked().iter().filter(|a| a.target.starts_with("/token")).count();
+    let token_requests = || {
+        server
+            .asked()
+            .iter()
+            .filter(|a| a.target.starts_with("/token"))
+            .count()
+    };
     repo.get_manifest(&Reference::parse("a").unwrap()).unwrap();
     repo.get_manifest(&Reference::parse("a").unwrap()).unwrap();
     assert_eq!(token_requests(), 1, "cached");
     generation.store(1, Ordering::SeqCst); // the server revokes t0
     repo.get_manifest(&Reference::parse("b").unwrap()).unwrap();
     assert_eq!(token_requests(), 2);
-    let b_requests = server.asked().iter().filter(|a| a.target.ends_with("/manifests/b")).count();
-    assert_eq!(b_requests, 2, "one refused with the cached token, one with the new");
+    let b_requests = server
+        .asked()
+        .iter()
+        .filter(|a| a.target.ends_with("/manifests/b"))
+        .count();
+    assert_eq!(
+        b_requests, 2,
+        "one refused with the cached token, one with the new"
+    );
 }
 
 /// A registry that answers a ranged request with the whole blob: the client skips
@@ -201,16 +295,30 @@ fn resume_copes_with_a_registry_that_ignores_range() {
     let server = Scripted::start(move |req, _| {
         ping_ok(req).unwrap_or_else(|| {
             let a = Answer::new(200).body(b.to_vec());
-            if req.header("range").is_none() { a.cut_after(1_000_000) } else { a }
+            if req.header("range").is_none() {
+                a.cut_after(1_000_000)
+            } else {
+                a
+            }
         })
     });
     let repo = client(&server, Credentials::Anonymous).repository(repo_name("r"));
     let mut got = Vec::new();
-    repo.get_blob(&digest, Some(blob.size)).unwrap().read_to_end(&mut got).unwrap();
+    repo.get_blob(&digest, Some(blob.size))
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
     assert!(got == *bytes);
-    let ranges: Vec<_> = server.asked().iter().filter_map(|a| a.header("range").map(str::to_string)).collect();
+    let ranges: Vec<_> = server
+        .asked()
+        .iter()
+        .filter_map(|a| a.header("range").map(str::to_string))
+        .collect();
     assert_eq!(ranges.len(), 1);
-    assert!(ranges[0].starts_with("bytes=") && ranges[0] != "bytes=0-", "{ranges:?}");
+    assert!(
+        ranges[0].starts_with("bytes=") && ranges[0] != "bytes=0-",
+        "{ranges:?}"
+    );
 }
 
 /// Relative upload locations are resolved against the registry; Basic credentials go
@@ -232,20 +340,56 @@ fn uploads_follow_locations_and_keep_credentials_home() {
         match (req.method.as_str(), req.target.as_str()) {
             ("GET", "/v2/") => Answer::new(200),
             ("HEAD", _) => Answer::new(404),
-            ("POST", t) if t.contains("/first/") => Answer::new(202).header("Location", "/v2/first/blobs/uploads/u1?_state=s"),
-            ("POST", _) => Answer::new(202).header("Location", &format!("http://127.0.0.1:{other}/up?x=1")),
-            ("PUT", t) if t.starts_with("/v2/first/blobs/uploads/u1?_state=s&digest=sha256%3A") => Answer::new(201),
+            ("POST", t) if t.contains("/first/") => {
+                Answer::new(202).header("Location", "/v2/first/blobs/uploads/u1?_state=s")
+            }
+            ("POST", _) => {
+                Answer::new(202).header("Location", &format!("http://127.0.0.1:{other}/up?x=1"))
+            }
+            ("PUT", t) if t.starts_with("/v2/first/blobs/uploads/u1?_state=s&digest=sha256%3A") => {
+                Answer::new(201)
+            }
             _ => Answer::new(400),
         }
     });
-    let c = client(&server, Credentials::Basic { username: "u".into(), password: "p".into() });
+    let c = client(
+        &server,
+        Credentials::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        },
+    );
     let blob = Pattern::new(5000, 1);
     let first = c.repository(repo_name("first"));
-    assert_eq!(first.push_blob(&blob.digest(), blob.size, blob.clone_at(0), PushOptions::default()).unwrap(), Pushed::Uploaded);
+    assert_eq!(
+        first
+            .push_blob(
+                &blob.digest(),
+                blob.size,
+                blob.clone_at(0),
+                PushOptions::default()
+            )
+            .unwrap(),
+        Pushed::Uploaded
+    );
     let second = c.repository(repo_name("second"));
-    assert_eq!(second.push_blob(&blob.digest(), blob.size, blob.clone_at(0), PushOptions::default()).unwrap(), Pushed::Uploaded);
+    assert_eq!(
+        second
+            .push_blob(
+                &blob.digest(),
+                blob.size,
+                blob.clone_at(0),
+                PushOptions::default()
+            )
+            .unwrap(),
+        Pushed::Uploaded
+    );
     let away = elsewhere.asked();
     assert_eq!(away.len(), 1);
     assert!(away[0].target.starts_with("/up?x=1&digest="), "{away:?}");
-    assert_eq!(away[0].header("authorization"), None, "credentials leaked to another host");
+    assert_eq!(
+        away[0].header("authorization"),
+        None,
+        "credentials leaked to another host"
+    );
 }

@@ -37,21 +37,34 @@ fn push_pattern(repo: &strata_registry::Repository, p: &Pattern) -> Pushed {
 #[test]
 fn manifests_and_blobs_round_trip_by_tag_and_digest() {
     let reg = Registry::start();
-    let repo = reg.client(Options::default()).repository(repo_name("strata/roundtrip"));
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let repo = reg
+        .client(Options::default())
+        .repository(repo_name("strata/roundtrip"));
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let config_digest = digest_bytes(config);
     let layer = Pattern::new(3 * MIB + 17, 1);
     assert_eq!(
-        repo.push_blob(&config_digest, config.len() as u64, Cursor::new(&config[..]), PushOptions::default())
-            .unwrap(),
+        repo.push_blob(
+            &config_digest,
+            config.len() as u64,
+            Cursor::new(&config[..]),
+            PushOptions::default()
+        )
+        .unwrap(),
         Pushed::Uploaded
     );
     assert_eq!(push_pattern(&repo, &layer), Pushed::Uploaded);
     assert_eq!(repo.stat_blob(&layer.digest()).unwrap(), Some(layer.size));
 
-    let manifest = oci_manifest((&config_digest, config.len() as u64), &[(layer.digest(), layer.size)]);
+    let manifest = oci_manifest(
+        (&config_digest, config.len() as u64),
+        &[(layer.digest(), layer.size)],
+    );
     let tag = Reference::parse("v1").unwrap();
-    let pushed = repo.put_manifest(&tag, ManifestKind::OciManifest, &manifest).unwrap();
+    let pushed = repo
+        .put_manifest(&tag, ManifestKind::OciManifest, &manifest)
+        .unwrap();
     assert_eq!(pushed, digest_bytes(&manifest));
 
     for reference in [tag.clone(), Reference::Digest(pushed)] {
@@ -67,32 +80,47 @@ fn manifests_and_blobs_round_trip_by_tag_and_digest() {
         manifest.len()
     );
     let multi = Reference::parse("multi").unwrap();
-    repo.put_manifest(&multi, ManifestKind::OciIndex, index.as_bytes()).unwrap();
+    repo.put_manifest(&multi, ManifestKind::OciIndex, index.as_bytes())
+        .unwrap();
     let got = repo.get_manifest(&multi).unwrap();
-    assert_eq!((got.kind, got.bytes.as_slice()), (ManifestKind::OciIndex, index.as_bytes()));
+    assert_eq!(
+        (got.kind, got.bytes.as_slice()),
+        (ManifestKind::OciIndex, index.as_bytes())
+    );
 
     // Blobs read back hash (here, independently) to their digests.
     let (d, n) = digest_of(repo.get_blob(&layer.digest(), Some(layer.size)).unwrap()).unwrap();
     assert_eq!((d, n), (layer.digest(), layer.size));
     let mut c = Vec::new();
-    repo.get_blob(&config_digest, None).unwrap().read_to_end(&mut c).unwrap();
+    repo.get_blob(&config_digest, None)
+        .unwrap()
+        .read_to_end(&mut c)
+        .unwrap();
     assert_eq!(c, config);
 }
 
 #[test]
 fn docker_schema2_manifest_keeps_its_media_type() {
     let reg = Registry::start();
-    let repo = reg.client(Options::default()).repository(repo_name("strata/docker"));
+    let repo = reg
+        .client(Options::default())
+        .repository(repo_name("strata/docker"));
     let config = br#"{"architecture":"arm64","os":"linux"}"#;
     let cd = digest_bytes(config);
-    repo.push_blob(&cd, config.len() as u64, Cursor::new(&config[..]), PushOptions::default())
-        .unwrap();
+    repo.push_blob(
+        &cd,
+        config.len() as u64,
+        Cursor::new(&config[..]),
+        PushOptions::default(),
+    )
+    .unwrap();
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{cd}","size":{}}},"layers":[]}}"#,
         config.len()
     );
     let tag = Reference::parse("d").unwrap();
-    repo.put_manifest(&tag, ManifestKind::DockerManifest, manifest.as_bytes()).unwrap();
+    repo.put_manifest(&tag, ManifestKind::DockerManifest, manifest.as_bytes())
+        .unwrap();
     let got = repo.get_manifest(&tag).unwrap();
     assert_eq!(got.kind, ManifestKind::DockerManifest);
     assert_eq!(got.bytes, manifest.as_bytes());
@@ -109,20 +137,30 @@ fn big_blob_monolithic_and_chunked() {
     let wire = Wire::default();
     let mono = reg
         .client(Options {
-            upload: UploadPolicy { monolithic_max: 1 << 30, chunk_size: 16 * MIB },
+            upload: UploadPolicy {
+                monolithic_max: 1 << 30,
+                chunk_size: 16 * MIB,
+            },
             ..wire.options()
         })
         .repository(repo_name("strata/mono"));
     assert_eq!(push_pattern(&mono, &blob), Pushed::Uploaded);
     assert_eq!(wire.count("PATCH", "/blobs/uploads/"), 0, "{}", wire.dump());
-    let puts: Vec<_> = wire.all().into_iter().filter(|s| s.method == "PUT").collect();
+    let puts: Vec<_> = wire
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "PUT")
+        .collect();
     assert_eq!(puts.len(), 1, "{}", wire.dump());
     assert_eq!((puts[0].status, puts[0].sent), (Some(201), blob.size));
 
     let wire = Wire::default();
     let chunked = reg
         .client(Options {
-            upload: UploadPolicy { monolithic_max: 0, chunk_size: 16 * MIB },
+            upload: UploadPolicy {
+                monolithic_max: 0,
+                chunk_size: 16 * MIB,
+            },
             ..wire.options()
         })
         .repository(repo_name("strata/chunked"));
@@ -132,13 +170,22 @@ fn big_blob_monolithic_and_chunked() {
             &digest,
             blob.size,
             blob.clone_at(0),
-            PushOptions { mount_from: None, progress: Some(&mut |n| seen.push(n)) },
+            PushOptions {
+                mount_from: None,
+                progress: Some(&mut |n| seen.push(n)),
+            },
         )
         .unwrap();
     assert_eq!(pushed, Pushed::Uploaded);
-    let patches: Vec<_> = wire.all().into_iter().filter(|s| s.method == "PATCH").collect();
+    let patches: Vec<_> = wire
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .collect();
     assert_eq!(patches.len(), 6, "{}", wire.dump());
-    assert!(patches[..5].iter().all(|p| p.sent == 16 * MIB && p.status == Some(202)));
+    assert!(patches[..5]
+        .iter()
+        .all(|p| p.sent == 16 * MIB && p.status == Some(202)));
     assert_eq!(patches[5].sent, 5);
     let put = wire.all().into_iter().find(|s| s.method == "PUT").unwrap();
     assert_eq!((put.status, put.sent), (Some(201), 0));
@@ -148,14 +195,19 @@ fn big_blob_monolithic_and_chunked() {
         let reader = repo.get_blob(&digest, Some(blob.size)).unwrap();
         assert_eq!(digest_of(reader).unwrap(), (digest, blob.size));
     }
-    assert_eq!(std::fs::metadata(reg.blob_file(&digest)).unwrap().len(), blob.size);
+    assert_eq!(
+        std::fs::metadata(reg.blob_file(&digest)).unwrap().len(),
+        blob.size
+    );
 }
 
 #[test]
 fn second_push_sends_only_a_head() {
     let reg = Registry::start();
     let wire = Wire::default();
-    let repo = reg.client(wire.options()).repository(repo_name("strata/again"));
+    let repo = reg
+        .client(wire.options())
+        .repository(repo_name("strata/again"));
     let blob = Pattern::new(2 * MIB, 3);
     assert_eq!(push_pattern(&repo, &blob), Pushed::Uploaded);
     wire.take();
@@ -165,13 +217,19 @@ fn second_push_sends_only_a_head() {
             &blob.digest(),
             blob.size,
             blob.clone_at(0),
-            PushOptions { mount_from: None, progress: Some(&mut |n| progress = n) },
+            PushOptions {
+                mount_from: None,
+                progress: Some(&mut |n| progress = n),
+            },
         )
         .unwrap();
     assert_eq!(again, Pushed::AlreadyPresent);
     let seen = wire.all();
     assert_eq!(seen.len(), 1, "{}", wire.dump());
-    assert_eq!((seen[0].method.as_str(), seen[0].status), ("HEAD", Some(200)));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].status),
+        ("HEAD", Some(200))
+    );
     assert_eq!(progress, blob.size);
 }
 
@@ -191,7 +249,15 @@ fn cross_repository_mount_and_its_fallback() {
 
     let from = repo_name("strata/a");
     let got = b
-        .push_blob(&blob.digest(), blob.size, blob.clone_at(0), PushOptions { mount_from: Some(&from), progress: None })
+        .push_blob(
+            &blob.digest(),
+            blob.size,
+            blob.clone_at(0),
+            PushOptions {
+                mount_from: Some(&from),
+                progress: None,
+            },
+        )
         .unwrap();
     assert_eq!(got, Pushed::Mounted);
     let seen = wire.take();
@@ -202,7 +268,11 @@ fn cross_repository_mount_and_its_fallback() {
     assert!(mount[0].url.contains("mount=sha256%3A") && mount[0].url.contains("from=strata%2Fa"));
     assert_eq!(mount[0].status, Some(201));
     let logged = reg.access_lines("/v2/strata/b/blobs/uploads/?mount=");
-    assert!(logged.iter().any(|l| l.contains("\" 201 ")), "registry log:\n{}", reg.log());
+    assert!(
+        logged.iter().any(|l| l.contains("\" 201 ")),
+        "registry log:\n{}",
+        reg.log()
+    );
     assert_eq!(b.stat_blob(&blob.digest()).unwrap(), Some(blob.size));
 
     // Mounting from a repository that lacks the blob: 202, then the upload in that session.
@@ -210,7 +280,15 @@ fn cross_repository_mount_and_its_fallback() {
     let c = client.repository(repo_name("strata/c"));
     wire.take();
     let got = c
-        .push_blob(&other.digest(), other.size, other.clone_at(0), PushOptions { mount_from: Some(&from), progress: None })
+        .push_blob(
+            &other.digest(),
+            other.size,
+            other.clone_at(0),
+            PushOptions {
+                mount_from: Some(&from),
+                progress: None,
+            },
+        )
         .unwrap();
     assert_eq!(got, Pushed::Uploaded);
     let seen = wire.take();
@@ -219,19 +297,28 @@ fn cross_repository_mount_and_its_fallback() {
     assert_eq!(posts[0].status, Some(202));
     let put = seen.iter().find(|s| s.method == "PUT").unwrap();
     assert_eq!((put.status, put.sent), (Some(201), other.size));
-    assert_eq!(digest_of(c.get_blob(&other.digest(), None).unwrap()).unwrap().0, other.digest());
+    assert_eq!(
+        digest_of(c.get_blob(&other.digest(), None).unwrap())
+            .unwrap()
+            .0,
+        other.digest()
+    );
 }
 
 #[test]
 fn missing_things_are_named_and_not_retried() {
     let reg = Registry::start();
     let wire = Wire::default();
-    let repo = reg.client(wire.options()).repository(repo_name("strata/missing"));
+    let repo = reg
+        .client(wire.options())
+        .repository(repo_name("strata/missing"));
     let blob = Pattern::new(1000, 5);
     push_pattern(&repo, &blob);
     wire.take();
 
-    let e = repo.get_manifest(&Reference::parse("nope").unwrap()).unwrap_err();
+    let e = repo
+        .get_manifest(&Reference::parse("nope").unwrap())
+        .unwrap_err();
     assert!(matches!(e, Error::ManifestUnknown { .. }), "{e}");
     assert!(!e.is_retryable());
     assert_eq!(e.to_string(), "manifest nope is unknown in strata/missing");
@@ -244,41 +331,74 @@ fn missing_things_are_named_and_not_retried() {
 
     // A manifest naming a blob the repository lacks.
     let m = oci_manifest((&blob.digest(), blob.size), &[(absent, 6)]);
-    let e = repo.put_manifest(&Reference::parse("broken").unwrap(), ManifestKind::OciManifest, &m).unwrap_err();
+    let e = repo
+        .put_manifest(
+            &Reference::parse("broken").unwrap(),
+            ManifestKind::OciManifest,
+            &m,
+        )
+        .unwrap_err();
     match &e {
-        Error::ManifestRejected { errors, .. } => assert!(errors.has("MANIFEST_BLOB_UNKNOWN"), "{e}"),
+        Error::ManifestRejected { errors, .. } => {
+            assert!(errors.has("MANIFEST_BLOB_UNKNOWN"), "{e}")
+        }
         _ => panic!("{e}"),
     }
     // Pushing under a digest it does not have is refused before anything is sent.
-    let e = repo.put_manifest(&Reference::Digest(absent), ManifestKind::OciManifest, &m).unwrap_err();
+    let e = repo
+        .put_manifest(&Reference::Digest(absent), ManifestKind::OciManifest, &m)
+        .unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
 }
 
 #[test]
 fn bad_local_sources_fail_before_the_upload_commits() {
     let reg = Registry::start();
-    let repo = reg.client(Options::default()).repository(repo_name("strata/bad"));
+    let repo = reg
+        .client(Options::default())
+        .repository(repo_name("strata/bad"));
     let blob = Pattern::new(4 * MIB, 9);
     let wrong = Pattern::new(4 * MIB, 10);
     for policy in [
-        UploadPolicy { monolithic_max: 1 << 30, chunk_size: MIB },
-        UploadPolicy { monolithic_max: 0, chunk_size: MIB },
+        UploadPolicy {
+            monolithic_max: 1 << 30,
+            chunk_size: MIB,
+        },
+        UploadPolicy {
+            monolithic_max: 0,
+            chunk_size: MIB,
+        },
     ] {
         let repo = reg
-            .client(Options { upload: policy.clone(), ..Options::default() })
+            .client(Options {
+                upload: policy.clone(),
+                ..Options::default()
+            })
             .repository(repo_name("strata/bad"));
         let e = repo
-            .push_blob(&blob.digest(), blob.size, wrong.clone_at(0), PushOptions::default())
+            .push_blob(
+                &blob.digest(),
+                blob.size,
+                wrong.clone_at(0),
+                PushOptions::default(),
+            )
             .unwrap_err();
         match &e {
-            Error::DigestMismatch { actual, .. } => assert_eq!(*actual, wrong.digest(), "{policy:?}"),
+            Error::DigestMismatch { actual, .. } => {
+                assert_eq!(*actual, wrong.digest(), "{policy:?}")
+            }
             Error::DigestInvalid { .. } => {}
             _ => panic!("{policy:?}: {e}"),
         }
         assert!(!e.is_retryable());
         // Short of its size: a local error, not a network one.
         let e = repo
-            .push_blob(&blob.digest(), blob.size + 10, blob.clone_at(0), PushOptions::default())
+            .push_blob(
+                &blob.digest(),
+                blob.size + 10,
+                blob.clone_at(0),
+                PushOptions::default(),
+            )
             .unwrap_err();
         assert!(matches!(e, Error::Source { .. }), "{policy:?}: {e}");
     }

@@ -13,11 +13,11 @@ use std::time::Duration;
 pub enum Action {
     /// Close both connections after forwarding this many bytes of the response
     /// (status line and headers included).
-    DropResponseAfter(u64),
+    DropResponse(u64),
     /// Close both connections after forwarding this many bytes of the request body.
-    DropRequestAfter(u64),
+    DropRequestBody(u64),
     /// Stop forwarding the response after this many bytes, keeping the connection open.
-    StallResponseAfter(u64),
+    StallResponse(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -199,7 +199,7 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
         {
             let mut c = conn.lock().unwrap();
             c.response_bytes = 0;
-            c.response_action = action.filter(|a| !matches!(a, Action::DropRequestAfter(_)));
+            c.response_action = action.filter(|a| !matches!(a, Action::DropRequestBody(_)));
         }
         if upstream.write_all(&buf[..head_end]).is_err() {
             cut(&client, &upstream);
@@ -214,7 +214,7 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
             return;
         }
         let limit = match action {
-            Some(Action::DropRequestAfter(n)) => Some(n.min(length)),
+            Some(Action::DropRequestBody(n)) => Some(n.min(length)),
             _ => None,
         };
         let mut left = limit.unwrap_or(length);
@@ -259,7 +259,7 @@ fn responses(mut upstream: TcpStream, mut client: TcpStream, conn: Arc<Mutex<Con
         let (pass, action) = {
             let mut c = conn.lock().unwrap();
             let limit = match c.response_action {
-                Some(Action::DropResponseAfter(l)) | Some(Action::StallResponseAfter(l)) => Some(l),
+                Some(Action::DropResponse(l)) | Some(Action::StallResponse(l)) => Some(l),
                 _ => None,
             };
             let pass = match limit {
@@ -275,11 +275,11 @@ fn responses(mut upstream: TcpStream, mut client: TcpStream, conn: Arc<Mutex<Con
             return;
         }
         match action {
-            Some(Action::DropResponseAfter(_)) => {
+            Some(Action::DropResponse(_)) => {
                 cut(&client, &upstream);
                 return;
             }
-            Some(Action::StallResponseAfter(_)) => {
+            Some(Action::StallResponse(_)) => {
                 // Hold the connection open, sending nothing, until the client gives up.
                 while !conn.lock().unwrap().closed {
                     std::thread::sleep(Duration::from_millis(20));

@@ -139,7 +139,11 @@ fn serve(mut conn: TcpStream, asked: &Mutex<Vec<Asked>>, script: &Script) {
             a.len() - 1
         };
         let answer = script(&req, index);
-        let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", answer.status, answer.body.len());
+        let mut out = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            answer.status,
+            answer.body.len()
+        );
         for (k, v) in &answer.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -150,7 +154,10 @@ fn serve(mut conn: TcpStream, asked: &Mutex<Vec<Asked>>, script: &Script) {
         if req.method == "HEAD" {
             continue;
         }
-        let end = answer.cut_after.unwrap_or(answer.body.len()).min(answer.body.len());
+        let end = answer
+            .cut_after
+            .unwrap_or(answer.body.len())
+            .min(answer.body.len());
         if conn.write_all(&answer.body[..end]).is_err() || answer.cut_after.is_some() {
             let _ = conn.shutdown(std::net::Shutdown::Both);
             return;

@@ -158,7 +158,10 @@ fn handle(mut conn: TcpStream, s: &Shared) {
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    let query = target.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+    let query = target
+        .split_once('?')
+        .map(|(_, q)| q.to_string())
+        .unwrap_or_default();
     let mut params = parse_form(&query);
     if method == "POST" {
         params.extend(parse_form(&String::from_utf8_lossy(&body)));
@@ -174,12 +177,21 @@ fn handle(mut conn: TcpStream, s: &Shared) {
 
     // Who is asking?
     let account: Result<Option<String>, ()> = if method == "POST" {
-        match (get("grant_type").as_deref(), get("refresh_token"), &policy.refresh_token) {
-            (Some("refresh_token"), Some(t), Some(want)) if t == *want => Ok(Some("refresh-user".into())),
+        match (
+            get("grant_type").as_deref(),
+            get("refresh_token"),
+            &policy.refresh_token,
+        ) {
+            (Some("refresh_token"), Some(t), Some(want)) if t == *want => {
+                Ok(Some("refresh-user".into()))
+            }
             _ => Err(()),
         }
     } else {
-        match authorization.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
+        match authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Basic "))
+        {
             None => Ok(None),
             Some(b64) => {
                 let decoded = STANDARD.decode(b64.trim()).unwrap_or_default();
@@ -203,7 +215,11 @@ fn handle(mut conn: TcpStream, s: &Shared) {
         service: get("service"),
     });
     let Ok(account) = account else {
-        respond(&mut conn, 401, r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#);
+        respond(
+            &mut conn,
+            401,
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+        );
         return;
     };
 
@@ -211,7 +227,8 @@ fn handle(mut conn: TcpStream, s: &Shared) {
     let mut access = Vec::new();
     for scope in &scopes {
         let mut parts = scope.splitn(3, ':');
-        let (Some("repository"), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next())
+        let (Some("repository"), Some(name), Some(actions)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
@@ -226,7 +243,10 @@ fn handle(mut conn: TcpStream, s: &Shared) {
             .collect();
         access.push(serde_json::json!({"type": "repository", "name": name, "actions": granted}));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [s.x5c]});
     let claims = serde_json::json!({
         "iss": ISSUER,
@@ -243,7 +263,10 @@ fn handle(mut conn: TcpStream, s: &Shared) {
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let sig = s.key.sign(&SystemRandom::new(), signing_input.as_bytes()).unwrap();
+    let sig = s
+        .key
+        .sign(&SystemRandom::new(), signing_input.as_bytes())
+        .unwrap();
     let jwt = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
     let body = if method == "POST" {
         serde_json::json!({"access_token": jwt, "expires_in": policy.expires_in, "scope": scopes.join(" ")})
