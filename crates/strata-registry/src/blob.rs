@@ -14,8 +14,9 @@ use crate::client::{
 };
 use crate::{Error, Repository, RepositoryName};
 
-/// The most reconnections one blob download makes, however much each one advanced.
-const MAX_RECONNECTS: u32 = 64;
+/// The most faults one blob transfer survives, however much progress came between
+/// them (faults without progress are bounded by [`crate::RetryPolicy::max_attempts`]).
+const MAX_TRANSFER_FAULTS: u32 = 64;
 
 /// What [`Repository::push_blob`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +100,7 @@ impl Repository {
             hasher: Hasher::default(),
             received: 0,
             failures: 0,
-            reconnects: 0,
+            faults: 0,
             progress: None,
             state: State::Streaming,
         };
@@ -169,6 +170,7 @@ impl Repository {
             source_error: None,
             progress: &mut report,
             failures: 0,
+            faults: 0,
         };
         upload.run(session)?;
         Ok(Pushed::Uploaded)
@@ -287,6 +289,8 @@ struct Upload<'r, 'p, R> {
     progress: &'p mut dyn FnMut(u64),
     /// Consecutive transient faults without progress.
     failures: u32,
+    /// All transient faults.
+    faults: u32,
 }
 
 impl<R: Read + Seek> Upload<'_, '_, R> {
@@ -325,8 +329,9 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
     fn fail(&mut self, e: Error) -> Result<(), Error> {
         let policy = self.repo.client().retry_policy();
         self.failures += 1;
-        if self.failures >= policy.max_attempts {
-            return Err(exhausted(self.failures, e));
+        self.faults += 1;
+        if self.failures >= policy.max_attempts || self.faults > MAX_TRANSFER_FAULTS {
+            return Err(exhausted(self.faults, e));
         }
         std::thread::sleep(policy.backoff(self.failures, e.retry_after()));
         Ok(())
@@ -358,7 +363,7 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
             let range = format!("{offset}-{}", offset + len - 1);
             match self.send_bytes(Method::Patch, s.location.clone(), len, Some(range)) {
                 Ok(resp) => match resp.status().as_u16() {
-                    202 => {
+                    202 | 204 => {
                         let end = match header(&resp, "range") {
                             Some(r) => parse_range_end(r).ok_or_else(|| {
                                 self.protocol(
@@ -607,7 +612,10 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
             self.pos = 0;
             self.hasher = Hasher::default();
         }
-        let mut buf = vec![0u8; 1 << 20];
+        if self.pos == target {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; (target - self.pos).min(1 << 20) as usize];
         let mut hashed = self.hasher.writer(io::sink());
         while self.pos < target {
             let want = (target - self.pos).min(buf.len() as u64) as usize;
@@ -721,7 +729,8 @@ pub struct BlobReader {
     received: u64,
     /// Consecutive failures without new bytes.
     failures: u32,
-    reconnects: u32,
+    /// All failures.
+    faults: u32,
     progress: Option<Box<dyn FnMut(u64) + Send>>,
     state: State,
 }
@@ -819,10 +828,10 @@ impl BlobReader {
             return Err(e.into_io());
         }
         self.failures += 1;
-        self.reconnects += 1;
-        if self.failures >= policy.max_attempts || self.reconnects > MAX_RECONNECTS {
+        self.faults += 1;
+        if self.failures >= policy.max_attempts || self.faults > MAX_TRANSFER_FAULTS {
             self.state = State::Failed;
-            return Err(exhausted(self.failures.max(self.reconnects), e).into_io());
+            return Err(exhausted(self.faults, e).into_io());
         }
         std::thread::sleep(policy.backoff(self.failures, e.retry_after()));
         Ok(())

@@ -346,6 +346,43 @@ fn lost_answer_to_the_final_put_is_settled_by_head() {
     );
 }
 
+/// Bytes corrupted on their way to the registry: it refuses the digest, the client
+/// (whose own copy hashes right) reports the registry's DIGEST_INVALID and does not
+/// retry.
+#[test]
+fn digest_refused_by_the_registry_is_reported() {
+    let reg = Registry::start();
+    let blob = Pattern::new(2 * MIB, 35);
+    let proxy = Proxy::start(reg.port);
+    proxy.rule("PUT", "digest=", Action::CorruptRequestBody(MIB), 1);
+    let wire = Wire::default();
+    let repo =
+        through(&proxy, &wire, UploadPolicy::default()).repository(repo_name("strata/garbled"));
+    let e = repo
+        .push_blob(
+            &blob.digest(),
+            blob.size,
+            blob.clone_at(0),
+            PushOptions::default(),
+        )
+        .unwrap_err();
+    match &e {
+        Error::DigestInvalid { digest, errors, .. } => {
+            assert_eq!(*digest, blob.digest());
+            assert!(errors.has("DIGEST_INVALID"), "{e}");
+        }
+        _ => panic!("{e}"),
+    }
+    assert!(
+        e.to_string()
+            .contains("DIGEST_INVALID: provided digest did not match uploaded content"),
+        "{e}"
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(wire.count("PUT", "digest="), 1, "{}", wire.dump());
+    assert_eq!(repo.stat_blob(&blob.digest()).unwrap(), None);
+}
+
 fn corrupt(path: &std::path::Path, at: u64) {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new()

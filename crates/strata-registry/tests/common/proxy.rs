@@ -18,6 +18,8 @@ pub enum Action {
     DropRequestBody(u64),
     /// Stop forwarding the response after this many bytes, keeping the connection open.
     StallResponse(u64),
+    /// Flip the bits of the request body's byte at this offset (corruption in transit).
+    CorruptRequestBody(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -199,7 +201,8 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
         {
             let mut c = conn.lock().unwrap();
             c.response_bytes = 0;
-            c.response_action = action.filter(|a| !matches!(a, Action::DropRequestBody(_)));
+            c.response_action =
+                action.filter(|a| matches!(a, Action::DropResponse(_) | Action::StallResponse(_)));
         }
         if upstream.write_all(&buf[..head_end]).is_err() {
             cut(&client, &upstream);
@@ -217,7 +220,12 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
             Some(Action::DropRequestBody(n)) => Some(n.min(length)),
             _ => None,
         };
+        let corrupt_at = match action {
+            Some(Action::CorruptRequestBody(at)) => Some(at),
+            _ => None,
+        };
         let mut left = limit.unwrap_or(length);
+        let mut offset = 0u64;
         while left > 0 {
             if buf.is_empty() {
                 match client.read(&mut chunk) {
@@ -229,6 +237,10 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
                 }
             }
             let take = (buf.len() as u64).min(left) as usize;
+            if let Some(at) = corrupt_at.filter(|&at| at >= offset && at < offset + take as u64) {
+                buf[(at - offset) as usize] ^= 0xff;
+            }
+            offset += take as u64;
             if upstream.write_all(&buf[..take]).is_err() {
                 cut(&client, &upstream);
                 return;
