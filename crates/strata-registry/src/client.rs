@@ -345,16 +345,7 @@ impl Client {
             if resp.status() != StatusCode::UNAUTHORIZED || !to_registry || answered_again {
                 return Ok(resp);
             }
-            let offered: Vec<&str> = resp
-                .headers()
-                .get_all("www-authenticate")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let challenge = parse_challenge(&offered).map_err(|reason| Error::BadChallenge {
-                registry: self.inner.host.to_string(),
-                reason,
-            })?;
+            let challenge = self.challenge_of(&resp)?;
             let new_challenge = challenge.is_some() && challenge != endpoint.challenge;
             if new_challenge {
                 let updated = Arc::new(Endpoint {
@@ -632,21 +623,24 @@ impl Client {
                     .read_to_vec();
                 Ok(None)
             }
-            401 => {
-                let offered: Vec<&str> = resp
-                    .headers()
-                    .get_all("www-authenticate")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                parse_challenge(&offered).map_err(|reason| Error::BadChallenge {
-                    registry: self.inner.host.to_string(),
-                    reason,
-                })
-            }
+            401 => self.challenge_of(&resp),
             s if status_is_retryable(s) => Err(status_error(Method::Get, &url, resp)),
             s => Err(Error::NotARegistry { url, status: s }),
         }
+    }
+
+    /// The challenge a 401 answer offers.
+    fn challenge_of(&self, resp: &Response<Body>) -> Result<Option<Challenge>, Error> {
+        let offered: Vec<&str> = resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        parse_challenge(&offered).map_err(|reason| Error::BadChallenge {
+            registry: self.inner.host.to_string(),
+            reason,
+        })
     }
 
     /// Maps a 401 or 403 to the auth errors, for callers that know the scope.

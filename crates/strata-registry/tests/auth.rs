@@ -208,8 +208,7 @@ fn expired_tokens_are_renewed() {
         })
         .repository(repo_name("strata/renew"));
     let b = Pattern::new(1000, 1);
-    repo.push_blob(&b.digest(), b.size, b.clone_at(0), PushOptions::default())
-        .unwrap();
+    b.push(&repo).unwrap();
     repo.stat_blob(&b.digest()).unwrap();
     assert_eq!(tokens.seen().len(), 2);
     std::thread::sleep(Duration::from_millis(1800));
@@ -265,9 +264,7 @@ fn push_without_push_rights_is_refused() {
         })
         .repository(repo_name("strata/readonly"));
     let b = Pattern::new(1000, 2);
-    let e = repo
-        .push_blob(&b.digest(), b.size, b.clone_at(0), PushOptions::default())
-        .unwrap_err();
+    let e = b.push(&repo).unwrap_err();
     match &e {
         Error::Unauthorized { errors, scope, .. } | Error::Denied { errors, scope, .. } => {
             assert!(
@@ -296,18 +293,12 @@ fn mount_asks_for_both_repositories() {
     });
     let b = Pattern::new(300_000, 3);
     let a = client.repository(repo_name("strata/src"));
-    assert_eq!(
-        a.push_blob(&b.digest(), b.size, b.clone_at(0), PushOptions::default())
-            .unwrap(),
-        Pushed::Uploaded
-    );
+    assert_eq!(b.push(&a).unwrap(), Pushed::Uploaded);
     let from = repo_name("strata/src");
     let dst = client.repository(repo_name("strata/dst"));
-    let got = dst
-        .push_blob(
-            &b.digest(),
-            b.size,
-            b.clone_at(0),
+    let got = b
+        .push_with(
+            &dst,
             PushOptions {
                 mount_from: Some(&from),
                 progress: None,

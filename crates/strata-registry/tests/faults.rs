@@ -38,14 +38,7 @@ fn through(proxy: &Proxy, wire: &Wire, upload: UploadPolicy) -> strata_registry:
 }
 
 fn seed(reg: &Registry, repo: &str, blob: &Pattern) {
-    reg.client(Options::default())
-        .repository(repo_name(repo))
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
-            PushOptions::default(),
-        )
+    blob.push(&reg.client(Options::default()).repository(repo_name(repo)))
         .unwrap();
 }
 
@@ -193,10 +186,8 @@ fn chunked_push_recovers_from_a_patch_cut_mid_body() {
             );
         }
     };
-    let pushed = repo.push_blob(
-        &blob.digest(),
-        blob.size,
-        blob.clone_at(0),
+    let pushed = blob.push_with(
+        &repo,
         PushOptions {
             mount_from: None,
             progress: Some(&mut progress),
@@ -245,11 +236,9 @@ fn chunked_push_resumes_from_the_registry_offset() {
             proxy.rule("PATCH", "/blobs/uploads/", Action::DropRequestBody(0), 1);
         }
     };
-    let pushed = repo
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
+    let pushed = blob
+        .push_with(
+            &repo,
             PushOptions {
                 mount_from: None,
                 progress: Some(&mut progress),
@@ -297,14 +286,7 @@ fn monolithic_push_retries_after_a_dropped_put() {
     proxy.rule("PUT", "digest=", Action::DropRequestBody(5 * MIB), 1);
     let wire = Wire::default();
     let repo = through(&proxy, &wire, UploadPolicy::default()).repository(repo_name("strata/mono"));
-    let pushed = repo
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
-            PushOptions::default(),
-        )
-        .unwrap();
+    let pushed = blob.push(&repo).unwrap();
     assert_eq!(pushed, Pushed::Uploaded);
     assert_eq!(wire.count("PUT", "digest="), 2, "{}", wire.dump());
     assert_eq!(
@@ -325,14 +307,7 @@ fn lost_answer_to_the_final_put_is_settled_by_head() {
     proxy.rule("PUT", "digest=", Action::DropResponse(0), 1);
     let wire = Wire::default();
     let repo = through(&proxy, &wire, UploadPolicy::default()).repository(repo_name("strata/lost"));
-    let pushed = repo
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
-            PushOptions::default(),
-        )
-        .unwrap();
+    let pushed = blob.push(&repo).unwrap();
     assert_eq!(pushed, Pushed::Uploaded);
     assert_eq!(wire.count("PUT", "digest="), 1, "{}", wire.dump());
     let heads: Vec<_> = wire
@@ -358,14 +333,7 @@ fn digest_refused_by_the_registry_is_reported() {
     let wire = Wire::default();
     let repo =
         through(&proxy, &wire, UploadPolicy::default()).repository(repo_name("strata/garbled"));
-    let e = repo
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
-            PushOptions::default(),
-        )
-        .unwrap_err();
+    let e = blob.push(&repo).unwrap_err();
     match &e {
         Error::DigestInvalid { digest, errors, .. } => {
             assert_eq!(*digest, blob.digest());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::scripted::{Answer, Asked, Scripted};
 use common::{digest_bytes, repo_name, Pattern};
 use strata_registry::{
-    Client, Credentials, Error, ManifestKind, Options, PushOptions, Pushed, Reference, RetryPolicy,
+    Client, Credentials, Error, ManifestKind, Options, Pushed, Reference, RetryPolicy,
     MANIFEST_LIMIT,
 };
 
@@ -361,29 +361,9 @@ fn uploads_follow_locations_and_keep_credentials_home() {
     );
     let blob = Pattern::new(5000, 1);
     let first = c.repository(repo_name("first"));
-    assert_eq!(
-        first
-            .push_blob(
-                &blob.digest(),
-                blob.size,
-                blob.clone_at(0),
-                PushOptions::default()
-            )
-            .unwrap(),
-        Pushed::Uploaded
-    );
+    assert_eq!(blob.push(&first).unwrap(), Pushed::Uploaded);
     let second = c.repository(repo_name("second"));
-    assert_eq!(
-        second
-            .push_blob(
-                &blob.digest(),
-                blob.size,
-                blob.clone_at(0),
-                PushOptions::default()
-            )
-            .unwrap(),
-        Pushed::Uploaded
-    );
+    assert_eq!(blob.push(&second).unwrap(), Pushed::Uploaded);
     let away = elsewhere.asked();
     assert_eq!(away.len(), 1);
     assert!(away[0].target.starts_with("/up?x=1&digest="), "{away:?}");

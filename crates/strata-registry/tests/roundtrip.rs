@@ -29,11 +29,6 @@ fn oci_manifest(config: (&Digest, u64), layers: &[(Digest, u64)]) -> Vec<u8> {
     .into_bytes()
 }
 
-fn push_pattern(repo: &strata_registry::Repository, p: &Pattern) -> Pushed {
-    repo.push_blob(&p.digest(), p.size, p.clone_at(0), PushOptions::default())
-        .unwrap()
-}
-
 #[test]
 fn manifests_and_blobs_round_trip_by_tag_and_digest() {
     let reg = Registry::start();
@@ -54,7 +49,7 @@ fn manifests_and_blobs_round_trip_by_tag_and_digest() {
         .unwrap(),
         Pushed::Uploaded
     );
-    assert_eq!(push_pattern(&repo, &layer), Pushed::Uploaded);
+    assert_eq!(layer.push(&repo).unwrap(), Pushed::Uploaded);
     assert_eq!(repo.stat_blob(&layer.digest()).unwrap(), Some(layer.size));
 
     let manifest = oci_manifest(
@@ -144,7 +139,7 @@ fn big_blob_monolithic_and_chunked() {
             ..wire.options()
         })
         .repository(repo_name("strata/mono"));
-    assert_eq!(push_pattern(&mono, &blob), Pushed::Uploaded);
+    assert_eq!(blob.push(&mono).unwrap(), Pushed::Uploaded);
     assert_eq!(wire.count("PATCH", "/blobs/uploads/"), 0, "{}", wire.dump());
     let puts: Vec<_> = wire
         .all()
@@ -209,14 +204,12 @@ fn second_push_sends_only_a_head() {
         .client(wire.options())
         .repository(repo_name("strata/again"));
     let blob = Pattern::new(2 * MIB, 3);
-    assert_eq!(push_pattern(&repo, &blob), Pushed::Uploaded);
+    assert_eq!(blob.push(&repo).unwrap(), Pushed::Uploaded);
     wire.take();
     let mut progress = 0;
-    let again = repo
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
+    let again = blob
+        .push_with(
+            &repo,
             PushOptions {
                 mount_from: None,
                 progress: Some(&mut |n| progress = n),
@@ -244,15 +237,13 @@ fn cross_repository_mount_and_its_fallback() {
     let a = client.repository(repo_name("strata/a"));
     let b = client.repository(repo_name("strata/b"));
     let blob = Pattern::new(5 * MIB, 11);
-    assert_eq!(push_pattern(&a, &blob), Pushed::Uploaded);
+    assert_eq!(blob.push(&a).unwrap(), Pushed::Uploaded);
     wire.take();
 
     let from = repo_name("strata/a");
-    let got = b
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
+    let got = blob
+        .push_with(
+            &b,
             PushOptions {
                 mount_from: Some(&from),
                 progress: None,
@@ -279,11 +270,9 @@ fn cross_repository_mount_and_its_fallback() {
     let other = Pattern::new(MIB, 12);
     let c = client.repository(repo_name("strata/c"));
     wire.take();
-    let got = c
-        .push_blob(
-            &other.digest(),
-            other.size,
-            other.clone_at(0),
+    let got = other
+        .push_with(
+            &c,
             PushOptions {
                 mount_from: Some(&from),
                 progress: None,
@@ -313,7 +302,7 @@ fn missing_things_are_named_and_not_retried() {
         .client(wire.options())
         .repository(repo_name("strata/missing"));
     let blob = Pattern::new(1000, 5);
-    push_pattern(&repo, &blob);
+    blob.push(&repo).unwrap();
     wire.take();
 
     let e = repo

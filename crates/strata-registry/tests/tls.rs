@@ -5,7 +5,7 @@
 mod common;
 
 use common::{digest_of, repo_name, tempdir, Pattern, Registry, RegistryConfig};
-use strata_registry::{Client, Error, Options, PushOptions, Pushed};
+use strata_registry::{Client, Error, Options, Pushed};
 
 struct TlsRegistry {
     reg: Registry,
@@ -35,14 +35,7 @@ fn tls_registry() -> TlsRegistry {
 fn round_trip(client: &Client) {
     let repo = client.repository(repo_name("strata/tls"));
     let blob = Pattern::new(1 << 20, 5);
-    let pushed = repo
-        .push_blob(
-            &blob.digest(),
-            blob.size,
-            blob.clone_at(0),
-            PushOptions::default(),
-        )
-        .unwrap();
+    let pushed = blob.push(&repo).unwrap();
     assert!(matches!(pushed, Pushed::Uploaded | Pushed::AlreadyPresent));
     assert_eq!(
         digest_of(repo.get_blob(&blob.digest(), None).unwrap())

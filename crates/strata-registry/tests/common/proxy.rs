@@ -142,45 +142,18 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 256 << 10];
     loop {
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.first().is_some_and(|b| !b.is_ascii_uppercase()) {
-                // Not HTTP (a TLS handshake, say): nothing here speaks it.
-                cut(&client, &upstream);
-                return;
-            }
-            match client.read(&mut chunk) {
-                Ok(0) | Err(_) => {
-                    conn.lock().unwrap().closed = true;
-                    cut(&client, &upstream);
-                    return;
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(head) = super::http::read_head(&mut client, &mut buf) else {
+            conn.lock().unwrap().closed = true;
+            cut(&client, &upstream);
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_string();
-        let target = first.next().unwrap_or("").to_string();
-        let mut length = 0u64;
-        let mut chunked = false;
-        let mut range = None;
-        let mut content_range = None;
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                match k.as_str() {
-                    "content-length" => length = v.parse().unwrap_or(0),
-                    "transfer-encoding" => chunked = v.contains("chunked"),
-                    "range" => range = Some(v),
-                    "content-range" => content_range = Some(v),
-                    _ => {}
-                }
-            }
-        }
+        let length = head.content_length();
+        let chunked = head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"));
+        let (method, target) = (head.method.clone(), head.target.clone());
+        let range = head.header("range").map(str::to_string);
+        let content_range = head.header("content-range").map(str::to_string);
         let action = {
             let mut rules = shared.rules.lock().unwrap();
             rules
@@ -204,11 +177,10 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
             c.response_action =
                 action.filter(|a| matches!(a, Action::DropResponse(_) | Action::StallResponse(_)));
         }
-        if upstream.write_all(&buf[..head_end]).is_err() {
+        if upstream.write_all(&head.raw).is_err() {
             cut(&client, &upstream);
             return;
         }
-        buf.drain(..head_end);
         if chunked {
             // Not needed by the client under test: pass the rest through untouched.
             let _ = upstream.write_all(&buf);
@@ -302,8 +274,4 @@ fn responses(mut upstream: TcpStream, mut client: TcpStream, conn: Arc<Mutex<Con
             _ => {}
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

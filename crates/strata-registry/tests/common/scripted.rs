@@ -2,26 +2,12 @@
 //! gives on demand (schema 1 manifests, 503 storms, 429 with Retry-After). Everything
 //! else is tested against the real registry.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 /// A request as the server saw it.
-#[derive(Clone, Debug)]
-pub struct Asked {
-    pub method: String,
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Asked {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub type Asked = super::http::Head;
 
 pub struct Answer {
     pub status: u16,
@@ -93,44 +79,13 @@ impl Scripted {
 
 fn serve(mut conn: TcpStream, asked: &Mutex<Vec<Asked>>, script: &Script) {
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 8192];
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.first().is_some_and(|b| !b.is_ascii_uppercase()) {
-                return; // not HTTP (a TLS handshake): hang up, as a plain-HTTP server would
-            }
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(req) = super::http::read_head(&mut conn, &mut buf) else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_string();
-        let target = first.next().unwrap_or("").to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let req = Asked {
-            method,
-            target,
-            headers,
-        };
-        let length: usize = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        buf.drain(..head_end);
-        while buf.len() < length {
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let length = req.content_length() as usize;
+        if !super::http::fill(&mut conn, &mut buf, length) {
+            return;
         }
         buf.drain(..length);
         let index = {

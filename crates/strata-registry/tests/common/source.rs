@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use strata_registry::Digest;
+use strata_registry::{Digest, Error, PushOptions, Pushed, Repository};
 
 /// `size` incompressible bytes determined by `seed`; byte `i` depends only on
 /// `(seed, i)`, so seeking is free.
@@ -29,6 +29,15 @@ impl Pattern {
             seed: self.seed,
             pos,
         }
+    }
+
+    /// Pushes the pattern as a blob into `repo`.
+    pub fn push(&self, repo: &Repository) -> Result<Pushed, Error> {
+        self.push_with(repo, PushOptions::default())
+    }
+
+    pub fn push_with(&self, repo: &Repository, options: PushOptions<'_>) -> Result<Pushed, Error> {
+        repo.push_blob(&self.digest(), self.size, self.clone_at(0), options)
     }
 
     pub fn to_vec(&self) -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! Distribution 2.8 checks `iss`, `aud` (the service), `exp`/`nbf` (60 s leeway) and
 //! grants what the `access` claim lists.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -124,40 +124,16 @@ impl TokenServer {
 }
 
 fn handle(mut conn: TcpStream, s: &Shared) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    let mut body = Vec::new();
+    let Some(head) = super::http::read_head(&mut conn, &mut body) else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let method = first.next().unwrap_or("").to_string();
-    let target = first.next().unwrap_or("").to_string();
-    let mut authorization = None;
-    let mut length = 0usize;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "authorization" => authorization = Some(v.trim().to_string()),
-                "content-length" => length = v.trim().parse().unwrap_or(0),
-                _ => {}
-            }
-        }
+    let length = head.content_length() as usize;
+    if !super::http::fill(&mut conn, &mut body, length) {
+        return;
     }
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let (method, target) = (head.method.clone(), head.target.clone());
+    let authorization = head.header("authorization").map(str::to_string);
     let query = target
         .split_once('?')
         .map(|(_, q)| q.to_string())
