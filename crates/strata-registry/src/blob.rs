@@ -314,7 +314,10 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
                     return Err(e);
                 }
                 Err(Fault::Again(e)) => {
-                    self.fail(e)?;
+                    if let Err(e) = self.fail(e) {
+                        self.cancel(&location);
+                        return Err(e);
+                    }
                     // The answer to a final PUT may be what got lost.
                     if self.repo.stat_blob_for(&self.digest, &self.scope)? == Some(self.size) {
                         return Ok(());
@@ -365,7 +368,8 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
                 Ok(resp) => match resp.status().as_u16() {
                     202 | 204 => {
                         let end = match header(&resp, "range") {
-                            Some(r) => parse_range_end(r).ok_or_else(|| {
+                            // After a PATCH the registry holds at least one byte.
+                            Some(r) => parse_range_last(r).map(|n| n + 1).ok_or_else(|| {
                                 self.protocol(
                                     Method::Patch,
                                     &s.location,
@@ -456,7 +460,7 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
         match resp.status().as_u16() {
             204 | 200 => {
                 let have = match header(&resp, "range") {
-                    Some(r) => parse_range_end(r).ok_or_else(|| {
+                    Some(r) => held_by_status(r).ok_or_else(|| {
                         self.protocol(Method::Get, &s.location, format!("unreadable Range `{r}`"))
                     })?,
                     None => 0,
@@ -696,15 +700,22 @@ fn with_digest(location: &str, digest: &Digest) -> String {
     )
 }
 
-/// The byte count a `Range: 0-N` (or `bytes=0-N`) header reports: `N + 1`.
-fn parse_range_end(v: &str) -> Option<u64> {
+/// The last byte `N` of a `Range: 0-N` (or `bytes=0-N`) header: the registry holds
+/// `N + 1` bytes, except that distribution also writes `0-0` for an empty upload.
+fn parse_range_last(v: &str) -> Option<u64> {
     let v = v.trim();
     let v = v.strip_prefix("bytes=").unwrap_or(v);
     let (start, end) = v.split_once('-')?;
     if start.trim() != "0" {
         return None;
     }
-    end.trim().parse::<u64>().ok().map(|n| n + 1)
+    end.trim().parse::<u64>().ok()
+}
+
+/// What a `Range` in answer to an upload-status `GET` says the registry holds; `0-0`
+/// is read as nothing (resending a byte is harmless, skipping one is not).
+fn held_by_status(v: &str) -> Option<u64> {
+    parse_range_last(v).map(|n| if n == 0 { 0 } else { n + 1 })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -951,10 +962,12 @@ mod tests {
 
     #[test]
     fn ranges_and_digest_queries() {
-        assert_eq!(parse_range_end("0-99"), Some(100));
-        assert_eq!(parse_range_end("bytes=0-0"), Some(1));
-        assert_eq!(parse_range_end("5-9"), None);
-        assert_eq!(parse_range_end("0-"), None);
+        assert_eq!(parse_range_last("0-99"), Some(99));
+        assert_eq!(parse_range_last("bytes=0-0"), Some(0));
+        assert_eq!(parse_range_last("5-9"), None);
+        assert_eq!(parse_range_last("0-"), None);
+        assert_eq!(held_by_status("0-0"), Some(0));
+        assert_eq!(held_by_status("0-4194303"), Some(4 << 20));
         let d = Digest([0; 32]);
         assert_eq!(
             with_digest("http://h/v2/r/blobs/uploads/u?_state=x", &d),

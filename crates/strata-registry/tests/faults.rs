@@ -278,6 +278,46 @@ fn chunked_push_resumes_from_the_registry_offset() {
     );
 }
 
+/// The very first PATCH is cut before its body: the registry reports `0-0` (nothing
+/// held) and the upload goes on from byte 0 in the same session.
+#[test]
+fn chunked_push_resumes_from_an_empty_session() {
+    let reg = Registry::start();
+    let blob = Pattern::new(3 * MIB, 36);
+    let proxy = Proxy::start(reg.port);
+    proxy.rule("PATCH", "/blobs/uploads/", Action::DropRequestBody(0), 1);
+    let wire = Wire::default();
+    let repo = through(
+        &proxy,
+        &wire,
+        UploadPolicy {
+            monolithic_max: 0,
+            chunk_size: MIB,
+        },
+    )
+    .repository(repo_name("strata/empty-session"));
+    assert_eq!(blob.push(&repo).unwrap(), Pushed::Uploaded);
+    assert_eq!(wire.count("POST", "/blobs/uploads/"), 1, "{}", wire.dump());
+    let ranges: Vec<String> = proxy
+        .seen()
+        .iter()
+        .filter_map(|s| s.content_range.clone())
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "0-1048575",
+            "0-1048575",
+            "1048576-2097151",
+            "2097152-3145727"
+        ]
+    );
+    assert_eq!(
+        stored_digest(&reg, "strata/empty-session", &blob),
+        blob.digest()
+    );
+}
+
 #[test]
 fn monolithic_push_retries_after_a_dropped_put() {
     let reg = Registry::start();

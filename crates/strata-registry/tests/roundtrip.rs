@@ -196,6 +196,38 @@ fn big_blob_monolithic_and_chunked() {
     );
 }
 
+/// Sizes around the edges of the upload modes: empty, one byte, and a chunk give or take
+/// one, each in one PUT and in PATCH chunks of 1 MiB.
+#[test]
+fn edge_sizes_in_both_upload_modes() {
+    let reg = Registry::start();
+    for (name, monolithic_max) in [("strata/edge-mono", 1 << 30), ("strata/edge-chunked", 0)] {
+        let repo = reg
+            .client(Options {
+                upload: UploadPolicy {
+                    monolithic_max,
+                    chunk_size: MIB,
+                },
+                ..Options::default()
+            })
+            .repository(repo_name(name));
+        for (i, size) in [0, 1, MIB - 1, MIB, MIB + 1, 2 * MIB]
+            .into_iter()
+            .enumerate()
+        {
+            let blob = Pattern::new(size, 100 + i as u64);
+            assert_eq!(blob.push(&repo).unwrap(), Pushed::Uploaded, "{name} {size}");
+            assert_eq!(
+                repo.stat_blob(&blob.digest()).unwrap(),
+                Some(size),
+                "{name} {size}"
+            );
+            let got = digest_of(repo.get_blob(&blob.digest(), Some(size)).unwrap()).unwrap();
+            assert_eq!(got, (blob.digest(), size), "{name} {size}");
+        }
+    }
+}
+
 #[test]
 fn second_push_sends_only_a_head() {
     let reg = Registry::start();
