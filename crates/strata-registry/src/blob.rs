@@ -767,6 +767,38 @@ impl BlobReader {
         self.received
     }
 
+    /// Reads (and drops) whatever the consumer left unread, then answers whether the
+    /// blob was right: its size and digest. A consumer that stops early (a tar
+    /// reader at its end-of-archive blocks, before the compressed stream ends) calls
+    /// this so the digest is still checked. Returns the blob's size.
+    pub fn finish(mut self) -> Result<u64, Error> {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => return Ok(self.received),
+                Ok(_) => {}
+                // Every error of `read` holds one of ours, except a read after a
+                // failure, which `finish` (taking the reader) cannot meet.
+                Err(e) => {
+                    return Err(
+                        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                            Some(Ok(mine)) => *mine,
+                            _ => self.already_failed(),
+                        },
+                    )
+                }
+            }
+        }
+    }
+
+    fn already_failed(&self) -> Error {
+        Error::Protocol {
+            method: "GET",
+            url: self.url.clone(),
+            reason: "read again after the download had failed".to_string(),
+        }
+    }
+
     fn what(&self) -> String {
         format!("blob {} from {}", self.digest, self.repo.name())
     }
@@ -863,7 +895,7 @@ impl BlobReader {
     }
 
     /// The end of the bytes: check the length and the digest.
-    fn finish(&mut self) -> io::Result<usize> {
+    fn at_end(&mut self) -> io::Result<usize> {
         self.body = None;
         if let Some(exp) = self.expected.filter(|&e| e != self.received) {
             return Err(self.fail(Error::SizeMismatch {
@@ -890,9 +922,7 @@ impl Read for BlobReader {
         loop {
             match self.state {
                 State::Done => return Ok(0),
-                State::Failed => {
-                    return Err(io::Error::other(format!("{}: already failed", self.what())))
-                }
+                State::Failed => return Err(self.already_failed().into_io()),
                 State::Streaming => {}
             }
             if buf.is_empty() {
@@ -921,7 +951,7 @@ impl Read for BlobReader {
                 continue;
             }
             match body.read(buf) {
-                Ok(0) => return self.finish(),
+                Ok(0) => return self.at_end(),
                 Ok(n) => {
                     if let Some(exp) = self.expected.filter(|&e| self.received + n as u64 > e) {
                         return Err(self.fail(Error::SizeMismatch {

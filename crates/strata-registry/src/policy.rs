@@ -24,14 +24,6 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// No retries at all: the first fault is the answer.
-    pub fn never() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        }
-    }
-
     /// The pause before the next try, after `failures` failed ones (1 or more).
     pub(crate) fn backoff(&self, failures: u32, hint: Option<Duration>) -> Duration {
         let exp = failures.saturating_sub(1).min(16);

@@ -439,6 +439,12 @@ fn wrong_bytes_from_the_registry_fail_the_read() {
     assert!(!inner.is_retryable());
     // Reading on does not pretend it is fine.
     assert!(reader.read(&mut buf).is_err());
+
+    // A consumer that stops early and calls finish() still gets the verdict.
+    let mut reader = repo.get_blob(&blob.digest(), Some(blob.size)).unwrap();
+    reader.read_exact(&mut buf[..1000]).unwrap();
+    let e = reader.finish().unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
 }
 
 #[test]

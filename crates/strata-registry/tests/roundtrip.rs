@@ -92,6 +92,11 @@ fn manifests_and_blobs_round_trip_by_tag_and_digest() {
         .read_to_end(&mut c)
         .unwrap();
     assert_eq!(c, config);
+    // Read a little, then finish(): the rest is drained and checked.
+    let mut reader = repo.get_blob(&layer.digest(), Some(layer.size)).unwrap();
+    let mut head = [0u8; 4096];
+    reader.read_exact(&mut head).unwrap();
+    assert_eq!(reader.finish().unwrap(), layer.size);
 }
 
 #[test]
