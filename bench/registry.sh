@@ -112,6 +112,7 @@ check_pulled() {
   [ "$(find "$WORK/dst/blobs/sha256" -type f | wc -l)" -ge 7 ] || die "$1 pulled too few blobs"
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "push: oci-copy and skopeo into a fresh registry, x$N each"
 read -r push_ours push_ours_cpu < <(measure fresh_registry ours_push)
 read -r push_skopeo push_skopeo_cpu < <(measure fresh_registry skopeo_push)
@@ -136,6 +137,7 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), Linux $(uname -r); strata at $rev."
   echo "Image: oci:corpus of $CORPUS, 7 blobs, $(awk -v b="$BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }'), copied to $TMPFS; registry: docker-registry $(docker-registry --version | awk '{ print $3 }') on 127.0.0.1, storage on tmpfs; $(skopeo --version)."
   echo "Median of $N runs after one warm-up. Push goes into a fresh registry each run; pull into a fresh layout. CPU is the client's user+sys (the registry's not counted)."
+  echo "Load average before / after the race: $load_before / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews wall times; CPU times much less)."
   echo "strata is \`oci-copy\` (crates/strata-registry/examples, 6 jobs, default upload policy: one PUT up to 32 MiB, 32 MiB PATCH chunks above); skopeo copies up to 6 blobs at once too."
   echo
   echo "| direction | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
