@@ -20,6 +20,8 @@
 #   pull  from a registry holding the image, into a fresh layout on tmpfs:
 #           oci-copy pull 127.0.0.1:PORT/bench/corpus:1 DIR
 #         vs skopeo copy --src-tls-verify=false docker://... oci:DIR:corpus
+#   floor curl -T of the largest blob alone into a fresh registry: what the registry
+#         itself needs (it hashes every byte it stores), the bound of any push
 # Both verify every digest; both fsync what they write (free on tmpfs). Reported:
 # median wall time, MB/s of blob bytes, the client's own CPU time (user+sys, the
 # registry's excluded) and ratio = skopeo time / strata time (target >= 1.5x).
@@ -35,7 +37,7 @@ TMPFS=${TMPFS:-/dev/shm}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
 [ "$(id -u)" -eq 0 ] || die "run as root (the corpus build and docker-registry install need it)"
 
-need_packages skopeo:skopeo docker-registry:docker-registry python3:python3
+need_packages skopeo:skopeo docker-registry:docker-registry python3:python3 curl:curl
 ensure_corpus full "$CORPUS"
 
 say "building oci-copy (cargo build --release -p strata-registry --example oci-copy)"
@@ -63,6 +65,18 @@ m = json.load(open(os.path.join(root, "blobs/sha256", desc["digest"].split(":")[
 print(sum(d["size"] for d in [m["config"]] + m["layers"]))
 PY
 )
+LARGEST=$(python3 - "$SRC" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+index = json.load(open(os.path.join(root, "index.json")))
+desc = next(d for d in index["manifests"] if d["annotations"]["org.opencontainers.image.ref.name"] == "corpus")
+m = json.load(open(os.path.join(root, "blobs/sha256", desc["digest"].split(":")[1])))
+big = max([m["config"]] + m["layers"], key=lambda d: d["size"])
+print(big["digest"], big["size"])
+PY
+)
+LARGEST_SIZE=${LARGEST#* }
+LARGEST=${LARGEST% *}
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 REF=127.0.0.1:$PORT/bench/corpus:1
 ERR=$WORK/last-error.log
@@ -75,6 +89,12 @@ fresh_dest() { rm -rf -- "$WORK/dst"; }
 ours_push() { "$OCI_COPY" push "$SRC" corpus "$REF"; }
 skopeo_push() { skopeo copy -q --dest-tls-verify=false "oci:$SRC:corpus" "docker://$REF"; }
 ours_pull() { "$OCI_COPY" pull "$REF" "$WORK/dst"; }
+# The registry's own floor: the largest blob alone, one streamed PUT by curl.
+curl_largest_push() {
+  local loc
+  loc=$(curl -fsS -i -X POST "http://127.0.0.1:$PORT/v2/bench/floor/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  curl -fsS -o /dev/null -T "$SRC/blobs/sha256/${LARGEST#sha256:}" -H 'Content-Type: application/octet-stream' "$loc&digest=$LARGEST"
+}
 skopeo_pull() { skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$WORK/dst:corpus"; }
 
 TIMEFORMAT='%R %U %S'
@@ -116,6 +136,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "push: oci-copy and skopeo into a fresh registry, x$N each"
 read -r push_ours push_ours_cpu < <(measure fresh_registry ours_push)
 read -r push_skopeo push_skopeo_cpu < <(measure fresh_registry skopeo_push)
+read -r push_floor _ < <(measure fresh_registry curl_largest_push)
 
 say "pull: oci-copy and skopeo into a fresh layout, x$N each"
 fresh_registry
@@ -143,6 +164,7 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "| direction | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
   echo "| --- | --- | --- | --- | --- | --- |"
   echo "| push | $push_ours s ($(mbps "$push_ours") MB/s) | $push_skopeo s ($(mbps "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp")) | $push_ours_cpu s | $push_skopeo_cpu s |"
+  echo "| push floor: \`curl -T\` of the largest blob alone ($(awk -v b="$LARGEST_SIZE" 'BEGIN { printf "%.0f MB", b / 1e6 }')) | $push_floor s | | | | |"
   echo "| pull | $pull_ours s ($(mbps "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl")) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
 } >"$results.tmp"
 mv "$results.tmp" "$results"

@@ -136,8 +136,9 @@ pub enum Error {
     /// 401: the registry (or its token server) did not accept our credentials, or
     /// none were given.
     #[error(
-        "{registry} refused to authenticate us for {scope}: {errors}{}",
-        if *anonymous { " (no credentials were given: pass --creds USER:PASSWORD or log in with podman/docker login)" } else { "" }
+        "{registry} {} for {scope}: {errors}{}",
+        if *anonymous { "requires credentials" } else { "did not accept the credentials" },
+        if *anonymous { " (pass --creds USER:PASSWORD, or log in with podman login or docker login)" } else { "" }
     )]
     Unauthorized {
         registry: String,
