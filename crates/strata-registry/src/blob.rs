@@ -753,6 +753,7 @@ impl BlobReader {
         self
     }
 
+    /// The digest the bytes are checked against.
     pub fn digest(&self) -> &Digest {
         &self.digest
     }

@@ -21,6 +21,7 @@ use crate::{Credentials, Error, RegistryHost, RepositoryName, RetryPolicy, Uploa
 /// prove what went over the wire, tools to log it.
 #[derive(Debug)]
 pub struct Exchange<'a> {
+    /// `GET`, `HEAD`, `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: &'a str,
     /// The full URL (credentials never appear in URLs; tokens travel in headers).
     pub url: &'a str,
@@ -40,6 +41,7 @@ pub type RequestHook = Arc<dyn Fn(&Exchange<'_>) + Send + Sync>;
 /// verified, with the system's CA bundle and `certs.d` CAs, 5 attempts per operation.
 #[derive(Clone)]
 pub struct Options {
+    /// Who we are ([`Credentials::lookup`] finds the user's).
     pub credentials: Credentials,
     /// `false` skips TLS certificate checks and allows falling back to plain HTTP (as
     /// `--tls-verify=false` does for podman and skopeo). Loopback registries may use
@@ -50,14 +52,18 @@ pub struct Options {
     /// Directories holding `HOST[:PORT]/*.crt` CA files for a registry, as podman and
     /// docker read them; default `/etc/containers/certs.d` and `/etc/docker/certs.d`.
     pub certs_dirs: Vec<PathBuf>,
+    /// How transient faults are retried.
     pub retry: RetryPolicy,
+    /// When blobs go in one `PUT` and how large `PATCH` chunks are.
     pub upload: UploadPolicy,
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// How long one read or write on a connection may stall before it counts as
     /// dropped (and is retried).
     pub io_timeout: Duration,
+    /// The `User-Agent` sent (default `strata/VERSION`).
     pub user_agent: String,
+    /// Called after every HTTP exchange ([`Exchange`]).
     pub on_request: Option<RequestHook>,
 }
 

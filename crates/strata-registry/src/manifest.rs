@@ -22,6 +22,7 @@ pub enum ManifestKind {
 }
 
 impl ManifestKind {
+    /// Every kind, in the order of the `Accept` header we send.
     pub const ALL: [ManifestKind; 4] = [
         ManifestKind::OciIndex,
         ManifestKind::OciManifest,
@@ -29,6 +30,7 @@ impl ManifestKind {
         ManifestKind::DockerManifest,
     ];
 
+    /// The kind's media type, as `Content-Type` and `Accept` carry it.
     pub fn media_type(self) -> &'static str {
         match self {
             ManifestKind::OciIndex => "application/vnd.oci.image.index.v1+json",
@@ -60,10 +62,12 @@ impl ManifestKind {
 /// A manifest as the registry holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
+    /// From the `Content-Type`, or the document itself when that is generic.
     pub kind: ManifestKind,
     /// The sha256 of `bytes`, checked against the digest asked for (when fetched by
     /// digest) and the registry's `Docker-Content-Digest` (when it sends one).
     pub digest: Digest,
+    /// Exactly what the registry sent (never re-serialized).
     pub bytes: Vec<u8>,
 }
 

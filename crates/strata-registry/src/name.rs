@@ -183,6 +183,7 @@ impl RepositoryName {
         Ok(RepositoryName(s.to_string()))
     }
 
+    /// The name, as it goes into URLs and token scopes.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -232,6 +233,7 @@ impl FromStr for RepositoryName {
 pub struct Tag(String);
 
 impl Tag {
+    /// Parses and validates a tag.
     pub fn parse(s: &str) -> Result<Tag, Error> {
         let b = s.as_bytes();
         let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
@@ -248,6 +250,7 @@ impl Tag {
         Ok(Tag(s.to_string()))
     }
 
+    /// The tag's text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -270,7 +273,9 @@ impl fmt::Display for Tag {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Reference {
+    /// A name that may move to other content (`latest`, `v1.2`).
     Tag(Tag),
+    /// The content itself; what comes back is checked against it.
     Digest(Digest),
 }
 

@@ -17,10 +17,12 @@ impl Repository {
         Repository { client, name }
     }
 
+    /// The repository's name in its registry.
     pub fn name(&self) -> &RepositoryName {
         &self.name
     }
 
+    /// The client for the registry it belongs to.
     pub fn client(&self) -> &Client {
         &self.client
     }
