@@ -19,8 +19,10 @@
 #   pack    strata layer pack DIR -o -         vs  tar -cf - -C DIR . | openssl dgst -sha256
 #           (both stream and hash; `-o FILE`, which also fsyncs the file, is shown too)
 #   repack  strata layer repack DIR --recipe R -o -   vs  cat L.tar (the floor)
-# plus the peak RSS (/usr/bin/time) of strata on the big-file layer. Prints a markdown
-# table and writes it to bench/results-YYYY-MM-DD.md. Needs root (owners, devices).
+# plus the peak RSS (/usr/bin/time) of strata on the big-file layer. Then
+# bench/registry.sh: push and pull of the whole corpus image over loopback against
+# skopeo. Prints markdown tables and writes them to bench/results-YYYY-MM-DD.md. Needs
+# root (owners, devices).
 set -euo pipefail
 PROG=bench
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -232,6 +234,11 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
   echo "| umoci raw unpack (reference) | $rss_umoci MiB |"
 } >"$results.tmp"
 mv "$results.tmp" "$results"
+
+# The registry race (push and pull against skopeo), appended to the same results.
+say "registry race: bench/registry.sh"
+N=$N CORPUS=$CORPUS TMPFS=$TMPFS bash "$ROOT/bench/registry.sh" >/dev/null
+{ echo; cat "$ROOT/bench/results-registry-$date_utc.md"; } >>"$results"
 cat "$results"
 say "written to $results"
 

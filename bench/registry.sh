@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The registry race: strata-registry against skopeo, pushing and pulling the full
+# corpus image over loopback, in one run.
+#
+# Usage: bench/registry.sh            (bench/run.sh calls it after its own race)
+# Environment:
+#   CORPUS=DIR      full test corpus (default /var/tmp/strata-corpus-full; built with
+#                   shared/testdata/make-corpus.sh if absent, ~2.5 min)
+#   N=5             timed runs per measurement (median reported; one warm-up first)
+#   TMPFS=DIR       tmpfs scratch (default /dev/shm): the source layout, the registry's
+#                   storage and the pulled layouts all live there
+#
+# The image is oci:CORPUS/oci:corpus (5 gzip layers and a config, ~295 MB of blobs),
+# copied to tmpfs first. Debian's docker-registry (distribution 2.8) serves plain HTTP
+# on a free 127.0.0.1 port (shared/testdata/registry.sh). Each timed run:
+#   push  into a fresh, empty registry (started untimed):
+#           oci-copy push LAYOUT corpus 127.0.0.1:PORT/bench/corpus:1
+#           (crates/strata-registry/examples/oci-copy.rs, release build, 6 jobs)
+#         vs skopeo copy --dest-tls-verify=false oci:LAYOUT:corpus docker://...
+#   pull  from a registry holding the image, into a fresh layout on tmpfs:
+#           oci-copy pull 127.0.0.1:PORT/bench/corpus:1 DIR
+#         vs skopeo copy --src-tls-verify=false docker://... oci:DIR:corpus
+#   floor curl -T of the largest blob alone into a fresh registry: what the registry
+#         itself needs (it hashes every byte it stores), the bound of any push
+# Both verify every digest; both fsync what they write (free on tmpfs). Reported:
+# median wall time, MB/s of blob bytes, the client's own CPU time (user+sys, the
+# registry's excluded) and ratio = skopeo time / strata time (target >= 1.5x).
+# Writes the table to bench/results-registry-YYYY-MM-DD.md and prints it.
+set -euo pipefail
+PROG=bench-registry
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
+
+CORPUS=${CORPUS:-/var/tmp/strata-corpus-full}
+N=${N:-5}
+TMPFS=${TMPFS:-/dev/shm}
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
+[ "$(id -u)" -eq 0 ] || die "run as root (the corpus build and docker-registry install need it)"
+
+need_packages skopeo:skopeo docker-registry:docker-registry python3:python3 curl:curl
+ensure_corpus full "$CORPUS"
+
+say "building oci-copy (cargo build --release -p strata-registry --example oci-copy)"
+(cd "$ROOT" && cargo build --release -p strata-registry --example oci-copy --quiet) || die "the release build failed"
+OCI_COPY=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/oci-copy
+[ -x "$OCI_COPY" ] || die "no binary at $OCI_COPY after the build"
+REGISTRY_SH=$SHARED/testdata/registry.sh
+[ -f "$REGISTRY_SH" ] || die "no $REGISTRY_SH: shared/ must sit beside the repository (or set SHARED=DIR)"
+
+WORK=$TMPFS/strata-bench-registry.$$
+cleanup() {
+  bash "$REGISTRY_SH" stop "$WORK/reg" >/dev/null 2>&1 || true
+  rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK"
+SRC=$WORK/src
+cp -a "$CORPUS/oci" "$SRC"
+BYTES=$(python3 - "$SRC" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+index = json.load(open(os.path.join(root, "index.json")))
+desc = next(d for d in index["manifests"] if d["annotations"]["org.opencontainers.image.ref.name"] == "corpus")
+m = json.load(open(os.path.join(root, "blobs/sha256", desc["digest"].split(":")[1])))
+print(sum(d["size"] for d in [m["config"]] + m["layers"]))
+PY
+)
+LARGEST=$(python3 - "$SRC" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+index = json.load(open(os.path.join(root, "index.json")))
+desc = next(d for d in index["manifests"] if d["annotations"]["org.opencontainers.image.ref.name"] == "corpus")
+m = json.load(open(os.path.join(root, "blobs/sha256", desc["digest"].split(":")[1])))
+big = max([m["config"]] + m["layers"], key=lambda d: d["size"])
+print(big["digest"], big["size"])
+PY
+)
+LARGEST_SIZE=${LARGEST#* }
+LARGEST=${LARGEST% *}
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REF=127.0.0.1:$PORT/bench/corpus:1
+ERR=$WORK/last-error.log
+
+registry_up() { bash "$REGISTRY_SH" start "$WORK/reg" "$PORT" >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "registry start failed"; }; }
+registry_down() { bash "$REGISTRY_SH" stop "$WORK/reg" >/dev/null 2>&1 || true; rm -rf -- "$WORK/reg"; }
+fresh_registry() { registry_down; registry_up; }
+fresh_dest() { rm -rf -- "$WORK/dst"; }
+
+ours_push() { "$OCI_COPY" push "$SRC" corpus "$REF"; }
+skopeo_push() { skopeo copy -q --dest-tls-verify=false "oci:$SRC:corpus" "docker://$REF"; }
+ours_pull() { "$OCI_COPY" pull "$REF" "$WORK/dst"; }
+# The registry's own floor: the largest blob alone, one streamed PUT by curl.
+curl_largest_push() {
+  local loc
+  loc=$(curl -fsS -i -X POST "http://127.0.0.1:$PORT/v2/bench/floor/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  curl -fsS -o /dev/null -T "$SRC/blobs/sha256/${LARGEST#sha256:}" -H 'Content-Type: application/octet-stream' "$loc&digest=$LARGEST"
+}
+skopeo_pull() { skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$WORK/dst:corpus"; }
+
+TIMEFORMAT='%R %U %S'
+# measure CLEAN RUN: one warm-up and N timed runs of RUN, each after CLEAN and a sync
+# (untimed); prints "median-wall-s median-cpu-s" (cpu: the command's user+sys).
+measure() {
+  local clean=$1 run=$2 i
+  local -a walls=() cpus=()
+  for ((i = 0; i <= N; i++)); do
+    "$clean"
+    sync
+    if ! { time "$run" >/dev/null 2>"$ERR"; } 2>"$WORK/time"; then
+      tail -n 20 "$ERR" >&2
+      die "failed: $run"
+    fi
+    [ "$i" -eq 0 ] && continue
+    read -r wall user sys <"$WORK/time"
+    walls+=("$wall")
+    cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')")
+  done
+  printf '%s %s\n' "$(median "${walls[@]}")" "$(median "${cpus[@]}")"
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f", m }'; }
+mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+ratio() { awk -v p="$1" -v s="$2" 'BEGIN { printf "%.2f", p / s }'; }
+verdict() { awk -v r="$1" 'BEGIN { print (r + 0 >= 1.5) ? "yes" : "**no**" }'; }
+
+# Same blobs in, same blobs out: the pulled layouts hold the source's blob files.
+check_pulled() {
+  local blob
+  for blob in "$SRC"/blobs/sha256/*; do
+    [ -e "$WORK/dst/blobs/sha256/$(basename "$blob")" ] || continue
+    cmp -s "$blob" "$WORK/dst/blobs/sha256/$(basename "$blob")" || die "$1 pulled a blob that differs: $(basename "$blob")"
+  done
+  [ "$(find "$WORK/dst/blobs/sha256" -type f | wc -l)" -ge 7 ] || die "$1 pulled too few blobs"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+say "push: oci-copy and skopeo into a fresh registry, x$N each"
+read -r push_ours push_ours_cpu < <(measure fresh_registry ours_push)
+read -r push_skopeo push_skopeo_cpu < <(measure fresh_registry skopeo_push)
+read -r push_floor _ < <(measure fresh_registry curl_largest_push)
+
+say "pull: oci-copy and skopeo into a fresh layout, x$N each"
+fresh_registry
+skopeo_push >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "seeding the registry failed"; }
+read -r pull_ours pull_ours_cpu < <(measure fresh_dest ours_pull)
+check_pulled oci-copy
+read -r pull_skopeo pull_skopeo_cpu < <(measure fresh_dest skopeo_pull)
+check_pulled skopeo
+registry_down
+
+rp=$(ratio "$push_skopeo" "$push_ours")
+rl=$(ratio "$pull_skopeo" "$pull_ours")
+date_utc=$(date -u +%F)
+results=$ROOT/bench/results-registry-$date_utc.md
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+{
+  echo "## Registry push and pull (target: >= 1.5x skopeo)"
+  echo
+  echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), Linux $(uname -r); strata at $rev."
+  echo "Image: oci:corpus of $CORPUS, 7 blobs, $(awk -v b="$BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }'), copied to $TMPFS; registry: docker-registry $(docker-registry --version | awk '{ print $3 }') on 127.0.0.1, storage on tmpfs; $(skopeo --version)."
+  echo "Median of $N runs after one warm-up. Push goes into a fresh registry each run; pull into a fresh layout. CPU is the client's user+sys (the registry's not counted)."
+  echo "Load average before / after the race: $load_before / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews wall times; CPU times much less)."
+  echo "strata is \`oci-copy\` (crates/strata-registry/examples, 6 jobs, default upload policy: one PUT up to 32 MiB, 32 MiB PATCH chunks above); skopeo copies up to 6 blobs at once too."
+  echo
+  echo "| direction | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| push | $push_ours s ($(mbps "$push_ours") MB/s) | $push_skopeo s ($(mbps "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp")) | $push_ours_cpu s | $push_skopeo_cpu s |"
+  echo "| push floor: \`curl -T\` of the largest blob alone ($(awk -v b="$LARGEST_SIZE" 'BEGIN { printf "%.0f MB", b / 1e6 }')) | $push_floor s | | | | |"
+  echo "| pull | $pull_ours s ($(mbps "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl")) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
+} >"$results.tmp"
+mv "$results.tmp" "$results"
+cat "$results"
+say "written to $results"
