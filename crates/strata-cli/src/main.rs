@@ -1,6 +1,7 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod image;
 mod layer;
 mod output;
 
@@ -30,6 +31,8 @@ enum Command {
     /// Work with single layers: unpack, pack, repack, digest, list.
     #[command(subcommand)]
     Layer(layer::LayerCommand),
+    /// Copy images between transports (docker-archive:, oci:, oci-archive:).
+    Copy(image::CopyArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let out = output::Output::new(cli.json, cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Layer(cmd) => layer::run(cmd, &out),
+        Command::Copy(args) => image::copy_cmd(args, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

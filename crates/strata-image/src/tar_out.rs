@@ -257,17 +257,28 @@ impl TarOut {
     }
 }
 
-/// A temporary sibling of `path` (regular files), or `path` itself opened for writing
-/// (pipes, character devices).
+/// Where an archive is written: a temporary sibling of `path`, renamed over it on
+/// commit, when `path` is a regular file or absent; otherwise (a pipe, a device, a
+/// symlink such as `/dev/stdout`) `path` itself, opened for writing and never replaced.
+/// Returns the file, whether it is seekable (a regular file), and the temporary path.
 pub(crate) fn open_output(path: &Path) -> Result<(File, bool, Option<tempfile::TempPath>), Error> {
-    if let Ok(m) = std::fs::metadata(path) {
-        if !m.is_file() && !m.is_dir() {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
                 .map_err(|e| Error::io(format!("cannot open {} for writing", path.display()), e))?;
-            return Ok((f, false, None));
+            let regular = f.metadata().is_ok_and(|m| m.is_file());
+            if regular {
+                f.set_len(0)
+                    .map_err(|e| Error::io(format!("cannot truncate {}", path.display()), e))?;
+            }
+            return Ok((f, regular, None));
         }
+        Ok(m) if m.is_dir() => {
+            return Err(Error::invalid(path.display().to_string(), "is a directory, not an archive file"));
+        }
+        _ => {}
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -285,12 +296,6 @@ pub(crate) fn open_output(path: &Path) -> Result<(File, bool, Option<tempfile::T
 /// Renames the finished temporary file over `target` (and syncs the directory).
 pub(crate) fn persist(temp: Option<tempfile::TempPath>, target: &Path) -> Result<(), Error> {
     let Some(temp) = temp else { return Ok(()) };
-    if target.is_dir() {
-        return Err(Error::invalid(
-            target.display().to_string(),
-            "is a directory",
-        ));
-    }
     temp.persist(target)
         .map_err(|e| Error::io(format!("cannot write {}", target.display()), e.error))?;
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
