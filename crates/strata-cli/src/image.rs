@@ -9,7 +9,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use strata_image::docker_archive::ArchiveFormat;
 use strata_image::manifest::Platform;
-use strata_image::{copy, CopyOptions, ImageSelector, LayerInfo, OpenOptions, Progress, SourceImage, Transport};
+use strata_image::{
+    copy, CopyOptions, ImageSelector, LayerInfo, OpenOptions, Progress, SourceImage, Transport,
+};
 
 use crate::layer::Compress;
 use crate::output::Output;
@@ -124,13 +126,19 @@ pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
     } else {
         source.selector()
     };
-    let mut from = source.open_source(&options).with_context(|| format!("cannot read {source}"))?;
+    let mut from = source
+        .open_source(&options)
+        .with_context(|| format!("cannot read {source}"))?;
     let mut to = destination
         .open_destination(&options)
         .with_context(|| format!("cannot write {destination}"))?;
     let bars = Bars::new(out);
-    let report = copy(from.as_mut(), to.as_mut(), &CopyOptions::new(selector).with_progress(&bars))
-        .with_context(|| format!("cannot copy {source} to {destination}"))?;
+    let report = copy(
+        from.as_mut(),
+        to.as_mut(),
+        &CopyOptions::new(selector).with_progress(&bars),
+    )
+    .with_context(|| format!("cannot copy {source} to {destination}"))?;
     bars.clear();
     let json = CopyReport {
         source: source.to_string(),
@@ -190,7 +198,10 @@ fn writes_to_stdout(t: &Transport) -> bool {
         Transport::DockerArchive { path, .. } | Transport::OciArchive { path, .. } => path,
         _ => return false,
     };
-    match (std::fs::metadata(path), std::fs::metadata("/proc/self/fd/1")) {
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/fd/1"),
+    ) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
@@ -204,7 +215,9 @@ struct Bars {
 
 impl Bars {
     fn new(out: &Output) -> Bars {
-        let multi = out.bars_visible().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi = out
+            .bars_visible()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Bars {
             multi,
             current: Mutex::new(None),
@@ -229,7 +242,11 @@ impl Bars {
 impl Progress for Bars {
     fn image(&self, position: usize, count: usize, image: &SourceImage) {
         if let Some(m) = &self.multi {
-            let name = image.summary.names.first().map_or_else(|| image.summary.id.to_string(), |n| n.familiar());
+            let name = image
+                .summary
+                .names
+                .first()
+                .map_or_else(|| image.summary.id.to_string(), |n| n.familiar());
             let _ = m.println(format!("image {}/{count}: {name}", position + 1));
         }
     }
@@ -237,12 +254,16 @@ impl Progress for Bars {
     fn layer_start(&self, layer: &LayerInfo) {
         let Some(m) = &self.multi else { return };
         let bar = m.add(ProgressBar::new(layer.blob.size));
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(format!("layer {} {}", layer.index + 1, &layer.blob.digest.hex()[..12]));
+        bar.set_message(format!(
+            "layer {} {}",
+            layer.index + 1,
+            &layer.blob.digest.hex()[..12]
+        ));
         if let Ok(mut current) = self.current.lock() {
             *current = Some(bar);
         }

@@ -120,7 +120,12 @@ fn check_layout_blobs(dir: &Path) {
     for m in index["manifests"].as_array().unwrap() {
         let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
         let mdigest = jstr(m, "digest");
-        assert_eq!(sha256_file(&blob(mdigest)), mdigest, "manifest blob of {}", dir.display());
+        assert_eq!(
+            sha256_file(&blob(mdigest)),
+            mdigest,
+            "manifest blob of {}",
+            dir.display()
+        );
         let manifest: Value = serde_json::from_slice(&fs::read(blob(mdigest)).unwrap()).unwrap();
         let cdigest = jstr(&manifest["config"], "digest");
         let facts = facts_of_config(&fs::read(blob(cdigest)).unwrap());
@@ -129,9 +134,19 @@ fn check_layout_blobs(dir: &Path) {
         assert_eq!(layers.len(), facts.diff_ids.len());
         for (l, diff) in layers.iter().zip(&facts.diff_ids) {
             let path = blob(jstr(l, "digest"));
-            assert_eq!(sha256_file(&path), jstr(l, "digest"), "layer blob {}", path.display());
+            assert_eq!(
+                sha256_file(&path),
+                jstr(l, "digest"),
+                "layer blob {}",
+                path.display()
+            );
             assert_eq!(fs::metadata(&path).unwrap().len(), ju64(l, "size"));
-            assert_eq!(&uncompressed_sha256(&path).0, diff, "diffID of {}", path.display());
+            assert_eq!(
+                &uncompressed_sha256(&path).0,
+                diff,
+                "diffID of {}",
+                path.display()
+            );
         }
     }
 }
@@ -142,10 +157,28 @@ fn corpus_sources() -> Vec<(String, &'static str)> {
     vec![
         (format!("oci:{}:corpus", p(&c.join("oci"))), "corpus"),
         (format!("oci:{}:base", p(&c.join("oci"))), "base"),
-        (format!("docker-archive:{}", p(&c.join("corpus.docker-archive.tar"))), "corpus"),
-        (format!("oci-archive:{}", p(&c.join("base.oci-archive.tar"))), "base"),
-        (format!("docker-archive:{}:@0", p(&c.join("multi.podman-docker-archive.tar"))), "corpus"),
-        (format!("docker-archive:{}:localhost/strata/base:1", p(&c.join("multi.podman-docker-archive.tar"))), "base"),
+        (
+            format!("docker-archive:{}", p(&c.join("corpus.docker-archive.tar"))),
+            "corpus",
+        ),
+        (
+            format!("oci-archive:{}", p(&c.join("base.oci-archive.tar"))),
+            "base",
+        ),
+        (
+            format!(
+                "docker-archive:{}:@0",
+                p(&c.join("multi.podman-docker-archive.tar"))
+            ),
+            "corpus",
+        ),
+        (
+            format!(
+                "docker-archive:{}:localhost/strata/base:1",
+                p(&c.join("multi.podman-docker-archive.tar"))
+            ),
+            "base",
+        ),
         (format!("oci:{}:base", p(&c.join("oci-zstd"))), "zstd"),
     ]
 }
@@ -163,29 +196,62 @@ fn copies_between_every_pair_of_file_transports_keep_ids_and_diff_ids() {
         let d = work.path().join(format!("s{i}"));
         fs::create_dir(&d).unwrap();
         let dests = [
-            (vec![], format!("docker-archive:{}:strata/out:{i}", p(&d.join("da.tar")))),
-            (vec!["--format", "docker-legacy"], format!("docker-archive:{}:strata/legacy:{i}", p(&d.join("legacy.tar")))),
+            (
+                vec![],
+                format!("docker-archive:{}:strata/out:{i}", p(&d.join("da.tar"))),
+            ),
+            (
+                vec!["--format", "docker-legacy"],
+                format!(
+                    "docker-archive:{}:strata/legacy:{i}",
+                    p(&d.join("legacy.tar"))
+                ),
+            ),
             (vec![], format!("oci:{}:out", p(&d.join("oci")))),
-            (vec!["--compress", "gzip"], format!("oci:{}:gz", p(&d.join("oci")))),
+            (
+                vec!["--compress", "gzip"],
+                format!("oci:{}:gz", p(&d.join("oci"))),
+            ),
             (vec![], format!("oci-archive:{}:out", p(&d.join("oci.tar")))),
-            (vec!["--compress", "zstd"], format!("oci-archive:{}", p(&d.join("zstd.tar")))),
+            (
+                vec!["--compress", "zstd"],
+                format!("oci-archive:{}", p(&d.join("zstd.tar"))),
+            ),
         ];
         for (flags, dest) in &dests {
             let mut args: Vec<&str> = flags.clone();
             args.push(source);
             args.push(dest);
             let report = copy(&args);
-            assert_eq!(jstr(&report["images"][0], "id"), want.id, "{source} -> {dest}: report");
-            assert_eq!(skopeo_facts(dest), want, "{source} -> {dest}, read back by skopeo");
+            assert_eq!(
+                jstr(&report["images"][0], "id"),
+                want.id,
+                "{source} -> {dest}: report"
+            );
+            assert_eq!(
+                skopeo_facts(dest),
+                want,
+                "{source} -> {dest}, read back by skopeo"
+            );
             // And once more, from what was written, to a docker-archive.
             let again = format!("docker-archive:{}", p(&d.join("again.tar")));
             copy(&[dest, &again]);
-            assert_eq!(skopeo_facts(&again), want, "{source} -> {dest} -> docker-archive");
+            assert_eq!(
+                skopeo_facts(&again),
+                want,
+                "{source} -> {dest} -> docker-archive"
+            );
         }
         check_layout_blobs(&d.join("oci"));
         // Compressed blobs were kept as they came; uncompressed ones stayed so.
-        let layout: Value = serde_json::from_slice(&fs::read(d.join("oci/index.json")).unwrap()).unwrap();
-        assert_eq!(layout["manifests"].as_array().unwrap().len(), 2, "tags out and gz in {}", d.display());
+        let layout: Value =
+            serde_json::from_slice(&fs::read(d.join("oci/index.json")).unwrap()).unwrap();
+        assert_eq!(
+            layout["manifests"].as_array().unwrap().len(),
+            2,
+            "tags out and gz in {}",
+            d.display()
+        );
     }
 }
 
@@ -194,9 +260,13 @@ fn compressed_layers_are_kept_byte_for_byte_and_the_manifest_digest_survives() {
     let work = tempdir();
     let src = corpus().join("oci");
     let dest = work.path().join("oci");
-    copy(&[&format!("oci:{}:corpus", p(&src)), &format!("oci:{}:corpus", p(&dest))]);
+    copy(&[
+        &format!("oci:{}:corpus", p(&src)),
+        &format!("oci:{}:corpus", p(&dest)),
+    ]);
     let digest_of = |dir: &Path| -> String {
-        let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let index: Value =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
         index["manifests"]
             .as_array()
             .unwrap()
@@ -205,13 +275,25 @@ fn compressed_layers_are_kept_byte_for_byte_and_the_manifest_digest_survives() {
             .map(|m| jstr(m, "digest").to_owned())
             .unwrap()
     };
-    assert_eq!(digest_of(&dest), digest_of(&src), "the manifest is kept as it was");
+    assert_eq!(
+        digest_of(&dest),
+        digest_of(&src),
+        "the manifest is kept as it was"
+    );
     for layer in oci_layers("corpus") {
         let copied = dest.join("blobs/sha256").join(&layer.digest[7..]);
-        assert_eq!(fs::read(&copied).unwrap(), fs::read(&layer.path).unwrap(), "{}", layer.digest);
+        assert_eq!(
+            fs::read(&copied).unwrap(),
+            fs::read(&layer.path).unwrap(),
+            "{}",
+            layer.digest
+        );
     }
     // A second copy into the same layout finds every layer there and reads none.
-    let report = copy(&[&format!("oci:{}:corpus", p(&src)), &format!("oci:{}:again", p(&dest))]);
+    let report = copy(&[
+        &format!("oci:{}:corpus", p(&src)),
+        &format!("oci:{}:again", p(&dest)),
+    ]);
     let layers = report["images"][0]["layers"].as_array().unwrap();
     assert!(layers.iter().all(|l| l["reused"] == true), "{report}");
 }
@@ -228,16 +310,28 @@ fn docker_archives_load_in_skopeo_and_podman_with_the_same_config_and_diff_ids()
         &[
             "copy".into(),
             "-q".into(),
-            format!("docker-archive:{}", p(&corpus().join("corpus.docker-archive.tar"))).into(),
+            format!(
+                "docker-archive:{}",
+                p(&corpus().join("corpus.docker-archive.tar"))
+            )
+            .into(),
             format!("oci:{}:x", p(&reference)).into(),
         ],
     );
     r.assert_success();
     let converted = skopeo_facts(&format!("oci:{}:x", p(&reference)));
     let podman = Podman::new();
-    for (format, name) in [("docker", "strata/corpus:1"), ("docker-legacy", "strata/legacy:1")] {
+    for (format, name) in [
+        ("docker", "strata/corpus:1"),
+        ("docker-legacy", "strata/legacy:1"),
+    ] {
         let archive = work.path().join(format!("{format}.tar"));
-        copy(&["--format", format, &src, &format!("docker-archive:{}:{name}", p(&archive))]);
+        copy(&[
+            "--format",
+            format,
+            &src,
+            &format!("docker-archive:{}:{name}", p(&archive)),
+        ]);
         let da = format!("docker-archive:{}", p(&archive));
 
         let mut cmd = Command::new("skopeo");
@@ -254,7 +348,15 @@ fn docker_archives_load_in_skopeo_and_podman_with_the_same_config_and_diff_ids()
         assert_eq!(skopeo_facts(&da), want, "skopeo inspect --config {da}");
 
         let oci = work.path().join(format!("{format}-oci"));
-        let r = peer("skopeo", &["copy".into(), "-q".into(), da.clone().into(), format!("oci:{}:x", p(&oci)).into()]);
+        let r = peer(
+            "skopeo",
+            &[
+                "copy".into(),
+                "-q".into(),
+                da.clone().into(),
+                format!("oci:{}:x", p(&oci)).into(),
+            ],
+        );
         r.assert_success();
         assert_eq!(
             skopeo_facts(&format!("oci:{}:x", p(&oci))),
@@ -269,7 +371,11 @@ fn docker_archives_load_in_skopeo_and_podman_with_the_same_config_and_diff_ids()
             .lines()
             .find_map(|l| l.strip_prefix("Loaded image: "))
             .unwrap_or_else(|| panic!("podman load {}: {text}", archive.display()));
-        assert!(loaded.ends_with(name), "podman load {} named it {loaded}", archive.display());
+        assert!(
+            loaded.ends_with(name),
+            "podman load {} named it {loaded}",
+            archive.display()
+        );
         let ids = podman.inspect(loaded);
         assert_eq!(ids, want, "podman load of the {format} archive");
     }
@@ -279,15 +385,35 @@ fn docker_archives_load_in_skopeo_and_podman_with_the_same_config_and_diff_ids()
 fn oci_layouts_unpack_with_umoci_to_the_expected_tree() {
     let work = tempdir();
     let expected = fs::read_to_string(corpus().join("expected/corpus.rootfs.tsv")).unwrap();
-    let src = format!("docker-archive:{}", p(&corpus().join("corpus.docker-archive.tar")));
+    let src = format!(
+        "docker-archive:{}",
+        p(&corpus().join("corpus.docker-archive.tar"))
+    );
     for compress in ["none", "gzip"] {
         let layout = work.path().join(format!("oci-{compress}"));
-        copy(&["--compress", compress, &src, &format!("oci:{}:t", p(&layout))]);
+        copy(&[
+            "--compress",
+            compress,
+            &src,
+            &format!("oci:{}:t", p(&layout)),
+        ]);
         let bundle = work.path().join(format!("bundle-{compress}"));
-        let r = peer("umoci", &["unpack".into(), "--image".into(), format!("{}:t", p(&layout)).into(), bundle.clone().into()]);
+        let r = peer(
+            "umoci",
+            &[
+                "unpack".into(),
+                "--image".into(),
+                format!("{}:t", p(&layout)).into(),
+                bundle.clone().into(),
+            ],
+        );
         r.assert_success();
         let actual = tree_listing(&bundle.join("rootfs"), &[]);
-        assert_listing_eq(&expected, &actual, &format!("umoci unpack of strata's oci layout (--compress {compress})"));
+        assert_listing_eq(
+            &expected,
+            &actual,
+            &format!("umoci unpack of strata's oci layout (--compress {compress})"),
+        );
     }
 }
 
@@ -295,8 +421,18 @@ fn oci_layouts_unpack_with_umoci_to_the_expected_tree() {
 fn reads_what_podman_saves_and_rewrites_the_same_ids() {
     let work = tempdir();
     let podman = Podman::new();
-    podman.run(&["load", "-q", "-i", &p(&corpus().join("corpus.docker-archive.tar"))]);
-    let base_id = podman.run(&["load", "-q", "-i", &p(&corpus().join("base.oci-archive.tar"))]);
+    podman.run(&[
+        "load",
+        "-q",
+        "-i",
+        &p(&corpus().join("corpus.docker-archive.tar")),
+    ]);
+    let base_id = podman.run(&[
+        "load",
+        "-q",
+        "-i",
+        &p(&corpus().join("base.oci-archive.tar")),
+    ]);
     let base_id = base_id.stdout_text();
     let base_id = base_id.trim().rsplit(' ').next().unwrap().to_owned();
     podman.run(&["tag", &base_id, "strata/base:1"]);
@@ -307,11 +443,29 @@ fn reads_what_podman_saves_and_rewrites_the_same_ids() {
         podman.run(&all);
         out
     };
-    let docker = saved("podman-docker.tar", &["--format", "docker-archive", "docker.io/strata/corpus:1"]);
-    let oci = saved("podman-oci.tar", &["--format", "oci-archive", "docker.io/strata/corpus:1"]);
-    let multi = saved("podman-multi.tar", &["-m", "--format", "docker-archive", "docker.io/strata/corpus:1", "localhost/strata/base:1"]);
+    let docker = saved(
+        "podman-docker.tar",
+        &["--format", "docker-archive", "docker.io/strata/corpus:1"],
+    );
+    let oci = saved(
+        "podman-oci.tar",
+        &["--format", "oci-archive", "docker.io/strata/corpus:1"],
+    );
+    let multi = saved(
+        "podman-multi.tar",
+        &[
+            "-m",
+            "--format",
+            "docker-archive",
+            "docker.io/strata/corpus:1",
+            "localhost/strata/base:1",
+        ],
+    );
 
-    for source in [format!("docker-archive:{}", p(&docker)), format!("oci-archive:{}", p(&oci))] {
+    for source in [
+        format!("docker-archive:{}", p(&docker)),
+        format!("oci-archive:{}", p(&oci)),
+    ] {
         let want = skopeo_facts(&source);
         assert_eq!(want.diff_ids, corpus_facts("corpus").diff_ids);
         for (i, dest) in [
@@ -323,30 +477,66 @@ fn reads_what_podman_saves_and_rewrites_the_same_ids() {
         .enumerate()
         {
             let report = copy(&[&source, dest]);
-            assert_eq!(jstr(&report["images"][0], "id"), want.id, "{source} -> {dest} ({i})");
+            assert_eq!(
+                jstr(&report["images"][0], "id"),
+                want.id,
+                "{source} -> {dest} ({i})"
+            );
             assert_eq!(skopeo_facts(dest), want, "{source} -> {dest}");
         }
     }
 
     // The multi-image archive: every image, the shared base layer written once.
     let all = work.path().join("multi-copy.tar");
-    let report = copy(&["--all", &format!("docker-archive:{}", p(&multi)), &format!("docker-archive:{}", p(&all))]);
+    let report = copy(&[
+        "--all",
+        &format!("docker-archive:{}", p(&multi)),
+        &format!("docker-archive:{}", p(&all)),
+    ]);
     let images = report["images"].as_array().unwrap();
     assert_eq!(images.len(), 2);
-    assert_eq!(images[1]["layers"][0]["reused"], true, "the base layer is shared: {report}");
-    for (name, tag) in [("docker.io/strata/corpus:1", "corpus"), ("localhost/strata/base:1", "base")] {
+    assert_eq!(
+        images[1]["layers"][0]["reused"], true,
+        "the base layer is shared: {report}"
+    );
+    for (name, tag) in [
+        ("docker.io/strata/corpus:1", "corpus"),
+        ("localhost/strata/base:1", "base"),
+    ] {
         let want = corpus_facts(tag);
-        assert_eq!(skopeo_facts(&format!("docker-archive:{}:{name}", p(&all))), want, "{name}");
+        assert_eq!(
+            skopeo_facts(&format!("docker-archive:{}:{name}", p(&all))),
+            want,
+            "{name}"
+        );
     }
     let manifest = sh(&format!("tar -xOf {} manifest.json", p(&all)));
-    assert!(manifest.contains(r#""RepoTags":["localhost/strata/base:1"]"#), "{manifest}");
-    assert!(manifest.contains(r#""RepoTags":["strata/corpus:1"]"#), "{manifest}");
+    assert!(
+        manifest.contains(r#""RepoTags":["localhost/strata/base:1"]"#),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains(r#""RepoTags":["strata/corpus:1"]"#),
+        "{manifest}"
+    );
     let fresh = Podman::new();
     fresh.run(&["load", "-i", &p(&all)]);
     for (name, tag) in [("strata/base:1", "base"), ("strata/corpus:1", "corpus")] {
         let want = corpus_facts(tag);
-        assert_eq!(fresh.inspect(&want.id), want, "podman load of the multi-image archive: {name}");
-        let names = fresh.run(&["image", "inspect", "--format", "{{json .RepoTags}}", &want.id]).stdout_text();
+        assert_eq!(
+            fresh.inspect(&want.id),
+            want,
+            "podman load of the multi-image archive: {name}"
+        );
+        let names = fresh
+            .run(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RepoTags}}",
+                &want.id,
+            ])
+            .stdout_text();
         assert!(names.contains(name), "{name} in {names}");
     }
 }
@@ -356,10 +546,16 @@ fn reads_what_skopeo_writes_and_what_it_reads_back_matches() {
     let work = tempdir();
     let src = format!("oci:{}:corpus", p(&corpus().join("oci")));
     // skopeo writes each file transport; Strata copies each to the others.
-    let sk_da = format!("docker-archive:{}:strata/corpus:1", p(&work.path().join("sk.tar")));
+    let sk_da = format!(
+        "docker-archive:{}:strata/corpus:1",
+        p(&work.path().join("sk.tar"))
+    );
     let sk_oa = format!("oci-archive:{}:c", p(&work.path().join("sk-oci.tar")));
     for dest in [&sk_da, &sk_oa] {
-        let r = peer("skopeo", &["copy".into(), "-q".into(), src.clone().into(), dest.into()]);
+        let r = peer(
+            "skopeo",
+            &["copy".into(), "-q".into(), src.clone().into(), dest.into()],
+        );
         r.assert_success();
     }
     let want = corpus_facts("corpus");
@@ -374,13 +570,20 @@ fn reads_what_skopeo_writes_and_what_it_reads_back_matches() {
 #[test]
 fn writing_the_same_images_twice_gives_identical_bytes() {
     let work = tempdir();
-    let multi = format!("docker-archive:{}", p(&corpus().join("multi.podman-docker-archive.tar")));
+    let multi = format!(
+        "docker-archive:{}",
+        p(&corpus().join("multi.podman-docker-archive.tar"))
+    );
     for (flags, name) in [
         (vec!["--all"], "docker.tar"),
         (vec!["--all", "--format", "docker-legacy"], "legacy.tar"),
         (vec!["--all", "--compress", "gzip"], "oci.tar"),
     ] {
-        let transport = if name == "oci.tar" { "oci-archive" } else { "docker-archive" };
+        let transport = if name == "oci.tar" {
+            "oci-archive"
+        } else {
+            "docker-archive"
+        };
         let mut outputs = Vec::new();
         for run in 0..2 {
             let out = work.path().join(format!("{run}-{name}"));
@@ -397,7 +600,11 @@ fn writing_the_same_images_twice_gives_identical_bytes() {
                     "{} copy --all --compress gzip {multi} oci-archive:/dev/stdout | sha256sum | cut -d' ' -f1",
                     env!("CARGO_BIN_EXE_strata")
                 ));
-                assert_eq!(format!("sha256:{}", piped.trim()), sha256_file(&out), "{name} written to a pipe");
+                assert_eq!(
+                    format!("sha256:{}", piped.trim()),
+                    sha256_file(&out),
+                    "{name} written to a pipe"
+                );
             }
         }
         assert!(outputs[0] == outputs[1], "{name}: two copies differ");
@@ -405,7 +612,10 @@ fn writing_the_same_images_twice_gives_identical_bytes() {
     // Two layouts written from the same source hold the same files.
     for run in 0..2 {
         let second = format!("{multi}:@1");
-        copy(&[&second, &format!("oci:{}:b", p(&work.path().join(format!("layout{run}"))))]);
+        copy(&[
+            &second,
+            &format!("oci:{}:b", p(&work.path().join(format!("layout{run}")))),
+        ]);
     }
     assert_eq!(
         tree_listing(&work.path().join("layout0"), &["--no-mtime"]),
@@ -421,7 +631,10 @@ fn piped_and_compressed_archives_are_read() {
     let gz = work.path().join("corpus.tar.gz");
     sh(&format!("gzip -c {} > {}", p(&archive), p(&gz)));
     let out = work.path().join("from-gz.tar");
-    copy(&[&format!("docker-archive:{}", p(&gz)), &format!("docker-archive:{}", p(&out))]);
+    copy(&[
+        &format!("docker-archive:{}", p(&gz)),
+        &format!("docker-archive:{}", p(&out)),
+    ]);
     assert_eq!(skopeo_facts(&format!("docker-archive:{}", p(&out))), want);
     let piped = work.path().join("from-pipe");
     sh(&format!(
@@ -437,5 +650,8 @@ fn piped_and_compressed_archives_are_read() {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".strata-"))
         .collect();
-    assert!(leftovers.is_empty(), "spool files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "spool files left behind: {leftovers:?}"
+    );
 }

@@ -332,7 +332,10 @@ mod tests {
 
     use super::*;
 
-    fn tar(entries: &[(&str, Option<&[u8]>, Option<&str>)]) -> Vec<u8> {
+    /// (name, file data, symlink target); neither: a directory.
+    type Spec<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>);
+
+    fn tar(entries: &[Spec]) -> Vec<u8> {
         let mut w = strata_layer::tar::TarWriter::new(Vec::new());
         for (name, data, link) in entries {
             let path = LayerPath::from_tar_name(name.as_bytes()).unwrap();

@@ -185,7 +185,10 @@ impl Check {
                 got: format!("{blob_size} bytes"),
             });
         }
-        if blob_digest != self.info.blob.digest {
+        // An uncompressed blob named by its diffID is checked, with a clearer message,
+        // as the diffID.
+        let named_by_diff_id = self.info.blob.digest == self.info.diff_id.0;
+        if blob_digest != self.info.blob.digest && !named_by_diff_id {
             return Err(Error::BlobMismatch {
                 what: format!("the digest of {}", self.what()),
                 expected: self.info.blob.digest.to_string(),

@@ -276,7 +276,10 @@ pub(crate) fn open_output(path: &Path) -> Result<(File, bool, Option<tempfile::T
             return Ok((f, regular, None));
         }
         Ok(m) if m.is_dir() => {
-            return Err(Error::invalid(path.display().to_string(), "is a directory, not an archive file"));
+            return Err(Error::invalid(
+                path.display().to_string(),
+                "is a directory, not an archive file",
+            ));
         }
         _ => {}
     }

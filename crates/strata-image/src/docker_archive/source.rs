@@ -26,7 +26,7 @@ enum Origin {
         layer_sources: Vec<(String, LayerSource)>,
     },
     /// By `index.json` (with or without a matching `manifest.json` entry).
-    Oci(OciEntry),
+    Oci(Box<OciEntry>),
 }
 
 #[derive(Clone, Debug)]
@@ -130,7 +130,7 @@ fn read_images(store: &ArchiveStore, platform: &Platform) -> Result<Vec<ArchiveI
                         ref_names.push(r.clone());
                     }
                 }
-                Origin::Oci(oci)
+                Origin::Oci(Box::new(oci))
             }
             None => Origin::Manifest {
                 config,
@@ -157,7 +157,7 @@ fn read_images(store: &ArchiveStore, platform: &Platform) -> Result<Vec<ArchiveI
         parents.push(None);
         images.push(ArchiveImage {
             summary: oci.summary.clone(),
-            origin: Origin::Oci(oci),
+            origin: Origin::Oci(Box::new(oci)),
             parent: None,
         });
     }
