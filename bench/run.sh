@@ -20,7 +20,8 @@
 #           (both stream and hash; `-o FILE`, which also fsyncs the file, is shown too)
 #   repack  strata layer repack DIR --recipe R -o -   vs  cat L.tar (the floor)
 # plus the peak RSS (/usr/bin/time) of strata on the big-file layer. Prints a markdown
-# table and writes it to bench/results-YYYY-MM-DD.md. Needs root (owners, devices).
+# table and writes it to bench/results-YYYY-MM-DD.md. Then runs bench/image.sh (the
+# strata copy / skopeo copy race). Needs root (owners, devices).
 set -euo pipefail
 PROG=bench
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -100,28 +101,6 @@ PY
   fi
 }
 
-# --- timing -------------------------------------------------------------------------
-# measure CLEAN RUN ARGS...: one warm-up and N timed runs of `RUN ARGS...`, each after
-# `CLEAN ARGS...` and a sync (untimed); prints the median in seconds.
-measure() {
-  local clean=$1 run=$2 i t0 t1
-  shift 2
-  local -a times=()
-  for ((i = 0; i <= N; i++)); do
-    "$clean" "$@"
-    sync
-    t0=$(date +%s%N)
-    if ! "$run" "$@" >/dev/null 2>"$ERR"; then
-      tail -n 20 "$ERR" >&2
-      die "failed: $run $*"
-    fi
-    t1=$(date +%s%N)
-    [ "$i" -eq 0 ] || times+=($((t1 - t0)))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.4f\n", m / 1e9 }'
-}
-
 # Each takes: LAYER_TAR DEST (or TREE OUT) [IMAGE] [RECIPE]
 fresh_dir() { rm -rf -- "$2" && mkdir -p "$2"; }
 no_file() { rm -f -- "$2"; }
@@ -144,11 +123,6 @@ tar_openssl_pack() { tar -cf - -C "$1" . | openssl dgst -sha256 >/dev/null; }
 strata_repack() { "$STRATA" -q layer repack "$1" --recipe "$4" -o - >/dev/null; }
 cat_floor() { cat "$3" >/dev/null; }
 
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / 1e6 / s; else print "-" }'; }
-ratio() { awk -v p="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", p / s; else print "-" }'; }
-# verdict RATIO TARGET
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t) ? "yes" : "**no**" }'; }
-cell() { printf '%s s (%s MB/s)' "$1" "$(mbps "$2" "$1")"; }
 
 # --- the race -----------------------------------------------------------------------
 for i in "${LAYERS[@]}"; do prepare_layer "$i"; done
@@ -273,3 +247,6 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
 mv "$results.tmp" "$results"
 cat "$results"
 say "written to $results"
+
+# The image-copy race (strata copy against skopeo copy), with its own table.
+STRATA=$STRATA N=$N TMPFS=$TMPFS CORPUS=$CORPUS "$ROOT/bench/image.sh"

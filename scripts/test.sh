@@ -3,7 +3,7 @@
 #
 # Usage: scripts/test.sh [ARGS...]     (ARGS go to `cargo nextest run`, or `cargo test`)
 #
-# 1. installs the Debian packages the tests and the corpus use (umoci, skopeo, bsdtar,
+# 1. installs the Debian packages the tests and the corpus use (umoci, skopeo, podman, bsdtar,
 #    attr, zstd, python3, tar, gzip; `apt-get update` once if an install fails);
 # 2. builds the small test corpus into $CORPUS (default target/corpus) unless it is
 #    there already, with $SHARED/testdata/make-corpus.sh (SHARED: ../shared beside the
@@ -22,8 +22,8 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 CORPUS=${CORPUS:-$ROOT/target/corpus}
 cd "$ROOT"
 
-need_packages umoci:umoci skopeo:skopeo bsdtar:libarchive-tools setfattr:attr getfattr:attr \
-  zstd:zstd python3:python3 tar:tar gzip:gzip
+need_packages umoci:umoci skopeo:skopeo podman:podman bsdtar:libarchive-tools setfattr:attr \
+  getfattr:attr zstd:zstd python3:python3 tar:tar gzip:gzip
 
 if [ "$(id -u)" -eq 0 ] || [ -f "$CORPUS/CORPUS.md" ]; then
   ensure_corpus small "$CORPUS"

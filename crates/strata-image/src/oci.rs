@@ -182,6 +182,29 @@ pub(crate) fn names_of(desc: &Descriptor) -> (Vec<Reference>, Vec<String>) {
     (names, refs)
 }
 
+/// The `index.json` entries for an image's manifest `desc` and `names` (the tagged ones):
+/// one per name, with the tag as ref name and the full name as containerd's image name
+/// (what Docker 25+ and containerd write); a bare entry when it has none.
+pub(crate) fn index_entries(desc: &Descriptor, names: &[Reference]) -> Vec<Descriptor> {
+    let tagged: Vec<&Reference> = names.iter().filter(|n| n.tag().is_some()).collect();
+    if tagged.is_empty() {
+        return vec![desc.clone()];
+    }
+    tagged
+        .into_iter()
+        .map(|n| {
+            let mut d = desc.clone();
+            d.annotations
+                .insert(annotation::IMAGE_NAME.into(), n.to_string());
+            d.annotations.insert(
+                annotation::REF_NAME.into(),
+                n.tag().unwrap_or_default().to_string(),
+            );
+            d
+        })
+        .collect()
+}
+
 /// Checks `oci-layout`, then lists the images of `index.json`.
 pub(crate) fn list(store: &dyn BlobStore, platform: &Platform) -> Result<Vec<OciEntry>, Error> {
     let what = store.describe();

@@ -21,9 +21,9 @@ use crate::config::ImageConfig;
 use crate::gojson;
 use crate::ids::{blob_path, sha256, DiffId, Digest};
 use crate::manifest::{annotation, media_type, Descriptor, Index, LayerType, Manifest};
-use crate::oci::{check_layout_version, LAYOUT_FILE};
+use crate::oci::{check_layout_version, index_entries, LAYOUT_FILE};
 use crate::stream::{LayerInfo, LayerStream};
-use crate::tar_out::{open_output, persist, TarOut};
+use crate::tar_out::{persist, TarOut};
 use crate::transport::{ImageDestination, ImageRecord, StoredLayer};
 use crate::Error;
 
@@ -83,13 +83,8 @@ impl OciDestination {
         staging: &Path,
         options: OciOptions,
     ) -> Result<OciDestination, Error> {
-        let (file, seekable, temp) = open_output(path)?;
-        let mut out = TarOut::new(
-            file,
-            seekable,
-            staging,
-            format!("oci-archive:{}", path.display()),
-        );
+        let (mut out, temp) =
+            TarOut::create(path, staging, format!("oci-archive:{}", path.display()))?;
         out.file("oci-layout", 0, LAYOUT_FILE)?;
         out.dir("blobs/", 0)?;
         out.dir("blobs/sha256/", 0)?;
@@ -349,20 +344,7 @@ impl ImageDestination for OciDestination {
             self.entries.push(d);
             return Ok(());
         }
-        let tagged: Vec<_> = image.names.iter().filter(|n| n.tag().is_some()).collect();
-        if tagged.is_empty() {
-            self.entries.push(desc.clone());
-        }
-        for n in tagged {
-            let mut d = desc.clone();
-            d.annotations
-                .insert(annotation::IMAGE_NAME.into(), n.to_string());
-            d.annotations.insert(
-                annotation::REF_NAME.into(),
-                n.tag().unwrap_or_default().to_string(),
-            );
-            self.entries.push(d);
-        }
+        self.entries.extend(index_entries(&desc, image.names));
         Ok(())
     }
 

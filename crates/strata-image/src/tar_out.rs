@@ -76,6 +76,32 @@ impl TarOut {
         }
     }
 
+    /// An archive to be committed at `path` (see [`open_output`]), and the temporary
+    /// file to [`persist`] once it is finished.
+    pub fn create(
+        path: &Path,
+        staging: &Path,
+        what: String,
+    ) -> Result<(TarOut, Option<tempfile::TempPath>), Error> {
+        let (file, seekable, temp) = open_output(path)?;
+        Ok((TarOut::new(file, seekable, staging, what), temp))
+    }
+
+    /// Runs `write` on the output, counting what it writes.
+    fn data<T>(
+        &mut self,
+        write: impl FnOnce(&mut dyn Write) -> Result<(T, String), Error>,
+    ) -> Result<(T, String, u64), Error> {
+        let mut c = Counting {
+            inner: &mut self.out,
+            n: 0,
+        };
+        let (value, name) = write(&mut c)?;
+        let n = c.n;
+        self.pos += n;
+        Ok((value, name, n))
+    }
+
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.out
             .write_all(bytes)
@@ -152,13 +178,7 @@ impl TarOut {
         match size {
             Some(size) => {
                 self.put(&file_header(name, size, mtime)?)?;
-                let mut c = Counting {
-                    inner: &mut self.out,
-                    n: 0,
-                };
-                let (value, final_name) = write(&mut c)?;
-                let n = c.n;
-                self.pos += n;
+                let (value, final_name, n) = self.data(write)?;
                 if n != size || final_name != name {
                     return Err(Error::invalid(
                         format!("member `{name}` of {}", self.what),
@@ -182,13 +202,7 @@ impl TarOut {
         let at = self.pos;
         let placeholder = file_header(name, 0, mtime)?;
         self.put(&placeholder)?;
-        let mut c = Counting {
-            inner: &mut self.out,
-            n: 0,
-        };
-        let (value, final_name) = write(&mut c)?;
-        let n = c.n;
-        self.pos += n;
+        let (value, final_name, n) = self.data(write)?;
         let real = file_header(&final_name, n, mtime)?;
         let io_err = |e| Error::io(format!("writing {}", self.what), e);
         self.out.flush().map_err(io_err)?;

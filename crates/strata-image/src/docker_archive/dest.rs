@@ -24,10 +24,11 @@ use super::{LayerSource, ManifestEntry};
 use crate::config::ImageConfig;
 use crate::gojson;
 use crate::ids::{blob_path, sha256, DiffId, Digest, ImageId};
-use crate::manifest::{annotation, media_type, Descriptor, Index, Manifest};
+use crate::manifest::{media_type, Descriptor, Index, Manifest};
+use crate::oci::index_entries;
 use crate::reference::Reference;
 use crate::stream::{LayerInfo, LayerStream};
-use crate::tar_out::{open_output, persist, TarOut};
+use crate::tar_out::{persist, TarOut};
 use crate::transport::{ImageDestination, ImageRecord, StoredLayer};
 use crate::v1::{self, V1Layer};
 use crate::Error;
@@ -99,13 +100,8 @@ impl DockerArchiveDestination {
         reference: Option<Reference>,
         staging: &Path,
     ) -> Result<DockerArchiveDestination, Error> {
-        let (file, seekable, temp) = open_output(path)?;
-        let mut out = TarOut::new(
-            file,
-            seekable,
-            staging,
-            format!("docker-archive:{}", path.display()),
-        );
+        let (mut out, temp) =
+            TarOut::create(path, staging, format!("docker-archive:{}", path.display()))?;
         if format == ArchiveFormat::Docker {
             out.dir("blobs/", 0)?;
             out.dir("blobs/sha256/", 0)?;
@@ -375,19 +371,8 @@ impl ImageDestination for DockerArchiveDestination {
         if format == ArchiveFormat::Docker {
             let mut manifests = Vec::new();
             for w in &images {
-                let Some(desc) = &w.manifest else { continue };
-                if w.names.is_empty() {
-                    manifests.push(desc.clone());
-                }
-                for n in &w.names {
-                    let mut d = desc.clone();
-                    d.annotations
-                        .insert(annotation::IMAGE_NAME.into(), n.to_string());
-                    d.annotations.insert(
-                        annotation::REF_NAME.into(),
-                        n.tag().unwrap_or_default().to_string(),
-                    );
-                    manifests.push(d);
+                if let Some(desc) = &w.manifest {
+                    manifests.extend(index_entries(desc, &w.names));
                 }
             }
             out.file("index.json", 0, &gojson::marshal(&Index::oci(manifests))?)?;
