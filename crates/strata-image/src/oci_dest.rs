@@ -279,7 +279,7 @@ impl ImageDestination for OciDestination {
         let mut tar = layer.tar()?;
         let ((), digest, size) = self.put_stream(None, move |w| {
             let hasher = Hasher::default();
-            let mut c = Compressor::new(hasher.writer(w), compress)
+            let mut c = Compressor::parallel(hasher.writer(w), compress)
                 .map_err(|e| Error::io("starting compression", e))?;
             io::copy(&mut tar, &mut c).map_err(|e| Error::io("compressing a layer", e))?;
             c.finish()
