@@ -43,7 +43,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use strata_layer::compress::{open_blob, BlobDecompressor, Compression, Decompressor};
+use strata_layer::compress::{open_blob, Compression, Decompressor};
 use strata_layer::digest::Hasher;
 
 use crate::ids::{ChainId, DiffId, Digest, ImageId};
@@ -117,22 +117,41 @@ impl<'a> LayerStream<'a> {
 
     /// The uncompressed tar stream (decompressed by magic, whatever the media type says).
     pub fn tar(self) -> Result<TarStream<'a>, Error> {
+        Ok(self.decompressed()?.into_tar())
+    }
+
+    /// [`tar`](Self::tar), with the reading, the blob digest and the decompression on
+    /// another thread of `scope`, so that they overlap with whatever the caller does with
+    /// the tar (hashing it for the diffID is done on the caller's side).
+    pub fn tar_pipelined<'scope, 'env>(
+        self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+    ) -> Result<TarStream<'scope>, Error>
+    where
+        'a: 'scope,
+    {
+        let opened = self.decompressed()?;
+        let piped: Box<dyn Read + Send + 'scope> =
+            Box::new(strata_layer::pipe::spawn(scope, opened.inner));
+        Ok(Opened {
+            inner: piped,
+            ..opened
+        }
+        .into_tar())
+    }
+
+    fn decompressed(self) -> Result<Opened<'a>, Error> {
         let (inner, blob) = open_blob(self.blob).map_err(|e| {
             Error::io(
                 format!("reading layer {} of image {}", self.info.index, self.image),
                 e,
             )
         })?;
-        let tar = Hasher::default();
-        Ok(TarStream {
-            inner: tar.reader(inner),
-            check: Check {
-                info: self.info,
-                image: self.image,
-                blob: blob.unwrap_or_else(|| tar.clone()),
-                tar,
-            },
-            done: None,
+        Ok(Opened {
+            inner: Box::new(inner),
+            blob,
+            info: self.info,
+            image: self.image,
         })
     }
 
@@ -149,6 +168,31 @@ impl<'a> LayerStream<'a> {
                 image: self.image,
             },
             tee,
+            done: None,
+        }
+    }
+}
+
+/// A layer stream opened for its tar: the decompressed bytes, the hasher of the blob
+/// bytes when they differ from the tar, and the layer.
+struct Opened<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    blob: Option<Hasher>,
+    info: LayerInfo,
+    image: ImageId,
+}
+
+impl<'a> Opened<'a> {
+    fn into_tar(self) -> TarStream<'a> {
+        let tar = Hasher::default();
+        TarStream {
+            inner: tar.reader(self.inner),
+            check: Check {
+                info: self.info,
+                image: self.image,
+                blob: self.blob.unwrap_or_else(|| tar.clone()),
+                tar,
+            },
             done: None,
         }
     }
@@ -220,7 +264,7 @@ impl Check {
 
 /// The uncompressed tar of a layer; see [`LayerStream::tar`].
 pub struct TarStream<'a> {
-    inner: strata_layer::digest::HashingReader<BlobDecompressor<'a>>,
+    inner: strata_layer::digest::HashingReader<Box<dyn Read + Send + 'a>>,
     check: Check,
     done: Option<VerifiedLayer>,
 }
@@ -332,7 +376,12 @@ impl Tee {
                 pos: 0,
             })?;
             let h = Hasher::default();
-            io::copy(&mut tar, &mut h.writer(io::sink()))?;
+            // Decompressing here, hashing on one more thread.
+            std::thread::scope(|s| {
+                let mut hashing = strata_layer::pipe::spawn_writer(s, h.writer(io::sink()));
+                io::copy(&mut tar, &mut hashing)?;
+                hashing.finish().map(drop)
+            })?;
             Ok((h.digest(), h.bytes()))
         });
         Tee {
@@ -473,6 +522,31 @@ mod tests {
             .finish()
             .unwrap_err();
         assert!(e.to_string().contains("reading layer 3 of image"), "{e}");
+    }
+
+    #[test]
+    fn pipelined_tar_streams_verify_the_same() {
+        let tar: Vec<u8> = (0..5_000_000u32).map(|i| (i % 13) as u8).collect();
+        let blob = gzip(&tar);
+        let good = info(&blob, media_type::OCI_LAYER_GZIP, &tar);
+        let image = ImageId(sha256(b"c"));
+        std::thread::scope(|s| {
+            let mut out = Vec::new();
+            let mut t = LayerStream::new(good.clone(), image, &blob[..])
+                .tar_pipelined(s)
+                .unwrap();
+            t.read_to_end(&mut out).unwrap();
+            assert_eq!(out, tar);
+            assert_eq!(t.finish().unwrap().tar_size, tar.len() as u64);
+            let mut bad = good.clone();
+            bad.blob.digest = sha256(b"other");
+            let e = LayerStream::new(bad, image, &blob[..])
+                .tar_pipelined(s)
+                .unwrap()
+                .finish()
+                .unwrap_err();
+            assert!(e.to_string().contains("the digest of layer 3"), "{e}");
+        });
     }
 
     #[test]

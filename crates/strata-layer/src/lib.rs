@@ -38,7 +38,7 @@ mod error;
 mod inroot;
 pub mod pack;
 mod path;
-mod pipe;
+pub mod pipe;
 pub mod recipe;
 pub mod sandbox;
 pub mod tar;

@@ -220,11 +220,15 @@ impl ImageDestination for DockerArchiveDestination {
                 ))
             }
         };
-        let mut tar = layer.tar()?;
-        let known = tar.known_size();
-        let (verified, size) = self.out()?.stream(&member, created, known, move |w| {
-            io::copy(&mut tar, w).map_err(|e| Error::io("copying a layer", e))?;
-            tar.finish()
+        let out = self.out()?;
+        // Reading and decompressing on one thread, hashing and writing on this one.
+        let (verified, size) = std::thread::scope(|s| {
+            let mut tar = layer.tar_pipelined(s)?;
+            let known = tar.known_size();
+            out.stream(&member, created, known, move |w| {
+                io::copy(&mut tar, w).map_err(|e| Error::io("copying a layer", e))?;
+                tar.finish()
+            })
         })?;
         debug_assert_eq!(verified.tar_size, size);
         self.blobs.insert(info.diff_id.0);
