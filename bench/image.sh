@@ -15,6 +15,7 @@
 #   docker-archive -> oci      layers stored uncompressed (skopeo needs
 #                              --dest-oci-accept-uncompressed-layers for that)
 #   docker-archive -> oci gzip layers compressed (strata --compress gzip; skopeo's default)
+#   docker-archive -> oci zstd (strata --compress zstd; skopeo --dest-compress-format zstd)
 #   oci -> oci-archive         blobs copied as they are
 # plus the peak RSS (/usr/bin/time) of both on the first two. Prints a markdown table with
 # ratios (skopeo time / strata time: above 1 means Strata is faster; target >= 2x) and
@@ -67,6 +68,7 @@ race() { # race TITLE BYTES "STRATA ARGS" "SKOPEO ARGS"
 race "oci -> docker-archive" "$BYTES" "$OCI docker-archive:$W/out.tar:strata/corpus:1" "$OCI docker-archive:$W/out.tar:strata/corpus:1"
 race "docker-archive -> oci (plain layers)" "$BYTES" "$DA oci:$W/out:c" "--dest-oci-accept-uncompressed-layers $DA oci:$W/out:c"
 race "docker-archive -> oci (gzip)" "$BYTES" "--compress gzip $DA oci:$W/out:c" "$DA oci:$W/out:c"
+race "docker-archive -> oci (zstd)" "$BYTES" "--compress zstd $DA oci:$W/out:c" "--dest-compress-format zstd $DA oci:$W/out:c"
 race "oci -> oci-archive" "$GZBYTES" "$OCI oci-archive:$W/out.tar:c" "$OCI oci-archive:$W/out.tar:c"
 
 rss() { # rss CMD...: peak RSS in MiB

@@ -168,6 +168,24 @@ fn text(m: &Member) -> &str {
 }
 
 #[test]
+fn an_image_with_two_names_is_one_image_when_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [ArchiveFormat::Docker, ArchiveFormat::DockerLegacy] {
+        let out = dir.path().join(format!("{format:?}.tar"));
+        let mut dest = DockerArchiveDestination::create(&out, format, None, dir.path()).unwrap();
+        let mut src = MemorySource::spec_vectors();
+        src.names
+            .push(Reference::parse("myreg:5000/app:v1").unwrap());
+        copy(&mut src, &mut dest, &CopyOptions::new(ImageSelector::Only)).unwrap();
+        let mut back = DockerArchiveSource::open(&out, dir.path(), &Platform::host()).unwrap();
+        let listed = back.list().unwrap();
+        assert_eq!(listed.len(), 1, "{format:?}: {listed:?}");
+        assert_eq!(listed[0].names, src.names, "{format:?}");
+        assert_eq!(listed[0].id, src.config.id());
+    }
+}
+
+#[test]
 fn legacy_layout_matches_docker_field_for_field() {
     let dir = tempfile::tempdir().unwrap();
     let out = write(ArchiveFormat::DockerLegacy, dir.path(), "legacy.tar");

@@ -118,20 +118,18 @@ fn read_images(store: &ArchiveStore, platform: &Platform) -> Result<Vec<ArchiveI
             names.push(repo_tag(store, tag)?);
             ref_names.push(tag.clone());
         }
-        let origin = match oci_entries.iter().position(|e| e.summary.id == id) {
-            Some(k) => {
-                let oci = oci_entries.remove(k);
-                check_agreement(store, entry, &oci, id)?;
-                for (n, r) in oci.summary.names.iter().zip(&oci.summary.ref_names) {
-                    if !names.contains(n) {
-                        names.push(n.clone());
-                    }
-                    if !ref_names.contains(r) {
-                        ref_names.push(r.clone());
-                    }
-                }
-                Origin::Oci(Box::new(oci))
-            }
+        // index.json has one entry per tag; they are all this image.
+        let (same, others): (Vec<OciEntry>, Vec<OciEntry>) = std::mem::take(&mut oci_entries)
+            .into_iter()
+            .partition(|e| e.summary.id == id);
+        oci_entries = others;
+        for oci in &same {
+            check_agreement(store, entry, oci, id)?;
+            merge(&mut names, &oci.summary.names);
+            merge(&mut ref_names, &oci.summary.ref_names);
+        }
+        let origin = match same.into_iter().next() {
+            Some(oci) => Origin::Oci(Box::new(oci)),
             None => Origin::Manifest {
                 config,
                 layers: entry.layers.clone(),
@@ -153,6 +151,11 @@ fn read_images(store: &ArchiveStore, platform: &Platform) -> Result<Vec<ArchiveI
     // Images only index.json knows (containerd writes both files; Docker 25 could omit
     // an untagged image from index.json, never the other way round).
     for mut oci in oci_entries {
+        if let Some(img) = images.iter_mut().find(|i| i.summary.id == oci.summary.id) {
+            merge(&mut img.summary.names, &oci.summary.names);
+            merge(&mut img.summary.ref_names, &oci.summary.ref_names);
+            continue;
+        }
         oci.summary.index = images.len();
         parents.push(None);
         images.push(ArchiveImage {
@@ -163,6 +166,15 @@ fn read_images(store: &ArchiveStore, platform: &Platform) -> Result<Vec<ArchiveI
     }
     link_parents(store, &mut images, &parents)?;
     Ok(images)
+}
+
+/// Adds to `into` what `from` has that it lacks, in order.
+fn merge<T: PartialEq + Clone>(into: &mut Vec<T>, from: &[T]) {
+    for x in from {
+        if !into.contains(x) {
+            into.push(x.clone());
+        }
+    }
 }
 
 /// A `RepoTags` entry must be `name:tag` (Docker: "invalid tag").
