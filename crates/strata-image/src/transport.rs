@@ -38,6 +38,19 @@
 //!
 //! The store (`strata:IMAGE`) and the registry (`docker://REF`) are transports too:
 //! they implement these two traits.
+//!
+//! # Implementing a destination
+//! - `reuse_layer` gets the layer's [`LayerInfo`]: its `chain_id` names the stack of it
+//!   and every layer below (a store keys applied layers by it), `blob.digest` the blob as
+//!   the source stores it (a registry or layout can look that up), `diff_id` the tar.
+//!   The parent of layer `i` is the `chain_id` of layer `i - 1` of the same image.
+//! - `put_layer` takes the stream in the form it keeps: [`LayerStream::tar`] (or
+//!   [`LayerStream::tar_pipelined`], which decompresses on another thread) for the
+//!   uncompressed tar, [`LayerStream::blob`] for the bytes as stored. It reads to the end
+//!   and calls `finish()`, which fails on any digest or diffID mismatch; only then may the
+//!   layer count as stored (a store applies into staging and keeps it only on success).
+//! - `end_image` and `commit` should be cheap and all-or-nothing: everything heavy is
+//!   already in place when they run.
 
 use std::fmt;
 
