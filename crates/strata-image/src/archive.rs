@@ -23,6 +23,7 @@ use strata_layer::tar::TarReader;
 use strata_layer::{EntryKind, LayerPath, LayerReader};
 
 use crate::config::MAX_JSON;
+use crate::stream::pump;
 use crate::Error;
 
 /// Most symlinks (or hard links) followed to resolve one name.
@@ -87,7 +88,7 @@ impl Archive {
         let (mut spool_file, spool_path) = spool.into_parts();
         let mut source = Decompressor::new(input)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        io::copy(&mut source, &mut spool_file).map_err(|e| {
+        pump(&mut source, &mut spool_file).map_err(|e| {
             Error::io(
                 format!("cannot spool {} to {}", path.display(), staging.display()),
                 e,

@@ -22,7 +22,7 @@ use crate::gojson;
 use crate::ids::{blob_path, sha256, DiffId, Digest};
 use crate::manifest::{annotation, media_type, Descriptor, Index, LayerType, Manifest};
 use crate::oci::{check_layout_version, index_entries, LAYOUT_FILE};
-use crate::stream::{LayerInfo, LayerStream};
+use crate::stream::{pump, LayerInfo, LayerStream};
 use crate::tar_out::{persist, TarOut};
 use crate::transport::{ImageDestination, ImageRecord, StoredLayer};
 use crate::Error;
@@ -266,7 +266,7 @@ impl ImageDestination for OciDestination {
             let mut blob = layer.blob();
             let known = Some((info.blob.digest, info.blob.size));
             let (verified, digest, size) = self.put_stream(known, move |w| {
-                io::copy(&mut blob, w).map_err(|e| Error::io("copying a layer", e))?;
+                pump(&mut blob, w).map_err(|e| Error::io("copying a layer", e))?;
                 let v = blob.finish()?;
                 Ok((v, v.blob_digest))
             })?;
@@ -281,7 +281,7 @@ impl ImageDestination for OciDestination {
             let hasher = Hasher::default();
             let mut c = Compressor::parallel(hasher.writer(w), compress)
                 .map_err(|e| Error::io("starting compression", e))?;
-            io::copy(&mut tar, &mut c).map_err(|e| Error::io("compressing a layer", e))?;
+            pump(&mut tar, &mut c).map_err(|e| Error::io("compressing a layer", e))?;
             c.finish()
                 .map_err(|e| Error::io("finishing compression", e))?;
             tar.finish()?;

@@ -50,6 +50,26 @@ use crate::ids::{ChainId, DiffId, Digest, ImageId};
 use crate::manifest::{Descriptor, LayerType};
 use crate::Error;
 
+/// `io::copy` with 1 MiB reads: layer bytes move in large chunks (fewer `pread`s, and
+/// hashing and compression see big buffers), whatever the writer is.
+pub fn pump(
+    reader: &mut (impl Read + ?Sized),
+    writer: &mut (impl io::Write + ?Sized),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// One layer of an image as a source describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
@@ -281,7 +301,7 @@ impl TarStream<'_> {
 
     /// Reads whatever is left, verifies, and returns the digests.
     pub fn finish(mut self) -> Result<VerifiedLayer, Error> {
-        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
+        pump(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
         self.done
             .ok_or_else(|| Error::invalid("a layer stream", "ended without verification"))
     }
@@ -316,7 +336,7 @@ impl BlobStream<'_> {
 
     /// Reads whatever is left, verifies, and returns the digests.
     pub fn finish(mut self) -> Result<VerifiedLayer, Error> {
-        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
+        pump(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
         self.done
             .ok_or_else(|| Error::invalid("a layer stream", "ended without verification"))
     }
@@ -379,7 +399,7 @@ impl Tee {
             // Decompressing here, hashing on one more thread.
             std::thread::scope(|s| {
                 let mut hashing = strata_layer::pipe::spawn_writer(s, h.writer(io::sink()));
-                io::copy(&mut tar, &mut hashing)?;
+                pump(&mut tar, &mut hashing)?;
                 hashing.finish().map(drop)
             })?;
             Ok((h.digest(), h.bytes()))

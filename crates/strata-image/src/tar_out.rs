@@ -17,6 +17,7 @@ use strata_layer::tar::TarWriter;
 use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, Timestamp};
 
 use crate::ids::{blob_path, Digest};
+use crate::stream::pump;
 use crate::Error;
 
 const BLOCK: u64 = 512;
@@ -248,7 +249,7 @@ impl TarOut {
             .rewind()
             .map_err(|e| Error::io("reading a spool file", e))?;
         self.put(&file_header(&name, n, mtime)?)?;
-        let copied = io::copy(&mut spool, &mut self.out)
+        let copied = pump(&mut spool, &mut self.out)
             .map_err(|e| Error::io(format!("writing {}", self.what), e))?;
         self.pos += copied;
         self.pad(n)?;

@@ -538,3 +538,42 @@ fn parent_links_are_kept_only_when_valid() {
         "{err}"
     );
 }
+
+#[test]
+fn gzipped_layer_files_in_a_legacy_archive_are_read_and_kept_compressed() {
+    // `docker load` accepts a compressed layer.tar; its digest is learnt by hashing it.
+    let dir = tempfile::tempdir().unwrap();
+    let tar = vec![0u8; 1024];
+    let blob = gzip(&tar);
+    let config = format!(r#"{{"os":"linux","rootfs":{{"type":"layers","diff_ids":["{A}"]}}}}"#);
+    let id = ImageId::of_config(config.as_bytes());
+    let mut files = BTreeMap::new();
+    files.insert("abc/layer.tar".to_string(), blob.clone());
+    files.insert(format!("{}.json", id.hex()), config.into_bytes());
+    files.insert(
+        "manifest.json".into(),
+        format!(
+            r#"[{{"Config":"{}.json","RepoTags":["z:1"],"Layers":["abc/layer.tar"]}}]"#,
+            id.hex()
+        )
+        .into_bytes(),
+    );
+    let path = dir.path().join("gz-layer.tar");
+    fs::write(&path, tar_of(&files)).unwrap();
+    let mut src = DockerArchiveSource::open(&path, dir.path(), &Platform::host()).unwrap();
+    let listed = src.list().unwrap();
+    let image = src.open_image(&listed[0]).unwrap();
+    assert_eq!(image.layers[0].blob.media_type, media_type::OCI_LAYER_GZIP);
+    assert_eq!(image.layers[0].blob.digest, sha256(&blob));
+    let options = OciOptions {
+        compress: strata_layer::compress::Compression::None,
+        reference: None,
+    };
+    let mut dest = OciDestination::dir(&dir.path().join("oci"), options).unwrap();
+    copy(&mut src, &mut dest, &CopyOptions::new(ImageSelector::Only)).unwrap();
+    let kept = dir
+        .path()
+        .join("oci/blobs/sha256")
+        .join(sha256(&blob).hex());
+    assert_eq!(fs::read(kept).unwrap(), blob);
+}

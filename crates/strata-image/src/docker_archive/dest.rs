@@ -17,7 +17,6 @@
 //!   others (Docker leaves them at the wall-clock time of the save).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{LayerSource, ManifestEntry};
@@ -27,7 +26,7 @@ use crate::ids::{blob_path, sha256, DiffId, Digest, ImageId};
 use crate::manifest::{media_type, Descriptor, Index, Manifest};
 use crate::oci::index_entries;
 use crate::reference::Reference;
-use crate::stream::{LayerInfo, LayerStream};
+use crate::stream::{pump, LayerInfo, LayerStream};
 use crate::tar_out::{persist, TarOut};
 use crate::transport::{ImageDestination, ImageRecord, StoredLayer};
 use crate::v1::{self, V1Layer};
@@ -226,7 +225,7 @@ impl ImageDestination for DockerArchiveDestination {
             let mut tar = layer.tar_pipelined(s)?;
             let known = tar.known_size();
             out.stream(&member, created, known, move |w| {
-                io::copy(&mut tar, w).map_err(|e| Error::io("copying a layer", e))?;
+                pump(&mut tar, w).map_err(|e| Error::io("copying a layer", e))?;
                 tar.finish()
             })
         })?;
