@@ -35,6 +35,7 @@ need_packages skopeo:skopeo /usr/bin/time:time
 ensure_corpus full "$CORPUS"
 [ -n "${STRATA:-}" ] || build_strata
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 W=$TMPFS/strata-image-bench.$$
 cleanup() { rm -rf -- "$W"; }
 trap cleanup EXIT
@@ -93,6 +94,7 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
   echo "Strata $("$STRATA" --version | cut -d' ' -f2) at $rev$dirty (release build); $(skopeo --version)."
   echo "Image: oci:corpus of $CORPUS (full): $(awk -v b="$BYTES" 'BEGIN { printf "%.0f MB", b / 1e6 }') of layer tars, $(awk -v b="$GZBYTES" 'BEGIN { printf "%.0f MB", b / 1e6 }') as gzip blobs."
   echo "Inputs and outputs on tmpfs ($TMPFS); median of $N runs after one warm-up; destination removed and \`sync\`ed before each run, untimed."
+  echo "Load average (1, 5, 15 min) before the race: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg). Anything else running skews the times of both tools."
   echo "MB/s counts the image's layer tar bytes (gzip blob bytes for oci -> oci-archive). Ratio = skopeo time / strata time (target >= 2x)."
   echo "Both verify digests; Strata also checks every diffID (decompressing gzip blobs it stores as they are, on a second thread)."
   echo
