@@ -148,7 +148,7 @@ impl OciDestination {
     fn put_stream<T>(
         &mut self,
         known: Option<(Digest, u64)>,
-        write: impl FnOnce(&mut dyn Write) -> Result<(T, Digest), Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, Digest), Error>,
     ) -> Result<(T, Digest, u64), Error> {
         let (value, digest, size) = match &mut self.target {
             Target::Dir(dir) => {
@@ -180,7 +180,7 @@ impl OciDestination {
 /// files are ignored by readers), renamed to its digest once `write` returns it.
 fn write_blob<T>(
     dir: &Path,
-    write: impl FnOnce(&mut dyn Write) -> Result<(T, Digest), Error>,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, Digest), Error>,
 ) -> Result<(T, Digest, u64), Error> {
     let tmp = tempfile::Builder::new()
         .prefix(".strata-blob-")
@@ -266,9 +266,16 @@ impl ImageDestination for OciDestination {
             let mut blob = layer.blob();
             let known = Some((info.blob.digest, info.blob.size));
             let (verified, digest, size) = self.put_stream(known, move |w| {
-                pump(&mut blob, w).map_err(|e| Error::io("copying a layer", e))?;
-                let v = blob.finish()?;
-                Ok((v, v.blob_digest))
+                // Reading and hashing on this thread, writing on another.
+                std::thread::scope(|s| {
+                    let mut out = strata_layer::pipe::spawn_writer(s, w);
+                    let copied = pump(&mut blob, &mut out);
+                    let written = out.finish();
+                    copied.map_err(|e| Error::io("copying a layer", e))?;
+                    written.map_err(|e| Error::io("writing a layer", e))?;
+                    let v = blob.finish()?;
+                    Ok((v, v.blob_digest))
+                })
             })?;
             debug_assert_eq!((digest, size), (verified.blob_digest, verified.blob_size));
             return Ok(StoredLayer {

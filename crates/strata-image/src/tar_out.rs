@@ -91,7 +91,7 @@ impl TarOut {
     /// Runs `write` on the output, counting what it writes.
     fn data<T>(
         &mut self,
-        write: impl FnOnce(&mut dyn Write) -> Result<(T, String), Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, String), Error>,
     ) -> Result<(T, String, u64), Error> {
         let mut c = Counting {
             inner: &mut self.out,
@@ -143,7 +143,7 @@ impl TarOut {
         name: &str,
         mtime: i64,
         size: Option<u64>,
-        write: impl FnOnce(&mut dyn Write) -> Result<T, Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T, Error>,
     ) -> Result<(T, u64), Error> {
         self.member(name, mtime, size, |w| Ok((write(w)?, name.to_string())))
     }
@@ -153,7 +153,7 @@ impl TarOut {
     pub fn stream_blob<T>(
         &mut self,
         mtime: i64,
-        write: impl FnOnce(&mut dyn Write) -> Result<(T, Digest), Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, Digest), Error>,
     ) -> Result<(T, u64, Digest), Error> {
         let mut digest = None;
         let placeholder = blob_path(&Digest([0; 32]));
@@ -174,7 +174,7 @@ impl TarOut {
         name: &str,
         mtime: i64,
         size: Option<u64>,
-        write: impl FnOnce(&mut dyn Write) -> Result<(T, String), Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, String), Error>,
     ) -> Result<(T, u64), Error> {
         match size {
             Some(size) => {
@@ -198,7 +198,7 @@ impl TarOut {
         &mut self,
         name: &str,
         mtime: i64,
-        write: impl FnOnce(&mut dyn Write) -> Result<(T, String), Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, String), Error>,
     ) -> Result<(T, u64), Error> {
         let at = self.pos;
         let placeholder = file_header(name, 0, mtime)?;
@@ -229,7 +229,7 @@ impl TarOut {
     fn member_spooled<T>(
         &mut self,
         mtime: i64,
-        write: impl FnOnce(&mut dyn Write) -> Result<(T, String), Error>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, String), Error>,
     ) -> Result<(T, u64), Error> {
         let mut spool = tempfile::tempfile_in(&self.staging).map_err(|e| {
             Error::io(
