@@ -1,5 +1,6 @@
 //! `strata copy SRC DST`: images between transports (strata-image does the work).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -41,6 +42,9 @@ pub struct CopyArgs {
     /// Pick this platform (OS/ARCH[/VARIANT]) from multi-platform images (default: this machine's).
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
+    /// Layers copied at once (default: one per core; archives take one at a time).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// Spool pipes and compressed archives here (default: $TMPDIR or /tmp).
     #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
     tmpdir: Option<PathBuf>,
@@ -133,12 +137,12 @@ pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
         .open_destination(&options)
         .with_context(|| format!("cannot write {destination}"))?;
     let bars = Bars::new(out);
-    let report = copy(
-        from.as_mut(),
-        to.as_mut(),
-        &CopyOptions::new(selector).with_progress(&bars),
-    )
-    .with_context(|| format!("cannot copy {source} to {destination}"))?;
+    let mut copy_options = CopyOptions::new(selector).with_progress(&bars);
+    if let Some(jobs) = args.jobs {
+        copy_options.jobs = jobs.max(1);
+    }
+    let report = copy(from.as_mut(), to.as_mut(), &copy_options)
+        .with_context(|| format!("cannot copy {source} to {destination}"))?;
     bars.clear();
     let json = CopyReport {
         source: source.to_string(),
@@ -207,10 +211,11 @@ fn writes_to_stdout(t: &Transport) -> bool {
     }
 }
 
-/// One progress bar per layer, on a terminal only.
+/// One progress bar per layer (several at once when layers are copied in parallel), on
+/// a terminal only.
 struct Bars {
     multi: Option<MultiProgress>,
-    current: Mutex<Option<ProgressBar>>,
+    layers: Mutex<HashMap<usize, ProgressBar>>,
 }
 
 impl Bars {
@@ -220,7 +225,7 @@ impl Bars {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Bars {
             multi,
-            current: Mutex::new(None),
+            layers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -230,9 +235,9 @@ impl Bars {
         }
     }
 
-    fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
-        if let Ok(guard) = self.current.lock() {
-            if let Some(bar) = guard.as_ref() {
+    fn with_bar(&self, layer: &LayerInfo, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(bars) = self.layers.lock() {
+            if let Some(bar) = bars.get(&layer.index) {
                 f(bar);
             }
         }
@@ -249,6 +254,9 @@ impl Progress for Bars {
                 .map_or_else(|| image.summary.id.to_string(), |n| n.familiar());
             let _ = m.println(format!("image {}/{count}: {name}", position + 1));
         }
+        if let Ok(mut bars) = self.layers.lock() {
+            bars.clear();
+        }
     }
 
     fn layer_start(&self, layer: &LayerInfo) {
@@ -264,17 +272,17 @@ impl Progress for Bars {
             layer.index + 1,
             &layer.blob.digest.hex()[..12]
         ));
-        if let Ok(mut current) = self.current.lock() {
-            *current = Some(bar);
+        if let Ok(mut bars) = self.layers.lock() {
+            bars.insert(layer.index, bar);
         }
     }
 
-    fn layer_bytes(&self, _layer: &LayerInfo, bytes: u64) {
-        self.with_bar(|b| b.inc(bytes));
+    fn layer_bytes(&self, layer: &LayerInfo, bytes: u64) {
+        self.with_bar(layer, |b| b.inc(bytes));
     }
 
-    fn layer_done(&self, _layer: &LayerInfo, reused: bool) {
-        self.with_bar(|b| {
+    fn layer_done(&self, layer: &LayerInfo, reused: bool) {
+        self.with_bar(layer, |b| {
             if reused {
                 b.finish_with_message(format!("{} (already there)", b.message()));
             } else {

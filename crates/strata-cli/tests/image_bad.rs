@@ -294,6 +294,44 @@ fn corrupt_blob_in_a_layout_leaves_the_destination_layout_unchanged() {
 }
 
 #[test]
+fn a_corrupt_middle_layer_fails_a_parallel_copy_and_commits_nothing() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    sh(&format!(
+        "cp -r {} {}",
+        corpus().join("oci").display(),
+        src.display()
+    ));
+    let layer = &oci_layers("corpus")[2];
+    let blob = src.join("blobs/sha256").join(&layer.digest[7..]);
+    let mut bytes = fs::read(&blob).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x55;
+    fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&blob, &bytes).unwrap();
+    let dest = work.path().join("dest");
+    for jobs in ["1", "4"] {
+        let run = strata([
+            "copy",
+            "--jobs",
+            jobs,
+            &format!("oci:{}:corpus", src.display()),
+            &format!("oci:{}:c", dest.display()),
+        ]);
+        run.assert_strata_error();
+        assert!(
+            run.stderr.contains("layer 2 of image"),
+            "--jobs {jobs}: {}",
+            run.stderr
+        );
+        assert!(
+            !dest.join("index.json").exists(),
+            "--jobs {jobs}: a failed copy wrote index.json"
+        );
+    }
+}
+
+#[test]
 fn not_an_archive_and_unsupported_transports() {
     let work = tempdir();
     let junk = work.path().join("junk.tar");

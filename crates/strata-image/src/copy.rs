@@ -7,18 +7,21 @@
 //! layer, in bytes of the blob as the source stores it.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::ids::ImageId;
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
 use crate::stream::LayerInfo;
 use crate::transport::{
-    select, ImageDestination, ImageRecord, ImageSelector, ImageSource, SourceImage,
+    select, ImageDestination, ImageRecord, ImageSelector, ImageSource, SourceImage, StoredLayer,
 };
 use crate::Error;
 
-/// Receives progress while a copy runs; every method has an empty default. Calls come
-/// from the copying thread and, for bytes, from whatever thread reads the layer.
+/// Receives progress while a copy runs; every method has an empty default. Layer calls
+/// come from the threads copying layers (several at once when the destination takes
+/// them so), bytes from whatever thread reads the layer.
 pub trait Progress: Sync {
     /// Image `position` (0-based) of `count` is about to be copied.
     fn image(&self, _position: usize, _count: usize, _image: &SourceImage) {}
@@ -34,6 +37,9 @@ pub trait Progress: Sync {
 pub struct CopyOptions<'a> {
     pub images: ImageSelector,
     pub progress: Option<&'a dyn Progress>,
+    /// Layers copied at once, at most (and never more than the destination takes,
+    /// [`ImageDestination::layer_jobs`]). Default: one per available core.
+    pub jobs: usize,
 }
 
 impl<'a> CopyOptions<'a> {
@@ -41,6 +47,7 @@ impl<'a> CopyOptions<'a> {
         CopyOptions {
             images,
             progress: None,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
@@ -106,39 +113,8 @@ pub fn copy(
             p.image(position, chosen.len(), &image);
         }
         destination.begin_image(&image.config)?;
-        let mut stored = Vec::with_capacity(image.layers.len());
-        let mut copied = Vec::with_capacity(image.layers.len());
-        for layer in &image.layers {
-            if let Some(p) = options.progress {
-                p.layer_start(layer);
-            }
-            let (s, reused) = match destination.reuse_layer(layer)? {
-                Some(s) => (s, true),
-                None => {
-                    let mut stream = source.layer(&image, layer.index)?;
-                    if let Some(progress) = options.progress {
-                        let layer = layer.clone();
-                        stream = stream.map_blob(move |inner| {
-                            Box::new(Counted {
-                                inner,
-                                progress,
-                                layer,
-                            })
-                        });
-                    }
-                    (destination.put_layer(stream)?, false)
-                }
-            };
-            if let Some(p) = options.progress {
-                p.layer_done(layer, reused);
-            }
-            copied.push(CopiedLayer {
-                source: layer.clone(),
-                stored: s.blob.clone(),
-                reused,
-            });
-            stored.push(s);
-        }
+        let copied = copy_layers(&*source, &*destination, &image, options)?;
+        let stored: Vec<StoredLayer> = copied.iter().map(|(s, _)| s.clone()).collect();
         destination.end_image(ImageRecord {
             config: &image.config,
             layers: &stored,
@@ -150,9 +126,98 @@ pub fn copy(
         report.images.push(CopiedImage {
             id: image.config.id(),
             names: image.summary.names.clone(),
-            layers: copied,
+            layers: image
+                .layers
+                .iter()
+                .zip(copied)
+                .map(|(l, (s, reused))| CopiedLayer {
+                    source: l.clone(),
+                    stored: s.blob,
+                    reused,
+                })
+                .collect(),
         });
     }
     destination.commit()?;
     Ok(report)
+}
+
+/// A layer as stored, and whether it was there already.
+type LayerOutcome = (StoredLayer, bool);
+
+/// Copies (or reuses) every layer of `image`, on as many threads as the destination and
+/// the options allow; the results are in layer order. The first error (in layer order)
+/// wins, and stops the threads from starting more layers.
+fn copy_layers(
+    source: &dyn ImageSource,
+    destination: &dyn ImageDestination,
+    image: &SourceImage,
+    options: &CopyOptions<'_>,
+) -> Result<Vec<LayerOutcome>, Error> {
+    let one = |layer: &LayerInfo| -> Result<LayerOutcome, Error> {
+        if let Some(p) = options.progress {
+            p.layer_start(layer);
+        }
+        let result = match destination.reuse_layer(layer)? {
+            Some(s) => (s, true),
+            None => {
+                let mut stream = source.layer(image, layer.index)?;
+                if let Some(progress) = options.progress {
+                    let layer = layer.clone();
+                    stream = stream.map_blob(move |inner| {
+                        Box::new(Counted {
+                            inner,
+                            progress,
+                            layer,
+                        })
+                    });
+                }
+                (destination.put_layer(stream)?, false)
+            }
+        };
+        if let Some(p) = options.progress {
+            p.layer_done(layer, result.1);
+        }
+        Ok(result)
+    };
+    let jobs = destination
+        .layer_jobs()
+        .min(options.jobs)
+        .min(image.layers.len())
+        .max(1);
+    if jobs == 1 {
+        return image.layers.iter().map(one).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<LayerOutcome, Error>>>> =
+        image.layers.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= image.layers.len() || failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let r = one(&image.layers[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(results.len());
+    for (i, r) in results.into_iter().enumerate() {
+        match r.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(r) => out.push(r?),
+            None => {
+                return Err(Error::invalid(
+                    format!("layer {i} of image {}", image.summary.id),
+                    "was not copied (another layer failed first)",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }

@@ -24,7 +24,7 @@ use crate::Error;
 pub const LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Where the files of a layout are: a directory or an archive.
-pub(crate) trait BlobStore {
+pub(crate) trait BlobStore: Send + Sync {
     fn describe(&self) -> String;
     /// A small file (JSON) by its name in the layout; `None` if absent.
     fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>, Error>;
@@ -444,7 +444,7 @@ impl ImageSource for OciSource {
         open(self.store.as_ref(), &entry)
     }
 
-    fn layer(&mut self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
         layer(self.store.as_ref(), image, index)
     }
 }

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use strata_layer::compress::{Compression, Compressor};
 use strata_layer::digest::Hasher;
@@ -41,19 +42,21 @@ pub struct OciOptions {
 enum Target {
     Dir(PathBuf),
     Archive {
-        out: Option<TarOut>,
+        /// One stream: one member at a time (`layer_jobs` is 1).
+        out: Mutex<Option<TarOut>>,
         temp: Option<tempfile::TempPath>,
         path: PathBuf,
     },
 }
 
-/// An OCI layout being written; see the module documentation.
+/// An OCI layout being written; see the module documentation. A layout directory takes
+/// several layers at once (each blob is a file of its own); an archive one at a time.
 pub struct OciDestination {
     target: Target,
     options: OciOptions,
-    written: HashSet<Digest>,
+    written: Mutex<HashSet<Digest>>,
     /// Layers compressed on the way, by diffID (a repeated layer is compressed once).
-    compressed: HashMap<DiffId, StoredLayer>,
+    compressed: Mutex<HashMap<DiffId, StoredLayer>>,
     current: Option<ImageConfig>,
     entries: Vec<Descriptor>,
     images: usize,
@@ -90,7 +93,7 @@ impl OciDestination {
         out.dir("blobs/sha256/", 0)?;
         Ok(OciDestination::new(
             Target::Archive {
-                out: Some(out),
+                out: Mutex::new(Some(out)),
                 temp,
                 path: path.to_owned(),
             },
@@ -102,8 +105,8 @@ impl OciDestination {
         OciDestination {
             target,
             options,
-            written: HashSet::new(),
-            compressed: HashMap::new(),
+            written: Mutex::new(HashSet::new()),
+            compressed: Mutex::new(HashMap::new()),
             current: None,
             entries: Vec::new(),
             images: 0,
@@ -111,69 +114,73 @@ impl OciDestination {
     }
 
     fn has_blob(&self, digest: &Digest) -> bool {
-        self.written.contains(digest)
+        lock(&self.written).contains(digest)
             || matches!(&self.target, Target::Dir(dir) if dir.join(blob_path(digest)).is_file())
     }
 
-    fn out(&mut self) -> Result<&mut TarOut, Error> {
-        let what = self.describe();
-        match &mut self.target {
-            Target::Archive { out: Some(out), .. } => Ok(out),
-            _ => Err(Error::invalid(what, "no archive is open")),
+    /// Runs `f` on the archive being written.
+    fn with_out<T>(&self, f: impl FnOnce(&mut TarOut) -> Result<T, Error>) -> Result<T, Error> {
+        match &self.target {
+            Target::Archive { out, .. } => match lock(out).as_mut() {
+                Some(out) => f(out),
+                None => Err(Error::invalid(self.describe(), "already committed")),
+            },
+            Target::Dir(_) => Err(Error::invalid(self.describe(), "is not an archive")),
         }
     }
 
     /// Stores a small blob (config, manifest).
-    fn put_bytes(&mut self, bytes: &[u8]) -> Result<Digest, Error> {
+    fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, Error> {
         let digest = sha256(bytes);
         if self.has_blob(&digest) {
             return Ok(digest);
         }
-        match &mut self.target {
+        match &self.target {
             Target::Dir(dir) => {
-                let dir = dir.clone();
-                write_blob(&dir, |w| {
+                write_blob(dir, |w| {
                     w.write_all(bytes)
                         .map_err(|e| Error::io("writing a blob", e))
                         .map(|()| ((), digest))
                 })?;
             }
-            Target::Archive { .. } => self.out()?.file(&blob_path(&digest), 0, bytes)?,
+            Target::Archive { .. } => {
+                self.with_out(|out| out.file(&blob_path(&digest), 0, bytes))?
+            }
         }
-        self.written.insert(digest);
+        lock(&self.written).insert(digest);
         Ok(digest)
     }
 
     /// Stores a streamed blob; `write` returns its digest.
     fn put_stream<T>(
-        &mut self,
+        &self,
         known: Option<(Digest, u64)>,
         write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, Digest), Error>,
     ) -> Result<(T, Digest, u64), Error> {
-        let (value, digest, size) = match &mut self.target {
-            Target::Dir(dir) => {
-                let dir = dir.clone();
-                write_blob(&dir, write)?
-            }
-            Target::Archive { .. } => {
-                let out = self.out()?;
-                match known {
-                    Some((digest, size)) => {
-                        let (value, n) = out.stream(&blob_path(&digest), 0, Some(size), |w| {
-                            write(w).map(|(v, _)| v)
-                        })?;
-                        (value, digest, n)
-                    }
-                    None => {
-                        let (value, n, digest) = out.stream_blob(0, write)?;
-                        (value, digest, n)
-                    }
+        let (value, digest, size) = match &self.target {
+            Target::Dir(dir) => write_blob(dir, write)?,
+            Target::Archive { .. } => self.with_out(|out| match known {
+                Some((digest, size)) => {
+                    let (value, n) = out.stream(&blob_path(&digest), 0, Some(size), |w| {
+                        write(w).map(|(v, _)| v)
+                    })?;
+                    Ok((value, digest, n))
                 }
-            }
+                None => {
+                    let (value, n, digest) = out.stream_blob(0, write)?;
+                    Ok((value, digest, n))
+                }
+            })?,
         };
-        self.written.insert(digest);
+        lock(&self.written).insert(digest);
         Ok((value, digest, size))
     }
+}
+
+/// A lock of this destination's state. A panic while it was held can only have come
+/// from a bug; the state it guards (sets of written digests) stays consistent anyway.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Writes a blob into `dir/blobs/sha256/` through a temporary file in `dir` (unknown
@@ -249,9 +256,16 @@ impl ImageDestination for OciDestination {
         Ok(())
     }
 
-    fn reuse_layer(&mut self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
+    fn layer_jobs(&self) -> usize {
+        match self.target {
+            Target::Dir(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Target::Archive { .. } => 1,
+        }
+    }
+
+    fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
         if layer.compression() == Compression::None && self.options.compress != Compression::None {
-            return Ok(self.compressed.get(&layer.diff_id).cloned());
+            return Ok(lock(&self.compressed).get(&layer.diff_id).cloned());
         }
         Ok(self.has_blob(&layer.blob.digest).then(|| StoredLayer {
             blob: oci_descriptor(&layer.blob),
@@ -259,7 +273,7 @@ impl ImageDestination for OciDestination {
         }))
     }
 
-    fn put_layer(&mut self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
+    fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
         let info = layer.info().clone();
         let compress = self.options.compress;
         if info.compression() != Compression::None || compress == Compression::None {
@@ -302,7 +316,7 @@ impl ImageDestination for OciDestination {
             blob: Descriptor::new(kind.oci_media_type(), digest, size),
             diff_id: info.diff_id,
         };
-        self.compressed.insert(info.diff_id, stored.clone());
+        lock(&self.compressed).insert(info.diff_id, stored.clone());
         Ok(stored)
     }
 
@@ -384,7 +398,7 @@ impl ImageDestination for OciDestination {
                 )
             }
             Target::Archive { out, temp, path } => {
-                let mut out = out.take().ok_or_else(|| {
+                let mut out = lock(out).take().ok_or_else(|| {
                     Error::invalid(path.display().to_string(), "already committed")
                 })?;
                 out.file("index.json", 0, &gojson::marshal(&Index::oci(new))?)?;

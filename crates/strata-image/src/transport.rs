@@ -32,9 +32,9 @@
 //! assert_eq!(report.images.len(), 1);
 //! # Ok(()) }
 //! ```
-//! Inside [`copy`](crate::copy), for each image: `begin_image(config)`; for each layer,
-//! `reuse_layer(info)` and, only if that says no, `put_layer(source.layer(..))`;
-//! `end_image(record)`; and after the last image, `commit()`.
+//! Inside [`copy`](crate::copy), for each image: `begin_image(config)`; for each layer
+//! (on up to `layer_jobs()` threads), `reuse_layer(info)` and, only if that says no,
+//! `put_layer(source.layer(..))`; `end_image(record)`; after the last image, `commit()`.
 //!
 //! The store (`strata:IMAGE`) and the registry (`docker://REF`) are transports too:
 //! they implement these two traits.
@@ -49,6 +49,10 @@
 //!   uncompressed tar, [`LayerStream::blob`] for the bytes as stored. It reads to the end
 //!   and calls `finish()`, which fails on any digest or diffID mismatch; only then may the
 //!   layer count as stored (a store applies into staging and keeps it only on success).
+//! - With [`layer_jobs`](ImageDestination::layer_jobs) above 1, several layers of one
+//!   image arrive at once from different threads, in any order (a store applying into
+//!   separate staging directories, a registry uploading in parallel); keep the state they
+//!   share behind a lock.
 //! - `end_image` and `commit` should be cheap and all-or-nothing: everything heavy is
 //!   already in place when they run.
 
@@ -135,7 +139,10 @@ pub struct ImageRecord<'a> {
 }
 
 /// Where images come from. See the [module documentation](self) for the lifecycle.
-pub trait ImageSource {
+///
+/// [`layer`](Self::layer) takes `&self` and may be called from several threads at once
+/// (one per layer being copied), hence `Sync`.
+pub trait ImageSource: Send + Sync {
     /// Names the source in messages: `docker-archive:/tmp/x.tar`.
     fn describe(&self) -> String;
 
@@ -149,13 +156,24 @@ pub trait ImageSource {
 
     /// Streams layer `index` of `image` as stored. The stream verifies the blob digest
     /// and the diffID as it is read ([`LayerStream`]).
-    fn layer(&mut self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error>;
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error>;
 }
 
 /// Where images go. See the [module documentation](self) for the lifecycle.
-pub trait ImageDestination {
+///
+/// [`reuse_layer`](Self::reuse_layer) and [`put_layer`](Self::put_layer) take `&self`:
+/// a destination whose [`layer_jobs`](Self::layer_jobs) is above 1 gets them from that
+/// many threads at once, for different layers of the current image, in any order. With
+/// 1 (the default), they come one at a time, bottom layer first.
+pub trait ImageDestination: Send + Sync {
     /// Names the destination in messages.
     fn describe(&self) -> String;
+
+    /// How many layers of an image this destination takes at once (1: one after the
+    /// other, in order, as an archive written front to back needs).
+    fn layer_jobs(&self) -> usize {
+        1
+    }
 
     /// Starts an image: its config, stored as its raw bytes.
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error>;
@@ -163,11 +181,11 @@ pub trait ImageDestination {
     /// Says whether the destination already has layer `layer` of the current image (by
     /// chain ID for a store, by blob digest or diffID for a layout or an archive). When
     /// it returns the stored layer, the source layer is never opened.
-    fn reuse_layer(&mut self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error>;
+    fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error>;
 
-    /// Receives the next layer of the current image. The destination reads the stream to
-    /// its end (which verifies it) before it returns.
-    fn put_layer(&mut self, layer: LayerStream<'_>) -> Result<StoredLayer, Error>;
+    /// Receives a layer of the current image. The destination reads the stream to its end
+    /// (which verifies it) before it returns.
+    fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error>;
 
     /// Ends the current image. Nothing is visible before [`commit`](Self::commit).
     fn end_image(&mut self, image: ImageRecord<'_>) -> Result<(), Error>;

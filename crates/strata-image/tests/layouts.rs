@@ -89,7 +89,7 @@ impl ImageSource for MemorySource {
         })
     }
 
-    fn layer(&mut self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
         Ok(LayerStream::new(
             image.layers[index].clone(),
             image.summary.id,

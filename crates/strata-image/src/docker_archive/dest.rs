@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{LayerSource, ManifestEntry};
 use crate::config::ImageConfig;
@@ -67,10 +68,16 @@ struct Written {
     manifest: Option<Descriptor>,
 }
 
-/// A docker-archive being written; nothing is at its path until [`commit`].
+/// A docker-archive being written; nothing is at its path until [`commit`]. Layers are
+/// taken one at a time, in order (`layer_jobs` is 1): the archive is one stream.
 ///
 /// [`commit`]: ImageDestination::commit
 pub struct DockerArchiveDestination {
+    inner: Mutex<Writer>,
+}
+
+/// The state of a [`DockerArchiveDestination`].
+struct Writer {
     target: PathBuf,
     format: ArchiveFormat,
     reference: Option<Reference>,
@@ -99,13 +106,65 @@ impl DockerArchiveDestination {
         reference: Option<Reference>,
         staging: &Path,
     ) -> Result<DockerArchiveDestination, Error> {
+        Ok(DockerArchiveDestination {
+            inner: Mutex::new(Writer::create(path, format, reference, staging)?),
+        })
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Writer>, Error> {
+        self.inner
+            .lock()
+            .map_err(|_| Error::invalid("a docker-archive", "a thread writing it panicked"))
+    }
+
+    fn writer_mut(&mut self) -> Result<&mut Writer, Error> {
+        self.inner
+            .get_mut()
+            .map_err(|_| Error::invalid("a docker-archive", "a thread writing it panicked"))
+    }
+}
+
+impl ImageDestination for DockerArchiveDestination {
+    fn describe(&self) -> String {
+        self.writer()
+            .map_or_else(|e| e.to_string(), |w| w.describe())
+    }
+
+    fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
+        self.writer_mut()?.begin_image(config)
+    }
+
+    fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
+        self.writer()?.reuse_layer(layer)
+    }
+
+    fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
+        self.writer()?.put_layer(layer)
+    }
+
+    fn end_image(&mut self, image: ImageRecord<'_>) -> Result<(), Error> {
+        self.writer_mut()?.end_image(image)
+    }
+
+    fn commit(&mut self) -> Result<(), Error> {
+        self.writer_mut()?.commit()
+    }
+}
+
+impl Writer {
+    fn create(
+        path: &Path,
+        format: ArchiveFormat,
+        reference: Option<Reference>,
+        staging: &Path,
+    ) -> Result<Writer, Error> {
         let (mut out, temp) =
             TarOut::create(path, staging, format!("docker-archive:{}", path.display()))?;
         if format == ArchiveFormat::Docker {
             out.dir("blobs/", 0)?;
             out.dir("blobs/sha256/", 0)?;
         }
-        Ok(DockerArchiveDestination {
+        Ok(Writer {
             target: path.to_owned(),
             format,
             reference,
@@ -150,9 +209,7 @@ impl DockerArchiveDestination {
         out.file(&format!("{dir}/json"), created, &layer.json)?;
         Ok(format!("{dir}/layer.tar"))
     }
-}
 
-impl ImageDestination for DockerArchiveDestination {
     fn describe(&self) -> String {
         format!("docker-archive:{}", self.target.display())
     }

@@ -345,7 +345,7 @@ impl ImageSource for DockerArchiveSource {
         })
     }
 
-    fn layer(&mut self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
         let img = self
             .images
             .get(image.summary.index)
