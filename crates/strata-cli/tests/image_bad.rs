@@ -243,22 +243,29 @@ fn unknown_layer_media_type() {
     );
 }
 
-#[test]
-fn corrupt_blob_in_a_layout_leaves_the_destination_layout_unchanged() {
-    let work = tempdir();
-    let src = work.path().join("src");
+/// A copy of the corpus's OCI layout in `work/src` with one byte of layer `index` of
+/// `tag` flipped (near its end, so that gzip notices only there).
+fn corrupt_copy_of_the_corpus_layout(work: &Path, tag: &str, index: usize) -> std::path::PathBuf {
+    let src = work.join("src");
     sh(&format!(
         "cp -r {} {}",
         corpus().join("oci").display(),
         src.display()
     ));
-    let layer = &oci_layers("base")[0];
+    let layer = &oci_layers(tag)[index];
     let blob = src.join("blobs/sha256").join(&layer.digest[7..]);
     let mut bytes = fs::read(&blob).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
+    let at = bytes.len() - bytes.len().min(100);
+    bytes[at] ^= 0x55;
     fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     fs::write(&blob, &bytes).unwrap();
+    src
+}
+
+#[test]
+fn corrupt_blob_in_a_layout_leaves_the_destination_layout_unchanged() {
+    let work = tempdir();
+    let src = corrupt_copy_of_the_corpus_layout(work.path(), "base", 0);
 
     // A destination layout that already holds another image (a zstd copy of base).
     let dest = work.path().join("dest");
@@ -296,19 +303,7 @@ fn corrupt_blob_in_a_layout_leaves_the_destination_layout_unchanged() {
 #[test]
 fn a_corrupt_middle_layer_fails_a_parallel_copy_and_commits_nothing() {
     let work = tempdir();
-    let src = work.path().join("src");
-    sh(&format!(
-        "cp -r {} {}",
-        corpus().join("oci").display(),
-        src.display()
-    ));
-    let layer = &oci_layers("corpus")[2];
-    let blob = src.join("blobs/sha256").join(&layer.digest[7..]);
-    let mut bytes = fs::read(&blob).unwrap();
-    let at = bytes.len() - 100;
-    bytes[at] ^= 0x55;
-    fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    fs::write(&blob, &bytes).unwrap();
+    let src = corrupt_copy_of_the_corpus_layout(work.path(), "corpus", 2);
     let dest = work.path().join("dest");
     for jobs in ["1", "4"] {
         let run = strata([
