@@ -98,9 +98,9 @@ curl_largest_push() {
 skopeo_pull() { skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$WORK/dst:corpus"; }
 
 TIMEFORMAT='%R %U %S'
-# measure CLEAN RUN: one warm-up and N timed runs of RUN, each after CLEAN and a sync
-# (untimed); prints "median-wall-s median-cpu-s" (cpu: the command's user+sys).
-measure() {
+# measure_cpu CLEAN RUN: one warm-up and N timed runs of RUN, each after CLEAN and a
+# sync (untimed); prints "median-wall-s median-cpu-s" (cpu: the command's user+sys).
+measure_cpu() {
   local clean=$1 run=$2 i
   local -a walls=() cpus=()
   for ((i = 0; i <= N; i++)); do
@@ -118,9 +118,6 @@ measure() {
   printf '%s %s\n' "$(median "${walls[@]}")" "$(median "${cpus[@]}")"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f", m }'; }
-mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
-ratio() { awk -v p="$1" -v s="$2" 'BEGIN { printf "%.2f", p / s }'; }
-verdict() { awk -v r="$1" 'BEGIN { print (r + 0 >= 1.5) ? "yes" : "**no**" }'; }
 
 # Same blobs in, same blobs out: the pulled layouts hold the source's blob files.
 check_pulled() {
@@ -134,16 +131,16 @@ check_pulled() {
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "push: oci-copy and skopeo into a fresh registry, x$N each"
-read -r push_ours push_ours_cpu < <(measure fresh_registry ours_push)
-read -r push_skopeo push_skopeo_cpu < <(measure fresh_registry skopeo_push)
-read -r push_floor _ < <(measure fresh_registry curl_largest_push)
+read -r push_ours push_ours_cpu < <(measure_cpu fresh_registry ours_push)
+read -r push_skopeo push_skopeo_cpu < <(measure_cpu fresh_registry skopeo_push)
+read -r push_floor _ < <(measure_cpu fresh_registry curl_largest_push)
 
 say "pull: oci-copy and skopeo into a fresh layout, x$N each"
 fresh_registry
 skopeo_push >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "seeding the registry failed"; }
-read -r pull_ours pull_ours_cpu < <(measure fresh_dest ours_pull)
+read -r pull_ours pull_ours_cpu < <(measure_cpu fresh_dest ours_pull)
 check_pulled oci-copy
-read -r pull_skopeo pull_skopeo_cpu < <(measure fresh_dest skopeo_pull)
+read -r pull_skopeo pull_skopeo_cpu < <(measure_cpu fresh_dest skopeo_pull)
 check_pulled skopeo
 registry_down
 
@@ -163,9 +160,9 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo
   echo "| direction | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  echo "| push | $push_ours s ($(mbps "$push_ours") MB/s) | $push_skopeo s ($(mbps "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp")) | $push_ours_cpu s | $push_skopeo_cpu s |"
+  echo "| push | $push_ours s ($(mbps "$BYTES" "$push_ours") MB/s) | $push_skopeo s ($(mbps "$BYTES" "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp" 1.5)) | $push_ours_cpu s | $push_skopeo_cpu s |"
   echo "| push floor: \`curl -T\` of the largest blob alone ($(awk -v b="$LARGEST_SIZE" 'BEGIN { printf "%.0f MB", b / 1e6 }')) | $push_floor s | | | | |"
-  echo "| pull | $pull_ours s ($(mbps "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl")) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
+  echo "| pull | $pull_ours s ($(mbps "$BYTES" "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$BYTES" "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl" 1.5)) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
 } >"$results.tmp"
 mv "$results.tmp" "$results"
 cat "$results"

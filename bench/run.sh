@@ -19,10 +19,11 @@
 #   pack    strata layer pack DIR -o -         vs  tar -cf - -C DIR . | openssl dgst -sha256
 #           (both stream and hash; `-o FILE`, which also fsyncs the file, is shown too)
 #   repack  strata layer repack DIR --recipe R -o -   vs  cat L.tar (the floor)
-# plus the peak RSS (/usr/bin/time) of strata on the big-file layer. Then
-# bench/registry.sh: push and pull of the whole corpus image over loopback against
-# skopeo. Prints markdown tables and writes them to bench/results-YYYY-MM-DD.md. Needs
-# root (owners, devices).
+# plus the peak RSS (/usr/bin/time) of strata on the big-file layer; writes the tables
+# to bench/results-YYYY-MM-DD.md. Then, appending to the same file: bench/registry.sh
+# (push and pull of the corpus image over loopback against skopeo), bench/wclayer.sh
+# (Windows layers against the Linux path), bench/store.sh (the store) and
+# bench/image.sh (strata copy against skopeo copy). Needs root (owners, devices).
 set -euo pipefail
 PROG=bench
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -247,3 +248,6 @@ N=$N TMPFS=$TMPFS "$ROOT/bench/wclayer.sh"
 
 # The store: apply vs unpack, changes, mount latency, ls (appends to the same file).
 STRATA=$STRATA N=$N TMPFS=$TMPFS CORPUS=$CORPUS BENCH_WORK=$BENCH_WORK "$ROOT/bench/store.sh" | tee -a "$results"
+
+# The image-copy race (strata copy against skopeo copy), with its own table.
+STRATA=$STRATA N=$N TMPFS=$TMPFS CORPUS=$CORPUS "$ROOT/bench/image.sh"

@@ -118,3 +118,32 @@ corpus_builder_running() {
 usage() {
   awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
 }
+
+# --- benchmark timing (bench/*.sh) ---------------------------------------------------
+# measure CLEAN RUN ARGS...: one warm-up and N timed runs of `RUN ARGS...`, each after
+# `CLEAN ARGS...` and a sync (untimed); prints the median in seconds. Uses $N and $ERR
+# (the log of the last run, shown when it fails).
+measure() {
+  local clean=$1 run=$2 i t0 t1
+  shift 2
+  local -a times=()
+  for ((i = 0; i <= N; i++)); do
+    "$clean" "$@"
+    sync
+    t0=$(date +%s%N)
+    if ! "$run" "$@" >/dev/null 2>"$ERR"; then
+      tail -n 20 "$ERR" >&2
+      die "failed: $run $*"
+    fi
+    t1=$(date +%s%N)
+    [ "$i" -eq 0 ] || times+=($((t1 - t0)))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END {
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.4f\n", m / 1e9 }'
+}
+
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / 1e6 / s; else print "-" }'; }
+ratio() { awk -v p="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", p / s; else print "-" }'; }
+# verdict RATIO TARGET
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t) ? "yes" : "**no**" }'; }
+cell() { printf '%s s (%s MB/s)' "$1" "$(mbps "$2" "$1")"; }

@@ -3,9 +3,9 @@
 #
 # Usage: scripts/test.sh [ARGS...]     (ARGS go to `cargo nextest run`, or `cargo test`)
 #
-# 1. installs the Debian packages the tests and the corpus use (umoci, skopeo, bsdtar,
-#    attr, zstd, python3, tar, gzip, docker-registry and apache2-utils' htpasswd for
-#    the registry tests; `apt-get update` once if an install fails);
+# 1. installs the Debian packages the tests and the corpus use (umoci, skopeo, podman,
+#    bsdtar, attr, zstd, python3, tar, gzip, docker-registry and apache2-utils' htpasswd
+#    for the registry tests; `apt-get update` once if an install fails);
 # 2. builds the small test corpus into $CORPUS (default target/corpus) unless it is
 #    there already, with $SHARED/testdata/make-corpus.sh (SHARED: ../shared beside the
 #    repository), and exports STRATA_CORPUS=$CORPUS for the tests;
@@ -23,8 +23,9 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 CORPUS=${CORPUS:-$ROOT/target/corpus}
 cd "$ROOT"
 
-need_packages umoci:umoci skopeo:skopeo bsdtar:libarchive-tools setfattr:attr getfattr:attr \
-  zstd:zstd python3:python3 tar:tar gzip:gzip docker-registry:docker-registry htpasswd:apache2-utils
+need_packages umoci:umoci skopeo:skopeo podman:podman bsdtar:libarchive-tools setfattr:attr \
+  getfattr:attr zstd:zstd python3:python3 tar:tar gzip:gzip docker-registry:docker-registry \
+  htpasswd:apache2-utils
 
 if [ "$(id -u)" -eq 0 ] || [ -f "$CORPUS/CORPUS.md" ]; then
   ensure_corpus small "$CORPUS"

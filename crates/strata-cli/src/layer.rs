@@ -12,7 +12,7 @@ use strata_layer::dir_writer::DirWriterOptions;
 use strata_layer::sandbox::SandboxStatus;
 use strata_layer::tar::TarReader;
 use strata_layer::unpack::UnpackOptions;
-use strata_layer::{digest, pack, recipe, unpack, Entry, EntryKind, LayerReader};
+use strata_layer::{digest, pack, recipe, unpack, Entry, EntryKind, LayerReader, Timestamp};
 
 use crate::output::Output;
 
@@ -488,24 +488,10 @@ fn ls_line(e: &Entry) -> String {
     )
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC (days-from-civil inverse, valid for any i64 day count).
+/// `YYYY-MM-DD HH:MM` in UTC.
 fn civil_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    let (year, month, day, hour, minute, _) = Timestamp::new(secs, 0).utc_civil();
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
 }
 
 #[cfg(test)]

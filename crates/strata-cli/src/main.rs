@@ -1,6 +1,7 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod image;
 mod layer;
 mod output;
 mod store;
@@ -49,6 +50,8 @@ enum Command {
     /// Windows container layers: import, export, from-rootfs, inspect, extract.
     #[command(subcommand)]
     Wclayer(wclayer::WclayerCommand),
+    /// Copy images between transports (docker-archive:, oci:, oci-archive:).
+    Copy(image::CopyArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Cleanup => store::cleanup(&cli.store, &out),
         Command::Fsck { repair } => store::fsck(&cli.store, repair, &out),
         Command::Wclayer(cmd) => wclayer::run(cmd, &out),
+        Command::Copy(args) => image::copy_cmd(args, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

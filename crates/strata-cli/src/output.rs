@@ -24,11 +24,15 @@ impl Output {
         }
     }
 
+    /// Whether progress bars are drawn: on a terminal, without `--json` or `-q`.
+    pub fn bars_visible(&self) -> bool {
+        !self.quiet && !self.json && std::io::stderr().is_terminal()
+    }
+
     /// Shows a byte progress bar (total known or not) when stderr is a terminal.
     pub fn progress(&self, what: &str, total: Option<u64>) -> ProgressBar {
-        let visible = !self.quiet && !self.json && std::io::stderr().is_terminal();
         let bar = self.bar.clone();
-        if !visible {
+        if !self.bars_visible() {
             return bar;
         }
         bar.set_draw_target(ProgressDrawTarget::stderr());

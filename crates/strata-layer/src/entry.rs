@@ -26,6 +26,30 @@ impl Timestamp {
         debug_assert!(nanos < 1_000_000_000);
         Timestamp { secs, nanos }
     }
+
+    /// The UTC calendar date and time of the seconds, proleptic Gregorian, valid for any
+    /// `i64`: `(year, month, day, hour, minute, second)`.
+    ///
+    /// ```
+    /// use strata_layer::Timestamp;
+    /// assert_eq!(Timestamp::new(1_700_000_000, 0).utc_civil(), (2023, 11, 14, 22, 13, 20));
+    /// assert_eq!(Timestamp::new(-1, 0).utc_civil(), (1969, 12, 31, 23, 59, 59));
+    /// ```
+    pub fn utc_civil(&self) -> (i64, u32, u32, u32, u32, u32) {
+        let days = self.secs.div_euclid(86_400);
+        let rem = self.secs.rem_euclid(86_400) as u32;
+        // Days-from-civil inverse (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+    }
 }
 
 /// One extended attribute: name and value are raw bytes.

@@ -39,7 +39,7 @@ mod error;
 pub mod inroot;
 pub mod pack;
 mod path;
-mod pipe;
+pub mod pipe;
 pub mod recipe;
 pub mod sandbox;
 pub mod tar;

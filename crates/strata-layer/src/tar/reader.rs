@@ -1,6 +1,6 @@
 //! [`TarReader`]: a strict, streaming tar parser that yields [`Entry`] values.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 
 use super::header::{self, field, Format, BLOCK};
 use super::pax;
@@ -691,6 +691,36 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
             })
             .collect();
         Ok((extents, consumed))
+    }
+}
+
+impl<R: Read + Seek> TarReader<R, ()> {
+    /// Skips the rest of the current entry's data and padding by seeking instead of
+    /// reading, for indexing a tar held in a file: only the headers are read.
+    ///
+    /// A seek past the end of the file is not noticed here (the next `next_entry` sees a
+    /// clean end of the archive): a caller that indexes members must check that each
+    /// member's data ends within the file.
+    pub fn skip_data(&mut self) -> Result<(), Error> {
+        let skip = self.data_left + self.pad_left;
+        if skip == 0 {
+            return Ok(());
+        }
+        let by = i64::try_from(skip).map_err(|_| Error::BadHeader {
+            offset: self.entry_start,
+            reason: format!("entry size {skip} is too large to seek past"),
+        })?;
+        self.input.seek_relative(by).map_err(|e| {
+            Error::io(
+                format!("seeking past the entry at byte {}", self.entry_start),
+                e,
+            )
+        })?;
+        self.offset += skip;
+        self.data_left = 0;
+        self.pad_left = 0;
+        self.in_file = false;
+        Ok(())
     }
 }
 

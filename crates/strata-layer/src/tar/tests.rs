@@ -415,3 +415,26 @@ fn sink_sees_every_byte_including_trailing_data_and_skipped_payloads() {
     let (_, sink) = r.into_parts();
     assert_eq!(sink.0, tar);
 }
+
+#[test]
+fn skip_data_seeks_past_bodies_and_keeps_offsets() {
+    let big = vec![7u8; 5000];
+    let tar = write(&[file(b"a", b"hello"), file(b"dir/b", &big), file(b"c", b"")]);
+    let mut r = TarReader::new(std::io::Cursor::new(&tar));
+    let mut seen = Vec::new();
+    while let Some(e) = r.next_entry().unwrap() {
+        let at = r.offset() as usize;
+        let len = e.kind.data_len() as usize;
+        seen.push((e.path.to_string(), tar[at..at + len].to_vec()));
+        r.skip_data().unwrap();
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("a".to_string(), b"hello".to_vec()),
+            ("dir/b".to_string(), big),
+            ("c".to_string(), Vec::new()),
+        ]
+    );
+    assert_eq!(r.offset(), tar.len() as u64);
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The image-copy race: `strata copy` against `skopeo copy`, on the full corpus image, on tmpfs.
+#
+# Usage: bench/image.sh
+# Environment:
+#   CORPUS=DIR    full test corpus (default /var/tmp/strata-corpus-full; built with
+#                 shared/testdata/make-corpus.sh if absent, ~2.5 min, ~1.2 GB)
+#   N=5           timed runs per measurement (median reported; one warm-up first)
+#   TMPFS=DIR     tmpfs scratch (default /dev/shm): inputs are copied there first, outputs
+#                 go there, so the race measures CPU cost, not this machine's disk
+#
+# The image is oci:corpus (5 layers, gzip blobs) and its docker-archive (plain layers).
+# Each run starts from a removed destination (untimed, then sync):
+#   oci -> docker-archive      both gunzip every layer, hash it and write the archive
+#   docker-archive -> oci      layers stored uncompressed (skopeo needs
+#                              --dest-oci-accept-uncompressed-layers for that)
+#   docker-archive -> oci gzip layers compressed (strata --compress gzip; skopeo's default)
+#   docker-archive -> oci zstd (strata --compress zstd; skopeo --dest-compress-format zstd)
+#   oci -> oci-archive         blobs copied as they are
+# plus the peak RSS (/usr/bin/time) of both on the first two. Prints a markdown table with
+# ratios (skopeo time / strata time: above 1 means Strata is faster; target >= 2x) and
+# writes it to bench/results-image-YYYY-MM-DD.md. Run by bench/run.sh too.
+set -euo pipefail
+PROG=bench-image
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
+
+CORPUS=${CORPUS:-/var/tmp/strata-corpus-full}
+N=${N:-5}
+TMPFS=${TMPFS:-/dev/shm}
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
+[ "$(id -u)" -eq 0 ] || die "run as root (the corpus holds foreign owners and devices)"
+
+need_packages skopeo:skopeo /usr/bin/time:time
+ensure_corpus full "$CORPUS"
+[ -n "${STRATA:-}" ] || build_strata
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+W=$TMPFS/strata-image-bench.$$
+cleanup() { rm -rf -- "$W"; }
+trap cleanup EXIT
+mkdir -p "$W/in"
+ERR=$W/last-error.log
+say "copying the corpus image to $W/in (untimed)"
+cp -r "$CORPUS/oci" "$W/in/oci"
+cp "$CORPUS/corpus.docker-archive.tar" "$W/in/corpus.docker-archive.tar"
+OCI=oci:$W/in/oci:corpus
+DA=docker-archive:$W/in/corpus.docker-archive.tar
+BYTES=$(stat -c %s "$W/in/corpus.docker-archive.tar")
+GZBYTES=$(du -sb "$W/in/oci" | cut -f1)
+
+clean() { rm -rf -- "$W/out" "$W/out.tar"; }
+strata_copy() { "$STRATA" -q copy "$@"; }
+skopeo_copy() { skopeo copy -q "$@"; }
+
+rows=()
+race() { # race TITLE BYTES "STRATA ARGS" "SKOPEO ARGS"
+  local title=$1 bytes=$2 s k r
+  local -a sa sk
+  read -r -a sa <<<"$3"
+  read -r -a sk <<<"$4"
+  say "$title: strata copy ${sa[*]} vs skopeo copy ${sk[*]} (x$N)"
+  s=$(measure clean strata_copy "${sa[@]}")
+  k=$(measure clean skopeo_copy "${sk[@]}")
+  r=$(ratio "$k" "$s")
+  rows+=("| $title | $(cell "$s" "$bytes") | $(cell "$k" "$bytes") | ${r}x ($(verdict "$r" 2.0)) |")
+}
+
+race "oci -> docker-archive" "$BYTES" "$OCI docker-archive:$W/out.tar:strata/corpus:1" "$OCI docker-archive:$W/out.tar:strata/corpus:1"
+race "docker-archive -> oci (plain layers)" "$BYTES" "$DA oci:$W/out:c" "--dest-oci-accept-uncompressed-layers $DA oci:$W/out:c"
+race "docker-archive -> oci (gzip)" "$BYTES" "--compress gzip $DA oci:$W/out:c" "$DA oci:$W/out:c"
+race "docker-archive -> oci (zstd)" "$BYTES" "--compress zstd $DA oci:$W/out:c" "--dest-compress-format zstd $DA oci:$W/out:c"
+race "oci -> oci-archive" "$GZBYTES" "$OCI oci-archive:$W/out.tar:c" "$OCI oci-archive:$W/out.tar:c"
+
+rss() { # rss CMD...: peak RSS in MiB
+  clean
+  /usr/bin/time -f %M -o "$W/rss" "$@" >/dev/null 2>"$ERR" || { tail "$ERR" >&2; die "failed: $*"; }
+  awk '{ printf "%.1f", $1 / 1024 }' "$W/rss"
+}
+say "peak RSS"
+rss_s1=$(rss "$STRATA" -q copy "$OCI" "docker-archive:$W/out.tar:strata/corpus:1")
+rss_k1=$(rss skopeo copy -q "$OCI" "docker-archive:$W/out.tar:strata/corpus:1")
+rss_s2=$(rss "$STRATA" -q copy "$DA" "oci:$W/out:c")
+rss_k2=$(rss skopeo copy -q --dest-oci-accept-uncompressed-layers "$DA" "oci:$W/out:c")
+
+date_utc=$(date -u +%F)
+results=$ROOT/bench/results-image-$date_utc.md
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)' || true)
+{
+  echo "# Strata image-copy race, $date_utc"
+  echo
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), Linux $(uname -r)."
+  echo "Strata $("$STRATA" --version | cut -d' ' -f2) at $rev$dirty (release build); $(skopeo --version)."
+  echo "Image: oci:corpus of $CORPUS (full): $(awk -v b="$BYTES" 'BEGIN { printf "%.0f MB", b / 1e6 }') of layer tars, $(awk -v b="$GZBYTES" 'BEGIN { printf "%.0f MB", b / 1e6 }') as gzip blobs."
+  echo "Inputs and outputs on tmpfs ($TMPFS); median of $N runs after one warm-up; destination removed and \`sync\`ed before each run, untimed."
+  echo "Load average (1, 5, 15 min) before the race: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg). Anything else running skews the times of both tools."
+  echo "MB/s counts the image's layer tar bytes (gzip blob bytes for oci -> oci-archive). Ratio = skopeo time / strata time (target >= 2x)."
+  echo "Both verify digests; Strata also checks every diffID (decompressing gzip blobs it stores as they are, on a second thread)."
+  echo
+  echo "| copy | strata copy | skopeo copy | ratio |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "Peak RSS: oci -> docker-archive strata $rss_s1 MiB, skopeo $rss_k1 MiB; docker-archive -> oci strata $rss_s2 MiB, skopeo $rss_k2 MiB."
+} >"$results.tmp"
+mv "$results.tmp" "$results"
+cat "$results"
+say "written to $results"

@@ -1,0 +1,293 @@
+//! `strata copy SRC DST`: images between transports (strata-image does the work).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use strata_image::docker_archive::ArchiveFormat;
+use strata_image::manifest::Platform;
+use strata_image::{
+    copy, CopyOptions, ImageSelector, LayerInfo, OpenOptions, Progress, SourceImage, Transport,
+};
+
+use crate::layer::Compress;
+use crate::output::Output;
+
+/// Copy images between transports, skopeo-style.
+///
+/// Transports: docker-archive:PATH[:REF] (what docker save writes and docker load reads),
+/// oci:DIR[:REF] (an OCI image layout), oci-archive:PATH[:REF] (a tar of one). REF names
+/// an image (a name, or @N for the N-th image of a source); without it a source must
+/// hold exactly one image (or use --all). Digests and diffIDs are verified while layers
+/// stream; compressed layers are kept as they are when the destination can hold them.
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Where the images come from.
+    source: String,
+    /// Where they go.
+    destination: String,
+    /// Layout of a docker-archive destination.
+    #[arg(long, value_enum, default_value_t = Format::Docker)]
+    format: Format,
+    /// Compress layers that arrive uncompressed, for oci: and oci-archive: destinations.
+    #[arg(long, value_enum, default_value_t = Compress::None)]
+    compress: Compress,
+    /// Copy every image of the source (a multi-image archive, every tag of a layout).
+    #[arg(long)]
+    all: bool,
+    /// Pick this platform (OS/ARCH[/VARIANT]) from multi-platform images (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Layers copied at once (default: one per core; archives take one at a time).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Spool pipes and compressed archives here (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
+    tmpdir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Docker 25+ layout: OCI layout plus manifest.json (loads in any Docker >= 1.10).
+    Docker,
+    /// Docker 1.10-24 layout: one <v1 id>/ directory per layer.
+    DockerLegacy,
+}
+
+#[derive(Serialize)]
+struct LayerReport {
+    diff_id: String,
+    source_digest: String,
+    digest: String,
+    media_type: String,
+    size: u64,
+    reused: bool,
+}
+
+#[derive(Serialize)]
+struct ImageReport {
+    id: String,
+    names: Vec<String>,
+    layers: Vec<LayerReport>,
+}
+
+#[derive(Serialize)]
+struct CopyReport {
+    source: String,
+    destination: String,
+    images: Vec<ImageReport>,
+}
+
+fn parse_platform(s: &str) -> Result<Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let (os, arch, variant) = match parts[..] {
+        [os, arch] => (os, arch, None),
+        [os, arch, variant] => (os, arch, Some(variant.to_string())),
+        _ => bail!("--platform must be OS/ARCH or OS/ARCH/VARIANT, not `{s}`"),
+    };
+    Ok(Platform {
+        os: os.into(),
+        architecture: arch.into(),
+        variant,
+        ..Platform::default()
+    })
+}
+
+fn transport(s: &str, role: &str) -> Result<Transport> {
+    let t: Transport = s.parse().with_context(|| format!("bad {role}"))?;
+    if matches!(t, Transport::Strata { .. } | Transport::Docker { .. }) {
+        bail!("{t}: the strata: and docker:// transports are not available in `strata copy` yet (file transports only: docker-archive:, oci:, oci-archive:)");
+    }
+    Ok(t)
+}
+
+pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
+    let source = transport(&args.source, "source")?;
+    let destination = transport(&args.destination, "destination")?;
+    let mut options = OpenOptions {
+        format: match args.format {
+            Format::Docker => ArchiveFormat::Docker,
+            Format::DockerLegacy => ArchiveFormat::DockerLegacy,
+        },
+        compress: args.compress.into(),
+        ..OpenOptions::default()
+    };
+    if let Some(p) = &args.platform {
+        options.platform = parse_platform(p)?;
+    }
+    if let Some(t) = args.tmpdir {
+        options.staging = t;
+    }
+    let selector = if args.all {
+        if source.selector() != ImageSelector::Only {
+            bail!("--all copies every image; the source {source} names one");
+        }
+        ImageSelector::All
+    } else {
+        source.selector()
+    };
+    let mut from = source
+        .open_source(&options)
+        .with_context(|| format!("cannot read {source}"))?;
+    let mut to = destination
+        .open_destination(&options)
+        .with_context(|| format!("cannot write {destination}"))?;
+    let bars = Bars::new(out);
+    let mut copy_options = CopyOptions::new(selector).with_progress(&bars);
+    if let Some(jobs) = args.jobs {
+        copy_options.jobs = jobs.max(1);
+    }
+    let report = copy(from.as_mut(), to.as_mut(), &copy_options)
+        .with_context(|| format!("cannot copy {source} to {destination}"))?;
+    bars.clear();
+    let json = CopyReport {
+        source: source.to_string(),
+        destination: destination.to_string(),
+        images: report
+            .images
+            .iter()
+            .map(|i| ImageReport {
+                id: i.id.to_string(),
+                names: i.names.iter().map(|n| n.to_string()).collect(),
+                layers: i
+                    .layers
+                    .iter()
+                    .map(|l| LayerReport {
+                        diff_id: l.source.diff_id.to_string(),
+                        source_digest: l.source.blob.digest.to_string(),
+                        digest: l.stored.digest.to_string(),
+                        media_type: l.stored.media_type.clone(),
+                        size: l.stored.size,
+                        reused: l.reused,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let summary = || {
+        json.images
+            .iter()
+            .map(|i| {
+                let reused = i.layers.iter().filter(|l| l.reused).count();
+                format!(
+                    "copied {} to {}: {} layers ({reused} already there)",
+                    i.id,
+                    json.destination,
+                    i.layers.len()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if writes_to_stdout(&destination) {
+        // Standard output carries the archive: the report goes to standard error.
+        if out.json {
+            eprintln!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            out.note(&summary());
+        }
+        return Ok(());
+    }
+    out.result(&json, summary)
+}
+
+/// Whether the destination's file is this process's standard output (`/dev/stdout`).
+fn writes_to_stdout(t: &Transport) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = match t {
+        Transport::DockerArchive { path, .. } | Transport::OciArchive { path, .. } => path,
+        _ => return false,
+    };
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/fd/1"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// One progress bar per layer (several at once when layers are copied in parallel), on
+/// a terminal only.
+struct Bars {
+    multi: Option<MultiProgress>,
+    layers: Mutex<HashMap<usize, ProgressBar>>,
+}
+
+impl Bars {
+    fn new(out: &Output) -> Bars {
+        let multi = out
+            .bars_visible()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Bars {
+            multi,
+            layers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+
+    fn with_bar(&self, layer: &LayerInfo, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(bars) = self.layers.lock() {
+            if let Some(bar) = bars.get(&layer.index) {
+                f(bar);
+            }
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn image(&self, position: usize, count: usize, image: &SourceImage) {
+        if let Some(m) = &self.multi {
+            let name = image
+                .summary
+                .names
+                .first()
+                .map_or_else(|| image.summary.id.to_string(), |n| n.familiar());
+            let _ = m.println(format!("image {}/{count}: {name}", position + 1));
+        }
+        if let Ok(mut bars) = self.layers.lock() {
+            bars.clear();
+        }
+    }
+
+    fn layer_start(&self, layer: &LayerInfo) {
+        let Some(m) = &self.multi else { return };
+        let bar = m.add(ProgressBar::new(layer.blob.size));
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!(
+            "layer {} {}",
+            layer.index + 1,
+            &layer.blob.digest.hex()[..12]
+        ));
+        if let Ok(mut bars) = self.layers.lock() {
+            bars.insert(layer.index, bar);
+        }
+    }
+
+    fn layer_bytes(&self, layer: &LayerInfo, bytes: u64) {
+        self.with_bar(layer, |b| b.inc(bytes));
+    }
+
+    fn layer_done(&self, layer: &LayerInfo, reused: bool) {
+        self.with_bar(layer, |b| {
+            if reused {
+                b.finish_with_message(format!("{} (already there)", b.message()));
+            } else {
+                b.finish();
+            }
+        });
+    }
+}

@@ -1,0 +1,177 @@
+//! The crate's one error type: each variant names what went wrong and where.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong with images, references and transports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A digest string does not follow the grammar of image-formats §1.1, or uses an
+    /// algorithm Strata cannot verify.
+    #[error("invalid digest `{value}`: {reason}")]
+    BadDigest { value: String, reason: &'static str },
+
+    /// An image reference (`busybox`, `myreg:5000/app:v1`, `name@sha256:…`) is malformed.
+    #[error("invalid image reference `{value}`: {reason}")]
+    BadReference { value: String, reason: String },
+
+    /// A transport string (`docker-archive:PATH[:REF]`, `oci:DIR[:REF]`, …) is malformed.
+    #[error("invalid transport `{value}`: {reason}")]
+    BadTransport { value: String, reason: String },
+
+    /// A JSON document (config, manifest, index, `manifest.json`) does not parse.
+    #[error("{what} is not valid: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A JSON document parses but breaks a rule of its format.
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+
+    /// A media type Strata does not know, where it must understand it.
+    #[error("{what} has the unknown media type `{media_type}`")]
+    UnknownMediaType { what: String, media_type: String },
+
+    /// An archive lacks a file it must have (`manifest.json`, a referenced blob).
+    #[error("invalid archive {archive}: {what}")]
+    BadArchive { archive: PathBuf, what: String },
+
+    /// A symlink inside an archive points outside it (or loops, or chains too far).
+    #[error("invalid archive {archive}: `{member}` is a symlink to `{target}`, which {reason}")]
+    SymlinkEscape {
+        archive: PathBuf,
+        member: String,
+        target: String,
+        reason: &'static str,
+    },
+
+    /// A member of an archive ends before its data does.
+    #[error(
+        "invalid archive {archive}: `{member}` is truncated (its data ends at byte {needed}, \
+         the file at byte {have})"
+    )]
+    Truncated {
+        archive: PathBuf,
+        member: String,
+        needed: u64,
+        have: u64,
+    },
+
+    /// The number of layers differs from the number of diffIDs in the config.
+    #[error("image {image}: {layers} layers listed but its config has {diff_ids} diffIDs")]
+    LayerCountMismatch {
+        image: String,
+        layers: usize,
+        diff_ids: usize,
+    },
+
+    /// A layer's uncompressed bytes do not hash to the diffID its config names.
+    #[error("invalid diffID for layer {index} of image {image}: expected {expected}, got {got}")]
+    DiffIdMismatch {
+        image: String,
+        index: usize,
+        expected: String,
+        got: String,
+    },
+
+    /// A blob's bytes do not hash to (or are not the size of) its descriptor.
+    #[error("{what}: expected {expected}, got {got}")]
+    BlobMismatch {
+        what: String,
+        expected: String,
+        got: String,
+    },
+
+    /// No image in the source matches what was asked for, or more than one does.
+    #[error("{source_name}: {reason}")]
+    Selection { source_name: String, reason: String },
+
+    /// Something this transport or format cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// A layer stream failed inside strata-layer (tar or compression).
+    #[error(transparent)]
+    Layer(#[from] strata_layer::Error),
+
+    /// An I/O error, with what was being done.
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
+}
+
+impl Error {
+    /// An I/O error with what was being done. An error that a verifying stream of this
+    /// crate raised inside `read` (a digest mismatch) is given back as itself.
+    pub fn io(context: impl Into<String>, error: io::Error) -> Self {
+        match unwrap_io(error) {
+            Ok(inner) => inner,
+            Err(error) => Error::Io {
+                context: context.into(),
+                error,
+            },
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
+        Error::Json {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Wraps this error in an `io::Error`, for `Read` implementations; [`Error::io`]
+    /// unwraps it again.
+    pub(crate) fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, Carried(Box::new(self)))
+    }
+}
+
+/// An [`Error`] travelling inside an `io::Error`.
+#[derive(Debug)]
+struct Carried(Box<Error>);
+
+impl std::fmt::Display for Carried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Carried {}
+
+fn unwrap_io(error: io::Error) -> Result<Error, io::Error> {
+    if !error.get_ref().is_some_and(|e| e.is::<Carried>()) {
+        return Err(error);
+    }
+    let kind = error.kind();
+    match error.into_inner().map(|inner| inner.downcast::<Carried>()) {
+        Some(Ok(carried)) => Ok(*carried.0),
+        Some(Err(other)) => Err(io::Error::new(kind, other)),
+        None => Err(io::Error::from(kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_carried_error_comes_back_as_itself() {
+        let e = Error::Unsupported("nope".into()).into_io();
+        assert!(matches!(Error::io("reading", e), Error::Unsupported(m) if m == "nope"));
+        let plain = io::Error::other("disk on fire");
+        assert_eq!(
+            Error::io("reading x", plain).to_string(),
+            "reading x: disk on fire"
+        );
+    }
+}

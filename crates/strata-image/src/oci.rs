@@ -1,0 +1,450 @@
+//! Reading OCI image layouts (image-formats §5), as a directory (`oci:DIR`) or inside a
+//! tar (`oci-archive:FILE`, and the OCI half of a Docker 25+ docker-archive).
+//!
+//! The entry point is `index.json`. Each of its descriptors that is an image manifest is
+//! one image; one that is an index (multi-platform) is resolved to the manifest for the
+//! wanted platform (the host's by default); descriptors of other media types are
+//! skipped, as the spec asks. Every blob read is checked against its digest and size;
+//! blobs that are never read (other platforms, foreign layers) may be missing.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::archive::Archive;
+use crate::config::{ImageConfig, MAX_JSON};
+use crate::ids::{blob_path, sha256, Digest};
+use crate::manifest::{annotation, Descriptor, Index, Manifest, ManifestKind, Platform};
+use crate::reference::Reference;
+use crate::stream::{LayerInfo, LayerStream};
+use crate::transport::{ImageSource, ImageSummary, RawManifest, SourceImage};
+use crate::Error;
+
+/// The `oci-layout` Strata writes (no space; the §3.1 Docker variant has one).
+pub const LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Where the files of a layout are: a directory or an archive.
+pub(crate) trait BlobStore: Send + Sync {
+    fn describe(&self) -> String;
+    /// A small file (JSON) by its name in the layout; `None` if absent.
+    fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// The blob's size on disk; `None` if absent.
+    fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, Error>;
+    /// The blob's bytes, streamed.
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, Error>;
+}
+
+/// A layout directory.
+pub(crate) struct DirStore {
+    pub dir: PathBuf,
+}
+
+impl BlobStore for DirStore {
+    fn describe(&self) -> String {
+        format!("oci:{}", self.dir.display())
+    }
+
+    fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+        };
+        let mut out = Vec::new();
+        file.take(MAX_JSON + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        if out.len() as u64 > MAX_JSON {
+            return Err(Error::invalid(
+                path.display().to_string(),
+                format!("over the {MAX_JSON}-byte limit for metadata"),
+            ));
+        }
+        Ok(Some(out))
+    }
+
+    fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
+        let path = self.dir.join(blob_path(digest));
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot stat {}", path.display()), e)),
+        }
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, Error> {
+        let path = self.dir.join(blob_path(digest));
+        let f = File::open(&path)
+            .map_err(|e| Error::io(format!("{}: cannot open blob {digest}", self.describe()), e))?;
+        Ok(Box::new(f))
+    }
+}
+
+/// A layout inside a tar archive.
+pub(crate) struct ArchiveStore {
+    pub archive: Archive,
+    pub transport: &'static str,
+}
+
+impl BlobStore for ArchiveStore {
+    fn describe(&self) -> String {
+        format!("{}:{}", self.transport, self.archive.path().display())
+    }
+
+    fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.archive.read_small(name)
+    }
+
+    fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
+        Ok(self.archive.locate(&blob_path(digest))?.map(|s| s.size))
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, Error> {
+        match self.archive.locate(&blob_path(digest))? {
+            Some(span) => Ok(Box::new(self.archive.reader(span))),
+            None => Err(Error::BadArchive {
+                archive: self.archive.path().to_owned(),
+                what: format!("blob {digest} is missing"),
+            }),
+        }
+    }
+}
+
+/// Reads a small blob whole and checks it against its descriptor.
+pub(crate) fn read_blob(
+    store: &dyn BlobStore,
+    desc: &Descriptor,
+    what: &str,
+) -> Result<Vec<u8>, Error> {
+    if desc.size > MAX_JSON {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "its descriptor claims {} bytes, over the {MAX_JSON}-byte limit",
+                desc.size
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(desc.size as usize);
+    store
+        .open_blob(&desc.digest)?
+        .take(MAX_JSON + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("cannot read {what}"), e))?;
+    if bytes.len() as u64 != desc.size {
+        return Err(Error::BlobMismatch {
+            what: format!("the size of {what}"),
+            expected: format!("{} bytes", desc.size),
+            got: format!("{} bytes", bytes.len()),
+        });
+    }
+    let got = sha256(&bytes);
+    if got != desc.digest {
+        return Err(Error::BlobMismatch {
+            what: format!("the digest of {what}"),
+            expected: desc.digest.to_string(),
+            got: got.to_string(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// One image found through `index.json`.
+#[derive(Clone, Debug)]
+pub(crate) struct OciEntry {
+    pub summary: ImageSummary,
+    pub manifest: RawManifest,
+    pub parsed: Manifest,
+}
+
+/// The names an `index.json` descriptor gives its image.
+pub(crate) fn names_of(desc: &Descriptor) -> (Vec<Reference>, Vec<String>) {
+    let mut names = Vec::new();
+    let mut refs = Vec::new();
+    if let Some(n) = desc.annotations.get(annotation::REF_NAME) {
+        refs.push(n.clone());
+        // A bare tag (`latest`) names no repository; a full reference does.
+        if n.contains(['/', ':', '@']) {
+            if let Ok(r) = Reference::parse(n) {
+                names.push(r);
+            }
+        }
+    }
+    if let Some(n) = desc.annotations.get(annotation::IMAGE_NAME) {
+        refs.push(n.clone());
+        if let Ok(r) = Reference::parse(n) {
+            if !names.contains(&r) {
+                names.push(r);
+            }
+        }
+    }
+    (names, refs)
+}
+
+/// The `index.json` entries for an image's manifest `desc` and `names` (the tagged ones):
+/// one per name, with the tag as ref name and the full name as containerd's image name
+/// (what Docker 25+ and containerd write); a bare entry when it has none.
+pub(crate) fn index_entries(desc: &Descriptor, names: &[Reference]) -> Vec<Descriptor> {
+    let tagged: Vec<&Reference> = names.iter().filter(|n| n.tag().is_some()).collect();
+    if tagged.is_empty() {
+        return vec![desc.clone()];
+    }
+    tagged
+        .into_iter()
+        .map(|n| {
+            let mut d = desc.clone();
+            d.annotations
+                .insert(annotation::IMAGE_NAME.into(), n.to_string());
+            d.annotations.insert(
+                annotation::REF_NAME.into(),
+                n.tag().unwrap_or_default().to_string(),
+            );
+            d
+        })
+        .collect()
+}
+
+/// Checks `oci-layout`, then lists the images of `index.json`.
+pub(crate) fn list(store: &dyn BlobStore, platform: &Platform) -> Result<Vec<OciEntry>, Error> {
+    let what = store.describe();
+    let layout = store
+        .read_small("oci-layout")?
+        .ok_or_else(|| Error::invalid(&what, "not an OCI layout: it has no `oci-layout` file"))?;
+    check_layout_version(&layout, &what)?;
+    let index = store
+        .read_small("index.json")?
+        .ok_or_else(|| Error::invalid(&what, "not an OCI layout: it has no `index.json`"))?;
+    let index = Index::parse(&index, &format!("index.json of {what}"))?;
+    let mut out = Vec::new();
+    for top in &index.manifests {
+        let Some(desc) = resolve_platform(store, top, platform)? else {
+            continue;
+        };
+        let bytes = read_blob(store, &desc, &format!("manifest {} in {what}", desc.digest))?;
+        let parsed = Manifest::parse(
+            &bytes,
+            &desc.media_type,
+            &format!("manifest {} in {what}", desc.digest),
+        )?;
+        let id = crate::ids::ImageId(parsed.config.digest);
+        let (names, ref_names) = names_of(top);
+        out.push(OciEntry {
+            summary: ImageSummary {
+                index: out.len(),
+                id,
+                names,
+                ref_names,
+            },
+            manifest: RawManifest {
+                media_type: desc.media_type.clone(),
+                digest: desc.digest,
+                bytes,
+            },
+            parsed,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn check_layout_version(layout: &[u8], what: &str) -> Result<(), Error> {
+    #[derive(serde::Deserialize)]
+    struct Layout {
+        #[serde(rename = "imageLayoutVersion")]
+        version: String,
+    }
+    let l: Layout = serde_json::from_slice(layout)
+        .map_err(|e| Error::json(format!("oci-layout of {what}"), e))?;
+    if l.version != "1.0.0" {
+        return Err(Error::Unsupported(format!(
+            "{what}: OCI layout version `{}` (Strata reads 1.0.0)",
+            l.version
+        )));
+    }
+    Ok(())
+}
+
+/// The image manifest a top-level descriptor stands for on `platform`: itself, the
+/// matching entry of the index it points to, or `None` (not an image; no such platform).
+fn resolve_platform(
+    store: &dyn BlobStore,
+    top: &Descriptor,
+    platform: &Platform,
+) -> Result<Option<Descriptor>, Error> {
+    let mut desc = top.clone();
+    for _ in 0..4 {
+        match ManifestKind::of(&desc.media_type) {
+            ManifestKind::Image => return Ok(Some(desc)),
+            ManifestKind::Other => return Ok(None),
+            ManifestKind::Index => {
+                let what = format!("index {} in {}", desc.digest, store.describe());
+                let bytes = read_blob(store, &desc, &what)?;
+                let index = Index::parse(&bytes, &what)?;
+                let found = index.manifests.iter().find(|m| {
+                    ManifestKind::of(&m.media_type) != ManifestKind::Other
+                        && m.platform.as_ref().is_some_and(|p| {
+                            p.os == platform.os
+                                && p.architecture == platform.architecture
+                                && (platform.variant.is_none() || p.variant == platform.variant)
+                        })
+                });
+                match found {
+                    Some(m) => desc = m.clone(),
+                    None => return Ok(None),
+                }
+            }
+        }
+    }
+    Err(Error::invalid(
+        store.describe(),
+        format!("indexes nested more than 4 deep under {}", top.digest),
+    ))
+}
+
+/// Opens an image listed by [`list`]: reads and checks its config and describes its
+/// layers.
+pub(crate) fn open(store: &dyn BlobStore, entry: &OciEntry) -> Result<SourceImage, Error> {
+    let what = format!("image {} in {}", entry.summary.id, store.describe());
+    let config = read_blob(
+        store,
+        &entry.parsed.config,
+        &format!("the config of {what}"),
+    )?;
+    let config = ImageConfig::parse(config, &what)?;
+    let diffs = config.diff_ids();
+    if diffs.len() != entry.parsed.layers.len() {
+        return Err(Error::LayerCountMismatch {
+            image: what,
+            layers: entry.parsed.layers.len(),
+            diff_ids: diffs.len(),
+        });
+    }
+    let chains = config.chain_ids();
+    let layers = entry
+        .parsed
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| LayerInfo {
+            index: i,
+            blob: d.clone(),
+            diff_id: diffs[i],
+            chain_id: chains[i],
+            foreign: None,
+        })
+        .collect();
+    Ok(SourceImage {
+        summary: entry.summary.clone(),
+        config,
+        manifest: Some(entry.manifest.clone()),
+        layers,
+        parent: None,
+    })
+}
+
+/// Streams a layer blob from a store.
+pub(crate) fn layer<'a>(
+    store: &'a dyn BlobStore,
+    image: &SourceImage,
+    index: usize,
+) -> Result<LayerStream<'a>, Error> {
+    let info = image.layers.get(index).ok_or_else(|| {
+        Error::invalid(
+            store.describe(),
+            format!("image {} has no layer {index}", image.summary.id),
+        )
+    })?;
+    if store.blob_size(&info.blob.digest)?.is_none() {
+        let why = if info.blob.media_type.contains("nondistributable")
+            || info.blob.media_type.contains("foreign")
+        {
+            format!(
+                "is a foreign layer whose blob is not in the layout (it is at {:?})",
+                info.blob.urls
+            )
+        } else {
+            "is missing".to_string()
+        };
+        return Err(Error::invalid(
+            store.describe(),
+            format!(
+                "blob {} of layer {index} of image {} {why}",
+                info.blob.digest, image.summary.id
+            ),
+        ));
+    }
+    Ok(LayerStream::new(
+        info.clone(),
+        image.summary.id,
+        store.open_blob(&info.blob.digest)?,
+    ))
+}
+
+/// `oci:DIR` or `oci-archive:FILE` as a source.
+pub struct OciSource {
+    store: Box<dyn BlobStore>,
+    platform: Platform,
+    entries: Option<Vec<OciEntry>>,
+}
+
+impl OciSource {
+    /// The layout directory `dir`.
+    pub fn dir(dir: &Path, platform: Platform) -> OciSource {
+        OciSource {
+            store: Box::new(DirStore {
+                dir: dir.to_owned(),
+            }),
+            platform,
+            entries: None,
+        }
+    }
+
+    /// The layout archived in the tar at `path` (indexed; spooled to `staging` when it
+    /// cannot be read in place).
+    pub fn archive(path: &Path, staging: &Path, platform: Platform) -> Result<OciSource, Error> {
+        Ok(OciSource {
+            store: Box::new(ArchiveStore {
+                archive: Archive::open(path, staging)?,
+                transport: "oci-archive",
+            }),
+            platform,
+            entries: None,
+        })
+    }
+
+    fn entries(&mut self) -> Result<&[OciEntry], Error> {
+        if self.entries.is_none() {
+            self.entries = Some(list(self.store.as_ref(), &self.platform)?);
+        }
+        Ok(self.entries.as_deref().unwrap_or_default())
+    }
+}
+
+impl ImageSource for OciSource {
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    fn list(&mut self) -> Result<Vec<ImageSummary>, Error> {
+        Ok(self.entries()?.iter().map(|e| e.summary.clone()).collect())
+    }
+
+    fn open_image(&mut self, image: &ImageSummary) -> Result<SourceImage, Error> {
+        let entry = self
+            .entries()?
+            .get(image.index)
+            .filter(|e| e.summary.id == image.id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(
+                    self.store.describe(),
+                    format!("it has no image {}", image.id),
+                )
+            })?;
+        open(self.store.as_ref(), &entry)
+    }
+
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
+        layer(self.store.as_ref(), image, index)
+    }
+}

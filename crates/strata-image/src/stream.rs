@@ -1,0 +1,586 @@
+//! [`LayerStream`]: one layer on its way from a source to a destination, verified while
+//! it streams.
+//!
+//! A source hands out the blob as it stores it (compressed or not). The destination picks
+//! the form it wants and reads it once:
+//!
+//! - [`LayerStream::tar`]: the uncompressed tar (what an archive or the store writes);
+//! - [`LayerStream::blob`]: the blob as stored (what an OCI layout or a registry keeps).
+//!
+//! Either way, reaching the end of the stream checks the blob's digest and size against
+//! its descriptor and the tar's digest against the diffID in the config (for `blob()` of
+//! a compressed layer, a second thread decompresses a copy of the bytes to do so). A
+//! mismatch is an error from `read` at the end of the stream, before any destination
+//! could commit; [`TarStream::finish`] and [`BlobStream::finish`] read to the end and
+//! return the verified digests, so a destination never has to hash anything itself.
+//!
+//! ```
+//! use std::io::Read;
+//! use strata_image::ids::{sha256, ChainId, DiffId, ImageId};
+//! use strata_image::manifest::{media_type, Descriptor};
+//! use strata_image::{LayerInfo, LayerStream};
+//! let tar = vec![0u8; 1024]; // an empty layer
+//! let diff = DiffId(sha256(&tar));
+//! let info = LayerInfo {
+//!     index: 0,
+//!     blob: Descriptor::new(media_type::OCI_LAYER, diff.0, 1024),
+//!     diff_id: diff,
+//!     chain_id: ChainId(diff.0),
+//!     foreign: None,
+//! };
+//! let image = ImageId(sha256(b"config"));
+//! let stream = LayerStream::new(info.clone(), image, &tar[..]);
+//! let done = stream.tar().unwrap().finish().unwrap();
+//! assert_eq!(done.diff_id, diff);
+//!
+//! let mut wrong = info;
+//! wrong.diff_id = DiffId(sha256(b"something else"));
+//! let err = LayerStream::new(wrong, image, &tar[..]).tar().unwrap().finish().unwrap_err();
+//! assert!(err.to_string().starts_with("invalid diffID for layer 0"));
+//! ```
+
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use strata_layer::compress::{open_blob, Compression, Decompressor};
+use strata_layer::digest::Hasher;
+
+use crate::ids::{ChainId, DiffId, Digest, ImageId};
+use crate::manifest::{Descriptor, LayerType};
+use crate::Error;
+
+/// `io::copy` with 1 MiB reads: layer bytes move in large chunks (fewer `pread`s, and
+/// hashing and compression see big buffers), whatever the writer is.
+pub fn pump(
+    reader: &mut (impl Read + ?Sized),
+    writer: &mut (impl io::Write + ?Sized),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// One layer of an image as a source describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Position in the image, bottom layer 0.
+    pub index: usize,
+    /// The blob as the source stores it: media type, digest and size.
+    pub blob: Descriptor,
+    /// What the config says the uncompressed tar hashes to.
+    pub diff_id: DiffId,
+    /// The stack of this layer and all below it.
+    pub chain_id: ChainId,
+    /// For a foreign (non-distributable) layer: the descriptor of its remote blob, when
+    /// the source records one apart from the data it holds (docker-archive `LayerSources`).
+    pub foreign: Option<Descriptor>,
+}
+
+impl LayerInfo {
+    /// The compression of the blob, from its media type.
+    pub fn compression(&self) -> Compression {
+        LayerType::of(&self.blob.media_type).map_or(Compression::None, |t| t.compression)
+    }
+}
+
+/// The digests of a layer, all verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedLayer {
+    pub diff_id: DiffId,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
+    pub blob_digest: Digest,
+    pub blob_size: u64,
+}
+
+/// A layer's blob, streamed from its source; see the module documentation.
+pub struct LayerStream<'a> {
+    info: LayerInfo,
+    image: ImageId,
+    blob: Box<dyn Read + Send + 'a>,
+}
+
+impl<'a> LayerStream<'a> {
+    /// A stream of `blob`, the bytes of layer `info` of image `image` as stored.
+    pub fn new(info: LayerInfo, image: ImageId, blob: impl Read + Send + 'a) -> LayerStream<'a> {
+        LayerStream {
+            info,
+            image,
+            blob: Box::new(blob),
+        }
+    }
+
+    pub fn info(&self) -> &LayerInfo {
+        &self.info
+    }
+
+    /// Wraps the blob bytes (progress counting, rate limits); verification still applies.
+    pub fn map_blob<F>(self, f: F) -> LayerStream<'a>
+    where
+        F: FnOnce(Box<dyn Read + Send + 'a>) -> Box<dyn Read + Send + 'a>,
+    {
+        LayerStream {
+            blob: f(self.blob),
+            ..self
+        }
+    }
+
+    /// The uncompressed tar stream (decompressed by magic, whatever the media type says).
+    pub fn tar(self) -> Result<TarStream<'a>, Error> {
+        Ok(self.decompressed()?.into_tar())
+    }
+
+    /// [`tar`](Self::tar), with the reading, the blob digest and the decompression on
+    /// another thread of `scope`, so that they overlap with whatever the caller does with
+    /// the tar (hashing it for the diffID is done on the caller's side).
+    pub fn tar_pipelined<'scope, 'env>(
+        self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+    ) -> Result<TarStream<'scope>, Error>
+    where
+        'a: 'scope,
+    {
+        let opened = self.decompressed()?;
+        let piped: Box<dyn Read + Send + 'scope> =
+            Box::new(strata_layer::pipe::spawn(scope, opened.inner));
+        Ok(Opened {
+            inner: piped,
+            ..opened
+        }
+        .into_tar())
+    }
+
+    fn decompressed(self) -> Result<Opened<'a>, Error> {
+        let (inner, blob) = open_blob(self.blob).map_err(|e| {
+            Error::io(
+                format!("reading layer {} of image {}", self.info.index, self.image),
+                e,
+            )
+        })?;
+        Ok(Opened {
+            inner: Box::new(inner),
+            blob,
+            info: self.info,
+            image: self.image,
+        })
+    }
+
+    /// The blob bytes as stored.
+    pub fn blob(self) -> BlobStream<'a> {
+        let blob = Hasher::default();
+        let tee = (self.info.compression() != Compression::None).then(Tee::start);
+        BlobStream {
+            inner: blob.reader(self.blob),
+            check: Check {
+                tar: blob.clone(),
+                blob,
+                info: self.info,
+                image: self.image,
+            },
+            tee,
+            done: None,
+        }
+    }
+}
+
+/// A layer stream opened for its tar: the decompressed bytes, the hasher of the blob
+/// bytes when they differ from the tar, and the layer.
+struct Opened<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    blob: Option<Hasher>,
+    info: LayerInfo,
+    image: ImageId,
+}
+
+impl<'a> Opened<'a> {
+    fn into_tar(self) -> TarStream<'a> {
+        let tar = Hasher::default();
+        TarStream {
+            inner: tar.reader(self.inner),
+            check: Check {
+                info: self.info,
+                image: self.image,
+                blob: self.blob.unwrap_or_else(|| tar.clone()),
+                tar,
+            },
+            done: None,
+        }
+    }
+}
+
+/// What the end of a stream checks.
+struct Check {
+    info: LayerInfo,
+    image: ImageId,
+    blob: Hasher,
+    tar: Hasher,
+}
+
+impl Check {
+    fn what(&self) -> String {
+        format!(
+            "layer {} of image {} ({})",
+            self.info.index, self.image, self.info.blob.digest
+        )
+    }
+
+    /// An error reading the stream, saying which layer it was.
+    fn read_error(&self, e: io::Error) -> io::Error {
+        Error::io(format!("reading {}", self.what()), e).into_io()
+    }
+
+    /// Checks the blob's size and digest against its descriptor.
+    fn verify_blob(&self) -> Result<(), Error> {
+        let (blob_digest, blob_size) = (self.blob.digest(), self.blob.bytes());
+        if blob_size != self.info.blob.size {
+            return Err(Error::BlobMismatch {
+                what: format!("the size of {}", self.what()),
+                expected: format!("{} bytes", self.info.blob.size),
+                got: format!("{blob_size} bytes"),
+            });
+        }
+        // An uncompressed blob named by its diffID is checked, with a clearer message,
+        // as the diffID.
+        let named_by_diff_id = self.info.blob.digest == self.info.diff_id.0;
+        if blob_digest != self.info.blob.digest && !named_by_diff_id {
+            return Err(Error::BlobMismatch {
+                what: format!("the digest of {}", self.what()),
+                expected: self.info.blob.digest.to_string(),
+                got: blob_digest.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies the blob, then the tar (digest and size `tar`) against the diffID.
+    fn verify(&self, tar: (Digest, u64)) -> Result<VerifiedLayer, Error> {
+        self.verify_blob()?;
+        if tar.0 != self.info.diff_id.0 {
+            return Err(Error::DiffIdMismatch {
+                image: self.image.to_string(),
+                index: self.info.index,
+                expected: self.info.diff_id.to_string(),
+                got: tar.0.to_string(),
+            });
+        }
+        Ok(VerifiedLayer {
+            diff_id: self.info.diff_id,
+            tar_size: tar.1,
+            blob_digest: self.blob.digest(),
+            blob_size: self.blob.bytes(),
+        })
+    }
+}
+
+/// The uncompressed tar of a layer; see [`LayerStream::tar`].
+pub struct TarStream<'a> {
+    inner: strata_layer::digest::HashingReader<Box<dyn Read + Send + 'a>>,
+    check: Check,
+    done: Option<VerifiedLayer>,
+}
+
+impl TarStream<'_> {
+    pub fn info(&self) -> &LayerInfo {
+        &self.check.info
+    }
+
+    /// The tar's size when it is known before reading (an uncompressed blob).
+    pub fn known_size(&self) -> Option<u64> {
+        (self.check.info.compression() == Compression::None).then_some(self.check.info.blob.size)
+    }
+
+    /// Reads whatever is left, verifies, and returns the digests.
+    pub fn finish(mut self) -> Result<VerifiedLayer, Error> {
+        pump(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
+        self.done
+            .ok_or_else(|| Error::invalid("a layer stream", "ended without verification"))
+    }
+}
+
+impl Read for TarStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done.is_some() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf).map_err(|e| self.check.read_error(e))?;
+        if n == 0 && !buf.is_empty() {
+            let tar = (self.check.tar.digest(), self.check.tar.bytes());
+            self.done = Some(self.check.verify(tar).map_err(Error::into_io)?);
+        }
+        Ok(n)
+    }
+}
+
+/// The blob of a layer as stored; see [`LayerStream::blob`].
+pub struct BlobStream<'a> {
+    inner: strata_layer::digest::HashingReader<Box<dyn Read + Send + 'a>>,
+    check: Check,
+    tee: Option<Tee>,
+    done: Option<VerifiedLayer>,
+}
+
+impl BlobStream<'_> {
+    pub fn info(&self) -> &LayerInfo {
+        &self.check.info
+    }
+
+    /// Reads whatever is left, verifies, and returns the digests.
+    pub fn finish(mut self) -> Result<VerifiedLayer, Error> {
+        pump(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
+        self.done
+            .ok_or_else(|| Error::invalid("a layer stream", "ended without verification"))
+    }
+
+    fn end(&mut self) -> Result<VerifiedLayer, Error> {
+        let tar = match self.tee.take() {
+            None => Ok((self.check.tar.digest(), self.check.tar.bytes())),
+            Some(tee) => tee.finish(),
+        };
+        // A blob that is not what its descriptor says explains any decompression error.
+        self.check.verify_blob()?;
+        let tar = tar.map_err(|e| {
+            Error::io(
+                format!(
+                    "decompressing layer {} of image {}",
+                    self.check.info.index, self.check.image
+                ),
+                e,
+            )
+        })?;
+        self.check.verify(tar)
+    }
+}
+
+impl Read for BlobStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done.is_some() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf).map_err(|e| self.check.read_error(e))?;
+        if let Some(tee) = &mut self.tee {
+            tee.push(&buf[..n]);
+        }
+        if n == 0 && !buf.is_empty() {
+            self.done = Some(self.end().map_err(Error::into_io)?);
+        }
+        Ok(n)
+    }
+}
+
+const TEE_CHUNK: usize = 1 << 20;
+
+/// A copy of a compressed blob's bytes, decompressed and hashed on another thread.
+struct Tee {
+    pending: Vec<u8>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    thread: JoinHandle<io::Result<(Digest, u64)>>,
+}
+
+impl Tee {
+    fn start() -> Tee {
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::spawn(move || {
+            let mut tar = Decompressor::new(ChannelReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+            })?;
+            let h = Hasher::default();
+            // Decompressing here, hashing on one more thread.
+            std::thread::scope(|s| {
+                let mut hashing = strata_layer::pipe::spawn_writer(s, h.writer(io::sink()));
+                pump(&mut tar, &mut hashing)?;
+                hashing.finish().map(drop)
+            })?;
+            Ok((h.digest(), h.bytes()))
+        });
+        Tee {
+            pending: Vec::with_capacity(TEE_CHUNK),
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= TEE_CHUNK {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(TEE_CHUNK));
+        // If the thread stopped (corrupt data), its error comes out of `finish`.
+        if let Some(tx) = &self.tx {
+            if tx.send(chunk).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+
+    fn finish(mut self) -> io::Result<(Digest, u64)> {
+        if !self.pending.is_empty() {
+            self.send();
+        }
+        drop(self.tx.take());
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the decompressing thread panicked")))
+    }
+}
+
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use strata_layer::compress::Compressor;
+
+    use super::*;
+    use crate::ids::sha256;
+    use crate::manifest::media_type;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip).unwrap();
+        c.write_all(data).unwrap();
+        c.finish().unwrap()
+    }
+
+    fn info(blob: &[u8], mt: &str, tar: &[u8]) -> LayerInfo {
+        let diff = DiffId(sha256(tar));
+        LayerInfo {
+            index: 3,
+            blob: Descriptor::new(mt, sha256(blob), blob.len() as u64),
+            diff_id: diff,
+            chain_id: ChainId(diff.0),
+            foreign: None,
+        }
+    }
+
+    #[test]
+    fn compressed_blobs_verify_both_digests_either_way() {
+        let tar: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let blob = gzip(&tar);
+        let good = info(&blob, media_type::OCI_LAYER_GZIP, &tar);
+        let image = ImageId(sha256(b"c"));
+
+        let mut out = Vec::new();
+        let mut s = LayerStream::new(good.clone(), image, &blob[..])
+            .tar()
+            .unwrap();
+        s.read_to_end(&mut out).unwrap();
+        assert_eq!(out, tar);
+        let v = s.finish().unwrap();
+        assert_eq!(
+            (v.tar_size, v.blob_size),
+            (tar.len() as u64, blob.len() as u64)
+        );
+
+        let mut out = Vec::new();
+        let mut s = LayerStream::new(good.clone(), image, &blob[..]).blob();
+        s.read_to_end(&mut out).unwrap();
+        assert_eq!(out, blob);
+        assert_eq!(s.finish().unwrap(), v);
+
+        let mut bad_diff = good.clone();
+        bad_diff.diff_id = DiffId(sha256(b"x"));
+        for tar_form in [true, false] {
+            let s = LayerStream::new(bad_diff.clone(), image, &blob[..]);
+            let e = if tar_form {
+                s.tar().unwrap().finish()
+            } else {
+                s.blob().finish()
+            };
+            assert!(
+                matches!(e, Err(Error::DiffIdMismatch { index: 3, .. })),
+                "{e:?}"
+            );
+        }
+        let mut truncated = blob.clone();
+        truncated.truncate(blob.len() / 2);
+        let e = LayerStream::new(good.clone(), image, &truncated[..])
+            .blob()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("the size of layer 3"), "{e}");
+        let e = LayerStream::new(good, image, &truncated[..])
+            .tar()
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("reading layer 3 of image"), "{e}");
+    }
+
+    #[test]
+    fn pipelined_tar_streams_verify_the_same() {
+        let tar: Vec<u8> = (0..5_000_000u32).map(|i| (i % 13) as u8).collect();
+        let blob = gzip(&tar);
+        let good = info(&blob, media_type::OCI_LAYER_GZIP, &tar);
+        let image = ImageId(sha256(b"c"));
+        std::thread::scope(|s| {
+            let mut out = Vec::new();
+            let mut t = LayerStream::new(good.clone(), image, &blob[..])
+                .tar_pipelined(s)
+                .unwrap();
+            t.read_to_end(&mut out).unwrap();
+            assert_eq!(out, tar);
+            assert_eq!(t.finish().unwrap().tar_size, tar.len() as u64);
+            let mut bad = good.clone();
+            bad.blob.digest = sha256(b"other");
+            let e = LayerStream::new(bad, image, &blob[..])
+                .tar_pipelined(s)
+                .unwrap()
+                .finish()
+                .unwrap_err();
+            assert!(e.to_string().contains("the digest of layer 3"), "{e}");
+        });
+    }
+
+    #[test]
+    fn read_errors_come_out_of_read_as_the_crate_error() {
+        let tar = vec![0u8; 1024];
+        let mut i = info(&tar, media_type::OCI_LAYER, &tar);
+        i.blob.digest = sha256(b"not it");
+        let mut s = LayerStream::new(i, ImageId(sha256(b"c")), &tar[..])
+            .tar()
+            .unwrap();
+        let e = io::copy(&mut s, &mut io::sink()).unwrap_err();
+        assert!(matches!(
+            Error::io("copying", e),
+            Error::BlobMismatch { .. }
+        ));
+    }
+}

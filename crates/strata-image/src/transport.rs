@@ -1,0 +1,282 @@
+//! Transports: where images come from ([`ImageSource`]) and go to ([`ImageDestination`]).
+//!
+//! # Words
+//! - A **source** holds one or more images. It *lists* them ([`ImageSummary`]: names,
+//!   image ID, position), *opens* one ([`SourceImage`]: the raw config bytes, the stored
+//!   manifest if any, one [`LayerInfo`] per layer) and *streams* a layer's blob
+//!   ([`LayerStream`], verified as it is read).
+//! - A **destination** receives images one at a time: the config ([`begin_image`]), then
+//!   each layer, either *reused* (it says it already has a layer with this chain ID, blob
+//!   or diffID, and the source layer is never opened) or *put* (streamed in), then the
+//!   image's record ([`end_image`]: the layers as stored, its names); finally *commit*
+//!   makes every image visible at once. A destination dropped before `commit` leaves
+//!   nothing visible (at most unreferenced, content-addressed blobs).
+//!
+//! [`begin_image`]: ImageDestination::begin_image
+//! [`end_image`]: ImageDestination::end_image
+//!
+//! # The life of a copy
+//! ```
+//! use strata_image::{copy, CopyOptions, ImageDestination, ImageSource, Transport, OpenOptions};
+//! # fn main() -> Result<(), strata_image::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let src = dir.path().join("src");
+//! # strata_image::testing::write_tiny_layout(&src)?;
+//! let open = OpenOptions::default();
+//! let source: Transport = format!("oci:{}:tiny", src.display()).parse()?;
+//! let dest: Transport = format!("docker-archive:{}/out.tar:example/tiny:1", dir.path().display()).parse()?;
+//! let mut from = source.open_source(&open)?;
+//! let mut to = dest.open_destination(&open)?;
+//! // Which image: the transport's own reference (`:tiny`), else the only one.
+//! let report = copy(from.as_mut(), to.as_mut(), &CopyOptions::new(source.selector()))?;
+//! assert_eq!(report.images.len(), 1);
+//! # Ok(()) }
+//! ```
+//! Inside [`copy`](crate::copy), for each image: `begin_image(config)`; for each layer
+//! (on up to `layer_jobs()` threads), `reuse_layer(info)` and, only if that says no,
+//! `put_layer(source.layer(..))`; `end_image(record)`; after the last image, `commit()`.
+//!
+//! The store (`strata:IMAGE`) and the registry (`docker://REF`) are transports too:
+//! they implement these two traits.
+//!
+//! # Implementing a destination
+//! - `reuse_layer` gets the layer's [`LayerInfo`]: its `chain_id` names the stack of it
+//!   and every layer below (a store keys applied layers by it), `blob.digest` the blob as
+//!   the source stores it (a registry or layout can look that up), `diff_id` the tar.
+//!   The parent of layer `i` is the `chain_id` of layer `i - 1` of the same image.
+//! - `put_layer` takes the stream in the form it keeps: [`LayerStream::tar`] (or
+//!   [`LayerStream::tar_pipelined`], which decompresses on another thread) for the
+//!   uncompressed tar, [`LayerStream::blob`] for the bytes as stored. It reads to the end
+//!   and calls `finish()`, which fails on any digest or diffID mismatch; only then may the
+//!   layer count as stored (a store applies into staging and keeps it only on success).
+//! - With [`layer_jobs`](ImageDestination::layer_jobs) above 1, several layers of one
+//!   image arrive at once from different threads, in any order (a store applying into
+//!   separate staging directories, a registry uploading in parallel); keep the state they
+//!   share behind a lock.
+//! - `end_image` and `commit` should be cheap and all-or-nothing: everything heavy is
+//!   already in place when they run.
+
+use std::fmt;
+
+use crate::config::ImageConfig;
+use crate::ids::{DiffId, Digest, ImageId};
+use crate::manifest::Descriptor;
+use crate::reference::Reference;
+use crate::stream::{LayerInfo, LayerStream};
+use crate::Error;
+
+/// One image of a source, as its listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// Position in the source's own order; what `@N` selects.
+    pub index: usize,
+    pub id: ImageId,
+    /// Names it has there, normalized.
+    pub names: Vec<Reference>,
+    /// The names exactly as the source records them (`RepoTags` entries, OCI
+    /// `org.opencontainers.image.ref.name` values such as a bare tag).
+    pub ref_names: Vec<String>,
+}
+
+/// The manifest a source stores for an image, kept as its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawManifest {
+    pub media_type: String,
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+}
+
+/// An opened image of a source.
+#[derive(Clone, Debug)]
+pub struct SourceImage {
+    pub summary: ImageSummary,
+    pub config: ImageConfig,
+    /// The manifest as stored, if the source has one (OCI layouts, registries, Docker 25+
+    /// archives); destinations that keep manifests may reuse it when nothing changed.
+    pub manifest: Option<RawManifest>,
+    /// One per diffID of the config, bottom first.
+    pub layers: Vec<LayerInfo>,
+    /// The parent image recorded in the source (docker-archive `Parent`), if any.
+    pub parent: Option<ImageId>,
+}
+
+/// Which images to take from a source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSelector {
+    /// The only image; an error if the source holds none or several.
+    Only,
+    /// The image with this name: a recorded ref name exactly, else a reference that
+    /// normalizes to one of its names (`busybox` matches `docker.io/library/busybox:latest`).
+    Named(String),
+    /// The image at this position (`@N`).
+    Index(usize),
+    /// Every image.
+    All,
+}
+
+/// A layer as a destination stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLayer {
+    /// The blob as stored there (for an archive: the uncompressed tar).
+    pub blob: Descriptor,
+    pub diff_id: DiffId,
+}
+
+/// Everything a destination needs to record one image, once its layers are in.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageRecord<'a> {
+    pub config: &'a ImageConfig,
+    /// As returned by `reuse_layer`/`put_layer`, bottom first.
+    pub layers: &'a [StoredLayer],
+    /// The source's layer descriptors, for destinations that keep foreign descriptors.
+    pub source_layers: &'a [LayerInfo],
+    /// The names the image had in the source (a destination with a reference of its own,
+    /// such as `docker-archive:FILE:name:tag`, uses that instead).
+    pub names: &'a [Reference],
+    pub parent: Option<ImageId>,
+    /// The source's manifest, if it had one.
+    pub source_manifest: Option<&'a RawManifest>,
+}
+
+/// Where images come from. See the [module documentation](self) for the lifecycle.
+///
+/// [`layer`](Self::layer) takes `&self` and may be called from several threads at once
+/// (one per layer being copied), hence `Sync`.
+pub trait ImageSource: Send + Sync {
+    /// Names the source in messages: `docker-archive:/tmp/x.tar`.
+    fn describe(&self) -> String;
+
+    /// Every image the source holds, in its own order.
+    fn list(&mut self) -> Result<Vec<ImageSummary>, Error>;
+
+    /// Opens one listed image: reads and verifies its config (and manifest), and
+    /// describes its layers. Fails if the image is inconsistent (layer count, media
+    /// types, digests of small blobs).
+    fn open_image(&mut self, image: &ImageSummary) -> Result<SourceImage, Error>;
+
+    /// Streams layer `index` of `image` as stored. The stream verifies the blob digest
+    /// and the diffID as it is read ([`LayerStream`]).
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error>;
+}
+
+/// Where images go. See the [module documentation](self) for the lifecycle.
+///
+/// [`reuse_layer`](Self::reuse_layer) and [`put_layer`](Self::put_layer) take `&self`:
+/// a destination whose [`layer_jobs`](Self::layer_jobs) is above 1 gets them from that
+/// many threads at once, for different layers of the current image, in any order. With
+/// 1 (the default), they come one at a time, bottom layer first.
+pub trait ImageDestination: Send + Sync {
+    /// Names the destination in messages.
+    fn describe(&self) -> String;
+
+    /// How many layers of an image this destination takes at once (1: one after the
+    /// other, in order, as an archive written front to back needs).
+    fn layer_jobs(&self) -> usize {
+        1
+    }
+
+    /// Starts an image: its config, stored as its raw bytes.
+    fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error>;
+
+    /// Says whether the destination already has layer `layer` of the current image (by
+    /// chain ID for a store, by blob digest or diffID for a layout or an archive). When
+    /// it returns the stored layer, the source layer is never opened.
+    fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error>;
+
+    /// Receives a layer of the current image. The destination reads the stream to its end
+    /// (which verifies it) before it returns.
+    fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error>;
+
+    /// Ends the current image. Nothing is visible before [`commit`](Self::commit).
+    fn end_image(&mut self, image: ImageRecord<'_>) -> Result<(), Error>;
+
+    /// Makes every ended image visible, atomically (one rename, one transaction).
+    fn commit(&mut self) -> Result<(), Error>;
+}
+
+/// Picks the images `selector` names from `images` (a source's listing).
+pub fn select(
+    source: &str,
+    images: Vec<ImageSummary>,
+    selector: &ImageSelector,
+) -> Result<Vec<ImageSummary>, Error> {
+    let fail = |reason: String| Error::Selection {
+        source_name: source.to_string(),
+        reason,
+    };
+    let listing = |images: &[ImageSummary]| {
+        images
+            .iter()
+            .map(|i| match i.ref_names.first() {
+                Some(n) => format!("@{} {n}", i.index),
+                None => format!("@{} {}", i.index, i.id),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match selector {
+        ImageSelector::All => {
+            if images.is_empty() {
+                return Err(fail("it holds no images".into()));
+            }
+            Ok(images)
+        }
+        ImageSelector::Only => match images.len() {
+            0 => Err(fail("it holds no images".into())),
+            1 => Ok(images),
+            n => Err(fail(format!(
+                "it holds {n} images ({}); name one (`:REF` or `:@N`)",
+                listing(&images)
+            ))),
+        },
+        ImageSelector::Index(i) => {
+            let n = images.len();
+            images
+                .into_iter()
+                .find(|s| s.index == *i)
+                .map(|s| vec![s])
+                .ok_or_else(|| fail(format!("there is no image @{i} (it holds {n})")))
+        }
+        ImageSelector::Named(name) => {
+            let exact: Vec<ImageSummary> = images
+                .iter()
+                .filter(|s| s.ref_names.iter().any(|r| r == name))
+                .cloned()
+                .collect();
+            let found = if exact.is_empty() {
+                match Reference::parse(name) {
+                    Ok(r) => images
+                        .iter()
+                        .filter(|s| s.names.contains(&r))
+                        .cloned()
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            } else {
+                exact
+            };
+            match found.len() {
+                0 => Err(fail(format!(
+                    "no image is named `{name}` (it holds {})",
+                    listing(&images)
+                ))),
+                1 => Ok(found),
+                _ => Err(fail(format!(
+                    "several images are named `{name}` ({}); pick one with `:@N`",
+                    listing(&found)
+                ))),
+            }
+        }
+    }
+}
+
+impl fmt::Display for ImageSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSelector::Only => f.write_str("the only image"),
+            ImageSelector::Named(n) => write!(f, "`{n}`"),
+            ImageSelector::Index(i) => write!(f, "@{i}"),
+            ImageSelector::All => f.write_str("every image"),
+        }
+    }
+}

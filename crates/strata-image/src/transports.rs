@@ -1,0 +1,350 @@
+//! Transport strings, skopeo-style: `docker-archive:PATH[:REF]`, `oci:DIR[:REF]`,
+//! `oci-archive:PATH[:REF]`, `strata:IMAGE` and `docker://REF`.
+//!
+//! The path ends at the first `:` after the transport name (so it cannot hold one);
+//! the rest is the reference: a name (`busybox`, `myreg:5000/app:v1`) or `@N`, the N-th
+//! image of a source. For `oci:` and `oci-archive:` the reference is the ref name
+//! (usually a tag) as stored in `index.json`.
+//!
+//! ```
+//! use strata_image::{ImageSelector, Transport};
+//! let t: Transport = "docker-archive:/tmp/x.tar:myreg:5000/app:v1".parse().unwrap();
+//! assert_eq!(t.selector(), ImageSelector::Named("myreg:5000/app:v1".into()));
+//! assert_eq!(t.to_string(), "docker-archive:/tmp/x.tar:myreg:5000/app:v1");
+//! let t: Transport = "oci:/tmp/layout".parse().unwrap();
+//! assert_eq!(t.selector(), ImageSelector::Only);
+//! assert!("docker://Busybox".parse::<Transport>().is_err());
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use strata_layer::compress::Compression;
+
+use crate::docker_archive::{ArchiveFormat, DockerArchiveDestination, DockerArchiveSource};
+use crate::manifest::Platform;
+use crate::oci::OciSource;
+use crate::oci_dest::{OciDestination, OciOptions};
+use crate::reference::Reference;
+use crate::transport::{ImageDestination, ImageSelector, ImageSource};
+use crate::Error;
+
+/// A parsed transport string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    DockerArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    Oci {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    /// An image of the Strata store, by name or ID.
+    Strata { image: String },
+    /// A registry.
+    Docker { reference: Reference },
+}
+
+/// How to open a file transport.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Where pipes and compressed archives are spooled (default: the temp directory).
+    pub staging: PathBuf,
+    /// The platform picked from multi-platform indexes (default: the host's).
+    pub platform: Platform,
+    /// The layout of docker-archives written.
+    pub format: ArchiveFormat,
+    /// Compress uncompressed layers written to `oci:`/`oci-archive:`.
+    pub compress: Compression,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            staging: std::env::temp_dir(),
+            platform: Platform::host(),
+            format: ArchiveFormat::default(),
+            compress: Compression::None,
+        }
+    }
+}
+
+const NAMES: &str = "docker-archive:, oci:, oci-archive:, strata: or docker://";
+
+impl FromStr for Transport {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Transport, Error> {
+        let bad = |reason: String| Error::BadTransport {
+            value: s.escape_debug().to_string(),
+            reason,
+        };
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(Transport::Docker {
+                reference: Reference::parse(rest)?,
+            });
+        }
+        let (name, rest) = s
+            .split_once(':')
+            .ok_or_else(|| bad(format!("it names no transport (use {NAMES})")))?;
+        if name == "strata" {
+            if rest.is_empty() {
+                return Err(bad("strata: needs an image name or ID".into()));
+            }
+            return Ok(Transport::Strata {
+                image: rest.to_string(),
+            });
+        }
+        let (path, reference) = match rest.split_once(':') {
+            Some((p, r)) => (p, Some(r.to_string())),
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            return Err(bad(format!("{name}: needs a path")));
+        }
+        if let Some(r) = &reference {
+            check_reference(name, r).map_err(bad)?;
+        }
+        let path = PathBuf::from(path);
+        match name {
+            "docker-archive" => Ok(Transport::DockerArchive { path, reference }),
+            "oci" => Ok(Transport::Oci { path, reference }),
+            "oci-archive" => Ok(Transport::OciArchive { path, reference }),
+            "docker" => Err(bad("write docker://REF (with two slashes)".into())),
+            other => Err(bad(format!("unknown transport `{other}:` (use {NAMES})"))),
+        }
+    }
+}
+
+fn check_reference(transport: &str, r: &str) -> Result<(), String> {
+    if let Some(n) = r.strip_prefix('@') {
+        return n
+            .parse::<usize>()
+            .map(|_| ())
+            .map_err(|_| format!("`@{n}` must be @ and a number"));
+    }
+    if r.is_empty() {
+        return Err("the reference after `:` is empty".into());
+    }
+    if transport == "docker-archive" {
+        Reference::parse(r).map(|_| ()).map_err(|e| e.to_string())
+    } else if r.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Err(format!(
+            "the ref name `{}` holds spaces or control characters",
+            r.escape_debug()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, path, reference) = match self {
+            Transport::Strata { image } => return write!(f, "strata:{image}"),
+            Transport::Docker { reference } => return write!(f, "docker://{reference}"),
+            Transport::DockerArchive { path, reference } => ("docker-archive", path, reference),
+            Transport::Oci { path, reference } => ("oci", path, reference),
+            Transport::OciArchive { path, reference } => ("oci-archive", path, reference),
+        };
+        write!(f, "{name}:{}", path.display())?;
+        if let Some(r) = reference {
+            write!(f, ":{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Transport {
+    /// The images this transport string names when read: its reference, else the only one.
+    pub fn selector(&self) -> ImageSelector {
+        let reference = match self {
+            Transport::DockerArchive { reference, .. }
+            | Transport::Oci { reference, .. }
+            | Transport::OciArchive { reference, .. } => reference.as_deref(),
+            Transport::Strata { image } => Some(image.as_str()),
+            Transport::Docker { .. } => None,
+        };
+        match reference {
+            None => ImageSelector::Only,
+            Some(r) => match r.strip_prefix('@').and_then(|n| n.parse().ok()) {
+                Some(i) => ImageSelector::Index(i),
+                None => ImageSelector::Named(r.to_string()),
+            },
+        }
+    }
+
+    fn file_reference(&self) -> Result<Option<&str>, Error> {
+        match self {
+            Transport::DockerArchive { reference, .. }
+            | Transport::Oci { reference, .. }
+            | Transport::OciArchive { reference, .. } => {
+                if reference.as_deref().is_some_and(|r| r.starts_with('@')) {
+                    return Err(Error::BadTransport {
+                        value: self.to_string(),
+                        reason: "`@N` selects an image to read; a destination needs a name".into(),
+                    });
+                }
+                Ok(reference.as_deref())
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Opens a file transport for reading. `strata:` and `docker://` are implemented by
+    /// the store and the registry client, which are not part of this crate.
+    pub fn open_source(&self, options: &OpenOptions) -> Result<Box<dyn ImageSource>, Error> {
+        match self {
+            Transport::DockerArchive { path, .. } => Ok(Box::new(DockerArchiveSource::open(
+                path,
+                &options.staging,
+                &options.platform,
+            )?)),
+            Transport::Oci { path, .. } => {
+                require_dir(path)?;
+                Ok(Box::new(OciSource::dir(path, options.platform.clone())))
+            }
+            Transport::OciArchive { path, .. } => Ok(Box::new(OciSource::archive(
+                path,
+                &options.staging,
+                options.platform.clone(),
+            )?)),
+            Transport::Strata { .. } | Transport::Docker { .. } => Err(self.not_here()),
+        }
+    }
+
+    /// Opens a file transport for writing (see [`open_source`](Self::open_source)).
+    pub fn open_destination(
+        &self,
+        options: &OpenOptions,
+    ) -> Result<Box<dyn ImageDestination>, Error> {
+        let reference = self.file_reference()?.map(str::to_string);
+        match self {
+            Transport::DockerArchive { path, .. } => {
+                let reference = reference.as_deref().map(Reference::parse).transpose()?;
+                if reference.as_ref().is_some_and(|r| r.digest().is_some()) {
+                    return Err(Error::BadTransport {
+                        value: self.to_string(),
+                        reason: "a docker-archive tag cannot hold a digest".into(),
+                    });
+                }
+                Ok(Box::new(DockerArchiveDestination::create(
+                    path,
+                    options.format,
+                    reference,
+                    &options.staging,
+                )?))
+            }
+            Transport::Oci { path, .. } => Ok(Box::new(OciDestination::dir(
+                path,
+                OciOptions {
+                    compress: options.compress,
+                    reference,
+                },
+            )?)),
+            Transport::OciArchive { path, .. } => Ok(Box::new(OciDestination::archive(
+                path,
+                &options.staging,
+                OciOptions {
+                    compress: options.compress,
+                    reference,
+                },
+            )?)),
+            Transport::Strata { .. } | Transport::Docker { .. } => Err(self.not_here()),
+        }
+    }
+
+    fn not_here(&self) -> Error {
+        let what = match self {
+            Transport::Strata { .. } => "the Strata store (strata:)",
+            _ => "registries (docker://)",
+        };
+        Error::Unsupported(format!(
+            "{self}: {what} is not a transport of strata-image's file transports"
+        ))
+    }
+}
+
+fn require_dir(path: &Path) -> Result<(), Error> {
+    if path.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("oci:{}", path.display()),
+            "is not a directory",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_transport() {
+        for (s, selector) in [
+            ("docker-archive:x.tar", ImageSelector::Only),
+            (
+                "docker-archive:x.tar:busybox",
+                ImageSelector::Named("busybox".into()),
+            ),
+            ("docker-archive:x.tar:@1", ImageSelector::Index(1)),
+            ("oci:dir:corpus", ImageSelector::Named("corpus".into())),
+            ("oci-archive:a.tar", ImageSelector::Only),
+            ("strata:busybox", ImageSelector::Named("busybox".into())),
+            ("docker://localhost:5000/x:1", ImageSelector::Only),
+        ] {
+            let t: Transport = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(t.selector(), selector, "{s}");
+        }
+        assert_eq!(
+            "docker://busybox".parse::<Transport>().unwrap().to_string(),
+            "docker://docker.io/library/busybox:latest"
+        );
+        for (bad, why) in [
+            ("x.tar", "names no transport"),
+            ("tar:x", "unknown transport `tar:`"),
+            ("docker:busybox", "two slashes"),
+            ("oci:", "needs a path"),
+            ("docker-archive:x:@one", "a number"),
+            ("docker-archive:x:Bad/Name", "lower case"),
+            ("oci:d:a b", "spaces"),
+            ("strata:", "needs an image"),
+        ] {
+            let e = bad.parse::<Transport>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn store_and_registry_are_not_opened_here() {
+        let o = OpenOptions::default();
+        let e = "strata:x"
+            .parse::<Transport>()
+            .unwrap()
+            .open_source(&o)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("Strata store"));
+        let e = "docker://x"
+            .parse::<Transport>()
+            .unwrap()
+            .open_destination(&o)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("registries"));
+        let e = "oci:/tmp:@1"
+            .parse::<Transport>()
+            .unwrap()
+            .open_destination(&o)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("needs a name"));
+    }
+}
