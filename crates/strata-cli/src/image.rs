@@ -8,14 +8,18 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use std::sync::Arc;
 use strata_image::docker_archive::ArchiveFormat;
 use strata_image::manifest::Platform;
 use strata_image::{
-    copy, CopyOptions, ImageSelector, LayerInfo, OpenOptions, Progress, SourceImage, Transport,
+    copy, CopyOptions, ImageDestination, ImageSelector, ImageSource, LayerInfo, OpenOptions,
+    Progress, SourceImage, Transport,
 };
+use strata_layer::compress::Compression;
 
 use crate::layer::Compress;
 use crate::output::Output;
+use crate::store::StoreArgs;
 
 /// Copy images between transports, skopeo-style.
 ///
@@ -82,7 +86,7 @@ struct CopyReport {
     images: Vec<ImageReport>,
 }
 
-fn parse_platform(s: &str) -> Result<Platform> {
+pub fn parse_platform(s: &str) -> Result<Platform> {
     let parts: Vec<&str> = s.split('/').collect();
     let (os, arch, variant) = match parts[..] {
         [os, arch] => (os, arch, None),
@@ -99,13 +103,23 @@ fn parse_platform(s: &str) -> Result<Platform> {
 
 fn transport(s: &str, role: &str) -> Result<Transport> {
     let t: Transport = s.parse().with_context(|| format!("bad {role}"))?;
-    if matches!(t, Transport::Strata { .. } | Transport::Docker { .. }) {
-        bail!("{t}: the strata: and docker:// transports are not available in `strata copy` yet (file transports only: docker-archive:, oci:, oci-archive:)");
+    if matches!(t, Transport::Docker { .. }) {
+        bail!("{t}: the docker:// transport is not available in `strata copy` yet");
     }
     Ok(t)
 }
 
-pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
+/// Which kept blobs a `strata:` source offers a destination: none for archives (they
+/// hold tars), compressed ones for layouts and registries (`compress`, else gzip).
+pub fn store_blobs_for(destination: &Transport, compress: Compression) -> Compression {
+    match destination {
+        Transport::DockerArchive { .. } | Transport::Strata { .. } => Compression::None,
+        _ if compress != Compression::None => compress,
+        _ => Compression::Gzip,
+    }
+}
+
+pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let source = transport(&args.source, "source")?;
     let destination = transport(&args.destination, "destination")?;
     let mut options = OpenOptions {
@@ -122,6 +136,13 @@ pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
     if let Some(t) = args.tmpdir {
         options.staging = t;
     }
+    if [&source, &destination]
+        .iter()
+        .any(|t| matches!(t, Transport::Strata { .. }))
+    {
+        options.store = Some(Arc::new(store.open()?));
+        options.store_blobs = store_blobs_for(&destination, options.compress);
+    }
     let selector = if args.all {
         if source.selector() != ImageSelector::Only {
             bail!("--all copies every image; the source {source} names one");
@@ -136,12 +157,36 @@ pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
     let mut to = destination
         .open_destination(&options)
         .with_context(|| format!("cannot write {destination}"))?;
+    run_copy(
+        from.as_mut(),
+        to.as_mut(),
+        selector,
+        args.jobs,
+        (&source.to_string(), &destination.to_string()),
+        writes_to_stdout(&destination),
+        out,
+    )
+}
+
+/// Runs a copy with progress bars and prints what it did: the report of `strata copy`,
+/// and of `save`, `load`, `pull` and `push`, which are copies too. `names` are the
+/// source and destination as a person wrote them.
+pub fn run_copy(
+    from: &mut dyn ImageSource,
+    to: &mut dyn ImageDestination,
+    selector: ImageSelector,
+    jobs: Option<usize>,
+    names: (&str, &str),
+    to_stdout: bool,
+    out: &Output,
+) -> Result<()> {
+    let (source, destination) = names;
     let bars = Bars::new(out);
     let mut copy_options = CopyOptions::new(selector).with_progress(&bars);
-    if let Some(jobs) = args.jobs {
+    if let Some(jobs) = jobs {
         copy_options.jobs = jobs.max(1);
     }
-    let report = copy(from.as_mut(), to.as_mut(), &copy_options)
+    let report = copy(from, to, &copy_options)
         .with_context(|| format!("cannot copy {source} to {destination}"))?;
     bars.clear();
     let json = CopyReport {
@@ -183,7 +228,7 @@ pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    if writes_to_stdout(&destination) {
+    if to_stdout {
         // Standard output carries the archive: the report goes to standard error.
         if out.json {
             eprintln!("{}", serde_json::to_string_pretty(&json)?);
@@ -196,7 +241,7 @@ pub fn copy_cmd(args: CopyArgs, out: &Output) -> Result<()> {
 }
 
 /// Whether the destination's file is this process's standard output (`/dev/stdout`).
-fn writes_to_stdout(t: &Transport) -> bool {
+pub fn writes_to_stdout(t: &Transport) -> bool {
     use std::os::unix::fs::MetadataExt;
     let path = match t {
         Transport::DockerArchive { path, .. } | Transport::OciArchive { path, .. } => path,

@@ -2,6 +2,7 @@
 //! only; every operation lives in a library crate.
 
 mod image;
+mod images;
 mod layer;
 mod output;
 mod store;
@@ -50,8 +51,56 @@ enum Command {
     /// Windows container layers: import, export, from-rootfs, inspect, extract.
     #[command(subcommand)]
     Wclayer(wclayer::WclayerCommand),
-    /// Copy images between transports (docker-archive:, oci:, oci-archive:).
+    /// Copy images between transports (docker-archive:, oci:, oci-archive:, strata:).
     Copy(image::CopyArgs),
+    /// List the store's images.
+    Images,
+    /// Show an image: its config, layers (diffIDs, chain IDs, sizes, kept blobs), names.
+    Inspect {
+        /// A name, an image ID or a unique prefix of one.
+        image: String,
+    },
+    /// Give an image another name (moved from another image that has it).
+    Tag {
+        /// The image (name, ID or ID prefix).
+        source: String,
+        /// The new name (`busybox` is docker.io/library/busybox:latest).
+        target: String,
+    },
+    /// Remove images, and the layers no other image or layer needs.
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Remove the image even when read-write layers (containers) sit on it; the
+        /// layers they need stay.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show an image's history (newest first).
+    History { image: String },
+    /// Write images to an archive (docker save), streaming, bit-exact layers.
+    Save(images::SaveArgs),
+    /// Read the images of an archive into the store (docker load); all or nothing.
+    Load(images::LoadArgs),
+    /// Make a container layer's changes a new image on top of the image it sits on.
+    Commit {
+        /// The read-write layer.
+        #[arg(value_parser = |s: &str| strata_store::LayerId::new(s).map_err(|e| e.to_string()))]
+        layer: strata_store::LayerId,
+        /// The new image's name.
+        image: String,
+        /// The image the layer sits on, when several images end in its parent layer.
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// A comment for the new history entry.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Make a one-layer image of a directory.
+    ImportDir {
+        dir: std::path::PathBuf,
+        image: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,7 +111,31 @@ fn main() -> ExitCode {
         Command::Cleanup => store::cleanup(&cli.store, &out),
         Command::Fsck { repair } => store::fsck(&cli.store, repair, &out),
         Command::Wclayer(cmd) => wclayer::run(cmd, &out),
-        Command::Copy(args) => image::copy_cmd(args, &out),
+        Command::Copy(args) => image::copy_cmd(args, &cli.store, &out),
+        Command::Images => images::images(&cli.store, &out),
+        Command::Inspect { image } => images::inspect(&cli.store, &image, &out),
+        Command::Tag { source, target } => images::tag(&cli.store, &source, &target, &out),
+        Command::Rmi {
+            images: list,
+            force,
+        } => images::rmi(&cli.store, &list, force, &out),
+        Command::History { image } => images::history(&cli.store, &image, &out),
+        Command::Save(args) => images::save(args, &cli.store, &out),
+        Command::Load(args) => images::load(args, &cli.store, &out),
+        Command::Commit {
+            layer,
+            image,
+            base,
+            message,
+        } => images::commit(
+            &cli.store,
+            &layer,
+            &image,
+            base.as_deref(),
+            message.as_deref(),
+            &out,
+        ),
+        Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,6 +97,10 @@ pub enum Error {
     #[error(transparent)]
     Layer(#[from] strata_layer::Error),
 
+    /// The store refused or failed (the `strata:` transport).
+    #[error(transparent)]
+    Store(#[from] strata_store::Error),
+
     /// An I/O error, with what was being done.
     #[error("{context}: {error}")]
     Io { context: String, error: io::Error },

@@ -28,6 +28,7 @@
 //! ```
 
 mod archive;
+pub mod build;
 pub mod config;
 mod copy;
 pub mod docker_archive;
@@ -38,6 +39,7 @@ pub mod manifest;
 pub mod oci;
 pub mod oci_dest;
 pub mod reference;
+pub mod store;
 pub mod stream;
 mod tar_out;
 #[doc(hidden)]

@@ -135,6 +135,14 @@ impl<'a> LayerStream<'a> {
         }
     }
 
+    /// The blob bytes as stored, *unverified*, for a destination that computes the blob
+    /// digest and the diffID itself as it consumes them (the store's apply does, in the
+    /// same pass that unpacks) and checks them against [`LayerInfo`] before it keeps
+    /// anything. Everyone else reads [`tar`](Self::tar) or [`blob`](Self::blob).
+    pub fn into_unverified(self) -> (LayerInfo, Box<dyn Read + Send + 'a>) {
+        (self.info, self.blob)
+    }
+
     /// The uncompressed tar stream (decompressed by magic, whatever the media type says).
     pub fn tar(self) -> Result<TarStream<'a>, Error> {
         Ok(self.decompressed()?.into_tar())

@@ -27,8 +27,11 @@ use crate::manifest::Platform;
 use crate::oci::OciSource;
 use crate::oci_dest::{OciDestination, OciOptions};
 use crate::reference::Reference;
+use crate::store::{StoreDestination, StoreSource};
 use crate::transport::{ImageDestination, ImageSelector, ImageSource};
 use crate::Error;
+use std::sync::Arc;
+use strata_store::{ApplyOptions, Store};
 
 /// A parsed transport string.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +65,14 @@ pub struct OpenOptions {
     pub format: ArchiveFormat,
     /// Compress uncompressed layers written to `oci:`/`oci-archive:`.
     pub compress: Compression,
+    /// The store, for `strata:` (opened by the caller, who knows its root and driver).
+    pub store: Option<Arc<Store>>,
+    /// A `strata:` source offers the compressed blobs it kept of this compression instead
+    /// of original tars (for destinations that keep compressed blobs: layouts, registries).
+    pub store_blobs: Compression,
+    /// Layers a `strata:` destination takes at once (downloads run in parallel; applies
+    /// follow layer order).
+    pub store_jobs: usize,
 }
 
 impl Default for OpenOptions {
@@ -71,6 +82,9 @@ impl Default for OpenOptions {
             platform: Platform::host(),
             format: ArchiveFormat::default(),
             compress: Compression::None,
+            store: None,
+            store_blobs: Compression::None,
+            store_jobs: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
         }
     }
 }
@@ -168,8 +182,8 @@ impl Transport {
             Transport::DockerArchive { reference, .. }
             | Transport::Oci { reference, .. }
             | Transport::OciArchive { reference, .. } => reference.as_deref(),
-            Transport::Strata { image } => Some(image.as_str()),
-            Transport::Docker { .. } => None,
+            // The store source lists just the image it resolved.
+            Transport::Strata { .. } | Transport::Docker { .. } => None,
         };
         match reference {
             None => ImageSelector::Only,
@@ -215,8 +229,22 @@ impl Transport {
                 &options.staging,
                 options.platform.clone(),
             )?)),
-            Transport::Strata { .. } | Transport::Docker { .. } => Err(self.not_here()),
+            Transport::Strata { image } => Ok(Box::new(StoreSource::new(
+                self.store(options)?,
+                std::slice::from_ref(image),
+                options.store_blobs,
+            )?)),
+            Transport::Docker { .. } => Err(self.not_here()),
         }
+    }
+
+    /// The store `options` carry, for `strata:`.
+    fn store(&self, options: &OpenOptions) -> Result<Arc<Store>, Error> {
+        options.store.clone().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{self}: no store was opened for the strata: transport"
+            ))
+        })
     }
 
     /// Opens a file transport for writing (see [`open_source`](Self::open_source)).
@@ -256,17 +284,28 @@ impl Transport {
                     reference,
                 },
             )?)),
-            Transport::Strata { .. } | Transport::Docker { .. } => Err(self.not_here()),
+            Transport::Strata { image } => {
+                let name = Reference::parse(image)?;
+                if name.digest().is_some() {
+                    return Err(Error::BadTransport {
+                        value: self.to_string(),
+                        reason: "a name in the store cannot hold a digest".into(),
+                    });
+                }
+                Ok(Box::new(StoreDestination::new(
+                    self.store(options)?,
+                    Some(name),
+                    ApplyOptions::default(),
+                    options.store_jobs,
+                )))
+            }
+            Transport::Docker { .. } => Err(self.not_here()),
         }
     }
 
     fn not_here(&self) -> Error {
-        let what = match self {
-            Transport::Strata { .. } => "the Strata store (strata:)",
-            _ => "registries (docker://)",
-        };
         Error::Unsupported(format!(
-            "{self}: {what} is not a transport of strata-image's file transports"
+            "{self}: registries (docker://) are not a transport here yet"
         ))
     }
 }

@@ -246,6 +246,21 @@ impl Store {
         })
     }
 
+    /// Takes the name `name` away from its image (the image stays, even unnamed).
+    pub fn untag(&self, name: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        self.db().write("untagging", |tx| {
+            let n = tx
+                .conn()
+                .execute("DELETE FROM names WHERE name = ?1", [name])
+                .map_err(Error::db(format!("untagging {name}")))?;
+            if n == 0 {
+                return Err(Error::Corrupt(format!("no image is named {name}")));
+            }
+            Ok(())
+        })
+    }
+
     /// Removes image `id`: see the [module docs](self). Refused while a read-write layer
     /// sits on a layer that would go, unless `force`, which then keeps those layers.
     pub fn remove_image(&self, id: &Digest, force: bool) -> Result<RemovedImage> {

@@ -110,7 +110,7 @@ pub struct Staging {
 
 impl Staging {
     /// Makes `ROOT/staging/TOKEN/`, announced by its held lock.
-    pub fn new(staging_root: &Path) -> Result<Staging> {
+    pub(crate) fn new(staging_root: &Path) -> Result<Staging> {
         let token = token();
         let lock_path = staging_root.join(format!("{token}.lock"));
         let dir = staging_root.join(&token);

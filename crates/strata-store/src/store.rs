@@ -173,6 +173,15 @@ pub struct Store {
     recovered: Vec<String>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.paths.root)
+            .field("driver", &self.paths.driver)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -312,6 +321,12 @@ impl Store {
         store.recovered = store.recover(&lock)?.actions;
         drop(lock);
         Ok(store)
+    }
+
+    /// A fresh directory in the store's staging area for work in progress (a spooled
+    /// download, say), removed when dropped, and by recovery if this process dies.
+    pub fn staging(&self) -> Result<Staging> {
+        Staging::new(&self.paths.staging())
     }
 
     /// What opening the store repaired after a crash, one sentence each.

@@ -1,0 +1,432 @@
+//! The store's image commands: `images`, `inspect`, `tag`, `rmi`, `history`, `save`,
+//! `load`, `commit`, `import-dir`. Saving and loading are copies between the store and
+//! an archive (strata-image does both ends).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use serde_json::Value;
+use strata_image::docker_archive::{ArchiveFormat, DockerArchiveDestination, DockerArchiveSource};
+use strata_image::manifest::Platform;
+use strata_image::oci_dest::{OciDestination, OciOptions};
+use strata_image::store::{layer_id, resolve, StoreDestination, StoreSource};
+use strata_image::{build, ImageConfig, ImageDestination, ImageSelector, Reference};
+use strata_layer::compress::Compression;
+use strata_store::{ApplyOptions, Image, LayerId, Store};
+
+use crate::image::run_copy;
+use crate::output::Output;
+use crate::store::StoreArgs;
+
+fn open(args: &StoreArgs) -> Result<Arc<Store>> {
+    Ok(Arc::new(args.open()?))
+}
+
+fn image_of(store: &Store, spec: &str) -> Result<Image> {
+    resolve(store, spec).with_context(|| format!("cannot find image `{spec}`"))
+}
+
+fn name_of(spec: &str) -> Result<Reference> {
+    let r = Reference::parse(spec).with_context(|| format!("`{spec}` is not an image name"))?;
+    if r.digest().is_some() {
+        bail!("`{spec}`: an image name to give cannot hold a digest");
+    }
+    Ok(r)
+}
+
+fn config_of(store: &Store, image: &Image) -> Result<ImageConfig> {
+    Ok(ImageConfig::parse(
+        store.read_blob(&image.id)?,
+        "in the store",
+    )?)
+}
+
+/// The bytes of file data in the layers of `config` (what `images` shows as SIZE).
+fn size_of(store: &Store, config: &ImageConfig) -> u64 {
+    config
+        .chain_ids()
+        .iter()
+        .filter_map(|c| store.layer(&layer_id(c)).ok())
+        .filter_map(|l| l.diff.map(|d| d.diff_size))
+        .sum()
+}
+
+#[derive(Serialize)]
+struct ImageView {
+    id: String,
+    names: Vec<String>,
+    created: Option<String>,
+    os: String,
+    architecture: String,
+    layers: usize,
+    size: u64,
+}
+
+fn view(store: &Store, image: &Image) -> Result<ImageView> {
+    let config = config_of(store, image)?;
+    Ok(ImageView {
+        id: image.id.to_string(),
+        names: image.names.clone(),
+        created: config.created().map(|t| t.to_string()),
+        os: config.os().to_string(),
+        architecture: config.architecture().to_string(),
+        layers: config.diff_ids().len(),
+        size: size_of(store, &config),
+    })
+}
+
+/// `strata images`.
+pub fn images(args: &StoreArgs, out: &Output) -> Result<()> {
+    let store = open(args)?;
+    let views: Vec<ImageView> = store
+        .images()?
+        .iter()
+        .map(|i| view(&store, i))
+        .collect::<Result<_>>()?;
+    out.result(&views, || {
+        let mut t = format!(
+            "{:<40} {:<16} {:<14} {:<20} {:>12}",
+            "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+        );
+        for v in &views {
+            let id =
+                v.id.strip_prefix("sha256:")
+                    .unwrap_or(&v.id)
+                    .get(..12)
+                    .unwrap_or(&v.id);
+            let created = v
+                .created
+                .as_deref()
+                .map(|c| c.get(..19).unwrap_or(c))
+                .unwrap_or("-");
+            let rows: Vec<(String, String)> = if v.names.is_empty() {
+                vec![("<none>".into(), "<none>".into())]
+            } else {
+                v.names
+                    .iter()
+                    .filter_map(|n| Reference::parse(n).ok())
+                    .map(|r| (r.familiar_name(), r.tag().unwrap_or("<none>").to_string()))
+                    .collect()
+            };
+            for (repo, tag) in rows {
+                t.push_str(&format!(
+                    "\n{repo:<40} {tag:<16} {id:<14} {created:<20} {:>12}",
+                    v.size
+                ));
+            }
+        }
+        t
+    })
+}
+
+/// `strata inspect IMAGE`.
+pub fn inspect(args: &StoreArgs, spec: &str, out: &Output) -> Result<()> {
+    let store = open(args)?;
+    let image = image_of(&store, spec)?;
+    let config = config_of(&store, &image)?;
+    let layers: Vec<Value> = config
+        .diff_ids()
+        .iter()
+        .zip(config.chain_ids())
+        .map(|(diff, chain)| {
+            let id = layer_id(&chain);
+            let layer = store.layer(&id).ok();
+            let blobs = store.layer_blobs(&id).unwrap_or_default();
+            serde_json::json!({
+                "diff_id": diff.to_string(),
+                "chain_id": chain.to_string(),
+                "store_layer": id.as_str(),
+                "size": layer.as_ref().and_then(|l| l.diff.as_ref().map(|d| d.diff_size)),
+                "tar_size": layer.as_ref().and_then(|l| l.diff.as_ref().map(|d| d.tar_size)),
+                "blobs": blobs.iter().map(|(d, mt, size)| serde_json::json!({"digest": d.to_string(), "media_type": mt, "size": size})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let raw: Value = serde_json::from_slice(config.raw()).context("the config is not JSON")?;
+    let report = serde_json::json!({
+        "id": image.id.to_string(),
+        "names": image.names,
+        "parent": image.parent.map(|p| p.to_string()),
+        "manifest": image.manifest.as_ref().map(|m| serde_json::json!({"digest": m.digest.to_string(), "media_type": m.media_type})),
+        "top_layer": image.top_layer.as_ref().map(LayerId::as_str),
+        "size": size_of(&store, &config),
+        "layers": layers,
+        "config": raw,
+    });
+    out.result(&report, || {
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    })
+}
+
+/// `strata tag SRC DST`.
+pub fn tag(args: &StoreArgs, source: &str, target: &str, out: &Output) -> Result<()> {
+    let store = open(args)?;
+    let image = image_of(&store, source)?;
+    let name = name_of(target)?;
+    store.tag(&image.id, &name.to_string())?;
+    out.result(
+        &serde_json::json!({"id": image.id.to_string(), "name": name.to_string()}),
+        || format!("{} tagged {}", image.id, name.familiar()),
+    )
+}
+
+/// `strata rmi IMAGE...`.
+pub fn rmi(args: &StoreArgs, specs: &[String], force: bool, out: &Output) -> Result<()> {
+    let store = open(args)?;
+    for spec in specs {
+        let image = image_of(&store, spec)?;
+        // By one of several names: only that name goes, as with docker rmi.
+        let by_name = Reference::parse(spec)
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|n| image.names.contains(n));
+        if let Some(name) = by_name.filter(|_| image.names.len() > 1) {
+            store.untag(&name)?;
+            out.result(
+                &serde_json::json!({"id": image.id.to_string(), "untagged": [name], "layers_removed": []}),
+                || format!("Untagged: {name}"),
+            )?;
+            continue;
+        }
+        if image.names.len() > 1 && !force {
+            bail!(
+                "image {} has several names ({}): remove them one by one, or force",
+                image.id,
+                image.names.join(", ")
+            );
+        }
+        let removed = store
+            .remove_image(&image.id, force)
+            .with_context(|| format!("cannot remove image {spec}"))?;
+        let layers: Vec<&str> = removed.layers.iter().map(LayerId::as_str).collect();
+        out.result(
+            &serde_json::json!({"id": image.id.to_string(), "untagged": removed.untagged, "layers_removed": layers}),
+            || {
+                let mut t: Vec<String> = removed.untagged.iter().map(|n| format!("Untagged: {n}")).collect();
+                t.push(format!("Deleted: {}", image.id));
+                t.extend(layers.iter().map(|l| format!("Deleted layer: {l}")));
+                t.join("\n")
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `strata history IMAGE`.
+pub fn history(args: &StoreArgs, spec: &str, out: &Output) -> Result<()> {
+    let store = open(args)?;
+    let image = image_of(&store, spec)?;
+    let config = config_of(&store, &image)?;
+    let chains = config.chain_ids();
+    let mut next_layer = 0usize;
+    let mut rows = Vec::new();
+    for h in config.history() {
+        let size = if h.empty_layer {
+            0
+        } else {
+            let size = chains
+                .get(next_layer)
+                .and_then(|c| store.layer(&layer_id(c)).ok())
+                .and_then(|l| l.diff.map(|d| d.diff_size))
+                .unwrap_or(0);
+            next_layer += 1;
+            size
+        };
+        rows.push(serde_json::json!({
+            "created": h.created.map(|t| t.to_string()),
+            "created_by": h.created_by,
+            "comment": h.comment,
+            "empty_layer": h.empty_layer,
+            "size": size,
+        }));
+    }
+    // Newest first, as docker history shows it.
+    rows.reverse();
+    out.result(&rows, || {
+        let mut t = format!(
+            "{:<22} {:<60} {:>12}  {}",
+            "CREATED", "CREATED BY", "SIZE", "COMMENT"
+        );
+        for r in &rows {
+            let by: String = r["created_by"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            t.push_str(&format!(
+                "\n{:<22} {:<60} {:>12}  {}",
+                r["created"].as_str().unwrap_or("-"),
+                by,
+                r["size"],
+                r["comment"].as_str().unwrap_or("")
+            ));
+        }
+        t
+    })
+}
+
+/// What `save` writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    /// Docker 25+ archive: an OCI layout plus manifest.json and repositories.
+    DockerArchive,
+    /// The legacy docker save layout (<v1 id>/layer.tar, json, VERSION).
+    DockerLegacy,
+    /// An OCI layout in a tar.
+    OciArchive,
+    /// An OCI layout directory.
+    Oci,
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Images (names, IDs or ID prefixes).
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// The file (or, for --format oci, the directory) to write; - for standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value_t = SaveFormat::DockerArchive)]
+    format: SaveFormat,
+}
+
+/// `strata save`.
+pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> {
+    let store = open(store_args)?;
+    let stdout = args.output == Path::new("-");
+    if stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("refusing to write an archive to a terminal: use -o FILE or a pipe");
+    }
+    let path = if stdout {
+        PathBuf::from("/dev/stdout")
+    } else {
+        args.output.clone()
+    };
+    let staging = store.staging()?;
+    let prefer = match args.format {
+        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => Compression::None,
+        SaveFormat::OciArchive | SaveFormat::Oci => Compression::Gzip,
+    };
+    let mut source = StoreSource::new(store.clone(), &args.images, prefer)?;
+    let mut destination: Box<dyn ImageDestination> = match args.format {
+        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => {
+            let format = if args.format == SaveFormat::DockerLegacy {
+                ArchiveFormat::DockerLegacy
+            } else {
+                ArchiveFormat::Docker
+            };
+            Box::new(DockerArchiveDestination::create(
+                &path,
+                format,
+                None,
+                staging.path(),
+            )?)
+        }
+        SaveFormat::OciArchive => Box::new(OciDestination::archive(
+            &path,
+            staging.path(),
+            OciOptions {
+                compress: Compression::None,
+                reference: None,
+            },
+        )?),
+        SaveFormat::Oci => Box::new(OciDestination::dir(
+            &path,
+            OciOptions {
+                compress: Compression::None,
+                reference: None,
+            },
+        )?),
+    };
+    let target = format!("{}", path.display());
+    run_copy(
+        &mut source,
+        destination.as_mut(),
+        ImageSelector::All,
+        None,
+        ("strata:", &target),
+        stdout,
+        out,
+    )?;
+    staging.done()?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// The archive (docker save or podman save output, Docker 25+ or legacy, an OCI
+    /// archive; plain, gzip or zstd), or - for standard input.
+    #[arg(short, long, value_name = "FILE")]
+    input: PathBuf,
+    /// Pick this platform (OS/ARCH) from multi-platform archives.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Layers applied at once (downloads in parallel, applies in order).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+/// `strata load`.
+pub fn load(args: LoadArgs, store_args: &StoreArgs, out: &Output) -> Result<()> {
+    let store = open(store_args)?;
+    let path = if args.input == Path::new("-") {
+        PathBuf::from("/dev/stdin")
+    } else {
+        args.input.clone()
+    };
+    let platform = match &args.platform {
+        Some(p) => crate::image::parse_platform(p)?,
+        None => Platform::host(),
+    };
+    let staging = store.staging()?;
+    let mut source = DockerArchiveSource::open(&path, staging.path(), &platform)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let jobs = args.jobs.unwrap_or(2);
+    let mut destination = StoreDestination::new(store.clone(), None, ApplyOptions::default(), jobs);
+    run_copy(
+        &mut source,
+        &mut destination,
+        ImageSelector::All,
+        Some(jobs),
+        (&args.input.display().to_string(), "strata:"),
+        false,
+        out,
+    )?;
+    staging.done()?;
+    Ok(())
+}
+
+/// `strata commit`.
+pub fn commit(
+    args: &StoreArgs,
+    layer: &LayerId,
+    name: &str,
+    base: Option<&str>,
+    message: Option<&str>,
+    out: &Output,
+) -> Result<()> {
+    let store = open(args)?;
+    let name = name_of(name)?;
+    let built = build::commit(&store, layer, &name, base, message)
+        .with_context(|| format!("cannot commit layer {layer}"))?;
+    out.result(
+        &serde_json::json!({"id": built.id.to_string(), "name": built.name.to_string(), "layer": built.layer.as_str(), "diff_id": built.diff_id.to_string()}),
+        || format!("{} ({})", built.id, built.name.familiar()),
+    )
+}
+
+/// `strata import-dir`.
+pub fn import_dir(args: &StoreArgs, dir: &Path, name: &str, out: &Output) -> Result<()> {
+    let store = open(args)?;
+    let name = name_of(name)?;
+    let built = build::import_dir(&store, dir, &name)
+        .with_context(|| format!("cannot import {}", dir.display()))?;
+    out.result(
+        &serde_json::json!({"id": built.id.to_string(), "name": built.name.to_string(), "layer": built.layer.as_str(), "diff_id": built.diff_id.to_string()}),
+        || format!("{} ({})", built.id, built.name.familiar()),
+    )
+}

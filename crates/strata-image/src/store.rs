@@ -1,0 +1,548 @@
+//! The Strata store as a transport: `strata:IMAGE`.
+//!
+//! * As a **destination** (`load`, `pull`, `copy … strata:`), each layer becomes the
+//!   store layer named by its chain ID (hex), so equal stacks are stored once: a layer
+//!   the store already has (by chain ID) is reused without reading the source. Layers
+//!   are imported in one pass (unpacked, their diffID and blob digest computed and
+//!   checked on the way, compressed blobs kept as they came for a later push or save).
+//!   A layer on a parent that is not in yet is spooled to the store's staging area while
+//!   the parent applies, so several layers download at once. `commit` records every
+//!   image (config blob, manifest blob when the layers kept are the manifest's, names)
+//!   in one transaction.
+//! * As a **source** (`save`, `push`, `copy strata:…`), each layer is its original tar,
+//!   rebuilt bit-exact from the store (its size and digest known before it is read), or
+//!   a compressed blob the store kept, when the caller prefers that compression and one
+//!   is there (then the kept manifest too).
+//!
+//! An image is named by a name (`busybox`, normalized), its ID (`sha256:…`) or a unique
+//! prefix of the ID's hex.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use strata_layer::compress::Compression;
+use strata_store::{
+    ApplyOptions, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os, Store,
+};
+
+use crate::config::ImageConfig;
+use crate::ids::{ChainId, Digest, ImageId};
+use crate::manifest::{media_type, Descriptor, LayerType, Manifest};
+use crate::reference::Reference;
+use crate::stream::{LayerInfo, LayerStream};
+use crate::transport::{
+    ImageDestination, ImageRecord, ImageSource, ImageSummary, RawManifest, SourceImage, StoredLayer,
+};
+use crate::Error;
+
+/// The store layer holding the stack `chain`.
+pub fn layer_id(chain: &ChainId) -> LayerId {
+    // 64 lowercase hex digits are always a valid layer ID.
+    LayerId::new(chain.hex()).unwrap_or_else(|_| unreachable!("hex is a valid layer ID"))
+}
+
+/// The image `spec` names: a name, a full ID, or a unique prefix of an ID's hex.
+pub fn resolve(store: &Store, spec: &str) -> Result<Image, Error> {
+    let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
+    if hex.len() == 64 {
+        if let Ok(d) = crate::ids::parse_digest(&format!("sha256:{hex}")) {
+            if let Some(image) = store.image(&d)? {
+                return Ok(image);
+            }
+        }
+    }
+    if let Ok(reference) = Reference::parse(spec) {
+        if let Some(image) = store.image_named(&reference.to_string())? {
+            return Ok(image);
+        }
+    }
+    if hex.len() >= 3 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let found = store.images_with_prefix(hex)?;
+        match found.len() {
+            1 => return Ok(found.into_iter().next().unwrap_or_else(|| unreachable!())),
+            0 => {}
+            n => {
+                return Err(Error::Selection {
+                    source_name: "the store".into(),
+                    reason: format!("`{spec}` is the start of {n} image IDs; give more of it"),
+                })
+            }
+        }
+    }
+    Err(Error::Selection {
+        source_name: "the store".into(),
+        reason: format!("no image `{spec}` in the store"),
+    })
+}
+
+fn summary(index: usize, image: &Image) -> ImageSummary {
+    ImageSummary {
+        index,
+        id: ImageId(image.id),
+        names: image
+            .names
+            .iter()
+            .filter_map(|n| Reference::parse(n).ok())
+            .collect(),
+        ref_names: image.names.clone(),
+    }
+}
+
+/// Images of the store, read as a source.
+pub struct StoreSource {
+    store: Arc<Store>,
+    images: Vec<Image>,
+    prefer: Compression,
+}
+
+impl StoreSource {
+    /// The images `specs` name, in that order (every image if `specs` is empty). Layers
+    /// come as their original tars, or as kept blobs of compression `prefer`.
+    pub fn new(
+        store: Arc<Store>,
+        specs: &[String],
+        prefer: Compression,
+    ) -> Result<StoreSource, Error> {
+        let images = if specs.is_empty() {
+            store.images()?
+        } else {
+            specs
+                .iter()
+                .map(|s| resolve(&store, s))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(StoreSource {
+            store,
+            images,
+            prefer,
+        })
+    }
+}
+
+/// The original tar of a store layer, rebuilt on a thread of its own into a pipe.
+struct Rebuilt {
+    pipe: io::PipeReader,
+    thread: Option<std::thread::JoinHandle<Result<(), strata_store::Error>>>,
+}
+
+impl Read for Rebuilt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(t) = self.thread.take() {
+                match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(io::Error::other(e)),
+                    Err(_) => {
+                        return Err(io::Error::other("the layer's rebuilding thread panicked"))
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl ImageSource for StoreSource {
+    fn describe(&self) -> String {
+        format!("strata:{}", self.store.root().display())
+    }
+
+    fn list(&mut self) -> Result<Vec<ImageSummary>, Error> {
+        Ok(self
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| summary(i, image))
+            .collect())
+    }
+
+    fn open_image(&mut self, image: &ImageSummary) -> Result<SourceImage, Error> {
+        let record = self
+            .store
+            .image(&image.id.0)?
+            .ok_or_else(|| Error::invalid(format!("image {}", image.id), "is not in the store"))?;
+        let config = ImageConfig::parse(self.store.read_blob(&record.id)?, "in the store")?;
+        let chains = config.chain_ids();
+        let mut layers = Vec::with_capacity(chains.len());
+        for (index, (diff_id, chain)) in config.diff_ids().iter().zip(&chains).enumerate() {
+            let id = layer_id(chain);
+            let layer = self.store.layer(&id)?;
+            let diff = layer
+                .diff
+                .filter(|d| d.diff_id == diff_id.0 && layer.status == LayerStatus::Applied)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("layer {index} of image {}", image.id),
+                        format!("store layer {id} does not hold diffID {diff_id}"),
+                    )
+                })?;
+            let kept = (self.prefer != Compression::None)
+                .then(|| self.store.layer_blobs(&id))
+                .transpose()?
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(_, mt, _)| LayerType::of(mt).is_some_and(|t| t.compression == self.prefer));
+            let blob = match kept {
+                Some((digest, mt, size)) => Descriptor::new(&mt, digest, size),
+                None => Descriptor::new(media_type::OCI_LAYER, diff_id.0, diff.tar_size),
+            };
+            layers.push(LayerInfo {
+                index,
+                blob,
+                diff_id: *diff_id,
+                chain_id: *chain,
+                foreign: None,
+            });
+        }
+        // The kept manifest still describes the image when the layers offered are its.
+        let manifest = match &record.manifest {
+            Some(m) => {
+                let bytes = self.store.read_blob(&m.digest)?;
+                let parsed = Manifest::parse(&bytes, &m.media_type, "the kept manifest")?;
+                let same = parsed.config.digest == record.id
+                    && parsed.layers.len() == layers.len()
+                    && parsed
+                        .layers
+                        .iter()
+                        .zip(&layers)
+                        .all(|(a, b)| a.digest == b.blob.digest);
+                same.then(|| RawManifest {
+                    media_type: m.media_type.clone(),
+                    digest: m.digest,
+                    bytes,
+                })
+            }
+            None => None,
+        };
+        Ok(SourceImage {
+            summary: image.clone(),
+            config,
+            manifest,
+            layers,
+            parent: record.parent.map(ImageId),
+        })
+    }
+
+    fn layer(&self, image: &SourceImage, index: usize) -> Result<LayerStream<'_>, Error> {
+        let info = image
+            .layers
+            .get(index)
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("image {}", image.summary.id),
+                    format!("has no layer {index}"),
+                )
+            })?
+            .clone();
+        let id = layer_id(&info.chain_id);
+        if info.blob.digest != info.diff_id.0 {
+            let path = self.store.blob_path(&info.blob.digest).ok_or_else(|| {
+                Error::invalid(
+                    format!("layer {id}"),
+                    format!("its blob {} is gone", info.blob.digest),
+                )
+            })?;
+            let file = std::fs::File::open(&path)
+                .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+            return Ok(LayerStream::new(info, image.summary.id, file));
+        }
+        let (pipe, mut writer) =
+            io::pipe().map_err(|e| Error::io("cannot make a pipe for a layer", e))?;
+        let store = self.store.clone();
+        let thread =
+            std::thread::spawn(move || store.diff(&id, &mut writer, Compression::None).map(drop));
+        Ok(LayerStream::new(
+            info,
+            image.summary.id,
+            Rebuilt {
+                pipe,
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+/// The state of the image being received.
+struct Current {
+    config: ImageConfig,
+    chains: Vec<ChainId>,
+    /// Per layer: `None` not yet in, `Some(Ok)` in the store, `Some(Err)` failed.
+    done: Mutex<Vec<Option<Result<(), String>>>>,
+    changed: Condvar,
+}
+
+impl Current {
+    fn finish(&self, index: usize, result: Result<(), String>) {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        done[index] = Some(result);
+        self.changed.notify_all();
+    }
+
+    /// Whether layer `index` is in (without waiting).
+    fn is_in(&self, index: usize) -> bool {
+        matches!(
+            self.done.lock().unwrap_or_else(PoisonError::into_inner)[index],
+            Some(Ok(()))
+        )
+    }
+
+    /// Waits until layer `index` is in. An error as soon as any layer of the image failed:
+    /// the copy then stops starting layers, so the one awaited may never come.
+    fn wait_for(&self, index: usize) -> Result<(), Error> {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some((i, Some(Err(e)))) = done
+                .iter()
+                .enumerate()
+                .find(|(_, d)| matches!(d, Some(Err(_))))
+            {
+                return Err(Error::invalid(format!("layer {i}"), format!("failed: {e}")));
+            }
+            if let Some(Ok(())) = &done[index] {
+                return Ok(());
+            }
+            done = self
+                .changed
+                .wait(done)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The store, receiving images.
+pub struct StoreDestination {
+    store: Arc<Store>,
+    /// The name given on the command line (`strata:NAME`), instead of the source's.
+    name: Option<Reference>,
+    apply: ApplyOptions,
+    jobs: usize,
+    current: Option<Current>,
+    pending: Vec<NewImage>,
+}
+
+impl StoreDestination {
+    /// Receives into `store`; `name`, if given, names the (single) image received.
+    pub fn new(
+        store: Arc<Store>,
+        name: Option<Reference>,
+        apply: ApplyOptions,
+        jobs: usize,
+    ) -> StoreDestination {
+        StoreDestination {
+            store,
+            name,
+            apply,
+            jobs: jobs.max(1),
+            current: None,
+            pending: Vec::new(),
+        }
+    }
+
+    fn current(&self) -> Result<&Current, Error> {
+        self.current
+            .as_ref()
+            .ok_or_else(|| Error::invalid("the store destination", "got a layer before a config"))
+    }
+
+    fn stored(&self, info: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
+        let id = layer_id(&info.chain_id);
+        match self.store.layer(&id) {
+            Ok(l) => match (&l.diff, l.status) {
+                (Some(d), LayerStatus::Applied) if d.diff_id == info.diff_id.0 => {
+                    Ok(Some(StoredLayer {
+                        blob: Descriptor::new(media_type::OCI_LAYER, d.diff_id, d.tar_size),
+                        diff_id: info.diff_id,
+                    }))
+                }
+                _ => Err(Error::invalid(
+                    format!("store layer {id}"),
+                    format!(
+                        "is {} and not diffID {}: it cannot stand for chain {}",
+                        l.status.name(),
+                        info.diff_id,
+                        info.chain_id
+                    ),
+                )),
+            },
+            Err(strata_store::Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn import(
+        &self,
+        current: &Current,
+        info: &LayerInfo,
+        blob: Box<dyn Read + Send + '_>,
+    ) -> Result<StoredLayer, Error> {
+        let id = layer_id(&info.chain_id);
+        let parent = info
+            .index
+            .checked_sub(1)
+            .map(|i| layer_id(&current.chains[i]));
+        let compression = info.compression();
+        let mut apply = self.apply.clone();
+        if current.config.os() == "windows" {
+            apply.os = Os::Windows;
+        }
+        let options = ImportOptions {
+            apply,
+            keep_blob: (compression != Compression::None).then(|| info.blob.media_type.clone()),
+            diff_id: Some(info.diff_id.0),
+            blob_digest: (info.blob.digest != info.diff_id.0).then_some(info.blob.digest),
+        };
+        match self.store.import(&id, parent.as_ref(), blob, &options) {
+            Ok(applied) => Ok(StoredLayer {
+                blob: Descriptor::new(
+                    media_type::OCI_LAYER,
+                    applied.diff.diff_id,
+                    applied.diff.tar_size,
+                ),
+                diff_id: info.diff_id,
+            }),
+            // Another process is bringing the same layer in: wait for it.
+            Err(strata_store::Error::Exists(_)) => self.wait_for_other(info),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits (up to ten minutes) for a layer another process is importing.
+    fn wait_for_other(&self, info: &LayerInfo) -> Result<StoredLayer, Error> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(s) = self.stored_or_pending(info)? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::invalid(
+                    format!("store layer {}", layer_id(&info.chain_id)),
+                    "another process has been importing it for ten minutes",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stored_or_pending(&self, info: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
+        match self.stored(info) {
+            Ok(s) => Ok(s),
+            // Not applied yet (still importing elsewhere).
+            Err(Error::Invalid { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ImageDestination for StoreDestination {
+    fn describe(&self) -> String {
+        format!("strata:{}", self.store.root().display())
+    }
+
+    fn layer_jobs(&self) -> usize {
+        self.jobs
+    }
+
+    fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
+        self.store.put_blob(config.raw())?;
+        let chains = config.chain_ids();
+        self.current = Some(Current {
+            config: config.clone(),
+            done: Mutex::new(vec![None; chains.len()]),
+            chains,
+            changed: Condvar::new(),
+        });
+        Ok(())
+    }
+
+    fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
+        let current = self.current()?;
+        let found = self.stored(layer)?;
+        if found.is_some() {
+            current.finish(layer.index, Ok(()));
+        }
+        Ok(found)
+    }
+
+    fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
+        let current = self.current()?;
+        let (info, blob) = layer.into_unverified();
+        let index = info.index;
+        let result = (|| {
+            let parent_in = index == 0 || current.is_in(index - 1);
+            if parent_in {
+                return self.import(current, &info, blob);
+            }
+            // The parent is still coming: take this layer's bytes now, apply them after.
+            let staging = self.store.staging()?;
+            let spool = staging.path().join("layer");
+            let mut file = std::fs::File::create(&spool)
+                .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
+            let mut blob = blob;
+            crate::stream::pump(&mut blob, &mut file)
+                .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
+            drop(file);
+            current.wait_for(index - 1)?;
+            let file = std::fs::File::open(&spool)
+                .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
+            let stored = self.import(current, &info, Box::new(file))?;
+            staging.done()?;
+            Ok(stored)
+        })();
+        current.finish(index, result.as_ref().map(drop).map_err(|e| e.to_string()));
+        result
+    }
+
+    fn end_image(&mut self, image: ImageRecord<'_>) -> Result<(), Error> {
+        let current = self.current.take().ok_or_else(|| {
+            Error::invalid("the store destination", "ended an image it did not begin")
+        })?;
+        // The source's manifest is kept when the blobs it lists are the ones kept.
+        let manifest = match image.source_manifest {
+            Some(m) => {
+                let parsed = Manifest::parse(&m.bytes, &m.media_type, "the source manifest")?;
+                let kept =
+                    parsed.config.digest == image.config.id().0
+                        && parsed.layers.len() == image.source_layers.len()
+                        && parsed.layers.iter().zip(image.source_layers).all(|(d, l)| {
+                            d.digest == l.blob.digest && l.blob.digest != l.diff_id.0
+                        });
+                if kept {
+                    let digest: Digest = self.store.put_blob(&m.bytes)?;
+                    Some(ManifestRef {
+                        digest,
+                        media_type: m.media_type.clone(),
+                    })
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let names: Vec<String> = match &self.name {
+            Some(n) => vec![n.to_string()],
+            None => image.names.iter().map(|n| n.to_string()).collect(),
+        };
+        self.pending.push(NewImage {
+            id: image.config.id().0,
+            top_layer: current.chains.last().map(layer_id),
+            manifest,
+            parent: image.parent.map(|p| p.0),
+            names,
+        });
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), Error> {
+        if self.name.is_some() && self.pending.len() > 1 {
+            return Err(Error::invalid(
+                self.describe(),
+                format!("one name was given for {} images", self.pending.len()),
+            ));
+        }
+        self.store.put_images(&self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
