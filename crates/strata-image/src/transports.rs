@@ -336,7 +336,8 @@ mod tests {
             ("docker-archive:x.tar:@1", ImageSelector::Index(1)),
             ("oci:dir:corpus", ImageSelector::Named("corpus".into())),
             ("oci-archive:a.tar", ImageSelector::Only),
-            ("strata:busybox", ImageSelector::Named("busybox".into())),
+            // The store source lists only the image it resolved.
+            ("strata:busybox", ImageSelector::Only),
             ("docker://localhost:5000/x:1", ImageSelector::Only),
         ] {
             let t: Transport = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -362,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn store_and_registry_are_not_opened_here() {
+    fn the_store_needs_a_store_and_registries_are_not_opened_here() {
         let o = OpenOptions::default();
         let e = "strata:x"
             .parse::<Transport>()
@@ -370,7 +371,7 @@ mod tests {
             .open_source(&o)
             .err()
             .unwrap();
-        assert!(e.to_string().contains("Strata store"));
+        assert!(e.to_string().contains("no store was opened"), "{e}");
         let e = "docker://x"
             .parse::<Transport>()
             .unwrap()
