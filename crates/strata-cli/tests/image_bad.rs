@@ -108,6 +108,46 @@ fn refuses(source: &str, expect: &str) {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "a failed copy left {left:?} behind");
+    refused_by_the_store(source, expect);
+}
+
+/// The same source copied into a store that already holds an image fails the same way,
+/// and leaves the store as it was (its images, its layers, fsck clean). (Not one of the
+/// corpus's: a layer the store has is reused without being read, corrupt source or not.)
+fn refused_by_the_store(source: &str, expect: &str) {
+    let work = tempdir();
+    let root = work.path().join("store");
+    let st = |args: &[&str]| {
+        let mut all = vec!["--root".to_string(), root.display().to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        strata(all)
+    };
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/hello"), "hello\n").unwrap();
+    st(&["import-dir", &tree.display().to_string(), "existing:1"]).assert_success();
+    let before = (
+        st(&["--json", "images"]).stdout,
+        st(&["--json", "layer", "ls"]).stdout,
+    );
+    let run = st(&["copy", source, "strata:bad"]);
+    run.assert_strata_error();
+    assert!(
+        run.stderr.contains(expect),
+        "`{source}` into the store: expected `{expect}` in:\n{}",
+        run.stderr
+    );
+    let after = (
+        st(&["--json", "images"]).stdout,
+        st(&["--json", "layer", "ls"]).stdout,
+    );
+    assert!(
+        before == after,
+        "`{source}`: a failed load changed the store"
+    );
+    st(&["fsck"]).assert_success();
+    let staging = fs::read_dir(root.join("staging")).unwrap().count();
+    assert_eq!(staging, 0, "`{source}`: a failed load left staging debris");
 }
 
 fn refuses_archive(members: &[(String, Member)], expect: &str) {
@@ -298,6 +338,7 @@ fn corrupt_blob_in_a_layout_leaves_the_destination_layout_unchanged() {
         .filter(|n| n.starts_with(".strata"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    refused_by_the_store(&format!("oci:{}:base", src.display()), "layer 0 of image");
 }
 
 #[test]
@@ -324,6 +365,8 @@ fn a_corrupt_middle_layer_fails_a_parallel_copy_and_commits_nothing() {
             "--jobs {jobs}: a failed copy wrote index.json"
         );
     }
+    // Into the store, layers 3 and 4 download while 2 applies (and fails): nothing stays.
+    refused_by_the_store(&format!("oci:{}:corpus", src.display()), "layer 2 of image");
 }
 
 #[test]
@@ -336,7 +379,7 @@ fn not_an_archive_and_unsupported_transports() {
         "is not a readable tar",
     );
     for (src, why) in [
-        ("strata:busybox", "not available in `strata copy` yet"),
+        ("strata:busybox", "no image `busybox` in the store"),
         ("docker://busybox", "not available in `strata copy` yet"),
         ("busybox", "names no transport"),
     ] {

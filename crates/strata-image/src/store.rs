@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use strata_layer::compress::Compression;
 use strata_store::{
-    ApplyOptions, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os, Store,
+    ApplyOptions, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
+    Store,
 };
 
 use crate::config::ImageConfig;
@@ -320,6 +321,28 @@ pub struct StoreDestination {
     jobs: usize,
     current: Option<Current>,
     pending: Vec<NewImage>,
+    /// Layers and blobs this destination brought in, taken out again unless it commits:
+    /// a failed load leaves the store as it was.
+    brought: Mutex<Vec<LayerId>>,
+    blobs: Vec<Digest>,
+    committed: bool,
+}
+
+impl Drop for StoreDestination {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let layers =
+            std::mem::take(&mut *self.brought.lock().unwrap_or_else(PoisonError::into_inner));
+        // Newest first; a layer something else uses by now (a child, an image) stays.
+        for id in layers.iter().rev() {
+            let _ = self.store.remove(id);
+        }
+        for digest in &self.blobs {
+            let _ = self.store.discard_blob(digest);
+        }
+    }
 }
 
 impl StoreDestination {
@@ -337,6 +360,9 @@ impl StoreDestination {
             jobs: jobs.max(1),
             current: None,
             pending: Vec::new(),
+            brought: Mutex::new(Vec::new()),
+            blobs: Vec::new(),
+            committed: false,
         }
     }
 
@@ -394,17 +420,51 @@ impl StoreDestination {
             blob_digest: (info.blob.digest != info.diff_id.0).then_some(info.blob.digest),
         };
         match self.store.import(&id, parent.as_ref(), blob, &options) {
-            Ok(applied) => Ok(StoredLayer {
-                blob: Descriptor::new(
-                    media_type::OCI_LAYER,
-                    applied.diff.diff_id,
-                    applied.diff.tar_size,
-                ),
-                diff_id: info.diff_id,
-            }),
+            Ok(applied) => {
+                self.brought
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(id);
+                Ok(StoredLayer {
+                    blob: Descriptor::new(
+                        media_type::OCI_LAYER,
+                        applied.diff.diff_id,
+                        applied.diff.tar_size,
+                    ),
+                    diff_id: info.diff_id,
+                })
+            }
             // Another process is bringing the same layer in: wait for it.
             Err(strata_store::Error::Exists(_)) => self.wait_for_other(info),
-            Err(e) => Err(e.into()),
+            // Said as every other destination says it.
+            Err(strata_store::Error::Mismatch {
+                what: Expected::DiffId,
+                expected,
+                got,
+            }) => Err(Error::DiffIdMismatch {
+                image: current.config.id().to_string(),
+                index: info.index,
+                expected: expected.to_string(),
+                got: got.to_string(),
+            }),
+            Err(strata_store::Error::Mismatch { expected, got, .. }) => Err(Error::BlobMismatch {
+                what: format!(
+                    "the digest of layer {} of image {}",
+                    info.index,
+                    current.config.id()
+                ),
+                expected: expected.to_string(),
+                got: got.to_string(),
+            }),
+            Err(e) => Err(Error::invalid(
+                format!(
+                    "layer {} of image {} ({})",
+                    info.index,
+                    current.config.id(),
+                    info.blob.digest
+                ),
+                e.to_string(),
+            )),
         }
     }
 
@@ -445,7 +505,8 @@ impl ImageDestination for StoreDestination {
     }
 
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
-        self.store.put_blob(config.raw())?;
+        let digest = self.store.put_blob(config.raw())?;
+        self.blobs.push(digest);
         let chains = config.chain_ids();
         self.current = Some(Current {
             config: config.clone(),
@@ -510,6 +571,7 @@ impl ImageDestination for StoreDestination {
                         });
                 if kept {
                     let digest: Digest = self.store.put_blob(&m.bytes)?;
+                    self.blobs.push(digest);
                     Some(ManifestRef {
                         digest,
                         media_type: m.media_type.clone(),
@@ -543,6 +605,7 @@ impl ImageDestination for StoreDestination {
         }
         self.store.put_images(&self.pending)?;
         self.pending.clear();
+        self.committed = true;
         Ok(())
     }
 }

@@ -25,6 +25,14 @@ pub enum Error {
     #[error("layer `{id}` {reason}")]
     Refused { id: LayerId, reason: String },
 
+    /// A diff is not what the caller said it must be (its diffID, or its blob's digest).
+    #[error("the layer's {what} is wrong: expected {expected}, got {got}")]
+    Mismatch {
+        what: Expected,
+        expected: strata_layer::digest::Digest,
+        got: strata_layer::digest::Digest,
+    },
+
     /// A storage option is unknown, malformed or cannot be honoured here.
     #[error("storage option `{name}`: {reason}")]
     BadOption { name: String, reason: String },
@@ -106,6 +114,22 @@ impl Error {
                 ..
             }
         )
+    }
+}
+
+/// Which digest of a diff [`Error::Mismatch`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    DiffId,
+    BlobDigest,
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expected::DiffId => "diffID",
+            Expected::BlobDigest => "blob digest",
+        })
     }
 }
 

@@ -149,15 +149,16 @@ impl Store {
     /// config blob must be stored and its top layer applied; an image already recorded
     /// keeps its record and gains the names.
     pub fn put_images(&self, images: &[NewImage]) -> Result<()> {
+        // Checked under the lock: blobs are deleted under it too.
+        let _lock = self.lock()?;
         for image in images {
             if self.blob_path(&image.id).is_none() {
                 return Err(Error::Corrupt(format!(
-                    "image {}: its config blob is not in the store",
+                    "image {}: its config blob is not in the store (removed by a failed load meanwhile? try again)",
                     image.id
                 )));
             }
         }
-        let _lock = self.lock()?;
         self.db().write("recording images", |tx| {
             for image in images {
                 if let Some(top) = &image.top_layer {
@@ -348,6 +349,12 @@ impl Store {
             }
         }
         Ok(false)
+    }
+
+    /// Deletes blob `digest` if nothing refers to it any more (a config or manifest
+    /// stored for an image whose load failed).
+    pub fn discard_blob(&self, digest: &Digest) -> Result<()> {
+        self.gc_blob(digest)
     }
 
     /// Deletes blob `digest` if nothing refers to it any more.

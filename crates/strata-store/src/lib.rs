@@ -100,7 +100,7 @@ pub use blobs::BlobWriter;
 pub use changes::{Change, ChangeKind};
 pub use db::{DiffInfo, Os};
 pub use driver::DriverKind;
-pub use error::{Error, Result};
+pub use error::{Error, Expected, Result};
 pub use export::DiffOutput;
 pub use fsck::{FsckReport, Problem};
 pub use id::LayerId;

@@ -14,7 +14,7 @@ use strata_layer::digest::Digest;
 
 use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
 use crate::driver::{DriverKind, Paths};
-use crate::error::{Error, Result};
+use crate::error::{Error, Expected, Result};
 use crate::id::LayerId;
 use crate::lock::{LayerLock, Staging, StoreLock};
 use crate::options::StorageOptions;
@@ -147,6 +147,25 @@ pub struct ImportOptions {
     pub diff_id: Option<Digest>,
     /// The digest the input blob must have.
     pub blob_digest: Option<Digest>,
+}
+
+impl ImportOptions {
+    /// Checks a diff's digests against the expected ones.
+    pub(crate) fn check(&self, diff_id: Digest, blob_digest: Digest) -> Result<()> {
+        for (what, want, got) in [
+            (Expected::DiffId, self.diff_id, diff_id),
+            (Expected::BlobDigest, self.blob_digest, blob_digest),
+        ] {
+            if let Some(expected) = want.filter(|w| *w != got) {
+                return Err(Error::Mismatch {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What an apply did.
@@ -789,19 +808,7 @@ impl Store {
         if let Some(m) = _mounted.take() {
             m.now()?;
         }
-        for (what, want, got) in [
-            ("diffID", options.diff_id, summary.diff_id),
-            ("blob digest", options.blob_digest, summary.blob_digest),
-        ] {
-            if let Some(want) = want {
-                if want != got {
-                    return Err(Error::Layer(strata_layer::Error::Io {
-                        context: format!("the layer's {what} is wrong"),
-                        error: std::io::Error::other(format!("expected {want}, got {got}")),
-                    }));
-                }
-            }
-        }
+        options.check(summary.diff_id, summary.blob_digest)?;
         sync_fs(&content)?;
         rename(&recipe, &self.paths.recipe(id))?;
         staging.done()?;

@@ -89,19 +89,7 @@ impl Store {
             blob_size: blob.bytes(),
             compression: compression.to_string(),
         };
-        for (what, want, got) in [
-            ("diffID", options.diff_id, diff.diff_id),
-            ("blob digest", options.blob_digest, diff.blob_digest),
-        ] {
-            if let Some(want) = want {
-                if want != got {
-                    return Err(Error::Layer(strata_layer::Error::Io {
-                        context: format!("the layer's {what} is wrong"),
-                        error: std::io::Error::other(format!("expected {want}, got {got}")),
-                    }));
-                }
-            }
-        }
+        options.check(diff.diff_id, diff.blob_digest)?;
         let exported = Hasher::default();
         strata_wclayer::export_layer(&folders, exported.writer(std::io::sink()))
             .map_err(wclayer)?;
