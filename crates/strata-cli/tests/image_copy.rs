@@ -7,49 +7,14 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::image_peers::*;
 use common::*;
 use serde_json::Value;
-
-/// An image's ID and diffIDs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Facts {
-    id: String,
-    diff_ids: Vec<String>,
-}
-
-fn facts_of_config(raw: &[u8]) -> Facts {
-    let config: Value = serde_json::from_slice(raw).expect("config JSON");
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array()
-        .expect("rootfs.diff_ids")
-        .iter()
-        .map(|d| d.as_str().expect("a diffID string").to_owned())
-        .collect();
-    Facts {
-        id: sha256_reader(raw).0,
-        diff_ids,
-    }
-}
-
-/// What skopeo reads as the image's config (raw bytes, not re-serialized).
-fn skopeo_facts(transport: &str) -> Facts {
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["inspect", "--raw", "--config", transport]);
-    let run = run_with_timeout(cmd, Duration::from_secs(120));
-    run.assert_success();
-    facts_of_config(&run.stdout)
-}
-
-/// The corpus image of `tag` as the corpus's OCI layout (umoci's) holds it.
-fn corpus_facts(tag: &str) -> Facts {
-    skopeo_facts(&format!("oci:{}:{tag}", corpus().join("oci").display()))
-}
 
 fn copy(args: &[&str]) -> Value {
     let mut all = vec!["copy"];
@@ -59,58 +24,6 @@ fn copy(args: &[&str]) -> Value {
 
 fn p(path: &Path) -> String {
     path.display().to_string()
-}
-
-fn peer(program: &str, args: &[OsString]) -> Run {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    run_with_timeout(cmd, Duration::from_secs(300))
-}
-
-/// podman with its own store in a temporary directory, run as make-corpus.sh runs it.
-struct Podman {
-    dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        Podman { dir: tempdir() }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let root = self.dir.path().join("root");
-        let run = self.dir.path().join("run");
-        let mut all: Vec<OsString> = vec![
-            "--root".into(),
-            root.into(),
-            "--runroot".into(),
-            run.into(),
-            "--storage-driver".into(),
-            "vfs".into(),
-            "--cgroup-manager".into(),
-            "cgroupfs".into(),
-            "--events-backend".into(),
-            "none".into(),
-        ];
-        all.extend(args.iter().map(OsString::from));
-        let r = peer("podman", &all);
-        r.assert_success();
-        r
-    }
-
-    fn inspect(&self, name: &str) -> Facts {
-        let out = self.run(&["image", "inspect", name]).json();
-        let img = &out[0];
-        Facts {
-            id: format!("sha256:{}", jstr(img, "Id")),
-            diff_ids: img["RootFS"]["Layers"]
-                .as_array()
-                .expect("RootFS.Layers")
-                .iter()
-                .map(|d| d.as_str().unwrap().to_owned())
-                .collect(),
-        }
-    }
 }
 
 /// Checks every blob of the OCI layout `dir` against its name, and each layer of each

@@ -273,23 +273,27 @@ impl Store {
                 Some(top) => tx.chain(top)?,
                 None => Vec::new(),
             };
-            if !force {
-                for layer in &chain {
-                    let writable: Vec<LayerId> = tx
-                        .children(&layer.id)?
-                        .into_iter()
-                        .filter(|c| tx.layer(c).ok().flatten().is_some_and(|r| r.state == State::Writable))
-                        .collect();
-                    if !writable.is_empty() && !self.used_elsewhere(tx, &layer.id, id)? {
-                        let names: Vec<&str> = writable.iter().map(LayerId::as_str).collect();
-                        return Err(Error::refused(
-                            &layer.id,
-                            format!(
-                                "of image {id} has read-write layers on it ({}): remove them first, or force",
-                                names.join(", ")
-                            ),
-                        ));
-                    }
+            // A container made from this image sits on its top layer.
+            if let (false, Some(top)) = (force, chain.first()) {
+                let writable: Vec<LayerId> = tx
+                    .children(&top.id)?
+                    .into_iter()
+                    .filter(|c| {
+                        tx.layer(c)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.state == State::Writable)
+                    })
+                    .collect();
+                if !writable.is_empty() {
+                    let names: Vec<&str> = writable.iter().map(LayerId::as_str).collect();
+                    return Err(Error::refused(
+                        &top.id,
+                        format!(
+                            "of image {id} has read-write layers on it ({}): remove them first, or force",
+                            names.join(", ")
+                        ),
+                    ));
                 }
             }
             Ok((image, chain))
@@ -334,21 +338,6 @@ impl Store {
             self.gc_blob(&m.digest)?;
         }
         Ok(())
-    }
-
-    /// Whether layer `layer` is in the chain of an image other than `except`.
-    fn used_elsewhere(&self, tx: &Tx<'_>, layer: &LayerId, except: &Digest) -> Result<bool> {
-        for image in tx.images_where("", "")? {
-            if image.id == *except {
-                continue;
-            }
-            if let Some(top) = &image.top_layer {
-                if tx.chain(top)?.iter().any(|r| r.id == *layer) {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
     }
 
     /// Deletes blob `digest` if nothing refers to it any more (a config or manifest

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod image_peers;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
