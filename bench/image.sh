@@ -17,7 +17,13 @@
 #   docker-archive -> oci gzip layers compressed (strata --compress gzip; skopeo's default)
 #   docker-archive -> oci zstd (strata --compress zstd; skopeo --dest-compress-format zstd)
 #   oci -> oci-archive         blobs copied as they are
-# plus the peak RSS (/usr/bin/time) of both on the first two. Prints a markdown table with
+# and through the store (an overlay store on tmpfs):
+#   save   strata save (store -> docker-archive) vs skopeo copy oci -> docker-archive and
+#          podman save (vfs store)
+#   load   strata load (docker-archive -> store) vs skopeo copy docker-archive -> oci
+#          (plain layers) and podman load (vfs store)
+# plus the peak RSS (/usr/bin/time) of both on the first two, and of strata save of a
+# 1 GiB one-layer image (flat memory). Prints a markdown table with
 # ratios (skopeo time / strata time: above 1 means Strata is faster; target >= 2x) and
 # writes it to bench/results-image-YYYY-MM-DD.md. Run by bench/run.sh too.
 set -euo pipefail
@@ -72,6 +78,38 @@ race "docker-archive -> oci (gzip)" "$BYTES" "--compress gzip $DA oci:$W/out:c" 
 race "docker-archive -> oci (zstd)" "$BYTES" "--compress zstd $DA oci:$W/out:c" "--dest-compress-format zstd $DA oci:$W/out:c"
 race "oci -> oci-archive" "$GZBYTES" "$OCI oci-archive:$W/out.tar:c" "$OCI oci-archive:$W/out.tar:c"
 
+# --- through the store --------------------------------------------------------------
+need_packages podman:podman
+ST=$W/store
+PODMAN=(podman --root "$W/podman/root" --runroot "$W/podman/run" --storage-driver vfs
+  --cgroup-manager cgroupfs --events-backend none)
+say "loading the image into a store and into podman (untimed)"
+"$STRATA" -q --root "$ST" load -i "$W/in/corpus.docker-archive.tar"
+"${PODMAN[@]}" load -q -i "$W/in/corpus.docker-archive.tar" >/dev/null
+strata_save() { "$STRATA" -q --root "$ST" save strata/corpus:1 -o "$W/out.tar"; }
+podman_save() { "${PODMAN[@]}" save -q -o "$W/out.tar" docker.io/strata/corpus:1; }
+skopeo_to_archive() { skopeo copy -q "$OCI" "docker-archive:$W/out.tar:strata/corpus:1"; }
+fresh_store() { rm -rf -- "$W/out" "$W/load-store"; }
+fresh_podman() { rm -rf -- "$W/out" "$W/podman-load"; }
+strata_load() { "$STRATA" -q --root "$W/load-store" load -i "$W/in/corpus.docker-archive.tar"; }
+podman_load() {
+  podman --root "$W/podman-load/root" --runroot "$W/podman-load/run" --storage-driver vfs \
+    --cgroup-manager cgroupfs --events-backend none load -q -i "$W/in/corpus.docker-archive.tar"
+}
+skopeo_to_oci() { skopeo copy -q --dest-oci-accept-uncompressed-layers "$DA" "oci:$W/out:c"; }
+store_rows=()
+store_race() { # TITLE CLEAN OURS PEER1 NAME1 PEER2 NAME2
+  local title=$1 clean_fn=$2 s a b best
+  say "$title (x$N)"
+  s=$(measure "$clean_fn" "$3")
+  a=$(measure "$clean_fn" "$4")
+  b=$(measure "$clean_fn" "$6")
+  best=$(awk -v a="$a" -v b="$b" 'BEGIN { print (a < b) ? a : b }')
+  store_rows+=("| $title | $(cell "$s" "$BYTES") | $5 $(cell "$a" "$BYTES") | $7 $(cell "$b" "$BYTES") | $(ratio "$best" "$s")x ($(verdict "$(ratio "$best" "$s")" 2.0)) |")
+}
+store_race "save (store -> docker-archive)" clean strata_save skopeo_to_archive "skopeo copy oci ->" podman_save "podman save"
+store_race "load (docker-archive -> store)" fresh_store strata_load skopeo_to_oci "skopeo copy -> oci" podman_load "podman load"
+
 rss() { # rss CMD...: peak RSS in MiB
   clean
   /usr/bin/time -f %M -o "$W/rss" "$@" >/dev/null 2>"$ERR" || { tail "$ERR" >&2; die "failed: $*"; }
@@ -82,6 +120,13 @@ rss_s1=$(rss "$STRATA" -q copy "$OCI" "docker-archive:$W/out.tar:strata/corpus:1
 rss_k1=$(rss skopeo copy -q "$OCI" "docker-archive:$W/out.tar:strata/corpus:1")
 rss_s2=$(rss "$STRATA" -q copy "$DA" "oci:$W/out:c")
 rss_k2=$(rss skopeo copy -q --dest-oci-accept-uncompressed-layers "$DA" "oci:$W/out:c")
+say "a 1 GiB one-layer image (import-dir, untimed), then the peak RSS of saving it"
+mkdir -p "$W/big"
+head -c 1073741824 /dev/urandom >"$W/big/one-gib.bin"
+"$STRATA" -q --root "$ST" import-dir "$W/big" bench/big:1
+rm -rf -- "$W/big"
+rss_big=$(rss "$STRATA" -q --root "$ST" save bench/big:1 -o "$W/out.tar")
+rss_save=$(rss "$STRATA" -q --root "$ST" save strata/corpus:1 -o "$W/out.tar")
 
 date_utc=$(date -u +%F)
 results=$ROOT/bench/results-image-$date_utc.md
@@ -103,6 +148,17 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
   printf '%s\n' "${rows[@]}"
   echo
   echo "Peak RSS: oci -> docker-archive strata $rss_s1 MiB, skopeo $rss_k1 MiB; docker-archive -> oci strata $rss_s2 MiB, skopeo $rss_k2 MiB."
+  echo
+  echo "## Save and load through the store (target: >= 2x the faster peer)"
+  echo
+  echo "\`strata save\` rebuilds each layer's original tar from the store (bit-exact, checked against its diffID) into the archive; \`strata load\` verifies and unpacks every layer into an overlay store on tmpfs. Peers: \`skopeo copy\` between files (no store at all), and podman with its vfs store (\`podman load\` unpacks, \`podman save\` re-tars)."
+  echo
+  echo "| job | strata | peer 1 | peer 2 | vs the faster peer |"
+  echo "| --- | --- | --- | --- | --- |"
+  printf '%s\n' "${store_rows[@]}"
+  echo
+  echo "Peak RSS of strata save: the corpus image $rss_save MiB, a 1 GiB one-layer image $rss_big MiB (flat: the layer streams through)."
+
 } >"$results.tmp"
 mv "$results.tmp" "$results"
 cat "$results"
