@@ -89,8 +89,7 @@ say "loading the image into a store and into podman (untimed)"
 strata_save() { "$STRATA" -q --root "$ST" save strata/corpus:1 -o "$W/out.tar"; }
 podman_save() { "${PODMAN[@]}" save -q -o "$W/out.tar" docker.io/strata/corpus:1; }
 skopeo_to_archive() { skopeo copy -q "$OCI" "docker-archive:$W/out.tar:strata/corpus:1"; }
-fresh_store() { rm -rf -- "$W/out" "$W/load-store"; }
-fresh_podman() { rm -rf -- "$W/out" "$W/podman-load"; }
+fresh_store() { rm -rf -- "$W/out" "$W/load-store" "$W/podman-load"; }
 strata_load() { "$STRATA" -q --root "$W/load-store" load -i "$W/in/corpus.docker-archive.tar"; }
 podman_load() {
   podman --root "$W/podman-load/root" --runroot "$W/podman-load/run" --storage-driver vfs \

@@ -251,6 +251,9 @@ impl ImageSource for StoreSource {
         }
         let (pipe, mut writer) =
             io::pipe().map_err(|e| Error::io("cannot make a pipe for a layer", e))?;
+        // A 1 MiB pipe: the rebuild writes in 1 MiB pieces, and a 64 KiB pipe would make
+        // both threads wake sixteen times as often.
+        let _ = rustix::pipe::fcntl_setpipe_size(&writer, 1 << 20);
         let store = self.store.clone();
         let thread =
             std::thread::spawn(move || store.diff(&id, &mut writer, Compression::None).map(drop));

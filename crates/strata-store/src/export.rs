@@ -36,6 +36,47 @@ pub struct DiffOutput {
     pub compression: Compression,
 }
 
+/// Runs `write` (which writes a tar and returns its digest and size) into `out`,
+/// compressed as asked, and hashes the blob too, unless it is the tar itself.
+fn compressed<W: Write>(
+    out: W,
+    compression: Compression,
+    write: impl FnOnce(&mut dyn Write) -> Result<(Digest, u64)>,
+) -> Result<DiffOutput> {
+    let flushed = |mut w: BufWriter<W>| -> Result<()> {
+        w.flush().map_err(|e| Error::io("writing the diff", e))
+    };
+    if compression == Compression::None {
+        let mut sink = BufWriter::with_capacity(1 << 20, out);
+        let (diff_id, tar_size) = write(&mut sink)?;
+        flushed(sink)?;
+        return Ok(DiffOutput {
+            diff_id,
+            tar_size,
+            blob_digest: diff_id,
+            blob_size: tar_size,
+            compression,
+        });
+    }
+    let blob = Hasher::default();
+    let sink = blob.writer(BufWriter::with_capacity(1 << 20, out));
+    let mut compressor =
+        Compressor::new(sink, compression).map_err(|e| Error::io("starting compression", e))?;
+    let (diff_id, tar_size) = write(&mut compressor)?;
+    let sink = compressor
+        .finish()
+        .map_err(|e| Error::io("finishing compression", e))?
+        .into_inner();
+    flushed(sink)?;
+    Ok(DiffOutput {
+        diff_id,
+        tar_size,
+        blob_digest: blob.digest(),
+        blob_size: blob.bytes(),
+        compression,
+    })
+}
+
 /// Deletions first, then another reader's entries.
 struct WithWhiteouts<R> {
     whiteouts: std::vec::IntoIter<LayerPath>,
@@ -128,22 +169,7 @@ impl Store {
         let (chain, _lock) = self.readable(id, "take the diff of")?;
         let top = &chain[0];
         if top.os == Os::Windows {
-            let blob = Hasher::default();
-            let sink = blob.writer(BufWriter::with_capacity(1 << 20, out));
-            let mut compressor = Compressor::new(sink, compression)
-                .map_err(|e| Error::io("starting compression", e))?;
-            let (diff_id, tar_size) = self.windows_diff(&chain, &mut compressor)?;
-            let mut sink = compressor
-                .finish()
-                .map_err(|e| Error::io("finishing compression", e))?;
-            sink.flush().map_err(|e| Error::io("writing the diff", e))?;
-            return Ok(DiffOutput {
-                diff_id,
-                tar_size,
-                blob_digest: blob.digest(),
-                blob_size: blob.bytes(),
-                compression,
-            });
+            return compressed(out, compression, |w| self.windows_diff(&chain, w));
         }
         if top.state == State::Writable {
             let content = self.paths().content(id);
@@ -184,21 +210,9 @@ impl Store {
             .path()
             .map(PathBuf::from)
             .ok_or_else(|| Error::Corrupt(format!("layer {id} has no content directory")))?;
-        let blob = Hasher::default();
-        let sink = blob.writer(BufWriter::with_capacity(1 << 20, out));
-        let mut compressor =
-            Compressor::new(sink, compression).map_err(|e| Error::io("starting compression", e))?;
-        let rebuilt = recipe::rebuild(&self.paths().recipe(id), &root, &mut compressor)?;
-        let mut sink = compressor
-            .finish()
-            .map_err(|e| Error::io("finishing compression", e))?;
-        sink.flush().map_err(|e| Error::io("writing the diff", e))?;
-        Ok(DiffOutput {
-            diff_id: rebuilt.diff_id,
-            tar_size: rebuilt.bytes,
-            blob_digest: blob.digest(),
-            blob_size: blob.bytes(),
-            compression,
+        compressed(out, compression, |w| {
+            let rebuilt = recipe::rebuild(&self.paths().recipe(id), &root, w)?;
+            Ok((rebuilt.diff_id, rebuilt.bytes))
         })
     }
 
