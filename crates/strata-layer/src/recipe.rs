@@ -46,8 +46,13 @@ const TAG_RAW: u8 = 1;
 const TAG_FILE: u8 = 2;
 const RAW_CHUNK: usize = 1 << 20;
 
-type Crc = crc::Crc<u64, crc::Table<16>>;
-const CRC: Crc = Crc::new(&crc::CRC_64_GO_ISO);
+/// CRC-64/GO-ISO (what tar-split uses), computed with carry-less multiplication
+/// (crc-fast: about 30 GB/s here, against 3.6 for a slice-by-16 table).
+type Crc = crc_fast::Digest;
+
+fn new_crc() -> Crc {
+    crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64GoIso)
+}
 
 /// Where a file's payload lives in the tree.
 #[derive(Clone)]
@@ -72,7 +77,7 @@ pub struct RecipeRecorder {
     target: PathBuf,
     temp: tempfile::TempPath,
     raw: Vec<u8>,
-    current: Option<(FileRef, crc::Digest<'static, u64, crc::Table<16>>)>,
+    current: Option<(FileRef, Crc)>,
     files: u64,
     /// Latest file record of each path, for `stash`.
     latest: HashMap<LayerPath, FileRef>,
@@ -220,7 +225,7 @@ impl TarSink for RecipeRecorder {
             size: *size,
             extents: sparse.clone(),
         };
-        self.current = Some((fref, CRC.digest()));
+        self.current = Some((fref, new_crc()));
         Ok(())
     }
 
@@ -368,7 +373,7 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
                 let fref = read_file_record(&mut records, files)
                     .map_err(|e| bad(format!("bad file record: {e}")))?;
                 let want_crc = read_u64(&mut records).map_err(|e| bad(e.to_string()))?;
-                let mut crc = CRC.digest();
+                let mut crc = new_crc();
                 let mut tee = CrcWriter {
                     inner: &mut out,
                     crc: &mut crc,
@@ -452,12 +457,12 @@ fn open_body(root: &OwnedFd, fref: &FileRef) -> Result<File, Error> {
     Ok(file)
 }
 
-struct CrcWriter<'a, 'b, W: Write> {
+struct CrcWriter<'a, W: Write> {
     inner: &'a mut W,
-    crc: &'a mut crc::Digest<'b, u64, crc::Table<16>>,
+    crc: &'a mut Crc,
 }
 
-impl<W: Write> Write for CrcWriter<'_, '_, W> {
+impl<W: Write> Write for CrcWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc.update(&buf[..n]);
