@@ -50,7 +50,7 @@ enum Command {
     /// Windows container layers: import, export, from-rootfs, inspect, extract.
     #[command(subcommand)]
     Wclayer(wclayer::WclayerCommand),
-    /// Copy images between transports (docker-archive:, oci:, oci-archive:).
+    /// Copy images between transports (docker-archive:, oci:, oci-archive:, docker://).
     Copy(image::CopyArgs),
 }
 

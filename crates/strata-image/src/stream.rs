@@ -40,11 +40,13 @@
 //! ```
 
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use strata_layer::compress::{open_blob, Compression, Decompressor};
 use strata_layer::digest::Hasher;
+use strata_registry::{RegistryHost, RepositoryName};
 
 use crate::ids::{ChainId, DiffId, Digest, ImageId};
 use crate::manifest::{Descriptor, LayerType};
@@ -103,11 +105,30 @@ pub struct VerifiedLayer {
     pub blob_size: u64,
 }
 
+/// Where a layer's blob can be had apart from its stream, for destinations that can use
+/// that instead of the bytes: a registry uploads a file as it is (no copy into staging)
+/// or has a repository of the same registry mount the blob (nothing sent).
+///
+/// The stream stays the one source of truth: a destination that sends the file still
+/// reads the stream to its end, which verifies it. A mount is like a reused layer: the
+/// registry already holds the bytes, and the stream is not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobOrigin {
+    /// The blob is exactly this file (an `oci:` layout's blob, a store's kept blob).
+    File(PathBuf),
+    /// The blob is in this repository of this registry (a `docker://` source).
+    Registry {
+        host: RegistryHost,
+        repository: RepositoryName,
+    },
+}
+
 /// A layer's blob, streamed from its source; see the module documentation.
 pub struct LayerStream<'a> {
     info: LayerInfo,
     image: ImageId,
     blob: Box<dyn Read + Send + 'a>,
+    origin: Option<BlobOrigin>,
 }
 
 impl<'a> LayerStream<'a> {
@@ -117,11 +138,23 @@ impl<'a> LayerStream<'a> {
             info,
             image,
             blob: Box::new(blob),
+            origin: None,
         }
+    }
+
+    /// Says where else the blob is ([`BlobOrigin`]).
+    pub fn with_origin(mut self, origin: BlobOrigin) -> LayerStream<'a> {
+        self.origin = Some(origin);
+        self
     }
 
     pub fn info(&self) -> &LayerInfo {
         &self.info
+    }
+
+    /// Where else the blob is, if the source said.
+    pub fn origin(&self) -> Option<&BlobOrigin> {
+        self.origin.as_ref()
     }
 
     /// Wraps the blob bytes (progress counting, rate limits); verification still applies.

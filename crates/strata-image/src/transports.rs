@@ -27,6 +27,7 @@ use crate::manifest::Platform;
 use crate::oci::OciSource;
 use crate::oci_dest::{OciDestination, OciOptions};
 use crate::reference::Reference;
+use crate::registry::{RegistryDestination, RegistryOptions, RegistrySource};
 use crate::transport::{ImageDestination, ImageSelector, ImageSource};
 use crate::Error;
 
@@ -51,7 +52,7 @@ pub enum Transport {
     Docker { reference: Reference },
 }
 
-/// How to open a file transport.
+/// How to open a transport.
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     /// Where pipes and compressed archives are spooled (default: the temp directory).
@@ -60,8 +61,11 @@ pub struct OpenOptions {
     pub platform: Platform,
     /// The layout of docker-archives written.
     pub format: ArchiveFormat,
-    /// Compress uncompressed layers written to `oci:`/`oci-archive:`.
+    /// Compress uncompressed layers written to `oci:`/`oci-archive:` (registries have
+    /// their own, [`RegistryOptions::compress`]).
     pub compress: Compression,
+    /// How to reach registries (`docker://`) and push to them.
+    pub registry: RegistryOptions,
 }
 
 impl Default for OpenOptions {
@@ -71,6 +75,7 @@ impl Default for OpenOptions {
             platform: Platform::host(),
             format: ArchiveFormat::default(),
             compress: Compression::None,
+            registry: RegistryOptions::default(),
         }
     }
 }
@@ -197,8 +202,8 @@ impl Transport {
         }
     }
 
-    /// Opens a file transport for reading. `strata:` and `docker://` are implemented by
-    /// the store and the registry client, which are not part of this crate.
+    /// Opens a transport for reading. `strata:` is implemented by the store, which is not
+    /// part of this crate.
     pub fn open_source(&self, options: &OpenOptions) -> Result<Box<dyn ImageSource>, Error> {
         match self {
             Transport::DockerArchive { path, .. } => Ok(Box::new(DockerArchiveSource::open(
@@ -215,11 +220,16 @@ impl Transport {
                 &options.staging,
                 options.platform.clone(),
             )?)),
-            Transport::Strata { .. } | Transport::Docker { .. } => Err(self.not_here()),
+            Transport::Docker { reference } => Ok(Box::new(RegistrySource::open(
+                reference,
+                options.platform.clone(),
+                &options.registry,
+            )?)),
+            Transport::Strata { .. } => Err(self.not_here()),
         }
     }
 
-    /// Opens a file transport for writing (see [`open_source`](Self::open_source)).
+    /// Opens a transport for writing (see [`open_source`](Self::open_source)).
     pub fn open_destination(
         &self,
         options: &OpenOptions,
@@ -256,17 +266,18 @@ impl Transport {
                     reference,
                 },
             )?)),
-            Transport::Strata { .. } | Transport::Docker { .. } => Err(self.not_here()),
+            Transport::Docker { reference } => Ok(Box::new(RegistryDestination::open(
+                reference,
+                &options.staging,
+                &options.registry,
+            )?)),
+            Transport::Strata { .. } => Err(self.not_here()),
         }
     }
 
     fn not_here(&self) -> Error {
-        let what = match self {
-            Transport::Strata { .. } => "the Strata store (strata:)",
-            _ => "registries (docker://)",
-        };
         Error::Unsupported(format!(
-            "{self}: {what} is not a transport of strata-image's file transports"
+            "{self}: the Strata store (strata:) is not a transport of strata-image's own"
         ))
     }
 }
@@ -323,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn store_and_registry_are_not_opened_here() {
+    fn the_store_is_not_opened_here() {
         let o = OpenOptions::default();
         let e = "strata:x"
             .parse::<Transport>()
@@ -332,13 +343,6 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("Strata store"));
-        let e = "docker://x"
-            .parse::<Transport>()
-            .unwrap()
-            .open_destination(&o)
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("registries"));
         let e = "oci:/tmp:@1"
             .parse::<Transport>()
             .unwrap()
