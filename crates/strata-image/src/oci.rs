@@ -319,28 +319,7 @@ pub(crate) fn open(store: &dyn BlobStore, entry: &OciEntry) -> Result<SourceImag
         &format!("the config of {what}"),
     )?;
     let config = ImageConfig::parse(config, &what)?;
-    let diffs = config.diff_ids();
-    if diffs.len() != entry.parsed.layers.len() {
-        return Err(Error::LayerCountMismatch {
-            image: what,
-            layers: entry.parsed.layers.len(),
-            diff_ids: diffs.len(),
-        });
-    }
-    let chains = config.chain_ids();
-    let layers = entry
-        .parsed
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, d)| LayerInfo {
-            index: i,
-            blob: d.clone(),
-            diff_id: diffs[i],
-            chain_id: chains[i],
-            foreign: None,
-        })
-        .collect();
+    let layers = LayerInfo::of_image(&config, &entry.parsed.layers, &what)?;
     Ok(SourceImage {
         summary: entry.summary.clone(),
         config,

@@ -48,6 +48,7 @@ use strata_layer::compress::{open_blob, Compression, Decompressor};
 use strata_layer::digest::Hasher;
 use strata_registry::{RegistryHost, RepositoryName};
 
+use crate::config::ImageConfig;
 use crate::ids::{ChainId, DiffId, Digest, ImageId};
 use crate::manifest::{Descriptor, LayerType};
 use crate::Error;
@@ -89,6 +90,36 @@ pub struct LayerInfo {
 }
 
 impl LayerInfo {
+    /// The layers of an image whose manifest lists `layers` and whose config is
+    /// `config` (the diffIDs and chain IDs); fails when the counts differ. `image` names
+    /// the image in the error.
+    pub fn of_image(
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        image: &str,
+    ) -> Result<Vec<LayerInfo>, Error> {
+        let diffs = config.diff_ids();
+        if diffs.len() != layers.len() {
+            return Err(Error::LayerCountMismatch {
+                image: image.to_string(),
+                layers: layers.len(),
+                diff_ids: diffs.len(),
+            });
+        }
+        let chains = config.chain_ids();
+        Ok(layers
+            .iter()
+            .enumerate()
+            .map(|(i, d)| LayerInfo {
+                index: i,
+                blob: d.clone(),
+                diff_id: diffs[i],
+                chain_id: chains[i],
+                foreign: None,
+            })
+            .collect())
+    }
+
     /// The compression of the blob, from its media type.
     pub fn compression(&self) -> Compression {
         LayerType::of(&self.blob.media_type).map_or(Compression::None, |t| t.compression)

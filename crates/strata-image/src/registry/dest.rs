@@ -277,21 +277,9 @@ impl ImageDestination for RegistryDestination {
             .collect();
         let config_desc = Descriptor::new(config_type, config.id().0, config.raw().len() as u64);
         // The source's own manifest, if it says exactly this.
-        let kept = image.source_manifest.filter(|m| {
-            m.media_type == manifest_type
-                && Manifest::parse(&m.bytes, &m.media_type, "the source manifest").is_ok_and(
-                    |parsed| {
-                        parsed.config.digest == config_desc.digest
-                            && parsed.config.media_type == config_type
-                            && parsed.layers.len() == layers.len()
-                            && parsed.layers.iter().zip(&layers).all(|(a, b)| {
-                                a.digest == b.digest
-                                    && a.media_type == b.media_type
-                                    && a.size == b.size
-                            })
-                    },
-                )
-        });
+        let kept = image
+            .source_manifest
+            .filter(|m| m.describes(manifest_type, &config_desc, &layers));
         let bytes = match kept {
             Some(m) => m.bytes.clone(),
             None => {

@@ -196,28 +196,8 @@ impl ImageSource for RegistrySource {
             ));
         }
         let config = self.read_config(&resolved.parsed.config)?;
-        let diffs = config.diff_ids();
-        if diffs.len() != resolved.parsed.layers.len() {
-            return Err(Error::LayerCountMismatch {
-                image: format!("{} ({})", self.describe(), image.id),
-                layers: resolved.parsed.layers.len(),
-                diff_ids: diffs.len(),
-            });
-        }
-        let chains = config.chain_ids();
-        let layers = resolved
-            .parsed
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, d)| LayerInfo {
-                index: i,
-                blob: d.clone(),
-                diff_id: diffs[i],
-                chain_id: chains[i],
-                foreign: None,
-            })
-            .collect();
+        let what = format!("{} ({})", self.describe(), image.id);
+        let layers = LayerInfo::of_image(&config, &resolved.parsed.layers, &what)?;
         Ok(SourceImage {
             summary: resolved.summary,
             config,
