@@ -337,7 +337,6 @@ fn not_an_archive_and_unsupported_transports() {
     );
     for (src, why) in [
         ("strata:busybox", "not available in `strata copy` yet"),
-        ("docker://busybox", "not available in `strata copy` yet"),
         ("busybox", "names no transport"),
     ] {
         refuses(src, why);

@@ -13,43 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::images::*;
 use common::*;
 use serde_json::Value;
-
-/// An image's ID and diffIDs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Facts {
-    id: String,
-    diff_ids: Vec<String>,
-}
-
-fn facts_of_config(raw: &[u8]) -> Facts {
-    let config: Value = serde_json::from_slice(raw).expect("config JSON");
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array()
-        .expect("rootfs.diff_ids")
-        .iter()
-        .map(|d| d.as_str().expect("a diffID string").to_owned())
-        .collect();
-    Facts {
-        id: sha256_reader(raw).0,
-        diff_ids,
-    }
-}
-
-/// What skopeo reads as the image's config (raw bytes, not re-serialized).
-fn skopeo_facts(transport: &str) -> Facts {
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["inspect", "--raw", "--config", transport]);
-    let run = run_with_timeout(cmd, Duration::from_secs(120));
-    run.assert_success();
-    facts_of_config(&run.stdout)
-}
-
-/// The corpus image of `tag` as the corpus's OCI layout (umoci's) holds it.
-fn corpus_facts(tag: &str) -> Facts {
-    skopeo_facts(&format!("oci:{}:{tag}", corpus().join("oci").display()))
-}
 
 fn copy(args: &[&str]) -> Value {
     let mut all = vec!["copy"];
@@ -59,12 +25,6 @@ fn copy(args: &[&str]) -> Value {
 
 fn p(path: &Path) -> String {
     path.display().to_string()
-}
-
-fn peer(program: &str, args: &[OsString]) -> Run {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    run_with_timeout(cmd, Duration::from_secs(300))
 }
 
 /// podman with its own store in a temporary directory, run as make-corpus.sh runs it.
@@ -109,44 +69,6 @@ impl Podman {
                 .iter()
                 .map(|d| d.as_str().unwrap().to_owned())
                 .collect(),
-        }
-    }
-}
-
-/// Checks every blob of the OCI layout `dir` against its name, and each layer of each
-/// image against its diffID (decompressed by magic).
-fn check_layout_blobs(dir: &Path) {
-    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    for m in index["manifests"].as_array().unwrap() {
-        let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
-        let mdigest = jstr(m, "digest");
-        assert_eq!(
-            sha256_file(&blob(mdigest)),
-            mdigest,
-            "manifest blob of {}",
-            dir.display()
-        );
-        let manifest: Value = serde_json::from_slice(&fs::read(blob(mdigest)).unwrap()).unwrap();
-        let cdigest = jstr(&manifest["config"], "digest");
-        let facts = facts_of_config(&fs::read(blob(cdigest)).unwrap());
-        assert_eq!(facts.id, cdigest);
-        let layers = manifest["layers"].as_array().unwrap();
-        assert_eq!(layers.len(), facts.diff_ids.len());
-        for (l, diff) in layers.iter().zip(&facts.diff_ids) {
-            let path = blob(jstr(l, "digest"));
-            assert_eq!(
-                sha256_file(&path),
-                jstr(l, "digest"),
-                "layer blob {}",
-                path.display()
-            );
-            assert_eq!(fs::metadata(&path).unwrap().len(), ju64(l, "size"));
-            assert_eq!(
-                &uncompressed_sha256(&path).0,
-                diff,
-                "diffID of {}",
-                path.display()
-            );
         }
     }
 }

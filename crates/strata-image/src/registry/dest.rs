@@ -36,6 +36,9 @@ pub struct RegistryDestination {
     mount_from: Option<RepositoryName>,
     /// Layers compressed on the way, by diffID: a layer repeated is compressed once.
     compressed: Mutex<HashMap<DiffId, StoredLayer>>,
+    /// Another repository of this registry the current image's layers came from: its
+    /// config is likely there too.
+    layers_from: Mutex<Option<RepositoryName>>,
     current: Option<ImageConfig>,
     /// The manifest of the (one) image, pushed by `commit`.
     manifest: Option<(RemoteKind, Vec<u8>)>,
@@ -57,6 +60,7 @@ impl RegistryDestination {
             compress: options.compress,
             mount_from: options.mount_from.clone(),
             compressed: Mutex::new(HashMap::new()),
+            layers_from: Mutex::new(None),
             current: None,
             manifest: None,
         })
@@ -153,15 +157,10 @@ impl ImageDestination for RegistryDestination {
         JOBS
     }
 
+    /// The config is pushed by `end_image`, once the layers said where they came from.
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
-        let raw = config.raw();
-        self.push(
-            &config.id().0,
-            raw.len() as u64,
-            Cursor::new(raw),
-            self.mount_from.as_ref(),
-        )?;
         self.current = Some(config.clone());
+        *lock(&self.layers_from) = None;
         Ok(())
     }
 
@@ -206,9 +205,14 @@ impl ImageDestination for RegistryDestination {
         let (digest, size) = (info.blob.digest, info.blob.size);
         let origin = layer.origin().cloned();
         let mount_from = self.mount_source(origin.as_ref());
+        if let Some(BlobOrigin::Registry { host, repository }) = &origin {
+            if host == self.repo.client().host() {
+                lock(&self.layers_from).get_or_insert_with(|| repository.clone());
+            }
+        }
         match &origin {
             Some(BlobOrigin::File(path)) => {
-                upload::from_file(layer, path, |feed| {
+                upload::from_file(layer, path, size, |feed| {
                     self.push(&digest, size, feed, mount_from)
                 })?;
             }
@@ -243,6 +247,14 @@ impl ImageDestination for RegistryDestination {
                 self.describe()
             )));
         }
+        let raw = config.raw();
+        let from = lock(&self.layers_from).take();
+        self.push(
+            &config.id().0,
+            raw.len() as u64,
+            Cursor::new(raw),
+            from.as_ref().or(self.mount_from.as_ref()),
+        )?;
         let zstd = image.layers.iter().any(|l| {
             LayerType::of(&l.blob.media_type).is_some_and(|t| t.compression == Compression::Zstd)
         });

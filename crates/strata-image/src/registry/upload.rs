@@ -5,7 +5,9 @@
 //!
 //! - [`from_file`]: the layer's stream is a file ([`crate::BlobOrigin::File`]): the file is
 //!   uploaded, and the stream is read alongside to verify it, never ahead of the upload
-//!   (progress counted on the stream then follows the upload). Memory stays one buffer.
+//!   (progress counted on the stream then follows the upload), and the upload's last
+//!   bytes wait for the verdict (a wrong blob is never committed). Memory stays one
+//!   buffer.
 //! - [`Spool`]: any other stream kept as it is, spooled once into the staging directory
 //!   when the upload first needs it, verified on the way.
 //! - [`compress`]: an uncompressed layer, compressed into a staging file (its digest is
@@ -24,19 +26,29 @@ use crate::ids::Digest;
 use crate::stream::{pump, LayerStream, VerifiedLayer};
 use crate::Error;
 
-/// Uploads the file at `path`, which is the blob of `stream`, with `push`, while a second
-/// thread reads `stream` to verify it. Fails with the verification's error if the stream
-/// is wrong (the upload is stopped), else with `push`'s.
+/// Uploads the file at `path`, which is the blob of `stream` (`size` bytes), with
+/// `push`, while a second thread reads `stream` to verify it. The upload's read of the
+/// last bytes waits for the verdict, so a blob that fails verification is never
+/// committed: the upload fails before its end, with the verification's error.
 pub(super) fn from_file(
     stream: LayerStream<'_>,
     path: &Path,
+    size: u64,
     push: impl FnOnce(FileFeed<'_>) -> Result<Pushed, Error>,
 ) -> Result<Pushed, Error> {
     let file =
         File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let pace = Pace::default();
+    let pace = Pace {
+        size,
+        state: Mutex::default(),
+        moved: Condvar::new(),
+    };
     std::thread::scope(|s| {
         let verifier = s.spawn(|| pace.verify(stream));
+        if size == 0 {
+            // Nothing for the upload to read: the (empty) stream is verified first.
+            pace.update(|s| s.touched = true);
+        }
         let pushed = push(FileFeed {
             file,
             pos: 0,
@@ -61,9 +73,9 @@ pub(super) fn from_file(
     })
 }
 
-/// How far the upload has read the file, and whether it ended.
-#[derive(Default)]
+/// How far the upload has read the file, whether it ended, and the verdict.
 struct Pace {
+    size: u64,
     state: Mutex<PaceState>,
     moved: Condvar,
 }
@@ -76,8 +88,8 @@ struct PaceState {
     sent: u64,
     /// `Some(ok)` once the upload is over.
     ended: Option<bool>,
-    /// The verification failed: the upload is to stop.
-    bad: bool,
+    /// `Some(good)` once the stream was read to its end (or failed).
+    verdict: Option<bool>,
 }
 
 impl Pace {
@@ -90,6 +102,12 @@ impl Pace {
         self.moved.notify_all();
     }
 
+    fn wait(&self, until: impl Fn(&PaceState) -> bool) -> MutexGuard<'_, PaceState> {
+        self.moved
+            .wait_while(self.lock(), |s| !until(s))
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn end(&self, ok: bool) {
         self.update(|s| s.ended = Some(ok));
     }
@@ -97,44 +115,32 @@ impl Pace {
     /// Reads `stream` to its end, never past what the upload read, once the upload has
     /// started; `None` if it never started, or failed before the stream was read.
     fn verify(&self, stream: LayerStream<'_>) -> Option<Result<VerifiedLayer, Error>> {
-        {
-            let s = self.lock();
-            let s = self
-                .moved
-                .wait_while(s, |s| !s.touched && s.ended.is_none())
-                .unwrap_or_else(PoisonError::into_inner);
-            if !s.touched {
-                return None;
-            }
+        if !self.wait(|s| s.touched || s.ended.is_some()).touched {
+            return None;
         }
         let mut blob = stream.blob();
         let mut buf = vec![0u8; 1 << 20];
         let mut read = 0u64;
-        loop {
+        let result = loop {
             let allowed = {
-                let s = self.lock();
-                let s = self
-                    .moved
-                    .wait_while(s, |s| s.ended.is_none() && s.sent <= read)
-                    .unwrap_or_else(PoisonError::into_inner);
+                let s = self.wait(|s| s.ended.is_some() || s.sent > read || s.sent >= self.size);
                 match s.ended {
                     Some(false) => return None,
-                    Some(true) => u64::MAX,
-                    None => s.sent,
+                    // All of it was sent: read on to the end of the stream.
+                    _ if s.sent >= self.size || s.ended == Some(true) => u64::MAX,
+                    _ => s.sent,
                 }
             };
             let want = (allowed - read).min(buf.len() as u64) as usize;
             match blob.read(&mut buf[..want]) {
-                Ok(0) => break,
+                Ok(0) => break blob.finish(),
                 Ok(n) => read += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.update(|s| s.bad = true);
-                    return Some(Err(Error::io("verifying the layer", e)));
-                }
+                Err(e) => break Err(Error::io("verifying the layer", e)),
             }
-        }
-        Some(blob.finish())
+        };
+        self.update(|s| s.verdict = Some(result.is_ok()));
+        Some(result)
     }
 }
 
@@ -145,10 +151,16 @@ pub(super) struct FileFeed<'p> {
     pace: &'p Pace,
 }
 
+impl FileFeed<'_> {
+    fn refused() -> io::Error {
+        io::Error::other("the layer failed verification")
+    }
+}
+
 impl Read for FileFeed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pace.lock().bad {
-            return Err(io::Error::other("the layer failed verification"));
+        if self.pace.lock().verdict == Some(false) {
+            return Err(Self::refused());
         }
         let n = self.file.read(buf)?;
         self.pos += n as u64;
@@ -157,6 +169,13 @@ impl Read for FileFeed<'_> {
             s.touched = true;
             s.sent = s.sent.max(pos);
         });
+        // The last bytes go out only once the stream is known to be right.
+        if n > 0
+            && pos >= self.pace.size
+            && self.pace.wait(|s| s.verdict.is_some()).verdict == Some(false)
+        {
+            return Err(Self::refused());
+        }
         Ok(n)
     }
 }
