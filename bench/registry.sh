@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The registry race: strata-registry against skopeo, pushing and pulling the full
+# The registry race: `strata copy` against `skopeo copy`, pushing and pulling the full
 # corpus image over loopback, in one run.
 #
 # Usage: bench/registry.sh            (bench/run.sh calls it after its own race)
@@ -11,20 +11,24 @@
 #                   storage and the pulled layouts all live there
 #
 # The image is oci:CORPUS/oci:corpus (5 gzip layers and a config, ~295 MB of blobs),
-# copied to tmpfs first. Debian's docker-registry (distribution 2.8) serves plain HTTP
-# on a free 127.0.0.1 port (shared/testdata/registry.sh). Each timed run:
-#   push  into a fresh, empty registry (started untimed):
-#           oci-copy push LAYOUT corpus 127.0.0.1:PORT/bench/corpus:1
-#           (crates/strata-registry/examples/oci-copy.rs, release build, 6 jobs)
-#         vs skopeo copy --dest-tls-verify=false oci:LAYOUT:corpus docker://...
-#   pull  from a registry holding the image, into a fresh layout on tmpfs:
-#           oci-copy pull 127.0.0.1:PORT/bench/corpus:1 DIR
-#         vs skopeo copy --src-tls-verify=false docker://... oci:DIR:corpus
-#   floor curl -T of the largest blob alone into a fresh registry: what the registry
-#         itself needs (it hashes every byte it stores), the bound of any push
-# Both verify every digest; both fsync what they write (free on tmpfs). Reported:
-# median wall time, MB/s of blob bytes, the client's own CPU time (user+sys, the
-# registry's excluded) and ratio = skopeo time / strata time (target >= 1.5x).
+# copied to tmpfs first, and its docker-archive (plain layers). Debian's docker-registry
+# (distribution 2.8) serves plain HTTP on a free 127.0.0.1 port
+# (shared/testdata/registry.sh). Each timed run:
+#   push       into a fresh, empty registry (started untimed):
+#                strata copy oci:LAYOUT:corpus docker://127.0.0.1:PORT/bench/corpus:1
+#              vs skopeo copy --dest-tls-verify=false oci:LAYOUT:corpus docker://...
+#   push gzip  the same from the docker-archive: both gzip every layer on the way
+#   pull       from a registry holding the image, into a fresh layout on tmpfs:
+#                strata copy docker://... oci:DIR:corpus
+#              vs skopeo copy --src-tls-verify=false docker://... oci:DIR:corpus
+#   floor      curl -T of the largest blob alone into a fresh registry: what the
+#              registry itself needs (it hashes every byte it stores), a bound of any push
+# Both verify every blob digest. Strata also checks every layer against its diffID
+# (decompressing and hashing each gzip layer alongside, on other threads); skopeo does
+# not, and on 2 cores that work competes with the registry, which runs on the same
+# machine. Both fsync what they write (free on tmpfs). Reported: median wall time, MB/s
+# of blob bytes, the client's own CPU time (user+sys, the registry's excluded), ratio =
+# skopeo time / strata time (target >= 1.5x), and strata's peak RSS.
 # Writes the table to bench/results-registry-YYYY-MM-DD.md and prints it.
 set -euo pipefail
 PROG=bench-registry
@@ -37,13 +41,9 @@ TMPFS=${TMPFS:-/dev/shm}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
 [ "$(id -u)" -eq 0 ] || die "run as root (the corpus build and docker-registry install need it)"
 
-need_packages skopeo:skopeo docker-registry:docker-registry python3:python3 curl:curl
+need_packages skopeo:skopeo docker-registry:docker-registry python3:python3 curl:curl /usr/bin/time:time
 ensure_corpus full "$CORPUS"
-
-say "building oci-copy (cargo build --release -p strata-registry --example oci-copy)"
-(cd "$ROOT" && cargo build --release -p strata-registry --example oci-copy --quiet) || die "the release build failed"
-OCI_COPY=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/oci-copy
-[ -x "$OCI_COPY" ] || die "no binary at $OCI_COPY after the build"
+[ -n "${STRATA:-}" ] || build_strata
 REGISTRY_SH=$SHARED/testdata/registry.sh
 [ -f "$REGISTRY_SH" ] || die "no $REGISTRY_SH: shared/ must sit beside the repository (or set SHARED=DIR)"
 
@@ -56,6 +56,8 @@ trap cleanup EXIT
 mkdir -p "$WORK"
 SRC=$WORK/src
 cp -a "$CORPUS/oci" "$SRC"
+ARCHIVE=$WORK/corpus.docker-archive.tar
+cp "$CORPUS/corpus.docker-archive.tar" "$ARCHIVE"
 BYTES=$(python3 - "$SRC" <<'PY'
 import json, os, sys
 root = sys.argv[1]
@@ -86,9 +88,11 @@ registry_down() { bash "$REGISTRY_SH" stop "$WORK/reg" >/dev/null 2>&1 || true; 
 fresh_registry() { registry_down; registry_up; }
 fresh_dest() { rm -rf -- "$WORK/dst"; }
 
-ours_push() { "$OCI_COPY" push "$SRC" corpus "$REF"; }
+ours_push() { "$STRATA" -q copy "oci:$SRC:corpus" "docker://$REF"; }
 skopeo_push() { skopeo copy -q --dest-tls-verify=false "oci:$SRC:corpus" "docker://$REF"; }
-ours_pull() { "$OCI_COPY" pull "$REF" "$WORK/dst"; }
+ours_push_gzip() { "$STRATA" -q copy "docker-archive:$ARCHIVE" "docker://$REF"; }
+skopeo_push_gzip() { skopeo copy -q --dest-tls-verify=false "docker-archive:$ARCHIVE" "docker://$REF"; }
+ours_pull() { "$STRATA" -q copy "docker://$REF" "oci:$WORK/dst:corpus"; }
 # The registry's own floor: the largest blob alone, one streamed PUT by curl.
 curl_largest_push() {
   local loc
@@ -129,23 +133,38 @@ check_pulled() {
   [ "$(find "$WORK/dst/blobs/sha256" -type f | wc -l)" -ge 7 ] || die "$1 pulled too few blobs"
 }
 
+# rss CLEAN CMD...: the peak RSS in MiB of one run of CMD after CLEAN.
+rss() {
+  "$1"
+  shift
+  /usr/bin/time -f %M -o "$WORK/rss" "$@" >/dev/null 2>"$ERR" || { tail "$ERR" >&2; die "failed: $*"; }
+  awk '{ printf "%.1f", $1 / 1024 }' "$WORK/rss"
+}
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-say "push: oci-copy and skopeo into a fresh registry, x$N each"
+say "push: strata copy and skopeo copy into a fresh registry, x$N each"
 read -r push_ours push_ours_cpu < <(measure_cpu fresh_registry ours_push)
 read -r push_skopeo push_skopeo_cpu < <(measure_cpu fresh_registry skopeo_push)
 read -r push_floor _ < <(measure_cpu fresh_registry curl_largest_push)
+rss_push=$(rss fresh_registry "$STRATA" -q copy "oci:$SRC:corpus" "docker://$REF")
+say "push from the docker-archive (layers gzipped on the way), x$N each"
+read -r gz_ours gz_ours_cpu < <(measure_cpu fresh_registry ours_push_gzip)
+read -r gz_skopeo gz_skopeo_cpu < <(measure_cpu fresh_registry skopeo_push_gzip)
 
-say "pull: oci-copy and skopeo into a fresh layout, x$N each"
+say "pull: strata copy and skopeo copy into a fresh layout, x$N each"
 fresh_registry
 skopeo_push >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "seeding the registry failed"; }
 read -r pull_ours pull_ours_cpu < <(measure_cpu fresh_dest ours_pull)
-check_pulled oci-copy
+check_pulled strata
+rss_pull=$(rss fresh_dest "$STRATA" -q copy "docker://$REF" "oci:$WORK/dst:corpus")
 read -r pull_skopeo pull_skopeo_cpu < <(measure_cpu fresh_dest skopeo_pull)
 check_pulled skopeo
 registry_down
 
 rp=$(ratio "$push_skopeo" "$push_ours")
+rg=$(ratio "$gz_skopeo" "$gz_ours")
 rl=$(ratio "$pull_skopeo" "$pull_ours")
+TARBYTES=$(stat -c %s "$ARCHIVE")
 date_utc=$(date -u +%F)
 results=$ROOT/bench/results-registry-$date_utc.md
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -156,13 +175,17 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "Image: oci:corpus of $CORPUS, 7 blobs, $(awk -v b="$BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }'), copied to $TMPFS; registry: docker-registry $(docker-registry --version | awk '{ print $3 }') on 127.0.0.1, storage on tmpfs; $(skopeo --version)."
   echo "Median of $N runs after one warm-up. Push goes into a fresh registry each run; pull into a fresh layout. CPU is the client's user+sys (the registry's not counted)."
   echo "Load average before / after the race: $load_before / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews wall times; CPU times much less)."
-  echo "strata is \`oci-copy\` (crates/strata-registry/examples, 6 jobs, default upload policy: one PUT up to 32 MiB, 32 MiB PATCH chunks above); skopeo copies up to 6 blobs at once too."
+  echo "strata is \`strata copy\` ($("$STRATA" --version | cut -d' ' -f2), release build; layers on as many threads as cores, default upload policy: one PUT up to 32 MiB, 32 MiB PATCH chunks above); skopeo copies up to 6 blobs at once."
+  echo "Both verify blob digests; strata also verifies every diffID (gunzip and sha256 of each layer's tar alongside the transfer), which skopeo does not: on this 2-core machine that CPU competes with the registry's own."
   echo
-  echo "| direction | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
+  echo "| copy | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  echo "| push | $push_ours s ($(mbps "$BYTES" "$push_ours") MB/s) | $push_skopeo s ($(mbps "$BYTES" "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp" 1.5)) | $push_ours_cpu s | $push_skopeo_cpu s |"
+  echo "| push (oci -> docker://) | $push_ours s ($(mbps "$BYTES" "$push_ours") MB/s) | $push_skopeo s ($(mbps "$BYTES" "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp" 1.5)) | $push_ours_cpu s | $push_skopeo_cpu s |"
   echo "| push floor: \`curl -T\` of the largest blob alone ($(awk -v b="$LARGEST_SIZE" 'BEGIN { printf "%.0f MB", b / 1e6 }')) | $push_floor s | | | | |"
-  echo "| pull | $pull_ours s ($(mbps "$BYTES" "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$BYTES" "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl" 1.5)) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
+  echo "| push gzip (docker-archive -> docker://, MB/s of tar) | $gz_ours s ($(mbps "$TARBYTES" "$gz_ours") MB/s) | $gz_skopeo s ($(mbps "$TARBYTES" "$gz_skopeo") MB/s) | ${rg}x ($(verdict "$rg" 1.5)) | $gz_ours_cpu s | $gz_skopeo_cpu s |"
+  echo "| pull (docker:// -> oci) | $pull_ours s ($(mbps "$BYTES" "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$BYTES" "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl" 1.5)) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
+  echo
+  echo "Peak RSS of strata: push $rss_push MiB, pull $rss_pull MiB."
 } >"$results.tmp"
 mv "$results.tmp" "$results"
 cat "$results"

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::sync::Arc;
@@ -13,9 +13,10 @@ use strata_image::docker_archive::ArchiveFormat;
 use strata_image::manifest::Platform;
 use strata_image::{
     copy, CopyOptions, ImageDestination, ImageSelector, ImageSource, LayerInfo, OpenOptions,
-    Progress, SourceImage, Transport,
+    Progress, RegistryOptions, SourceImage, Transport,
 };
 use strata_layer::compress::Compression;
+use strata_registry::Credentials;
 
 use crate::layer::Compress;
 use crate::output::Output;
@@ -24,10 +25,11 @@ use crate::store::StoreArgs;
 /// Copy images between transports, skopeo-style.
 ///
 /// Transports: docker-archive:PATH[:REF] (what docker save writes and docker load reads),
-/// oci:DIR[:REF] (an OCI image layout), oci-archive:PATH[:REF] (a tar of one). REF names
-/// an image (a name, or @N for the N-th image of a source); without it a source must
-/// hold exactly one image (or use --all). Digests and diffIDs are verified while layers
-/// stream; compressed layers are kept as they are when the destination can hold them.
+/// oci:DIR[:REF] (an OCI image layout), oci-archive:PATH[:REF] (a tar of one),
+/// docker://HOST/REPO[:TAG|@DIGEST] (a registry). REF names an image (a name, or @N for
+/// the N-th image of a source); without it a source must hold exactly one image (or use
+/// --all). Digests and diffIDs are verified while layers stream; compressed layers are
+/// kept as they are when the destination can hold them.
 #[derive(Args)]
 pub struct CopyArgs {
     /// Where the images come from.
@@ -37,9 +39,10 @@ pub struct CopyArgs {
     /// Layout of a docker-archive destination.
     #[arg(long, value_enum, default_value_t = Format::Docker)]
     format: Format,
-    /// Compress layers that arrive uncompressed, for oci: and oci-archive: destinations.
-    #[arg(long, value_enum, default_value_t = Compress::None)]
-    compress: Compress,
+    /// Compress layers that arrive uncompressed (default: none for oci: and
+    /// oci-archive:, gzip for docker://).
+    #[arg(long, value_enum)]
+    compress: Option<Compress>,
     /// Copy every image of the source (a multi-image archive, every tag of a layout).
     #[arg(long)]
     all: bool,
@@ -49,9 +52,25 @@ pub struct CopyArgs {
     /// Layers copied at once (default: one per core; archives take one at a time).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Spool pipes and compressed archives here (default: $TMPDIR or /tmp).
+    /// Spool pipes, compressed archives and layers pushed to registries here (default:
+    /// $TMPDIR or /tmp).
     #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
     tmpdir: Option<PathBuf>,
+    /// Credentials for a docker:// source (default: the auth files of podman and docker).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    src_creds: Option<String>,
+    /// Credentials for a docker:// destination (default: the auth files).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    dest_creds: Option<String>,
+    /// Require HTTPS and a verified certificate from a docker:// source (loopback
+    /// registries may speak plain HTTP either way).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    src_tls_verify: bool,
+    /// Require HTTPS and a verified certificate from a docker:// destination.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dest_tls_verify: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,9 +122,6 @@ pub fn parse_platform(s: &str) -> Result<Platform> {
 
 fn transport(s: &str, role: &str) -> Result<Transport> {
     let t: Transport = s.parse().with_context(|| format!("bad {role}"))?;
-    if matches!(t, Transport::Docker { .. }) {
-        bail!("{t}: the docker:// transport is not available in `strata copy` yet");
-    }
     Ok(t)
 }
 
@@ -119,6 +135,20 @@ pub fn store_blobs_for(destination: &Transport, compress: Compression) -> Compre
     }
 }
 
+/// `--creds USER:PASSWORD` (else the auth files) and `--tls-verify` for one registry.
+pub fn registry_options(
+    base: &RegistryOptions,
+    creds: Option<&str>,
+    tls_verify: bool,
+) -> Result<RegistryOptions> {
+    let mut options = base.clone();
+    if let Some(c) = creds {
+        options.credentials = Some(Credentials::from_user_pass(c).context("bad credentials")?);
+    }
+    options.client.tls_verify = tls_verify;
+    Ok(options)
+}
+
 pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let source = transport(&args.source, "source")?;
     let destination = transport(&args.destination, "destination")?;
@@ -127,9 +157,12 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
             Format::Docker => ArchiveFormat::Docker,
             Format::DockerLegacy => ArchiveFormat::DockerLegacy,
         },
-        compress: args.compress.into(),
         ..OpenOptions::default()
     };
+    if let Some(c) = args.compress {
+        options.compress = c.into();
+        options.registry.compress = c.into();
+    }
     if let Some(p) = &args.platform {
         options.platform = parse_platform(p)?;
     }
@@ -151,11 +184,27 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     } else {
         source.selector()
     };
+    let source_options = OpenOptions {
+        registry: registry_options(
+            &options.registry,
+            args.src_creds.as_deref(),
+            args.src_tls_verify,
+        )?,
+        ..options.clone()
+    };
+    let dest_options = OpenOptions {
+        registry: registry_options(
+            &options.registry,
+            args.dest_creds.as_deref(),
+            args.dest_tls_verify,
+        )?,
+        ..options
+    };
     let mut from = source
-        .open_source(&options)
+        .open_source(&source_options)
         .with_context(|| format!("cannot read {source}"))?;
     let mut to = destination
-        .open_destination(&options)
+        .open_destination(&dest_options)
         .with_context(|| format!("cannot write {destination}"))?;
     run_copy(
         from.as_mut(),

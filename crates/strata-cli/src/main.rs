@@ -51,7 +51,8 @@ enum Command {
     /// Windows container layers: import, export, from-rootfs, inspect, extract.
     #[command(subcommand)]
     Wclayer(wclayer::WclayerCommand),
-    /// Copy images between transports (docker-archive:, oci:, oci-archive:, strata:).
+    /// Copy images between transports (docker-archive:, oci:, oci-archive:, strata:,
+    /// docker://).
     Copy(image::CopyArgs),
     /// List the store's images.
     Images,

@@ -380,7 +380,6 @@ fn not_an_archive_and_unsupported_transports() {
     );
     for (src, why) in [
         ("strata:busybox", "no image `busybox` in the store"),
-        ("docker://busybox", "not available in `strata copy` yet"),
         ("busybox", "names no transport"),
     ] {
         refuses(src, why);

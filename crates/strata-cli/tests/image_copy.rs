@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::image_peers::*;
+use common::images::*;
 use common::*;
 use serde_json::Value;
 
@@ -24,44 +24,6 @@ fn copy(args: &[&str]) -> Value {
 
 fn p(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// Checks every blob of the OCI layout `dir` against its name, and each layer of each
-/// image against its diffID (decompressed by magic).
-fn check_layout_blobs(dir: &Path) {
-    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    for m in index["manifests"].as_array().unwrap() {
-        let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
-        let mdigest = jstr(m, "digest");
-        assert_eq!(
-            sha256_file(&blob(mdigest)),
-            mdigest,
-            "manifest blob of {}",
-            dir.display()
-        );
-        let manifest: Value = serde_json::from_slice(&fs::read(blob(mdigest)).unwrap()).unwrap();
-        let cdigest = jstr(&manifest["config"], "digest");
-        let facts = facts_of_config(&fs::read(blob(cdigest)).unwrap());
-        assert_eq!(facts.id, cdigest);
-        let layers = manifest["layers"].as_array().unwrap();
-        assert_eq!(layers.len(), facts.diff_ids.len());
-        for (l, diff) in layers.iter().zip(&facts.diff_ids) {
-            let path = blob(jstr(l, "digest"));
-            assert_eq!(
-                sha256_file(&path),
-                jstr(l, "digest"),
-                "layer blob {}",
-                path.display()
-            );
-            assert_eq!(fs::metadata(&path).unwrap().len(), ju64(l, "size"));
-            assert_eq!(
-                &uncompressed_sha256(&path).0,
-                diff,
-                "diffID of {}",
-                path.display()
-            );
-        }
-    }
 }
 
 /// The transports the corpus offers as sources, with the image each one names.

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::image_peers::*;
+use common::images::*;
 use common::*;
 use serde_json::Value;
 

@@ -93,6 +93,14 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
+    /// A registry (`docker://`) did not do what was asked: `what` says what that was
+    /// (which image, which blob), the registry client's error why.
+    #[error("{what}: {}", chain(error))]
+    Registry {
+        what: String,
+        error: Box<strata_registry::Error>,
+    },
+
     /// A layer stream failed inside strata-layer (tar or compression).
     #[error(transparent)]
     Layer(#[from] strata_layer::Error),
@@ -138,6 +146,19 @@ impl Error {
     pub(crate) fn into_io(self) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, Carried(Box::new(self)))
     }
+}
+
+/// An error and its sources, `: `-joined (the registry's "gave up after N attempts"
+/// says why through its source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(inner) = next {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        next = inner.source();
+    }
+    s
 }
 
 /// An [`Error`] travelling inside an `io::Error`.

@@ -11,7 +11,8 @@
 //!   written as Go writes them ([`gojson`]);
 //! - transports: [`ImageSource`] and [`ImageDestination`] (the words and the life of a
 //!   copy are in [`transport`]), implemented here for `docker-archive:` (both layouts),
-//!   `oci:` and `oci-archive:`, and [`copy`] between any two.
+//!   `oci:`, `oci-archive:` and registries (`docker://`, [`registry`]), and [`copy`]
+//!   between any two.
 //!
 //! ```
 //! use strata_image::{copy, CopyOptions, OpenOptions, Transport};
@@ -39,6 +40,7 @@ pub mod manifest;
 pub mod oci;
 pub mod oci_dest;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod stream;
 mod tar_out;
@@ -52,7 +54,8 @@ pub use config::ImageConfig;
 pub use copy::{copy, CopiedImage, CopiedLayer, CopyOptions, CopyReport, Progress};
 pub use error::Error;
 pub use reference::Reference;
-pub use stream::{BlobStream, LayerInfo, LayerStream, TarStream, VerifiedLayer};
+pub use registry::RegistryOptions;
+pub use stream::{BlobOrigin, BlobStream, LayerInfo, LayerStream, TarStream, VerifiedLayer};
 pub use transport::{
     select, ImageDestination, ImageRecord, ImageSelector, ImageSource, ImageSummary, RawManifest,
     SourceImage, StoredLayer,

@@ -16,7 +16,7 @@ use crate::config::{ImageConfig, MAX_JSON};
 use crate::ids::{blob_path, sha256, Digest};
 use crate::manifest::{annotation, Descriptor, Index, Manifest, ManifestKind, Platform};
 use crate::reference::Reference;
-use crate::stream::{LayerInfo, LayerStream};
+use crate::stream::{BlobOrigin, LayerInfo, LayerStream};
 use crate::transport::{ImageSource, ImageSummary, RawManifest, SourceImage};
 use crate::Error;
 
@@ -32,6 +32,10 @@ pub(crate) trait BlobStore: Send + Sync {
     fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, Error>;
     /// The blob's bytes, streamed.
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, Error>;
+    /// The file that is exactly the blob, when there is one (a directory's blobs).
+    fn blob_file(&self, _digest: &Digest) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// A layout directory.
@@ -78,6 +82,10 @@ impl BlobStore for DirStore {
         let f = File::open(&path)
             .map_err(|e| Error::io(format!("{}: cannot open blob {digest}", self.describe()), e))?;
         Ok(Box::new(f))
+    }
+
+    fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
+        Some(self.dir.join(blob_path(digest)))
     }
 }
 
@@ -311,28 +319,7 @@ pub(crate) fn open(store: &dyn BlobStore, entry: &OciEntry) -> Result<SourceImag
         &format!("the config of {what}"),
     )?;
     let config = ImageConfig::parse(config, &what)?;
-    let diffs = config.diff_ids();
-    if diffs.len() != entry.parsed.layers.len() {
-        return Err(Error::LayerCountMismatch {
-            image: what,
-            layers: entry.parsed.layers.len(),
-            diff_ids: diffs.len(),
-        });
-    }
-    let chains = config.chain_ids();
-    let layers = entry
-        .parsed
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, d)| LayerInfo {
-            index: i,
-            blob: d.clone(),
-            diff_id: diffs[i],
-            chain_id: chains[i],
-            foreign: None,
-        })
-        .collect();
+    let layers = LayerInfo::of_image(&config, &entry.parsed.layers, &what)?;
     Ok(SourceImage {
         summary: entry.summary.clone(),
         config,
@@ -373,11 +360,15 @@ pub(crate) fn layer<'a>(
             ),
         ));
     }
-    Ok(LayerStream::new(
+    let stream = LayerStream::new(
         info.clone(),
         image.summary.id,
         store.open_blob(&info.blob.digest)?,
-    ))
+    );
+    Ok(match store.blob_file(&info.blob.digest) {
+        Some(path) => stream.with_origin(BlobOrigin::File(path)),
+        None => stream,
+    })
 }
 
 /// `oci:DIR` or `oci-archive:FILE` as a source.

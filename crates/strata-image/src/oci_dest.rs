@@ -339,20 +339,9 @@ impl ImageDestination for OciDestination {
             config.raw().len() as u64,
         );
         // The source's own OCI manifest, if it says exactly this.
-        let kept = image.source_manifest.filter(|m| {
-            m.media_type == media_type::OCI_MANIFEST
-                && Manifest::parse(&m.bytes, &m.media_type, "the source manifest").is_ok_and(
-                    |parsed| {
-                        parsed.config.digest == config_desc.digest
-                            && parsed.layers.len() == layers.len()
-                            && parsed.layers.iter().zip(&layers).all(|(a, b)| {
-                                a.digest == b.digest
-                                    && a.media_type == b.media_type
-                                    && a.size == b.size
-                            })
-                    },
-                )
-        });
+        let kept = image
+            .source_manifest
+            .filter(|m| m.describes(media_type::OCI_MANIFEST, &config_desc, &layers));
         let bytes = match kept {
             Some(m) => m.bytes.clone(),
             None => gojson::marshal(&Manifest::oci(config_desc, layers))?,

@@ -40,12 +40,15 @@
 //! ```
 
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use strata_layer::compress::{open_blob, Compression, Decompressor};
 use strata_layer::digest::Hasher;
+use strata_registry::{RegistryHost, RepositoryName};
 
+use crate::config::ImageConfig;
 use crate::ids::{ChainId, DiffId, Digest, ImageId};
 use crate::manifest::{Descriptor, LayerType};
 use crate::Error;
@@ -87,6 +90,36 @@ pub struct LayerInfo {
 }
 
 impl LayerInfo {
+    /// The layers of an image whose manifest lists `layers` and whose config is
+    /// `config` (the diffIDs and chain IDs); fails when the counts differ. `image` names
+    /// the image in the error.
+    pub fn of_image(
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        image: &str,
+    ) -> Result<Vec<LayerInfo>, Error> {
+        let diffs = config.diff_ids();
+        if diffs.len() != layers.len() {
+            return Err(Error::LayerCountMismatch {
+                image: image.to_string(),
+                layers: layers.len(),
+                diff_ids: diffs.len(),
+            });
+        }
+        let chains = config.chain_ids();
+        Ok(layers
+            .iter()
+            .enumerate()
+            .map(|(i, d)| LayerInfo {
+                index: i,
+                blob: d.clone(),
+                diff_id: diffs[i],
+                chain_id: chains[i],
+                foreign: None,
+            })
+            .collect())
+    }
+
     /// The compression of the blob, from its media type.
     pub fn compression(&self) -> Compression {
         LayerType::of(&self.blob.media_type).map_or(Compression::None, |t| t.compression)
@@ -103,11 +136,30 @@ pub struct VerifiedLayer {
     pub blob_size: u64,
 }
 
+/// Where a layer's blob can be had apart from its stream, for destinations that can use
+/// that instead of the bytes: a registry uploads a file as it is (no copy into staging)
+/// or has a repository of the same registry mount the blob (nothing sent).
+///
+/// The stream stays the one source of truth: a destination that sends the file still
+/// reads the stream to its end, which verifies it. A mount is like a reused layer: the
+/// registry already holds the bytes, and the stream is not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobOrigin {
+    /// The blob is exactly this file (an `oci:` layout's blob, a store's kept blob).
+    File(PathBuf),
+    /// The blob is in this repository of this registry (a `docker://` source).
+    Registry {
+        host: RegistryHost,
+        repository: RepositoryName,
+    },
+}
+
 /// A layer's blob, streamed from its source; see the module documentation.
 pub struct LayerStream<'a> {
     info: LayerInfo,
     image: ImageId,
     blob: Box<dyn Read + Send + 'a>,
+    origin: Option<BlobOrigin>,
 }
 
 impl<'a> LayerStream<'a> {
@@ -117,11 +169,23 @@ impl<'a> LayerStream<'a> {
             info,
             image,
             blob: Box::new(blob),
+            origin: None,
         }
+    }
+
+    /// Says where else the blob is ([`BlobOrigin`]).
+    pub fn with_origin(mut self, origin: BlobOrigin) -> LayerStream<'a> {
+        self.origin = Some(origin);
+        self
     }
 
     pub fn info(&self) -> &LayerInfo {
         &self.info
+    }
+
+    /// Where else the blob is, if the source said.
+    pub fn origin(&self) -> Option<&BlobOrigin> {
+        self.origin.as_ref()
     }
 
     /// Wraps the blob bytes (progress counting, rate limits); verification still applies.

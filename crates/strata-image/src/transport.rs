@@ -60,7 +60,7 @@ use std::fmt;
 
 use crate::config::ImageConfig;
 use crate::ids::{DiffId, Digest, ImageId};
-use crate::manifest::Descriptor;
+use crate::manifest::{Descriptor, Manifest};
 use crate::reference::Reference;
 use crate::stream::{LayerInfo, LayerStream};
 use crate::Error;
@@ -84,6 +84,24 @@ pub struct RawManifest {
     pub media_type: String,
     pub digest: Digest,
     pub bytes: Vec<u8>,
+}
+
+impl RawManifest {
+    /// Whether this is a `media_type` manifest that names exactly this config and these
+    /// layers (digests, sizes and media types): a destination that stores what it names
+    /// may keep its bytes, and so its digest.
+    pub fn describes(&self, media_type: &str, config: &Descriptor, layers: &[Descriptor]) -> bool {
+        self.media_type == media_type
+            && Manifest::parse(&self.bytes, &self.media_type, "the source manifest").is_ok_and(
+                |parsed| {
+                    parsed.config.digest == config.digest
+                        && parsed.layers.len() == layers.len()
+                        && parsed.layers.iter().zip(layers).all(|(a, b)| {
+                            a.digest == b.digest && a.media_type == b.media_type && a.size == b.size
+                        })
+                },
+            )
+    }
 }
 
 /// An opened image of a source.

@@ -27,6 +27,7 @@ use crate::manifest::Platform;
 use crate::oci::OciSource;
 use crate::oci_dest::{OciDestination, OciOptions};
 use crate::reference::Reference;
+use crate::registry::{RegistryDestination, RegistryOptions, RegistrySource};
 use crate::store::{StoreDestination, StoreSource};
 use crate::transport::{ImageDestination, ImageSelector, ImageSource};
 use crate::Error;
@@ -54,7 +55,7 @@ pub enum Transport {
     Docker { reference: Reference },
 }
 
-/// How to open a file transport.
+/// How to open a transport.
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     /// Where pipes and compressed archives are spooled (default: the temp directory).
@@ -63,7 +64,8 @@ pub struct OpenOptions {
     pub platform: Platform,
     /// The layout of docker-archives written.
     pub format: ArchiveFormat,
-    /// Compress uncompressed layers written to `oci:`/`oci-archive:`.
+    /// Compress uncompressed layers written to `oci:`/`oci-archive:` (registries have
+    /// their own, [`RegistryOptions::compress`]).
     pub compress: Compression,
     /// The store, for `strata:` (opened by the caller, who knows its root and driver).
     pub store: Option<Arc<Store>>,
@@ -73,6 +75,8 @@ pub struct OpenOptions {
     /// Layers a `strata:` destination takes at once (downloads run in parallel; applies
     /// follow layer order).
     pub store_jobs: usize,
+    /// How to reach registries (`docker://`) and push to them.
+    pub registry: RegistryOptions,
 }
 
 impl Default for OpenOptions {
@@ -85,6 +89,7 @@ impl Default for OpenOptions {
             store: None,
             store_blobs: Compression::None,
             store_jobs: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            registry: RegistryOptions::default(),
         }
     }
 }
@@ -211,8 +216,8 @@ impl Transport {
         }
     }
 
-    /// Opens a file transport for reading. `strata:` and `docker://` are implemented by
-    /// the store and the registry client, which are not part of this crate.
+    /// Opens a transport for reading. `strata:` is implemented by the store, which is not
+    /// part of this crate.
     pub fn open_source(&self, options: &OpenOptions) -> Result<Box<dyn ImageSource>, Error> {
         match self {
             Transport::DockerArchive { path, .. } => Ok(Box::new(DockerArchiveSource::open(
@@ -234,7 +239,11 @@ impl Transport {
                 std::slice::from_ref(image),
                 options.store_blobs,
             )?)),
-            Transport::Docker { .. } => Err(self.not_here()),
+            Transport::Docker { reference } => Ok(Box::new(RegistrySource::open(
+                reference,
+                options.platform.clone(),
+                &options.registry,
+            )?)),
         }
     }
 
@@ -247,7 +256,7 @@ impl Transport {
         })
     }
 
-    /// Opens a file transport for writing (see [`open_source`](Self::open_source)).
+    /// Opens a transport for writing (see [`open_source`](Self::open_source)).
     pub fn open_destination(
         &self,
         options: &OpenOptions,
@@ -299,14 +308,12 @@ impl Transport {
                     options.store_jobs,
                 )))
             }
-            Transport::Docker { .. } => Err(self.not_here()),
+            Transport::Docker { reference } => Ok(Box::new(RegistryDestination::open(
+                reference,
+                &options.staging,
+                &options.registry,
+            )?)),
         }
-    }
-
-    fn not_here(&self) -> Error {
-        Error::Unsupported(format!(
-            "{self}: registries (docker://) are not a transport here yet"
-        ))
     }
 }
 
@@ -363,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn the_store_needs_a_store_and_registries_are_not_opened_here() {
+    fn the_store_needs_a_store() {
         let o = OpenOptions::default();
         let e = "strata:x"
             .parse::<Transport>()
@@ -372,13 +379,6 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("no store was opened"), "{e}");
-        let e = "docker://x"
-            .parse::<Transport>()
-            .unwrap()
-            .open_destination(&o)
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("registries"));
         let e = "oci:/tmp:@1"
             .parse::<Transport>()
             .unwrap()

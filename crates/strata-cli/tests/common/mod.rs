@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
-pub mod image_peers;
+pub mod images;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};

@@ -1,6 +1,9 @@
-//! The image peers as oracles: what skopeo and podman say an image is.
+//! Facts about images as the peers read them: image IDs and diffIDs through `skopeo
+//! inspect`, and a check of every blob of an OCI layout.
 
 use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -29,10 +32,15 @@ pub fn facts_of_config(raw: &[u8]) -> Facts {
     }
 }
 
-/// What skopeo reads as the image's config (raw bytes, not re-serialized).
+/// What skopeo reads as the image's config (raw bytes, not re-serialized). Registries
+/// (`docker://`) are the tests' own, on loopback over plain HTTP.
 pub fn skopeo_facts(transport: &str) -> Facts {
     let mut cmd = Command::new("skopeo");
-    cmd.args(["inspect", "--raw", "--config", transport]);
+    cmd.args(["inspect", "--raw", "--config"]);
+    if transport.starts_with("docker://") {
+        cmd.arg("--tls-verify=false");
+    }
+    cmd.arg(transport);
     let run = run_with_timeout(cmd, Duration::from_secs(120));
     run.assert_success();
     facts_of_config(&run.stdout)
@@ -47,6 +55,44 @@ pub fn peer(program: &str, args: &[OsString]) -> Run {
     let mut cmd = Command::new(program);
     cmd.args(args);
     run_with_timeout(cmd, Duration::from_secs(300))
+}
+
+/// Checks every blob of the OCI layout `dir` against its name, and each layer of each
+/// image against its diffID (decompressed by magic).
+pub fn check_layout_blobs(dir: &Path) {
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
+        let mdigest = jstr(m, "digest");
+        assert_eq!(
+            sha256_file(&blob(mdigest)),
+            mdigest,
+            "manifest blob of {}",
+            dir.display()
+        );
+        let manifest: Value = serde_json::from_slice(&fs::read(blob(mdigest)).unwrap()).unwrap();
+        let cdigest = jstr(&manifest["config"], "digest");
+        let facts = facts_of_config(&fs::read(blob(cdigest)).unwrap());
+        assert_eq!(facts.id, cdigest);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), facts.diff_ids.len());
+        for (l, diff) in layers.iter().zip(&facts.diff_ids) {
+            let path = blob(jstr(l, "digest"));
+            assert_eq!(
+                sha256_file(&path),
+                jstr(l, "digest"),
+                "layer blob {}",
+                path.display()
+            );
+            assert_eq!(fs::metadata(&path).unwrap().len(), ju64(l, "size"));
+            assert_eq!(
+                &uncompressed_sha256(&path).0,
+                diff,
+                "diffID of {}",
+                path.display()
+            );
+        }
+    }
 }
 
 /// podman with its own store in a temporary directory, run as make-corpus.sh runs it.

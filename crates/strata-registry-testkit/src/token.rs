@@ -16,7 +16,7 @@ use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
-use super::registry::Auth;
+use crate::registry::Auth;
 
 pub const SERVICE: &str = "strata-test-registry";
 pub const ISSUER: &str = "strata-test-issuer";
@@ -125,11 +125,11 @@ impl TokenServer {
 
 fn handle(mut conn: TcpStream, s: &Shared) {
     let mut body = Vec::new();
-    let Some(head) = super::http::read_head(&mut conn, &mut body) else {
+    let Some(head) = crate::http::read_head(&mut conn, &mut body) else {
         return;
     };
     let length = head.content_length() as usize;
-    if !super::http::fill(&mut conn, &mut body, length) {
+    if !crate::http::fill(&mut conn, &mut body, length) {
         return;
     }
     let (method, target) = (head.method.clone(), head.target.clone());

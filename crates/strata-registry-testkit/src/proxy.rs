@@ -142,7 +142,7 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 256 << 10];
     loop {
-        let Some(head) = super::http::read_head(&mut client, &mut buf) else {
+        let Some(head) = crate::http::read_head(&mut client, &mut buf) else {
             conn.lock().unwrap().closed = true;
             cut(&client, &upstream);
             return;
