@@ -1,8 +1,10 @@
 //! `strata copy SRC DST`: images between transports (strata-image does the work).
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args, ValueEnum};
@@ -215,6 +217,7 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
         writes_to_stdout(&destination),
         out,
     )
+    .map(drop)
 }
 
 /// Runs a copy with progress bars and prints what it did: the report of `strata copy`,
@@ -228,7 +231,7 @@ pub fn run_copy(
     names: (&str, &str),
     to_stdout: bool,
     out: &Output,
-) -> Result<()> {
+) -> Result<strata_image::CopyReport> {
     let (source, destination) = names;
     let bars = Bars::new(out);
     let mut copy_options = CopyOptions::new(selector).with_progress(&bars);
@@ -284,9 +287,10 @@ pub fn run_copy(
         } else {
             out.note(&summary());
         }
-        return Ok(());
+        return Ok(report);
     }
-    out.result(&json, summary)
+    out.result(&json, summary)?;
+    Ok(report)
 }
 
 /// Whether the destination's file is this process's standard output (`/dev/stdout`).
@@ -306,10 +310,22 @@ pub fn writes_to_stdout(t: &Transport) -> bool {
 }
 
 /// One progress bar per layer (several at once when layers are copied in parallel), on
-/// a terminal only.
+/// a terminal only; with `--json`, the same as JSON lines on standard error for programs
+/// (`image`, `layer_start`, `layer_progress` at most every 200 ms per layer, `layer_done`).
 struct Bars {
     multi: Option<MultiProgress>,
     layers: Mutex<HashMap<usize, ProgressBar>>,
+    /// With `--json`: per layer, bytes so far and when the last event went out.
+    events: Option<Mutex<HashMap<usize, (u64, Instant)>>>,
+}
+
+/// How often a layer's byte count is reported as an event, at most.
+const EVENT_INTERVAL: Duration = Duration::from_millis(200);
+
+fn event(value: serde_json::Value) {
+    let mut err = std::io::stderr().lock();
+    // Progress is advisory: a closed stderr must not fail the copy.
+    let _ = serde_json::to_writer(&mut err, &value).map(|()| writeln!(err));
 }
 
 impl Bars {
@@ -320,6 +336,7 @@ impl Bars {
         Bars {
             multi,
             layers: Mutex::new(HashMap::new()),
+            events: out.events_visible().then(|| Mutex::new(HashMap::new())),
         }
     }
 
@@ -340,20 +357,39 @@ impl Bars {
 
 impl Progress for Bars {
     fn image(&self, position: usize, count: usize, image: &SourceImage) {
+        let name = image
+            .summary
+            .names
+            .first()
+            .map_or_else(|| image.summary.id.to_string(), |n| n.familiar());
         if let Some(m) = &self.multi {
-            let name = image
-                .summary
-                .names
-                .first()
-                .map_or_else(|| image.summary.id.to_string(), |n| n.familiar());
             let _ = m.println(format!("image {}/{count}: {name}", position + 1));
         }
         if let Ok(mut bars) = self.layers.lock() {
             bars.clear();
         }
+        if let Some(events) = &self.events {
+            if let Ok(mut e) = events.lock() {
+                e.clear();
+            }
+            event(serde_json::json!({
+                "event": "image", "position": position + 1, "count": count,
+                "id": image.summary.id.to_string(), "name": name,
+                "layers": image.layers.len(),
+            }));
+        }
     }
 
     fn layer_start(&self, layer: &LayerInfo) {
+        if let Some(events) = &self.events {
+            if let Ok(mut e) = events.lock() {
+                e.insert(layer.index, (0, Instant::now()));
+            }
+            event(serde_json::json!({
+                "event": "layer_start", "layer": layer.index,
+                "digest": layer.blob.digest.to_string(), "size": layer.blob.size,
+            }));
+        }
         let Some(m) = &self.multi else { return };
         let bar = m.add(ProgressBar::new(layer.blob.size));
         if let Ok(style) = ProgressStyle::with_template(
@@ -373,6 +409,21 @@ impl Progress for Bars {
 
     fn layer_bytes(&self, layer: &LayerInfo, bytes: u64) {
         self.with_bar(layer, |b| b.inc(bytes));
+        let Some(events) = &self.events else { return };
+        let due = events.lock().ok().and_then(|mut e| {
+            let (done, last) = e.entry(layer.index).or_insert((0, Instant::now()));
+            *done += bytes;
+            (last.elapsed() >= EVENT_INTERVAL).then(|| {
+                *last = Instant::now();
+                *done
+            })
+        });
+        if let Some(done) = due {
+            event(serde_json::json!({
+                "event": "layer_progress", "layer": layer.index,
+                "bytes": done, "size": layer.blob.size,
+            }));
+        }
     }
 
     fn layer_done(&self, layer: &LayerInfo, reused: bool) {
@@ -383,5 +434,16 @@ impl Progress for Bars {
                 b.finish();
             }
         });
+        if let Some(events) = &self.events {
+            let done = events
+                .lock()
+                .ok()
+                .and_then(|e| e.get(&layer.index).map(|(d, _)| *d))
+                .unwrap_or(0);
+            event(serde_json::json!({
+                "event": "layer_done", "layer": layer.index,
+                "digest": layer.blob.digest.to_string(), "bytes": done, "reused": reused,
+            }));
+        }
     }
 }

@@ -5,6 +5,7 @@ mod image;
 mod images;
 mod layer;
 mod output;
+mod registry;
 mod store;
 mod wclayer;
 
@@ -54,6 +55,10 @@ enum Command {
     /// Copy images between transports (docker-archive:, oci:, oci-archive:, strata:,
     /// docker://).
     Copy(image::CopyArgs),
+    /// Pull an image from a registry into the store (layers it has are not fetched).
+    Pull(registry::PullArgs),
+    /// Push an image of the store to a registry (blobs the registry has are not sent).
+    Push(registry::PushArgs),
     /// List the store's images.
     Images,
     /// Show an image: its config, layers (diffIDs, chain IDs, sizes, kept blobs), names.
@@ -113,6 +118,8 @@ fn main() -> ExitCode {
         Command::Fsck { repair } => store::fsck(&cli.store, repair, &out),
         Command::Wclayer(cmd) => wclayer::run(cmd, &out),
         Command::Copy(args) => image::copy_cmd(args, &cli.store, &out),
+        Command::Pull(args) => registry::pull(args, &cli.store, &out),
+        Command::Push(args) => registry::push(args, &cli.store, &out),
         Command::Images => images::images(&cli.store, &out),
         Command::Inspect { image } => images::inspect(&cli.store, &image, &out),
         Command::Tag { source, target } => images::tag(&cli.store, &source, &target, &out),

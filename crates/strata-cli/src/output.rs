@@ -29,6 +29,11 @@ impl Output {
         !self.quiet && !self.json && std::io::stderr().is_terminal()
     }
 
+    /// Whether progress is reported as JSON lines on stderr: with `--json`, without `-q`.
+    pub fn events_visible(&self) -> bool {
+        self.json && !self.quiet
+    }
+
     /// Shows a byte progress bar (total known or not) when stderr is a terminal.
     pub fn progress(&self, what: &str, total: Option<u64>) -> ProgressBar {
         let bar = self.bar.clone();

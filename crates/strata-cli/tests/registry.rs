@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::images::*;
+use common::registry::*;
 use common::*;
 use serde_json::{json, Value};
 use strata_registry::{Client, ManifestKind, Options, Reference, RepositoryName};
@@ -26,75 +26,8 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// `docker://127.0.0.1:PORT/NAME` (loopback: plain HTTP, no flag needed).
-fn docker(port: u16, name: &str) -> String {
-    format!("docker://127.0.0.1:{port}/{name}")
-}
-
 fn corpus_oci(tag: &str) -> String {
     format!("oci:{}:{tag}", p(&corpus().join("oci")))
-}
-
-/// Runs `strata` with a home of its own: no auth file of this machine is read unless a
-/// test writes one there (`auth.json`, found through `REGISTRY_AUTH_FILE`).
-struct Env {
-    home: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env { home: tempdir() }
-    }
-
-    fn auth_file(&self) -> PathBuf {
-        self.home.path().join("auth.json")
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = strata_cmd(args);
-        let h = self.home.path();
-        cmd.env("HOME", h)
-            .env("REGISTRY_AUTH_FILE", self.auth_file())
-            .env("XDG_RUNTIME_DIR", h.join("run"))
-            .env("XDG_CONFIG_HOME", h.join("config"))
-            .env("DOCKER_CONFIG", h.join("docker"))
-            .env("STRATA_TMPDIR", h);
-        run_with_timeout(cmd, TIMEOUT)
-    }
-
-    /// `strata --json copy ARGS`, required to succeed.
-    fn copy(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json", "copy"];
-        all.extend_from_slice(args);
-        let run = self.run(&all);
-        run.assert_success();
-        run.json()
-    }
-
-    /// `strata copy ARGS`, required to fail cleanly; returns its stderr.
-    fn copy_fails(&self, args: &[&str]) -> String {
-        let mut all = vec!["copy"];
-        all.extend_from_slice(args);
-        let run = self.run(&all);
-        run.assert_strata_error();
-        run.stderr
-    }
-}
-
-fn skopeo(args: &[&str]) -> Run {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let run = peer("skopeo", &args);
-    run.assert_success();
-    run
-}
-
-/// The sha256 of the manifest a registry serves for `transport`, as skopeo fetches it.
-fn remote_manifest_digest(transport: &str) -> String {
-    sha256_reader(&skopeo(&["inspect", "--tls-verify=false", "--raw", transport]).stdout[..]).0
-}
-
-fn remote_manifest(transport: &str) -> Value {
-    skopeo(&["inspect", "--tls-verify=false", "--raw", transport]).json()
 }
 
 /// The descriptor of tag `tag` in the corpus layout's `index.json`.
@@ -117,40 +50,6 @@ fn only_descriptor(layout: &Path) -> Value {
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1, "{index}");
     manifests[0].clone()
-}
-
-/// The access-log lines of the registry from line `from` on, once it stopped growing
-/// (it writes a line after the response went out).
-fn log_since(reg: &Registry, from: usize) -> Vec<String> {
-    let mut seen = reg.access_lines("").len();
-    loop {
-        std::thread::sleep(Duration::from_millis(150));
-        let now = reg.access_lines("").len();
-        if now == seen {
-            break;
-        }
-        seen = now;
-    }
-    reg.access_lines("").split_off(from)
-}
-
-/// Requests that carry blob bytes to the registry, or start an upload.
-fn uploads(lines: &[String]) -> Vec<&String> {
-    lines
-        .iter()
-        .filter(|l| {
-            l.contains("\"PATCH ") || (l.contains("/blobs/uploads/") && !l.contains("?mount="))
-        })
-        .collect()
-}
-
-fn layer_digests(report: &Value) -> Vec<String> {
-    report["images"][0]["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| jstr(l, "digest").to_owned())
-        .collect()
 }
 
 #[test]

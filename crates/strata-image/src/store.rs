@@ -12,7 +12,11 @@
 //! * As a **source** (`save`, `push`, `copy strata:…`), each layer is its original tar,
 //!   rebuilt bit-exact from the store (its size and digest known before it is read), or
 //!   a compressed blob the store kept, when the caller prefers that compression and one
-//!   is there (then the kept manifest too).
+//!   is there (then the kept manifest too). [`StoreSource::keep_compressed`] (what
+//!   `strata push` uses) makes the missing ones once and keeps them. A kept blob's
+//!   stream says where else it is: its file, and the registry repositories it was
+//!   pulled from or pushed to ([`remember_push`]), which a registry destination asks to
+//!   mount it from.
 //!
 //! An image is named by a name (`busybox`, normalized), its ID (`sha256:…`) or a unique
 //! prefix of the ID's hex.
@@ -22,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use strata_layer::compress::Compression;
+use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
     ApplyOptions, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
     Store,
@@ -31,7 +36,7 @@ use crate::config::ImageConfig;
 use crate::ids::{ChainId, Digest, ImageId};
 use crate::manifest::{media_type, Descriptor, LayerType, Manifest};
 use crate::reference::Reference;
-use crate::stream::{LayerInfo, LayerStream};
+use crate::stream::{BlobOrigin, LayerInfo, LayerStream};
 use crate::transport::{
     ImageDestination, ImageRecord, ImageSource, ImageSummary, RawManifest, SourceImage, StoredLayer,
 };
@@ -95,6 +100,7 @@ pub struct StoreSource {
     store: Arc<Store>,
     images: Vec<Image>,
     prefer: Compression,
+    keep_compressed: bool,
 }
 
 impl StoreSource {
@@ -117,6 +123,71 @@ impl StoreSource {
             store,
             images,
             prefer,
+            keep_compressed: false,
+        })
+    }
+
+    /// Makes the blobs of compression `prefer` that the store lacks when an image is
+    /// opened (layers in parallel) and keeps them, so every layer is offered compressed
+    /// and the next push of it compresses nothing (and sends nothing, when the registry
+    /// has it). What `strata push` does.
+    pub fn keep_compressed(mut self) -> StoreSource {
+        self.keep_compressed = self.prefer != Compression::None;
+        self
+    }
+
+    /// The kept blob of layer `id` in compression `prefer`, if there is one.
+    fn kept(&self, id: &LayerId) -> Result<Option<Descriptor>, Error> {
+        if self.prefer == Compression::None {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .layer_blobs(id)?
+            .into_iter()
+            .find(|(_, mt, _)| LayerType::of(mt).is_some_and(|t| t.compression == self.prefer))
+            .map(|(digest, mt, size)| Descriptor::new(&mt, digest, size)))
+    }
+
+    /// Compresses the layers `ids` into kept blobs, on as many threads as there are
+    /// cores.
+    fn compress(&self, ids: &[LayerId]) -> Result<(), Error> {
+        let media_type = LayerType {
+            compression: self.prefer,
+            foreign: false,
+        }
+        .oci_media_type();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let one = |id: &LayerId| -> Result<(), Error> {
+            let mut blob = self.store.blob_writer()?;
+            self.store.diff(id, &mut blob, self.prefer)?;
+            let (digest, _) = blob.commit(None)?;
+            self.store.add_layer_blob(id, &digest, media_type)?;
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.min(ids.len()))
+                .map(|_| {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(id) = ids.get(i) else { return Ok(()) };
+                        if let Err(e) = one(id) {
+                            // Stop the others at their next layer.
+                            next.store(ids.len(), std::sync::atomic::Ordering::Relaxed);
+                            return Err(Error::invalid(
+                                format!("store layer {id}"),
+                                format!("cannot be compressed: {e}"),
+                            ));
+                        }
+                    })
+                })
+                .collect();
+            // The first error wins; the scope still waits for every thread.
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::invalid("a compressing thread", "panicked")))
+            })
         })
     }
 }
@@ -166,10 +237,21 @@ impl ImageSource for StoreSource {
             .ok_or_else(|| Error::invalid(format!("image {}", image.id), "is not in the store"))?;
         let config = ImageConfig::parse(self.store.read_blob(&record.id)?, "in the store")?;
         let chains = config.chain_ids();
+        let ids: Vec<LayerId> = chains.iter().map(layer_id).collect();
+        if self.keep_compressed {
+            let mut missing = Vec::new();
+            for id in &ids {
+                if self.kept(id)?.is_none() && !missing.contains(id) {
+                    missing.push(id.clone());
+                }
+            }
+            self.compress(&missing)?;
+        }
         let mut layers = Vec::with_capacity(chains.len());
-        for (index, (diff_id, chain)) in config.diff_ids().iter().zip(&chains).enumerate() {
-            let id = layer_id(chain);
-            let layer = self.store.layer(&id)?;
+        for (index, ((diff_id, chain), id)) in
+            config.diff_ids().iter().zip(&chains).zip(&ids).enumerate()
+        {
+            let layer = self.store.layer(id)?;
             let diff = layer
                 .diff
                 .filter(|d| d.diff_id == diff_id.0 && layer.status == LayerStatus::Applied)
@@ -179,14 +261,8 @@ impl ImageSource for StoreSource {
                         format!("store layer {id} does not hold diffID {diff_id}"),
                     )
                 })?;
-            let kept = (self.prefer != Compression::None)
-                .then(|| self.store.layer_blobs(&id))
-                .transpose()?
-                .unwrap_or_default()
-                .into_iter()
-                .find(|(_, mt, _)| LayerType::of(mt).is_some_and(|t| t.compression == self.prefer));
-            let blob = match kept {
-                Some((digest, mt, size)) => Descriptor::new(&mt, digest, size),
+            let blob = match self.kept(id)? {
+                Some(kept) => kept,
                 None => Descriptor::new(media_type::OCI_LAYER, diff_id.0, diff.tar_size),
             };
             layers.push(LayerInfo {
@@ -247,7 +323,18 @@ impl ImageSource for StoreSource {
             })?;
             let file = std::fs::File::open(&path)
                 .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-            return Ok(LayerStream::new(info, image.summary.id, file));
+            let mut stream = LayerStream::new(info.clone(), image.summary.id, file)
+                .with_origin(BlobOrigin::File(path));
+            for (registry, repository) in self.store.blob_locations(&info.blob.digest)? {
+                // A location the registry crate no longer accepts is only a lost hint.
+                if let (Ok(host), Ok(repository)) = (
+                    RegistryHost::parse(&registry),
+                    RepositoryName::parse(&repository),
+                ) {
+                    stream = stream.with_origin(BlobOrigin::Registry { host, repository });
+                }
+            }
+            return Ok(stream);
         }
         let (pipe, mut writer) =
             io::pipe().map_err(|e| Error::io("cannot make a pipe for a layer", e))?;
@@ -531,6 +618,12 @@ impl ImageDestination for StoreDestination {
 
     fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
         let current = self.current()?;
+        let locations: Vec<BlobOrigin> = layer
+            .origins()
+            .iter()
+            .filter(|o| matches!(o, BlobOrigin::Registry { .. }))
+            .cloned()
+            .collect();
         let (info, blob) = layer.into_unverified();
         let index = info.index;
         let result = (|| {
@@ -555,6 +648,18 @@ impl ImageDestination for StoreDestination {
             Ok(stored)
         })();
         current.finish(index, result.as_ref().map(drop).map_err(|e| e.to_string()));
+        if result.is_ok() && info.compression() != Compression::None {
+            // The blob was kept: remember where it came from, for mounts on a later push.
+            for origin in &locations {
+                if let BlobOrigin::Registry { host, repository } = origin {
+                    self.store.add_blob_location(
+                        &info.blob.digest,
+                        host.as_str(),
+                        repository.as_str(),
+                    )?;
+                }
+            }
+        }
         result
     }
 
@@ -611,4 +716,27 @@ impl ImageDestination for StoreDestination {
         self.committed = true;
         Ok(())
     }
+}
+
+/// Records that the repository `reference` names holds the blobs of the images `report`
+/// says were pushed there (configs and layers), so that a later push of them to another
+/// repository of that registry asks it to mount them instead of sending them.
+pub fn remember_push(
+    store: &Store,
+    reference: &Reference,
+    report: &crate::CopyReport,
+) -> Result<(), Error> {
+    let failed = |source| Error::Registry {
+        what: format!("docker://{reference}"),
+        error: Box::new(source),
+    };
+    let host = RegistryHost::parse(reference.domain()).map_err(failed)?;
+    let repository = RepositoryName::parse(reference.path()).map_err(failed)?;
+    for image in &report.images {
+        let blobs = std::iter::once(image.id.0).chain(image.layers.iter().map(|l| l.stored.digest));
+        for digest in blobs {
+            store.add_blob_location(&digest, host.as_str(), repository.as_str())?;
+        }
+    }
+    Ok(())
 }

@@ -40,7 +40,7 @@
 //! ```
 
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -159,7 +159,7 @@ pub struct LayerStream<'a> {
     info: LayerInfo,
     image: ImageId,
     blob: Box<dyn Read + Send + 'a>,
-    origin: Option<BlobOrigin>,
+    origins: Vec<BlobOrigin>,
 }
 
 impl<'a> LayerStream<'a> {
@@ -169,13 +169,14 @@ impl<'a> LayerStream<'a> {
             info,
             image,
             blob: Box::new(blob),
-            origin: None,
+            origins: Vec::new(),
         }
     }
 
-    /// Says where else the blob is ([`BlobOrigin`]).
+    /// Says where else the blob is ([`BlobOrigin`]); a blob may be in several places (a
+    /// store's kept file, and repositories it was pulled from or pushed to).
     pub fn with_origin(mut self, origin: BlobOrigin) -> LayerStream<'a> {
-        self.origin = Some(origin);
+        self.origins.push(origin);
         self
     }
 
@@ -183,9 +184,17 @@ impl<'a> LayerStream<'a> {
         &self.info
     }
 
-    /// Where else the blob is, if the source said.
-    pub fn origin(&self) -> Option<&BlobOrigin> {
-        self.origin.as_ref()
+    /// Where else the blob is, as the source said (the first the source knows best).
+    pub fn origins(&self) -> &[BlobOrigin] {
+        &self.origins
+    }
+
+    /// The file that is the blob, if the source said.
+    pub fn file(&self) -> Option<&Path> {
+        self.origins.iter().find_map(|o| match o {
+            BlobOrigin::File(path) => Some(path.as_path()),
+            BlobOrigin::Registry { .. } => None,
+        })
     }
 
     /// Wraps the blob bytes (progress counting, rate limits); verification still applies.

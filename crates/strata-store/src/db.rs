@@ -68,6 +68,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX layer_blobs_digest ON layer_blobs(digest);",
     // 3: Windows layers, kept in folder form.
     "ALTER TABLE layers ADD COLUMN os TEXT NOT NULL DEFAULT 'linux';",
+    // 4: where blobs are known to be in registries (pulled from, pushed to), so a push
+    // to another repository of the registry can have them mounted instead of sent.
+    "CREATE TABLE blob_locations (
+        digest TEXT NOT NULL,
+        registry TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        seen INTEGER NOT NULL,
+        PRIMARY KEY (digest, registry, repository)
+     );",
 ];
 
 /// What a layer's content is for.

@@ -376,6 +376,51 @@ impl Store {
     }
 }
 
+/// Where blobs are known to be in registries: a cache of facts about other machines,
+/// kept so that a push can ask a registry to mount a blob from a repository that holds
+/// it instead of sending it. A stale location costs one refused mount request.
+impl Store {
+    /// Records that `repository` of `registry` (its host, as `host[:port]`) holds blob
+    /// `digest`: it was pulled from there or pushed there.
+    pub fn add_blob_location(
+        &self,
+        digest: &Digest,
+        registry: &str,
+        repository: &str,
+    ) -> Result<()> {
+        let seen = now();
+        self.db().write("recording where a blob is", |tx| {
+            tx.conn()
+                .execute(
+                    "INSERT OR REPLACE INTO blob_locations (digest, registry, repository, seen)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![digest.to_string(), registry, repository, seen],
+                )
+                .map(drop)
+                .map_err(Error::db("recording where a blob is"))
+        })
+    }
+
+    /// The registries and repositories known to hold blob `digest`, (registry,
+    /// repository), the most recently seen first.
+    pub fn blob_locations(&self, digest: &Digest) -> Result<Vec<(String, String)>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .conn()
+                .prepare_cached(
+                    "SELECT registry, repository FROM blob_locations WHERE digest = ?1
+                     ORDER BY seen DESC, registry, repository",
+                )
+                .map_err(Error::db("looking up where a blob is"))?;
+            let rows = stmt
+                .query_map([digest.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(Error::db("looking up where a blob is"))?;
+            rows.collect::<std::result::Result<Vec<(String, String)>, _>>()
+                .map_err(Error::db("looking up where a blob is"))
+        })
+    }
+}
+
 fn set_name(tx: &Tx<'_>, name: &str, id: &Digest) -> Result<()> {
     tx.conn()
         .execute(

@@ -9,6 +9,7 @@
 
 pub mod hostile;
 pub mod images;
+pub mod registry;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};

@@ -79,17 +79,21 @@ impl RegistryDestination {
         layer.compression() == Compression::None && self.compress != Compression::None
     }
 
-    /// The repository to ask the registry to mount a blob from: the source's, when it is
-    /// another repository of this registry, else the one the options name.
-    fn mount_source<'s>(&'s self, origin: Option<&'s BlobOrigin>) -> Option<&'s RepositoryName> {
-        match origin {
-            Some(BlobOrigin::Registry { host, repository })
-                if host == self.repo.client().host() && repository != self.repo.name() =>
-            {
-                Some(repository)
-            }
-            _ => self.mount_from.as_ref(),
-        }
+    /// The repository to ask the registry to mount a blob from: the first other
+    /// repository of this registry the source says holds it, else the one the options
+    /// name.
+    fn mount_source<'s>(&'s self, origins: &'s [BlobOrigin]) -> Option<&'s RepositoryName> {
+        origins
+            .iter()
+            .find_map(|o| match o {
+                BlobOrigin::Registry { host, repository }
+                    if host == self.repo.client().host() && repository != self.repo.name() =>
+                {
+                    Some(repository)
+                }
+                _ => None,
+            })
+            .or(self.mount_from.as_ref())
     }
 
     fn push(
@@ -203,20 +207,18 @@ impl ImageDestination for RegistryDestination {
             return Ok(stored);
         }
         let (digest, size) = (info.blob.digest, info.blob.size);
-        let origin = layer.origin().cloned();
-        let mount_from = self.mount_source(origin.as_ref());
-        if let Some(BlobOrigin::Registry { host, repository }) = &origin {
-            if host == self.repo.client().host() {
-                lock(&self.layers_from).get_or_insert_with(|| repository.clone());
-            }
+        let origins = layer.origins().to_vec();
+        let mount_from = self.mount_source(&origins);
+        if let Some(repository) = mount_from.filter(|r| Some(*r) != self.mount_from.as_ref()) {
+            lock(&self.layers_from).get_or_insert_with(|| repository.clone());
         }
-        match &origin {
-            Some(BlobOrigin::File(path)) => {
-                upload::from_file(layer, path, size, |feed| {
+        match layer.file().map(Path::to_path_buf) {
+            Some(path) => {
+                upload::from_file(layer, &path, size, |feed| {
                     self.push(&digest, size, feed, mount_from)
                 })?;
             }
-            _ => {
+            None => {
                 let mut spool = Spool::new(layer, &self.staging);
                 let pushed = self.push(&digest, size, &mut spool, mount_from);
                 if let Some(e) = spool.take_error() {

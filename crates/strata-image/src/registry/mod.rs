@@ -14,7 +14,8 @@
 //! The config blob, then each layer with [`Repository::push_blob`]: the repository is
 //! asked first (`HEAD`), so a blob it holds is never sent again, and a blob known in
 //! another repository of the same registry is mounted from there (the source was
-//! `docker://` on the same registry, or [`RegistryOptions::mount_from`]). Layers that
+//! `docker://` on the same registry, the store knows the blob is there, or
+//! [`RegistryOptions::mount_from`]). Layers that
 //! arrive compressed are pushed as they are; uncompressed ones are compressed as
 //! [`RegistryOptions::compress`] says (gzip by default), once per layer and copy. A layer
 //! whose stream is a file ([`BlobOrigin::File`], an `oci:` layout's blobs) is uploaded
