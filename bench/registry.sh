@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The registry race: `strata copy` against `skopeo copy`, pushing and pulling the full
-# corpus image over loopback, in one run.
+# The registry race: `strata copy` against `skopeo copy`, and `strata pull`/`push`
+# through the store against `podman pull`/`push` through its own, pushing and pulling
+# the full corpus image over loopback, in one run.
 #
 # Usage: bench/registry.sh            (bench/run.sh calls it after its own race)
 # Environment:
@@ -23,6 +24,12 @@
 #              vs skopeo copy --src-tls-verify=false docker://... oci:DIR:corpus
 #   floor      curl -T of the largest blob alone into a fresh registry: what the
 #              registry itself needs (it hashes every byte it stores), a bound of any push
+#   store pull strata pull into a fresh store (overlay, on tmpfs: every layer verified and
+#              unpacked, its gzip blob kept) vs podman pull into fresh overlay storage
+#   store push from a store that loaded the docker-archive (plain layers), into a fresh
+#              registry: the first push gzips every layer and keeps the blobs (a fresh
+#              store each run, loaded untimed); a later one sends the kept blobs; vs
+#              podman push from its storage (it gzips every layer on every push)
 # Both verify every blob digest. Strata also checks every layer against its diffID
 # (decompressing and hashing each gzip layer alongside, on other threads); skopeo does
 # not, and on 2 cores that work competes with the registry, which runs on the same
@@ -41,7 +48,7 @@ TMPFS=${TMPFS:-/dev/shm}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
 [ "$(id -u)" -eq 0 ] || die "run as root (the corpus build and docker-registry install need it)"
 
-need_packages skopeo:skopeo docker-registry:docker-registry python3:python3 curl:curl /usr/bin/time:time
+need_packages skopeo:skopeo podman:podman docker-registry:docker-registry python3:python3 curl:curl /usr/bin/time:time
 ensure_corpus full "$CORPUS"
 [ -n "${STRATA:-}" ] || build_strata
 REGISTRY_SH=$SHARED/testdata/registry.sh
@@ -50,7 +57,7 @@ REGISTRY_SH=$SHARED/testdata/registry.sh
 WORK=$TMPFS/strata-bench-registry.$$
 cleanup() {
   bash "$REGISTRY_SH" stop "$WORK/reg" >/dev/null 2>&1 || true
-  rm -rf -- "$WORK"
+  rm -rf -- "$WORK" "$TMPFS/pr$$-"*
 }
 trap cleanup EXIT
 mkdir -p "$WORK"
@@ -100,6 +107,20 @@ curl_largest_push() {
   curl -fsS -o /dev/null -T "$SRC/blobs/sha256/${LARGEST#sha256:}" -H 'Content-Type: application/octet-stream' "$loc&digest=$LARGEST"
 }
 skopeo_pull() { skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$WORK/dst:corpus"; }
+# Through stores: strata's (overlay) and podman's (overlay too, its own root on tmpfs).
+# (podman refuses a runroot longer than 50 characters: those live in short $TMPFS/pr* names.)
+podman_in() { local dir=$1; shift; podman --root "$dir/root" --runroot "$TMPFS/pr$$-${dir##*/}" --storage-driver overlay --cgroup-manager cgroupfs --events-backend none "$@"; }
+fresh_stores() { rm -rf -- "$WORK/store" "$WORK/podman-pull"; }
+ours_store_pull() { "$STRATA" -q --root "$WORK/store" pull --tls-verify=false "$REF"; }
+podman_store_pull() { podman_in "$WORK/podman-pull" pull -q --tls-verify=false "$REF"; }
+# A registry to push into, and a store that holds the image as docker load left it.
+fresh_registry_and_store() {
+  fresh_registry
+  rm -rf -- "$WORK/push-store"
+  "$STRATA" -q --root "$WORK/push-store" load -i "$ARCHIVE"
+}
+ours_store_push() { "$STRATA" -q --root "$WORK/push-store" push --tls-verify=false strata/corpus:1 "$REF"; }
+podman_store_push() { podman_in "$WORK/podman-push" push -q --tls-verify=false docker.io/strata/corpus:1 "docker://$REF"; }
 
 TIMEFORMAT='%R %U %S'
 # measure_cpu CLEAN RUN: one warm-up and N timed runs of RUN, each after CLEAN and a
@@ -159,11 +180,29 @@ check_pulled strata
 rss_pull=$(rss fresh_dest "$STRATA" -q copy "docker://$REF" "oci:$WORK/dst:corpus")
 read -r pull_skopeo pull_skopeo_cpu < <(measure_cpu fresh_dest skopeo_pull)
 check_pulled skopeo
+
+say "pull into a store: strata pull and podman pull, x$N each"
+read -r spull_ours spull_ours_cpu < <(measure_cpu fresh_stores ours_store_pull)
+"$STRATA" --root "$WORK/store" fsck >/dev/null || die "the store strata pulled into fails fsck"
+rss_store_pull=$(rss fresh_stores "$STRATA" -q --root "$WORK/store" pull --tls-verify=false "$REF")
+read -r spull_podman spull_podman_cpu < <(measure_cpu fresh_stores podman_store_pull)
+fresh_stores
+
+say "push from a store: strata push (first and later) and podman push, x$N each"
+podman_in "$WORK/podman-push" load -q -i "$ARCHIVE" >/dev/null
+read -r spush_first spush_first_cpu < <(measure_cpu fresh_registry_and_store ours_store_push)
+read -r spush_kept spush_kept_cpu < <(measure_cpu fresh_registry ours_store_push)
+rss_store_push=$(rss fresh_registry_and_store "$STRATA" -q --root "$WORK/push-store" push --tls-verify=false strata/corpus:1 "$REF")
+read -r spush_podman spush_podman_cpu < <(measure_cpu fresh_registry podman_store_push)
 registry_down
+rm -rf -- "$WORK/podman-push" "$WORK/push-store"
 
 rp=$(ratio "$push_skopeo" "$push_ours")
 rg=$(ratio "$gz_skopeo" "$gz_ours")
 rl=$(ratio "$pull_skopeo" "$pull_ours")
+rsp=$(ratio "$spull_podman" "$spull_ours")
+rsf=$(ratio "$spush_podman" "$spush_first")
+rsk=$(ratio "$spush_podman" "$spush_kept")
 TARBYTES=$(stat -c %s "$ARCHIVE")
 date_utc=$(date -u +%F)
 results=$ROOT/bench/results-registry-$date_utc.md
@@ -186,6 +225,18 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "| pull (docker:// -> oci) | $pull_ours s ($(mbps "$BYTES" "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$BYTES" "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl" 1.5)) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
   echo
   echo "Peak RSS of strata: push $rss_push MiB, pull $rss_pull MiB."
+  echo
+  echo "### Through the store: strata pull / push against podman (target: >= 1.5x)"
+  echo
+  echo "\`strata pull\` verifies and unpacks every layer into a fresh overlay store on tmpfs as it downloads, keeping the gzip blobs; \`podman pull\` into fresh overlay storage on tmpfs. Pushes go into a fresh registry from a store holding the image as \`load\` left it (plain layers): strata's first push gzips each layer once and keeps the blob (a fresh store each run, loaded untimed); a later push sends the kept blobs; podman gzips every layer on every push. $(podman --version)."
+  echo
+  echo "| job | strata | podman | ratio (podman / strata) | strata CPU | podman CPU |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| pull into a store | $spull_ours s ($(mbps "$BYTES" "$spull_ours") MB/s) | $spull_podman s ($(mbps "$BYTES" "$spull_podman") MB/s) | ${rsp}x ($(verdict "$rsp" 1.5)) | $spull_ours_cpu s | $spull_podman_cpu s |"
+  echo "| push from a store, first (gzip, MB/s of tar) | $spush_first s ($(mbps "$TARBYTES" "$spush_first") MB/s) | $spush_podman s ($(mbps "$TARBYTES" "$spush_podman") MB/s) | ${rsf}x ($(verdict "$rsf" 1.5)) | $spush_first_cpu s | $spush_podman_cpu s |"
+  echo "| push from a store, blobs kept | $spush_kept s ($(mbps "$BYTES" "$spush_kept") MB/s) | $spush_podman s | ${rsk}x ($(verdict "$rsk" 1.5)) | $spush_kept_cpu s | $spush_podman_cpu s |"
+  echo
+  echo "Peak RSS of strata: pull into a store $rss_store_pull MiB, first push from a store $rss_store_push MiB."
 } >"$results.tmp"
 mv "$results.tmp" "$results"
 cat "$results"

@@ -25,6 +25,9 @@
 #      store                                   the sample tree, file for file
 #  12. strata commit                           a change in that container becomes the
 #                                              image's next layer; fsck clean
+#  13. strata push, then pull into a third     through docker-registry on loopback:
+#      store                                   same image ID; a second push sends no
+#                                              layer
 # Exits non-zero at the first mismatch. Needs python3 and shared/testdata beside the repo.
 set -euo pipefail
 PROG=demo.sh
@@ -33,7 +36,7 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 
 LISTING=$SHARED/testdata/tree-listing.py
 [ -f "$LISTING" ] || die "no $LISTING: shared/ must sit beside the repository (or set SHARED=DIR)"
-need_packages python3:python3 setfattr:attr zstd:zstd sha256sum:coreutils
+need_packages python3:python3 setfattr:attr zstd:zstd sha256sum:coreutils docker-registry:docker-registry
 build_strata
 
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/strata-demo.XXXXXX")
@@ -228,5 +231,26 @@ layers=$("$STRATA" --json --root "$OTHER" inspect "$IMG-commit" | python3 -c 'im
 "$STRATA" -q --root "$OTHER" fsck || fail "fsck of the second store is not clean"
 say "12. commit: a container's change made a 2-layer image; fsck clean"
 
-echo "strata: $(json entries <"$WORK/unpack.json") entries, $bytes bytes: pack ${pack_s}s, unpack ${unpack_s}s, repack ${repack_s}s, apply ${apply_s}s, import-dir ${build_s}s, save ${save_s}s, load ${load_s}s"
-echo "demo OK: pack -> unpack -> repack bit-exact -> store apply, container, changes, commit -> image built, saved, loaded elsewhere, committed ($IMAGE_ID)"
+# Through a registry (Debian's docker-registry on a loopback port), to a third store.
+REG_DIR=$WORK/registry
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+trap 'bash "$SHARED/testdata/registry.sh" stop "$REG_DIR" >/dev/null 2>&1 || true; image_cleanup; store_cleanup; cleanup' EXIT
+bash "$SHARED/testdata/registry.sh" start "$REG_DIR" "$PORT" >/dev/null 2>&1 || die "the loopback registry did not start"
+COMMIT_ID=$("$STRATA" --json --root "$OTHER" inspect "$IMG-commit" | json id)
+REMOTE=127.0.0.1:$PORT/demo/sample:1
+t=$(now)
+"$STRATA" -q --root "$OTHER" push "$IMG-commit" "$REMOTE"
+push_s=$(since "$t")
+THIRD=$WORK/third-store
+t=$(now)
+"$STRATA" -q --root "$THIRD" pull "$REMOTE"
+pull_s=$(since "$t")
+got=$("$STRATA" --json --root "$THIRD" inspect "$REMOTE" | json id)
+[ "$got" = "$COMMIT_ID" ] || fail "the pulled image is $got, not $COMMIT_ID"
+again=$("$STRATA" --json --root "$OTHER" push "$IMG-commit" "$REMOTE" | python3 -c 'import json, sys; print(sum(not l["reused"] for l in json.load(sys.stdin)["images"][0]["layers"]))')
+[ "$again" = 0 ] || fail "the second push sent $again layers again"
+"$STRATA" -q --root "$THIRD" fsck || fail "fsck of the third store is not clean"
+say "13. push, pull into a third store: same image ID; a second push sends no layer (push ${push_s}s, pull ${pull_s}s)"
+
+echo "strata: $(json entries <"$WORK/unpack.json") entries, $bytes bytes: pack ${pack_s}s, unpack ${unpack_s}s, repack ${repack_s}s, apply ${apply_s}s, import-dir ${build_s}s, save ${save_s}s, load ${load_s}s, push ${push_s}s, pull ${pull_s}s"
+echo "demo OK: pack -> unpack -> repack bit-exact -> store apply, container, changes, commit -> image built, saved, loaded elsewhere, committed, pushed, pulled ($IMAGE_ID)"

@@ -25,7 +25,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use strata_layer::compress::Compression;
+use strata_layer::compress::{Compression, Compressor};
 use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
     ApplyOptions, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
@@ -160,8 +160,14 @@ impl StoreSource {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let next = std::sync::atomic::AtomicUsize::new(0);
         let one = |id: &LayerId| -> Result<(), Error> {
-            let mut blob = self.store.blob_writer()?;
-            self.store.diff(id, &mut blob, self.prefer)?;
+            // The tar as the store rebuilds it (verified against its diffID), compressed
+            // on every core as the other destinations compress.
+            let mut c = Compressor::parallel(self.store.blob_writer()?, self.prefer)
+                .map_err(|e| Error::io("starting compression", e))?;
+            self.store.diff(id, &mut c, Compression::None)?;
+            let blob = c
+                .finish()
+                .map_err(|e| Error::io(format!("compressing store layer {id}"), e))?;
             let (digest, _) = blob.commit(None)?;
             self.store.add_layer_blob(id, &digest, media_type)?;
             Ok(())

@@ -25,7 +25,8 @@
 //! ## On disk
 //!
 //! ```text
-//! ROOT/strata.db     SQLite (WAL): layers, their states and mount counts
+//! ROOT/strata.db     SQLite (WAL): layers (states, mount counts), images and their names,
+//!                    compressed blobs kept per layer, where registries hold blobs
 //! ROOT/strata.lock   the store lock, held for short critical sections
 //! ROOT/layers/ID/    the layer's lock file and driver directories (see driver docs)
 //! ROOT/recipes/ID    how to rebuild the layer's tar bit-exact
