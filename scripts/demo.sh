@@ -247,7 +247,9 @@ t=$(now)
 pull_s=$(since "$t")
 got=$("$STRATA" --json --root "$THIRD" inspect "$REMOTE" | json id)
 [ "$got" = "$COMMIT_ID" ] || fail "the pulled image is $got, not $COMMIT_ID"
-again=$("$STRATA" --json --root "$OTHER" push "$IMG-commit" "$REMOTE" | python3 -c 'import json, sys; print(sum(not l["reused"] for l in json.load(sys.stdin)["images"][0]["layers"]))')
+# (--json also writes progress events to stderr: kept aside, shown if the push fails.)
+"$STRATA" --json --root "$OTHER" push "$IMG-commit" "$REMOTE" >"$WORK/push2.json" 2>"$WORK/push2.events" || { tail -n 5 "$WORK/push2.events" >&2; fail "the second push failed"; }
+again=$(python3 -c 'import json, sys; print(sum(not l["reused"] for l in json.load(sys.stdin)["images"][0]["layers"]))' <"$WORK/push2.json")
 [ "$again" = 0 ] || fail "the second push sent $again layers again"
 "$STRATA" -q --root "$THIRD" fsck || fail "fsck of the third store is not clean"
 say "13. push, pull into a third store: same image ID; a second push sends no layer (push ${push_s}s, pull ${pull_s}s)"
