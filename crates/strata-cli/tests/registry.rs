@@ -194,13 +194,7 @@ fn a_second_push_sends_no_blob_and_a_copy_within_the_registry_mounts_every_blob(
     let copied = docker(reg.port, "strata/copy:1");
     env.copy(&[&dest, &copied]);
     let lines = log_since(&reg, before);
-    let mounts: Vec<_> = lines
-        .iter()
-        .filter(|l| l.contains("?mount=") && l.contains("from=strata%2Fcorpus"))
-        .collect();
-    assert_eq!(mounts.len(), 6, "config and 5 layers mounted: {lines:#?}");
-    assert!(mounts.iter().all(|l| l.contains("\" 201 ")), "{mounts:#?}");
-    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert_mounted_only(&lines, "strata/corpus", 6);
     let layer_gets = lines
         .iter()
         .filter(|l| l.contains("\"GET /v2/strata/corpus/blobs/"))
@@ -425,16 +419,7 @@ fn a_corrupted_blob_in_the_registry_fails_the_pull_and_leaves_the_destination_as
     let work = tempdir();
     let src = docker(reg.port, "strata/corpus:1");
     env.copy(&[&corpus_oci("corpus"), &src]);
-    // Flip a byte in the middle of the registry's copy of the largest layer.
-    let layer = oci_layers("corpus")
-        .into_iter()
-        .max_by_key(|l| l.size)
-        .unwrap();
-    let stored = reg.blob_file(&strata_registry::parse_digest(&layer.digest).unwrap());
-    let mut bytes = fs::read(&stored).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    fs::write(&stored, &bytes).unwrap();
+    let layer = corrupt_largest_layer(&reg);
 
     let dest = work.path().join("dest");
     env.copy(&[&corpus_oci("base"), &format!("oci:{}:old", p(&dest))]);

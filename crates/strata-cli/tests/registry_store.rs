@@ -74,16 +74,7 @@ impl Machine {
 
     /// The image's ID and diffIDs as the store holds them.
     fn facts(&self, image: &str) -> Facts {
-        let v = self.json(&["inspect", image]);
-        Facts {
-            id: jstr(&v, "id").to_owned(),
-            diff_ids: v["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| jstr(l, "diff_id").to_owned())
-                .collect(),
-        }
+        inspect_facts(&self.json(&["inspect", image]))
     }
 
     /// Per layer of the image, the digests of the blobs the store keeps for it.
@@ -221,14 +212,7 @@ fn a_pushed_image_pulls_into_a_fresh_store_with_the_same_ids_and_tree_and_moves_
     let before = reg.access_lines("").len();
     one.json(&["push", "strata/corpus:1", &at(reg.port, "strata/third:1")]);
     let lines = log_since(&reg, before);
-    let mounts = lines
-        .iter()
-        .filter(|l| {
-            l.contains("?mount=") && l.contains("from=strata%2Fcorpus") && l.contains("\" 201 ")
-        })
-        .count();
-    assert_eq!(mounts, 6, "config and 5 layers mounted: {lines:#?}");
-    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert_mounted_only(&lines, "strata/corpus", 6);
 
     // A fresh store pulls it: the same IDs and tree, the pushed blobs kept as they came.
     let two = Machine::new();
@@ -255,13 +239,7 @@ fn a_pushed_image_pulls_into_a_fresh_store_with_the_same_ids_and_tree_and_moves_
     let other = at(reg.port, "strata/again:1");
     two.json(&["push", &target, &other]);
     let lines = log_since(&reg, before);
-    let mounts: Vec<_> = lines
-        .iter()
-        .filter(|l| l.contains("?mount=") && l.contains("from=strata%2Fcorpus"))
-        .collect();
-    assert_eq!(mounts.len(), 6, "config and 5 layers mounted: {lines:#?}");
-    assert!(mounts.iter().all(|l| l.contains("\" 201 ")), "{mounts:#?}");
-    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert_mounted_only(&lines, "strata/corpus", 6);
     assert_eq!(
         remote_manifest_digest(&format!("docker://{other}")),
         remote_manifest_digest(&remote)
@@ -447,16 +425,7 @@ fn a_corrupted_blob_in_the_registry_fails_the_pull_and_the_store_keeps_what_it_h
         &corpus_oci,
         &docker(reg.port, "strata/corpus:1"),
     ]);
-    // Flip a byte in the middle of the registry's copy of the largest layer.
-    let layer = oci_layers("corpus")
-        .into_iter()
-        .max_by_key(|l| l.size)
-        .unwrap();
-    let stored = reg.blob_file(&strata_registry::parse_digest(&layer.digest).unwrap());
-    let mut bytes = fs::read(&stored).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    fs::write(&stored, &bytes).unwrap();
+    let layer = corrupt_largest_layer(&reg);
 
     let m = Machine::new();
     m.json(&[

@@ -49,16 +49,7 @@ impl Store {
     }
     /// The image's ID and diffIDs as the store holds them.
     fn facts(&self, image: &str) -> Facts {
-        let v = self.json(&["inspect", image]);
-        Facts {
-            id: jstr(&v, "id").to_owned(),
-            diff_ids: v["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| jstr(l, "diff_id").to_owned())
-                .collect(),
-        }
+        inspect_facts(&self.json(&["inspect", image]))
     }
     fn fsck_clean(&self) {
         assert_eq!(self.json(&["fsck"])["clean"], Value::Bool(true));

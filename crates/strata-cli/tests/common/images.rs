@@ -140,3 +140,16 @@ impl Podman {
         }
     }
 }
+
+/// The ID and diffIDs of an image as `strata --json inspect` reports them.
+pub fn inspect_facts(inspect: &Value) -> Facts {
+    Facts {
+        id: jstr(inspect, "id").to_owned(),
+        diff_ids: inspect["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| jstr(l, "diff_id").to_owned())
+            .collect(),
+    }
+}

@@ -10,7 +10,9 @@ use serde_json::Value;
 use strata_registry_testkit::Registry;
 
 use super::images::peer;
-use super::{jstr, run_with_timeout, sha256_reader, strata_cmd, tempdir, Run, TIMEOUT};
+use super::{
+    jstr, oci_layers, run_with_timeout, sha256_reader, strata_cmd, tempdir, OciLayer, Run, TIMEOUT,
+};
 
 /// `docker://127.0.0.1:PORT/NAME` (loopback: plain HTTP, no flag needed).
 pub fn docker(port: u16, name: &str) -> String {
@@ -119,4 +121,32 @@ pub fn layer_digests(report: &Value) -> Vec<String> {
         .iter()
         .map(|l| jstr(l, "digest").to_owned())
         .collect()
+}
+
+/// Flips a byte in the middle of the registry's copy of the corpus image's largest layer
+/// (pushed there before); returns that layer.
+pub fn corrupt_largest_layer(reg: &Registry) -> OciLayer {
+    let layer = oci_layers("corpus")
+        .into_iter()
+        .max_by_key(|l| l.size)
+        .unwrap();
+    let stored = reg.blob_file(&strata_registry::parse_digest(&layer.digest).unwrap());
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&stored, &bytes).unwrap();
+    layer
+}
+
+/// The access-log `lines` of a push show `count` blobs (config and layers) mounted from
+/// repository `from`, each answered 201, and nothing uploaded.
+pub fn assert_mounted_only(lines: &[String], from: &str, count: usize) {
+    let from = format!("from={}", from.replace('/', "%2F"));
+    let mounts: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("?mount=") && l.contains(&from))
+        .collect();
+    assert_eq!(mounts.len(), count, "blobs mounted {from}: {lines:#?}");
+    assert!(mounts.iter().all(|l| l.contains("\" 201 ")), "{mounts:#?}");
+    assert!(uploads(lines).is_empty(), "uploaded: {lines:#?}");
 }
