@@ -30,10 +30,12 @@
 #              registry: the first push gzips every layer and keeps the blobs (a fresh
 #              store each run, loaded untimed); a later one sends the kept blobs; vs
 #              podman push from its storage (it gzips every layer on every push)
-# Both verify every blob digest. Strata also checks every layer against its diffID
-# (decompressing and hashing each gzip layer alongside, on other threads); skopeo does
-# not, and on 2 cores that work competes with the registry, which runs on the same
-# machine. Both fsync what they write (free on tmpfs). Reported: median wall time, MB/s
+#   verified   push and pull again with `strata copy --verify-diff-ids`, which also
+#              checks every gzip layer against its diffID (decompressing and hashing it
+#              alongside, on other threads); skopeo has no such check, and on 2 cores
+#              that work competes with the registry, which runs on the same machine
+# Both verify every blob digest (strata's store pull and push check diffIDs too, as
+# they unpack or compress the layers). Both fsync what they write (free on tmpfs). Reported: median wall time, MB/s
 # of blob bytes, the client's own CPU time (user+sys, the registry's excluded), ratio =
 # skopeo time / strata time (target >= 1.5x), and strata's peak RSS.
 # Writes the table to bench/results-registry-YYYY-MM-DD.md and prints it.
@@ -100,6 +102,8 @@ skopeo_push() { skopeo copy -q --dest-tls-verify=false "oci:$SRC:corpus" "docker
 ours_push_gzip() { "$STRATA" -q copy "docker-archive:$ARCHIVE" "docker://$REF"; }
 skopeo_push_gzip() { skopeo copy -q --dest-tls-verify=false "docker-archive:$ARCHIVE" "docker://$REF"; }
 ours_pull() { "$STRATA" -q copy "docker://$REF" "oci:$WORK/dst:corpus"; }
+ours_push_verified() { "$STRATA" -q copy --verify-diff-ids "oci:$SRC:corpus" "docker://$REF"; }
+ours_pull_verified() { "$STRATA" -q copy --verify-diff-ids "docker://$REF" "oci:$WORK/dst:corpus"; }
 # The registry's own floor: the largest blob alone, one streamed PUT by curl.
 curl_largest_push() {
   local loc
@@ -167,6 +171,7 @@ say "push: strata copy and skopeo copy into a fresh registry, x$N each"
 read -r push_ours push_ours_cpu < <(measure_cpu fresh_registry ours_push)
 read -r push_skopeo push_skopeo_cpu < <(measure_cpu fresh_registry skopeo_push)
 read -r push_floor _ < <(measure_cpu fresh_registry curl_largest_push)
+read -r vpush_ours vpush_ours_cpu < <(measure_cpu fresh_registry ours_push_verified)
 rss_push=$(rss fresh_registry "$STRATA" -q copy "oci:$SRC:corpus" "docker://$REF")
 say "push from the docker-archive (layers gzipped on the way), x$N each"
 read -r gz_ours gz_ours_cpu < <(measure_cpu fresh_registry ours_push_gzip)
@@ -176,6 +181,8 @@ say "pull: strata copy and skopeo copy into a fresh layout, x$N each"
 fresh_registry
 skopeo_push >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "seeding the registry failed"; }
 read -r pull_ours pull_ours_cpu < <(measure_cpu fresh_dest ours_pull)
+check_pulled strata
+read -r vpull_ours vpull_ours_cpu < <(measure_cpu fresh_dest ours_pull_verified)
 check_pulled strata
 rss_pull=$(rss fresh_dest "$STRATA" -q copy "docker://$REF" "oci:$WORK/dst:corpus")
 read -r pull_skopeo pull_skopeo_cpu < <(measure_cpu fresh_dest skopeo_pull)
@@ -200,6 +207,8 @@ rm -rf -- "$WORK/podman-push" "$WORK/push-store"
 rp=$(ratio "$push_skopeo" "$push_ours")
 rg=$(ratio "$gz_skopeo" "$gz_ours")
 rl=$(ratio "$pull_skopeo" "$pull_ours")
+rvp=$(ratio "$push_skopeo" "$vpush_ours")
+rvl=$(ratio "$pull_skopeo" "$vpull_ours")
 rsp=$(ratio "$spull_podman" "$spull_ours")
 rsf=$(ratio "$spush_podman" "$spush_first")
 rsk=$(ratio "$spush_podman" "$spush_kept")
@@ -215,14 +224,16 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "Median of $N runs after one warm-up. Push goes into a fresh registry each run; pull into a fresh layout. CPU is the client's user+sys (the registry's not counted)."
   echo "Load average before / after the race: $load_before / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews wall times; CPU times much less)."
   echo "strata is \`strata copy\` ($("$STRATA" --version | cut -d' ' -f2), release build; layers on as many threads as cores, default upload policy: one PUT up to 32 MiB, 32 MiB PATCH chunks above); skopeo copies up to 6 blobs at once."
-  echo "Both verify blob digests; strata also verifies every diffID (gunzip and sha256 of each layer's tar alongside the transfer), which skopeo does not: on this 2-core machine that CPU competes with the registry's own."
+  echo "Both verify blob digests. With \`--verify-diff-ids\` strata also verifies every diffID (gunzip and sha256 of each layer's tar alongside the transfer), which skopeo cannot: on this 2-core machine that CPU competes with the registry's own."
   echo
   echo "| copy | strata | skopeo | ratio (skopeo / strata) | strata CPU | skopeo CPU |"
   echo "| --- | --- | --- | --- | --- | --- |"
   echo "| push (oci -> docker://) | $push_ours s ($(mbps "$BYTES" "$push_ours") MB/s) | $push_skopeo s ($(mbps "$BYTES" "$push_skopeo") MB/s) | ${rp}x ($(verdict "$rp" 1.5)) | $push_ours_cpu s | $push_skopeo_cpu s |"
   echo "| push floor: \`curl -T\` of the largest blob alone ($(awk -v b="$LARGEST_SIZE" 'BEGIN { printf "%.0f MB", b / 1e6 }')) | $push_floor s | | | | |"
+  echo "| push --verify-diff-ids | $vpush_ours s ($(mbps "$BYTES" "$vpush_ours") MB/s) | $push_skopeo s | ${rvp}x | $vpush_ours_cpu s | $push_skopeo_cpu s |"
   echo "| push gzip (docker-archive -> docker://, MB/s of tar) | $gz_ours s ($(mbps "$TARBYTES" "$gz_ours") MB/s) | $gz_skopeo s ($(mbps "$TARBYTES" "$gz_skopeo") MB/s) | ${rg}x ($(verdict "$rg" 1.5)) | $gz_ours_cpu s | $gz_skopeo_cpu s |"
   echo "| pull (docker:// -> oci) | $pull_ours s ($(mbps "$BYTES" "$pull_ours") MB/s) | $pull_skopeo s ($(mbps "$BYTES" "$pull_skopeo") MB/s) | ${rl}x ($(verdict "$rl" 1.5)) | $pull_ours_cpu s | $pull_skopeo_cpu s |"
+  echo "| pull --verify-diff-ids | $vpull_ours s ($(mbps "$BYTES" "$vpull_ours") MB/s) | $pull_skopeo s | ${rvl}x | $vpull_ours_cpu s | $pull_skopeo_cpu s |"
   echo
   echo "Peak RSS of strata: push $rss_push MiB, pull $rss_pull MiB."
   echo

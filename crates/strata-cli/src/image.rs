@@ -30,7 +30,8 @@ use crate::store::StoreArgs;
 /// oci:DIR[:REF] (an OCI image layout), oci-archive:PATH[:REF] (a tar of one),
 /// docker://HOST/REPO[:TAG|@DIGEST] (a registry). REF names an image (a name, or @N for
 /// the N-th image of a source); without it a source must hold exactly one image (or use
-/// --all). Digests and diffIDs are verified while layers stream; compressed layers are
+/// --all). Blob digests are verified while layers stream, and diffIDs whenever layers
+/// are unpacked or recompressed (with --verify-diff-ids, always); compressed layers are
 /// kept as they are when the destination can hold them.
 #[derive(Args)]
 pub struct CopyArgs {
@@ -54,6 +55,11 @@ pub struct CopyArgs {
     /// Layers copied at once (default: one per core; archives take one at a time).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    /// Also check the diffID of every compressed layer passed through as it is (to a
+    /// registry or a layout), by decompressing it on the side. Blob digests are always
+    /// checked, and diffIDs always when layers are unpacked or recompressed.
+    #[arg(long)]
+    verify_diff_ids: bool,
     /// Spool pipes, compressed archives and layers pushed to registries here (default:
     /// $TMPDIR or /tmp).
     #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
@@ -208,11 +214,12 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let mut to = destination
         .open_destination(&dest_options)
         .with_context(|| format!("cannot write {destination}"))?;
+    let mut options = copy_options(selector, args.jobs);
+    options.verify_diff_ids = args.verify_diff_ids;
     run_copy(
         from.as_mut(),
         to.as_mut(),
-        selector,
-        args.jobs,
+        options,
         (&source.to_string(), &destination.to_string()),
         writes_to_stdout(&destination),
         out,
@@ -220,24 +227,30 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     .map(drop)
 }
 
+/// The options of a copy of the `images` chosen, `jobs` layers at once (default: one
+/// per core).
+pub fn copy_options(images: ImageSelector, jobs: Option<usize>) -> CopyOptions<'static> {
+    let mut options = CopyOptions::new(images);
+    if let Some(jobs) = jobs {
+        options.jobs = jobs.max(1);
+    }
+    options
+}
+
 /// Runs a copy with progress bars and prints what it did: the report of `strata copy`,
 /// and of `save`, `load`, `pull` and `push`, which are copies too. `names` are the
-/// source and destination as a person wrote them.
+/// source and destination as a person wrote them; the progress of `options` is the bars.
 pub fn run_copy(
     from: &mut dyn ImageSource,
     to: &mut dyn ImageDestination,
-    selector: ImageSelector,
-    jobs: Option<usize>,
+    options: CopyOptions<'_>,
     names: (&str, &str),
     to_stdout: bool,
     out: &Output,
 ) -> Result<strata_image::CopyReport> {
     let (source, destination) = names;
     let bars = Bars::new(out);
-    let mut copy_options = CopyOptions::new(selector).with_progress(&bars);
-    if let Some(jobs) = jobs {
-        copy_options.jobs = jobs.max(1);
-    }
+    let copy_options = options.with_progress(&bars);
     let report = copy(from, to, &copy_options)
         .with_context(|| format!("cannot copy {source} to {destination}"))?;
     bars.clear();

@@ -17,7 +17,7 @@ use strata_image::{build, ImageConfig, ImageDestination, ImageSelector, Referenc
 use strata_layer::compress::Compression;
 use strata_store::{ApplyOptions, Image, LayerId, Store};
 
-use crate::image::run_copy;
+use crate::image::{copy_options, run_copy};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -346,8 +346,7 @@ pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
     run_copy(
         &mut source,
         destination.as_mut(),
-        ImageSelector::All,
-        None,
+        copy_options(ImageSelector::All, None),
         ("strata:", &target),
         stdout,
         out,
@@ -390,8 +389,7 @@ pub fn load(args: LoadArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
     run_copy(
         &mut source,
         &mut destination,
-        ImageSelector::All,
-        Some(jobs),
+        copy_options(ImageSelector::All, Some(jobs)),
         (&args.input.display().to_string(), "strata:"),
         false,
         out,

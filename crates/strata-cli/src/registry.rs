@@ -11,7 +11,7 @@ use strata_image::{ImageSelector, OpenOptions, Reference, RegistryOptions};
 use strata_layer::compress::Compression;
 use strata_store::ApplyOptions;
 
-use crate::image::{parse_platform, registry_options, run_copy};
+use crate::image::{copy_options, parse_platform, registry_options, run_copy};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -112,8 +112,7 @@ pub fn pull(args: PullArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     run_copy(
         &mut source,
         &mut destination,
-        ImageSelector::Only,
-        Some(jobs),
+        copy_options(ImageSelector::Only, Some(jobs)),
         (&format!("docker://{reference}"), "strata:"),
         false,
         out,
@@ -141,8 +140,7 @@ pub fn push(args: PushArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let report = run_copy(
         &mut source,
         &mut destination,
-        ImageSelector::Only,
-        Some(args.registry.jobs()),
+        copy_options(ImageSelector::Only, Some(args.registry.jobs())),
         (
             &format!("strata:{}", args.image),
             &format!("docker://{target}"),

@@ -479,7 +479,13 @@ fn a_source_that_fails_verification_pushes_neither_its_blob_nor_a_tag() {
     let dest = docker(reg.port, "strata/bad:1");
     // Twice into the same repository: a blob that failed is not there to be reused.
     for jobs in ["4", "1"] {
-        let e = env.copy_fails(&["--jobs", jobs, &format!("oci:{}:corpus", p(&bad)), &dest]);
+        let e = env.copy_fails(&[
+            "--verify-diff-ids",
+            "--jobs",
+            jobs,
+            &format!("oci:{}:corpus", p(&bad)),
+            &dest,
+        ]);
         assert!(
             e.contains("invalid diffID for layer 2"),
             "--jobs {jobs}: {e}"
@@ -506,6 +512,19 @@ fn a_source_that_fails_verification_pushes_neither_its_blob_nor_a_tag() {
     );
     let good_blob = strata_registry::parse_digest(&layers[0].digest).unwrap();
     assert!(repo.stat_blob(&good_blob).unwrap().is_some());
+
+    // By default a blob passes through on its digest alone, as skopeo copies it; the
+    // diffID is checked where the layer is unpacked: a pull into a store refuses it.
+    env.copy(&[&format!("oci:{}:corpus", p(&bad)), &dest]);
+    assert_eq!(
+        repo.stat_blob(&bad_blob).unwrap().map(|s| s > 0),
+        Some(true)
+    );
+    let root = work.path().join("store");
+    let e = env.fails(&["--root", &p(&root), "pull", &dest]);
+    assert!(e.contains("invalid diffID for layer 2"), "{e}");
+    let images = env.json(&["--root", &p(&root), "images"]);
+    assert_eq!(images, json!([]), "a refused pull left an image");
 }
 
 #[test]

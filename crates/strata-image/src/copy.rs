@@ -3,8 +3,10 @@
 //! For each selected image: the destination gets the config, then each layer, unless it
 //! says it already has it (then the source layer is not even opened), then the image's
 //! record; one commit at the end makes them all visible. Layers stream through with
-//! their digests verified on the way ([`crate::LayerStream`]); progress is reported per
-//! layer, in bytes of the blob as the source stores it.
+//! their digests verified on the way ([`crate::LayerStream`]: always the blob's digest
+//! and size; the diffID whenever the destination reads the tar, and for compressed blobs
+//! passed through as they are only with [`CopyOptions::verify_diff_ids`]); progress is
+//! reported per layer, in bytes of the blob as the source stores it.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,6 +42,10 @@ pub struct CopyOptions<'a> {
     /// Layers copied at once, at most (and never more than the destination takes,
     /// [`ImageDestination::layer_jobs`]). Default: one per available core.
     pub jobs: usize,
+    /// Also check the diffID of compressed blobs a destination keeps as they are (a
+    /// registry, a layout), which means decompressing each one on the side; off by
+    /// default, as the blob digest already proves the bytes are the manifest's.
+    pub verify_diff_ids: bool,
 }
 
 impl<'a> CopyOptions<'a> {
@@ -48,6 +54,7 @@ impl<'a> CopyOptions<'a> {
             images,
             progress: None,
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            verify_diff_ids: false,
         }
     }
 
@@ -161,7 +168,9 @@ fn copy_layers(
         let result = match destination.reuse_layer(layer)? {
             Some(s) => (s, true),
             None => {
-                let mut stream = source.layer(image, layer.index)?;
+                let mut stream = source
+                    .layer(image, layer.index)?
+                    .check_diff_id(options.verify_diff_ids);
                 if let Some(progress) = options.progress {
                     let layer = layer.clone();
                     stream = stream.map_blob(move |inner| {

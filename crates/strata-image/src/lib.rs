@@ -55,7 +55,9 @@ pub use copy::{copy, CopiedImage, CopiedLayer, CopyOptions, CopyReport, Progress
 pub use error::Error;
 pub use reference::Reference;
 pub use registry::RegistryOptions;
-pub use stream::{BlobOrigin, BlobStream, LayerInfo, LayerStream, TarStream, VerifiedLayer};
+pub use stream::{
+    BlobOrigin, BlobStream, LayerInfo, LayerStream, TarStream, VerifiedBlob, VerifiedLayer,
+};
 pub use transport::{
     select, ImageDestination, ImageRecord, ImageSelector, ImageSource, ImageSummary, RawManifest,
     SourceImage, StoredLayer,

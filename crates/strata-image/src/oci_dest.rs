@@ -288,10 +288,10 @@ impl ImageDestination for OciDestination {
                     copied.map_err(|e| Error::io("copying a layer", e))?;
                     written.map_err(|e| Error::io("writing a layer", e))?;
                     let v = blob.finish()?;
-                    Ok((v, v.blob_digest))
+                    Ok((v, v.digest))
                 })
             })?;
-            debug_assert_eq!((digest, size), (verified.blob_digest, verified.blob_size));
+            debug_assert_eq!((digest, size), (verified.digest, verified.size));
             return Ok(StoredLayer {
                 blob: oci_descriptor(&info.blob),
                 diff_id: info.diff_id,

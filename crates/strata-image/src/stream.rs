@@ -8,11 +8,13 @@
 //! - [`LayerStream::blob`]: the blob as stored (what an OCI layout or a registry keeps).
 //!
 //! Either way, reaching the end of the stream checks the blob's digest and size against
-//! its descriptor and the tar's digest against the diffID in the config (for `blob()` of
-//! a compressed layer, a second thread decompresses a copy of the bytes to do so). A
-//! mismatch is an error from `read` at the end of the stream, before any destination
-//! could commit; [`TarStream::finish`] and [`BlobStream::finish`] read to the end and
-//! return the verified digests, so a destination never has to hash anything itself.
+//! its descriptor, and the tar's digest against the diffID in the config. `blob()` of a
+//! compressed layer passes the bytes through without decompressing them, as a registry
+//! or a layout keeps them; it checks the diffID too (a second thread decompresses a copy
+//! of the bytes) only when asked with [`LayerStream::check_diff_id`]. A mismatch is an
+//! error from `read` at the end of the stream, before any destination could commit;
+//! [`TarStream::finish`] and [`BlobStream::finish`] read to the end and return the
+//! verified digests, so a destination never has to hash anything itself.
 //!
 //! ```
 //! use std::io::Read;
@@ -126,6 +128,15 @@ impl LayerInfo {
     }
 }
 
+/// The digests of a layer's blob as [`BlobStream`] verified them: always its digest
+/// and size; its diffID and tar size (`tar`) when it checked those too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub tar: Option<VerifiedLayer>,
+}
+
 /// The digests of a layer, all verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifiedLayer {
@@ -160,6 +171,7 @@ pub struct LayerStream<'a> {
     image: ImageId,
     blob: Box<dyn Read + Send + 'a>,
     origins: Vec<BlobOrigin>,
+    check_diff_id: bool,
 }
 
 impl<'a> LayerStream<'a> {
@@ -170,7 +182,17 @@ impl<'a> LayerStream<'a> {
             image,
             blob: Box::new(blob),
             origins: Vec::new(),
+            check_diff_id: false,
         }
+    }
+
+    /// Whether [`blob`](Self::blob) of a compressed layer also decompresses the bytes to
+    /// check the diffID (default: no, the blob digest alone says the bytes are the ones
+    /// the manifest names). The tar forms always check it, as does `blob()` of an
+    /// uncompressed layer, where it costs nothing.
+    pub fn check_diff_id(mut self, on: bool) -> LayerStream<'a> {
+        self.check_diff_id = on;
+        self
     }
 
     /// Says where else the blob is ([`BlobOrigin`]); a blob may be in several places (a
@@ -259,8 +281,10 @@ impl<'a> LayerStream<'a> {
     /// The blob bytes as stored.
     pub fn blob(self) -> BlobStream<'a> {
         let blob = Hasher::default();
-        let tee = (self.info.compression() != Compression::None).then(Tee::start);
+        let compressed = self.info.compression() != Compression::None;
+        let tee = (compressed && self.check_diff_id).then(Tee::start);
         BlobStream {
+            diff_id_checked: !compressed || self.check_diff_id,
             inner: blob.reader(self.blob),
             check: Check {
                 tar: blob.clone(),
@@ -406,8 +430,10 @@ impl Read for TarStream<'_> {
 pub struct BlobStream<'a> {
     inner: strata_layer::digest::HashingReader<Box<dyn Read + Send + 'a>>,
     check: Check,
+    /// The diffID is checked: through `tee` for a compressed blob, directly otherwise.
+    diff_id_checked: bool,
     tee: Option<Tee>,
-    done: Option<VerifiedLayer>,
+    done: Option<VerifiedBlob>,
 }
 
 impl BlobStream<'_> {
@@ -416,19 +442,27 @@ impl BlobStream<'_> {
     }
 
     /// Reads whatever is left, verifies, and returns the digests.
-    pub fn finish(mut self) -> Result<VerifiedLayer, Error> {
+    pub fn finish(mut self) -> Result<VerifiedBlob, Error> {
         pump(&mut self, &mut io::sink()).map_err(|e| Error::io("reading the layer", e))?;
         self.done
             .ok_or_else(|| Error::invalid("a layer stream", "ended without verification"))
     }
 
-    fn end(&mut self) -> Result<VerifiedLayer, Error> {
+    fn end(&mut self) -> Result<VerifiedBlob, Error> {
         let tar = match self.tee.take() {
             None => Ok((self.check.tar.digest(), self.check.tar.bytes())),
             Some(tee) => tee.finish(),
         };
         // A blob that is not what its descriptor says explains any decompression error.
         self.check.verify_blob()?;
+        let blob = |tar| VerifiedBlob {
+            digest: self.check.blob.digest(),
+            size: self.check.blob.bytes(),
+            tar,
+        };
+        if !self.diff_id_checked {
+            return Ok(blob(None));
+        }
         let tar = tar.map_err(|e| {
             Error::io(
                 format!(
@@ -438,7 +472,7 @@ impl BlobStream<'_> {
                 e,
             )
         })?;
-        self.check.verify(tar)
+        Ok(blob(Some(self.check.verify(tar)?)))
     }
 }
 
@@ -590,26 +624,45 @@ mod tests {
             (tar.len() as u64, blob.len() as u64)
         );
 
-        let mut out = Vec::new();
-        let mut s = LayerStream::new(good.clone(), image, &blob[..]).blob();
-        s.read_to_end(&mut out).unwrap();
-        assert_eq!(out, blob);
-        assert_eq!(s.finish().unwrap(), v);
+        for check in [false, true] {
+            let mut out = Vec::new();
+            let mut s = LayerStream::new(good.clone(), image, &blob[..])
+                .check_diff_id(check)
+                .blob();
+            s.read_to_end(&mut out).unwrap();
+            assert_eq!(out, blob);
+            let b = s.finish().unwrap();
+            assert_eq!((b.digest, b.size), (v.blob_digest, v.blob_size));
+            assert_eq!(b.tar, check.then_some(v));
+        }
 
         let mut bad_diff = good.clone();
         bad_diff.diff_id = DiffId(sha256(b"x"));
         for tar_form in [true, false] {
             let s = LayerStream::new(bad_diff.clone(), image, &blob[..]);
             let e = if tar_form {
-                s.tar().unwrap().finish()
+                s.tar().unwrap().finish().map(drop)
             } else {
-                s.blob().finish()
+                s.check_diff_id(true).blob().finish().map(drop)
             };
             assert!(
                 matches!(e, Err(Error::DiffIdMismatch { index: 3, .. })),
                 "{e:?}"
             );
         }
+        // Passed through unchecked, the wrong diffID is not noticed; the blob digest is.
+        let b = LayerStream::new(bad_diff.clone(), image, &blob[..])
+            .blob()
+            .finish()
+            .unwrap();
+        assert_eq!(b.tar, None);
+        let mut bad_blob = bad_diff;
+        bad_blob.blob.digest = sha256(b"y");
+        let e = LayerStream::new(bad_blob, image, &blob[..])
+            .blob()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("the digest of layer 3"), "{e}");
         let mut truncated = blob.clone();
         truncated.truncate(blob.len() / 2);
         let e = LayerStream::new(good.clone(), image, &truncated[..])

@@ -23,7 +23,7 @@ use strata_layer::digest::Hasher;
 use strata_registry::Pushed;
 
 use crate::ids::Digest;
-use crate::stream::{pump, LayerStream, VerifiedLayer};
+use crate::stream::{pump, LayerStream, VerifiedBlob};
 use crate::Error;
 
 /// Uploads the file at `path`, which is the blob of `stream` (`size` bytes), with
@@ -114,7 +114,7 @@ impl Pace {
 
     /// Reads `stream` to its end, never past what the upload read, once the upload has
     /// started; `None` if it never started, or failed before the stream was read.
-    fn verify(&self, stream: LayerStream<'_>) -> Option<Result<VerifiedLayer, Error>> {
+    fn verify(&self, stream: LayerStream<'_>) -> Option<Result<VerifiedBlob, Error>> {
         if !self.wait(|s| s.touched || s.ended.is_some()).touched {
             return None;
         }
