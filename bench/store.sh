@@ -4,7 +4,8 @@
 #
 #   apply     `strata layer apply` into a store vs `strata layer unpack` into a plain
 #             directory, same layer, same file system [store overhead < 10%]; overlay
-#             base layers, a layer on a parent (written through an overlay mount), vfs
+#             base layers, a layer on a parent (written into the upper directory over
+#             its parent, as if through a mount), vfs
 #   changes   `strata layer changes` of a container layer with one changed file over a
 #             100k-file lower layer [< 50 ms on overlay]; vfs (full tree compare) beside it
 #   mount     `strata layer mount` / `umount` of a container layer, against the bare
@@ -167,9 +168,9 @@ echo "## Store (tmpfs: $TMPFS)"
 echo
 echo "### Apply into the store vs unpack into a plain directory (target: overhead < 10%)"
 echo
-echo "Both are the same release \`strata\`, Landlock on, median of $N. Apply also records the layer (database transaction, recipe moved into place, \`syncfs\`); a layer on a parent goes through an overlay mount of the parents (overlay) or a copy of the parent's tree first (vfs), and is compared with unpacking onto a directory that already holds the parent."
+echo "Both are the same release \`strata\`, Landlock on, median of $N. Apply also records the layer (database transaction, recipe moved into place, \`syncfs\`); a layer on a parent is written straight into its upper directory over the parent's (overlay: copies up, whiteouts and opaque directories as overlayfs would make them, no mount) or after a copy of the parent's tree (vfs), and is compared with unpacking onto a directory that already holds the parent."
 echo
-echo "Apply records a recipe (the bit-exact re-export), so \`unpack --recipe\` is the same work without the store: the last column is the store's own overhead (database, locks, staging, \`syncfs\`, and for a layer on a parent the overlay mount it writes through)."
+echo "Apply records a recipe (the bit-exact re-export), so \`unpack --recipe\` is the same work without the store: the last column is the store's own overhead (database, locks, staging, \`syncfs\`, and for vfs the copy of the parent's tree, which is what vfs is)."
 echo
 echo "| layer | driver | strata layer apply | strata layer unpack | overhead | unpack --recipe | store overhead |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"

@@ -605,7 +605,8 @@ fn a_full_disk_fails_the_apply_cleanly_on_vfs() {
 }
 
 // ---------------------------------------------------------------------------------
-// hostile layers through the store (applied on a parent: overlay writes through a mount)
+// hostile layers through the store (applied on a parent: overlay writes into the upper
+// directory, resolving through the parent's tree)
 // ---------------------------------------------------------------------------------
 
 fn hostile_layers(driver: &'static str) {

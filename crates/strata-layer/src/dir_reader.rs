@@ -825,7 +825,7 @@ impl XattrSource<'_> {
 }
 
 /// Reusable buffers for reading extended attributes.
-struct XattrBufs {
+pub(crate) struct XattrBufs {
     list: Vec<u8>,
     value: Vec<u8>,
     proc_path: Vec<u8>,
@@ -835,7 +835,7 @@ struct XattrBufs {
 }
 
 impl XattrBufs {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         XattrBufs {
             // Never empty: a zero-length buffer would turn the calls into size queries.
             list: vec![0; XATTR_BUF_LEN],
@@ -847,7 +847,7 @@ impl XattrBufs {
     }
 
     /// The xattrs of `name` in `dirfd`, not following it (for symlinks, devices, fifos).
-    fn read_at(
+    pub(crate) fn read_at(
         &mut self,
         dirfd: BorrowedFd<'_>,
         name: &[u8],

@@ -53,7 +53,7 @@
 //! std::fs::remove_dir_all(&root).unwrap();
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -61,7 +61,8 @@ use std::mem::MaybeUninit;
 use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -71,7 +72,9 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use crate::dir_reader::XattrBufs;
 use crate::inroot::{self, CHUNK};
+use crate::upper::{self, Below, Lowers};
 use crate::{Entry, EntryKind, Error, LayerPath, LayerWriter, Metadata, SparseExtent, Timestamp};
 
 /// Open parent directories kept for the next entries.
@@ -140,6 +143,10 @@ pub struct DirWriter {
     /// This thread's umask is 0, so files are created with their final permission bits
     /// and need no `fchmod` unless they carry setuid, setgid or sticky bits.
     exact_create_mode: bool,
+    /// Set by [`DirWriter::open_upper`]: the root is an overlay upper directory over these.
+    lowers: Option<Lowers>,
+    /// For reading the xattrs of lower entries copied up.
+    xattr_bufs: Option<Box<XattrBufs>>,
 }
 
 struct DirMeta {
@@ -290,6 +297,30 @@ fn unlink_in(dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> Result<(), Err
     }
 }
 
+/// A path component still to resolve, and the symlink whose target it comes from.
+type Pending = (Vec<u8>, Option<Rc<[u8]>>);
+
+/// Marks the open directory `fd` (at `path`) opaque for overlayfs.
+fn set_opaque(fd: BorrowedFd<'_>, path: &LayerPath) -> Result<(), Error> {
+    rfs::fsetxattr(fd, upper::OPAQUE_XATTR, b"y", XattrFlags::empty())
+        .map_err(|e| Error::apply_io(path, "cannot mark the directory opaque", io_err(e)))
+}
+
+/// A parent component that is not a directory: an error when creating, `None` otherwise.
+fn not_a_directory<T>(create: bool, prefix: &[u8], entry: &LayerPath) -> Result<Option<T>, Error> {
+    if create {
+        Err(Error::apply(
+            entry,
+            format!(
+                "cannot create parent directories: `{}` is not a directory",
+                shown(prefix)
+            ),
+        ))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Why an xattr may not be applied, or `None` when it may.
 fn xattr_refusal(name: &[u8], privileged: bool) -> Option<&'static str> {
     if name.starts_with(b"user.") || name == b"security.capability" {
@@ -335,7 +366,29 @@ impl DirWriter {
             warnings_dropped: 0,
             unprivileged: !rustix::process::geteuid().is_root(),
             exact_create_mode: thread_umask() == Some(0),
+            lowers: None,
+            xattr_bufs: None,
         })
+    }
+
+    /// Opens `upper`, the (unmounted) upper directory of an overlay whose lower
+    /// directories are `lowers`, nearest first, to apply a layer as if through a mount of
+    /// them: the merged view after [`finish`](LayerWriter::finish) is what applying the
+    /// layer onto the merged view would give, but every call goes to the upper directory's
+    /// own file system. Lower directories are copied up (with their metadata, leaving
+    /// their parents' times alone) before anything is written in them, and lower files
+    /// before a hard link to them; whiteouts of lower entries become 0/0 character
+    /// devices, a directory replacing a lower entry or marked opaque gets
+    /// `trusted.overlay.opaque=y`. Symlinks are followed through the merged view, confined
+    /// to it. The lower directories are only read. See [`crate::upper`].
+    pub fn open_upper(
+        upper: &Path,
+        lowers: &[PathBuf],
+        options: DirWriterOptions,
+    ) -> Result<Self, Error> {
+        let mut w = DirWriter::open(upper, options)?;
+        w.lowers = Some(Lowers::open(lowers)?);
+        Ok(w)
     }
 
     /// Hook called with a read-only [`File`] of a regular file that this layer wrote
@@ -416,6 +469,13 @@ impl DirWriter {
         }
         let fd = match inroot::resolve_dir(self.root.as_fd(), dir) {
             Ok(fd) => fd,
+            // Not all in the upper directory: resolved through the merged view.
+            Err(Errno::NOENT | Errno::NOTDIR) if self.lowers.is_some() => {
+                match self.resolve_upper(dir, create, entry)? {
+                    Some((fd, _)) => fd,
+                    None => return Ok(None),
+                }
+            }
             Err(Errno::NOENT | Errno::NOTDIR) if create => self.create_dirs(dir, entry)?,
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
             Err(e) => return Err(resolve_error(entry, dir, e)),
@@ -573,6 +633,339 @@ impl DirWriter {
         }
         rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(|e| fail("chmod", e))?;
         Ok(fd)
+    }
+
+    // ---- an overlay upper directory (open_upper) ----------------------------------------
+
+    /// The upper directory `dir` resolved through the merged view, with the lower part of
+    /// the merged directory: every directory on the way is copied up if only a lower
+    /// layer holds it, symlinks (upper or lower) are followed with `..` and absolute
+    /// targets kept inside the root. With `create`, missing directories are created as
+    /// implied ones; without it, a missing or non-directory component gives `None`.
+    fn resolve_upper(
+        &mut self,
+        dir: &[u8],
+        create_asked: bool,
+        entry: &LayerPath,
+    ) -> Result<Option<(OwnedFd, Below)>, Error> {
+        let fail = |e: Errno| resolve_error(entry, dir, e);
+        let mut clean: Vec<Vec<u8>> = Vec::new();
+        let (mut cur, mut below) = self.walk_upper(&clean).map_err(fail)?;
+        // Each component, and the symlink it came from: a symlink's target must exist
+        // (as when resolving in a plain root), only the entry's own components are implied.
+        let mut queue: VecDeque<Pending> = dir
+            .split(|&b| b == b'/')
+            .map(|c| (c.to_vec(), None))
+            .collect();
+        let mut links = 0;
+        while let Some((comp, via)) = queue.pop_front() {
+            let create = create_asked && via.is_none();
+            let dangling = |create_asked: bool| -> Result<Option<(OwnedFd, Below)>, Error> {
+                match (&via, create_asked) {
+                    (Some(link), true) => Err(Error::apply(
+                        entry,
+                        format!(
+                            "cannot create parent directories: `{}` is a symlink whose target does not exist inside the root",
+                            shown(link)
+                        ),
+                    )),
+                    _ => Ok(None),
+                }
+            };
+            if comp.is_empty() || comp == b"." {
+                continue;
+            }
+            if comp == b".." {
+                clean.pop();
+                (cur, below) = self.walk_upper(&clean).map_err(fail)?;
+                continue;
+            }
+            let name = cname(&comp, entry)?;
+            let mut prefix = clean.join(&b'/');
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(&comp);
+            let here = match rfs::statat(&cur, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(Errno::NOENT) => None,
+                Err(e) => return Err(fail(e)),
+            };
+            let target = match here {
+                Some(st) if file_type(&st) == FileType::Directory => {
+                    let fd = upper::open_dir(cur.as_fd(), &name).map_err(fail)?;
+                    below = if upper::is_opaque(fd.as_fd()) {
+                        Vec::new()
+                    } else {
+                        upper::descend(&below, &name).map_err(fail)?
+                    };
+                    cur = fd;
+                    clean.push(comp);
+                    continue;
+                }
+                Some(st) if file_type(&st) == FileType::Symlink => {
+                    rfs::readlinkat(&cur, &name, Vec::new()).map_err(fail)?
+                }
+                Some(st) if upper::is_whiteout(&st) && !create => return dangling(create_asked),
+                Some(st) if upper::is_whiteout(&st) => {
+                    // The directory replaces the whiteout and keeps hiding what it hid.
+                    unlink_in(cur.as_fd(), &name, AtFlags::empty()).map_err(fail)?;
+                    let hid = upper::entry(&below, &name).map_err(fail)?.is_some();
+                    let fd = self.make_implied_dir(cur.as_fd(), &name, &prefix, entry)?;
+                    if hid {
+                        set_opaque(fd.as_fd(), entry)?;
+                    }
+                    below = Vec::new();
+                    cur = fd;
+                    clean.push(comp);
+                    continue;
+                }
+                Some(_) => return not_a_directory(create, &prefix, entry),
+                None => {
+                    let lower = upper::entry(&below, &name).map_err(fail)?;
+                    match lower.as_ref().map(|l| (l.dir, file_type(&l.stat), l.stat)) {
+                        Some((ldir, FileType::Directory, lst)) => {
+                            self.copy_up(cur.as_fd(), &name, ldir, &lst, entry)?;
+                            let fd = upper::open_dir(cur.as_fd(), &name).map_err(fail)?;
+                            below = upper::descend(&below, &name).map_err(fail)?;
+                            cur = fd;
+                            clean.push(comp);
+                            continue;
+                        }
+                        Some((ldir, FileType::Symlink, _)) => {
+                            rfs::readlinkat(ldir, &name, Vec::new()).map_err(fail)?
+                        }
+                        Some(_) => return not_a_directory(create, &prefix, entry),
+                        None if create => {
+                            let fd = self.make_implied_dir(cur.as_fd(), &name, &prefix, entry)?;
+                            below = Vec::new();
+                            cur = fd;
+                            clean.push(comp);
+                            continue;
+                        }
+                        None => return dangling(create_asked),
+                    }
+                }
+            };
+            links += 1;
+            if links > 40 {
+                return Err(fail(Errno::LOOP));
+            }
+            let target = target.into_bytes();
+            if target.first() == Some(&b'/') {
+                clean.clear();
+                (cur, below) = self.walk_upper(&clean).map_err(fail)?;
+            }
+            let link: Rc<[u8]> = via.unwrap_or_else(|| prefix.into());
+            for c in target.split(|&b| b == b'/').rev() {
+                queue.push_front((c.to_vec(), Some(link.clone())));
+            }
+        }
+        Ok(Some((cur, below)))
+    }
+
+    /// The upper directory at `clean` (real directories, all in the upper directory
+    /// already) and the lower part of the merged directory there.
+    fn walk_upper(&self, clean: &[Vec<u8>]) -> Result<(OwnedFd, Below), Errno> {
+        let lowers = self.lowers.as_ref().ok_or(Errno::INVAL)?;
+        let mut cur = upper::open_dir(self.root.as_fd(), c".")?;
+        let mut below = lowers.root()?;
+        for comp in clean {
+            let name = CString::new(comp.as_slice()).map_err(|_| Errno::INVAL)?;
+            let fd = upper::open_dir(cur.as_fd(), &name)?;
+            below = if upper::is_opaque(fd.as_fd()) {
+                Vec::new()
+            } else {
+                upper::descend(&below, &name)?
+            };
+            cur = fd;
+        }
+        Ok((cur, below))
+    }
+
+    /// Whether a lower layer's entry shows through at `path` (upper mode only).
+    fn lower_holds(&mut self, path: &LayerPath) -> Result<bool, Error> {
+        if self.lowers.is_none() || path.is_root() {
+            return Ok(false);
+        }
+        let name = cname(path.file_name().unwrap_or_default(), path)?;
+        let Some((_, below)) = self.resolve_upper(parent_bytes(path.as_bytes()), false, path)?
+        else {
+            return Ok(false);
+        };
+        upper::entry(&below, &name)
+            .map(|e| e.is_some())
+            .map_err(|e| Error::apply_io(path, "cannot look into the lower layers", io_err(e)))
+    }
+
+    /// Copies the lower entry of `path` (a non-directory) up into `dir`, for a hard link
+    /// to it; `false` if no lower entry shows through there.
+    fn copy_up_target(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        path: &LayerPath,
+    ) -> Result<bool, Error> {
+        let Some((_, below)) = self.resolve_upper(parent_bytes(path.as_bytes()), false, path)?
+        else {
+            return Ok(false);
+        };
+        let lower = upper::entry(&below, name)
+            .map_err(|e| Error::apply_io(path, "cannot look into the lower layers", io_err(e)))?;
+        match lower {
+            Some(l) if file_type(&l.stat) != FileType::Directory => {
+                let (ldir, lst) = (l.dir, l.stat);
+                self.copy_up(dir, name, ldir, &lst, path)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Copies the lower entry `name` of `ldir` (stat `lst`) into the upper directory
+    /// `dir` with its owner, mode, xattrs and times, as overlayfs copies up: data for a
+    /// regular file, nothing below a directory; `dir`'s own times stay as they were.
+    fn copy_up(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        ldir: BorrowedFd<'_>,
+        lst: &Stat,
+        path: &LayerPath,
+    ) -> Result<(), Error> {
+        let fail = |what: &str, e: io::Error| {
+            Error::apply_io(
+                path,
+                format!("cannot copy up `{}`: {what}", shown(name.to_bytes())),
+                e,
+            )
+        };
+        let parent =
+            upper::open_dir(dir, c".").map_err(|e| fail("open its directory", io_err(e)))?;
+        let pst = rfs::fstat(&parent).map_err(|e| fail("inspect its directory", io_err(e)))?;
+        let bufs = self
+            .xattr_bufs
+            .get_or_insert_with(|| Box::new(XattrBufs::new()));
+        let mut warnings = Vec::new();
+        let mut xattrs = bufs.read_at(ldir, name.to_bytes(), path, &mut warnings);
+        xattrs.retain(|x| !x.name.starts_with(b"trusted.overlay."));
+        for w in warnings {
+            self.warn(w);
+        }
+        let time = |secs: i64, nanos: i64| Timestamp::new(secs, nanos.clamp(0, 999_999_999) as u32);
+        let meta = Metadata {
+            mode: lst.st_mode & 0o7777,
+            uid: u64::from(lst.st_uid),
+            gid: u64::from(lst.st_gid),
+            mtime: time(lst.st_mtime, lst.st_mtime_nsec as i64),
+            atime: Some(time(lst.st_atime, lst.st_atime_nsec as i64)),
+            xattrs,
+            ..Metadata::default()
+        };
+        let ftype = file_type(lst);
+        match ftype {
+            FileType::Directory => {
+                rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| fail("mkdir", io_err(e)))?;
+                let fd = upper::open_dir(dir, name).map_err(|e| fail("open", io_err(e)))?;
+                self.apply_meta_fd(fd.as_fd(), path, &meta, Some(meta.mode), true)?;
+            }
+            FileType::RegularFile => {
+                let src = rfs::openat(
+                    ldir,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| fail("open the lower file", io_err(e)))?;
+                let dst = rfs::openat(
+                    dir,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| fail("create", io_err(e)))?;
+                let mut dst = File::from(dst);
+                io::copy(&mut File::from(src), &mut dst).map_err(|e| fail("copy its data", e))?;
+                self.apply_meta_fd(dst.as_fd(), path, &meta, Some(meta.mode), true)?;
+            }
+            FileType::Symlink => {
+                let target = rfs::readlinkat(ldir, name, Vec::new())
+                    .map_err(|e| fail("read the symlink", io_err(e)))?;
+                rfs::symlinkat(target.as_c_str(), dir, name)
+                    .map_err(|e| fail("create the symlink", io_err(e)))?;
+                self.apply_meta_at(dir, name, path, &meta, true)?;
+            }
+            _ => {
+                rfs::mknodat(dir, name, ftype, Mode::from_raw_mode(0o600), lst.st_rdev)
+                    .map_err(|e| fail("create the node", io_err(e)))?;
+                self.apply_meta_at(dir, name, path, &meta, false)?;
+            }
+        }
+        let ts = Timestamps {
+            last_access: Timespec {
+                tv_sec: pst.st_atime,
+                tv_nsec: pst.st_atime_nsec as _,
+            },
+            last_modification: Timespec {
+                tv_sec: pst.st_mtime,
+                tv_nsec: pst.st_mtime_nsec as _,
+            },
+        };
+        rfs::futimens(&parent, &ts).map_err(|e| fail("keep its directory's times", io_err(e)))
+    }
+
+    /// A whiteout of the lower entry `name` in `dir`.
+    fn make_whiteout(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        path: &LayerPath,
+    ) -> Result<(), Error> {
+        rfs::mknodat(dir, name, FileType::CharacterDevice, Mode::empty(), 0)
+            .map_err(|e| Error::apply_io(path, "cannot create the whiteout", io_err(e)))
+    }
+
+    /// In upper mode, hides every lower entry of the merged root that this layer did not
+    /// write, as an opaque root would (overlayfs does not honour an opaque upper root):
+    /// a whiteout for each name the upper directory lacks, `opaque` for each directory
+    /// this layer kept there.
+    fn hide_lower_root(&mut self) -> Result<(), Error> {
+        let root = LayerPath::root();
+        let lowers_fail =
+            |e: Errno| Error::apply_io(&root, "cannot look into the lower layers", io_err(e));
+        let Some(lowers) = self.lowers.as_ref() else {
+            return Ok(());
+        };
+        let below = lowers.root().map_err(lowers_fail)?;
+        let names = upper::names(&below).map_err(lowers_fail)?;
+        let top = self.root.clone();
+        for name in names {
+            let path = root.join(name.to_bytes()).map_err(|_| {
+                Error::apply(
+                    &root,
+                    format!(
+                        "unexpected name `{}` in a lower layer",
+                        shown(name.to_bytes())
+                    ),
+                )
+            })?;
+            match rfs::statat(&*top, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => self.make_whiteout(top.as_fd(), &name, &path)?,
+                Ok(st) if file_type(&st) == FileType::Directory => {
+                    let fd = upper::open_dir(top.as_fd(), &name)
+                        .map_err(|e| Error::apply_io(&path, "cannot open directory", io_err(e)))?;
+                    set_opaque(fd.as_fd(), &path)?;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::apply_io(&path, "cannot inspect", io_err(e))),
+            }
+        }
+        Ok(())
     }
 
     // ---- removal ----------------------------------------------------------------------
@@ -1127,6 +1520,7 @@ impl DirWriter {
         let fail = |what: &str, e: Errno| {
             Error::apply_io(path, format!("cannot {what} directory"), io_err(e))
         };
+        let mut replaced = false;
         match rfs::mkdirat(&*dir, &name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
@@ -1136,6 +1530,7 @@ impl DirWriter {
                     self.remove_existing(dir.as_fd(), &name, path)?;
                     rfs::mkdirat(&*dir, &name, Mode::from_raw_mode(0o700))
                         .map_err(|e| fail("create", e))?;
+                    replaced = true;
                 }
             }
             Err(e) => return Err(fail("create", e)),
@@ -1147,6 +1542,11 @@ impl DirWriter {
             Mode::empty(),
         )
         .map_err(|e| fail("open", e))?;
+        // In an upper directory, a directory that replaced what hid a lower entry (a
+        // file, a whiteout) must not merge with the lower directory it hid.
+        if replaced && self.lower_holds(path)? {
+            set_opaque(fd.as_fd(), path)?;
+        }
         // A mode that would stop us from creating children (0555) is set in finish().
         let mode = entry.meta.mode & 0o7777;
         let (now, later) = if mode & 0o700 == 0o700 {
@@ -1204,7 +1604,18 @@ impl DirWriter {
         let Some((tdir, tname)) = self.parent(target, false)? else {
             return Err(missing());
         };
-        let tst = match rfs::statat(&*tdir, &tname, AtFlags::SYMLINK_NOFOLLOW) {
+        let mut tst = rfs::statat(&*tdir, &tname, AtFlags::SYMLINK_NOFOLLOW);
+        if self.lowers.is_some() {
+            match &tst {
+                Ok(st) if upper::is_whiteout(st) => return Err(missing()),
+                // Only a lower layer holds it: copied up first, as overlayfs does.
+                Err(Errno::NOENT) if self.copy_up_target(tdir.as_fd(), &tname, target)? => {
+                    tst = rfs::statat(&*tdir, &tname, AtFlags::SYMLINK_NOFOLLOW);
+                }
+                _ => {}
+            }
+        }
+        let tst = match tst {
             Ok(st) => st,
             Err(Errno::NOENT | Errno::NOTDIR) => return Err(missing()),
             Err(e) => {
@@ -1321,7 +1732,13 @@ impl DirWriter {
         };
         let st = match rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+            Err(Errno::NOENT | Errno::NOTDIR) => {
+                // In an upper directory, what a lower layer holds is hidden by a whiteout.
+                if self.lower_holds(path)? {
+                    self.make_whiteout(dir.as_fd(), &name, path)?;
+                }
+                return Ok(());
+            }
             Err(e) => {
                 return Err(Error::apply_io(
                     path,
@@ -1330,6 +1747,9 @@ impl DirWriter {
                 ))
             }
         };
+        if self.lowers.is_some() && upper::is_whiteout(&st) {
+            return Ok(()); // hidden already
+        }
         if self.is_written(path.as_bytes()) {
             self.warn(format!(
                 "whiteout of `{path}` ignored: it was written earlier in this layer (whiteouts hide lower layers only)"
@@ -1348,16 +1768,54 @@ impl DirWriter {
             )
             .map_err(|e| Error::apply_io(path, "cannot open whiteout target", io_err(e)))?;
             self.cache.clear();
+            if self.lower_holds(path)? {
+                set_opaque(fd.as_fd(), path)?;
+            }
             return self.sweep(fd, path.clone(), Sweep::Lower);
         }
-        self.remove_existing(dir.as_fd(), &name, path)
+        self.remove_existing(dir.as_fd(), &name, path)?;
+        if self.lower_holds(path)? {
+            self.make_whiteout(dir.as_fd(), &name, path)?;
+        }
+        Ok(())
     }
 
     fn opaque(&mut self, path: &LayerPath) -> Result<(), Error> {
         let Some((dir, name)) = self.parent(path, true)? else {
             return Err(Error::apply(path, "cannot resolve the parent directory"));
         };
-        match rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        let mut st = rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW);
+        if self.lowers.is_some() {
+            match &st {
+                // A whiteout this layer left: the directory takes its place.
+                Ok(s) if upper::is_whiteout(s) => {
+                    unlink_in(dir.as_fd(), &name, AtFlags::empty()).map_err(|e| {
+                        Error::apply_io(path, "cannot remove the whiteout", io_err(e))
+                    })?;
+                    st = Err(Errno::NOENT);
+                }
+                // Only a lower layer holds it: a directory is copied up, anything else
+                // is what the marker is in.
+                Err(Errno::NOENT) => {
+                    let parent = parent_bytes(path.as_bytes());
+                    if let Some((_, below)) = self.resolve_upper(parent, false, path)? {
+                        let lower = upper::entry(&below, &name).map_err(|e| {
+                            Error::apply_io(path, "cannot look into the lower layers", io_err(e))
+                        })?;
+                        match lower.map(|l| (l.dir, l.stat)) {
+                            Some((ldir, lst)) if file_type(&lst) == FileType::Directory => {
+                                self.copy_up(dir.as_fd(), &name, ldir, &lst, path)?;
+                                st = rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW);
+                            }
+                            Some((_, lst)) => st = Ok(lst),
+                            None => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match st {
             Ok(st) if file_type(&st) == FileType::Directory => {}
             Ok(_) => {
                 return Err(Error::apply(
@@ -1410,6 +1868,20 @@ impl DirWriter {
                 }
             };
             self.cache.clear();
+            if self.lowers.is_some() {
+                // The lower layers' part is hidden by the xattr (or, for the root, by
+                // whiteouts); the sweep removes what of the upper directory is not this
+                // layer's (copies up, whiteouts).
+                let again = rfs::openat(&fd, c".", flags, Mode::empty())
+                    .map_err(|e| Error::apply_io(&d, "cannot open opaque directory", io_err(e)))?;
+                self.sweep(fd, d.clone(), Sweep::Lower)?;
+                if d.is_root() {
+                    self.hide_lower_root()?;
+                } else {
+                    set_opaque(again.as_fd(), &d)?;
+                }
+                continue;
+            }
             self.sweep(fd, d, Sweep::Lower)?;
         }
         Ok(())
@@ -1426,6 +1898,10 @@ impl DirWriter {
                 continue;
             };
             match d.mode {
+                // Kept times of a directory reached through a symlink are not the
+                // symlink's: it keeps its own.
+                None if rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| file_type(&st) == FileType::Symlink) => {}
                 None => {
                     self.set_times(&d.path, d.mtime, d.atime, |ts| {
                         match rfs::utimensat(&*dir, &name, ts, AtFlags::SYMLINK_NOFOLLOW) {

@@ -44,6 +44,7 @@ pub mod recipe;
 pub mod sandbox;
 pub mod tar;
 pub mod unpack;
+pub mod upper;
 
 pub use entry::{
     copy, Entry, EntryKind, LayerReader, LayerWriter, Metadata, PaxRecord, SparseExtent, Timestamp,

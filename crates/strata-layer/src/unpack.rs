@@ -35,6 +35,10 @@ pub struct UnpackOptions {
     pub recipe: Option<PathBuf>,
     /// Confine the writing thread with Landlock (on by default).
     pub sandbox: bool,
+    /// When not empty, the target is the upper directory of an overlay over these lower
+    /// directories, nearest first, and the layer is applied as if onto their merged view
+    /// ([`DirWriter::open_upper`]).
+    pub lowers: Vec<PathBuf>,
 }
 
 impl Default for UnpackOptions {
@@ -43,6 +47,7 @@ impl Default for UnpackOptions {
             writer: DirWriterOptions::default(),
             recipe: None,
             sandbox: true,
+            lowers: Vec::new(),
         }
     }
 }
@@ -85,6 +90,7 @@ pub fn unpack<R: Read + Send>(
     let compression = decompressor.compression();
     let writer_options = options.writer;
     let confine = options.sandbox;
+    let lowers = options.lowers;
     // Three threads: this one waits; a reader decompresses and hashes; a writer, confined
     // to the root, parses and applies.
     let (applied, recorder, sandbox) = std::thread::scope(|s| {
@@ -100,7 +106,11 @@ pub fn unpack<R: Read + Send>(
             if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.is_ok() {
                 rustix::process::umask(rustix::fs::Mode::empty());
             }
-            let mut writer = DirWriter::open(root, writer_options)?;
+            let mut writer = if lowers.is_empty() {
+                DirWriter::open(root, writer_options)?
+            } else {
+                DirWriter::open_upper(root, &lowers, writer_options)?
+            };
             match recorder {
                 None => Ok((apply(TarReader::new(stream), writer)?, None, sandbox)),
                 Some(rec) => {

@@ -19,8 +19,10 @@
 //!   read-write layer's changes. **changes** lists them like `docker diff`.
 //! * **remove** refuses while a layer is mounted or has children.
 //! * A **driver** keeps the files: [`DriverKind::Overlay`] (kernel overlayfs, each layer
-//!   holds only its own entries) or [`DriverKind::Vfs`] (full copies, works anywhere). A
-//!   store keeps the driver it was created with.
+//!   holds only its own entries; an apply on a parent writes straight into the layer's
+//!   upper directory, copying up, whiting out and marking opaque as overlayfs would,
+//!   without a mount: [`strata_layer::upper`]) or [`DriverKind::Vfs`] (full copies, works
+//!   anywhere). A store keeps the driver it was created with.
 //!
 //! ## On disk
 //!

@@ -751,31 +751,20 @@ impl Store {
             Some(_) => Some(KeptBlob::new(&self.paths.staging())?),
             None => None,
         };
-        let mut _mounted = None;
-        let target = match self.paths.driver {
+        let lowers = match self.paths.driver {
             DriverKind::Vfs => {
                 if let Some(p) = parents.first() {
                     let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
                     copy_tree(&self.paths.content(&p.id), &content)?;
                 }
-                content.clone()
+                Vec::new()
             }
-            DriverKind::Overlay if parents.is_empty() => content.clone(),
-            DriverKind::Overlay => {
-                // Applied through a mount of the parents, the kernel turns deletions into
-                // whiteouts and copies lower directories up with their metadata.
-                let merged = self.paths.merged(id);
-                overlay::mount(
-                    &OverlaySpec {
-                        lowers: &self.content_dirs(parents),
-                        upper: Some((&content, &self.paths.work(id))),
-                    },
-                    &merged,
-                )?;
-                _mounted = Some(Unmount(merged.clone()));
-                merged
-            }
+            // Written straight into the upper directory, as if through a mount of the
+            // parents: the writer copies lower directories up, leaves whiteouts and opaque
+            // directories as overlayfs would, without its cost per call.
+            DriverKind::Overlay => self.content_dirs(parents),
         };
+        let target = content.clone();
         let unpack_options = UnpackOptions {
             writer: DirWriterOptions {
                 privileged_xattrs: options.apply.privileged_xattrs,
@@ -783,6 +772,7 @@ impl Store {
             },
             recipe: Some(recipe.clone()),
             sandbox: options.apply.sandbox,
+            lowers,
         };
         let summary = match &kept {
             None => unpack(input, &target, unpack_options)?,
@@ -805,9 +795,6 @@ impl Store {
                 summary
             }
         };
-        if let Some(m) = _mounted.take() {
-            m.now()?;
-        }
         options.check(summary.diff_id, summary.blob_digest)?;
         sync_fs(&content)?;
         rename(&recipe, &self.paths.recipe(id))?;

@@ -1,0 +1,503 @@
+//! `DirWriter::open_upper` against the kernel: each case builds lower layers, then
+//! applies the same layer twice, once through a real overlayfs mount of the lowers (the
+//! reference: the kernel copies up, whites out, makes directories opaque) and once
+//! straight into a bare upper directory; the two merged views, mounted, must be the same
+//! tree (types, modes, owners, times, user xattrs, contents, link targets), and a layer
+//! refused one way must be refused the other. Needs root and overlayfs; skipped (with a
+//! note) where they are missing.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use strata_layer::dir_writer::{DirWriter, DirWriterOptions};
+use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, Timestamp, Xattr};
+
+fn p(s: &str) -> LayerPath {
+    LayerPath::from_tar_name(s.as_bytes()).unwrap()
+}
+
+/// An entry and its data.
+struct Item(Entry, Vec<u8>);
+
+fn with_meta(mut e: Entry, mode: u32, secs: i64) -> Entry {
+    e.meta.mode = mode;
+    e.meta.mtime = Timestamp::new(secs, 123);
+    e.meta.uid = 1000 + secs as u64 % 7;
+    e.meta.gid = 2000;
+    e
+}
+fn file(path: &str, data: &str, secs: i64) -> Item {
+    let e = Entry::new(
+        p(path),
+        EntryKind::File {
+            size: data.len() as u64,
+            sparse: None,
+        },
+    );
+    Item(with_meta(e, 0o640, secs), data.as_bytes().to_vec())
+}
+fn dir(path: &str, mode: u32, secs: i64) -> Item {
+    Item(
+        with_meta(Entry::new(p(path), EntryKind::Dir), mode, secs),
+        Vec::new(),
+    )
+}
+fn dir_x(path: &str, secs: i64, xattr: &str) -> Item {
+    let mut e = with_meta(Entry::new(p(path), EntryKind::Dir), 0o751, secs);
+    e.meta.xattrs = vec![Xattr {
+        name: b"user.note".to_vec(),
+        value: xattr.as_bytes().to_vec(),
+    }];
+    Item(e, Vec::new())
+}
+fn symlink(path: &str, target: &str, secs: i64) -> Item {
+    let e = Entry::new(
+        p(path),
+        EntryKind::Symlink {
+            target: target.as_bytes().to_vec(),
+        },
+    );
+    Item(with_meta(e, 0o777, secs), Vec::new())
+}
+fn hardlink(path: &str, target: &str) -> Item {
+    Item(
+        with_meta(
+            Entry::new(p(path), EntryKind::HardLink { target: p(target) }),
+            0o640,
+            5,
+        ),
+        Vec::new(),
+    )
+}
+fn whiteout(path: &str) -> Item {
+    Item(Entry::new(p(path), EntryKind::Whiteout), Vec::new())
+}
+fn opaque(path: &str) -> Item {
+    Item(Entry::new(p(path), EntryKind::Opaque), Vec::new())
+}
+
+fn apply(mut w: DirWriter, items: &[Item]) -> Result<(), String> {
+    for Item(e, data) in items {
+        w.add(e).map_err(|e| e.to_string())?;
+        if !data.is_empty() {
+            w.write_data(data).map_err(|e| e.to_string())?;
+        }
+    }
+    w.finish().map(drop).map_err(|e| e.to_string())
+}
+
+/// A scratch directory on tmpfs (overlayfs needs an upper file system with xattrs and
+/// whiteouts; tmpfs has both).
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("strata-upper-")
+        .tempdir_in("/dev/shm")
+        .unwrap()
+}
+
+fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, at: &Path) -> bool {
+    let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn umount(at: &Path) {
+    assert!(Command::new("umount").arg(at).status().unwrap().success());
+}
+
+/// What a tree holds, path by path.
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let ft = m.file_type();
+            let what = if ft.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if ft.is_file() {
+                format!(
+                    "file {:?} ino-links {}",
+                    std::fs::read_to_string(&path).unwrap(),
+                    m.nlink()
+                )
+            } else if ft.is_char_device() {
+                format!("char {}", m.rdev())
+            } else {
+                "other".to_string()
+            };
+            let xattr = if ft.is_symlink() {
+                String::new()
+            } else {
+                let out = Command::new("getfattr")
+                    .args(["--absolute-names", "-d", "-m", "user\\."])
+                    .arg(&path)
+                    .output()
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .skip(1)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                out
+            };
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            // The layers' own times are small; a large one is the time of the run (an
+            // implied directory, a directory changed but not listed), the same either way
+            // only to the second.
+            let mtime = if m.mtime() > 1_000_000_000 {
+                "now".to_string()
+            } else {
+                format!("{}.{}", m.mtime(), m.mtime_nsec())
+            };
+            out.insert(
+                rel,
+                format!(
+                    "{what} mode {:o} owner {}:{} mtime {mtime} {xattr}",
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Builds `lowers` (bottom first) as plain directories, applies `layer` both ways, and
+/// compares. Returns false when the machine cannot run the comparison.
+fn same_both_ways(name: &str, lowers: &[&[Item]], layer: &[Item]) -> bool {
+    if !rustix::process::geteuid().is_root() || !Path::new("/dev/shm").is_dir() {
+        eprintln!("{name}: needs root and /dev/shm; skipped");
+        return false;
+    }
+    let t = scratch();
+    let d = |s: &str| {
+        let p = t.path().join(s);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let mut dirs = Vec::new();
+    for (i, items) in lowers.iter().enumerate() {
+        let l = d(&format!("lower{i}"));
+        apply(
+            DirWriter::open(&l, DirWriterOptions::default()).unwrap(),
+            items,
+        )
+        .unwrap();
+        // Lower layers are upper directories of their own: whiteouts and opaque
+        // directories as a layer below would leave them come from the same writer.
+        dirs.insert(0, l);
+    }
+    let (ref_upper, ref_work, ref_m) = (d("ref-upper"), d("ref-work"), d("ref-m"));
+    if !mount(&dirs, &ref_upper, &ref_work, &ref_m) {
+        eprintln!("{name}: cannot mount overlayfs here; skipped");
+        return false;
+    }
+    let by_kernel = apply(
+        DirWriter::open(&ref_m, DirWriterOptions::default()).unwrap(),
+        layer,
+    );
+    let want = listing(&ref_m);
+    umount(&ref_m);
+
+    let (upper, work, m) = (d("upper"), d("work"), d("m"));
+    let direct = apply(
+        DirWriter::open_upper(&upper, &dirs, DirWriterOptions::default()).unwrap(),
+        layer,
+    );
+    assert!(mount(&dirs, &upper, &work, &m));
+    let got = listing(&m);
+    umount(&m);
+    assert_eq!(
+        by_kernel.is_ok(),
+        direct.is_ok(),
+        "{name}: through a mount {by_kernel:?}, into the upper directory {direct:?}"
+    );
+    if by_kernel.is_ok() {
+        for (path, want) in &want {
+            assert_eq!(Some(want), got.get(path), "{name}: `{path}` differs");
+        }
+        assert_eq!(want, got, "{name}: extra entries");
+    }
+    true
+}
+
+/// The base most cases sit on.
+fn base() -> Vec<Item> {
+    vec![
+        dir("etc", 0o755, 10),
+        file("etc/passwd", "root", 11),
+        file("etc/group", "wheel", 12),
+        dir_x("usr", 13, "kept on copy-up"),
+        dir("usr/lib", 0o755, 14),
+        file("usr/lib/libc.so", "elf", 15),
+        dir("usr/lib/deep", 0o700, 16),
+        file("usr/lib/deep/x", "x", 17),
+        symlink("lib", "usr/lib", 18),
+        symlink("abs", "/usr/lib/deep", 19),
+        dir("var", 0o755, 20),
+        dir("var/cache", 0o755, 21),
+        file("var/cache/a", "a", 22),
+        file("var/cache/b", "b", 23),
+        dir("opt", 0o755, 24),
+        file("opt/tool", "tool", 25),
+    ]
+}
+
+#[test]
+fn new_files_in_lower_directories_copy_them_up_with_their_metadata() {
+    same_both_ways(
+        "copy-up",
+        &[&base()],
+        &[
+            file("usr/lib/deep/new", "new", 30),
+            file("etc/hosts", "localhost", 31),
+            file("brand/new/dir/file", "implied", 32),
+            dir("var", 0o700, 33),
+            file("var/cache/c", "c", 34),
+        ],
+    );
+}
+
+#[test]
+fn writes_through_lower_symlinks_stay_inside_and_land_where_the_kernel_puts_them() {
+    same_both_ways(
+        "symlinks",
+        &[&base()],
+        &[
+            file("lib/through-relative", "r", 40),
+            file("abs/through-absolute", "a", 41),
+            symlink("up", "../../../../..", 43),
+            file("up/etc/from-above", "confined", 44),
+        ],
+    );
+    let mut loops = base();
+    loops.push(symlink("loop1", "loop2", 45));
+    loops.push(symlink("loop2", "/loop1", 46));
+    same_both_ways("symlink loop", &[&loops], &[file("loop1/x", "never", 47)]);
+    same_both_ways(
+        "dangling",
+        &[&base()],
+        &[
+            symlink("dangling", "/no/such/dir", 48),
+            file("dangling/x", "no", 49),
+        ],
+    );
+}
+
+#[test]
+fn whiteouts_hide_lower_entries_and_keep_this_layers() {
+    same_both_ways(
+        "whiteouts",
+        &[&base()],
+        &[
+            whiteout("etc/passwd"),
+            whiteout("usr/lib/deep"),
+            whiteout("not/there/at/all"),
+            whiteout("nothing-here"),
+            file("var/cache/mine", "mine", 50),
+            whiteout("var/cache"),
+            file("opt/tool2", "t2", 51),
+            whiteout("opt/tool2"),
+            whiteout("lib"),
+        ],
+    );
+}
+
+#[test]
+fn a_whiteout_then_the_same_name_again_holds_only_the_new_content() {
+    same_both_ways(
+        "whiteout then recreate",
+        &[&base()],
+        &[
+            whiteout("var/cache"),
+            dir("var/cache", 0o750, 60),
+            file("var/cache/fresh", "f", 61),
+            whiteout("etc/group"),
+            file("etc/group", "new group", 62),
+        ],
+    );
+}
+
+#[test]
+fn opaque_directories_hide_lower_content_wherever_the_marker_sits() {
+    same_both_ways(
+        "opaque",
+        &[&base()],
+        &[
+            file("var/cache/kept", "k", 70),
+            opaque("var/cache"),
+            opaque("usr/lib"),
+            file("usr/lib/after", "after", 71),
+            dir("usr/lib/deep", 0o755, 72),
+            opaque("brand-new"),
+        ],
+    );
+    same_both_ways("opaque in a lower symlink", &[&base()], &[opaque("lib")]);
+    same_both_ways(
+        "opaque in a lower file",
+        &[&base()],
+        &[opaque("etc/passwd")],
+    );
+}
+
+#[test]
+fn an_opaque_root_hides_every_lower_entry() {
+    same_both_ways(
+        "opaque root",
+        &[&base()],
+        &[
+            dir("etc", 0o755, 80),
+            file("etc/only", "only", 81),
+            opaque(""),
+        ],
+    );
+}
+
+#[test]
+fn replacing_lower_entries_by_other_kinds() {
+    same_both_ways(
+        "replace",
+        &[&base()],
+        &[
+            file("usr/lib/deep", "a file where a dir was", 90),
+            dir("etc/passwd", 0o755, 91),
+            file("etc/passwd/inside", "i", 92),
+            file("var/cache", "first a file", 93),
+            dir("var/cache", 0o755, 94),
+            file("var/cache/z", "z", 95),
+            symlink("opt", "/etc", 96),
+        ],
+    );
+}
+
+#[test]
+fn hard_links_to_lower_files_copy_them_up_first() {
+    same_both_ways(
+        "hard links",
+        &[&base()],
+        &[
+            hardlink("etc/passwd-link", "etc/passwd"),
+            hardlink("new/dir/libc", "usr/lib/libc.so"),
+            hardlink("symlink-link", "lib"),
+            hardlink("through", "lib/deep/x"),
+        ],
+    );
+    same_both_ways(
+        "hard link to a whited-out file",
+        &[&base()],
+        &[whiteout("etc/group"), hardlink("g", "etc/group")],
+    );
+    same_both_ways(
+        "hard link to a lower directory",
+        &[&base()],
+        &[hardlink("d", "usr/lib")],
+    );
+}
+
+#[test]
+fn several_lowers_merge_as_overlayfs_merges_them() {
+    let middle = vec![
+        whiteout("etc/passwd"),
+        opaque("var/cache"),
+        file("var/cache/middle", "m", 100),
+        file("usr/lib/middle", "m", 101),
+        dir("usr/lib/deep", 0o711, 102),
+    ];
+    // The middle layer applied onto a copy of the base leaves a tree, not an upper
+    // directory; give it real whiteouts and opaque markers by building it with the writer
+    // in upper mode over the base.
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let t = scratch();
+    let (bottom, mid) = (t.path().join("bottom"), t.path().join("mid"));
+    std::fs::create_dir_all(&bottom).unwrap();
+    std::fs::create_dir_all(&mid).unwrap();
+    apply(
+        DirWriter::open(&bottom, DirWriterOptions::default()).unwrap(),
+        &base(),
+    )
+    .unwrap();
+    apply(
+        DirWriter::open_upper(
+            &mid,
+            std::slice::from_ref(&bottom),
+            DirWriterOptions::default(),
+        )
+        .unwrap(),
+        &middle,
+    )
+    .unwrap();
+    let work = t.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for (name, layer) in [
+        (
+            "three layers",
+            vec![
+                file("etc/passwd", "back", 110),
+                whiteout("var/cache/middle"),
+                file("var/cache/top", "t", 111),
+                file("usr/lib/deep/top", "t", 112),
+                hardlink("usr/lib/deep/x-again", "usr/lib/deep/x"),
+                whiteout("usr/lib/libc.so"),
+            ],
+        ),
+        (
+            "opaque over two",
+            vec![opaque("usr"), file("usr/only", "o", 113)],
+        ),
+    ] {
+        let (ref_upper, ref_work, ref_m) = (
+            t.path().join(format!("{name}-ref-upper")),
+            t.path().join(format!("{name}-ref-work")),
+            t.path().join(format!("{name}-ref-m")),
+        );
+        let (upper, uwork, m) = (
+            t.path().join(format!("{name}-upper")),
+            t.path().join(format!("{name}-work")),
+            t.path().join(format!("{name}-m")),
+        );
+        for d in [&ref_upper, &ref_work, &ref_m, &upper, &uwork, &m] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let lowers = vec![mid.clone(), bottom.clone()];
+        if !mount(&lowers, &ref_upper, &ref_work, &ref_m) {
+            eprintln!("cannot mount overlayfs here; skipped");
+            return;
+        }
+        let r = apply(
+            DirWriter::open(&ref_m, DirWriterOptions::default()).unwrap(),
+            &layer,
+        );
+        let want = listing(&ref_m);
+        umount(&ref_m);
+        let d = apply(
+            DirWriter::open_upper(&upper, &lowers, DirWriterOptions::default()).unwrap(),
+            &layer,
+        );
+        assert!(mount(&lowers, &upper, &uwork, &m));
+        let got = listing(&m);
+        umount(&m);
+        assert_eq!(r.is_ok(), d.is_ok(), "{name}: {r:?} / {d:?}");
+        assert_eq!(want, got, "{name}");
+    }
+}
