@@ -906,17 +906,8 @@ impl DirWriter {
                 self.apply_meta_at(dir, name, path, &meta, false)?;
             }
         }
-        let ts = Timestamps {
-            last_access: Timespec {
-                tv_sec: pst.st_atime,
-                tv_nsec: pst.st_atime_nsec as _,
-            },
-            last_modification: Timespec {
-                tv_sec: pst.st_mtime,
-                tv_nsec: pst.st_mtime_nsec as _,
-            },
-        };
-        rfs::futimens(&parent, &ts).map_err(|e| fail("keep its directory's times", io_err(e)))
+        rfs::futimens(&parent, &inroot::times_of(&pst))
+            .map_err(|e| fail("keep its directory's times", io_err(e)))
     }
 
     /// A whiteout of the lower entry `name` in `dir`.

@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use crate::{Error, LayerPath};
@@ -18,6 +18,21 @@ use crate::{Error, LayerPath};
 pub(crate) const CHUNK: usize = 4000;
 /// `openat2` with `RESOLVE_IN_ROOT` may ask for a retry when a rename raced with `..`.
 const EAGAIN_RETRIES: usize = 64;
+
+/// The access and modification times of `st`, to set them again (`futimens`) after a
+/// change that should not show, such as copying an entry into a directory.
+pub fn times_of(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    }
+}
 
 /// Opens a directory to be used as a root (`O_PATH`).
 pub fn open_root(root: &Path) -> Result<OwnedFd, Error> {

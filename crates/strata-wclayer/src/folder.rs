@@ -720,19 +720,7 @@ impl LayerFolderWriter {
         for (sp, dp) in dir_times.iter().rev() {
             if let (Ok(s), Ok(d)) = (File::open(sp), File::open(dp)) {
                 if let Ok(st) = rfs::fstat(&s) {
-                    let _ = rfs::futimens(
-                        &d,
-                        &Timestamps {
-                            last_access: Timespec {
-                                tv_sec: st.st_atime,
-                                tv_nsec: st.st_atime_nsec as _,
-                            },
-                            last_modification: Timespec {
-                                tv_sec: st.st_mtime,
-                                tv_nsec: st.st_mtime_nsec as _,
-                            },
-                        },
-                    );
+                    let _ = rfs::futimens(&d, &inroot::times_of(&st));
                 }
             }
         }
