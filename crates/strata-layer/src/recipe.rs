@@ -105,7 +105,11 @@ impl RecipeRecorder {
             .map_err(|e| Error::io(ctx("writing"), e))?;
         let appendix =
             tempfile::tempfile_in(dir).map_err(|e| Error::io(ctx("creating a scratch file"), e))?;
-        let records = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
+        let mut records =
+            zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
+                .map_err(|e| Error::io(ctx("starting compression"), e))?;
+        records
+            .multithread(1)
             .map_err(|e| Error::io(ctx("starting compression"), e))?;
         Ok(RecipeRecorder {
             records,
