@@ -153,8 +153,9 @@ pub fn copy(
 type LayerOutcome = (StoredLayer, bool);
 
 /// Copies (or reuses) every layer of `image`, on as many threads as the destination and
-/// the options allow; the results are in layer order. The first error (in layer order)
-/// wins, and stops the threads from starting more layers.
+/// the options allow (largest first where the destination takes them in any order); the
+/// results are in layer order. The first error (in layer order) wins, and stops the
+/// threads from starting more layers.
 fn copy_layers(
     source: &dyn ImageSource,
     destination: &dyn ImageDestination,
@@ -197,6 +198,12 @@ fn copy_layers(
     if jobs == 1 {
         return image.layers.iter().map(one).collect();
     }
+    // Largest first where the destination does not care about the order: the longest
+    // transfer starts at once instead of after the others.
+    let mut order: Vec<usize> = (0..image.layers.len()).collect();
+    if destination.any_order() {
+        order.sort_by_key(|&i| std::cmp::Reverse(image.layers[i].blob.size));
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Vec<Mutex<Option<Result<LayerOutcome, Error>>>> =
@@ -204,10 +211,11 @@ fn copy_layers(
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= image.layers.len() || failed.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= order.len() || failed.load(Ordering::Relaxed) {
                     return;
                 }
+                let i = order[n];
                 let r = one(&image.layers[i]);
                 if r.is_err() {
                     failed.store(true, Ordering::Relaxed);
@@ -216,17 +224,24 @@ fn copy_layers(
             });
         }
     });
+    let results: Vec<Option<Result<LayerOutcome, Error>>> = results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect();
+    // The first error in layer order, whichever order the layers ran in.
     let mut out = Vec::with_capacity(results.len());
+    let mut skipped = None;
     for (i, r) in results.into_iter().enumerate() {
-        match r.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        match r {
             Some(r) => out.push(r?),
-            None => {
-                return Err(Error::invalid(
-                    format!("layer {i} of image {}", image.summary.id),
-                    "was not copied (another layer failed first)",
-                ))
-            }
+            None => skipped = skipped.or(Some(i)),
         }
     }
-    Ok(out)
+    match skipped {
+        Some(i) => Err(Error::invalid(
+            format!("layer {i} of image {}", image.summary.id),
+            "was not copied (another layer failed first)",
+        )),
+        None => Ok(out),
+    }
 }

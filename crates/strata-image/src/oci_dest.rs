@@ -256,6 +256,10 @@ impl ImageDestination for OciDestination {
         Ok(())
     }
 
+    fn any_order(&self) -> bool {
+        matches!(self.target, Target::Dir(_))
+    }
+
     fn layer_jobs(&self) -> usize {
         match self.target {
             Target::Dir(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -193,6 +193,14 @@ pub trait ImageDestination: Send + Sync {
         1
     }
 
+    /// Whether layers taken at once may also finish in any order (a registry, a layout
+    /// directory: blobs side by side). A copy then starts the largest layers first, so
+    /// the longest transfer is not the last to begin. Default: no (a store applies each
+    /// layer on its parent).
+    fn any_order(&self) -> bool {
+        false
+    }
+
     /// Starts an image: its config, stored as its raw bytes.
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error>;
 

@@ -161,6 +161,10 @@ impl ImageDestination for RegistryDestination {
         JOBS
     }
 
+    fn any_order(&self) -> bool {
+        true
+    }
+
     /// The config is pushed by `end_image`, once the layers said where they came from.
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
         self.current = Some(config.clone());
