@@ -166,17 +166,22 @@ pub fn extended_attributes_of(e: &Entry) -> Result<Vec<ExtendedAttribute>, Error
 }
 
 /// Copies the current entry's data from `reader` into `out` as `size` dense bytes
-/// (the holes of a sparse tar entry become zeros).
+/// (the holes of a sparse tar entry become zeros). `buf` grows as needed, up to
+/// [`COPY_BUF`]: a small file costs no large buffer.
 pub(crate) fn copy_dense<R: LayerReader + ?Sized, W: Write>(
     reader: &mut R,
     e: &Entry,
     out: &mut W,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let io_err = |err: io::Error| Error::io(format!("writing the data of `{}`", e.path), err);
     let EntryKind::File { size, sparse } = &e.kind else {
         return Ok(());
     };
+    let want = e.kind.data_len().clamp(1, COPY_BUF as u64) as usize;
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
     let extents = sparse.clone().unwrap_or_else(|| {
         vec![strata_layer::SparseExtent {
             offset: 0,
@@ -200,6 +205,9 @@ pub(crate) fn copy_dense<R: LayerReader + ?Sized, W: Write>(
     }
     zeros(out, size - pos).map_err(io_err)
 }
+
+/// The largest read of file data at once.
+const COPY_BUF: usize = 256 * 1024;
 
 pub(crate) fn zeros<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
     const Z: [u8; 8192] = [0; 8192];
@@ -232,7 +240,7 @@ pub fn write_backup_stream_from_tar<R: LayerReader + ?Sized, W: Write>(
         w.write_header(&StreamHeader::new(StreamId::EaData, chain.len() as u64))?;
         w.write_all(&chain).map_err(io_err)?;
     }
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = Vec::new();
     match &e.kind {
         EntryKind::Symlink { target } => {
             let target = std::str::from_utf8(target)

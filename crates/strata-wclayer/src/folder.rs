@@ -56,6 +56,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
@@ -320,7 +321,7 @@ pub struct LayerFolderWriter {
     utility_vm_touched: bool,
     summary: WriteSummary,
     /// The parent directory of the last entry, resolved.
-    parent_cache: Option<(String, OwnedFd)>,
+    parent_cache: Option<(String, Arc<OwnedFd>)>,
 }
 
 /// Where a hard link's target lives: this layer or one of its parents.
@@ -395,7 +396,7 @@ impl LayerFolderWriter {
     }
 
     /// The parent directory of `name`, resolved inside the folder; it must exist.
-    fn parent_fd(&mut self, name: &WinPath) -> Result<(&OwnedFd, String), Error> {
+    fn parent_fd(&mut self, name: &WinPath) -> Result<(Arc<OwnedFd>, String), Error> {
         let rel = linux_rel(name);
         let (parent, base) = split_parent(&rel);
         let (parent, base) = (parent.to_owned(), base.to_owned());
@@ -425,12 +426,12 @@ impl LayerFolderWriter {
                     Err(e) => return Err(self.err(name, "cannot resolve its parent inside the folder", Some(errno(e)))),
                 }
             };
-            self.parent_cache = Some((parent, fd));
+            self.parent_cache = Some((parent, Arc::new(fd)));
         }
-        let fd = &self
+        let fd = self
             .parent_cache
             .as_ref()
-            .map(|(_, fd)| fd)
+            .map(|(_, fd)| fd.clone())
             .ok_or_else(|| Error::Misuse("no parent".into()))?;
         Ok((fd, base))
     }
@@ -477,9 +478,6 @@ impl LayerFolderWriter {
         replace: bool,
     ) -> Result<File, Error> {
         let (dir, _) = self.parent_fd(name)?;
-        let dir = dir
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a descriptor", e))?;
         if replace {
             match rfs::unlinkat(&dir, rel_name, AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => {}
@@ -514,9 +512,6 @@ impl LayerFolderWriter {
 
     fn make_dir(&mut self, name: &WinPath, base: &str, may_exist: bool) -> Result<(), Error> {
         let (dir, _) = self.parent_fd(name)?;
-        let dir = dir
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a descriptor", e))?;
         match rfs::mkdirat(&dir, base, Mode::from_raw_mode(0o755)) {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) if may_exist => {
@@ -608,7 +603,10 @@ impl LayerFolderWriter {
             self.clone_utility_vm(name)?;
             self.has_utility_vm = true;
         }
-        let mut out = self.create_file(name, &stream_base, uvm_replace)?;
+        let mut out = BufWriter::with_capacity(
+            64 * 1024,
+            self.create_file(name, &stream_base, uvm_replace)?,
+        );
         out.write_all(&info.attributes.0.to_le_bytes())
             .map_err(|e| self.err(name, "cannot write it", Some(e)))?;
         let bcd = BCD_FILES
@@ -617,7 +615,7 @@ impl LayerFolderWriter {
             .map(|(_, b)| *b);
         self.current = Some(Current::Stream {
             name: name.clone(),
-            out: BufWriter::with_capacity(64 * 1024, out),
+            out,
             info: *info,
             dir: is_dir,
             bcd,
@@ -924,9 +922,6 @@ impl LayerFolderWriter {
             )
         })?;
         let (ddir, dbase) = self.parent_fd(name)?;
-        let ddir = ddir
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a descriptor", e))?;
         match rfs::unlinkat(&ddir, dbase.as_str(), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => {

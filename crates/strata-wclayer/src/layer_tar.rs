@@ -89,7 +89,18 @@ fn import_into<R: Read + Send>(
     parents: &[PathBuf],
 ) -> Result<ImportSummary, Error> {
     let input = Decompressor::new(input).map_err(|e| Error::io("reading the layer", e))?;
-    let mut tar = TarReader::new(std::io::BufReader::with_capacity(256 * 1024, input));
+    // Reading and decompressing on a thread of its own, overlapping with the writes.
+    std::thread::scope(|s| {
+        let piped = strata_layer::pipe::spawn(s, input);
+        import_entries(TarReader::new(piped), folder, parents)
+    })
+}
+
+fn import_entries<R: Read>(
+    mut tar: TarReader<R>,
+    folder: &Path,
+    parents: &[PathBuf],
+) -> Result<ImportSummary, Error> {
     let mut w = LayerFolderWriter::create(folder, parents)?;
     let mut summary = ImportSummary::default();
     let mut next = tar.next_entry()?;
