@@ -1030,8 +1030,8 @@ fn overlay_and_vfs_give_the_same_tree_for_every_edge_and_hostile_layer_on_a_pare
         }
     }
     assert!(
-        compared >= 40,
-        "only {compared} layers were accepted to compare"
+        compared >= 40 && deep <= 3,
+        "only {compared} layers were compared ({deep} too deep to list)"
     );
     for s in &stores {
         s.fsck_clean();
