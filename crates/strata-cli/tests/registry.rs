@@ -158,6 +158,24 @@ fn a_second_push_sends_no_blob_and_a_copy_within_the_registry_mounts_every_blob(
     let env = Env::new();
     let dest = docker(reg.port, "strata/corpus:1");
     env.copy(&[&corpus_oci("corpus"), &dest]);
+    // The first push asks for each blob once: the upload of a blob found missing does
+    // not ask again.
+    let heads: Vec<String> = reg
+        .access_lines("\"HEAD /v2/strata/corpus/blobs/")
+        .into_iter()
+        .collect();
+    let mut asked: Vec<&str> = heads
+        .iter()
+        .filter_map(|l| l.split("/blobs/").nth(1)?.split(' ').next())
+        .collect();
+    let count = asked.len();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(
+        (count, asked.len()),
+        (6, 6),
+        "one HEAD per blob: {heads:#?}"
+    );
     let before = reg.access_lines("").len();
     let again = env.copy(&[&corpus_oci("corpus"), &dest]);
     let lines = log_since(&reg, before);

@@ -38,6 +38,9 @@ pub struct PushOptions<'a> {
     /// Called with the number of bytes sent so far (it goes back when an upload has to
     /// restart, and jumps to the size when the blob needed no upload).
     pub progress: Option<&'a mut dyn FnMut(u64)>,
+    /// The caller asked (`HEAD`) a moment ago and the repository lacked the blob: the
+    /// upload starts without asking again, a round trip saved per new blob.
+    pub known_absent: bool,
 }
 
 impl Repository {
@@ -127,6 +130,7 @@ impl Repository {
         let PushOptions {
             mount_from,
             mut progress,
+            known_absent,
         } = options;
         let mount_from = mount_from.filter(|from| *from != self.name());
         let scope = match mount_from {
@@ -138,7 +142,11 @@ impl Repository {
                 p(n)
             }
         };
-        if let Some(have) = self.stat_blob_for(digest, &scope)? {
+        let have = match known_absent {
+            true => None,
+            false => self.stat_blob_for(digest, &scope)?,
+        };
+        if let Some(have) = have {
             if have != size {
                 return Err(Error::SizeMismatch {
                     what: format!("blob {digest} (the size the registry has for it)"),

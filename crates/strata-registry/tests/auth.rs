@@ -302,6 +302,7 @@ fn mount_asks_for_both_repositories() {
             PushOptions {
                 mount_from: Some(&from),
                 progress: None,
+                known_absent: false,
             },
         )
         .unwrap();

@@ -191,6 +191,7 @@ fn chunked_push_recovers_from_a_patch_cut_mid_body() {
         PushOptions {
             mount_from: None,
             progress: Some(&mut progress),
+            known_absent: false,
         },
     );
     assert_eq!(pushed.unwrap(), Pushed::Uploaded, "{}", wire.dump());
@@ -242,6 +243,7 @@ fn chunked_push_resumes_from_the_registry_offset() {
             PushOptions {
                 mount_from: None,
                 progress: Some(&mut progress),
+                known_absent: false,
             },
         )
         .unwrap();

@@ -42,6 +42,7 @@ fn push_image(
                 PushOptions {
                     mount_from,
                     progress: None,
+                    known_absent: false,
                 },
             )
             .unwrap(),

@@ -173,6 +173,7 @@ fn big_blob_monolithic_and_chunked() {
             PushOptions {
                 mount_from: None,
                 progress: Some(&mut |n| seen.push(n)),
+                known_absent: false,
             },
         )
         .unwrap();
@@ -250,6 +251,7 @@ fn second_push_sends_only_a_head() {
             PushOptions {
                 mount_from: None,
                 progress: Some(&mut |n| progress = n),
+                known_absent: false,
             },
         )
         .unwrap();
@@ -284,6 +286,7 @@ fn cross_repository_mount_and_its_fallback() {
             PushOptions {
                 mount_from: Some(&from),
                 progress: None,
+                known_absent: false,
             },
         )
         .unwrap();
@@ -313,6 +316,7 @@ fn cross_repository_mount_and_its_fallback() {
             PushOptions {
                 mount_from: Some(&from),
                 progress: None,
+                known_absent: false,
             },
         )
         .unwrap();

@@ -1,7 +1,7 @@
 //! `docker://REF` as a destination: the config and layer blobs pushed as they arrive,
 //! the manifest pushed by `commit`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -36,6 +36,8 @@ pub struct RegistryDestination {
     mount_from: Option<RepositoryName>,
     /// Layers compressed on the way, by diffID: a layer repeated is compressed once.
     compressed: Mutex<HashMap<DiffId, StoredLayer>>,
+    /// Blobs `reuse_layer` found missing: their upload need not ask again.
+    absent: Mutex<HashSet<Digest>>,
     /// Another repository of this registry the current image's layers came from: its
     /// config is likely there too.
     layers_from: Mutex<Option<RepositoryName>>,
@@ -60,6 +62,7 @@ impl RegistryDestination {
             compress: options.compress,
             mount_from: options.mount_from.clone(),
             compressed: Mutex::new(HashMap::new()),
+            absent: Mutex::default(),
             layers_from: Mutex::new(None),
             current: None,
             manifest: None,
@@ -111,6 +114,7 @@ impl RegistryDestination {
                 PushOptions {
                     mount_from,
                     progress: None,
+                    known_absent: lock(&self.absent).remove(digest),
                 },
             )
             .map_err(self.failed(format!("pushing blob {digest} to")))
@@ -187,6 +191,9 @@ impl ImageDestination for RegistryDestination {
             .repo
             .stat_blob(digest)
             .map_err(self.failed(format!("asking for blob {digest} in")))?;
+        if have.is_none() {
+            lock(&self.absent).insert(*digest);
+        }
         // Another size is push_blob's to report.
         Ok((have == Some(layer.blob.size)).then(|| StoredLayer {
             blob: layer.blob.clone(),
