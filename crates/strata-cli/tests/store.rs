@@ -45,30 +45,6 @@ impl TestStore {
         (store, mount)
     }
 
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = strata_cmd(["--root"]);
-        cmd.arg(&self.root)
-            .args(["--driver", self.driver])
-            .args(args);
-        cmd
-    }
-
-    pub fn run(&self, args: &[&str]) -> Run {
-        run_with_timeout(self.cmd(args), TIMEOUT)
-    }
-
-    pub fn ok(&self, args: &[&str]) -> Run {
-        let run = self.run(args);
-        run.assert_success();
-        run
-    }
-
-    pub fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        self.ok(&all).json()
-    }
-
     /// Fails unless the command fails with a message containing `needle`.
     pub fn refused(&self, args: &[&str], needle: &str) -> Run {
         let run = self.run(args);
@@ -117,6 +93,16 @@ impl TestStore {
         let (digest, _) = sha256_reader(out);
         assert!(child.wait().unwrap().success(), "layer diff {id} failed");
         digest
+    }
+}
+
+impl StoreCli for TestStore {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn driver(&self) -> Option<&str> {
+        Some(self.driver)
     }
 }
 

@@ -13,8 +13,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,26 +58,6 @@ struct Store {
 }
 
 impl Store {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = strata_cmd(["--root"]);
-        cmd.arg(&self.root)
-            .args(["--driver", self.driver])
-            .args(args);
-        cmd
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        run_with_timeout(self.cmd(args), TIMEOUT)
-    }
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        r.assert_success();
-        r
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        self.ok(&all).json()
-    }
     fn status(&self, id: &str) -> Option<String> {
         let r = self.run(&["--json", "layer", "inspect", id]);
         if r.success() {
@@ -111,6 +91,16 @@ impl Store {
     }
     fn mount_count(&self, id: &str) -> u64 {
         ju64(&self.json(&["layer", "inspect", id]), "mounts")
+    }
+}
+
+impl StoreCli for Store {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn driver(&self) -> Option<&str> {
+        Some(self.driver)
     }
 }
 

@@ -26,24 +26,6 @@ impl Store {
         let root = dir.path().join("store");
         Store { dir, root }
     }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = strata_cmd(["--root"]);
-        cmd.arg(&self.root).args(args);
-        cmd
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        run_with_timeout(self.cmd(args), TIMEOUT)
-    }
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        r.assert_success();
-        r
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        self.ok(&all).json()
-    }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -53,6 +35,12 @@ impl Store {
     }
     fn fsck_clean(&self) {
         assert_eq!(self.json(&["fsck"])["clean"], Value::Bool(true));
+    }
+}
+
+impl StoreCli for Store {
+    fn root(&self) -> &Path {
+        &self.root
     }
 }
 

@@ -35,6 +35,32 @@ pub struct Built {
     pub size: u64,
 }
 
+/// Imports the staged layer tar `path` as layer `id` on `parent`, checked against
+/// `diff_id`, unless the store has that layer already.
+fn import_staged(
+    store: &Store,
+    id: &LayerId,
+    parent: Option<&LayerId>,
+    path: &Path,
+    diff_id: DiffId,
+) -> Result<(), Error> {
+    if store.exists(id)? {
+        return Ok(());
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    store.import(
+        id,
+        parent,
+        file,
+        &ImportOptions {
+            diff_id: Some(diff_id.0),
+            ..ImportOptions::default()
+        },
+    )?;
+    Ok(())
+}
+
 fn now() -> GoTime {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -51,31 +77,15 @@ pub fn import_dir(store: &Arc<Store>, dir: &Path, name: &Reference) -> Result<Bu
             "is not a directory",
         ));
     }
-    let tar = {
-        let staging = store.staging()?;
-        let path = staging.path().join("layer.tar");
-        let file = std::fs::File::create(&path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        let packed = strata_layer::pack::pack(dir, file, Compression::None)?;
-        (staging, path, packed)
-    };
-    let (staging, path, packed) = tar;
+    let staging = store.staging()?;
+    let path = staging.path().join("layer.tar");
+    let file = std::fs::File::create(&path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    let packed = strata_layer::pack::pack(dir, file, Compression::None)?;
     let diff_id = DiffId(packed.diff_id);
     let chain = ChainId(diff_id.0);
     let id = layer_id(&chain);
-    if !store.exists(&id)? {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        store.import(
-            &id,
-            None,
-            file,
-            &ImportOptions {
-                diff_id: Some(diff_id.0),
-                ..ImportOptions::default()
-            },
-        )?;
-    }
+    import_staged(store, &id, None, &path, diff_id)?;
     staging.done()?;
     let created = now();
     let platform = Platform::host();
@@ -167,19 +177,7 @@ pub fn commit(
     let diff_id = DiffId(diff.diff_id);
     let chain = ChainId::next(Some(&parent_chain), &diff_id);
     let id = layer_id(&chain);
-    if !store.exists(&id)? {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        store.import(
-            &id,
-            Some(&parent),
-            file,
-            &ImportOptions {
-                diff_id: Some(diff_id.0),
-                ..ImportOptions::default()
-            },
-        )?;
-    }
+    import_staged(store, &id, Some(&parent), &path, diff_id)?;
     staging.done()?;
     let mut config: Value = serde_json::from_slice(base_config.raw())
         .map_err(|e| Error::json("the base image's config", e))?;

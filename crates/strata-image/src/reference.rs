@@ -111,7 +111,9 @@ impl Reference {
         if path.to_lowercase() != path {
             return Err(bad("the repository path must be lower case"));
         }
-        if path.is_empty() || !path.split('/').all(valid_path_component) {
+        // Components of `[a-z0-9]+` joined by `.`, `_`, `__` or dashes: the registry's
+        // own rule for repository names.
+        if strata_registry::RepositoryName::parse(&path).is_err() {
             return Err(bad(
                 "each repository path component must be [a-z0-9]+ joined by `.`, `_`, `__` or dashes",
             ));
@@ -220,40 +222,9 @@ impl std::str::FromStr for Reference {
     }
 }
 
-/// `[\w][\w.-]{0,127}`.
-pub(crate) fn valid_tag(t: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && word(b[0])
-        && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
-}
-
-/// `[a-z0-9]+` joined by `.`, `_`, `__` or one or more `-`.
-fn valid_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        match &b[start..i] {
-            b"." | b"_" | b"__" => {}
-            sep if sep.iter().all(|&x| x == b'-') => {}
-            _ => return false,
-        }
-    }
-    true
+/// `[\w][\w.-]{0,127}`, the registry's own rule.
+fn valid_tag(t: &str) -> bool {
+    strata_registry::Tag::parse(t).is_ok()
 }
 
 /// A host name (components of `[A-Za-z0-9]` with inner dashes, joined by dots) or an

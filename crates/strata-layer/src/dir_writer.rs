@@ -788,37 +788,34 @@ impl DirWriter {
         if self.lowers.is_none() || path.is_root() {
             return Ok(false);
         }
+        Ok(self.lower_at(path, None, |_| false)?.is_some())
+    }
+
+    /// The stat of the lower entry that shows through at `path` (upper mode), and
+    /// whether it was copied up into `into`, the upper directory of its parent: it is
+    /// when `copy` says so for its type.
+    fn lower_at(
+        &mut self,
+        path: &LayerPath,
+        into: Option<BorrowedFd<'_>>,
+        copy: fn(FileType) -> bool,
+    ) -> Result<Option<(Stat, bool)>, Error> {
         let name = cname(path.file_name().unwrap_or_default(), path)?;
         let Some((_, below)) = self.resolve_upper(parent_bytes(path.as_bytes()), false, path)?
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        upper::entry(&below, &name)
-            .map(|e| e.is_some())
-            .map_err(|e| Error::apply_io(path, "cannot look into the lower layers", io_err(e)))
-    }
-
-    /// Copies the lower entry of `path` (a non-directory) up into `dir`, for a hard link
-    /// to it; `false` if no lower entry shows through there.
-    fn copy_up_target(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        name: &CStr,
-        path: &LayerPath,
-    ) -> Result<bool, Error> {
-        let Some((_, below)) = self.resolve_upper(parent_bytes(path.as_bytes()), false, path)?
-        else {
-            return Ok(false);
-        };
-        let lower = upper::entry(&below, name)
+        let lower = upper::entry(&below, &name)
             .map_err(|e| Error::apply_io(path, "cannot look into the lower layers", io_err(e)))?;
-        match lower {
-            Some(l) if file_type(&l.stat) != FileType::Directory => {
-                let (ldir, lst) = (l.dir, l.stat);
-                self.copy_up(dir, name, ldir, &lst, path)?;
-                Ok(true)
+        let Some((ldir, lst)) = lower.map(|l| (l.dir, l.stat)) else {
+            return Ok(None);
+        };
+        match into {
+            Some(dir) if copy(file_type(&lst)) => {
+                self.copy_up(dir, &name, ldir, &lst, path)?;
+                Ok(Some((lst, true)))
             }
-            _ => Ok(false),
+            _ => Ok(Some((lst, false))),
         }
     }
 
@@ -1600,7 +1597,12 @@ impl DirWriter {
             match &tst {
                 Ok(st) if upper::is_whiteout(st) => return Err(missing()),
                 // Only a lower layer holds it: copied up first, as overlayfs does.
-                Err(Errno::NOENT) if self.copy_up_target(tdir.as_fd(), &tname, target)? => {
+                Err(Errno::NOENT)
+                    if matches!(
+                        self.lower_at(target, Some(tdir.as_fd()), |t| t != FileType::Directory)?,
+                        Some((_, true))
+                    ) =>
+                {
                     tst = rfs::statat(&*tdir, &tname, AtFlags::SYMLINK_NOFOLLOW);
                 }
                 _ => {}
@@ -1788,19 +1790,12 @@ impl DirWriter {
                 // Only a lower layer holds it: a directory is copied up, anything else
                 // is what the marker is in.
                 Err(Errno::NOENT) => {
-                    let parent = parent_bytes(path.as_bytes());
-                    if let Some((_, below)) = self.resolve_upper(parent, false, path)? {
-                        let lower = upper::entry(&below, &name).map_err(|e| {
-                            Error::apply_io(path, "cannot look into the lower layers", io_err(e))
-                        })?;
-                        match lower.map(|l| (l.dir, l.stat)) {
-                            Some((ldir, lst)) if file_type(&lst) == FileType::Directory => {
-                                self.copy_up(dir.as_fd(), &name, ldir, &lst, path)?;
-                                st = rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW);
-                            }
-                            Some((_, lst)) => st = Ok(lst),
-                            None => {}
+                    match self.lower_at(path, Some(dir.as_fd()), |t| t == FileType::Directory)? {
+                        Some((_, true)) => {
+                            st = rfs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW);
                         }
+                        Some((lst, false)) => st = Ok(lst),
+                        None => {}
                     }
                 }
                 _ => {}

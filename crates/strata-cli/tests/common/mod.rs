@@ -235,6 +235,46 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
     }
 }
 
+/// `strata` bound to one store: an implementor says where it is (and with which driver
+/// it is made); building and running its commands comes with it.
+pub trait StoreCli {
+    fn root(&self) -> &Path;
+
+    /// `--driver` for every command (a new store is made with it), or none.
+    fn driver(&self) -> Option<&str> {
+        None
+    }
+
+    /// `strata --root ROOT [--driver D] ARGS`, not yet run.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = strata_cmd(["--root"]);
+        cmd.arg(self.root());
+        if let Some(d) = self.driver() {
+            cmd.args(["--driver", d]);
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run_with_timeout(self.cmd(args), TIMEOUT)
+    }
+
+    /// Runs, required to succeed.
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        r.assert_success();
+        r
+    }
+
+    /// `--json ARGS`, required to succeed: the JSON result.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.ok(&all).json()
+    }
+}
+
 /// A `strata` command with the given arguments.
 pub fn strata_cmd<I, S>(args: I) -> Command
 where
