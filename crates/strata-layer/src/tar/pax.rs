@@ -42,7 +42,22 @@ pub fn parse_records(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> 
         if key.is_empty() {
             return Err("PAX record with an empty key".into());
         }
-        out.push((key.to_owned(), kv[eq + 1..].to_vec()));
+        // Go, GNU tar and bsdtar refuse these: a C reader would see the key or name cut
+        // at the NUL, a parser differential.
+        if key.contains('\0') {
+            return Err(format!(
+                "PAX record key `{}` holds a NUL byte",
+                key.as_bytes().escape_ascii()
+            ));
+        }
+        let value = &kv[eq + 1..];
+        if matches!(key, "path" | "linkpath" | "uname" | "gname") && value.contains(&0) {
+            return Err(format!(
+                "PAX record {key}={} holds a NUL byte",
+                value.escape_ascii()
+            ));
+        }
+        out.push((key.to_owned(), value.to_vec()));
         data = &data[len..];
     }
     Ok(out)
@@ -141,6 +156,23 @@ mod tests {
         assert!(parse_records(b"99999999999 path=x\n").is_err());
         assert!(parse_records(b"5 a=b").is_err());
         assert!(parse_records(b"x a=b\n").is_err());
+    }
+
+    #[test]
+    fn nul_in_a_key_or_a_name_value_is_refused_like_go() {
+        let mut buf = Vec::new();
+        push_record(&mut buf, "SCHILY.xattr.null\0null", b"fizzbuzz");
+        let e = parse_records(&buf).unwrap_err();
+        assert!(e.contains("holds a NUL byte"), "{e}");
+        for key in ["path", "linkpath", "uname", "gname"] {
+            let mut buf = Vec::new();
+            push_record(&mut buf, key, b"a\0b");
+            assert!(parse_records(&buf).is_err(), "{key}");
+        }
+        // Other values may hold NUL (xattr values are binary).
+        let mut buf = Vec::new();
+        push_record(&mut buf, "SCHILY.xattr.user.bin", b"a\0b");
+        assert_eq!(parse_records(&buf).unwrap()[0].1, b"a\0b");
     }
 
     #[test]
