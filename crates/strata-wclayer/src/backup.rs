@@ -441,9 +441,11 @@ pub const MAX_METADATA_STREAM: u64 = 1 << 20;
 
 /// Reads a whole backup stream once, decoding the small streams and locating data, ADS
 /// and sparse blocks (go-winio's two-pass export, §3.4, without its sparse-file bug).
-/// Repeated SECURITY/EA/REPARSE/DATA streams and sparse blocks that go backwards or
-/// appear without a sparse data stream are errors.
-pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> {
+/// Repeated SECURITY/EA/REPARSE/DATA streams, sparse blocks that go backwards or
+/// appear without a sparse data stream, and payloads that claim more bytes than the
+/// stream holds are errors.
+pub fn scan<R: Read + Seek>(mut input: R, label: &str) -> Result<StreamScan, Error> {
+    let available = stream_len(&mut input, label)?;
     let mut r = BackupStreamReader::labelled(input, label);
     let mut s = StreamScan::default();
     let mut sparse_done = false;
@@ -550,8 +552,27 @@ pub fn scan<R: Read + Seek>(input: R, label: &str) -> Result<StreamScan, Error> 
             }
         }
         r.seek_past_payload()?;
+        if r.offset() > available {
+            return Err(r.bad(
+                at,
+                format!(
+                    "unexpected end of the stream: a payload of {} bytes at byte {payload} runs past its end at byte {available}",
+                    h.size
+                ),
+            ));
+        }
     }
     Ok(s)
+}
+
+/// The bytes from the current position to the end of a seekable stream (the position
+/// is kept).
+fn stream_len<R: Seek>(input: &mut R, label: &str) -> Result<u64, Error> {
+    let io_err = |e| Error::io(format!("seeking in the backup stream of `{label}`"), e);
+    let start = input.stream_position().map_err(io_err)?;
+    let end = input.seek(SeekFrom::End(0)).map_err(io_err)?;
+    input.seek(SeekFrom::Start(start)).map_err(io_err)?;
+    Ok(end.saturating_sub(start))
 }
 
 #[cfg(test)]

@@ -89,6 +89,19 @@ pub const BCD_FILES: [(&str, &str); 4] = [
         "bcd.log2.bak",
     ),
 ];
+/// Names in a layer folder's root that are the folder's own files, never entries: a
+/// base layer's entries outside `Files\`, `Hives\` and `UtilityVM\` may not take them.
+pub const FOLDER_FILES: [&str; 6] = [
+    LAYERCHAIN_FILE,
+    TOMBSTONES_FILE,
+    "bcd.bak",
+    "bcd.log.bak",
+    "bcd.log1.bak",
+    "bcd.log2.bak",
+];
+/// The suffix of a hive being rewritten (a temporary file of the writer).
+const HIVE_TEMP: &str = ".strata-hive";
+
 /// Windows-only steps that a Linux import cannot run, reported instead of faked.
 pub const PROCESS_BASE_LAYER: &str = "ProcessBaseLayer (hive baselines Hives\\*_BASE, blank.vhdx/blank-base.vhdx, layout) is done by Windows' vmcompute and was not run";
 pub const PROCESS_UTILITY_VM: &str = "ProcessUtilityVMImage (UtilityVM\\SystemTemplate*.vhdx, BCD rewrite) is done by Windows' vmcompute and was not run";
@@ -249,6 +262,19 @@ fn put_times<Fd: AsFd>(fd: Fd, info: &FileBasicInfo) -> Result<(), Errno> {
     rfs::fsetxattr(&fd, TIMES_XATTR, &info.times_bytes(), XattrFlags::empty())?;
     let _ = rfs::futimens(&fd, &times_of(info));
     Ok(())
+}
+
+/// The four times recorded on an object ([`TIMES_XATTR`]), `None` if it has none.
+fn recorded_times<Fd: AsFd>(
+    fd: Fd,
+    attributes: FileAttributes,
+) -> Result<Option<FileBasicInfo>, Errno> {
+    let mut buf = [0u8; 32];
+    match rfs::fgetxattr(&fd, TIMES_XATTR, &mut buf) {
+        Ok(32) => Ok(FileBasicInfo::with_times_bytes(attributes, &buf)),
+        Ok(_) | Err(Errno::NODATA) | Err(Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads an object's times: the xattr, or (a folder made elsewhere) its Linux times.
@@ -441,10 +467,22 @@ impl LayerFolderWriter {
     }
 
     fn check_new_name(&mut self, name: &WinPath, is_dir: bool) -> Result<(), Error> {
-        if name.file_name().ends_with(WCIDIRS) {
+        for suffix in [WCIDIRS, HIVE_TEMP] {
+            if name.file_name().ends_with(suffix) {
+                return Err(Error::name(
+                    name.as_str(),
+                    format!("names ending `{suffix}` are reserved by the layer folder format"),
+                ));
+            }
+        }
+        if name.depth() == 1
+            && FOLDER_FILES
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(name.as_str()))
+        {
             return Err(Error::name(
                 name.as_str(),
-                format!("names ending `{WCIDIRS}` are reserved by the layer folder format"),
+                "this name in the layer's root is the layer folder's own file",
             ));
         }
         if let Some(j) = self.reparse_dirs.iter().find(|d| name.is_under(d.as_str())) {
@@ -553,6 +591,13 @@ impl LayerFolderWriter {
             return Err(self.err(
                 name,
                 "invalid UtilityVM layer: only UtilityVM\\Files and below may be added",
+                None,
+            ));
+        }
+        if !base_layer && !name.is_in_top_level() {
+            return Err(self.err(
+                name,
+                "a diff layer holds only Files\\, Hives\\ and UtilityVM\\ (only a base layer may hold other paths)",
                 None,
             ));
         }
@@ -773,7 +818,7 @@ impl LayerFolderWriter {
                             .map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
                     }
                 }
-                if name.depth() == 1 {
+                if name.depth() == 1 && dir {
                     // The top-level directory itself is a real object too.
                     let d = rfs::openat(
                         &self.root,
@@ -800,7 +845,7 @@ impl LayerFolderWriter {
     /// Replaces a hive's backup stream by its data (BackupWrite without security).
     fn hive_to_raw(&mut self, name: &WinPath, info: &FileBasicInfo) -> Result<(), Error> {
         let path = self.folder.join(linux_rel(name));
-        let tmp = self.folder.join(format!("{}.strata-hive", linux_rel(name)));
+        let tmp = self.folder.join(format!("{}{HIVE_TEMP}", linux_rel(name)));
         let mut f =
             File::open(&path).map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
         let scan = backup::scan(io::BufReader::new(&mut f), name.as_str())?;
@@ -1119,6 +1164,31 @@ fn sorted_children(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
 
 // ---- reading ------------------------------------------------------------------------
 
+/// The top-level names a base layer's reader walks: `Files`, then `UtilityVM` (as
+/// hcsshim's base reader does), then every other name in the root that is not the
+/// folder's own file, by bytes (hcsshim's base writer puts any relative path there).
+fn base_layer_tops(folder: &Path) -> Result<Vec<String>, Error> {
+    let names = sorted_children(folder)
+        .map_err(|e| folder_err(folder, ".", "cannot list the layer folder", Some(e)))?;
+    let mut others = Vec::new();
+    for n in names {
+        let n = n.into_string().map_err(|n| {
+            folder_err(folder, n.to_string_lossy(), "the name is not UTF-8", None)
+        })?;
+        let own = FOLDER_FILES.contains(&n.as_str())
+            || n.ends_with(WCIDIRS)
+            || n.ends_with(HIVE_TEMP)
+            || n == "Files"
+            || n == "UtilityVM";
+        if !own {
+            others.push(n);
+        }
+    }
+    let mut tops = vec!["Files".to_owned(), "UtilityVM".to_owned()];
+    tops.extend(others);
+    Ok(tops)
+}
+
 /// Where an entry's backup stream comes from.
 #[derive(Debug)]
 enum Source {
@@ -1269,8 +1339,8 @@ pub struct LayerFolderReader {
     root: OwnedFd,
     base: bool,
     stack: Vec<Frame>,
-    /// Top-level directories still to walk.
-    tops: std::vec::IntoIter<&'static str>,
+    /// Top-level names still to walk.
+    tops: std::vec::IntoIter<String>,
     /// Tombstones by parent directory, in file order.
     tombstones: HashMap<String, Vec<WinPath>>,
     queue: std::collections::VecDeque<FolderEntry>,
@@ -1383,10 +1453,10 @@ impl LayerFolderReader {
                 })?);
             }
         }
-        let tops: Vec<&'static str> = if base {
-            vec!["Files", "UtilityVM"]
+        let tops = if base {
+            base_layer_tops(&folder)?
         } else {
-            crate::TOP_LEVEL.to_vec()
+            crate::TOP_LEVEL.iter().map(|t| t.to_string()).collect()
         };
         Ok(LayerFolderReader {
             folder,
@@ -1445,12 +1515,8 @@ impl LayerFolderReader {
                 )
             })?;
             let attrs = FileAttributes(u32::from_le_bytes(a));
-            let mut info = get_times(&f, attrs)
+            let info = get_times(&f, attrs)
                 .map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
-            if !self.base && !name.is_under("Files") {
-                info.creation_time = info.last_write_time;
-                info.last_access_time = info.last_write_time;
-            }
             if attrs.is_dir() != is_dir {
                 return Err(self.err(
                     name.as_str(),
@@ -1488,18 +1554,28 @@ impl LayerFolderReader {
         } else {
             FileAttributes::ARCHIVE
         });
-        let mut info = get_times(&f, attrs)
+        // The four times the import recorded are kept (hcsshim's legacy reader replaces
+        // creation and access by the last write, and takes `Files` and `Hives` times from
+        // `Hives\System_Delta`: that is what a folder without recorded times gets).
+        let recorded = recorded_times(&f, attrs)
             .map_err(|e| self.err(name.as_str(), "cannot read its times", Some(errno(e))))?;
-        if matches!(name.as_str(), "Files" | "Hives") {
-            if let Some(sd) = self.system_delta {
-                info = FileBasicInfo {
-                    attributes: attrs,
-                    ..sd
+        let info = match recorded {
+            Some(info) => info,
+            None => {
+                let mut info = match self.system_delta {
+                    Some(sd) if matches!(name.as_str(), "Files" | "Hives") => FileBasicInfo {
+                        attributes: attrs,
+                        ..sd
+                    },
+                    _ => get_times(&f, attrs).map_err(|e| {
+                        self.err(name.as_str(), "cannot read its times", Some(errno(e)))
+                    })?,
                 };
+                info.creation_time = info.last_write_time;
+                info.last_access_time = info.last_write_time;
+                info
             }
-        }
-        info.creation_time = info.last_write_time;
-        info.last_access_time = info.last_write_time;
+        };
         let md = f
             .metadata()
             .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
@@ -1535,7 +1611,7 @@ impl LayerFolderReader {
                     None,
                 )
             })?;
-            if s.ends_with(WCIDIRS) || s.ends_with(".strata-hive") {
+            if s.ends_with(WCIDIRS) || s.ends_with(HIVE_TEMP) {
                 continue;
             }
             if name.as_str() == "Files" && s.eq_ignore_ascii_case("$Recycle.Bin") {
@@ -1629,10 +1705,21 @@ impl LayerFolderReader {
                 .root
                 .try_clone()
                 .map_err(|e| Error::io("duplicating a descriptor", e))?;
+            let top = top.as_str();
+            let name = WinPath::parse_in_base_layer(top)?;
+            if self.base && !matches!(top, "Files" | "UtilityVM") {
+                // A base layer's other paths: a directory or a file in the root.
+                let st = rfs::statat(&root, top, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.err(top, "cannot stat it", Some(errno(e))))?;
+                return match rfs::FileType::from_raw_mode(st.st_mode) {
+                    rfs::FileType::Directory => self.enter(name, &root, top).map(Some),
+                    rfs::FileType::RegularFile => self.entry_for(name, &root, top, false).map(Some),
+                    _ => Err(self.err(top, "not a regular file or directory (a layer folder holds no Linux symlinks or devices)", None)),
+                };
+            }
             if open_dir_at(&root, top).is_err() {
                 continue;
             }
-            let name = WinPath::parse(top)?;
             if self.base && top == "UtilityVM" {
                 // Base reader: UtilityVM, then UtilityVM\Files and its subtree only.
                 let uvm = open_dir_at(&root, top)

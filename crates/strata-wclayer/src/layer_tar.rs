@@ -102,6 +102,13 @@ fn import_entries<R: Read>(
     parents: &[PathBuf],
 ) -> Result<ImportSummary, Error> {
     let mut w = LayerFolderWriter::create(folder, parents)?;
+    // hcsshim's base-layer writer creates any relative path; a diff layer's names start
+    // with Files, Hives or UtilityVM.
+    let win_path = if parents.is_empty() {
+        WinPath::from_layer_path_in_base_layer
+    } else {
+        WinPath::from_layer_path
+    };
     let mut summary = ImportSummary::default();
     let mut next = tar.next_entry()?;
     while let Some(e) = next {
@@ -115,26 +122,23 @@ fn import_entries<R: Read>(
         };
         match &e.kind {
             EntryKind::Whiteout => {
-                w.remove(&WinPath::from_layer_path(&e.path)?)
+                w.remove(&win_path(&e.path)?)
                     .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             // `.wh..wh..opq` is not special for Windows: it tombstones `.wh..opq`.
             EntryKind::Opaque => {
-                w.remove(&WinPath::from_layer_path(&e.path)?.join(".wh..opq")?)
+                w.remove(&win_path(&e.path)?.join(".wh..opq")?)
                     .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             EntryKind::HardLink { target } => {
-                w.add_link(
-                    &WinPath::from_layer_path(&e.path)?,
-                    &WinPath::from_layer_path(target)?,
-                )
+                w.add_link(&win_path(&e.path)?, &win_path(target)?)
                 .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             _ => {
-                let name = WinPath::from_layer_path(&e.path)?;
+                let name = win_path(&e.path)?;
                 let (size, info) = file_info_from_entry(&e)?;
                 if matches!(e.kind, EntryKind::File { .. }) {
                     if info.attributes.is_dir() {

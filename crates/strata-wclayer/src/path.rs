@@ -35,8 +35,23 @@ pub fn check_component(c: &str) -> Result<(), String> {
 }
 
 impl WinPath {
-    /// From components (validated).
+    /// From components (validated), the first one `Files`, `Hives` or `UtilityVM`.
     pub fn from_components<'a>(comps: impl IntoIterator<Item = &'a str>) -> Result<WinPath, Error> {
+        let p = WinPath::from_any_components(comps)?;
+        if !p.is_in_top_level() {
+            return Err(Error::name(
+                p.0,
+                "a Windows layer holds only Files\\, Hives\\ and UtilityVM\\ (only a base layer may hold other paths)",
+            ));
+        }
+        Ok(p)
+    }
+
+    /// From components (validated), starting anywhere: hcsshim's base-layer writer
+    /// creates any relative path under the layer root.
+    pub fn from_any_components<'a>(
+        comps: impl IntoIterator<Item = &'a str>,
+    ) -> Result<WinPath, Error> {
         let mut s = String::new();
         for c in comps {
             check_component(c).map_err(|r| Error::name(format!("{s}\\{c}"), r))?;
@@ -45,12 +60,8 @@ impl WinPath {
             }
             s.push_str(c);
         }
-        let first = s.split('\\').next().unwrap_or_default();
-        if !TOP_LEVEL.contains(&first) {
-            return Err(Error::name(
-                s.clone(),
-                "a Windows layer holds only Files\\, Hives\\ and UtilityVM\\",
-            ));
+        if s.is_empty() {
+            return Err(Error::name(s, "an empty name"));
         }
         Ok(WinPath(s))
     }
@@ -61,11 +72,26 @@ impl WinPath {
         WinPath::from_components(trimmed.split(['/', '\\']))
     }
 
+    /// Like [`parse`](Self::parse), but any relative path (a base layer's entries).
+    pub fn parse_in_base_layer(name: &str) -> Result<WinPath, Error> {
+        let trimmed = name.trim_end_matches(['/', '\\']);
+        WinPath::from_any_components(trimmed.split(['/', '\\']))
+    }
+
     /// From a tar entry's path, which must be UTF-8.
     pub fn from_layer_path(p: &LayerPath) -> Result<WinPath, Error> {
-        let s = std::str::from_utf8(p.as_bytes())
-            .map_err(|_| Error::name(p.to_string(), "the name is not UTF-8"))?;
-        WinPath::parse(s)
+        WinPath::parse(layer_path_str(p)?)
+    }
+
+    /// From a tar entry's path of a base layer, which may lie outside the three
+    /// top-level directories.
+    pub fn from_layer_path_in_base_layer(p: &LayerPath) -> Result<WinPath, Error> {
+        WinPath::parse_in_base_layer(layer_path_str(p)?)
+    }
+
+    /// True if the first component is `Files`, `Hives` or `UtilityVM`.
+    pub fn is_in_top_level(&self) -> bool {
+        TOP_LEVEL.contains(&self.components().next().unwrap_or_default())
     }
 
     /// `Files\a\b`.
@@ -122,6 +148,10 @@ impl WinPath {
     }
 }
 
+fn layer_path_str(p: &LayerPath) -> Result<&str, Error> {
+    std::str::from_utf8(p.as_bytes()).map_err(|_| Error::name(p.to_string(), "the name is not UTF-8"))
+}
+
 impl fmt::Display for WinPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -160,5 +190,12 @@ mod tests {
         assert_eq!(p.tombstone_line(), Some("\\Dir\\x"));
         assert_eq!(p.case_key(), "FILES\\DIR\\X");
         assert_eq!(p.parent().unwrap().as_str(), "Files\\Dir");
+        // A base layer may hold other relative paths, still checked component by component.
+        let other = WinPath::parse_in_base_layer("other-dir/other-file").unwrap();
+        assert_eq!(other.as_str(), "other-dir\\other-file");
+        assert!(!other.is_in_top_level());
+        for bad in ["other/../x", "other/a:b", "", "/"] {
+            assert!(WinPath::parse_in_base_layer(bad).is_err(), "{bad}");
+        }
     }
 }
