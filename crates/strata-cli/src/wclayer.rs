@@ -32,7 +32,14 @@ pub enum WclayerCommand {
         #[arg(long = "parent", value_name = "FOLDER")]
         parents: Vec<PathBuf>,
     },
-    /// Export a layer folder as a Windows layer tar (byte-identical to the tar imported).
+    /// Export a layer folder as a Windows layer tar, in the order hcsshim walks the folder.
+    ///
+    /// The order: Files, then Hives and UtilityVM (a base layer's other paths last); each
+    /// directory before its children, siblings sorted by name, a diff layer's tombstones
+    /// right after their directory. A tar written in that order and in go-winio's form (as
+    /// Windows and hcsshim write them) comes back byte-identical; any other tar comes back
+    /// with the same entries and Windows metadata, but in that order and form, so not as
+    /// the same bytes.
     Export {
         /// The layer folder.
         folder: PathBuf,

@@ -323,7 +323,9 @@ fn unescape_strata(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && i + 4 <= b.len() {
-            out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 2..i + 4]).unwrap(), 16).unwrap());
+            out.push(
+                u8::from_str_radix(std::str::from_utf8(&b[i + 2..i + 4]).unwrap(), 16).unwrap(),
+            );
             i += 4;
         } else if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
             out.push(b'\\');
@@ -373,7 +375,12 @@ fn gnu_listing(file: &Path) -> Vec<Listed> {
 /// `strata --json layer ls`, with whiteouts and opaque markers written back as the
 /// `.wh.` files a plain tar lister shows.
 fn strata_listing(file: &Path) -> Vec<Listed> {
-    let v = strata_json(["layer", "ls"].iter().copied().chain([file.to_str().unwrap()]));
+    let v = strata_json(
+        ["layer", "ls"]
+            .iter()
+            .copied()
+            .chain([file.to_str().unwrap()]),
+    );
     v.as_array()
         .expect("a JSON array")
         .iter()
@@ -401,7 +408,11 @@ fn strata_listing(file: &Path) -> Vec<Listed> {
                     (with(&[b".wh.", &base[..]].concat()), '-')
                 }
                 "opaque" => {
-                    let mut p = if path == b"." { Vec::new() } else { path.clone() };
+                    let mut p = if path == b"." {
+                        Vec::new()
+                    } else {
+                        path.clone()
+                    };
                     if !p.is_empty() {
                         p.push(b'/');
                     }
@@ -438,8 +449,11 @@ fn compare_unpacked(file: &Path, what: &str) -> Result<(), String> {
         .arg("-C")
         .arg(&gnus);
     run_with_timeout(cmd, Duration::from_secs(120)).assert_success();
-    let no_wh =
-        |l: &str| filter_paths(l, |p| !p.rsplit('/').next().unwrap_or(p).starts_with(".wh."));
+    let no_wh = |l: &str| {
+        filter_paths(l, |p| {
+            !p.rsplit('/').next().unwrap_or(p).starts_with(".wh.")
+        })
+    };
     let flags = ["--no-xattrs", "--no-dir-mtime"];
     let expected = no_wh(&tree_listing(&gnus, &flags));
     let actual = tree_listing(&ours, &flags);
@@ -458,7 +472,9 @@ fn compare_unpacked(file: &Path, what: &str) -> Result<(), String> {
         let want = (secs.parse::<i64>().unwrap(), nanos.parse::<i64>().unwrap());
         let got = mtime(&ours.join(path));
         if got != want {
-            return Err(format!("{what}: directory {path} has mtime {got:?}, the tar says {want:?}"));
+            return Err(format!(
+                "{what}: directory {path} has mtime {got:?}, the tar says {want:?}"
+            ));
         }
     }
     Ok(())
@@ -518,7 +534,10 @@ fn check(c: &Case) -> Result<(), String> {
                     for (name, sha) in *files {
                         let got = sha256_file(&out.join(name));
                         if got != *sha && got != format!("sha256:{sha}") {
-                            return Err(format!("{}: {name} unpacked as {got}, Go reads {sha}", c.file));
+                            return Err(format!(
+                                "{}: {name} unpacked as {got}, Go reads {sha}",
+                                c.file
+                            ));
                         }
                     }
                 }
@@ -569,7 +588,11 @@ fn sixty_gigabyte_sparse_vectors_unpack_sparse() {
         let md = lstat(&out.join(name));
         assert_eq!(md.len(), 60_000_000_000, "{file}");
         use std::os::unix::fs::MetadataExt;
-        assert!(md.blocks() * 512 < 1 << 20, "{file}: {} blocks allocated", md.blocks());
+        assert!(
+            md.blocks() * 512 < 1 << 20,
+            "{file}: {} blocks allocated",
+            md.blocks()
+        );
         let mut f = std::fs::File::open(out.join(name)).unwrap();
         use std::io::{Read, Seek, SeekFrom};
         let mut tail = [0u8; 10];

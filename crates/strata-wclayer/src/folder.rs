@@ -1172,9 +1172,9 @@ fn base_layer_tops(folder: &Path) -> Result<Vec<String>, Error> {
         .map_err(|e| folder_err(folder, ".", "cannot list the layer folder", Some(e)))?;
     let mut others = Vec::new();
     for n in names {
-        let n = n.into_string().map_err(|n| {
-            folder_err(folder, n.to_string_lossy(), "the name is not UTF-8", None)
-        })?;
+        let n = n
+            .into_string()
+            .map_err(|n| folder_err(folder, n.to_string_lossy(), "the name is not UTF-8", None))?;
         let own = FOLDER_FILES.contains(&n.as_str())
             || n.ends_with(WCIDIRS)
             || n.ends_with(HIVE_TEMP)

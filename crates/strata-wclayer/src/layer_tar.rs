@@ -122,8 +122,7 @@ fn import_entries<R: Read>(
         };
         match &e.kind {
             EntryKind::Whiteout => {
-                w.remove(&win_path(&e.path)?)
-                    .map_err(wrap)?;
+                w.remove(&win_path(&e.path)?).map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             // `.wh..wh..opq` is not special for Windows: it tombstones `.wh..opq`.
@@ -134,7 +133,7 @@ fn import_entries<R: Read>(
             }
             EntryKind::HardLink { target } => {
                 w.add_link(&win_path(&e.path)?, &win_path(target)?)
-                .map_err(wrap)?;
+                    .map_err(wrap)?;
                 next = tar.next_entry()?;
             }
             _ => {
@@ -201,7 +200,9 @@ impl<R: LayerReader> LayerReader for CountingReader<'_, R> {
 
 /// Exports the layer folder `chain.layer` as a Windows layer tar (§5.1): entries in
 /// reader order, tombstones as whiteouts, a second name of a file (same inode) as a hard
-/// link to the first. A tar that [`import_layer`] took in comes out byte-identical.
+/// link to the first. A tar that [`import_layer`] took in comes out byte-identical when
+/// it was in this order and go-winio's form (as Windows and hcsshim write tars); any
+/// other comes out with the same entries in this order and form.
 pub fn export_layer<W: Write>(chain: &LayerChain, out: W) -> Result<ExportSummary, Error> {
     let mut r = LayerFolderReader::open(chain)?;
     let mut tar = TarWriter::new(out);

@@ -149,7 +149,8 @@ impl WinPath {
 }
 
 fn layer_path_str(p: &LayerPath) -> Result<&str, Error> {
-    std::str::from_utf8(p.as_bytes()).map_err(|_| Error::name(p.to_string(), "the name is not UTF-8"))
+    std::str::from_utf8(p.as_bytes())
+        .map_err(|_| Error::name(p.to_string(), "the name is not UTF-8"))
 }
 
 impl fmt::Display for WinPath {

@@ -66,7 +66,12 @@ fn diff_layer_export_keeps_the_four_times_of_files_hives_and_hive_files() {
         ("Files", 0x10, Vec::new(), false),
         ("Files\\a.txt", 0x20, data_stream(b"hi"), true),
         ("Hives", 0x10, Vec::new(), false),
-        ("Hives\\System_Delta", 0x20, data_stream(b"regf delta"), false),
+        (
+            "Hives\\System_Delta",
+            0x20,
+            data_stream(b"regf delta"),
+            false,
+        ),
     ];
     for (k, (name, attrs, stream, security)) in entries.iter().enumerate() {
         write_tar_from_backup_stream(
@@ -185,8 +190,7 @@ fn paths_outside_files_are_refused_in_diff_layers_and_may_not_take_the_folders_o
 /// Issue 15 item 9: a folder whose data stream claims 1 TiB with 6 bytes present is
 /// refused by inspect, as by export and extract.
 #[test]
-fn a_data_stream_claiming_more_than_the_folder_holds_is_refused_by_inspect_export_and_extract()
-{
+fn a_data_stream_claiming_more_than_the_folder_holds_is_refused_by_inspect_export_and_extract() {
     let tmp = tempfile::tempdir().unwrap();
     let layer = tmp.path().join("l");
     let mut w = LayerFolderWriter::create(&layer, &[]).unwrap();
@@ -210,11 +214,16 @@ fn a_data_stream_claiming_more_than_the_folder_holds_is_refused_by_inspect_expor
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("Files\\big") && e.contains("a payload of 1099511627776 bytes at byte 20 runs past its end at byte 26"),
+        e.contains("Files\\big")
+            && e.contains(
+                "a payload of 1099511627776 bytes at byte 20 runs past its end at byte 26"
+            ),
         "{e}"
     );
     assert_eq!(listed, ["Files"], "the lying entry was listed");
-    let e = export_layer(&chain, std::io::sink()).unwrap_err().to_string();
+    let e = export_layer(&chain, std::io::sink())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unexpected end"), "{e}");
     let e = extract::extract(&[layer.clone()], &tmp.path().join("out"))
         .unwrap_err()

@@ -75,7 +75,10 @@ fn names_escaping_files_dotdot_and_case_duplicates_are_refused() {
         // A base layer may hold paths outside Files\ (hcsshim's base writer takes any
         // relative path), but not the folder's own files.
         (
-            &[("Files", EntryKind::Dir, "16"), ("layerchain.json", f(1), "32")],
+            &[
+                ("Files", EntryKind::Dir, "16"),
+                ("layerchain.json", f(1), "32"),
+            ],
             "the layer folder's own file",
         ),
         (
