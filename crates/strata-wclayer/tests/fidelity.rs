@@ -225,7 +225,7 @@ fn a_data_stream_claiming_more_than_the_folder_holds_is_refused_by_inspect_expor
         .unwrap_err()
         .to_string();
     assert!(e.contains("unexpected end"), "{e}");
-    let e = extract::extract(&[layer.clone()], &tmp.path().join("out"))
+    let e = extract::extract(std::slice::from_ref(&layer), &tmp.path().join("out"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("unexpected end"), "{e}");
