@@ -423,7 +423,7 @@ impl Head {
             .position(|l| LayerType::of(&l.media_type).is_none())
             .map(|i| {
                 format!(
-                    "not an image: layer {i} is `{}`, not a layer (a build attestation?)",
+                    "not an image: layer {i} is `{}`, not a layer media type",
                     self.layers[i].media_type
                 )
             })

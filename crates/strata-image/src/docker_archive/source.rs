@@ -125,6 +125,12 @@ fn read_images(
     };
     let mut oci_entries = if has_layout {
         let listing = oci::list(store, platform)?;
+        // An archive is no layout with referrers beside its images: an entry of its
+        // index.json that cannot be read (the wanted platform's manifest absent) is an
+        // error, as it always was.
+        if let Some(s) = listing.skipped.iter().find(|s| s.unreadable) {
+            return Err(bad(store, format!("its index.json entry {s}")));
+        }
         warnings.extend(listing.warnings);
         if entries.is_none() {
             *skipped = listing.skipped;
