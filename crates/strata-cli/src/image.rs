@@ -107,10 +107,21 @@ struct ImageReport {
 }
 
 #[derive(Serialize)]
+struct SkippedReport {
+    index: usize,
+    digest: String,
+    ref_name: Option<String>,
+    reason: String,
+}
+
+#[derive(Serialize)]
 struct CopyReport {
     source: String,
     destination: String,
     images: Vec<ImageReport>,
+    /// With --all: the source's entries that are not images, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<SkippedReport>,
 }
 
 pub fn parse_platform(s: &str) -> Result<Platform> {
@@ -277,17 +288,46 @@ pub fn run_copy(
                     .collect(),
             })
             .collect(),
+        skipped: report
+            .skipped
+            .iter()
+            .map(|s| SkippedReport {
+                index: s.index,
+                digest: s.digest.to_string(),
+                ref_name: s.ref_name.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+    };
+    for w in &report.warnings {
+        out.detail(w);
+    }
+    if !out.json {
+        for s in &report.skipped {
+            out.note(&format!("skipped {s}"));
+        }
+    }
+    // `strata:` alone is the store of load and pull.
+    let shown = if destination == "strata:" {
+        "the store"
+    } else {
+        destination
     };
     let summary = || {
         json.images
             .iter()
             .map(|i| {
                 let reused = i.layers.iter().filter(|l| l.reused).count();
+                let names = if i.names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", i.names.join(", "))
+                };
+                let n = i.layers.len();
                 format!(
-                    "copied {} to {}: {} layers ({reused} already there)",
+                    "copied {}{names} to {shown}: {n} layer{} ({reused} already there)",
                     i.id,
-                    json.destination,
-                    i.layers.len()
+                    if n == 1 { "" } else { "s" },
                 )
             })
             .collect::<Vec<_>>()

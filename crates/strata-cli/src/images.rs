@@ -122,11 +122,109 @@ pub fn images(args: &StoreArgs, out: &Output) -> Result<()> {
     })
 }
 
+/// What `inspect` prints: a report, or the raw manifest or config.
+#[derive(Clone, Copy)]
+pub struct InspectWhat {
+    pub raw: bool,
+    pub config: bool,
+}
+
+/// Whether `spec` names a transport rather than an image of the store.
+fn is_transport(spec: &str) -> bool {
+    ["docker-archive:", "oci:", "oci-archive:", "docker://"]
+        .iter()
+        .any(|p| spec.starts_with(p))
+}
+
+/// Writes bytes exactly as stored to standard output.
+fn print_raw(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(crate::output::stdout_error)
+}
+
+/// `strata inspect TRANSPORT`: an image of an archive, a layout or a registry.
+fn inspect_transport(
+    spec: &str,
+    what: InspectWhat,
+    platform: Option<&str>,
+    out: &Output,
+) -> Result<()> {
+    let transport: strata_image::Transport = spec
+        .parse()
+        .with_context(|| format!("bad image `{spec}`"))?;
+    let mut options = strata_image::OpenOptions::default();
+    if let Some(p) = platform {
+        options.platform = crate::image::parse_platform(p)?;
+    }
+    let (image, warnings) = transport
+        .open_image(&options)
+        .with_context(|| format!("cannot inspect {transport}"))?;
+    if what.config {
+        return print_raw(image.config.raw());
+    }
+    let manifest = image.manifest_or_schema2()?;
+    if what.raw {
+        return print_raw(&manifest.bytes);
+    }
+    let raw: Value =
+        serde_json::from_slice(image.config.raw()).context("the config is not JSON")?;
+    let report = serde_json::json!({
+        "transport": transport.to_string(),
+        "id": image.summary.id.to_string(),
+        "names": image.summary.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "ref_names": image.summary.ref_names,
+        "manifest": {
+            "digest": manifest.digest.to_string(),
+            "media_type": manifest.media_type,
+            "stored": image.manifest.is_some(),
+        },
+        "os": image.config.os(),
+        "architecture": image.config.architecture(),
+        "created": image.config.created().map(|t| t.to_string()),
+        "layers": image.layers.iter().map(|l| serde_json::json!({
+            "digest": l.blob.digest.to_string(),
+            "media_type": l.blob.media_type,
+            "size": l.blob.size,
+            "diff_id": l.diff_id.to_string(),
+        })).collect::<Vec<_>>(),
+        "config": raw,
+    });
+    for w in &warnings {
+        out.detail(w);
+    }
+    out.result(&report, || {
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    })
+}
+
 /// `strata inspect IMAGE`.
-pub fn inspect(args: &StoreArgs, spec: &str, out: &Output) -> Result<()> {
+pub fn inspect(
+    args: &StoreArgs,
+    spec: &str,
+    what: InspectWhat,
+    platform: Option<&str>,
+    out: &Output,
+) -> Result<()> {
+    if is_transport(spec) {
+        return inspect_transport(spec, what, platform, out);
+    }
     let store = open(args)?;
     let image = image_of(&store, spec)?;
     let config = config_of(&store, &image)?;
+    if what.config {
+        return print_raw(config.raw());
+    }
+    if what.raw {
+        let m = image
+            .manifest
+            .as_ref()
+            .with_context(|| format!("image {} keeps no manifest", image.id))?;
+        return print_raw(&store.read_blob(&m.digest)?);
+    }
     let layers: Vec<Value> = config
         .diff_ids()
         .iter()

@@ -371,14 +371,16 @@ fn ls_cmd(layer: &Path, out: &Output) -> Result<()> {
         if out.json {
             all.push(ls_entry(&e));
         } else {
-            writeln!(stdout, "{}", ls_line(&e))?;
+            writeln!(stdout, "{}", ls_line(&e)).map_err(crate::output::stdout_error)?;
         }
     }
     if out.json {
-        serde_json::to_writer_pretty(&mut stdout, &all)?;
-        writeln!(stdout)?;
+        serde_json::to_writer_pretty(&mut stdout, &all)
+            .map_err(std::io::Error::from)
+            .map_err(crate::output::stdout_error)?;
+        writeln!(stdout).map_err(crate::output::stdout_error)?;
     }
-    stdout.flush()?;
+    stdout.flush().map_err(crate::output::stdout_error)?;
     Ok(())
 }
 

@@ -62,9 +62,21 @@ enum Command {
     /// List the store's images.
     Images,
     /// Show an image: its config, layers (diffIDs, chain IDs, sizes, kept blobs), names.
+    /// An image of the store, or of a transport as skopeo inspect takes it
+    /// (docker-archive:FILE[:REF], oci:DIR[:REF], oci-archive:FILE[:REF], docker://REF).
     Inspect {
-        /// A name, an image ID or a unique prefix of one.
+        /// A name, an image ID or a unique prefix of one; or a transport.
         image: String,
+        /// Print the manifest exactly as stored (for an archive that stores none, the
+        /// Docker schema 2 manifest of its config and layers).
+        #[arg(long)]
+        raw: bool,
+        /// Print the config exactly as stored.
+        #[arg(long, conflicts_with = "raw")]
+        config: bool,
+        /// Pick this platform (OS/ARCH[/VARIANT]) from a multi-platform image.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
     },
     /// Give an image another name (moved from another image that has it).
     Tag {
@@ -121,7 +133,18 @@ fn main() -> ExitCode {
         Command::Pull(args) => registry::pull(args, &cli.store, &out),
         Command::Push(args) => registry::push(args, &cli.store, &out),
         Command::Images => images::images(&cli.store, &out),
-        Command::Inspect { image } => images::inspect(&cli.store, &image, &out),
+        Command::Inspect {
+            image,
+            raw,
+            config,
+            platform,
+        } => images::inspect(
+            &cli.store,
+            &image,
+            images::InspectWhat { raw, config },
+            platform.as_deref(),
+            &out,
+        ),
         Command::Tag { source, target } => images::tag(&cli.store, &source, &target, &out),
         Command::Rmi {
             images: list,
@@ -151,6 +174,9 @@ fn main() -> ExitCode {
             out.clear_progress();
             if let Some(store::ExitStatus(code)) = e.downcast_ref::<store::ExitStatus>() {
                 return ExitCode::from(*code);
+            }
+            if e.downcast_ref::<output::StdoutClosed>().is_some() {
+                return ExitCode::from(141);
             }
             eprintln!("strata: error: {e:#}");
             ExitCode::FAILURE

@@ -6,6 +6,28 @@ use std::io::{IsTerminal, Write};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+/// Standard output's reader went away (`strata history IMG | head`): the program ends
+/// quietly, as a Unix tool killed by SIGPIPE does (status 141).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// The error of a write to standard output: [`StdoutClosed`] for a closed pipe.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("cannot write to standard output")
+    }
+}
+
 pub struct Output {
     pub json: bool,
     quiet: bool,
@@ -70,15 +92,17 @@ impl Output {
         self.clear_progress();
         let mut stdout = std::io::stdout().lock();
         if self.json {
-            serde_json::to_writer_pretty(&mut stdout, value)?;
-            writeln!(stdout)?;
+            serde_json::to_writer_pretty(&mut stdout, value)
+                .map_err(std::io::Error::from)
+                .map_err(stdout_error)?;
+            writeln!(stdout).map_err(stdout_error)?;
         } else if !self.quiet {
             let t = text();
             if !t.is_empty() {
-                writeln!(stdout, "{t}")?;
+                writeln!(stdout, "{t}").map_err(stdout_error)?;
             }
         }
-        Ok(())
+        stdout.flush().map_err(stdout_error)
     }
 
     /// Prints warnings to stderr (all with `-v`, else a count past the first few).
@@ -99,6 +123,14 @@ impl Output {
                 "strata: warning: {} more warnings (see them all with -v)",
                 warnings.len() - shown
             );
+        }
+    }
+
+    /// A warning shown only with `-v` (something accepted that a careful reader may want
+    /// to know).
+    pub fn detail(&self, text: &str) {
+        if self.verbose && !self.quiet {
+            eprintln!("strata: warning: {text}");
         }
     }
 

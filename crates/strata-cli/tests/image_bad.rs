@@ -279,7 +279,7 @@ fn unknown_layer_media_type() {
     write_archive(&bad, &m);
     refuses(
         &format!("oci-archive:{}", bad.display()),
-        "has the unknown media type `application/vnd.example.unknown`",
+        "layer 0 is `application/vnd.example.unknown`, not a layer media type",
     );
 }
 

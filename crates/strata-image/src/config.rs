@@ -90,7 +90,8 @@ impl ImageConfig {
         if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(Error::invalid(&what, "it is not a JSON object"));
         }
-        let view: ConfigView = serde_json::from_slice(&raw).map_err(|e| Error::json(&what, e))?;
+        let view: ConfigView =
+            crate::gojson::from_slice(&raw).map_err(|e| Error::json(&what, e))?;
         let rootfs = view
             .rootfs
             .as_ref()

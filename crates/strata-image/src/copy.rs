@@ -17,7 +17,8 @@ use crate::manifest::Descriptor;
 use crate::reference::Reference;
 use crate::stream::LayerInfo;
 use crate::transport::{
-    select, ImageDestination, ImageRecord, ImageSelector, ImageSource, SourceImage, StoredLayer,
+    select, ImageDestination, ImageRecord, ImageSelector, ImageSource, Skipped, SourceImage,
+    StoredLayer,
 };
 use crate::Error;
 
@@ -86,6 +87,10 @@ pub struct CopiedImage {
 #[derive(Clone, Debug, Default)]
 pub struct CopyReport {
     pub images: Vec<CopiedImage>,
+    /// With [`ImageSelector::All`]: the source's entries that are not images, and why.
+    pub skipped: Vec<Skipped>,
+    /// What the source accepted with a warning ([`ImageSource::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Counts blob bytes for [`Progress::layer_bytes`].
@@ -112,8 +117,17 @@ pub fn copy(
     destination: &mut dyn ImageDestination,
     options: &CopyOptions<'_>,
 ) -> Result<CopyReport, Error> {
-    let chosen = select(&source.describe(), source.list()?, &options.images)?;
-    let mut report = CopyReport::default();
+    let listed = source.list()?;
+    let skipped = source.skipped()?;
+    let chosen = select(&source.describe(), listed, &skipped, &options.images)?;
+    let mut report = CopyReport {
+        skipped: if options.images == ImageSelector::All {
+            skipped
+        } else {
+            Vec::new()
+        },
+        ..CopyReport::default()
+    };
     for (position, summary) in chosen.iter().enumerate() {
         let image = source.open_image(summary)?;
         if let Some(p) = options.progress {
@@ -146,6 +160,7 @@ pub fn copy(
         });
     }
     destination.commit()?;
+    report.warnings = source.warnings();
     Ok(report)
 }
 

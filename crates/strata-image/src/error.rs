@@ -19,12 +19,13 @@ pub enum Error {
     #[error("invalid transport `{value}`: {reason}")]
     BadTransport { value: String, reason: String },
 
-    /// A JSON document (config, manifest, index, `manifest.json`) does not parse.
-    #[error("{what} is not valid: {source}")]
+    /// A JSON document (config, manifest, index, `manifest.json`) does not parse. The
+    /// parser's reason is part of the message, not a separate source, so that a chain of
+    /// causes does not print it twice.
+    #[error("{what} is not valid: {error}")]
     Json {
         what: String,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 
     /// A JSON document parses but breaks a rule of its format.
@@ -137,7 +138,7 @@ impl Error {
     pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
         Error::Json {
             what: what.into(),
-            source,
+            error: source,
         }
     }
 

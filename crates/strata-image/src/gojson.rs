@@ -7,6 +7,11 @@
 //! Times are RFC 3339 with nanoseconds, trailing zeros trimmed, the offset kept
 //! ([`GoTime`]).
 //!
+//! Reading, [`from_slice`] fills structs as `json.Unmarshal` does: a key names a field
+//! exactly or else case-insensitively (jib writes `config`, `repoTags`, `layers` where
+//! Docker writes `Config`, `RepoTags`, `Layers`, and Docker, containerd and skopeo all
+//! read it), the last of several keys for one field wins, unknown keys are ignored.
+//!
 //! ```
 //! use strata_image::gojson::{encode, marshal};
 //! let labels = std::collections::BTreeMap::from([("b", "x<y"), ("a", "&")]);
@@ -17,6 +22,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{DeserializeOwned, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use strata_layer::Timestamp;
 
@@ -33,6 +40,217 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let mut out = marshal(value)?;
     out.push(b'\n');
     Ok(out)
+}
+
+/// `json.Unmarshal(bytes, &value)`: struct fields matched by Go's rules (see the module
+/// documentation). Syntax errors carry their line and column; type errors do not.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Entry {
+///     #[serde(rename = "Config")]
+///     config: String,
+///     #[serde(rename = "RepoTags", default)]
+///     repo_tags: Vec<String>,
+/// }
+/// let e: Entry = strata_image::gojson::from_slice(br#"{"config":"a","repoTags":["x:1"],"CONFIG":"b"}"#).unwrap();
+/// assert_eq!((e.config.as_str(), e.repo_tags.len()), ("b", 1));
+/// ```
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let doc: Doc = serde_json::from_slice(bytes)?;
+    T::deserialize(doc)
+}
+
+/// A JSON document with its objects' keys in order, duplicates kept: what Go's decoder
+/// walks. As a [`Deserializer`] it matches struct fields as Go does.
+#[derive(Clone, Debug)]
+enum Doc {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Doc>),
+    Object(Vec<(String, Doc)>),
+}
+
+/// Go's case folding of a field name (Go 1.21+: ASCII upper-cased, other characters by
+/// their simple upper-case mapping), so `ſ` matches `s` and `K` (Kelvin) nothing.
+fn fold(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
+        struct DocVisitor;
+        impl<'de> Visitor<'de> for DocVisitor {
+            type Value = Doc;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<Doc, E> {
+                Ok(Doc::Null)
+            }
+            fn visit_none<E>(self) -> Result<Doc, E> {
+                Ok(Doc::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+                Doc::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Doc, E> {
+                Ok(Doc::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Doc, E> {
+                Ok(Doc::Number(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Doc, E> {
+                Ok(Doc::Number(v.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Doc, E> {
+                serde_json::Number::from_f64(v)
+                    .map(Doc::Number)
+                    .ok_or_else(|| E::custom("a number JSON cannot hold"))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Doc, E> {
+                Ok(Doc::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Doc, E> {
+                Ok(Doc::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Doc::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Doc>()? {
+                    entries.push(entry);
+                }
+                Ok(Doc::Object(entries))
+            }
+        }
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Doc {
+    type Deserializer = Doc;
+    fn into_deserializer(self) -> Doc {
+        self
+    }
+}
+
+impl<'de> Deserializer<'de> for Doc {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self {
+            Doc::Null => visitor.visit_unit(),
+            Doc::Bool(b) => visitor.visit_bool(b),
+            Doc::Number(n) => n.deserialize_any(visitor),
+            Doc::String(s) => visitor.visit_string(s),
+            Doc::Array(items) => {
+                let mut seq = SeqDeserializer::new(items.into_iter());
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Doc::Object(entries) => {
+                let mut map = MapDeserializer::new(entries.into_iter());
+                let value = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self {
+            Doc::Null => visitor.visit_none(),
+            other => visitor.visit_some(other),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// Go's field matching: the exact name, else the first field that folds the same;
+    /// keys that name no field are dropped, and a later key for a field replaces an
+    /// earlier one.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let Doc::Object(entries) = self else {
+            return self.deserialize_any(visitor);
+        };
+        let folded: Vec<String> = fields.iter().map(|f| fold(f)).collect();
+        let mut matched: Vec<(&'static str, Doc)> = Vec::new();
+        for (key, value) in entries {
+            let field = fields.iter().find(|f| **f == key).or_else(|| {
+                let k = fold(&key);
+                folded.iter().position(|f| *f == k).map(|i| &fields[i])
+            });
+            let Some(field) = field else { continue };
+            match matched.iter_mut().find(|(f, _)| f == field) {
+                Some(slot) => slot.1 = value,
+                None => matched.push((field, value)),
+            }
+        }
+        let mut map = MapDeserializer::new(matched.into_iter());
+        let value = visitor.visit_map(&mut map)?;
+        map.end()?;
+        Ok(value)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        serde_json::Value::from(self).deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+impl From<Doc> for serde_json::Value {
+    fn from(doc: Doc) -> serde_json::Value {
+        match doc {
+            Doc::Null => serde_json::Value::Null,
+            Doc::Bool(b) => serde_json::Value::Bool(b),
+            Doc::Number(n) => serde_json::Value::Number(n),
+            Doc::String(s) => serde_json::Value::String(s),
+            Doc::Array(items) => items.into_iter().map(serde_json::Value::from).collect(),
+            Doc::Object(entries) => serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::from(v)))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Go's HTML-safe escaping. The characters concerned can only occur inside JSON strings
@@ -264,6 +482,53 @@ mod tests {
             String::from_utf8(marshal(&v).unwrap()).unwrap(),
             r#"{"k":"\u003ca href=\"x\"\u003e\u0026\u2028\u2029é\n"}"#
         );
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Entry {
+        #[serde(rename = "Config")]
+        config: String,
+        #[serde(rename = "RepoTags", default)]
+        repo_tags: Option<Vec<String>>,
+        #[serde(rename = "Inner", default)]
+        inner: Option<Inner>,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Inner {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+    }
+
+    #[test]
+    fn struct_fields_match_as_go_matches_them() {
+        let e: Entry = from_slice(
+            r#"{"config":"a","REPOTAGS":["x:1"],"inner":{"MEDIATYPE":"t"},"Unknown":1,"labels":{"Key":"v"}}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(e.config, "a");
+        assert_eq!(e.repo_tags, Some(vec!["x:1".to_string()]));
+        assert_eq!(e.inner.unwrap().media_type, "t");
+        // Map keys are data, never folded.
+        assert_eq!(e.labels.keys().collect::<Vec<_>>(), ["Key"]);
+        // The last key for a field wins, exact or folded; `ſ` folds to `S`.
+        let e: Entry = from_slice(br#"{"Config":"a","config":"b","RepoTags":null}"#).unwrap();
+        assert_eq!((e.config.as_str(), e.repo_tags), ("b", None));
+        let e: Entry = from_slice(r#"{"config":"a","Config":"c"}"#.as_bytes()).unwrap();
+        assert_eq!(e.config, "c");
+        let e: Entry = from_slice("{\"Config\":\"a\",\"RepoTagſ\":[\"y:2\"]}".as_bytes()).unwrap();
+        assert_eq!(e.repo_tags, Some(vec!["y:2".to_string()]));
+        let e = from_slice::<Entry>(br#"{"Confi":"a"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `Config`"), "{e}");
+        let e = from_slice::<Entry>(br#"{"Config":"a""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1"), "{e}");
     }
 
     #[test]

@@ -60,6 +60,6 @@ pub use stream::{
 };
 pub use transport::{
     select, ImageDestination, ImageRecord, ImageSelector, ImageSource, ImageSummary, RawManifest,
-    SourceImage, StoredLayer,
+    Skipped, SourceImage, StoredLayer,
 };
 pub use transports::{OpenOptions, Transport};

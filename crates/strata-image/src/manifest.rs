@@ -237,7 +237,7 @@ impl Manifest {
     /// schema version, that the document's own media type agrees, and the config and
     /// layer media types.
     pub fn parse(bytes: &[u8], media_type: &str, what: &str) -> Result<Manifest, Error> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::json(what, e))?;
+        let m: Manifest = crate::gojson::from_slice(bytes).map_err(|e| Error::json(what, e))?;
         if m.schema_version != 2 {
             return Err(Error::invalid(
                 what,
@@ -311,7 +311,7 @@ impl Index {
     }
 
     pub fn parse(bytes: &[u8], what: &str) -> Result<Index, Error> {
-        let i: Index = serde_json::from_slice(bytes).map_err(|e| Error::json(what, e))?;
+        let i: Index = crate::gojson::from_slice(bytes).map_err(|e| Error::json(what, e))?;
         if i.schema_version != 2 {
             return Err(Error::invalid(
                 what,

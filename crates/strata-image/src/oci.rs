@@ -3,9 +3,14 @@
 //!
 //! The entry point is `index.json`. Each of its descriptors that is an image manifest is
 //! one image; one that is an index (multi-platform) is resolved to the manifest for the
-//! wanted platform (the host's by default); descriptors of other media types are
-//! skipped, as the spec asks. Every blob read is checked against its digest and size;
-//! blobs that are never read (other platforms, foreign layers) may be missing.
+//! wanted platform (the host's by default, else the one entry without a platform, as
+//! skopeo picks). Everything else beside the images (artifacts, signatures, SBOMs,
+//! `unknown/unknown` attestation manifests, referrers indexes, other media types, entries
+//! whose blobs are missing) is passed over with its reason ([`Skipped`]), so that it
+//! never blocks the copy of an image. Every blob read is checked against its digest and
+//! size; blobs that are never read (other platforms, foreign layers) may be missing. A
+//! manifest's own `mediaType` wins over its descriptor's (skopeo and go-containerregistry
+//! read it so), with a warning.
 
 use std::fs::File;
 use std::io::Read;
@@ -17,7 +22,7 @@ use crate::ids::{blob_path, sha256, Digest};
 use crate::manifest::{annotation, Descriptor, Index, Manifest, ManifestKind, Platform};
 use crate::reference::Reference;
 use crate::stream::{BlobOrigin, LayerInfo, LayerStream};
-use crate::transport::{ImageSource, ImageSummary, RawManifest, SourceImage};
+use crate::transport::{ImageSource, ImageSummary, RawManifest, Skipped, SourceImage};
 use crate::Error;
 
 /// The `oci-layout` Strata writes (no space; the §3.1 Docker variant has one).
@@ -213,8 +218,18 @@ pub(crate) fn index_entries(desc: &Descriptor, names: &[Reference]) -> Vec<Descr
         .collect()
 }
 
-/// Checks `oci-layout`, then lists the images of `index.json`.
-pub(crate) fn list(store: &dyn BlobStore, platform: &Platform) -> Result<Vec<OciEntry>, Error> {
+/// What `index.json` holds: its images, the entries passed over, and warnings.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Listing {
+    /// Each with its position in `index.json` as its [`ImageSummary::index`].
+    pub images: Vec<OciEntry>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks `oci-layout`, then lists the images of `index.json`: an entry that is not an
+/// image, or cannot be read, is passed over (see the module documentation).
+pub(crate) fn list(store: &dyn BlobStore, platform: &Platform) -> Result<Listing, Error> {
     let what = store.describe();
     let layout = store
         .read_small("oci-layout")?
@@ -224,35 +239,195 @@ pub(crate) fn list(store: &dyn BlobStore, platform: &Platform) -> Result<Vec<Oci
         .read_small("index.json")?
         .ok_or_else(|| Error::invalid(&what, "not an OCI layout: it has no `index.json`"))?;
     let index = Index::parse(&index, &format!("index.json of {what}"))?;
-    let mut out = Vec::new();
-    for top in &index.manifests {
-        let Some(desc) = resolve_platform(store, top, platform)? else {
-            continue;
-        };
-        let bytes = read_blob(store, &desc, &format!("manifest {} in {what}", desc.digest))?;
-        let parsed = Manifest::parse(
-            &bytes,
-            &desc.media_type,
-            &format!("manifest {} in {what}", desc.digest),
-        )?;
-        let id = crate::ids::ImageId(parsed.config.digest);
+    let mut out = Listing::default();
+    for (position, top) in index.manifests.iter().enumerate() {
         let (names, ref_names) = names_of(top);
-        out.push(OciEntry {
-            summary: ImageSummary {
-                index: out.len(),
-                id,
-                names,
-                ref_names,
-            },
-            manifest: RawManifest {
-                media_type: desc.media_type.clone(),
-                digest: desc.digest,
-                bytes,
-            },
-            parsed,
-        });
+        let skip = |reason: String, unreadable: bool| Skipped {
+            index: position,
+            digest: top.digest,
+            ref_name: ref_names.first().cloned(),
+            reason,
+            unreadable,
+        };
+        match resolve(store, top, platform, &mut out.warnings) {
+            Ok(Ok((desc, bytes, parsed))) => out.images.push(OciEntry {
+                summary: ImageSummary {
+                    index: position,
+                    id: crate::ids::ImageId(parsed.config.digest),
+                    names,
+                    ref_names,
+                },
+                manifest: RawManifest {
+                    media_type: desc.media_type.clone(),
+                    digest: desc.digest,
+                    bytes,
+                },
+                parsed,
+            }),
+            Ok(Err(reason)) => out.skipped.push(skip(reason, false)),
+            Err(e) => out.skipped.push(skip(e.to_string(), true)),
+        }
     }
     Ok(out)
+}
+
+/// An image manifest as read: its descriptor (with the media type it says it has), its
+/// bytes, and its parsed form.
+type Resolved = (Descriptor, Vec<u8>, Manifest);
+
+/// The image a top-level descriptor stands for on `platform`; `Ok(Err(why))` when it is
+/// not one (an artifact, no image for the platform), `Err` when it cannot be read.
+fn resolve(
+    store: &dyn BlobStore,
+    top: &Descriptor,
+    platform: &Platform,
+    warnings: &mut Vec<String>,
+) -> Result<Result<Resolved, String>, Error> {
+    let mut desc = top.clone();
+    for _ in 0..4 {
+        if ManifestKind::of(&desc.media_type) == ManifestKind::Other {
+            return Ok(Err(format!(
+                "its media type `{}` is neither an image manifest nor an index",
+                desc.media_type
+            )));
+        }
+        let what = format!("manifest {} in {}", desc.digest, store.describe());
+        let bytes = read_blob(store, &desc, &what)?;
+        let head: Head = crate::gojson::from_slice(&bytes).map_err(|e| Error::json(&what, e))?;
+        if let Some(own) = head
+            .media_type
+            .clone()
+            .filter(|own| *own != desc.media_type)
+        {
+            if ManifestKind::of(&own) == ManifestKind::Other {
+                return Ok(Err(format!("it says it is `{own}`, not an image")));
+            }
+            let warning = format!(
+                "{what} says it is `{own}` but is listed as `{}`; reading it as `{own}`",
+                desc.media_type
+            );
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+            desc.media_type = own;
+        }
+        if ManifestKind::of(&desc.media_type) == ManifestKind::Image {
+            if let Some(why) = head.not_an_image() {
+                return Ok(Err(why));
+            }
+            let parsed = Manifest::parse(&bytes, &desc.media_type, &what)?;
+            return Ok(Ok((desc, bytes, parsed)));
+        }
+        let index = Index::parse(&bytes, &what)?;
+        if let Some(t) = &index.artifact_type {
+            return Ok(Err(format!("an index of artifacts (artifactType `{t}`)")));
+        }
+        desc = match pick_platform(&index, platform) {
+            Ok(d) => d.clone(),
+            Err(why) => return Ok(Err(why)),
+        };
+    }
+    Err(Error::invalid(
+        store.describe(),
+        format!("indexes nested more than 4 deep under {}", top.digest),
+    ))
+}
+
+/// The entry of `index` for `platform`: the first whose platform matches, else the first
+/// without a platform (skopeo's choice); never an artifact or an `unknown/unknown`
+/// attestation manifest.
+fn pick_platform<'a>(index: &'a Index, platform: &Platform) -> Result<&'a Descriptor, String> {
+    let candidates = || {
+        index.manifests.iter().filter(|m| {
+            ManifestKind::of(&m.media_type) != ManifestKind::Other
+                && m.artifact_type.is_none()
+                && !m
+                    .platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+        })
+    };
+    let matches = |p: &Platform| {
+        p.os == platform.os
+            && p.architecture == platform.architecture
+            && (platform.variant.is_none() || p.variant == platform.variant)
+    };
+    if let Some(m) = candidates()
+        .find(|m| m.platform.as_ref().is_some_and(matches))
+        .or_else(|| candidates().find(|m| m.platform.is_none()))
+    {
+        return Ok(m);
+    }
+    let offered: Vec<String> = candidates()
+        .filter_map(|m| m.platform.as_ref())
+        .map(|p| {
+            let mut s = format!("{}/{}", p.os, p.architecture);
+            if let Some(v) = &p.variant {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+        .collect();
+    let mut wanted = format!("{}/{}", platform.os, platform.architecture);
+    if let Some(v) = &platform.variant {
+        wanted.push('/');
+        wanted.push_str(v);
+    }
+    Err(if offered.is_empty() {
+        "an index of artifacts only (referrers, signatures, attestations)".to_string()
+    } else {
+        format!(
+            "it has no image for {wanted} (only {}; pick one with --platform)",
+            offered.join(", ")
+        )
+    })
+}
+
+/// What a manifest or index says of itself, read leniently to tell images from the rest.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(rename = "artifactType", default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<HeadDescriptor>,
+    #[serde(default, deserialize_with = "crate::config::null_default")]
+    layers: Vec<HeadDescriptor>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadDescriptor {
+    #[serde(
+        rename = "mediaType",
+        default,
+        deserialize_with = "crate::config::null_default"
+    )]
+    media_type: String,
+}
+
+impl Head {
+    /// Why an image manifest is not an image Strata copies, if it is not.
+    fn not_an_image(&self) -> Option<String> {
+        use crate::manifest::{media_type, LayerType};
+        let config = self.config.as_ref().map_or("", |c| c.media_type.as_str());
+        if let Some(t) = &self.artifact_type {
+            return Some(format!("an artifact (artifactType `{t}`)"));
+        }
+        if ![media_type::OCI_CONFIG, media_type::DOCKER_CONFIG].contains(&config) {
+            return Some(format!("an artifact (its config is `{config}`)"));
+        }
+        self.layers
+            .iter()
+            .position(|l| LayerType::of(&l.media_type).is_none())
+            .map(|i| {
+                format!(
+                    "not an image: layer {i} is `{}`, not a layer media type",
+                    self.layers[i].media_type
+                )
+            })
+    }
 }
 
 pub(crate) fn check_layout_version(layout: &[u8], what: &str) -> Result<(), Error> {
@@ -270,43 +445,6 @@ pub(crate) fn check_layout_version(layout: &[u8], what: &str) -> Result<(), Erro
         )));
     }
     Ok(())
-}
-
-/// The image manifest a top-level descriptor stands for on `platform`: itself, the
-/// matching entry of the index it points to, or `None` (not an image; no such platform).
-fn resolve_platform(
-    store: &dyn BlobStore,
-    top: &Descriptor,
-    platform: &Platform,
-) -> Result<Option<Descriptor>, Error> {
-    let mut desc = top.clone();
-    for _ in 0..4 {
-        match ManifestKind::of(&desc.media_type) {
-            ManifestKind::Image => return Ok(Some(desc)),
-            ManifestKind::Other => return Ok(None),
-            ManifestKind::Index => {
-                let what = format!("index {} in {}", desc.digest, store.describe());
-                let bytes = read_blob(store, &desc, &what)?;
-                let index = Index::parse(&bytes, &what)?;
-                let found = index.manifests.iter().find(|m| {
-                    ManifestKind::of(&m.media_type) != ManifestKind::Other
-                        && m.platform.as_ref().is_some_and(|p| {
-                            p.os == platform.os
-                                && p.architecture == platform.architecture
-                                && (platform.variant.is_none() || p.variant == platform.variant)
-                        })
-                });
-                match found {
-                    Some(m) => desc = m.clone(),
-                    None => return Ok(None),
-                }
-            }
-        }
-    }
-    Err(Error::invalid(
-        store.describe(),
-        format!("indexes nested more than 4 deep under {}", top.digest),
-    ))
 }
 
 /// Opens an image listed by [`list`]: reads and checks its config and describes its
@@ -375,7 +513,7 @@ pub(crate) fn layer<'a>(
 pub struct OciSource {
     store: Box<dyn BlobStore>,
     platform: Platform,
-    entries: Option<Vec<OciEntry>>,
+    listing: Option<Listing>,
 }
 
 impl OciSource {
@@ -386,7 +524,7 @@ impl OciSource {
                 dir: dir.to_owned(),
             }),
             platform,
-            entries: None,
+            listing: None,
         }
     }
 
@@ -399,15 +537,15 @@ impl OciSource {
                 transport: "oci-archive",
             }),
             platform,
-            entries: None,
+            listing: None,
         })
     }
 
-    fn entries(&mut self) -> Result<&[OciEntry], Error> {
-        if self.entries.is_none() {
-            self.entries = Some(list(self.store.as_ref(), &self.platform)?);
+    fn listing(&mut self) -> Result<&Listing, Error> {
+        if self.listing.is_none() {
+            self.listing = Some(list(self.store.as_ref(), &self.platform)?);
         }
-        Ok(self.entries.as_deref().unwrap_or_default())
+        Ok(self.listing.get_or_insert_with(Listing::default))
     }
 }
 
@@ -417,14 +555,31 @@ impl ImageSource for OciSource {
     }
 
     fn list(&mut self) -> Result<Vec<ImageSummary>, Error> {
-        Ok(self.entries()?.iter().map(|e| e.summary.clone()).collect())
+        Ok(self
+            .listing()?
+            .images
+            .iter()
+            .map(|e| e.summary.clone())
+            .collect())
+    }
+
+    fn skipped(&mut self) -> Result<Vec<Skipped>, Error> {
+        Ok(self.listing()?.skipped.clone())
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.listing
+            .as_ref()
+            .map(|l| l.warnings.clone())
+            .unwrap_or_default()
     }
 
     fn open_image(&mut self, image: &ImageSummary) -> Result<SourceImage, Error> {
         let entry = self
-            .entries()?
-            .get(image.index)
-            .filter(|e| e.summary.id == image.id)
+            .listing()?
+            .images
+            .iter()
+            .find(|e| e.summary.index == image.index && e.summary.id == image.id)
             .cloned()
             .ok_or_else(|| {
                 Error::invalid(

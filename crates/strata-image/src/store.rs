@@ -673,16 +673,18 @@ impl ImageDestination for StoreDestination {
         let current = self.current.take().ok_or_else(|| {
             Error::invalid("the store destination", "ended an image it did not begin")
         })?;
-        // The source's manifest is kept when the blobs it lists are the ones kept.
+        // The source's manifest is kept when the blobs it lists are the ones kept, or the
+        // layer tars themselves (a Docker 25 archive's), which the store rebuilds bit-exact.
         let manifest = match image.source_manifest {
             Some(m) => {
                 let parsed = Manifest::parse(&m.bytes, &m.media_type, "the source manifest")?;
-                let kept =
-                    parsed.config.digest == image.config.id().0
-                        && parsed.layers.len() == image.source_layers.len()
-                        && parsed.layers.iter().zip(image.source_layers).all(|(d, l)| {
-                            d.digest == l.blob.digest && l.blob.digest != l.diff_id.0
-                        });
+                let kept = parsed.config.digest == image.config.id().0
+                    && parsed.layers.len() == image.source_layers.len()
+                    && parsed
+                        .layers
+                        .iter()
+                        .zip(image.source_layers)
+                        .all(|(d, l)| d.digest == l.blob.digest);
                 if kept {
                     let digest: Digest = self.store.put_blob(&m.bytes)?;
                     self.blobs.push(digest);

@@ -118,6 +118,87 @@ pub struct SourceImage {
     pub parent: Option<ImageId>,
 }
 
+/// An entry of a source that is not an image Strata copies (an artifact, a signature, an
+/// attestation, another platform only), or that cannot be read; listing passes over it
+/// so that it blocks no other image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Position in the source's own order (what `@N` would select).
+    pub index: usize,
+    pub digest: Digest,
+    /// The name the source records for it (an OCI ref name), if any.
+    pub ref_name: Option<String>,
+    /// Why it is not copied: `an artifact (application/example.sbom)`.
+    pub reason: String,
+    /// It could not be read at all (a missing or corrupt blob), so it may be a broken
+    /// image: "the only image" is then ambiguous.
+    pub unreadable: bool,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}", self.index)?;
+        if let Some(n) = &self.ref_name {
+            write!(f, " `{n}`")?;
+        }
+        write!(f, " ({}): {}", self.digest, self.reason)
+    }
+}
+
+impl SourceImage {
+    /// The manifest the source stores, else the Docker schema 2 manifest that describes
+    /// its config and layers as the source holds them (what skopeo shows for a
+    /// `docker save` archive, which stores none).
+    pub fn manifest_or_schema2(&self) -> Result<RawManifest, Error> {
+        use crate::manifest::{media_type, LayerType};
+        if let Some(m) = &self.manifest {
+            return Ok(m.clone());
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let docker = match LayerType::of(&l.blob.media_type) {
+                    Some(t) => match (t.foreign, t.compression) {
+                        (false, strata_layer::compress::Compression::None) => {
+                            media_type::DOCKER_LAYER
+                        }
+                        (false, strata_layer::compress::Compression::Gzip) => {
+                            media_type::DOCKER_LAYER_GZIP
+                        }
+                        (false, strata_layer::compress::Compression::Zstd) => {
+                            media_type::DOCKER_LAYER_ZSTD
+                        }
+                        (true, strata_layer::compress::Compression::None) => {
+                            media_type::DOCKER_FOREIGN
+                        }
+                        (true, _) => media_type::DOCKER_FOREIGN_GZIP,
+                    },
+                    None => l.blob.media_type.as_str(),
+                };
+                let mut d = l.foreign.clone().unwrap_or_else(|| l.blob.clone());
+                d.media_type = docker.to_string();
+                d
+            })
+            .collect();
+        let mut manifest = Manifest::oci(
+            Descriptor::new(
+                media_type::DOCKER_CONFIG,
+                self.config.id().0,
+                self.config.raw().len() as u64,
+            ),
+            layers,
+        );
+        manifest.media_type = Some(media_type::DOCKER_MANIFEST.to_string());
+        let bytes = crate::gojson::marshal(&manifest)?;
+        Ok(RawManifest {
+            media_type: media_type::DOCKER_MANIFEST.to_string(),
+            digest: crate::ids::sha256(&bytes),
+            bytes,
+        })
+    }
+}
+
 /// Which images to take from a source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageSelector {
@@ -166,6 +247,18 @@ pub trait ImageSource: Send + Sync {
 
     /// Every image the source holds, in its own order.
     fn list(&mut self) -> Result<Vec<ImageSummary>, Error>;
+
+    /// The entries [`list`](Self::list) passed over, and why (an OCI layout's artifacts,
+    /// signatures, attestations). Default: none.
+    fn skipped(&mut self) -> Result<Vec<Skipped>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// What the source accepted that a careful reader may want to hear about (a manifest
+    /// whose own media type differs from its descriptor's). Default: nothing.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Opens one listed image: reads and verifies its config (and manifest), and
     /// describes its layers. Fails if the image is inconsistent (layer count, media
@@ -220,10 +313,13 @@ pub trait ImageDestination: Send + Sync {
     fn commit(&mut self) -> Result<(), Error>;
 }
 
-/// Picks the images `selector` names from `images` (a source's listing).
+/// Picks the images `selector` names from `images` (a source's listing); `skipped` (the
+/// entries the listing passed over) explains why a name or `@N` that points at one of
+/// them selects nothing.
 pub fn select(
     source: &str,
     images: Vec<ImageSummary>,
+    skipped: &[Skipped],
     selector: &ImageSelector,
 ) -> Result<Vec<ImageSummary>, Error> {
     let fail = |reason: String| Error::Selection {
@@ -240,23 +336,61 @@ pub fn select(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // Why there is no image to take: what was passed over, at most a few of them.
+    let none = || {
+        let mut why = "it holds no images".to_string();
+        if !skipped.is_empty() {
+            let shown: Vec<String> = skipped.iter().take(4).map(|s| s.to_string()).collect();
+            why.push_str(&format!(" (passed over: {}", shown.join("; ")));
+            if skipped.len() > shown.len() {
+                why.push_str(&format!("; and {} more", skipped.len() - shown.len()));
+            }
+            why.push(')');
+        }
+        fail(why)
+    };
+    let not_an_image = |s: &Skipped| {
+        if s.unreadable {
+            fail(s.to_string())
+        } else {
+            fail(format!("{s}; Strata copies images only"))
+        }
+    };
     match selector {
         ImageSelector::All => {
             if images.is_empty() {
-                return Err(fail("it holds no images".into()));
+                return Err(none());
             }
             Ok(images)
         }
-        ImageSelector::Only => match images.len() {
-            0 => Err(fail("it holds no images".into())),
-            1 => Ok(images),
-            n => Err(fail(format!(
-                "it holds {n} images ({}); name one (`:REF` or `:@N`)",
-                listing(&images)
-            ))),
-        },
+        ImageSelector::Only => {
+            let unreadable: Vec<&Skipped> = skipped.iter().filter(|s| s.unreadable).collect();
+            match (images.len(), unreadable.len()) {
+                (0, 1) if skipped.len() == 1 => Err(not_an_image(unreadable[0])),
+                (0, _) => Err(none()),
+                (1, 0) => Ok(images),
+                (1, _) => Err(fail(format!(
+                    "it holds one image ({}) and {} entries that cannot be read ({}); name one \
+                     (`:REF` or `:@N`)",
+                    listing(&images),
+                    unreadable.len(),
+                    unreadable
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))),
+                (n, _) => Err(fail(format!(
+                    "it holds {n} images ({}); name one (`:REF` or `:@N`)",
+                    listing(&images)
+                ))),
+            }
+        }
         ImageSelector::Index(i) => {
             let n = images.len();
+            if let Some(s) = skipped.iter().find(|s| s.index == *i) {
+                return Err(not_an_image(s));
+            }
             images
                 .into_iter()
                 .find(|s| s.index == *i)
@@ -281,6 +415,14 @@ pub fn select(
             } else {
                 exact
             };
+            if found.is_empty() {
+                if let Some(s) = skipped
+                    .iter()
+                    .find(|s| s.ref_name.as_deref() == Some(name.as_str()))
+                {
+                    return Err(not_an_image(s));
+                }
+            }
             match found.len() {
                 0 => Err(fail(format!(
                     "no image is named `{name}` (it holds {})",

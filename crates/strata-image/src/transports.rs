@@ -29,7 +29,7 @@ use crate::oci_dest::{OciDestination, OciOptions};
 use crate::reference::Reference;
 use crate::registry::{RegistryDestination, RegistryOptions, RegistrySource};
 use crate::store::{StoreDestination, StoreSource};
-use crate::transport::{ImageDestination, ImageSelector, ImageSource};
+use crate::transport::{ImageDestination, ImageSelector, ImageSource, SourceImage};
 use crate::Error;
 use std::sync::Arc;
 use strata_store::{ApplyOptions, Store};
@@ -213,6 +213,26 @@ impl Transport {
                 Ok(reference.as_deref())
             }
             _ => Ok(None),
+        }
+    }
+
+    /// Opens the one image this transport string names for reading (its reference, else
+    /// the only image), as `inspect` shows it, with the source's warnings.
+    pub fn open_image(&self, options: &OpenOptions) -> Result<(SourceImage, Vec<String>), Error> {
+        let mut source = self.open_source(options)?;
+        let listed = source.list()?;
+        let skipped = source.skipped()?;
+        let chosen =
+            crate::transport::select(&source.describe(), listed, &skipped, &self.selector())?;
+        match chosen.as_slice() {
+            [one] => {
+                let image = source.open_image(one)?;
+                Ok((image, source.warnings()))
+            }
+            _ => Err(Error::Selection {
+                source_name: source.describe(),
+                reason: format!("{} images match; name one", chosen.len()),
+            }),
         }
     }
 

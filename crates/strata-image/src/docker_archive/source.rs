@@ -13,7 +13,7 @@ use crate::manifest::{Descriptor, LayerType, Platform};
 use crate::oci::{self, ArchiveStore, BlobStore, OciEntry};
 use crate::reference::Reference;
 use crate::stream::{LayerInfo, LayerStream};
-use crate::transport::{ImageSource, ImageSummary, SourceImage};
+use crate::transport::{ImageSource, ImageSummary, Skipped, SourceImage};
 use crate::Error;
 
 /// Where an image of the archive is described.
@@ -40,6 +40,9 @@ struct ArchiveImage {
 pub struct DockerArchiveSource {
     store: ArchiveStore,
     images: Vec<ArchiveImage>,
+    /// Entries of `index.json` passed over, when there is no `manifest.json`.
+    skipped: Vec<Skipped>,
+    warnings: Vec<String>,
 }
 
 impl DockerArchiveSource {
@@ -55,8 +58,15 @@ impl DockerArchiveSource {
             archive: crate::archive::Archive::open(path, staging)?,
             transport: "docker-archive",
         };
-        let images = read_images(&store, platform)?;
-        Ok(DockerArchiveSource { store, images })
+        let mut warnings = Vec::new();
+        let mut skipped = Vec::new();
+        let images = read_images(&store, platform, &mut skipped, &mut warnings)?;
+        Ok(DockerArchiveSource {
+            store,
+            images,
+            skipped,
+            warnings,
+        })
     }
 
     fn bad(&self, what: String) -> Error {
@@ -81,23 +91,51 @@ fn bad(store: &ArchiveStore, what: String) -> Error {
     }
 }
 
-fn read_images(store: &ArchiveStore, platform: &Platform) -> Result<Vec<ArchiveImage>, Error> {
+/// The archive's images; entries of `index.json` that are not images are passed over
+/// (`manifest.json` is what Docker reads), what was accepted with a doubt goes to
+/// `warnings`.
+fn read_images(
+    store: &ArchiveStore,
+    platform: &Platform,
+    skipped: &mut Vec<Skipped>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<ArchiveImage>, Error> {
     let archive = &store.archive;
     let has_layout = archive.has("oci-layout");
     let manifest = archive.read_small("manifest.json")?;
     let entries: Option<Vec<ManifestEntry>> = match &manifest {
+        None if !has_layout && archive.has("repositories") => {
+            return Err(bad(
+                store,
+                "it does not contain a manifest.json: it is a pre-1.10 archive (`repositories` \
+                 and `<id>/json` only), which Docker 29 and skopeo refuse too; load it with \
+                 Docker 28 or older and save it again"
+                    .into(),
+            ))
+        }
         None if !has_layout => {
             return Err(bad(store, "it does not contain a manifest.json".into()))
         }
         None => None,
         Some(bytes) => {
-            let parsed: Option<Vec<ManifestEntry>> = serde_json::from_slice(bytes)
+            let parsed: Option<Vec<ManifestEntry>> = crate::gojson::from_slice(bytes)
                 .map_err(|e| Error::json(format!("manifest.json of {}", store.describe()), e))?;
             Some(parsed.ok_or_else(|| bad(store, "its manifest.json is `null`".into()))?)
         }
     };
     let mut oci_entries = if has_layout {
-        oci::list(store, platform)?
+        let listing = oci::list(store, platform)?;
+        // An archive is no layout with referrers beside its images: an entry of its
+        // index.json that cannot be read (the wanted platform's manifest absent) is an
+        // error, as it always was.
+        if let Some(s) = listing.skipped.iter().find(|s| s.unreadable) {
+            return Err(bad(store, format!("its index.json entry {s}")));
+        }
+        warnings.extend(listing.warnings);
+        if entries.is_none() {
+            *skipped = listing.skipped;
+        }
+        listing.images
     } else {
         Vec::new()
     };
@@ -271,6 +309,14 @@ impl ImageSource for DockerArchiveSource {
 
     fn list(&mut self) -> Result<Vec<ImageSummary>, Error> {
         Ok(self.images.iter().map(|i| i.summary.clone()).collect())
+    }
+
+    fn skipped(&mut self) -> Result<Vec<Skipped>, Error> {
+        Ok(self.skipped.clone())
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 
     fn open_image(&mut self, image: &ImageSummary) -> Result<SourceImage, Error> {
