@@ -91,7 +91,11 @@ fn xattr_tar(dir: &Path) -> PathBuf {
 /// Loads the corpus image (`strata/corpus:1`, busybox with a shell) into `d`, imports the
 /// xattr tree as `strata/imported:1`, and builds `strata/built:1` on the corpus image.
 fn docker_images(d: &Dockerd) {
-    d.ok(&["load", "-i", &s(&corpus().join("corpus.docker-archive.tar"))]);
+    d.ok(&[
+        "load",
+        "-i",
+        &s(&corpus().join("corpus.docker-archive.tar")),
+    ]);
     let tar = xattr_tar(&d.path(""));
     d.ok(&["import", &s(&tar), "strata/imported:1"]);
     let ctx = d.path("context");
@@ -106,7 +110,14 @@ fn docker_images(d: &Dockerd) {
          RUN rm -rf /opt/big && mkdir -p /var/empty\n",
     )
     .unwrap();
-    d.ok(&["build", "--network", "none", "-t", "strata/built:1", &s(&ctx)]);
+    d.ok(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "strata/built:1",
+        &s(&ctx),
+    ]);
 }
 
 /// `docker save ARGS` until its `manifest.json` lists the images in `order` (Docker 20.10
@@ -132,7 +143,14 @@ fn legacy_save_is_byte_identical_to_docker_save() {
     d.ok(&["tag", "strata/corpus:1", "other:x"]);
     let st = Store::new();
     let all = d.path("all.tar");
-    d.ok(&["save", "-o", &s(&all), "strata/corpus", "other:x", "strata/imported:1"]);
+    d.ok(&[
+        "save",
+        "-o",
+        &s(&all),
+        "strata/corpus",
+        "other:x",
+        "strata/imported:1",
+    ]);
     st.ok(&["load", "-i", &s(&all)]);
     for image in ["strata/corpus:2", "other:x", "strata/imported:1"] {
         assert_eq!(st.facts(image), d.facts(image), "{image}");
@@ -158,7 +176,13 @@ fn legacy_save_is_byte_identical_to_docker_save() {
     for (args, order) in cases {
         let (theirs, ours) = (d.path("docker.tar"), d.path("strata.tar"));
         docker_save_in_order(&d, &args, &order, &theirs);
-        let mut a = vec!["save", "--format", "docker-legacy", "-o", ours.to_str().unwrap()];
+        let mut a = vec![
+            "save",
+            "--format",
+            "docker-legacy",
+            "-o",
+            ours.to_str().unwrap(),
+        ];
         a.extend_from_slice(&args);
         st.ok(&a);
         assert_eq!(
@@ -276,7 +300,10 @@ fn docker_and_strata_read_each_others_archives() {
                 stamped.push(cols[0].to_string());
             }
         }
-        assert!(stamped.len() <= 2, "{image}: dirs stamped at load: {stamped:?}");
+        assert!(
+            stamped.len() <= 2,
+            "{image}: dirs stamped at load: {stamped:?}"
+        );
         let blank = |l: &str| {
             map_columns(l, |cols| {
                 if stamped.contains(&cols[0]) {
@@ -295,7 +322,15 @@ fn docker_and_strata_read_each_others_archives() {
     // Strata's archives, into a dockerd that has never seen these images.
     let built = st.facts(images[0]).id;
     let legacy = f("strata-legacy.tar");
-    st.ok(&["save", "--format", "docker-legacy", "-o", &s(&legacy), images[0], images[1]]);
+    st.ok(&[
+        "save",
+        "--format",
+        "docker-legacy",
+        "-o",
+        &s(&legacy),
+        images[0],
+        images[1],
+    ]);
     let oci_layout = f("strata-docker.tar");
     st.ok(&["save", "-o", &s(&oci_layout), images[0], images[1]]);
     let by_id = f("strata-by-id.tar");
@@ -303,12 +338,29 @@ fn docker_and_strata_read_each_others_archives() {
     for archive in [&legacy, &oci_layout] {
         fresh.ok(&["load", "-i", &s(archive)]);
         for image in images {
-            assert_eq!(fresh.facts(image), st.facts(image), "{image} from {}", s(archive));
+            assert_eq!(
+                fresh.facts(image),
+                st.facts(image),
+                "{image} from {}",
+                s(archive)
+            );
         }
         let hello = fresh.ok(&[
-            "run", "--rm", "--network", "none", images[0], "cat", "/opt/hello-link",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            images[0],
+            "cat",
+            "/opt/hello-link",
         ]);
-        assert_eq!(hello, "hello", "docker run of {} from {}", images[0], s(archive));
+        assert_eq!(
+            hello,
+            "hello",
+            "docker run of {} from {}",
+            images[0],
+            s(archive)
+        );
         // docker save of what it loaded: strata's legacy archive again, byte for byte.
         let again = f("again.tar");
         let order = configs(&legacy);
@@ -327,4 +379,111 @@ fn docker_and_strata_read_each_others_archives() {
     assert_eq!(fresh.facts(&built), st.facts(&built));
     let tags = fresh.ok(&["image", "inspect", "-f", "{{json .RepoTags}}", &built]);
     assert_eq!(tags, "[]");
+}
+
+/// `ctr images ls`: reference and manifest digest of every image.
+fn ctr_images(c: &Containerd) -> Vec<(String, String)> {
+    c.ok(&["images", "ls"])
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[0].to_string(), cols[2].to_string())
+        })
+        .collect()
+}
+
+/// The manifest digest `index.json` of `archive` gives each image name.
+fn index_digests(archive: &Path) -> Vec<(String, String)> {
+    let index: Value = serde_json::from_slice(&member(archive, "index.json")).unwrap();
+    let mut out: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                jstr(&m["annotations"], "io.containerd.image.name").to_string(),
+                jstr(m, "digest").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn containerd_imports_and_runs_strata_archives_and_strata_loads_its_exports() {
+    let c = Containerd::start();
+    eprintln!("engines: {}", versions(None, Some(&c)));
+    let layout = s(&corpus().join("oci"));
+    let st = Store::new();
+    st.ok(&[
+        "copy",
+        &format!("oci:{layout}:corpus"),
+        "strata:strata/corpus:1",
+    ]);
+    st.ok(&[
+        "copy",
+        &format!("oci:{layout}:base"),
+        "strata:strata/base:1",
+    ]);
+    let images = ["docker.io/strata/base:1", "docker.io/strata/corpus:1"];
+    let files = tempdir();
+    let f = |name: &str| files.path().join(name);
+    // Both archives that carry an OCI index import with Strata's manifest digests.
+    for format in ["docker-archive", "oci-archive"] {
+        let archive = f(&format!("{format}.tar"));
+        st.ok(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            &s(&archive),
+            images[1],
+            images[0],
+        ]);
+        c.ok(&["images", "import", &s(&archive)]);
+        let want = index_digests(&archive);
+        assert_eq!(want.len(), 2, "{format}: {want:?}");
+        assert_eq!(ctr_images(&c), want, "{format}: ctr's images");
+        c.ok(&["images", "rm", images[0], images[1]]);
+    }
+    // The legacy layout has no manifest: containerd makes one around Strata's config.
+    let legacy = f("legacy.tar");
+    st.ok(&[
+        "save",
+        "--format",
+        "docker-legacy",
+        "-o",
+        &s(&legacy),
+        images[1],
+    ]);
+    c.ok(&["images", "import", &s(&legacy)]);
+    let listed = ctr_images(&c);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let manifest: Value = serde_json::from_str(&c.ok(&["content", "get", &listed[0].1])).unwrap();
+    assert_eq!(
+        jstr(&manifest["config"], "digest"),
+        st.facts(images[1]).id,
+        "the legacy import's config"
+    );
+    // ctr run of a Strata-saved image.
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        images[1],
+        "strata-run",
+        "/bin/sh",
+        "-c",
+        "cat /etc/hostname",
+    ]);
+    assert_eq!(out, "corpus");
+    // What ctr exports, Strata loads with the same IDs and diffIDs.
+    c.ok(&["images", "import", &s(&f("oci-archive.tar"))]);
+    let export = f("export.tar");
+    c.ok(&["images", "export", &s(&export), images[0], images[1]]);
+    let other = Store::new();
+    other.ok(&["load", "-i", &s(&export)]);
+    assert_eq!(other.facts("strata/corpus:1"), corpus_facts("corpus"));
+    assert_eq!(other.facts("strata/base:1"), corpus_facts("base"));
 }

@@ -424,7 +424,13 @@ fn save_names_images_as_docker_save_does() {
     let config = |id: &str| format!("{}.json", &id[7..]);
     let out = st.path("names.tar");
     let save = |args: &[&str]| {
-        let mut a = vec!["save", "--format", "docker-legacy", "-o", out.to_str().unwrap()];
+        let mut a = vec![
+            "save",
+            "--format",
+            "docker-legacy",
+            "-o",
+            out.to_str().unwrap(),
+        ];
         a.extend_from_slice(args);
         st.ok(&a);
         archive_manifest(&out)

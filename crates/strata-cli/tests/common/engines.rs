@@ -146,7 +146,11 @@ impl Dockerd {
 
     /// `docker ARGS`, required to succeed: its standard output, trimmed.
     pub fn ok(&self, args: &[&str]) -> String {
-        self.docker(args).assert_success().stdout_text().trim().to_string()
+        self.docker(args)
+            .assert_success()
+            .stdout_text()
+            .trim()
+            .to_string()
     }
 
     /// `docker image inspect`'s ID and diffIDs of `image`.
@@ -219,12 +223,19 @@ impl Containerd {
     /// `ctr -a SOCK -n strata-test ARGS`.
     pub fn ctr(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(CTR);
-        cmd.arg("-a").arg(&self.sock).args(["-n", "strata-test"]).args(args);
+        cmd.arg("-a")
+            .arg(&self.sock)
+            .args(["-n", "strata-test"])
+            .args(args);
         run_with_timeout(cmd, TIMEOUT)
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        self.ctr(args).assert_success().stdout_text().trim().to_string()
+        self.ctr(args)
+            .assert_success()
+            .stdout_text()
+            .trim()
+            .to_string()
     }
 }
 
@@ -248,7 +259,13 @@ pub fn versions(docker: Option<&Dockerd>, containerd: Option<&Containerd>) -> St
         ));
     }
     if let Some(c) = containerd {
-        s.push_str(&format!("containerd {}", c.ok(&["version"]).replace('\n', " ")));
+        let out = c.ok(&["version"]);
+        // The server's version: the last `Version:` line.
+        let server = out
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Version:"));
+        s.push_str(&format!("containerd {}", server.unwrap_or("?").trim()));
     }
     s
 }

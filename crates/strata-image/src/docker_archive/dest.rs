@@ -534,7 +534,11 @@ impl Writer {
                     manifests.extend(index_entries(desc, &w.names));
                 }
             }
-            self.small("index.json", 0, Some(&gojson::marshal(&Index::oci(manifests))?))?;
+            self.small(
+                "index.json",
+                0,
+                Some(&gojson::marshal(&Index::oci(manifests))?),
+            )?;
         }
         self.small("manifest.json", 0, Some(&gojson::encode(&entries)?))?;
         if docker {

@@ -471,7 +471,13 @@ fn moby_headers_are_the_bytes_of_docker_save() {
     }
     assert_eq!(&tar[..BLOCK], &want[..]);
     // A regular file and a symlink carry their type bits too.
-    let mut file = Entry::new(p(b"a/VERSION"), EntryKind::File { size: 3, sparse: None });
+    let mut file = Entry::new(
+        p(b"a/VERSION"),
+        EntryKind::File {
+            size: 3,
+            sparse: None,
+        },
+    );
     file.meta.mode = 0o644;
     let link = Entry::new(
         p(b"b/layer.tar"),
