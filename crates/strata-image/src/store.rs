@@ -86,7 +86,7 @@ pub fn resolve(store: &Store, spec: &str) -> Result<Image, Error> {
 /// names it is saved under, chosen as Docker 20.10's `docker save` chooses them:
 ///
 /// - `NAME:TAG`: that image, with that name only;
-/// - `NAME` (a repository, no tag): every image with a tag in it, with those tags
+/// - `NAME` (a repository, no tag): every image with a name in it, with its tags
 ///   (sorted); if none, `NAME` is taken as the start of an image ID;
 /// - an image ID (whole or a prefix), or `NAME@DIGEST`: that image, with no name (an
 ///   archive entry without `RepoTags`).
@@ -124,19 +124,20 @@ pub fn save_selection(
             }
         };
         if name.tag().is_none() && name.digest().is_none() {
-            let mut tagged: Vec<(String, Reference, Image)> = Vec::new();
+            let mut named: Vec<(String, Reference, Image)> = Vec::new();
             for image in store.images()? {
                 for n in image.names.iter().filter_map(|n| Reference::parse(n).ok()) {
-                    if n.name() == name.name() && n.tag().is_some() {
-                        tagged.push((n.to_string(), n, image.clone()));
+                    // A digest name brings its image in without a name, as in Docker.
+                    if n.name() == name.name() {
+                        named.push((n.to_string(), n, image.clone()));
                     }
                 }
             }
-            if tagged.is_empty() {
+            if named.is_empty() {
                 add(resolve(store, spec)?, None);
             }
-            tagged.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, n, image) in tagged {
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, n, image) in named {
                 add(image, Some(n));
             }
             continue;
