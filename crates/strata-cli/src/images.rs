@@ -12,7 +12,7 @@ use serde_json::Value;
 use strata_image::docker_archive::{ArchiveFormat, DockerArchiveDestination, DockerArchiveSource};
 use strata_image::manifest::Platform;
 use strata_image::oci_dest::{OciDestination, OciOptions};
-use strata_image::store::{layer_id, resolve, StoreDestination, StoreSource};
+use strata_image::store::{layer_id, resolve, save_selection, StoreDestination, StoreSource};
 use strata_image::{build, ImageConfig, ImageDestination, ImageSelector, Reference};
 use strata_layer::compress::Compression;
 use strata_store::{ApplyOptions, Image, LayerId, Store};
@@ -409,7 +409,9 @@ pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
         SaveFormat::DockerArchive | SaveFormat::DockerLegacy => Compression::None,
         SaveFormat::OciArchive | SaveFormat::Oci => Compression::Gzip,
     };
-    let mut source = StoreSource::new(store.clone(), &args.images, prefer)?;
+    // The names written are the ones asked for, as docker save writes them.
+    let selection = save_selection(&store, &args.images)?;
+    let mut source = StoreSource::named(store.clone(), selection, prefer);
     let mut destination: Box<dyn ImageDestination> = match args.format {
         SaveFormat::DockerArchive | SaveFormat::DockerLegacy => {
             let format = if args.format == SaveFormat::DockerLegacy {

@@ -398,3 +398,104 @@ fn names_resolve_like_docker_and_tags_move() {
         r.stderr
     );
 }
+
+/// `manifest.json` of a docker-archive: per image, its config member and `RepoTags`.
+fn archive_manifest(archive: &Path) -> Vec<(String, Value)> {
+    let out = Command::new("tar")
+        .args(["-xOf", &s(archive), "manifest.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no manifest.json in {}", s(archive));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (jstr(e, "Config").to_string(), e["RepoTags"].clone()))
+        .collect()
+}
+
+#[test]
+fn save_names_images_as_docker_save_does() {
+    let st = store_with_corpus();
+    let corpus = st.facts("strata/corpus:1").id;
+    let base = st.facts("strata/base:1").id;
+    st.ok(&["tag", "strata/corpus:1", "strata/corpus:2"]);
+    st.ok(&["tag", "strata/corpus:1", "other:x"]);
+    let config = |id: &str| format!("{}.json", &id[7..]);
+    let out = st.path("names.tar");
+    let save = |args: &[&str]| {
+        let mut a = vec![
+            "save",
+            "--format",
+            "docker-legacy",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(args);
+        st.ok(&a);
+        archive_manifest(&out)
+    };
+    let tags = |t: &[&str]| serde_json::json!(t);
+    // NAME:TAG: that name only, not the image's other two.
+    assert_eq!(
+        save(&["strata/corpus:1"]),
+        vec![(config(&corpus), tags(&["strata/corpus:1"]))]
+    );
+    // A repository: every tag of it (there is no `latest`).
+    assert_eq!(
+        save(&["strata/corpus"]),
+        vec![(
+            config(&corpus),
+            tags(&["strata/corpus:1", "strata/corpus:2"])
+        )]
+    );
+    let repositories = Command::new("tar")
+        .args(["-xOf", &s(&out), "repositories"])
+        .output()
+        .unwrap();
+    let repositories: Value = serde_json::from_slice(&repositories.stdout).unwrap();
+    assert_eq!(
+        repositories.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["strata/corpus"]
+    );
+    // By ID (whole or a prefix): no names at all.
+    for id in [&corpus[..], &corpus[7..], &corpus[7..19]] {
+        assert_eq!(
+            save(&[id]),
+            vec![(config(&corpus), Value::Null)],
+            "save {id}"
+        );
+    }
+    // Several arguments: listed in their order; one image named twice is listed once.
+    assert_eq!(
+        save(&["strata/base:1", "other:x"]),
+        vec![
+            (config(&base), tags(&["strata/base:1"])),
+            (config(&corpus), tags(&["other:x"]))
+        ]
+    );
+    assert_eq!(
+        save(&["other:x", &corpus, "strata/base:1", "strata/corpus:2"]),
+        vec![
+            (config(&corpus), tags(&["other:x", "strata/corpus:2"])),
+            (config(&base), tags(&["strata/base:1"]))
+        ]
+    );
+    // The Docker 25+ layout names them the same way.
+    st.ok(&["save", "-o", &s(&out), "strata/corpus:2"]);
+    assert_eq!(
+        archive_manifest(&out),
+        vec![(
+            format!("blobs/sha256/{}", &corpus[7..]),
+            tags(&["strata/corpus:2"])
+        )]
+    );
+    // A tag the repository lacks is an error that names it.
+    let r = st.run(&["save", "-o", &s(&out), "strata/corpus:3"]);
+    r.assert_strata_error();
+    assert!(
+        r.stderr.contains("no image `strata/corpus:3` in the store"),
+        "{}",
+        r.stderr
+    );
+}

@@ -82,23 +82,91 @@ pub fn resolve(store: &Store, spec: &str) -> Result<Image, Error> {
     })
 }
 
-fn summary(index: usize, image: &Image) -> ImageSummary {
+/// The images `save` writes for `specs`, in the order they first appear, each with the
+/// names it is saved under, chosen as Docker 20.10's `docker save` chooses them:
+///
+/// - `NAME:TAG`: that image, with that name only;
+/// - `NAME` (a repository, no tag): every image with a name in it, with its tags
+///   (sorted); if none, `NAME` is taken as the start of an image ID;
+/// - an image ID (whole or a prefix), or `NAME@DIGEST`: that image, with no name (an
+///   archive entry without `RepoTags`).
+///
+/// An image named by several arguments is listed once, with every name they gave it.
+pub fn save_selection(
+    store: &Store,
+    specs: &[String],
+) -> Result<Vec<(Image, Vec<Reference>)>, Error> {
+    let mut out: Vec<(Image, Vec<Reference>)> = Vec::new();
+    let mut add = |image: Image, name: Option<Reference>| {
+        let at = match out.iter().position(|(i, _)| i.id == image.id) {
+            Some(at) => at,
+            None => {
+                out.push((image, Vec::new()));
+                out.len() - 1
+            }
+        };
+        let names = &mut out[at].1;
+        if let Some(n) = name.filter(|n| n.tag().is_some() && n.digest().is_none()) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    };
+    for spec in specs {
+        let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
+        let whole_id = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let name = match Reference::parse_name(spec) {
+            // `sha256:<prefix>` reads as the name `sha256`: Docker takes it as an ID.
+            Ok(n) if !whole_id && n.familiar_name() != "sha256" => n,
+            _ => {
+                add(resolve(store, spec)?, None);
+                continue;
+            }
+        };
+        if name.tag().is_none() && name.digest().is_none() {
+            let mut named: Vec<(String, Reference, Image)> = Vec::new();
+            for image in store.images()? {
+                for n in image.names.iter().filter_map(|n| Reference::parse(n).ok()) {
+                    // A digest name brings its image in without a name, as in Docker.
+                    if n.name() == name.name() {
+                        named.push((n.to_string(), n, image.clone()));
+                    }
+                }
+            }
+            if named.is_empty() {
+                add(resolve(store, spec)?, None);
+            }
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, n, image) in named {
+                add(image, Some(n));
+            }
+            continue;
+        }
+        let image = store
+            .image_named(&name.to_string())?
+            .ok_or_else(|| Error::Selection {
+                source_name: "the store".into(),
+                reason: format!("no image `{spec}` in the store"),
+            })?;
+        add(image, Some(name));
+    }
+    Ok(out)
+}
+
+fn summary(index: usize, image: &Image, names: &[Reference]) -> ImageSummary {
     ImageSummary {
         index,
         id: ImageId(image.id),
-        names: image
-            .names
-            .iter()
-            .filter_map(|n| Reference::parse(n).ok())
-            .collect(),
-        ref_names: image.names.clone(),
+        names: names.to_vec(),
+        ref_names: names.iter().map(Reference::to_string).collect(),
     }
 }
 
 /// Images of the store, read as a source.
 pub struct StoreSource {
     store: Arc<Store>,
-    images: Vec<Image>,
+    /// Each image, with the names it is offered under.
+    images: Vec<(Image, Vec<Reference>)>,
     prefer: Compression,
     keep_compressed: bool,
 }
@@ -119,12 +187,32 @@ impl StoreSource {
                 .map(|s| resolve(&store, s))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        Ok(StoreSource {
+        let images = images
+            .into_iter()
+            .map(|i| {
+                let names = i
+                    .names
+                    .iter()
+                    .filter_map(|n| Reference::parse(n).ok())
+                    .collect();
+                (i, names)
+            })
+            .collect();
+        Ok(StoreSource::named(store, images, prefer))
+    }
+
+    /// These images, offered under these names only (what [`save_selection`] picks).
+    pub fn named(
+        store: Arc<Store>,
+        images: Vec<(Image, Vec<Reference>)>,
+        prefer: Compression,
+    ) -> StoreSource {
+        StoreSource {
             store,
             images,
             prefer,
             keep_compressed: false,
-        })
+        }
     }
 
     /// Makes the blobs of compression `prefer` that the store lacks when an image is
@@ -232,7 +320,7 @@ impl ImageSource for StoreSource {
             .images
             .iter()
             .enumerate()
-            .map(|(i, image)| summary(i, image))
+            .map(|(i, (image, names))| summary(i, image, names))
             .collect())
     }
 

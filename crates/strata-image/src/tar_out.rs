@@ -13,8 +13,8 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use strata_layer::tar::TarWriter;
-use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, Timestamp};
+use strata_layer::tar::{HeaderStyle, TarWriter};
+use strata_layer::{Entry, EntryKind, LayerPath, Timestamp};
 
 use crate::ids::{blob_path, Digest};
 use crate::stream::pump;
@@ -25,6 +25,8 @@ const BLOCK: u64 = 512;
 /// A tar being written; see the module documentation.
 pub(crate) struct TarOut {
     out: BufWriter<File>,
+    /// Headers as `docker save` writes them (see [`TarOut::docker_save_headers`]).
+    moby: bool,
     seekable: bool,
     pos: u64,
     staging: PathBuf,
@@ -48,20 +50,30 @@ impl<W: Write> Write for Counting<'_, W> {
     }
 }
 
-fn header(name: &str, kind: EntryKind, mode: u32, mtime: i64) -> Result<Vec<u8>, Error> {
+fn header(
+    name: &str,
+    kind: EntryKind,
+    mode: u32,
+    mtime: i64,
+    moby: bool,
+) -> Result<Vec<u8>, Error> {
     let path = LayerPath::from_tar_name(name.as_bytes())
         .map_err(|e| Error::invalid(format!("archive member `{name}`"), e.to_string()))?;
     let mut entry = Entry::new(path, kind);
     entry.meta.mode = mode;
     entry.meta.mtime = Timestamp::new(mtime, 0);
+    let style = if moby {
+        // dockerd runs as root, and Go's FileInfoHeader looks the names up.
+        entry.meta.uname = b"root".to_vec();
+        entry.meta.gname = b"root".to_vec();
+        HeaderStyle::Moby
+    } else {
+        HeaderStyle::Strata
+    };
     let mut bytes = Vec::with_capacity(BLOCK as usize);
     // The writer puts the header blocks out first; the data would follow.
-    TarWriter::new(&mut bytes).add(&entry)?;
+    TarWriter::new(&mut bytes).add_as(&entry, style)?;
     Ok(bytes)
-}
-
-fn file_header(name: &str, size: u64, mtime: i64) -> Result<Vec<u8>, Error> {
-    header(name, EntryKind::File { size, sparse: None }, 0o644, mtime)
 }
 
 impl TarOut {
@@ -70,6 +82,7 @@ impl TarOut {
     pub fn new(file: File, seekable: bool, staging: &Path, what: String) -> TarOut {
         TarOut {
             out: BufWriter::with_capacity(1 << 20, file),
+            moby: false,
             seekable,
             pos: 0,
             staging: staging.to_owned(),
@@ -86,6 +99,24 @@ impl TarOut {
     ) -> Result<(TarOut, Option<tempfile::TempPath>), Error> {
         let (file, seekable, temp) = open_output(path)?;
         Ok((TarOut::new(file, seekable, staging, what), temp))
+    }
+
+    /// Writes every header as Docker 20.10's `docker save` does (moby's `pkg/archive` over
+    /// a directory of files dockerd wrote as root): the mode field with its file-type bits,
+    /// `uname` and `gname` `root`.
+    pub fn docker_save_headers(mut self) -> TarOut {
+        self.moby = true;
+        self
+    }
+
+    fn file_header(&self, name: &str, size: u64, mtime: i64) -> Result<Vec<u8>, Error> {
+        header(
+            name,
+            EntryKind::File { size, sparse: None },
+            0o644,
+            mtime,
+            self.moby,
+        )
     }
 
     /// Runs `write` on the output, counting what it writes.
@@ -117,7 +148,7 @@ impl TarOut {
     }
 
     pub fn dir(&mut self, name: &str, mtime: i64) -> Result<(), Error> {
-        let h = header(name, EntryKind::Dir, 0o755, mtime)?;
+        let h = header(name, EntryKind::Dir, 0o755, mtime, self.moby)?;
         self.put(&h)
     }
 
@@ -125,12 +156,12 @@ impl TarOut {
         let kind = EntryKind::Symlink {
             target: target.as_bytes().to_vec(),
         };
-        let h = header(name, kind, 0o777, mtime)?;
+        let h = header(name, kind, 0o777, mtime, self.moby)?;
         self.put(&h)
     }
 
     pub fn file(&mut self, name: &str, mtime: i64, data: &[u8]) -> Result<(), Error> {
-        self.put(&file_header(name, data.len() as u64, mtime)?)?;
+        self.put(&self.file_header(name, data.len() as u64, mtime)?)?;
         self.put(data)?;
         self.pad(data.len() as u64)
     }
@@ -178,7 +209,7 @@ impl TarOut {
     ) -> Result<(T, u64), Error> {
         match size {
             Some(size) => {
-                self.put(&file_header(name, size, mtime)?)?;
+                self.put(&self.file_header(name, size, mtime)?)?;
                 let (value, final_name, n) = self.data(write)?;
                 if n != size || final_name != name {
                     return Err(Error::invalid(
@@ -201,10 +232,10 @@ impl TarOut {
         write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, String), Error>,
     ) -> Result<(T, u64), Error> {
         let at = self.pos;
-        let placeholder = file_header(name, 0, mtime)?;
+        let placeholder = self.file_header(name, 0, mtime)?;
         self.put(&placeholder)?;
         let (value, final_name, n) = self.data(write)?;
-        let real = file_header(&final_name, n, mtime)?;
+        let real = self.file_header(&final_name, n, mtime)?;
         let io_err = |e| Error::io(format!("writing {}", self.what), e);
         self.out.flush().map_err(io_err)?;
         let file = self.out.get_mut();
@@ -248,7 +279,7 @@ impl TarOut {
         spool
             .rewind()
             .map_err(|e| Error::io("reading a spool file", e))?;
-        self.put(&file_header(&name, n, mtime)?)?;
+        self.put(&self.file_header(&name, n, mtime)?)?;
         let copied = pump(&mut spool, &mut self.out)
             .map_err(|e| Error::io(format!("writing {}", self.what), e))?;
         self.pos += copied;

@@ -197,11 +197,12 @@ fn legacy_layout_matches_docker_field_for_field() {
     assert_eq!(
         names,
         vec![
-            format!("{id}.json").as_str(),
-            &format!("{V1_FIRST}/"),
+            // Docker's order: a walk of its directory, names sorted.
+            format!("{V1_FIRST}/").as_str(),
             &format!("{V1_FIRST}/VERSION"),
             &format!("{V1_FIRST}/json"),
             &format!("{V1_FIRST}/layer.tar"),
+            &format!("{id}.json"),
             &format!("{V1_SECOND}/"),
             &format!("{V1_SECOND}/VERSION"),
             &format!("{V1_SECOND}/json"),
@@ -214,11 +215,12 @@ fn legacy_layout_matches_docker_field_for_field() {
             "repositories",
         ]
     );
-    // The config, as given; directories, VERSION, json and layer.tar at `created`.
-    assert_eq!(m[0].data, config.raw());
+    // The config, as given; directories, VERSION, json and layer.tar at `created`, owned
+    // by root as dockerd writes them.
+    assert_eq!(m[4].data, config.raw());
     for member in &m[..13] {
         assert_eq!(member.mtime, CREATED, "{}", member.raw_name);
-        assert_eq!(member.owner, (0, 0, String::new()), "{}", member.raw_name);
+        assert_eq!(member.owner, (0, 0, "root".into()), "{}", member.raw_name);
         let mode = match member.kind {
             'd' => 0o755,
             'l' => 0o777,
@@ -226,14 +228,14 @@ fn legacy_layout_matches_docker_field_for_field() {
         };
         assert_eq!(member.mode, mode, "{}", member.raw_name);
     }
-    assert_eq!(text(&m[2]), "1.0");
+    assert_eq!(text(&m[1]), "1.0");
     assert_eq!(
-        text(&m[3]),
+        text(&m[2]),
         format!(
             r#"{{"id":"{V1_FIRST}","created":"1970-01-01T00:00:00Z","container_config":{CONTAINER_CONFIG},"os":"linux"}}"#
         )
     );
-    assert_eq!(m[4].data, vec![0u8; 1024]);
+    assert_eq!(m[3].data, vec![0u8; 1024]);
     assert_eq!(
         text(&m[7]),
         format!(

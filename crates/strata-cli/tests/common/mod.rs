@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod engines;
 pub mod hostile;
 pub mod images;
 pub mod registry;

@@ -2,21 +2,29 @@
 //! §3.4) or the legacy layout (§2).
 //!
 //! Both are byte-deterministic: the same images copied in the same order give the same
-//! file. The choices Strata makes where Docker's output is not reproducible, or where
-//! streaming matters more than Docker's member order:
+//! file. Images are listed in `manifest.json`, `index.json` and `repositories` in the
+//! order they arrive (for `save`, the order of its arguments); an image that arrives
+//! twice is listed once, with the names of both.
 //!
-//! - members are written in the order the layers arrive (per image: config, layers,
-//!   manifest), then the metadata files, instead of Docker's lexical order; no layer is
-//!   staged to sort them, and every reader (Docker, containerd, skopeo, podman) looks
-//!   members up by name;
-//! - images are listed sorted by first tag, then ID, in `manifest.json`, `index.json`
-//!   and `repositories` (Docker iterates a Go map); an untagged image always gets its
-//!   bare `index.json` descriptor (Docker 25–28 can drop it);
+//! The legacy layout is what Docker 20.10's `docker save` writes, byte for byte (§2):
+//! members in the order of a walk of its directory (names sorted, a directory before its
+//! contents), headers with the file-type bits in `mode` and `root` as `uname` and `gname`.
+//! Layers are spooled to the staging directory as they arrive and the whole archive is
+//! written at commit, since that order interleaves layers of different images.
+//!
+//! The Docker 25+ layout streams instead: members are written in the order the layers
+//! arrive (per image: config, layers, manifest), then the metadata files; no layer is
+//! staged to sort them, and every reader (Docker, containerd, skopeo, podman) looks
+//! members up by name. Where Docker's output is not reproducible Strata chooses:
+//!
+//! - an untagged image always gets its bare `index.json` descriptor (Docker 25–28 can
+//!   drop it);
 //! - no unreferenced v1 `json` blobs, and `LayerSources` only for foreign layers (§3.4);
 //! - legacy layer directories reused by a symlink get the image's `created` time like the
-//!   others (Docker leaves them at the wall-clock time of the save).
+//!   others (Docker leaves the symlink at the wall-clock time of the save).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -76,10 +84,36 @@ pub struct DockerArchiveDestination {
     inner: Mutex<Writer>,
 }
 
+/// Legacy only: a member kept back until commit (see the module documentation).
+struct Held {
+    name: String,
+    mtime: i64,
+    data: HeldData,
+}
+
+enum HeldData {
+    Dir,
+    Bytes(Vec<u8>),
+    Symlink(String),
+    /// A layer tar spooled to the staging directory.
+    Spooled {
+        file: tempfile::TempPath,
+        size: u64,
+    },
+}
+
+/// The order of `name` in a walk of the archive's directory: its path components.
+fn walk_order(name: &str) -> Vec<&str> {
+    name.trim_end_matches('/').split('/').collect()
+}
+
 /// The state of a [`DockerArchiveDestination`].
 struct Writer {
     target: PathBuf,
     format: ArchiveFormat,
+    staging: PathBuf,
+    /// Legacy only: every member, written in walk order at commit.
+    held: Vec<Held>,
     reference: Option<Reference>,
     out: Option<TarOut>,
     /// The temporary sibling renamed over `target` on commit (absent for a pipe).
@@ -160,13 +194,18 @@ impl Writer {
     ) -> Result<Writer, Error> {
         let (mut out, temp) =
             TarOut::create(path, staging, format!("docker-archive:{}", path.display()))?;
-        if format == ArchiveFormat::Docker {
-            out.dir("blobs/", 0)?;
-            out.dir("blobs/sha256/", 0)?;
+        match format {
+            ArchiveFormat::Docker => {
+                out.dir("blobs/", 0)?;
+                out.dir("blobs/sha256/", 0)?;
+            }
+            ArchiveFormat::DockerLegacy => out = out.docker_save_headers(),
         }
         Ok(Writer {
             target: path.to_owned(),
             format,
+            staging: staging.to_owned(),
+            held: Vec::new(),
             reference,
             out: Some(out),
             temp,
@@ -187,6 +226,46 @@ impl Writer {
         })
     }
 
+    /// Writes (or, legacy, holds) a small member: a directory without `data`.
+    fn small(&mut self, name: &str, mtime: i64, data: Option<&[u8]>) -> Result<(), Error> {
+        if self.format == ArchiveFormat::DockerLegacy {
+            self.held.push(Held {
+                name: name.to_string(),
+                mtime,
+                data: data.map_or(HeldData::Dir, |d| HeldData::Bytes(d.to_vec())),
+            });
+            return Ok(());
+        }
+        match data {
+            Some(d) => self.out()?.file(name, mtime, d),
+            None => self.out()?.dir(name, mtime),
+        }
+    }
+
+    /// Legacy: writes every held member, in walk order.
+    fn write_held(&mut self) -> Result<(), Error> {
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by(|a, b| walk_order(&a.name).cmp(&walk_order(&b.name)));
+        let out = self.out()?;
+        for h in held {
+            match h.data {
+                HeldData::Dir => out.dir(&h.name, h.mtime)?,
+                HeldData::Bytes(d) => out.file(&h.name, h.mtime, &d)?,
+                HeldData::Symlink(target) => out.symlink(&h.name, &target, h.mtime)?,
+                HeldData::Spooled { file, size } => {
+                    let mut spool = std::fs::File::open(&file)
+                        .map_err(|e| Error::io("reopening a spooled layer", e))?;
+                    out.stream(&h.name, h.mtime, Some(size), |w| {
+                        pump(&mut spool, w)
+                            .map(|_| ())
+                            .map_err(|e| Error::io("copying a spooled layer", e))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn current(&self) -> Result<&Current, Error> {
         self.current.as_ref().ok_or_else(|| {
             Error::invalid(self.describe(), "a layer arrived before its image's config")
@@ -203,10 +282,9 @@ impl Writer {
     /// Legacy: `<v1>/`, `VERSION` and `json` of a layer directory.
     fn legacy_dir(&mut self, layer: &V1Layer, created: i64) -> Result<String, Error> {
         let dir = layer.id.hex();
-        let out = self.out()?;
-        out.dir(&format!("{dir}/"), created)?;
-        out.file(&format!("{dir}/VERSION"), created, b"1.0")?;
-        out.file(&format!("{dir}/json"), created, &layer.json)?;
+        self.small(&format!("{dir}/"), created, None)?;
+        self.small(&format!("{dir}/VERSION"), created, Some(b"1.0"))?;
+        self.small(&format!("{dir}/json"), created, Some(&layer.json))?;
         Ok(format!("{dir}/layer.tar"))
     }
 
@@ -226,7 +304,7 @@ impl Writer {
                 ArchiveFormat::Docker => blob_path(&id.0),
                 ArchiveFormat::DockerLegacy => format!("{}.json", id.hex()),
             };
-            self.out()?.file(&name, created, config.raw())?;
+            self.small(&name, created, Some(config.raw()))?;
         }
         self.current = Some(Current {
             config: config.clone(),
@@ -250,8 +328,11 @@ impl Writer {
             if self.v1_dirs.insert(v1.id) {
                 // The same tar under another v1 ID: a directory whose layer.tar links to it.
                 let member = self.legacy_dir(&v1, created)?;
-                let target = format!("../{first}");
-                self.out()?.symlink(&member, &target, created)?;
+                self.held.push(Held {
+                    name: member,
+                    mtime: created,
+                    data: HeldData::Symlink(format!("../{first}")),
+                });
             }
         }
         Ok(Some(Self::stored(layer.diff_id, size)))
@@ -276,16 +357,42 @@ impl Writer {
                 ))
             }
         };
-        let out = self.out()?;
-        // Reading and decompressing on one thread, hashing and writing on this one.
-        let (verified, size) = std::thread::scope(|s| {
-            let mut tar = layer.tar_pipelined(s)?;
-            let known = tar.known_size();
-            out.stream(&member, created, known, move |w| {
-                pump(&mut tar, w).map_err(|e| Error::io("copying a layer", e))?;
-                tar.finish()
-            })
-        })?;
+        let (verified, size) = if self.format == ArchiveFormat::DockerLegacy {
+            let spool = tempfile::NamedTempFile::new_in(&self.staging).map_err(|e| {
+                Error::io(
+                    format!("cannot create a spool file in {}", self.staging.display()),
+                    e,
+                )
+            })?;
+            let (verified, size) = std::thread::scope(|s| {
+                let mut tar = layer.tar_pipelined(s)?;
+                let mut w = BufWriter::with_capacity(1 << 20, spool.as_file());
+                let io = |e| Error::io("spooling a layer", e);
+                let size = pump(&mut tar, &mut w).map_err(io)?;
+                w.flush().map_err(io)?;
+                Ok::<_, Error>((tar.finish()?, size))
+            })?;
+            self.held.push(Held {
+                name: member.clone(),
+                mtime: created,
+                data: HeldData::Spooled {
+                    file: spool.into_temp_path(),
+                    size,
+                },
+            });
+            (verified, size)
+        } else {
+            let out = self.out()?;
+            // Reading and decompressing on one thread, hashing and writing on this one.
+            std::thread::scope(|s| {
+                let mut tar = layer.tar_pipelined(s)?;
+                let known = tar.known_size();
+                out.stream(&member, created, known, move |w| {
+                    pump(&mut tar, w).map_err(|e| Error::io("copying a layer", e))?;
+                    tar.finish()
+                })
+            })?
+        };
         debug_assert_eq!(verified.tar_size, size);
         self.blobs.insert(info.diff_id.0);
         self.layers.insert(info.diff_id, (member, size));
@@ -391,14 +498,7 @@ impl Writer {
     }
 
     fn commit(&mut self) -> Result<(), Error> {
-        let mut images = std::mem::take(&mut self.images);
-        images.sort_by_key(|w| {
-            (
-                w.names.is_empty(),
-                w.names.first().map(Reference::familiar),
-                w.id,
-            )
-        });
+        let images = std::mem::take(&mut self.images);
         let ids: HashSet<ImageId> = images.iter().map(|w| w.id).collect();
         let entries: Vec<ManifestEntry> = images
             .iter()
@@ -426,24 +526,28 @@ impl Writer {
                 }
             }
         }
-        let format = self.format;
-        let out = self.out()?;
-        if format == ArchiveFormat::Docker {
+        let docker = self.format == ArchiveFormat::Docker;
+        if docker {
             let mut manifests = Vec::new();
             for w in &images {
                 if let Some(desc) = &w.manifest {
                     manifests.extend(index_entries(desc, &w.names));
                 }
             }
-            out.file("index.json", 0, &gojson::marshal(&Index::oci(manifests))?)?;
+            self.small(
+                "index.json",
+                0,
+                Some(&gojson::marshal(&Index::oci(manifests))?),
+            )?;
         }
-        out.file("manifest.json", 0, &gojson::encode(&entries)?)?;
-        if format == ArchiveFormat::Docker {
-            out.file("oci-layout", 0, DOCKER_OCI_LAYOUT)?;
+        self.small("manifest.json", 0, Some(&gojson::encode(&entries)?))?;
+        if docker {
+            self.small("oci-layout", 0, Some(DOCKER_OCI_LAYOUT))?;
         }
         if !repositories.is_empty() {
-            out.file("repositories", 0, &gojson::encode(&repositories)?)?;
+            self.small("repositories", 0, Some(&gojson::encode(&repositories)?))?;
         }
+        self.write_held()?;
         let out = self
             .out
             .take()

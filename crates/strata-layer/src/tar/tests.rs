@@ -438,3 +438,58 @@ fn skip_data_seeks_past_bodies_and_keeps_offsets() {
     );
     assert_eq!(r.offset(), tar.len() as u64);
 }
+
+#[test]
+fn moby_headers_are_the_bytes_of_docker_save() {
+    // The first header of a Docker 20.10 `docker save` (a legacy layer directory).
+    let name = b"107e288e399cff84014a9e3d58f22eb55828ee1b33332b3e8566e1de87ad9b61";
+    let mut dir = Entry::new(p(name), EntryKind::Dir);
+    dir.meta.mode = 0o755;
+    dir.meta.mtime = Timestamp::new(0o15303645623, 0);
+    dir.meta.uname = b"root".to_vec();
+    dir.meta.gname = b"root".to_vec();
+    let mut w = TarWriter::new(Vec::new());
+    w.add_as(&dir, super::HeaderStyle::Moby).unwrap();
+    let tar = w.finish().unwrap();
+    let mut want = [0u8; BLOCK];
+    for (at, bytes) in [
+        (0, &[&name[..], b"/"].concat()[..]),
+        (100, b"0040755\0"),
+        (108, b"0000000\0"),
+        (116, b"0000000\0"),
+        (124, b"00000000000\0"),
+        (136, b"15303645623\0"),
+        (148, b"021642\0 "),
+        (156, b"5"),
+        (257, b"ustar\x0000"),
+        (265, b"root"),
+        (297, b"root"),
+        (329, b"0000000\0"),
+        (337, b"0000000\0"),
+    ] {
+        want[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    assert_eq!(&tar[..BLOCK], &want[..]);
+    // A regular file and a symlink carry their type bits too.
+    let mut file = Entry::new(
+        p(b"a/VERSION"),
+        EntryKind::File {
+            size: 3,
+            sparse: None,
+        },
+    );
+    file.meta.mode = 0o644;
+    let link = Entry::new(
+        p(b"b/layer.tar"),
+        EntryKind::Symlink {
+            target: b"../a/layer.tar".to_vec(),
+        },
+    );
+    let mut w = TarWriter::new(Vec::new());
+    w.add_as(&file, super::HeaderStyle::Moby).unwrap();
+    w.write_data(b"1.0").unwrap();
+    w.add_as(&link, super::HeaderStyle::Moby).unwrap();
+    let tar = w.finish().unwrap();
+    assert_eq!(&tar[100..108], b"0100644\0");
+    assert_eq!(&tar[2 * BLOCK + 100..2 * BLOCK + 108], b"0120000\0");
+}

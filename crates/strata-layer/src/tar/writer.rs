@@ -101,6 +101,23 @@ pub enum HeaderStyle {
     /// non-ASCII name goes in a `path` record, the name field keeps its ASCII bytes cut to
     /// 100). An entry that needs no record at all is written as plain ustar, as Go does.
     GoPax { mode: u32 },
+    /// What moby's `pkg/archive` writes for a file on disk (the members of `docker save`):
+    /// as [`Strata`](HeaderStyle::Strata), but the mode field carries the file-type bits
+    /// too (`0100644`, `040755`, `0120777`), as Go's `FileInfoHeader` sets them.
+    Moby,
+}
+
+/// The `S_IF*` bits of `kind`, as Go's `FileInfoHeader` puts them in the mode field.
+fn type_bits(kind: &EntryKind) -> u32 {
+    match kind {
+        EntryKind::File { .. } | EntryKind::HardLink { .. } => 0o100000,
+        EntryKind::Dir => 0o40000,
+        EntryKind::Symlink { .. } => 0o120000,
+        EntryKind::CharDevice { .. } => 0o20000,
+        EntryKind::BlockDevice { .. } => 0o60000,
+        EntryKind::Fifo => 0o10000,
+        EntryKind::Whiteout | EntryKind::Opaque => 0,
+    }
 }
 
 impl<W: Write> TarWriter<W> {
@@ -248,6 +265,7 @@ fn encode(entry: &Entry, style: HeaderStyle) -> Result<Vec<u8>, Error> {
                 match style {
                     HeaderStyle::GoPax { mode } => mode,
                     HeaderStyle::Strata => meta.mode & 0o7777,
+                    HeaderStyle::Moby => meta.mode & 0o7777 | type_bits(kind),
                 },
                 meta.uid,
                 meta.gid,
