@@ -254,3 +254,44 @@ fn a_failed_copy_leaves_an_existing_layout_as_it_was() {
     );
     assert!(after == before, "the failed copy changed a file");
 }
+
+/// A layer the destination already holds is not read again, so its descriptor's size is
+/// checked against what the destination holds: a lie is refused there too (an OCI layout,
+/// the store), instead of going into the manifest kept.
+#[test]
+fn a_lying_size_is_refused_when_the_destination_already_has_the_layer() {
+    for gzipped in [false, true] {
+        let work = tempdir();
+        let (good, bad) = (work.path().join("good"), work.path().join("bad"));
+        let blob = tiny_layout(&good, gzipped, None, "good");
+        let size = fs::metadata(&blob).unwrap().len();
+        tiny_layout(&bad, gzipped, Some(size + 5000), "bad");
+        let expect = format!("expected {} bytes, got {size} bytes", size + 5000);
+        let root = work.path().join("store");
+        let dest = work.path().join("dest");
+        for into in [format!("oci:{}:x", dest.display()), "strata:x".to_string()] {
+            let copy = |from: &Path| {
+                let mut cmd = strata_cmd(["--root"]);
+                cmd.arg(&root)
+                    .args(["copy", &format!("oci:{}:1", from.display()), &into]);
+                run_with_timeout(cmd, Duration::from_secs(60))
+            };
+            copy(&good).assert_success();
+            let run = copy(&bad);
+            run.assert_strata_error();
+            assert!(
+                run.stderr.contains(&expect),
+                "gzipped {gzipped}, into {into}: expected `{expect}` in:\n{}",
+                run.stderr
+            );
+        }
+        let mut cmd = strata_cmd(["--root"]);
+        cmd.arg(&root).args(["--json", "images"]);
+        let images = run_with_timeout(cmd, Duration::from_secs(60)).json();
+        assert_eq!(
+            images.as_array().map(Vec::len),
+            Some(1),
+            "only the good image is in the store: {images}"
+        );
+    }
+}

@@ -155,7 +155,8 @@ impl Drop for LayoutDir {
 pub struct OciDestination {
     target: Target,
     options: OciOptions,
-    written: Mutex<HashSet<Digest>>,
+    /// Blobs written by this copy, with their sizes.
+    written: Mutex<HashMap<Digest, u64>>,
     /// Layers compressed on the way, by diffID (a repeated layer is compressed once).
     compressed: Mutex<HashMap<DiffId, StoredLayer>>,
     current: Option<ImageConfig>,
@@ -205,7 +206,7 @@ impl OciDestination {
         OciDestination {
             target,
             options,
-            written: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashMap::new()),
             compressed: Mutex::new(HashMap::new()),
             current: None,
             entries: Vec::new(),
@@ -213,9 +214,18 @@ impl OciDestination {
         }
     }
 
-    fn has_blob(&self, digest: &Digest) -> bool {
-        lock(&self.written).contains(digest)
-            || matches!(&self.target, Target::Dir(d) if d.work.join(blob_path(digest)).is_file())
+    /// The size of the blob `digest` if the layout has it.
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        if let Some(&size) = lock(&self.written).get(digest) {
+            return Some(size);
+        }
+        match &self.target {
+            Target::Dir(d) => fs::metadata(d.work.join(blob_path(digest)))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Target::Archive { .. } => None,
+        }
     }
 
     /// Runs `f` on the archive being written.
@@ -232,7 +242,7 @@ impl OciDestination {
     /// Stores a small blob (config, manifest).
     fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, Error> {
         let digest = sha256(bytes);
-        if self.has_blob(&digest) {
+        if self.blob_size(&digest).is_some() {
             return Ok(digest);
         }
         match &self.target {
@@ -247,7 +257,7 @@ impl OciDestination {
                 self.with_out(|out| out.file(&blob_path(&digest), 0, bytes))?
             }
         }
-        lock(&self.written).insert(digest);
+        lock(&self.written).insert(digest, bytes.len() as u64);
         Ok(digest)
     }
 
@@ -272,7 +282,7 @@ impl OciDestination {
                 }
             })?,
         };
-        lock(&self.written).insert(digest);
+        lock(&self.written).insert(digest, size);
         Ok((value, digest, size))
     }
 }
@@ -382,10 +392,24 @@ impl ImageDestination for OciDestination {
         if layer.compression() == Compression::None && self.options.compress != Compression::None {
             return Ok(lock(&self.compressed).get(&layer.diff_id).cloned());
         }
-        Ok(self.has_blob(&layer.blob.digest).then(|| StoredLayer {
-            blob: oci_descriptor(&layer.blob),
-            diff_id: layer.diff_id,
-        }))
+        match self.blob_size(&layer.blob.digest) {
+            None => Ok(None),
+            // The bytes are not read again: their size is checked here as the stream would.
+            Some(size) if size != layer.blob.size => Err(Error::BlobMismatch {
+                what: format!(
+                    "the size of layer {} ({}), as {} holds it",
+                    layer.index,
+                    layer.blob.digest,
+                    self.describe()
+                ),
+                expected: format!("{} bytes", layer.blob.size),
+                got: format!("{size} bytes"),
+            }),
+            Some(_) => Ok(Some(StoredLayer {
+                blob: oci_descriptor(&layer.blob),
+                diff_id: layer.diff_id,
+            })),
+        }
     }
 
     fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
