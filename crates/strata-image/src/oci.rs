@@ -126,9 +126,9 @@ impl BlobStore for DirStore {
         let path = self.dir.join(blob_path(digest));
         match self.open_regular(&path, &format!("blob {digest}"))? {
             Some(f) => Ok(Box::new(f)),
-            None => Err(Error::invalid(
-                self.describe(),
-                format!("blob {digest} is missing"),
+            None => Err(Error::io(
+                format!("{}: cannot open blob {digest}", self.describe()),
+                std::io::ErrorKind::NotFound.into(),
             )),
         }
     }
