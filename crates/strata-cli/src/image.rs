@@ -79,6 +79,40 @@ pub struct CopyArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     dest_tls_verify: bool,
+    #[command(flatten)]
+    timeout: RegistryTimeout,
+}
+
+/// `--registry-timeout`, shared by every command that talks to registries.
+#[derive(Args, Clone, Copy)]
+pub struct RegistryTimeout {
+    /// How long a registry may keep us waiting, in seconds (or with an `s`, `m` or `h`
+    /// suffix): to connect, for response headers, for any one read or write, and for a
+    /// request retried without progress. Raise it for slow links.
+    #[arg(long = "registry-timeout", value_name = "DURATION", default_value = "30",
+          env = "STRATA_REGISTRY_TIMEOUT", value_parser = parse_duration)]
+    pub seconds: std::time::Duration,
+}
+
+/// `30`, `30s`, `2m` or `1h`: a positive duration.
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let (number, unit) = match s.trim().find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.trim().split_at(i),
+        None => (s.trim(), "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 30, 30s, 2m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("`{s}`: the unit must be s, m or h")),
+    };
+    if secs == 0 {
+        return Err("the timeout must be at least one second".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -154,13 +188,18 @@ pub fn store_blobs_for(destination: &Transport, compress: Compression) -> Compre
     }
 }
 
-/// `--creds USER:PASSWORD` (else the auth files) and `--tls-verify` for one registry.
+/// `--creds USER:PASSWORD` (else the auth files), `--tls-verify` and
+/// `--registry-timeout` for one registry.
 pub fn registry_options(
     base: &RegistryOptions,
     creds: Option<&str>,
     tls_verify: bool,
+    timeout: RegistryTimeout,
 ) -> Result<RegistryOptions> {
     let mut options = base.clone();
+    options.client.timeout = timeout.seconds;
+    options.client.connect_timeout = timeout.seconds;
+    options.client.io_timeout = timeout.seconds;
     if let Some(c) = creds {
         options.credentials = Some(Credentials::from_user_pass(c).context("bad credentials")?);
     }
@@ -208,6 +247,7 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
             &options.registry,
             args.src_creds.as_deref(),
             args.src_tls_verify,
+            args.timeout,
         )?,
         ..options.clone()
     };
@@ -216,6 +256,7 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
             &options.registry,
             args.dest_creds.as_deref(),
             args.dest_tls_verify,
+            args.timeout,
         )?,
         ..options
     };

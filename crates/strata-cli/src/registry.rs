@@ -11,7 +11,7 @@ use strata_image::{ImageSelector, OpenOptions, Reference, RegistryOptions};
 use strata_layer::compress::Compression;
 use strata_store::ApplyOptions;
 
-use crate::image::{copy_options, parse_platform, registry_options, run_copy};
+use crate::image::{copy_options, parse_platform, registry_options, run_copy, RegistryTimeout};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -30,6 +30,8 @@ pub struct RegistryArgs {
     /// Layers moved at once (default: one per core, at least two).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    #[command(flatten)]
+    timeout: RegistryTimeout,
 }
 
 #[derive(Args)]
@@ -87,6 +89,7 @@ impl RegistryArgs {
             &RegistryOptions::default(),
             self.creds.as_deref(),
             self.tls_verify,
+            self.timeout,
         )
     }
 

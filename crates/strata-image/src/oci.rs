@@ -48,6 +48,48 @@ pub(crate) struct DirStore {
     pub dir: PathBuf,
 }
 
+impl DirStore {
+    /// Opens a file of the layout (`what` names it), `None` if absent. A symlink is
+    /// followed (layouts may link blobs), but what it ends at must be a regular file:
+    /// a FIFO would hang the reader and a device (`/dev/zero`) never end. The open does
+    /// not block on a FIFO; the check is on the opened file (no race with a rename).
+    fn open_regular(&self, path: &Path, what: &str) -> Result<Option<File>, Error> {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+        };
+        let kind = file
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?
+            .file_type();
+        if kind.is_file() {
+            return Ok(Some(file));
+        }
+        let kind = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        Err(Error::invalid(
+            self.describe(),
+            format!("{what} ({}) is {kind}, not a regular file", path.display()),
+        ))
+    }
+}
+
 impl BlobStore for DirStore {
     fn describe(&self) -> String {
         format!("oci:{}", self.dir.display())
@@ -55,10 +97,8 @@ impl BlobStore for DirStore {
 
     fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         let path = self.dir.join(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+        let Some(file) = self.open_regular(&path, name)? else {
+            return Ok(None);
         };
         let mut out = Vec::new();
         file.take(MAX_JSON + 1)
@@ -84,9 +124,13 @@ impl BlobStore for DirStore {
 
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, Error> {
         let path = self.dir.join(blob_path(digest));
-        let f = File::open(&path)
-            .map_err(|e| Error::io(format!("{}: cannot open blob {digest}", self.describe()), e))?;
-        Ok(Box::new(f))
+        match self.open_regular(&path, &format!("blob {digest}"))? {
+            Some(f) => Ok(Box::new(f)),
+            None => Err(Error::io(
+                format!("{}: cannot open blob {digest}", self.describe()),
+                std::io::ErrorKind::NotFound.into(),
+            )),
+        }
     }
 
     fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {

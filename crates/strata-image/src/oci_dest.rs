@@ -5,9 +5,12 @@
 //! push needs no recompression); a layer that arrives uncompressed is compressed when
 //! [`OciOptions::compress`] asks for it. A source manifest is kept byte for byte when
 //! nothing in it changed, so the manifest digest survives a copy. The commit point is
-//! `index.json`: in a directory it is replaced by a rename after every blob is in place
-//! (blobs are content-addressed, so a failed copy leaves only unreferenced blobs); an
-//! archive is renamed into place whole.
+//! `index.json`: in a directory it is replaced by a rename after every blob is in place;
+//! an archive is renamed into place whole. A failed (uncommitted) copy leaves the
+//! destination as it was: a layout directory that did not exist is written as a hidden
+//! sibling, renamed into place on commit and removed otherwise, and the files a copy
+//! added to an existing layout (blobs, and `oci-layout` in a directory that had none)
+//! are removed again.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -40,7 +43,7 @@ pub struct OciOptions {
 }
 
 enum Target {
-    Dir(PathBuf),
+    Dir(LayoutDir),
     Archive {
         /// One stream: one member at a time (`layer_jobs` is 1).
         out: Mutex<Option<TarOut>>,
@@ -49,12 +52,111 @@ enum Target {
     },
 }
 
+/// A layout directory being written.
+struct LayoutDir {
+    /// The layout as named.
+    dir: PathBuf,
+    /// Where its files are written: `dir`, or `staging` for a layout that is new.
+    work: PathBuf,
+    /// A new layout's directory until commit renames it to `dir` (removed if dropped).
+    staging: Option<tempfile::TempDir>,
+    /// What this copy added to an existing layout, in order; removed unless committed.
+    added: Mutex<Vec<PathBuf>>,
+    committed: bool,
+}
+
+impl LayoutDir {
+    /// `dir`, or a staging sibling of it when it does not exist yet.
+    fn open(dir: &Path) -> Result<LayoutDir, Error> {
+        let exists = match fs::symlink_metadata(dir) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io(format!("cannot stat {}", dir.display()), e)),
+        };
+        let mut layout = LayoutDir {
+            dir: dir.to_owned(),
+            work: dir.to_owned(),
+            staging: None,
+            added: Mutex::new(Vec::new()),
+            committed: false,
+        };
+        if !exists {
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+            let staging = tempfile::Builder::new()
+                .prefix(".strata-layout-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .tempdir_in(parent)
+                .map_err(|e| {
+                    Error::io(
+                        format!("cannot create a directory in {}", parent.display()),
+                        e,
+                    )
+                })?;
+            layout.work = staging.path().to_owned();
+            layout.staging = Some(staging);
+        }
+        for sub in ["blobs", "blobs/sha256"] {
+            let path = layout.work.join(sub);
+            match fs::create_dir(&path) {
+                Ok(()) => layout.added(path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("cannot create {}", path.display()), e)),
+            }
+        }
+        Ok(layout)
+    }
+
+    /// Records a file or directory this copy created in an existing layout.
+    fn added(&self, path: PathBuf) {
+        if self.staging.is_none() {
+            lock(&self.added).push(path);
+        }
+    }
+
+    /// Puts a new layout in place (an existing one is already).
+    fn commit(&mut self) -> Result<(), Error> {
+        if let Some(staging) = self.staging.take() {
+            let from = staging.keep();
+            if let Err(e) = fs::rename(&from, &self.dir) {
+                let _ = fs::remove_dir_all(&from);
+                return Err(Error::io(
+                    format!("cannot move the new layout into {}", self.dir.display()),
+                    e,
+                ));
+            }
+            self.work = self.dir.clone();
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for LayoutDir {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        // Blobs and `oci-layout` first, then the directories made for them (if empty).
+        for path in lock(&self.added).iter().rev() {
+            if fs::remove_file(path).is_err() {
+                let _ = fs::remove_dir(path);
+            }
+        }
+    }
+}
+
 /// An OCI layout being written; see the module documentation. A layout directory takes
 /// several layers at once (each blob is a file of its own); an archive one at a time.
 pub struct OciDestination {
     target: Target,
     options: OciOptions,
-    written: Mutex<HashSet<Digest>>,
+    /// Blobs written by this copy, with their sizes.
+    written: Mutex<HashMap<Digest, u64>>,
     /// Layers compressed on the way, by diffID (a repeated layer is compressed once).
     compressed: Mutex<HashMap<DiffId, StoredLayer>>,
     current: Option<ImageConfig>,
@@ -63,20 +165,19 @@ pub struct OciDestination {
 }
 
 impl OciDestination {
-    /// The layout directory `dir`, created if missing.
+    /// The layout directory `dir`, created (on commit) if missing.
     pub fn dir(dir: &Path, options: OciOptions) -> Result<OciDestination, Error> {
-        let blobs = dir.join("blobs/sha256");
-        fs::create_dir_all(&blobs)
-            .map_err(|e| Error::io(format!("cannot create {}", blobs.display()), e))?;
-        let layout = dir.join("oci-layout");
+        let target = LayoutDir::open(dir)?;
+        let layout = target.work.join("oci-layout");
         match fs::read(&layout) {
             Ok(bytes) => check_layout_version(&bytes, &format!("oci:{}", dir.display()))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                write_atomic(dir, "oci-layout", LAYOUT_FILE)?;
+                write_atomic(&target.work, "oci-layout", LAYOUT_FILE)?;
+                target.added(layout);
             }
             Err(e) => return Err(Error::io(format!("cannot read {}", layout.display()), e)),
         }
-        Ok(OciDestination::new(Target::Dir(dir.to_owned()), options))
+        Ok(OciDestination::new(Target::Dir(target), options))
     }
 
     /// The archive `path`, replaced on commit; layers compressed on the way go through
@@ -105,7 +206,7 @@ impl OciDestination {
         OciDestination {
             target,
             options,
-            written: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashMap::new()),
             compressed: Mutex::new(HashMap::new()),
             current: None,
             entries: Vec::new(),
@@ -113,9 +214,18 @@ impl OciDestination {
         }
     }
 
-    fn has_blob(&self, digest: &Digest) -> bool {
-        lock(&self.written).contains(digest)
-            || matches!(&self.target, Target::Dir(dir) if dir.join(blob_path(digest)).is_file())
+    /// The size of the blob `digest` if the layout has it.
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        if let Some(&size) = lock(&self.written).get(digest) {
+            return Some(size);
+        }
+        match &self.target {
+            Target::Dir(d) => fs::metadata(d.work.join(blob_path(digest)))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Target::Archive { .. } => None,
+        }
     }
 
     /// Runs `f` on the archive being written.
@@ -132,7 +242,7 @@ impl OciDestination {
     /// Stores a small blob (config, manifest).
     fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, Error> {
         let digest = sha256(bytes);
-        if self.has_blob(&digest) {
+        if self.blob_size(&digest).is_some() {
             return Ok(digest);
         }
         match &self.target {
@@ -147,7 +257,7 @@ impl OciDestination {
                 self.with_out(|out| out.file(&blob_path(&digest), 0, bytes))?
             }
         }
-        lock(&self.written).insert(digest);
+        lock(&self.written).insert(digest, bytes.len() as u64);
         Ok(digest)
     }
 
@@ -172,7 +282,7 @@ impl OciDestination {
                 }
             })?,
         };
-        lock(&self.written).insert(digest);
+        lock(&self.written).insert(digest, size);
         Ok((value, digest, size))
     }
 }
@@ -183,12 +293,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes a blob into `dir/blobs/sha256/` through a temporary file in `dir` (unknown
-/// files are ignored by readers), renamed to its digest once `write` returns it.
+/// Writes a blob into the layout's `blobs/sha256/` through a temporary file in it
+/// (unknown files are ignored by readers), renamed to its digest once `write` returns
+/// it; a blob that is already there stays as it was (and is not counted as added).
 fn write_blob<T>(
-    dir: &Path,
+    layout: &LayoutDir,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(T, Digest), Error>,
 ) -> Result<(T, Digest, u64), Error> {
+    let dir = &layout.work;
     let tmp = tempfile::Builder::new()
         .prefix(".strata-blob-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -207,8 +319,17 @@ fn write_blob<T>(
         .map_err(|e| Error::io("reading a blob", e))?
         .len();
     let dest = dir.join(blob_path(&digest));
-    path.persist(&dest)
-        .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e.error))?;
+    match path.persist_noclobber(&dest) {
+        Ok(()) => layout.added(dest),
+        // Content-addressed: what is there is this blob (the temporary file goes).
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot write {}", dest.display()),
+                e.error,
+            ))
+        }
+    }
     Ok((value, digest, size))
 }
 
@@ -245,7 +366,7 @@ fn oci_descriptor(blob: &Descriptor) -> Descriptor {
 impl ImageDestination for OciDestination {
     fn describe(&self) -> String {
         match &self.target {
-            Target::Dir(d) => format!("oci:{}", d.display()),
+            Target::Dir(d) => format!("oci:{}", d.dir.display()),
             Target::Archive { path, .. } => format!("oci-archive:{}", path.display()),
         }
     }
@@ -271,10 +392,24 @@ impl ImageDestination for OciDestination {
         if layer.compression() == Compression::None && self.options.compress != Compression::None {
             return Ok(lock(&self.compressed).get(&layer.diff_id).cloned());
         }
-        Ok(self.has_blob(&layer.blob.digest).then(|| StoredLayer {
-            blob: oci_descriptor(&layer.blob),
-            diff_id: layer.diff_id,
-        }))
+        match self.blob_size(&layer.blob.digest) {
+            None => Ok(None),
+            // The bytes are not read again: their size is checked here as the stream would.
+            Some(size) if size != layer.blob.size => Err(Error::BlobMismatch {
+                what: format!(
+                    "the size of layer {} ({}), as {} holds it",
+                    layer.index,
+                    layer.blob.digest,
+                    self.describe()
+                ),
+                expected: format!("{} bytes", layer.blob.size),
+                got: format!("{size} bytes"),
+            }),
+            Some(_) => Ok(Some(StoredLayer {
+                blob: oci_descriptor(&layer.blob),
+                diff_id: layer.diff_id,
+            })),
+        }
     }
 
     fn put_layer(&self, layer: LayerStream<'_>) -> Result<StoredLayer, Error> {
@@ -365,9 +500,9 @@ impl ImageDestination for OciDestination {
     fn commit(&mut self) -> Result<(), Error> {
         let new = std::mem::take(&mut self.entries);
         match &mut self.target {
-            Target::Dir(dir) => {
-                let dir = dir.clone();
-                let what = format!("index.json of oci:{}", dir.display());
+            Target::Dir(layout) => {
+                let dir = layout.work.clone();
+                let what = format!("index.json of oci:{}", layout.dir.display());
                 let mut manifests = match fs::read(dir.join("index.json")) {
                     Ok(bytes) => Index::parse(&bytes, &what)?.manifests,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -388,7 +523,8 @@ impl ImageDestination for OciDestination {
                     &dir,
                     "index.json",
                     &gojson::marshal(&Index::oci(manifests))?,
-                )
+                )?;
+                layout.commit()
             }
             Target::Archive { out, temp, path } => {
                 let mut out = lock(out).take().ok_or_else(|| {

@@ -550,6 +550,12 @@ impl StoreDestination {
         }
     }
 
+    /// The size of the blob `digest` the store keeps, if it keeps it.
+    fn kept_size(&self, digest: &Digest) -> Option<u64> {
+        let path = self.store.blob_path(digest)?;
+        std::fs::metadata(path).ok().map(|m| m.len())
+    }
+
     fn current(&self) -> Result<&Current, Error> {
         self.current
             .as_ref()
@@ -704,7 +710,28 @@ impl ImageDestination for StoreDestination {
     fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
         let current = self.current()?;
         let found = self.stored(layer)?;
-        if found.is_some() {
+        if let Some(stored) = &found {
+            // The bytes are not read again: their size is checked here as the stream
+            // would (against the tar, or the compressed blob if the store keeps it).
+            let held = if layer.blob.digest == layer.diff_id.0 {
+                Some(stored.blob.size)
+            } else {
+                self.kept_size(&layer.blob.digest)
+            };
+            if let Some(held) = held.filter(|&n| n != layer.blob.size) {
+                let e = Error::BlobMismatch {
+                    what: format!(
+                        "the size of layer {} of image {} ({}), as the store holds it",
+                        layer.index,
+                        current.config.id(),
+                        layer.blob.digest
+                    ),
+                    expected: format!("{} bytes", layer.blob.size),
+                    got: format!("{held} bytes"),
+                };
+                current.finish(layer.index, Err(e.to_string()));
+                return Err(e);
+            }
             current.finish(layer.index, Ok(()));
         }
         Ok(found)
@@ -772,7 +799,13 @@ impl ImageDestination for StoreDestination {
                         .layers
                         .iter()
                         .zip(image.source_layers)
-                        .all(|(d, l)| d.digest == l.blob.digest);
+                        .all(|(d, l)| d.digest == l.blob.digest)
+                    // Sizes as the store holds them: a tar's was checked as it streamed
+                    // or when reused; a compressed blob's against the kept blob (a reused
+                    // layer's blob was not read, and one not kept cannot be checked).
+                    && parsed.layers.iter().zip(image.source_layers).all(|(d, l)| {
+                        d.digest == l.diff_id.0 || self.kept_size(&d.digest) == Some(d.size)
+                    });
                 if kept {
                     let digest: Digest = self.store.put_blob(&m.bytes)?;
                     self.blobs.push(digest);

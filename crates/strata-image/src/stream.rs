@@ -7,8 +7,9 @@
 //! - [`LayerStream::tar`]: the uncompressed tar (what an archive or the store writes);
 //! - [`LayerStream::blob`]: the blob as stored (what an OCI layout or a registry keeps).
 //!
-//! Either way, reaching the end of the stream checks the blob's digest and size against
-//! its descriptor, and the tar's digest against the diffID in the config. `blob()` of a
+//! Either way, the blob is read no further than its descriptor's size plus one byte (a
+//! blob that is longer, or never ends, fails there; a shorter one at its end), reaching
+//! the end of the stream checks the blob's digest and size against its descriptor, and the tar's digest against the diffID in the config. `blob()` of a
 //! compressed layer passes the bytes through without decompressing them, as a registry
 //! or a layout keeps them; it checks the diffID too (a second thread decompresses a copy
 //! of the bytes) only when asked with [`LayerStream::check_diff_id`]. A mismatch is an
@@ -72,6 +73,45 @@ pub fn pump(
         };
         writer.write_all(&buf[..n])?;
         total += n as u64;
+    }
+}
+
+/// A blob that must be `expected` bytes long: reads stop one byte past that, and a
+/// blob found longer (or one that never ends) fails there, a shorter one at its end.
+/// Every form of [`LayerStream`] reads through it, so every destination checks sizes
+/// the same way, the store's unverified stream included.
+struct SizeBound<R> {
+    inner: R,
+    expected: u64,
+    read: u64,
+    /// `the size of layer N of image ID (DIGEST)`, for the error.
+    what: String,
+}
+
+impl<R> SizeBound<R> {
+    fn mismatch(&self, got: String) -> io::Error {
+        Error::BlobMismatch {
+            what: self.what.clone(),
+            expected: format!("{} bytes", self.expected),
+            got,
+        }
+        .into_io()
+    }
+}
+
+impl<R: Read> Read for SizeBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = self.expected.saturating_sub(self.read).saturating_add(1);
+        let max = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.read += n as u64;
+        if self.read > self.expected {
+            return Err(self.mismatch(format!("more than {} bytes", self.expected)));
+        }
+        if n == 0 && max > 0 && self.read < self.expected {
+            return Err(self.mismatch(format!("{} bytes", self.read)));
+        }
+        Ok(n)
     }
 }
 
@@ -175,8 +215,18 @@ pub struct LayerStream<'a> {
 }
 
 impl<'a> LayerStream<'a> {
-    /// A stream of `blob`, the bytes of layer `info` of image `image` as stored.
+    /// A stream of `blob`, the bytes of layer `info` of image `image` as stored, read
+    /// no further than the descriptor's size plus one byte whatever form is taken.
     pub fn new(info: LayerInfo, image: ImageId, blob: impl Read + Send + 'a) -> LayerStream<'a> {
+        let blob = SizeBound {
+            what: format!(
+                "the size of layer {} of image {image} ({})",
+                info.index, info.blob.digest
+            ),
+            expected: info.blob.size,
+            read: 0,
+            inner: blob,
+        };
         LayerStream {
             info,
             image,
@@ -230,7 +280,8 @@ impl<'a> LayerStream<'a> {
         }
     }
 
-    /// The blob bytes as stored, *unverified*, for a destination that computes the blob
+    /// The blob bytes as stored, *unverified* but for their size (checked as for every
+    /// form: see [`new`](Self::new)), for a destination that computes the blob
     /// digest and the diffID itself as it consumes them (the store's apply does, in the
     /// same pass that unpacks) and checks them against [`LayerInfo`] before it keeps
     /// anything. Everyone else reads [`tar`](Self::tar) or [`blob`](Self::blob).
@@ -675,7 +726,8 @@ mod tests {
             .unwrap()
             .finish()
             .unwrap_err();
-        assert!(e.to_string().contains("reading layer 3 of image"), "{e}");
+        // The tar form says so too, before the decompressor can call it a corrupt stream.
+        assert!(e.to_string().contains("the size of layer 3"), "{e}");
     }
 
     #[test]
@@ -701,6 +753,76 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains("the digest of layer 3"), "{e}");
         });
+    }
+
+    /// Every form reads at most size + 1 bytes and refuses a blob of another size, the
+    /// store's unverified form too; a blob that never ends fails instead of filling a disk.
+    #[test]
+    fn sizes_other_than_the_descriptors_fail_in_every_form() {
+        let tar = vec![0u8; 10240];
+        let good = info(&tar, media_type::OCI_LAYER, &tar);
+        let image = ImageId(sha256(b"c"));
+        let forms: [fn(LayerStream<'_>) -> Result<(), Error>; 3] = [
+            |s| s.tar()?.finish().map(drop),
+            |s| s.blob().finish().map(drop),
+            |s| {
+                let (_, mut r) = s.into_unverified();
+                pump(&mut r, &mut io::sink())
+                    .map(drop)
+                    .map_err(|e| Error::io("reading", e))
+            },
+        ];
+        for (i, form) in forms.iter().enumerate() {
+            for (claimed, got) in [
+                (11240, "got 10240 bytes"),
+                (9240, "got more than 9240 bytes"),
+                (1 << 63, "got 10240 bytes"),
+            ] {
+                let mut lying = good.clone();
+                lying.blob.size = claimed;
+                let e = form(LayerStream::new(lying, image, &tar[..])).unwrap_err();
+                let text = e.to_string();
+                assert!(
+                    matches!(e, Error::BlobMismatch { .. })
+                        && text.contains(&format!("expected {claimed} bytes, {got}"))
+                        && text.contains("the size of layer 3"),
+                    "form {i}, size {claimed}: {text}"
+                );
+            }
+            // An endless blob (a layout's blob linked to /dev/zero) stops at size + 1.
+            let mut endless = good.clone();
+            endless.blob.size = 10240;
+            let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let c = counted.clone();
+            let zeros = io::repeat(0).take(u64::MAX);
+            let stream = LayerStream::new(endless, image, Counted(Box::new(zeros), c));
+            let e = form(stream).unwrap_err();
+            assert!(
+                e.to_string().contains("got more than 10240 bytes"),
+                "form {i}: {e}"
+            );
+            let read = counted.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(read, 10241, "form {i} read {read} bytes of an endless blob");
+        }
+        // The right size still passes.
+        LayerStream::new(good, image, &tar[..])
+            .blob()
+            .finish()
+            .unwrap();
+    }
+
+    struct Counted<'a>(
+        Box<dyn Read + Send + 'a>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    );
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1
+                .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+            Ok(n)
+        }
     }
 
     #[test]

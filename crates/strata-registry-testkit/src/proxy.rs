@@ -1,7 +1,8 @@
 //! A fault-injecting TCP proxy in front of a registry. It reads the HTTP/1.1 request
 //! heads going through (bodies by Content-Length), logs them, and when one matches a
-//! rule it cuts (or stalls) the connection part-way through that request's body or its
-//! response, as a flaky network would.
+//! rule it cuts (or stalls, or trickles) the connection part-way through that request's
+//! body or its response, as a flaky network (or a hostile registry) would. [`Silent`] is
+//! a registry that accepts connections and never answers.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -20,6 +21,9 @@ pub enum Action {
     StallResponse(u64),
     /// Flip the bits of the request body's byte at this offset (corruption in transit).
     CorruptRequestBody(u64),
+    /// Forward the response one byte per this many milliseconds (headers included), so
+    /// that no single read ever waits long.
+    TrickleResponse(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -174,8 +178,12 @@ fn requests(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared, con
         {
             let mut c = conn.lock().unwrap();
             c.response_bytes = 0;
-            c.response_action =
-                action.filter(|a| matches!(a, Action::DropResponse(_) | Action::StallResponse(_)));
+            c.response_action = action.filter(|a| {
+                matches!(
+                    a,
+                    Action::DropResponse(_) | Action::StallResponse(_) | Action::TrickleResponse(_)
+                )
+            });
         }
         if upstream.write_all(&head.raw).is_err() {
             cut(&client, &upstream);
@@ -240,6 +248,20 @@ fn responses(mut upstream: TcpStream, mut client: TcpStream, conn: Arc<Mutex<Con
             }
             Ok(n) => n,
         };
+        let trickle = match conn.lock().unwrap().response_action {
+            Some(Action::TrickleResponse(ms)) => Some(Duration::from_millis(ms)),
+            _ => None,
+        };
+        if let Some(every) = trickle {
+            for byte in &chunk[..n] {
+                std::thread::sleep(every);
+                if conn.lock().unwrap().closed || client.write_all(&[*byte]).is_err() {
+                    cut(&client, &upstream);
+                    return;
+                }
+            }
+            continue;
+        }
         let (pass, action) = {
             let mut c = conn.lock().unwrap();
             let limit = match c.response_action {
@@ -273,5 +295,44 @@ fn responses(mut upstream: TcpStream, mut client: TcpStream, conn: Arc<Mutex<Con
             }
             _ => {}
         }
+    }
+}
+
+/// A registry that accepts connections, reads what is sent, and never answers.
+pub struct Silent {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut sink = [0u8; 4096];
+                    while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Silent { port, stop }
+    }
+
+    pub fn host(&self) -> strata_registry::RegistryHost {
+        strata_registry::RegistryHost::parse(&format!("127.0.0.1:{}", self.port)).unwrap()
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }

@@ -61,6 +61,12 @@ pub struct Options {
     /// How long one read or write on a connection may stall before it counts as
     /// dropped (and is retried).
     pub io_timeout: Duration,
+    /// How long a registry may keep us waiting: for the response headers of one request
+    /// (however slowly they trickle in), and, retries and their pauses included, for an
+    /// operation that makes no progress before it fails. A registry that accepts
+    /// connections and never answers is an error after this long, not after every
+    /// attempt's worth of it.
+    pub timeout: Duration,
     /// The `User-Agent` sent (default `strata/VERSION`).
     pub user_agent: String,
     /// Called after every HTTP exchange ([`Exchange`]).
@@ -80,7 +86,8 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             upload: UploadPolicy::default(),
             connect_timeout: Duration::from_secs(30),
-            io_timeout: Duration::from_secs(60),
+            io_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
             user_agent: concat!("strata/", env!("CARGO_PKG_VERSION")).to_string(),
             on_request: None,
         }
@@ -105,6 +112,7 @@ struct Inner {
     tls_verify: bool,
     retry: RetryPolicy,
     upload: UploadPolicy,
+    timeout: Duration,
     hook: Option<RequestHook>,
     endpoint: Mutex<Option<Arc<Endpoint>>>,
     tokens: Mutex<HashMap<String, CachedToken>>,
@@ -247,7 +255,9 @@ impl Client {
             .http_status_as_error(false)
             .tls_config(tls)
             .user_agent(options.user_agent.as_str())
-            .timeout_connect(Some(options.connect_timeout))
+            .timeout_connect(Some(options.connect_timeout.min(options.timeout)))
+            .timeout_send_request(Some(options.timeout))
+            .timeout_recv_response(Some(options.timeout))
             .timeout_per_read(Some(options.io_timeout))
             .timeout_per_write(Some(options.io_timeout))
             .max_idle_connections_per_host(16)
@@ -262,6 +272,7 @@ impl Client {
                 tls_verify: options.tls_verify,
                 retry: options.retry,
                 upload: options.upload,
+                timeout: options.timeout,
                 hook: options.on_request,
                 endpoint: Mutex::new(None),
                 tokens: Mutex::new(HashMap::new()),
@@ -313,24 +324,36 @@ impl Client {
         }
     }
 
-    /// Runs `op` until it succeeds, fails permanently, or `max_attempts` tries failed
-    /// with retryable errors (waiting with backoff in between).
+    /// Runs `op` until it succeeds, fails permanently, or the retry budget is spent
+    /// ([`retry_pause`](Self::retry_pause)), waiting with backoff in between.
     pub(crate) fn retrying<T>(&self, mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-        let policy = &self.inner.retry;
+        let started = Instant::now();
         let mut failures = 0;
         loop {
             match op() {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() => {
                     failures += 1;
-                    if failures >= policy.max_attempts {
-                        return Err(exhausted(failures, e));
+                    match self.retry_pause(failures, started, &e) {
+                        Some(pause) => std::thread::sleep(pause),
+                        None => return Err(exhausted(failures, e)),
                     }
-                    std::thread::sleep(policy.backoff(failures, e.retry_after()));
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The pause before trying again after `failures` retryable failures in a row
+    /// without progress, the first of them begun at `since`; `None` when the budget is
+    /// spent: [`RetryPolicy::max_attempts`] tries, or [`Options::timeout`] of waiting
+    /// (the pause included), whichever comes first.
+    pub(crate) fn retry_pause(&self, failures: u32, since: Instant, e: &Error) -> Option<Duration> {
+        if failures >= self.inner.retry.max_attempts {
+            return None;
+        }
+        let pause = self.inner.retry.backoff(failures, e.retry_after());
+        (since.elapsed() + pause < self.inner.timeout).then_some(pause)
     }
 
     /// Sends one request, answering auth challenges: a 401 that brings a new challenge,
@@ -439,12 +462,19 @@ impl Client {
         method: Method,
     ) -> Result<Response<Body>, ureq::Error> {
         let agent = &self.inner.agent;
-        if matches!(method, Method::Get | Method::Head) {
-            agent.run(request)
-        } else {
-            // Uploads are never redirected: a streamed body cannot be sent twice.
-            agent.run(agent.configure_request(request).max_redirects(0).build())
+        // Every body but a blob's is small (JSON, a token, an error): one that trickles
+        // in is cut off after the timeout. A blob's may take long; its reads may not stall.
+        let path = request.uri().path();
+        let is_blob = path.contains("/blobs/") && !path.contains("/blobs/uploads/");
+        let mut config = agent.configure_request(request);
+        if !is_blob {
+            config = config.timeout_recv_body(Some(self.inner.timeout));
         }
+        if !matches!(method, Method::Get | Method::Head) {
+            // Uploads are never redirected: a streamed body cannot be sent twice.
+            config = config.max_redirects(0);
+        }
+        agent.run(config.build())
     }
 
     /// The `Authorization` header for `scope`, and whether it came from the token cache.
@@ -599,6 +629,14 @@ impl Client {
                     challenge,
                 })
             }
+            // A timeout means something took the connection and kept quiet: asking it
+            // again in plain text would only double the wait.
+            Err(
+                e @ Error::Transport {
+                    error: ureq::Error::Timeout(_),
+                    ..
+                },
+            ) => return Err(e),
             Err(e @ Error::Transport { .. }) if plain_allowed => e,
             Err(e) => return Err(e),
         };

@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::proxy::{Action, Proxy};
+use common::proxy::{Action, Proxy, Silent};
 use common::{digest_of, repo_name, Pattern, Registry, Wire};
 use strata_registry::{
     Error, ManifestKind, Options, PushOptions, Pushed, Reference, Repository, RetryPolicy,
@@ -523,4 +523,75 @@ fn corrupted_manifest_fails_its_digest_check() {
             "{reference}: {e}"
         );
     }
+}
+
+/// A registry that sends its response headers one byte every 200 ms never makes a
+/// single read wait long, but the headers as a whole are bounded by the timeout: the
+/// request fails within it (retries included), instead of trickling on for minutes.
+#[test]
+fn trickled_response_headers_fail_within_the_timeout() {
+    let reg = Registry::start();
+    let repo = reg
+        .client(Options::default())
+        .repository(repo_name("strata/trickle"));
+    push_manifest(&repo, "v1");
+    let proxy = Proxy::start(reg.port);
+    proxy.rule("GET", "/manifests/", Action::TrickleResponse(200), 100);
+    let client = strata_registry::Client::new(
+        proxy.host(),
+        Options {
+            retry: quick_retries(),
+            timeout: Duration::from_secs(2),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let e = client
+        .repository(repo_name("strata/trickle"))
+        .get_manifest(&Reference::parse("v1").unwrap())
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "took {took:?}: {e}"
+    );
+    let said = chain(&e);
+    assert!(said.contains("timeout"), "{said}");
+}
+
+/// A registry that accepts connections and never answers is an error after the
+/// timeout, not after every attempt's worth of it (5 attempts of 2 s here).
+#[test]
+fn a_registry_that_never_answers_fails_within_the_timeout() {
+    let silent = Silent::start();
+    let client = strata_registry::Client::new(
+        silent.host(),
+        Options {
+            timeout: Duration::from_secs(2),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let e = client.ping().unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "took {took:?}: {e}"
+    );
+    let said = chain(&e);
+    assert!(said.contains("timeout"), "{said}");
+}
+
+/// An error and its sources, as the CLI prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(inner) = next {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        next = inner.source();
+    }
+    s
 }
