@@ -33,7 +33,7 @@ pub struct Recovery {
 
 impl Store {
     /// True if nobody holds the lock of layer `id` (found under either of its names).
-    fn abandoned(&self, id: &LayerId) -> Result<bool> {
+    pub(crate) fn abandoned(&self, id: &LayerId) -> Result<bool> {
         for path in [
             self.paths().lock(id),
             self.paths().removing(id).join("lock"),

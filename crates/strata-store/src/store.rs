@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_layer::copy_tree::copy_tree;
 use strata_layer::dir_writer::DirWriterOptions;
@@ -390,6 +390,41 @@ impl Store {
         self.read(|tx| tx.visible_layer(id))?
             .to_layer()
             .ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Waits while another process creates, imports or removes layer `id` (up to
+    /// `timeout`), then says what is there: `Some` visible layer (whatever its state and
+    /// diff: the caller judges it), or `None` when there is no layer `id` (an import that
+    /// failed, a removal that finished), so the caller may bring it in itself. An import
+    /// or removal whose process died is finished by recovery here, not waited for.
+    pub fn await_layer(&self, id: &LayerId, timeout: Duration) -> Result<Option<Layer>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let row = self.read(|tx| tx.layer(id))?;
+            let Some(row) = row else { return Ok(None) };
+            if row.state.visible() {
+                return Ok(row.to_layer());
+            }
+            if matches!(row.state, State::Importing | State::Removing) && self.abandoned(id)? {
+                let lock = self.lock()?;
+                self.recover(&lock)?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::refused(
+                    id,
+                    format!(
+                        "has been {} by another process for {} s: giving up waiting",
+                        match row.state {
+                            State::Removing => "removed",
+                            _ => "imported",
+                        },
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// True if a visible layer `id` exists.

@@ -1,0 +1,142 @@
+//! The store against other processes, kills and full disks:
+//!
+//! * a load that needs a layer another process is importing waits for it, then refuses a
+//!   clash at once (naming it), or imports the layer itself when the other import left
+//!   nothing;
+//! * a kill during a load leaves no blob that nothing refers to once the store is opened
+//!   again, and `fsck` names such blobs;
+//! * a full disk during a load leaves nothing behind and says the disk is full;
+//! * a command waiting for the store lock says for whom, and `--lock-timeout` bounds it.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use strata_store::{ImportOptions, LayerId, Store, StoreOptions};
+
+struct TestStore {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl TestStore {
+    fn new() -> TestStore {
+        let dir = tempdir();
+        let root = dir.path().join("store");
+        TestStore { _dir: dir, root }
+    }
+    fn open(&self) -> Store {
+        Store::open(&StoreOptions {
+            root: self.root.clone(),
+            driver: None,
+        })
+        .expect("open the store")
+    }
+}
+
+impl StoreCli for TestStore {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn base_layout() -> String {
+    format!("oci:{}:base", corpus().join("oci").display())
+}
+
+/// The diffID (and chain ID) of the single layer of the corpus's `base` image.
+const BASE_DIFF_ID: &str = "218c4b15a1bd2126e15def554ed6e15ba257a231ba479a6596d48b142c8c3735";
+
+/// A reader that waits, then either reads `inner` or fails.
+struct Slow<R> {
+    delay: Option<Duration>,
+    inner: Option<R>,
+}
+
+impl<R: Read> Read for Slow<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(d) = self.delay.take() {
+            std::thread::sleep(d);
+        }
+        match &mut self.inner {
+            Some(r) => r.read(buf),
+            None => Err(std::io::Error::other("the source went away")),
+        }
+    }
+}
+
+/// Starts importing the base layer's ID in this process (standing for another process),
+/// from `input` after 3 s; returns once the import has begun.
+fn import_elsewhere<R: Read + Send + 'static>(
+    st: &TestStore,
+    input: Option<R>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    let store = st.open();
+    let handle = std::thread::spawn(move || {
+        let id = LayerId::new(BASE_DIFF_ID).expect("a layer ID");
+        let slow = Slow {
+            delay: Some(Duration::from_secs(3)),
+            inner: input,
+        };
+        store
+            .import(&id, None, slow, &ImportOptions::default())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    // The import is staged and committed (as `importing`) in well under a second.
+    std::thread::sleep(Duration::from_millis(800));
+    handle
+}
+
+#[test]
+fn a_load_clashing_by_diff_id_with_a_layer_being_imported_fails_at_once_naming_it() {
+    let st = TestStore::new();
+    st.ok(&["images"]);
+    let other = std::fs::File::open(edge("hardlinks.tar")).expect("an edge tar");
+    let elsewhere = import_elsewhere(&st, Some(other));
+    let started = Instant::now();
+    let r = st.run(&["copy", &base_layout(), "strata:clash:1"]);
+    let took = started.elapsed();
+    elsewhere
+        .join()
+        .expect("the other import")
+        .expect("the other import succeeds");
+    r.assert_strata_error();
+    let err = &r.stderr;
+    assert!(
+        err.contains(&format!("store layer {BASE_DIFF_ID}")) && err.contains("clashes"),
+        "the clash is named: {err}"
+    );
+    assert!(
+        err.contains(&format!("not diffID sha256:{BASE_DIFF_ID}")),
+        "the diffID wanted is said: {err}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "failed at once after the other import, not after a long wait ({took:?})"
+    );
+    assert!(!st.run(&["inspect", "clash:1"]).success());
+}
+
+#[test]
+fn a_load_waiting_for_a_layer_whose_import_fails_elsewhere_imports_it_itself() {
+    let st = TestStore::new();
+    st.ok(&["images"]);
+    let elsewhere = import_elsewhere::<std::fs::File>(&st, None);
+    let started = Instant::now();
+    let r = st.run(&["copy", &base_layout(), "strata:gone:1"]);
+    let took = started.elapsed();
+    let failed = elsewhere.join().expect("the other import");
+    assert!(failed.is_err(), "the other import fails: {failed:?}");
+    r.assert_success();
+    assert!(took < Duration::from_secs(30), "no long wait ({took:?})");
+    let inspect = st.json(&["inspect", "gone:1"]);
+    assert_eq!(
+        common::images::inspect_facts(&inspect).diff_ids,
+        vec![format!("sha256:{BASE_DIFF_ID}")]
+    );
+    assert_eq!(st.json(&["fsck"])["clean"], serde_json::Value::Bool(true));
+}
