@@ -140,3 +140,90 @@ fn a_load_waiting_for_a_layer_whose_import_fails_elsewhere_imports_it_itself() {
     );
     assert_eq!(st.json(&["fsck"])["clean"], serde_json::Value::Bool(true));
 }
+
+/// A tmpfs mounted for a test, unmounted (lazily) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` where mounting is not allowed (not root).
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).expect("a mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+    /// Bytes in use on it.
+    fn used(&self) -> u64 {
+        let st = rustix::fs::statvfs(&self.0).expect("statvfs");
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// `len` bytes that do not compress (xorshift), written to `path`.
+fn write_noise(path: &Path, len: usize) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(path, &data[..len]).expect("write the noise");
+}
+
+#[test]
+fn a_load_that_fills_the_disk_leaves_nothing_and_says_the_disk_is_full() {
+    let src = TestStore::new();
+    let tree = src._dir.path().join("tree");
+    std::fs::create_dir_all(&tree).expect("a tree");
+    write_noise(&tree.join("big"), 60 << 20);
+    src.ok(&["import-dir", &tree.display().to_string(), "big:1"]);
+    let archive = src._dir.path().join("big.tar");
+    src.ok(&["save", "-o", &archive.display().to_string(), "big:1"]);
+
+    let dir = tempdir();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("small"), "50m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let st = TestStore {
+        root: disk.0.join("store"),
+        _dir: dir,
+    };
+    st.ok(&["images"]);
+    let before = disk.used();
+    let r = st.run(&["load", "-i", &archive.display().to_string()]);
+    r.assert_strata_error();
+    assert!(
+        r.stderr.contains("is full"),
+        "the error says the disk is full: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("No space left on device")
+            && !r.stderr.contains("database or disk is full"),
+        "the first failure is reported, not the database's: {}",
+        r.stderr
+    );
+    // Measured before any other store command could clean up.
+    let after = disk.used();
+    assert!(
+        after < before + (2 << 20),
+        "the half-written layer is gone: {before} bytes in use before, {after} after"
+    );
+    assert_eq!(st.json(&["images"]).as_array().map(Vec::len), Some(0));
+    assert_eq!(st.json(&["fsck"])["clean"], serde_json::Value::Bool(true));
+}

@@ -678,9 +678,23 @@ impl Store {
                         .write("undoing the apply", |tx| tx.set_state(id, State::Empty))
                 });
                 drop(lock);
-                reset?;
-                Err(e)
+                Err(self.failed(e, reset))
             }
+        }
+    }
+
+    /// The error to report for work that failed with `e` and was then undone (`undone`):
+    /// a full disk is said as such, and the failure that started it all is the one
+    /// reported, unless the undoing failed for another reason.
+    fn failed(&self, e: Error, undone: Result<()>) -> Error {
+        let full = e.is_disk_full() || undone.as_ref().is_err_and(Error::is_disk_full);
+        match undone {
+            Err(u) if !full => u,
+            _ if full && !matches!(e, Error::DiskFull { .. }) => Error::DiskFull {
+                root: self.paths.root.clone(),
+                detail: e.chain_text(),
+            },
+            _ => e,
         }
     }
 
@@ -705,9 +719,12 @@ impl Store {
                 self.applied(id, diff, summary)
             }
             Err(e) => {
+                // Freed first: on a full disk, the database needs the room to record the
+                // removal.
+                let _ = self.reset_content(id);
                 drop(lock);
-                self.discard(id)?;
-                Err(e)
+                let discarded = self.discard(id);
+                Err(self.failed(e, discarded))
             }
         }
     }
