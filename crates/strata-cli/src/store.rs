@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use strata_store::{
-    ApplyOptions, ChangeKind, CreateOptions, DriverKind, Layer, LayerId, Os, StorageOptions, Store,
-    StoreOptions,
+    ApplyOptions, ChangeKind, CreateOptions, DriverKind, Layer, LayerId, LockHolder, LockWait, Os,
+    StorageOptions, Store, StoreOptions,
 };
 
 use crate::layer::{open_input, sandbox_text, write_output, Compress};
@@ -26,6 +28,18 @@ pub struct StoreArgs {
     /// another) [default: overlay where a probe mount works, else vfs].
     #[arg(long, global = true, env = "STRATA_DRIVER", value_enum)]
     driver: Option<Driver>,
+    /// Give up when another process holds the store lock this long (seconds, e.g. 10 or
+    /// 0.5) [default: wait as long as it takes, saying for whom after a second].
+    #[arg(long, global = true, env = "STRATA_LOCK_TIMEOUT", value_name = "SECONDS", value_parser = seconds)]
+    lock_timeout: Option<Duration>,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,10 +61,19 @@ impl StoreArgs {
             Driver::Overlay => DriverKind::Overlay,
             Driver::Vfs => DriverKind::Vfs,
         });
-        Store::open(&StoreOptions {
-            root: root.clone(),
-            driver,
-        })
+        let lock_wait = LockWait {
+            timeout: self.lock_timeout,
+            notice: Some(Arc::new(|holder: &LockHolder| {
+                eprintln!("strata: waiting for {holder}");
+            })),
+        };
+        Store::open_with(
+            &StoreOptions {
+                root: root.clone(),
+                driver,
+            },
+            lock_wait,
+        )
         .with_context(|| format!("cannot open the store at {}", root.display()))
     }
 }

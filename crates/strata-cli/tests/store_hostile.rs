@@ -227,3 +227,72 @@ fn a_load_that_fills_the_disk_leaves_nothing_and_says_the_disk_is_full() {
     assert_eq!(st.json(&["images"]).as_array().map(Vec::len), Some(0));
     assert_eq!(st.json(&["fsck"])["clean"], serde_json::Value::Bool(true));
 }
+
+#[test]
+fn a_command_waiting_for_the_store_lock_says_for_whom_and_lock_timeout_bounds_it() {
+    let st = TestStore::new();
+    st.ok(&["images"]);
+    let lock_path = st.root.join("strata.lock");
+    let held = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .expect("open the store lock");
+    held.lock().expect("hold the store lock");
+    let me = format!("process {}", std::process::id());
+
+    // Bounded: fails after the timeout, naming the holder.
+    let started = Instant::now();
+    let r = st.run(&["--lock-timeout", "2", "images"]);
+    let took = started.elapsed();
+    r.assert_strata_error();
+    assert!(
+        r.stderr.contains("gave up after 2 s waiting for the store lock")
+            && r.stderr.contains(&me),
+        "the timeout names the holder: {}",
+        r.stderr
+    );
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(10)).contains(&took),
+        "it waited about 2 s ({took:?})"
+    );
+    assert_eq!(
+        r.stderr.matches("strata: waiting for").count(),
+        1,
+        "one notice after a second: {}",
+        r.stderr
+    );
+
+    // Unbounded: says for whom after a second, then goes on once the lock is free.
+    let mut child = st
+        .cmd(&["images"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strata images");
+    let mut stderr = child.stderr.take().expect("its stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        let _ = tx.send(all);
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "strata images waits"
+    );
+    drop(held);
+    let status = child.wait().expect("wait for strata images");
+    let said = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("its stderr");
+    assert!(status.success(), "it went on once the lock was free: {said}");
+    assert!(
+        said.starts_with(&format!(
+            "strata: waiting for the store lock {}, held by {me} (",
+            st.root.canonicalize().expect("the root").join("strata.lock").display()
+        )),
+        "it said for whom it waited: {said}"
+    );
+}

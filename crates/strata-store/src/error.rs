@@ -56,6 +56,13 @@ pub enum Error {
         source: Option<io::Error>,
     },
 
+    /// Another process held the store lock longer than the caller would wait.
+    #[error("gave up after {} s waiting for {holder}", waited.as_secs_f32().round())]
+    LockTimeout {
+        holder: crate::lock::LockHolder,
+        waited: std::time::Duration,
+    },
+
     /// The metadata database failed.
     #[error("store database: {context}: {source}")]
     Db {

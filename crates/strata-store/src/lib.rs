@@ -108,7 +108,7 @@ pub use export::DiffOutput;
 pub use fsck::{FsckReport, Problem};
 pub use id::LayerId;
 pub use images::{Image, ManifestRef, NewImage, RemovedImage};
-pub use lock::Staging;
+pub use lock::{LockHolder, LockWait, Staging};
 pub use options::StorageOptions;
 pub use recover::Recovery;
 pub use store::{

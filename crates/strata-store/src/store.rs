@@ -16,7 +16,7 @@ use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
 use crate::driver::{DriverKind, Paths};
 use crate::error::{Error, Expected, Result};
 use crate::id::LayerId;
-use crate::lock::{LayerLock, Staging, StoreLock};
+use crate::lock::{LayerLock, LockWait, Staging, StoreLock};
 use crate::options::StorageOptions;
 use crate::overlay::{self, OverlaySpec, MAX_LOWERS};
 use crate::{mounts, quota};
@@ -188,6 +188,7 @@ pub struct Store {
     paths: Paths,
     db: Mutex<Db>,
     boot_id: String,
+    lock_wait: LockWait,
     /// What the recovery of this open repaired.
     recovered: Vec<String>,
 }
@@ -287,6 +288,12 @@ impl Store {
     /// Opens the store at `options.root`, creating it if needed, and recovers from any
     /// crash of an earlier process before returning.
     pub fn open(options: &StoreOptions) -> Result<Store> {
+        Store::open_with(options, LockWait::default())
+    }
+
+    /// [`Store::open`], waiting for the store lock (now and in every later operation of
+    /// this handle) as `lock_wait` says.
+    pub fn open_with(options: &StoreOptions, lock_wait: LockWait) -> Result<Store> {
         let root = &options.root;
         mkdir(root, 0o711)?;
         let root = root
@@ -297,7 +304,7 @@ impl Store {
         }
         mkdir(&root.join("blobs/sha256"), 0o700)?;
         let mut db = Db::open(&root.join("strata.db"))?;
-        let lock = StoreLock::acquire(&root)?;
+        let lock = StoreLock::acquire(&root, &lock_wait)?;
         let recorded = db
             .read()
             .meta("driver")?
@@ -335,6 +342,7 @@ impl Store {
             paths: Paths { root, driver },
             db: Mutex::new(db),
             boot_id: boot_id(),
+            lock_wait,
             recovered: Vec::new(),
         };
         store.recovered = store.recover(&lock)?.actions;
@@ -372,7 +380,7 @@ impl Store {
     }
 
     pub(crate) fn lock(&self) -> Result<StoreLock> {
-        StoreLock::acquire(&self.paths.root)
+        StoreLock::acquire(&self.paths.root, &self.lock_wait)
     }
 
     pub(crate) fn boot(&self) -> &str {
