@@ -296,3 +296,73 @@ fn a_command_waiting_for_the_store_lock_says_for_whom_and_lock_timeout_bounds_it
         "it said for whom it waited: {said}"
     );
 }
+
+/// The names in the store's blob directory.
+fn blob_names(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("blobs/sha256"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_kill_during_a_load_leaves_no_blob_that_nothing_refers_to() {
+    // The corpus image: its config is stored first, then five layers take a while.
+    let corpus_layout = format!("oci:{}:corpus", corpus().join("oci").display());
+    for signal in [
+        rustix::process::Signal::KILL,
+        rustix::process::Signal::TERM,
+        rustix::process::Signal::INT,
+    ] {
+        let st = TestStore::new();
+        st.ok(&["images"]);
+        let mut child = st
+            .cmd(&["copy", &corpus_layout, "strata:killed:1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn strata copy");
+        // The moment the config blob is placed, before the image is recorded.
+        let started = Instant::now();
+        let stored = loop {
+            let names = blob_names(&st.root);
+            if let Some(first) = names.first() {
+                break first.clone();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no blob appeared"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("kill strata copy");
+        let status = child.wait().expect("wait for strata copy");
+        assert!(!status.success(), "{signal:?} stopped the copy");
+        assert!(
+            blob_names(&st.root).contains(&stored),
+            "the blob {stored} was left by the kill ({signal:?})"
+        );
+        let fsck = st.json(&["fsck"]);
+        let repairs = fsck["repairs"].to_string();
+        assert!(
+            repairs.contains(&format!("removed blob sha256:{stored}")),
+            "fsck reports the blob nothing refers to ({signal:?}): {fsck}"
+        );
+        assert!(
+            !blob_names(&st.root).contains(&stored),
+            "the blob is gone ({signal:?})"
+        );
+        assert_eq!(fsck["clean"], serde_json::Value::Bool(true), "{fsck}");
+        if signal == rustix::process::Signal::KILL {
+            // The load goes through afterwards.
+            st.ok(&["copy", &corpus_layout, "strata:killed:1"]);
+            st.ok(&["inspect", "killed:1"]);
+        }
+    }
+}

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use strata_layer::compress::{Compression, Compressor};
 use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
-    ApplyOptions, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
+    ApplyOptions, BlobLease, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
     Store,
 };
 
@@ -159,10 +159,12 @@ impl StoreSource {
         .oci_media_type();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let next = std::sync::atomic::AtomicUsize::new(0);
+        // Holds each blob from its placing until its layer refers to it.
+        let lease = self.store.blob_lease()?;
         let one = |id: &LayerId| -> Result<(), Error> {
             // The tar as the store rebuilds it (verified against its diffID), compressed
             // on every core as the other destinations compress.
-            let mut c = Compressor::parallel(self.store.blob_writer()?, self.prefer)
+            let mut c = Compressor::parallel(self.store.blob_writer(&lease)?, self.prefer)
                 .map_err(|e| Error::io("starting compression", e))?;
             self.store.diff(id, &mut c, Compression::None)?;
             let blob = c
@@ -421,6 +423,8 @@ pub struct StoreDestination {
     /// a failed load leaves the store as it was.
     brought: Mutex<Vec<LayerId>>,
     blobs: Vec<Digest>,
+    /// Holds `blobs` until the images referring to them are recorded.
+    lease: Option<BlobLease>,
     committed: bool,
 }
 
@@ -435,6 +439,7 @@ impl Drop for StoreDestination {
         for id in layers.iter().rev() {
             let _ = self.store.remove(id);
         }
+        drop(self.lease.take());
         for digest in &self.blobs {
             let _ = self.store.discard_blob(digest);
         }
@@ -458,8 +463,22 @@ impl StoreDestination {
             pending: Vec::new(),
             brought: Mutex::new(Vec::new()),
             blobs: Vec::new(),
+            lease: None,
             committed: false,
         }
+    }
+
+    /// Stores `bytes` as a blob, held until the commit.
+    fn put_blob(&mut self, bytes: &[u8]) -> Result<Digest, Error> {
+        let lease = match self.lease.take() {
+            Some(l) => l,
+            None => self.store.blob_lease()?,
+        };
+        let digest = self.store.put_blob(bytes, &lease);
+        self.lease = Some(lease);
+        let digest = digest?;
+        self.blobs.push(digest);
+        Ok(digest)
     }
 
     fn current(&self) -> Result<&Current, Error> {
@@ -604,8 +623,7 @@ impl ImageDestination for StoreDestination {
     }
 
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
-        let digest = self.store.put_blob(config.raw())?;
-        self.blobs.push(digest);
+        self.put_blob(config.raw())?;
         let chains = config.chain_ids();
         self.current = Some(Current {
             config: config.clone(),
@@ -687,8 +705,7 @@ impl ImageDestination for StoreDestination {
                             d.digest == l.blob.digest && l.blob.digest != l.diff_id.0
                         });
                 if kept {
-                    let digest: Digest = self.store.put_blob(&m.bytes)?;
-                    self.blobs.push(digest);
+                    let digest = self.put_blob(&m.bytes)?;
                     Some(ManifestRef {
                         digest,
                         media_type: m.media_type.clone(),
@@ -723,6 +740,9 @@ impl ImageDestination for StoreDestination {
         self.store.put_images(&self.pending)?;
         self.pending.clear();
         self.committed = true;
+        if let Some(lease) = self.lease.take() {
+            lease.release()?;
+        }
         Ok(())
     }
 }

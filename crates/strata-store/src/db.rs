@@ -577,6 +577,27 @@ impl Tx<'_> {
             .map_err(Error::db("looking up a blob"))
     }
 
+    /// Every blob a layer or an image refers to.
+    pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        let mut stmt = self
+            .0
+            .prepare_cached(
+                "SELECT digest FROM layer_blobs UNION SELECT id FROM images
+                 UNION SELECT manifest FROM images WHERE manifest IS NOT NULL",
+            )
+            .map_err(Error::db("listing referenced blobs"))?;
+        let rows = stmt
+            .query_map([], |r| digest_col(r, 0))
+            .map_err(Error::db("listing referenced blobs"))?;
+        let mut out = std::collections::HashSet::new();
+        for r in rows {
+            if let Some(d) = r.map_err(Error::db("listing referenced blobs"))? {
+                out.insert(d);
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes the row of `id` if it is (still) marked `removing`.
     pub fn delete_removing(&self, id: &LayerId) -> Result<()> {
         self.0

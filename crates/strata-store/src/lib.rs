@@ -99,7 +99,7 @@ mod recover;
 mod store;
 mod windows;
 
-pub use blobs::BlobWriter;
+pub use blobs::{BlobLease, BlobWriter};
 pub use changes::{Change, ChangeKind};
 pub use db::{DiffInfo, Os};
 pub use driver::DriverKind;

@@ -11,6 +11,7 @@
 //! | row `removing`, layer lock free | a removal | finished |
 //! | mount count from an earlier boot, or overlay not mounted | a mount that did not survive | count reset |
 //! | overlay mounted at `layers/ID/merged` with a count of 0 | a mount or unmount cut short | unmounted |
+//! | a blob no image, layer or live lease refers to | a load or push (its lease swept above) | removed |
 //!
 //! A held layer lock means the work is still going on in another process, and it is
 //! left alone.
@@ -89,6 +90,7 @@ impl Store {
             }
         }
         self.recover_mounts(&mut done)?;
+        done.actions.extend(self.sweep_blobs()?);
         Ok(done)
     }
 

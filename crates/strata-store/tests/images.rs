@@ -99,13 +99,14 @@ fn images_names_and_removal() {
     store
         .import(&id("c3"), Some(&id("c1")), &b3[..], &keep_gzip())
         .unwrap();
+    let lease = store.blob_lease().unwrap();
     let config_a = store
-        .put_blob(br#"{"rootfs":{"type":"layers"},"a":1}"#)
+        .put_blob(br#"{"rootfs":{"type":"layers"},"a":1}"#, &lease)
         .unwrap();
     let config_b = store
-        .put_blob(br#"{"rootfs":{"type":"layers"},"b":1}"#)
+        .put_blob(br#"{"rootfs":{"type":"layers"},"b":1}"#, &lease)
         .unwrap();
-    let manifest = store.put_blob(b"{\"schemaVersion\":2}").unwrap();
+    let manifest = store.put_blob(b"{\"schemaVersion\":2}", &lease).unwrap();
     store
         .put_images(&[
             NewImage {
@@ -130,6 +131,7 @@ fn images_names_and_removal() {
             },
         ])
         .unwrap();
+    lease.release().unwrap();
     assert_eq!(store.images().unwrap().len(), 2);
     let a = store
         .image_named("docker.io/library/app:latest")
@@ -209,7 +211,8 @@ fn images_names_and_removal() {
 #[test]
 fn a_blob_writer_checks_what_it_was_promised() {
     let (_d, store) = store();
-    let mut w = store.blob_writer().unwrap();
+    let lease = store.blob_lease().unwrap();
+    let mut w = store.blob_writer(&lease).unwrap();
     w.write_all(b"hello").unwrap();
     let wrong = Digest([0u8; 32]);
     assert!(w
@@ -217,6 +220,7 @@ fn a_blob_writer_checks_what_it_was_promised() {
         .unwrap_err()
         .to_string()
         .contains("holds sha256:"));
+    lease.release().unwrap();
     assert_eq!(
         std::fs::read_dir(store.root().join("blobs/sha256"))
             .unwrap()
@@ -229,4 +233,34 @@ fn a_blob_writer_checks_what_it_was_promised() {
             .count(),
         0
     );
+}
+
+#[test]
+fn recovery_keeps_blobs_a_live_lease_holds_and_removes_those_nothing_refers_to() {
+    let (dir, store) = store();
+    let reopen = || {
+        Store::open(&StoreOptions {
+            root: dir.path().join("store"),
+            driver: Some(DriverKind::Vfs),
+        })
+        .unwrap()
+    };
+    let lease = store.blob_lease().unwrap();
+    let pending = store.put_blob(b"{\"pending\":1}", &lease).unwrap();
+    // Another process opening the store meanwhile leaves the load's blob alone.
+    let other = reopen();
+    assert!(other.recovered().is_empty(), "{:?}", other.recovered());
+    assert!(store.blob_path(&pending).is_some());
+    assert!(other.fsck(false).unwrap().clean());
+    // A load that dies: its lease ends without a record referring to the blob.
+    drop(lease);
+    let after = reopen();
+    assert_eq!(
+        after.recovered(),
+        [format!(
+            "removed blob {pending}, which no image, layer or load in progress refers to"
+        )]
+    );
+    assert!(store.blob_path(&pending).is_none());
+    assert!(after.cleanup().unwrap().actions.len() == 1, "reported once");
 }
