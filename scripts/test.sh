@@ -25,7 +25,7 @@ cd "$ROOT"
 
 need_packages umoci:umoci skopeo:skopeo podman:podman bsdtar:libarchive-tools setfattr:attr \
   getfattr:attr zstd:zstd python3:python3 tar:tar gzip:gzip docker-registry:docker-registry \
-  htpasswd:apache2-utils
+  htpasswd:apache2-utils runc:runc
 
 if [ "$(id -u)" -eq 0 ] || [ -f "$CORPUS/CORPUS.md" ]; then
   ensure_corpus small "$CORPUS"

@@ -438,6 +438,12 @@ struct LayerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     size_limit: Option<u64>,
     mounts: u32,
+    /// A read-write layer's init layer (the runtime's mountpoints, kept out of its changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_layer: Option<String>,
+    /// For an init layer: the read-write layer it serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_for: Option<String>,
 }
 
 impl From<&Layer> for LayerView {
@@ -456,15 +462,21 @@ impl From<&Layer> for LayerView {
             compression: l.diff.as_ref().map(|d| d.compression.clone()),
             size_limit: l.size_limit,
             mounts: l.mounts,
+            init_layer: l.init_layer.as_ref().map(|p| p.to_string()),
+            init_for: l.init_for.as_ref().map(|p| p.to_string()),
         }
     }
 }
 
 /// `strata layer ls`: the store's layers as a table.
-pub fn ls_layers(args: &StoreArgs, out: &Output) -> Result<()> {
+pub fn ls_layers(args: &StoreArgs, all: bool, out: &Output) -> Result<()> {
     let store = args.open()?;
     let layers = store.layers()?;
-    let views: Vec<LayerView> = layers.iter().map(LayerView::from).collect();
+    let views: Vec<LayerView> = layers
+        .iter()
+        .filter(|l| all || l.init_for.is_none())
+        .map(LayerView::from)
+        .collect();
     out.result(&views, || {
         let mut t = format!(
             "{:<24} {:<24} {:<10} {:<7} {:<19} {:>12} {:>6}",

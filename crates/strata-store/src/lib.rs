@@ -90,6 +90,7 @@ mod export;
 mod fsck;
 mod id;
 mod images;
+mod init;
 mod lock;
 mod mounts;
 pub mod options;

@@ -11,6 +11,7 @@
 //! | row `removing`, layer lock free | a removal | finished |
 //! | mount count from an earlier boot, or overlay not mounted | a mount that did not survive | count reset |
 //! | overlay mounted at `layers/ID/merged` with a count of 0 | a mount or unmount cut short | unmounted |
+//! | an init layer without its read-write layer, lock free | a container creation or removal | removed |
 //! | a blob no image, layer or live lease refers to | a load or push (its lease swept above) | removed |
 //!
 //! A held layer lock means the work is still going on in another process, and it is
@@ -90,6 +91,24 @@ impl Store {
             }
         }
         self.recover_mounts(&mut done)?;
+        // Init layers whose container never came (its creation was cut short) or could
+        // not take them along.
+        for row in self.read(|tx| tx.layers())? {
+            let Some(container) = &row.init_for else { continue };
+            if row.state.visible()
+                && self.read(|tx| tx.layer(container))?.is_none()
+                && self.read(|tx| tx.children(&row.id))?.is_empty()
+                && self.abandoned(&row.id)?
+            {
+                self.db()
+                    .write("recovering", |tx| tx.set_state(&row.id, State::Removing))?;
+                self.finish_removal_locked(&row.id)?;
+                done.actions.push(format!(
+                    "removed init layer {}, whose read-write layer {container} is gone",
+                    row.id
+                ));
+            }
+        }
         done.actions.extend(self.sweep_blobs()?);
         Ok(done)
     }

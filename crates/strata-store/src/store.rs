@@ -13,7 +13,7 @@ use strata_layer::unpack::{unpack, UnpackOptions};
 use strata_layer::digest::Digest;
 
 use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
-use crate::driver::{DriverKind, Paths};
+use crate::driver::{DriverKind, Paths, View};
 use crate::error::{Error, Expected, Result};
 use crate::id::LayerId;
 use crate::lock::{LayerLock, LockWait, Staging, StoreLock};
@@ -88,6 +88,11 @@ pub struct Layer {
     pub mounts: u32,
     /// Linux, or a Windows layer (kept as a layer folder).
     pub os: Os,
+    /// For a read-write layer on a parent: its init layer (see `init.rs`), between it and
+    /// `parent`.
+    pub init_layer: Option<LayerId>,
+    /// For an init layer: the read-write layer it serves.
+    pub init_for: Option<LayerId>,
 }
 
 /// Everything about a layer: what `layer inspect` shows.
@@ -265,6 +270,8 @@ impl LayerRow {
             size_limit: self.size_limit,
             mounts: self.mounts,
             os: self.os,
+            init_layer: self.init_layer.clone(),
+            init_for: self.init_for.clone(),
         })
     }
 }
@@ -501,13 +508,58 @@ impl Store {
         parent: Option<&LayerId>,
         options: &CreateOptions,
     ) -> Result<Layer> {
+        if let (true, Some(parent)) = (options.writable, parent) {
+            return self.create_container(id, parent, options);
+        }
         let state = if options.writable {
             State::Writable
         } else {
             State::Empty
         };
-        let (staging, row, _lock) = self.stage_layer(id, parent, options, state)?;
+        let (staging, row, _lock) = self.stage_layer(id, parent, options, state, None)?;
         self.commit_layer(staging, &row, state)?;
+        self.layer(id)
+    }
+
+    /// A read-write layer on `parent`, with its init layer between them: the init layer
+    /// is imported (and kept locked, so that no recovery takes it for debris) before the
+    /// container layer is made on it; a failure removes it again.
+    fn create_container(
+        &self,
+        id: &LayerId,
+        parent: &LayerId,
+        options: &CreateOptions,
+    ) -> Result<Layer> {
+        let init = crate::init::init_id(id)?;
+        let chain = self.read(|tx| self.check_new(tx, id, Some(parent)))?;
+        if chain.first().is_some_and(|p| p.os == Os::Windows) {
+            return Err(Error::refused(
+                id,
+                format!("cannot be a read-write layer on `{parent}`, a Windows layer (Linux cannot run it)"),
+            ));
+        }
+        let tar = {
+            let view = match self.paths.driver {
+                DriverKind::Vfs => View::Dir(self.paths.content(parent)),
+                DriverKind::Overlay => View::of(&self.paths, &self.content_dirs(&chain))?,
+            };
+            crate::init::init_tar(view.path(), now())?
+        };
+        let (_, init_lock) = self.import_locked(
+            &init,
+            Some(parent),
+            &tar[..],
+            &ImportOptions::default(),
+            Some(id),
+        )?;
+        let made = self
+            .stage_layer(id, Some(parent), options, State::Writable, Some(&init))
+            .and_then(|(staging, row, _lock)| self.commit_layer(staging, &row, State::Writable));
+        drop(init_lock);
+        if let Err(e) = made {
+            let _ = self.remove_unchecked(&init);
+            return Err(e);
+        }
         self.layer(id)
     }
 
@@ -531,6 +583,12 @@ impl Store {
             ),
             e => e,
         })?;
+        if let Some(container) = &prow.init_for {
+            return Err(Error::refused(
+                id,
+                format!("cannot be created on `{parent}`: it is the init layer of read-write layer {container}"),
+            ));
+        }
         if prow.state != State::Applied {
             let why = match prow.state {
                 State::Writable => {
@@ -562,6 +620,7 @@ impl Store {
         parent: Option<&LayerId>,
         options: &CreateOptions,
         state: State,
+        init: Option<&LayerId>,
     ) -> Result<(Staging, LayerRow, LayerLock)> {
         if options.storage.size.is_some() && !options.writable {
             return Err(Error::BadOption {
@@ -592,9 +651,16 @@ impl Store {
         })?;
         let content = self.paths.content_in(&dir);
         if self.paths.driver == DriverKind::Vfs && state == State::Writable {
-            if let Some(p) = chain.first() {
-                let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
-                copy_tree(&self.paths.content(&p.id), &content)?;
+            match (init, chain.first()) {
+                // The caller holds the init layer's lock.
+                (Some(init), _) => {
+                    copy_tree(&self.paths.content(init), &content)?;
+                }
+                (None, Some(p)) => {
+                    let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
+                    copy_tree(&self.paths.content(&p.id), &content)?;
+                }
+                (None, None) => {}
             }
         }
         let mut quota_project = None;
@@ -618,6 +684,8 @@ impl Store {
             mount_boot: None,
             quota_project,
             os: Os::Linux,
+            init_for: None,
+            init_layer: init.cloned(),
         };
         Ok((staging, row, lock))
     }
@@ -716,15 +784,29 @@ impl Store {
         input: R,
         options: &ImportOptions,
     ) -> Result<Applied> {
-        let (staging, row, lock) =
-            self.stage_layer(id, parent, &CreateOptions::default(), State::Importing)?;
+        self.import_locked(id, parent, input, options, None)
+            .map(|(applied, _lock)| applied)
+    }
+
+    /// [`Store::import`], returning the layer's lock still held; `init_for` makes the
+    /// layer the init layer of that (coming) read-write layer.
+    fn import_locked<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        input: R,
+        options: &ImportOptions,
+        init_for: Option<&LayerId>,
+    ) -> Result<(Applied, LayerLock)> {
+        let (staging, mut row, lock) =
+            self.stage_layer(id, parent, &CreateOptions::default(), State::Importing, None)?;
+        row.init_for = init_for.cloned();
         self.commit_layer(staging, &row, State::Importing)?;
         let chain = self.read(|tx| tx.chain(id))?;
         match self.fill(&chain, input, options) {
             Ok((diff, summary, kept)) => {
                 self.record_applied(id, &diff, kept, options)?;
-                drop(lock);
-                self.applied(id, diff, summary)
+                Ok((self.applied(id, diff, summary)?, lock))
             }
             Err(e) => {
                 // Freed first: on a full disk, the database needs the room to record the
@@ -990,6 +1072,29 @@ impl Store {
     /// deleted without the lock, and the row last. A kill in between is finished by the
     /// next open of the store.
     pub fn remove(&self, id: &LayerId) -> Result<()> {
+        let row = self.read(|tx| tx.visible_layer(id))?;
+        if let Some(container) = &row.init_for {
+            if self.read(|tx| tx.layer(container))?.is_some() {
+                return Err(Error::refused(
+                    id,
+                    format!("is the init layer of read-write layer {container}: remove {container}, which removes it too"),
+                ));
+            }
+        }
+        self.remove_unchecked(id)?;
+        if let Some(init) = &row.init_layer {
+            // Only its container used it; in use elsewhere right now, recovery takes it
+            // once it is free.
+            match self.remove_unchecked(init) {
+                Ok(()) | Err(Error::NotFound(_)) | Err(Error::Refused { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::remove`] without the init layer rules.
+    fn remove_unchecked(&self, id: &LayerId) -> Result<()> {
         let (_layer_lock, project) = {
             let _lock = self.lock()?;
             let mut db = self.db();
