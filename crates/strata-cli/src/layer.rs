@@ -117,8 +117,7 @@ pub fn run(cmd: LayerCommand, store: &crate::store::StoreArgs, out: &Output) -> 
         } => repack_cmd(&dir, &recipe, &output, out),
         LayerCommand::Digest { layer } => digest_cmd(&layer, out),
         LayerCommand::Ls {
-            layer: Some(layer),
-            ..
+            layer: Some(layer), ..
         } => ls_cmd(&layer, out),
         LayerCommand::Ls { layer: None, all } => crate::store::ls_layers(store, all, out),
         LayerCommand::Store(cmd) => crate::store::run_layer(cmd, store, out),

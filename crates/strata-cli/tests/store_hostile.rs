@@ -247,7 +247,8 @@ fn a_command_waiting_for_the_store_lock_says_for_whom_and_lock_timeout_bounds_it
     let took = started.elapsed();
     r.assert_strata_error();
     assert!(
-        r.stderr.contains("gave up after 2 s waiting for the store lock")
+        r.stderr
+            .contains("gave up after 2 s waiting for the store lock")
             && r.stderr.contains(&me),
         "the timeout names the holder: {}",
         r.stderr
@@ -287,11 +288,18 @@ fn a_command_waiting_for_the_store_lock_says_for_whom_and_lock_timeout_bounds_it
     let said = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("its stderr");
-    assert!(status.success(), "it went on once the lock was free: {said}");
+    assert!(
+        status.success(),
+        "it went on once the lock was free: {said}"
+    );
     assert!(
         said.starts_with(&format!(
             "strata: waiting for the store lock {}, held by {me} (",
-            st.root.canonicalize().expect("the root").join("strata.lock").display()
+            st.root
+                .canonicalize()
+                .expect("the root")
+                .join("strata.lock")
+                .display()
         )),
         "it said for whom it waited: {said}"
     );

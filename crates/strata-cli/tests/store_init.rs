@@ -139,9 +139,17 @@ fn runc_leaves_its_mountpoints_in_the_init_layer(driver: &'static str) {
     assert_eq!(changes(&st, "ctr"), Vec::<String>::new());
 
     let rootfs = PathBuf::from(st.ok(&["layer", "mount", "ctr"]).stdout_text().trim());
-    runc_run(&st, &rootfs, "echo hello > /hello; cat /proc/self/stat > /dev/null");
+    runc_run(
+        &st,
+        &rootfs,
+        "echo hello > /hello; cat /proc/self/stat > /dev/null",
+    );
     st.ok(&["layer", "umount", "ctr"]);
-    assert_eq!(changes(&st, "ctr"), ["A /hello"], "only what the process wrote");
+    assert_eq!(
+        changes(&st, "ctr"),
+        ["A /hello"],
+        "only what the process wrote"
+    );
 
     // The committed image's new layer holds /hello alone.
     st.ok(&["commit", "ctr", "committed:1"]);
@@ -165,7 +173,9 @@ fn runc_leaves_its_mountpoints_in_the_init_layer(driver: &'static str) {
     // The init layer goes with its container, and cannot go alone.
     let alone = st.run(&["layer", "rm", "ctr-init"]);
     alone.assert_strata_error();
-    assert!(alone.stderr.contains("is the init layer of read-write layer ctr"));
+    assert!(alone
+        .stderr
+        .contains("is the init layer of read-write layer ctr"));
     st.ok(&["layer", "rm", "ctr"]);
     assert!(!st.run(&["layer", "exists", "ctr-init"]).success());
     assert_eq!(st.json(&["fsck"])["clean"], Value::Bool(true));

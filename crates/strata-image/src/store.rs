@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use strata_layer::compress::{Compression, Compressor};
 use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
-    ApplyOptions, BlobLease, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
-    Store,
+    ApplyOptions, BlobLease, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef,
+    NewImage, Os, Store,
 };
 
 use crate::config::ImageConfig;

@@ -94,7 +94,9 @@ impl Store {
         // Init layers whose container never came (its creation was cut short) or could
         // not take them along.
         for row in self.read(|tx| tx.layers())? {
-            let Some(container) = &row.init_for else { continue };
+            let Some(container) = &row.init_for else {
+                continue;
+            };
             if row.state.visible()
                 && self.read(|tx| tx.layer(container))?.is_none()
                 && self.read(|tx| tx.children(&row.id))?.is_empty()

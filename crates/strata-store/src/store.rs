@@ -99,7 +99,7 @@ pub struct Layer {
 #[derive(Clone, Debug)]
 pub struct LayerDetails {
     pub layer: Layer,
-    /// The layer's ancestors, nearest first.
+    /// The layer's ancestors, nearest first (not a read-write layer's init layer).
     pub parents: Vec<LayerId>,
     pub children: Vec<LayerId>,
     pub driver: DriverKind,
@@ -482,7 +482,13 @@ impl Store {
         let layer = row.to_layer().ok_or_else(|| Error::NotFound(id.clone()))?;
         let overlay = self.paths.driver == DriverKind::Overlay;
         Ok(LayerDetails {
-            parents: chain.iter().skip(1).map(|r| r.id.clone()).collect(),
+            // The image's chain; a read-write layer's init layer is `layer.init_layer`.
+            parents: chain
+                .iter()
+                .skip(1)
+                .filter(|r| r.init_for.is_none())
+                .map(|r| r.id.clone())
+                .collect(),
             children,
             driver: self.paths.driver,
             content: self.paths.content(id),
@@ -798,8 +804,13 @@ impl Store {
         options: &ImportOptions,
         init_for: Option<&LayerId>,
     ) -> Result<(Applied, LayerLock)> {
-        let (staging, mut row, lock) =
-            self.stage_layer(id, parent, &CreateOptions::default(), State::Importing, None)?;
+        let (staging, mut row, lock) = self.stage_layer(
+            id,
+            parent,
+            &CreateOptions::default(),
+            State::Importing,
+            None,
+        )?;
         row.init_for = init_for.cloned();
         self.commit_layer(staging, &row, State::Importing)?;
         let chain = self.read(|tx| tx.chain(id))?;
