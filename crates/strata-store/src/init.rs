@@ -49,8 +49,10 @@ pub(crate) fn init_id(id: &LayerId) -> Result<LayerId> {
 
 /// The init layer's tar: the entries of [`ENTRIES`] that `parent` (the merged view of
 /// the parent chain; `None` for no parent) lacks. An entry under something that is not
-/// a directory there (an `/etc` symlink, say) is left out: the parent decided.
-pub(crate) fn init_tar(parent: Option<&Path>, now: i64) -> Result<Vec<u8>> {
+/// a directory there (an `/etc` symlink, say) is left out: the parent decided. Entries
+/// are dated at the epoch, so equal parents give equal init layers (and containers on
+/// them equal trees).
+pub(crate) fn init_tar(parent: Option<&Path>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut tar = TarWriter::new(&mut out);
     for (path, kind) in ENTRIES {
@@ -79,10 +81,7 @@ pub(crate) fn init_tar(parent: Option<&Path>, now: i64) -> Result<Vec<u8>> {
         };
         let mut entry = Entry::new(layer_path, kind);
         entry.meta.mode = mode;
-        entry.meta.mtime = Timestamp {
-            secs: now,
-            nanos: 0,
-        };
+        entry.meta.mtime = Timestamp { secs: 0, nanos: 0 };
         tar.add(&entry)?;
     }
     tar.finish()?;

@@ -477,7 +477,14 @@ impl Store {
     pub fn inspect(&self, id: &LayerId) -> Result<LayerDetails> {
         let (row, chain, children) = self.read(|tx| {
             let row = tx.visible_layer(id)?;
-            Ok((row, tx.chain(id)?, tx.children(id)?))
+            let mut children = Vec::new();
+            for c in tx.children(id)? {
+                // Shown with their read-write layers (`init_layer`).
+                if tx.layer(&c)?.is_some_and(|r| r.init_for.is_none()) {
+                    children.push(c);
+                }
+            }
+            Ok((row, tx.chain(id)?, children))
         })?;
         let layer = row.to_layer().ok_or_else(|| Error::NotFound(id.clone()))?;
         let overlay = self.paths.driver == DriverKind::Overlay;
@@ -549,7 +556,7 @@ impl Store {
                 DriverKind::Vfs => View::Dir(self.paths.content(parent)),
                 DriverKind::Overlay => View::of(&self.paths, &self.content_dirs(&chain))?,
             };
-            crate::init::init_tar(view.path(), now())?
+            crate::init::init_tar(view.path())?
         };
         let (_, init_lock) = self.import_locked(
             &init,
@@ -1119,7 +1126,14 @@ impl Store {
                 }
                 let children = tx.children(id)?;
                 if !children.is_empty() {
-                    let names: Vec<&str> = children.iter().map(LayerId::as_str).collect();
+                    // An init layer goes with its read-write layer, which is named.
+                    let mut names: Vec<&str> = Vec::new();
+                    for c in &children {
+                        let init_of = tx.layer(c)?.and_then(|r| r.init_for);
+                        if !init_of.is_some_and(|ctr| children.contains(&ctr)) {
+                            names.push(c.as_str());
+                        }
+                    }
                     return Err(Error::refused(
                         id,
                         format!("has child layers ({}): remove them first", names.join(", ")),
