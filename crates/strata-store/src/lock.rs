@@ -31,8 +31,11 @@ pub struct LockWait {
     pub timeout: Option<Duration>,
     /// Told once, after [`LockWait::NOTICE_AFTER`] of waiting, whom the wait is for
     /// (`process 1234 (strata load -i x.tar)`), so a person knows why nothing happens.
-    pub notice: Option<Arc<dyn Fn(&LockHolder) + Send + Sync>>,
+    pub notice: Option<LockNotice>,
 }
+
+/// What [`LockWait::notice`] calls.
+pub type LockNotice = Arc<dyn Fn(&LockHolder) + Send + Sync>;
 
 impl LockWait {
     /// How long a wait goes unremarked.
