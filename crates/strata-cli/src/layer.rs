@@ -70,6 +70,10 @@ pub enum LayerCommand {
     Ls {
         /// A layer file, or - for standard input.
         layer: Option<PathBuf>,
+        /// Also list the init layers of read-write layers (`layer inspect` of a read-write
+        /// layer names its own).
+        #[arg(long)]
+        all: bool,
     },
     #[command(flatten)]
     Store(crate::store::StoreLayerCommand),
@@ -112,8 +116,10 @@ pub fn run(cmd: LayerCommand, store: &crate::store::StoreArgs, out: &Output) -> 
             output,
         } => repack_cmd(&dir, &recipe, &output, out),
         LayerCommand::Digest { layer } => digest_cmd(&layer, out),
-        LayerCommand::Ls { layer: Some(layer) } => ls_cmd(&layer, out),
-        LayerCommand::Ls { layer: None } => crate::store::ls_layers(store, out),
+        LayerCommand::Ls {
+            layer: Some(layer), ..
+        } => ls_cmd(&layer, out),
+        LayerCommand::Ls { layer: None, all } => crate::store::ls_layers(store, all, out),
         LayerCommand::Store(cmd) => crate::store::run_layer(cmd, store, out),
     }
 }

@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use strata_store::{
-    ApplyOptions, ChangeKind, CreateOptions, DriverKind, Layer, LayerId, Os, StorageOptions, Store,
-    StoreOptions,
+    ApplyOptions, ChangeKind, CreateOptions, DriverKind, Layer, LayerId, LockHolder, LockWait, Os,
+    StorageOptions, Store, StoreOptions,
 };
 
 use crate::layer::{open_input, sandbox_text, write_output, Compress};
@@ -26,6 +28,18 @@ pub struct StoreArgs {
     /// another) [default: overlay where a probe mount works, else vfs].
     #[arg(long, global = true, env = "STRATA_DRIVER", value_enum)]
     driver: Option<Driver>,
+    /// Give up when another process holds the store lock this long (seconds, e.g. 10 or
+    /// 0.5) [default: wait as long as it takes, saying for whom after a second].
+    #[arg(long, global = true, env = "STRATA_LOCK_TIMEOUT", value_name = "SECONDS", value_parser = seconds)]
+    lock_timeout: Option<Duration>,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,10 +61,19 @@ impl StoreArgs {
             Driver::Overlay => DriverKind::Overlay,
             Driver::Vfs => DriverKind::Vfs,
         });
-        Store::open(&StoreOptions {
-            root: root.clone(),
-            driver,
-        })
+        let lock_wait = LockWait {
+            timeout: self.lock_timeout,
+            notice: Some(Arc::new(|holder: &LockHolder| {
+                eprintln!("strata: waiting for {holder}");
+            })),
+        };
+        Store::open_with(
+            &StoreOptions {
+                root: root.clone(),
+                driver,
+            },
+            lock_wait,
+        )
         .with_context(|| format!("cannot open the store at {}", root.display()))
     }
 }
@@ -415,6 +438,12 @@ struct LayerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     size_limit: Option<u64>,
     mounts: u32,
+    /// A read-write layer's init layer (the runtime's mountpoints, kept out of its changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_layer: Option<String>,
+    /// For an init layer: the read-write layer it serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_for: Option<String>,
 }
 
 impl From<&Layer> for LayerView {
@@ -433,15 +462,21 @@ impl From<&Layer> for LayerView {
             compression: l.diff.as_ref().map(|d| d.compression.clone()),
             size_limit: l.size_limit,
             mounts: l.mounts,
+            init_layer: l.init_layer.as_ref().map(|p| p.to_string()),
+            init_for: l.init_for.as_ref().map(|p| p.to_string()),
         }
     }
 }
 
 /// `strata layer ls`: the store's layers as a table.
-pub fn ls_layers(args: &StoreArgs, out: &Output) -> Result<()> {
+pub fn ls_layers(args: &StoreArgs, all: bool, out: &Output) -> Result<()> {
     let store = args.open()?;
     let layers = store.layers()?;
-    let views: Vec<LayerView> = layers.iter().map(LayerView::from).collect();
+    let views: Vec<LayerView> = layers
+        .iter()
+        .filter(|l| all || l.init_for.is_none())
+        .map(LayerView::from)
+        .collect();
     out.result(&views, || {
         let mut t = format!(
             "{:<24} {:<24} {:<10} {:<7} {:<19} {:>12} {:>6}",

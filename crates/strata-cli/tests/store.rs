@@ -713,8 +713,8 @@ fn fsck_finds_and_repair_removes_a_damaged_layer_and_its_children() {
     let repairs = v["repairs"].as_array().unwrap();
     assert_eq!(
         repairs.len(),
-        4,
-        "corpus3, corpus4, corpus5 and ctr go: {v}"
+        5,
+        "corpus3, corpus4, corpus5, ctr and its init layer go: {v}"
     );
     assert_eq!(
         store.listing(),

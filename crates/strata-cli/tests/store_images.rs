@@ -337,8 +337,20 @@ fn import_dir_and_commit_make_images_the_peers_read() {
         &s(&bundle),
     ]);
     run_with_timeout(cmd, TIMEOUT).assert_success();
+    // The container's own entries: what its init layer holds (the runtime's mountpoints)
+    // is not committed.
+    let init: Vec<String> = st
+        .ok(&["layer", "changes", "ctr-init"])
+        .stdout_text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("A /"))
+        .map(str::to_owned)
+        .collect();
+    assert!(init.contains(&".dockerenv".to_owned()), "{init:?}");
     assert_listing_eq(
-        &without_root_mtime(&tree_listing(&m, &[])),
+        &filter_paths(&without_root_mtime(&tree_listing(&m, &[])), |p| {
+            !init.iter().any(|i| i == p)
+        }),
         &without_root_mtime(&tree_listing(&bundle.join("rootfs"), &[])),
         "umoci's view of the committed image vs the container",
     );

@@ -237,7 +237,8 @@ fn record(
     let bytes = gojson::marshal(config)?;
     // Checked as any config is, before it is kept.
     let parsed = ImageConfig::parse(bytes, "generated")?;
-    let id = store.put_blob(parsed.raw())?;
+    let lease = store.blob_lease()?;
+    let id = store.put_blob(parsed.raw(), &lease)?;
     store.put_images(&[NewImage {
         id,
         top_layer: top,
@@ -245,6 +246,7 @@ fn record(
         parent,
         names: vec![name.to_string()],
     }])?;
+    lease.release()?;
     Ok(Built {
         id: ImageId(id),
         name: name.clone(),

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use strata_layer::compress::{Compression, Compressor};
 use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
-    ApplyOptions, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef, NewImage, Os,
-    Store,
+    ApplyOptions, BlobLease, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef,
+    NewImage, Os, Store,
 };
 
 use crate::config::ImageConfig;
@@ -247,10 +247,12 @@ impl StoreSource {
         .oci_media_type();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let next = std::sync::atomic::AtomicUsize::new(0);
+        // Holds each blob from its placing until its layer refers to it.
+        let lease = self.store.blob_lease()?;
         let one = |id: &LayerId| -> Result<(), Error> {
             // The tar as the store rebuilds it (verified against its diffID), compressed
             // on every core as the other destinations compress.
-            let mut c = Compressor::parallel(self.store.blob_writer()?, self.prefer)
+            let mut c = Compressor::parallel(self.store.blob_writer(&lease)?, self.prefer)
                 .map_err(|e| Error::io("starting compression", e))?;
             self.store.diff(id, &mut c, Compression::None)?;
             let blob = c
@@ -509,6 +511,8 @@ pub struct StoreDestination {
     /// a failed load leaves the store as it was.
     brought: Mutex<Vec<LayerId>>,
     blobs: Vec<Digest>,
+    /// Holds `blobs` until the images referring to them are recorded.
+    lease: Option<BlobLease>,
     committed: bool,
 }
 
@@ -523,6 +527,7 @@ impl Drop for StoreDestination {
         for id in layers.iter().rev() {
             let _ = self.store.remove(id);
         }
+        drop(self.lease.take());
         for digest in &self.blobs {
             let _ = self.store.discard_blob(digest);
         }
@@ -546,8 +551,22 @@ impl StoreDestination {
             pending: Vec::new(),
             brought: Mutex::new(Vec::new()),
             blobs: Vec::new(),
+            lease: None,
             committed: false,
         }
+    }
+
+    /// Stores `bytes` as a blob, held until the commit.
+    fn put_blob(&mut self, bytes: &[u8]) -> Result<Digest, Error> {
+        let lease = match self.lease.take() {
+            Some(l) => l,
+            None => self.store.blob_lease()?,
+        };
+        let digest = self.store.put_blob(bytes, &lease);
+        self.lease = Some(lease);
+        let digest = digest?;
+        self.blobs.push(digest);
+        Ok(digest)
     }
 
     /// The size of the blob `digest` the store keeps, if it keeps it.
@@ -563,25 +582,8 @@ impl StoreDestination {
     }
 
     fn stored(&self, info: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
-        let id = layer_id(&info.chain_id);
-        match self.store.layer(&id) {
-            Ok(l) => match (&l.diff, l.status) {
-                (Some(d), LayerStatus::Applied) if d.diff_id == info.diff_id.0 => {
-                    Ok(Some(StoredLayer {
-                        blob: Descriptor::new(media_type::OCI_LAYER, d.diff_id, d.tar_size),
-                        diff_id: info.diff_id,
-                    }))
-                }
-                _ => Err(Error::invalid(
-                    format!("store layer {id}"),
-                    format!(
-                        "is {} and not diffID {}: it cannot stand for chain {}",
-                        l.status.name(),
-                        info.diff_id,
-                        info.chain_id
-                    ),
-                )),
-            },
+        match self.store.layer(&layer_id(&info.chain_id)) {
+            Ok(l) => stand_in(&l, info).map(Some),
             Err(strata_store::Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -609,79 +611,99 @@ impl StoreDestination {
             diff_id: Some(info.diff_id.0),
             blob_digest: (info.blob.digest != info.diff_id.0).then_some(info.blob.digest),
         };
-        match self.store.import(&id, parent.as_ref(), blob, &options) {
-            Ok(applied) => {
-                self.brought
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(id);
-                Ok(StoredLayer {
-                    blob: Descriptor::new(
-                        media_type::OCI_LAYER,
-                        applied.diff.diff_id,
-                        applied.diff.tar_size,
-                    ),
-                    diff_id: info.diff_id,
-                })
-            }
-            // Another process is bringing the same layer in: wait for it.
-            Err(strata_store::Error::Exists(_)) => self.wait_for_other(info),
-            // Said as every other destination says it.
-            Err(strata_store::Error::Mismatch {
-                what: Expected::DiffId,
-                expected,
-                got,
-            }) => Err(Error::DiffIdMismatch {
-                image: current.config.id().to_string(),
-                index: info.index,
-                expected: expected.to_string(),
-                got: got.to_string(),
-            }),
-            Err(strata_store::Error::Mismatch { expected, got, .. }) => Err(Error::BlobMismatch {
-                what: format!(
-                    "the digest of layer {} of image {}",
-                    info.index,
-                    current.config.id()
-                ),
-                expected: expected.to_string(),
-                got: got.to_string(),
-            }),
-            Err(e) => Err(Error::invalid(
-                format!(
-                    "layer {} of image {} ({})",
-                    info.index,
-                    current.config.id(),
-                    info.blob.digest
-                ),
-                e.to_string(),
-            )),
-        }
-    }
-
-    /// Waits (up to ten minutes) for a layer another process is importing.
-    fn wait_for_other(&self, info: &LayerInfo) -> Result<StoredLayer, Error> {
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut blob = blob;
+        let deadline = Instant::now() + OTHER_PROCESS_WAIT;
         loop {
-            if let Some(s) = self.stored_or_pending(info)? {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(Error::invalid(
-                    format!("store layer {}", layer_id(&info.chain_id)),
-                    "another process has been importing it for ten minutes",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            // `Exists` comes before the import reads anything, so a retry has every byte.
+            let err = match self.store.import(&id, parent.as_ref(), &mut blob, &options) {
+                Ok(applied) => {
+                    self.brought
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(id);
+                    return Ok(StoredLayer {
+                        blob: Descriptor::new(
+                            media_type::OCI_LAYER,
+                            applied.diff.diff_id,
+                            applied.diff.tar_size,
+                        ),
+                        diff_id: info.diff_id,
+                    });
+                }
+                Err(e) => e,
+            };
+            return Err(match err {
+                // Another process is bringing the same layer in, or taking it out: wait for
+                // it, then use what it brought, refuse a clash, or bring it in after all.
+                strata_store::Error::Exists(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.store.await_layer(&id, left)? {
+                        Some(layer) => return stand_in(&layer, info),
+                        None if Instant::now() < deadline => continue,
+                        None => Error::invalid(
+                            format!("store layer {id}"),
+                            "other processes kept importing and removing it",
+                        ),
+                    }
+                }
+                // Said as every other destination says it.
+                strata_store::Error::Mismatch {
+                    what: Expected::DiffId,
+                    expected,
+                    got,
+                } => Error::DiffIdMismatch {
+                    image: current.config.id().to_string(),
+                    index: info.index,
+                    expected: expected.to_string(),
+                    got: got.to_string(),
+                },
+                strata_store::Error::Mismatch { expected, got, .. } => Error::BlobMismatch {
+                    what: format!(
+                        "the digest of layer {} of image {}",
+                        info.index,
+                        current.config.id()
+                    ),
+                    expected: expected.to_string(),
+                    got: got.to_string(),
+                },
+                e => Error::invalid(
+                    format!(
+                        "layer {} of image {} ({})",
+                        info.index,
+                        current.config.id(),
+                        info.blob.digest
+                    ),
+                    e.to_string(),
+                ),
+            });
         }
     }
+}
 
-    fn stored_or_pending(&self, info: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
-        match self.stored(info) {
-            Ok(s) => Ok(s),
-            // Not applied yet (still importing elsewhere).
-            Err(Error::Invalid { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+/// How long a load waits for another process importing or removing a layer it needs.
+const OTHER_PROCESS_WAIT: Duration = Duration::from_secs(600);
+
+/// The stored layer `layer` as layer `info` of an image: only an applied layer of its
+/// diffID stands for its chain; anything else under the chain's ID is a clash.
+fn stand_in(layer: &strata_store::Layer, info: &LayerInfo) -> Result<StoredLayer, Error> {
+    match (&layer.diff, layer.status) {
+        (Some(d), LayerStatus::Applied) if d.diff_id == info.diff_id.0 => Ok(StoredLayer {
+            blob: Descriptor::new(media_type::OCI_LAYER, d.diff_id, d.tar_size),
+            diff_id: info.diff_id,
+        }),
+        (diff, status) => Err(Error::invalid(
+            format!("store layer {}", layer.id),
+            format!(
+                "clashes with layer {} of the image: it is {}{} and not diffID {}, so it cannot stand for chain {}",
+                info.index,
+                status.name(),
+                diff.as_ref()
+                    .map(|d| format!(" with diffID {}", d.diff_id))
+                    .unwrap_or_default(),
+                info.diff_id,
+                info.chain_id
+            ),
+        )),
     }
 }
 
@@ -695,8 +717,7 @@ impl ImageDestination for StoreDestination {
     }
 
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
-        let digest = self.store.put_blob(config.raw())?;
-        self.blobs.push(digest);
+        self.put_blob(config.raw())?;
         let chains = config.chain_ids();
         self.current = Some(Current {
             config: config.clone(),
@@ -807,8 +828,7 @@ impl ImageDestination for StoreDestination {
                         d.digest == l.diff_id.0 || self.kept_size(&d.digest) == Some(d.size)
                     });
                 if kept {
-                    let digest: Digest = self.store.put_blob(&m.bytes)?;
-                    self.blobs.push(digest);
+                    let digest = self.put_blob(&m.bytes)?;
                     Some(ManifestRef {
                         digest,
                         media_type: m.media_type.clone(),
@@ -843,6 +863,9 @@ impl ImageDestination for StoreDestination {
         self.store.put_images(&self.pending)?;
         self.pending.clear();
         self.committed = true;
+        if let Some(lease) = self.lease.take() {
+            lease.release()?;
+        }
         Ok(())
     }
 }

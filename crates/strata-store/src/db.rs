@@ -77,6 +77,11 @@ const MIGRATIONS: &[&str] = &[
         seen INTEGER NOT NULL,
         PRIMARY KEY (digest, registry, repository)
      );",
+    // 5: init layers: the runtime's mountpoints and files between a read-write layer and
+    // its parent. The init layer names its container (`init_for`), the container its init
+    // layer (`init_layer`, its real parent in the chain; `parent` stays the image layer).
+    "ALTER TABLE layers ADD COLUMN init_for TEXT;
+     ALTER TABLE layers ADD COLUMN init_layer TEXT;",
 ];
 
 /// What a layer's content is for.
@@ -192,11 +197,15 @@ pub struct LayerRow {
     /// The project quota enforcing `size_limit`.
     pub quota_project: Option<u32>,
     pub os: Os,
+    /// For an init layer: the read-write layer it serves.
+    pub init_for: Option<LayerId>,
+    /// For a read-write layer: its init layer, between it and `parent`.
+    pub init_layer: Option<LayerId>,
 }
 
 const COLUMNS: &str = "id, parent, state, created, depth, diff_id, tar_size, diff_size, \
                        blob_digest, blob_size, compression, size_limit, mounts, mount_boot, \
-                       quota_project, os";
+                       quota_project, os, init_for, init_layer";
 
 pub(crate) fn digest_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Digest>> {
     let s: Option<String> = row.get(i)?;
@@ -242,6 +251,14 @@ fn layer_row(row: &Row<'_>) -> rusqlite::Result<LayerRow> {
             let os: String = row.get(15)?;
             Os::parse(&os).ok_or_else(|| bad_column(15, format!("unknown os {os}")))?
         },
+        init_for: row
+            .get::<_, Option<String>>(16)?
+            .map(|p| id_of(16, p))
+            .transpose()?,
+        init_layer: row
+            .get::<_, Option<String>>(17)?
+            .map(|p| id_of(17, p))
+            .transpose()?,
     })
 }
 
@@ -394,9 +411,10 @@ impl Tx<'_> {
         )
     }
 
-    /// `id` and its ancestors, nearest first.
+    /// `id` and its ancestors, nearest first; a read-write layer's init layer comes
+    /// right after it.
     pub fn chain(&self, id: &LayerId) -> Result<Vec<LayerRow>> {
-        let rows = self.query_layers(
+        let mut rows = self.query_layers(
             &format!(
                 "WITH RECURSIVE chain(cid, n) AS (
                     SELECT ?1, 0
@@ -407,6 +425,12 @@ impl Tx<'_> {
             ),
             [id.as_str()],
         )?;
+        if let Some(init) = rows.first().and_then(|r| r.init_layer.clone()) {
+            let row = self.layer(&init)?.ok_or_else(|| {
+                Error::Corrupt(format!("layer {id}: its init layer {init} does not exist"))
+            })?;
+            rows.insert(1, row);
+        }
         Ok(rows)
     }
 
@@ -448,8 +472,9 @@ impl Tx<'_> {
 
     pub fn insert_layer(&self, row: &LayerRow) -> Result<()> {
         let res = self.0.execute(
-            "INSERT INTO layers (id, parent, state, created, depth, size_limit, quota_project)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO layers (id, parent, state, created, depth, size_limit, quota_project,
+                init_for, init_layer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 row.id.as_str(),
                 row.parent.as_ref().map(|p| p.as_str()),
@@ -458,6 +483,8 @@ impl Tx<'_> {
                 row.depth,
                 row.size_limit.map(|v| v as i64),
                 row.quota_project,
+                row.init_for.as_ref().map(|p| p.as_str()),
+                row.init_layer.as_ref().map(|p| p.as_str()),
             ],
         );
         match res {
@@ -575,6 +602,27 @@ impl Tx<'_> {
                 |r| r.get(0),
             )
             .map_err(Error::db("looking up a blob"))
+    }
+
+    /// Every blob a layer or an image refers to.
+    pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        let mut stmt = self
+            .0
+            .prepare_cached(
+                "SELECT digest FROM layer_blobs UNION SELECT id FROM images
+                 UNION SELECT manifest FROM images WHERE manifest IS NOT NULL",
+            )
+            .map_err(Error::db("listing referenced blobs"))?;
+        let rows = stmt
+            .query_map([], |r| digest_col(r, 0))
+            .map_err(Error::db("listing referenced blobs"))?;
+        let mut out = std::collections::HashSet::new();
+        for r in rows {
+            if let Some(d) = r.map_err(Error::db("listing referenced blobs"))? {
+                out.insert(d);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the row of `id` if it is (still) marked `removing`.

@@ -56,6 +56,13 @@ pub enum Error {
         source: Option<io::Error>,
     },
 
+    /// Another process held the store lock longer than the caller would wait.
+    #[error("gave up after {} s waiting for {holder}", waited.as_secs_f32().round())]
+    LockTimeout {
+        holder: crate::lock::LockHolder,
+        waited: std::time::Duration,
+    },
+
     /// The metadata database failed.
     #[error("store database: {context}: {source}")]
     Db {
@@ -71,6 +78,11 @@ pub enum Error {
     /// Reading, applying or writing a layer's content failed.
     #[error(transparent)]
     Layer(#[from] strata_layer::Error),
+
+    /// The file system holding the store filled up while work was under way; what the
+    /// work had written is gone again. The error met is the last word of the message.
+    #[error("the file system holding the store at {} is full; nothing of this was kept: {detail}", root.display())]
+    DiskFull { root: PathBuf, detail: String },
 
     /// A file system operation on the store failed. The OS error is the last word of the
     /// message, so it is not a `source`.
@@ -95,6 +107,76 @@ impl Error {
         Error::Refused {
             id: id.clone(),
             reason: reason.into(),
+        }
+    }
+
+    /// The error's message followed by those of its sources, `: `-separated.
+    pub(crate) fn chain_text(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            let more = e.to_string();
+            if !text.ends_with(&more) {
+                text = format!("{text}: {more}");
+            }
+            next = e.source();
+        }
+        text
+    }
+
+    /// True if the error comes from a full file system (`ENOSPC`, SQLite's "database or
+    /// disk is full"), however deep inside.
+    pub fn is_disk_full(&self) -> bool {
+        fn io_full(e: &io::Error) -> bool {
+            e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+                || e.kind() == io::ErrorKind::StorageFull
+                || e.get_ref().is_some_and(|inner| chain_full(inner))
+        }
+        fn layer_full(e: &strata_layer::Error) -> bool {
+            match e {
+                strata_layer::Error::Io { error, .. } => io_full(error),
+                strata_layer::Error::Apply {
+                    source: Some(error),
+                    ..
+                } => io_full(error),
+                strata_layer::Error::At { source, .. } => layer_full(source),
+                _ => false,
+            }
+        }
+        fn chain_full(e: &(dyn std::error::Error + 'static)) -> bool {
+            let mut next = Some(e);
+            while let Some(e) = next {
+                if let Some(e) = e.downcast_ref::<Error>() {
+                    if e.is_disk_full() {
+                        return true;
+                    }
+                }
+                if let Some(e) = e.downcast_ref::<strata_layer::Error>() {
+                    if layer_full(e) {
+                        return true;
+                    }
+                }
+                if let Some(e) = e.downcast_ref::<io::Error>() {
+                    if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+                        return true;
+                    }
+                }
+                next = e.source();
+            }
+            false
+        }
+        match self {
+            Error::DiskFull { .. } => true,
+            Error::Io { error, .. } => io_full(error),
+            Error::Layer(e) => layer_full(e),
+            Error::Driver {
+                source: Some(e), ..
+            } => io_full(e),
+            Error::Db {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => e.code == rusqlite::ErrorCode::DiskFull,
+            _ => false,
         }
     }
 

@@ -5,6 +5,8 @@
 //! reads and CRC-checks every file it holds); every layer has its directories and lock;
 //! parents exist, are applied, and depths add up; mount counts match the mounts that
 //! exist; every blob hashes to its name; no directory or recipe belongs to no layer.
+//! Recovery (run first, and by the store's open) removes blobs nothing refers to; what it
+//! repaired is listed with the repairs.
 //! A broken layer is removed with the layers built on it (they cannot be used without
 //! it); a wrong mount count is corrected; orphans are removed.
 
@@ -50,6 +52,8 @@ impl Store {
     /// descendants), fixes mount counts and removes orphans.
     pub fn fsck(&self, repair: bool) -> Result<FsckReport> {
         let mut report = FsckReport::default();
+        // What opening the store repaired is part of the answer.
+        report.repairs.extend(self.recovered().iter().cloned());
         {
             let lock = self.lock()?;
             let recovered = self.recover(&lock)?;

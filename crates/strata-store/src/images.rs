@@ -341,7 +341,7 @@ impl Store {
     }
 
     /// Deletes blob `digest` if nothing refers to it any more (a config or manifest
-    /// stored for an image whose load failed).
+    /// stored for an image whose load failed; end the lease that held it first).
     pub fn discard_blob(&self, digest: &Digest) -> Result<()> {
         self.gc_blob(digest)
     }
@@ -349,7 +349,9 @@ impl Store {
     /// Deletes blob `digest` if nothing refers to it any more.
     pub(crate) fn gc_blob(&self, digest: &Digest) -> Result<()> {
         let _lock = self.lock()?;
-        if !self.read(|tx| tx.blob_referenced(digest))? {
+        if !self.read(|tx| tx.blob_referenced(digest))?
+            && !crate::blobs::held_blobs(&self.paths().staging())?.contains(&digest.hex())
+        {
             self.delete_blob(digest)?;
         }
         Ok(())

@@ -11,7 +11,9 @@
 //! * A **read-only** layer is created **empty** and filled once by **apply** (a layer tar,
 //!   plain, gzip or zstd, streamed in: its diffID, sizes and recipe are recorded). After
 //!   that it is **applied** and never changes; only applied layers can be parents.
-//! * A **read-write** layer (`writable`) is what a container writes to.
+//! * A **read-write** layer (`writable`) is what a container writes to. On a parent it
+//!   gets an **init layer** (`ID-init`, see `init.rs`) between them, holding the
+//!   mountpoints a runtime needs, so they never count as the container's changes.
 //! * **mount** gives a path where the merged view of the chain can be read (and, for a
 //!   read-write layer, written); mounts are counted in the database, so a `mount` in one
 //!   process and an `unmount` in another agree, and the last `unmount` unmounts.
@@ -65,9 +67,11 @@
 //! let ctr = LayerId::new("ctr")?;
 //! store.create(&ctr, Some(&base), &CreateOptions { writable: true, ..Default::default() })?;
 //! let rootfs = store.mount(&ctr)?;
-//! std::fs::write(rootfs.join("etc/hostname"), "box\n")?;
+//! std::fs::write(rootfs.join("etc/greeting"), "hi\n")?;
 //! let changes = store.changes(&ctr)?;
-//! assert_eq!(changes.len(), 2); // C etc, A etc/hostname
+//! assert_eq!(changes.len(), 2); // C etc, A etc/greeting
+//! // Its init layer (`ctr-init`) holds the runtime's mountpoints: not changes of `ctr`.
+//! assert_eq!(store.layer(&ctr)?.init_layer, Some(LayerId::new("ctr-init")?));
 //! store.unmount(&ctr)?;
 //!
 //! // The base layer's diff is the original tar, byte for byte.
@@ -90,6 +94,7 @@ mod export;
 mod fsck;
 mod id;
 mod images;
+mod init;
 mod lock;
 mod mounts;
 pub mod options;
@@ -99,7 +104,7 @@ mod recover;
 mod store;
 mod windows;
 
-pub use blobs::BlobWriter;
+pub use blobs::{BlobLease, BlobWriter};
 pub use changes::{Change, ChangeKind};
 pub use db::{DiffInfo, Os};
 pub use driver::DriverKind;
@@ -108,7 +113,7 @@ pub use export::DiffOutput;
 pub use fsck::{FsckReport, Problem};
 pub use id::LayerId;
 pub use images::{Image, ManifestRef, NewImage, RemovedImage};
-pub use lock::Staging;
+pub use lock::{LockHolder, LockWait, Staging};
 pub use options::StorageOptions;
 pub use recover::Recovery;
 pub use store::{

@@ -14,6 +14,8 @@
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, CWD};
 
@@ -21,12 +23,97 @@ use crate::error::{Error, Result};
 use crate::id::LayerId;
 use crate::mounts;
 
+/// How a process waits for the store lock, which another process may hold for long (a
+/// stuck command, a debugger, a `flock` in a script).
+#[derive(Clone, Default)]
+pub struct LockWait {
+    /// Give up after this long ([`Error::LockTimeout`]); `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
+    /// Told once, after [`LockWait::NOTICE_AFTER`] of waiting, whom the wait is for
+    /// (`process 1234 (strata load -i x.tar)`), so a person knows why nothing happens.
+    pub notice: Option<LockNotice>,
+}
+
+/// What [`LockWait::notice`] calls.
+pub type LockNotice = Arc<dyn Fn(&LockHolder) + Send + Sync>;
+
+impl LockWait {
+    /// How long a wait goes unremarked.
+    pub const NOTICE_AFTER: Duration = Duration::from_secs(1);
+}
+
+impl std::fmt::Debug for LockWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockWait")
+            .field("timeout", &self.timeout)
+            .field("notice", &self.notice.is_some())
+            .finish()
+    }
+}
+
+/// Who holds a lock that a process waits for: the lock file and, if the kernel says
+/// (`/proc/locks`), the process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub path: PathBuf,
+    pub pid: Option<u32>,
+    /// The holder's command line, if it can be read.
+    pub command: Option<String>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the store lock {}, held by ", self.path.display())?;
+        match (self.pid, &self.command) {
+            (Some(pid), Some(cmd)) => write!(f, "process {pid} ({cmd})"),
+            (Some(pid), None) => write!(f, "process {pid}"),
+            _ => f.write_str("another process"),
+        }
+    }
+}
+
+impl LockHolder {
+    /// Finds the holder of the `flock` on `file` in `/proc/locks`.
+    fn of(path: &Path, file: &File) -> LockHolder {
+        let pid = rfs::fstat(file).ok().and_then(|st| {
+            let want = format!(
+                "{:02x}:{:02x}:{}",
+                rfs::major(st.st_dev),
+                rfs::minor(st.st_dev),
+                st.st_ino
+            );
+            let locks = std::fs::read_to_string("/proc/locks").ok()?;
+            // `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`; waiters have `->`.
+            locks.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&want.as_str()))
+                    .then(|| fields.get(4)?.parse().ok())
+                    .flatten()
+            })
+        });
+        let command = pid.and_then(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let words: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            (!words.is_empty()).then(|| words.join(" "))
+        });
+        LockHolder {
+            path: path.to_path_buf(),
+            pid,
+            command,
+        }
+    }
+}
+
 /// The store-wide lock, released on drop.
 pub struct StoreLock(#[allow(dead_code)] File);
 
 impl StoreLock {
-    /// Waits for and takes the store lock.
-    pub fn acquire(root: &Path) -> Result<StoreLock> {
+    /// Waits for and takes the store lock, as `wait` says.
+    pub fn acquire(root: &Path, wait: &LockWait) -> Result<StoreLock> {
         let path = root.join("strata.lock");
         let file = File::options()
             .read(true)
@@ -35,9 +122,33 @@ impl StoreLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        file.lock()
-            .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
-        Ok(StoreLock(file))
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StoreLock(file)),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", path.display()), e))
+                }
+            }
+            let waited = start.elapsed();
+            if wait.timeout.is_some_and(|t| waited >= t) {
+                return Err(Error::LockTimeout {
+                    holder: LockHolder::of(&path, &file),
+                    waited,
+                });
+            }
+            if !told && waited >= LockWait::NOTICE_AFTER {
+                told = true;
+                if let Some(notice) = &wait.notice {
+                    notice(&LockHolder::of(&path, &file));
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 }
 

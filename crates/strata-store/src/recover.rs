@@ -11,6 +11,8 @@
 //! | row `removing`, layer lock free | a removal | finished |
 //! | mount count from an earlier boot, or overlay not mounted | a mount that did not survive | count reset |
 //! | overlay mounted at `layers/ID/merged` with a count of 0 | a mount or unmount cut short | unmounted |
+//! | an init layer without its read-write layer, lock free | a container creation or removal | removed |
+//! | a blob no image, layer or live lease refers to | a load or push (its lease swept above) | removed |
 //!
 //! A held layer lock means the work is still going on in another process, and it is
 //! left alone.
@@ -33,7 +35,7 @@ pub struct Recovery {
 
 impl Store {
     /// True if nobody holds the lock of layer `id` (found under either of its names).
-    fn abandoned(&self, id: &LayerId) -> Result<bool> {
+    pub(crate) fn abandoned(&self, id: &LayerId) -> Result<bool> {
         for path in [
             self.paths().lock(id),
             self.paths().removing(id).join("lock"),
@@ -89,6 +91,27 @@ impl Store {
             }
         }
         self.recover_mounts(&mut done)?;
+        // Init layers whose container never came (its creation was cut short) or could
+        // not take them along.
+        for row in self.read(|tx| tx.layers())? {
+            let Some(container) = &row.init_for else {
+                continue;
+            };
+            if row.state.visible()
+                && self.read(|tx| tx.layer(container))?.is_none()
+                && self.read(|tx| tx.children(&row.id))?.is_empty()
+                && self.abandoned(&row.id)?
+            {
+                self.db()
+                    .write("recovering", |tx| tx.set_state(&row.id, State::Removing))?;
+                self.finish_removal_locked(&row.id)?;
+                done.actions.push(format!(
+                    "removed init layer {}, whose read-write layer {container} is gone",
+                    row.id
+                ));
+            }
+        }
+        done.actions.extend(self.sweep_blobs()?);
         Ok(done)
     }
 

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_layer::copy_tree::copy_tree;
 use strata_layer::dir_writer::DirWriterOptions;
@@ -13,10 +13,10 @@ use strata_layer::unpack::{unpack, UnpackOptions};
 use strata_layer::digest::Digest;
 
 use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
-use crate::driver::{DriverKind, Paths};
+use crate::driver::{DriverKind, Paths, View};
 use crate::error::{Error, Expected, Result};
 use crate::id::LayerId;
-use crate::lock::{LayerLock, Staging, StoreLock};
+use crate::lock::{LayerLock, LockWait, Staging, StoreLock};
 use crate::options::StorageOptions;
 use crate::overlay::{self, OverlaySpec, MAX_LOWERS};
 use crate::{mounts, quota};
@@ -88,13 +88,18 @@ pub struct Layer {
     pub mounts: u32,
     /// Linux, or a Windows layer (kept as a layer folder).
     pub os: Os,
+    /// For a read-write layer on a parent: its init layer (see `init.rs`), between it and
+    /// `parent`.
+    pub init_layer: Option<LayerId>,
+    /// For an init layer: the read-write layer it serves.
+    pub init_for: Option<LayerId>,
 }
 
 /// Everything about a layer: what `layer inspect` shows.
 #[derive(Clone, Debug)]
 pub struct LayerDetails {
     pub layer: Layer,
-    /// The layer's ancestors, nearest first.
+    /// The layer's ancestors, nearest first (not a read-write layer's init layer).
     pub parents: Vec<LayerId>,
     pub children: Vec<LayerId>,
     pub driver: DriverKind,
@@ -188,6 +193,7 @@ pub struct Store {
     paths: Paths,
     db: Mutex<Db>,
     boot_id: String,
+    lock_wait: LockWait,
     /// What the recovery of this open repaired.
     recovered: Vec<String>,
 }
@@ -264,6 +270,8 @@ impl LayerRow {
             size_limit: self.size_limit,
             mounts: self.mounts,
             os: self.os,
+            init_layer: self.init_layer.clone(),
+            init_for: self.init_for.clone(),
         })
     }
 }
@@ -287,6 +295,12 @@ impl Store {
     /// Opens the store at `options.root`, creating it if needed, and recovers from any
     /// crash of an earlier process before returning.
     pub fn open(options: &StoreOptions) -> Result<Store> {
+        Store::open_with(options, LockWait::default())
+    }
+
+    /// [`Store::open`], waiting for the store lock (now and in every later operation of
+    /// this handle) as `lock_wait` says.
+    pub fn open_with(options: &StoreOptions, lock_wait: LockWait) -> Result<Store> {
         let root = &options.root;
         mkdir(root, 0o711)?;
         let root = root
@@ -297,7 +311,7 @@ impl Store {
         }
         mkdir(&root.join("blobs/sha256"), 0o700)?;
         let mut db = Db::open(&root.join("strata.db"))?;
-        let lock = StoreLock::acquire(&root)?;
+        let lock = StoreLock::acquire(&root, &lock_wait)?;
         let recorded = db
             .read()
             .meta("driver")?
@@ -335,6 +349,7 @@ impl Store {
             paths: Paths { root, driver },
             db: Mutex::new(db),
             boot_id: boot_id(),
+            lock_wait,
             recovered: Vec::new(),
         };
         store.recovered = store.recover(&lock)?.actions;
@@ -372,7 +387,7 @@ impl Store {
     }
 
     pub(crate) fn lock(&self) -> Result<StoreLock> {
-        StoreLock::acquire(&self.paths.root)
+        StoreLock::acquire(&self.paths.root, &self.lock_wait)
     }
 
     pub(crate) fn boot(&self) -> &str {
@@ -390,6 +405,41 @@ impl Store {
         self.read(|tx| tx.visible_layer(id))?
             .to_layer()
             .ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Waits while another process creates, imports or removes layer `id` (up to
+    /// `timeout`), then says what is there: `Some` visible layer (whatever its state and
+    /// diff: the caller judges it), or `None` when there is no layer `id` (an import that
+    /// failed, a removal that finished), so the caller may bring it in itself. An import
+    /// or removal whose process died is finished by recovery here, not waited for.
+    pub fn await_layer(&self, id: &LayerId, timeout: Duration) -> Result<Option<Layer>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let row = self.read(|tx| tx.layer(id))?;
+            let Some(row) = row else { return Ok(None) };
+            if row.state.visible() {
+                return Ok(row.to_layer());
+            }
+            if matches!(row.state, State::Importing | State::Removing) && self.abandoned(id)? {
+                let lock = self.lock()?;
+                self.recover(&lock)?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::refused(
+                    id,
+                    format!(
+                        "has been {} by another process for {} s: giving up waiting",
+                        match row.state {
+                            State::Removing => "removed",
+                            _ => "imported",
+                        },
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// True if a visible layer `id` exists.
@@ -427,12 +477,25 @@ impl Store {
     pub fn inspect(&self, id: &LayerId) -> Result<LayerDetails> {
         let (row, chain, children) = self.read(|tx| {
             let row = tx.visible_layer(id)?;
-            Ok((row, tx.chain(id)?, tx.children(id)?))
+            let mut children = Vec::new();
+            for c in tx.children(id)? {
+                // Shown with their read-write layers (`init_layer`).
+                if tx.layer(&c)?.is_some_and(|r| r.init_for.is_none()) {
+                    children.push(c);
+                }
+            }
+            Ok((row, tx.chain(id)?, children))
         })?;
         let layer = row.to_layer().ok_or_else(|| Error::NotFound(id.clone()))?;
         let overlay = self.paths.driver == DriverKind::Overlay;
         Ok(LayerDetails {
-            parents: chain.iter().skip(1).map(|r| r.id.clone()).collect(),
+            // The image's chain; a read-write layer's init layer is `layer.init_layer`.
+            parents: chain
+                .iter()
+                .skip(1)
+                .filter(|r| r.init_for.is_none())
+                .map(|r| r.id.clone())
+                .collect(),
             children,
             driver: self.paths.driver,
             content: self.paths.content(id),
@@ -458,13 +521,58 @@ impl Store {
         parent: Option<&LayerId>,
         options: &CreateOptions,
     ) -> Result<Layer> {
+        if let (true, Some(parent)) = (options.writable, parent) {
+            return self.create_container(id, parent, options);
+        }
         let state = if options.writable {
             State::Writable
         } else {
             State::Empty
         };
-        let (staging, row, _lock) = self.stage_layer(id, parent, options, state)?;
+        let (staging, row, _lock) = self.stage_layer(id, parent, options, state, None)?;
         self.commit_layer(staging, &row, state)?;
+        self.layer(id)
+    }
+
+    /// A read-write layer on `parent`, with its init layer between them: the init layer
+    /// is imported (and kept locked, so that no recovery takes it for debris) before the
+    /// container layer is made on it; a failure removes it again.
+    fn create_container(
+        &self,
+        id: &LayerId,
+        parent: &LayerId,
+        options: &CreateOptions,
+    ) -> Result<Layer> {
+        let init = crate::init::init_id(id)?;
+        let chain = self.read(|tx| self.check_new(tx, id, Some(parent)))?;
+        if chain.first().is_some_and(|p| p.os == Os::Windows) {
+            return Err(Error::refused(
+                id,
+                format!("cannot be a read-write layer on `{parent}`, a Windows layer (Linux cannot run it)"),
+            ));
+        }
+        let tar = {
+            let view = match self.paths.driver {
+                DriverKind::Vfs => View::Dir(self.paths.content(parent)),
+                DriverKind::Overlay => View::of(&self.paths, &self.content_dirs(&chain))?,
+            };
+            crate::init::init_tar(view.path())?
+        };
+        let (_, init_lock) = self.import_locked(
+            &init,
+            Some(parent),
+            &tar[..],
+            &ImportOptions::default(),
+            Some(id),
+        )?;
+        let made = self
+            .stage_layer(id, Some(parent), options, State::Writable, Some(&init))
+            .and_then(|(staging, row, _lock)| self.commit_layer(staging, &row, State::Writable));
+        drop(init_lock);
+        if let Err(e) = made {
+            let _ = self.remove_unchecked(&init);
+            return Err(e);
+        }
         self.layer(id)
     }
 
@@ -488,6 +596,12 @@ impl Store {
             ),
             e => e,
         })?;
+        if let Some(container) = &prow.init_for {
+            return Err(Error::refused(
+                id,
+                format!("cannot be created on `{parent}`: it is the init layer of read-write layer {container}"),
+            ));
+        }
         if prow.state != State::Applied {
             let why = match prow.state {
                 State::Writable => {
@@ -519,6 +633,7 @@ impl Store {
         parent: Option<&LayerId>,
         options: &CreateOptions,
         state: State,
+        init: Option<&LayerId>,
     ) -> Result<(Staging, LayerRow, LayerLock)> {
         if options.storage.size.is_some() && !options.writable {
             return Err(Error::BadOption {
@@ -549,9 +664,16 @@ impl Store {
         })?;
         let content = self.paths.content_in(&dir);
         if self.paths.driver == DriverKind::Vfs && state == State::Writable {
-            if let Some(p) = chain.first() {
-                let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
-                copy_tree(&self.paths.content(&p.id), &content)?;
+            match (init, chain.first()) {
+                // The caller holds the init layer's lock.
+                (Some(init), _) => {
+                    copy_tree(&self.paths.content(init), &content)?;
+                }
+                (None, Some(p)) => {
+                    let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
+                    copy_tree(&self.paths.content(&p.id), &content)?;
+                }
+                (None, None) => {}
             }
         }
         let mut quota_project = None;
@@ -575,6 +697,8 @@ impl Store {
             mount_boot: None,
             quota_project,
             os: Os::Linux,
+            init_for: None,
+            init_layer: init.cloned(),
         };
         Ok((staging, row, lock))
     }
@@ -643,9 +767,23 @@ impl Store {
                         .write("undoing the apply", |tx| tx.set_state(id, State::Empty))
                 });
                 drop(lock);
-                reset?;
-                Err(e)
+                Err(self.failed(e, reset))
             }
+        }
+    }
+
+    /// The error to report for work that failed with `e` and was then undone (`undone`):
+    /// a full disk is said as such, and the failure that started it all is the one
+    /// reported, unless the undoing failed for another reason.
+    fn failed(&self, e: Error, undone: Result<()>) -> Error {
+        let full = e.is_disk_full() || undone.as_ref().is_err_and(Error::is_disk_full);
+        match undone {
+            Err(u) if !full => u,
+            _ if full && !matches!(e, Error::DiskFull { .. }) => Error::DiskFull {
+                root: self.paths.root.clone(),
+                detail: e.chain_text(),
+            },
+            _ => e,
         }
     }
 
@@ -659,20 +797,42 @@ impl Store {
         input: R,
         options: &ImportOptions,
     ) -> Result<Applied> {
-        let (staging, row, lock) =
-            self.stage_layer(id, parent, &CreateOptions::default(), State::Importing)?;
+        self.import_locked(id, parent, input, options, None)
+            .map(|(applied, _lock)| applied)
+    }
+
+    /// [`Store::import`], returning the layer's lock still held; `init_for` makes the
+    /// layer the init layer of that (coming) read-write layer.
+    fn import_locked<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        input: R,
+        options: &ImportOptions,
+        init_for: Option<&LayerId>,
+    ) -> Result<(Applied, LayerLock)> {
+        let (staging, mut row, lock) = self.stage_layer(
+            id,
+            parent,
+            &CreateOptions::default(),
+            State::Importing,
+            None,
+        )?;
+        row.init_for = init_for.cloned();
         self.commit_layer(staging, &row, State::Importing)?;
         let chain = self.read(|tx| tx.chain(id))?;
         match self.fill(&chain, input, options) {
             Ok((diff, summary, kept)) => {
                 self.record_applied(id, &diff, kept, options)?;
-                drop(lock);
-                self.applied(id, diff, summary)
+                Ok((self.applied(id, diff, summary)?, lock))
             }
             Err(e) => {
+                // Freed first: on a full disk, the database needs the room to record the
+                // removal.
+                let _ = self.reset_content(id);
                 drop(lock);
-                self.discard(id)?;
-                Err(e)
+                let discarded = self.discard(id);
+                Err(self.failed(e, discarded))
             }
         }
     }
@@ -930,6 +1090,29 @@ impl Store {
     /// deleted without the lock, and the row last. A kill in between is finished by the
     /// next open of the store.
     pub fn remove(&self, id: &LayerId) -> Result<()> {
+        let row = self.read(|tx| tx.visible_layer(id))?;
+        if let Some(container) = &row.init_for {
+            if self.read(|tx| tx.layer(container))?.is_some() {
+                return Err(Error::refused(
+                    id,
+                    format!("is the init layer of read-write layer {container}: remove {container}, which removes it too"),
+                ));
+            }
+        }
+        self.remove_unchecked(id)?;
+        if let Some(init) = &row.init_layer {
+            // Only its container used it; in use elsewhere right now, recovery takes it
+            // once it is free.
+            match self.remove_unchecked(init) {
+                Ok(()) | Err(Error::NotFound(_)) | Err(Error::Refused { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::remove`] without the init layer rules.
+    fn remove_unchecked(&self, id: &LayerId) -> Result<()> {
         let (_layer_lock, project) = {
             let _lock = self.lock()?;
             let mut db = self.db();
@@ -943,7 +1126,14 @@ impl Store {
                 }
                 let children = tx.children(id)?;
                 if !children.is_empty() {
-                    let names: Vec<&str> = children.iter().map(LayerId::as_str).collect();
+                    // An init layer goes with its read-write layer, which is named.
+                    let mut names: Vec<&str> = Vec::new();
+                    for c in &children {
+                        let init_of = tx.layer(c)?.and_then(|r| r.init_for);
+                        if !init_of.is_some_and(|ctr| children.contains(&ctr)) {
+                            names.push(c.as_str());
+                        }
+                    }
                     return Err(Error::refused(
                         id,
                         format!("has child layers ({}): remove them first", names.join(", ")),

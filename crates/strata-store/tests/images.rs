@@ -99,13 +99,14 @@ fn images_names_and_removal() {
     store
         .import(&id("c3"), Some(&id("c1")), &b3[..], &keep_gzip())
         .unwrap();
+    let lease = store.blob_lease().unwrap();
     let config_a = store
-        .put_blob(br#"{"rootfs":{"type":"layers"},"a":1}"#)
+        .put_blob(br#"{"rootfs":{"type":"layers"},"a":1}"#, &lease)
         .unwrap();
     let config_b = store
-        .put_blob(br#"{"rootfs":{"type":"layers"},"b":1}"#)
+        .put_blob(br#"{"rootfs":{"type":"layers"},"b":1}"#, &lease)
         .unwrap();
-    let manifest = store.put_blob(b"{\"schemaVersion\":2}").unwrap();
+    let manifest = store.put_blob(b"{\"schemaVersion\":2}", &lease).unwrap();
     store
         .put_images(&[
             NewImage {
@@ -130,6 +131,7 @@ fn images_names_and_removal() {
             },
         ])
         .unwrap();
+    lease.release().unwrap();
     assert_eq!(store.images().unwrap().len(), 2);
     let a = store
         .image_named("docker.io/library/app:latest")
@@ -209,7 +211,8 @@ fn images_names_and_removal() {
 #[test]
 fn a_blob_writer_checks_what_it_was_promised() {
     let (_d, store) = store();
-    let mut w = store.blob_writer().unwrap();
+    let lease = store.blob_lease().unwrap();
+    let mut w = store.blob_writer(&lease).unwrap();
     w.write_all(b"hello").unwrap();
     let wrong = Digest([0u8; 32]);
     assert!(w
@@ -217,6 +220,7 @@ fn a_blob_writer_checks_what_it_was_promised() {
         .unwrap_err()
         .to_string()
         .contains("holds sha256:"));
+    lease.release().unwrap();
     assert_eq!(
         std::fs::read_dir(store.root().join("blobs/sha256"))
             .unwrap()
@@ -229,4 +233,134 @@ fn a_blob_writer_checks_what_it_was_promised() {
             .count(),
         0
     );
+}
+
+#[test]
+fn recovery_keeps_blobs_a_live_lease_holds_and_removes_those_nothing_refers_to() {
+    let (dir, store) = store();
+    let reopen = || {
+        Store::open(&StoreOptions {
+            root: dir.path().join("store"),
+            driver: Some(DriverKind::Vfs),
+        })
+        .unwrap()
+    };
+    let lease = store.blob_lease().unwrap();
+    let pending = store.put_blob(b"{\"pending\":1}", &lease).unwrap();
+    // Another process opening the store meanwhile leaves the load's blob alone.
+    let other = reopen();
+    assert!(other.recovered().is_empty(), "{:?}", other.recovered());
+    assert!(store.blob_path(&pending).is_some());
+    assert!(other.fsck(false).unwrap().clean());
+    // A load that dies: its lease ends without a record referring to the blob.
+    drop(lease);
+    let after = reopen();
+    assert_eq!(
+        after.recovered(),
+        [format!(
+            "removed blob {pending}, which no image, layer or load in progress refers to"
+        )]
+    );
+    assert!(store.blob_path(&pending).is_none());
+    assert!(after.cleanup().unwrap().actions.len() == 1, "reported once");
+}
+
+/// A read-write layer on `parent` in a new vfs or overlay store.
+fn container_on(tree: &std::path::Path, driver: DriverKind) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions {
+        root: dir.path().join("store"),
+        driver: Some(driver),
+    })
+    .unwrap();
+    let mut tar = Vec::new();
+    strata_layer::pack::pack(tree, &mut tar, Compression::None).unwrap();
+    store
+        .create(&id("base"), None, &CreateOptions::default())
+        .unwrap();
+    store
+        .apply(&id("base"), &tar[..], &Default::default())
+        .unwrap();
+    store
+        .create(
+            &id("ctr"),
+            Some(&id("base")),
+            &CreateOptions {
+                writable: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    (dir, store)
+}
+
+#[test]
+fn an_init_layer_holds_only_the_mountpoints_the_parent_lacks() {
+    // The parent has /proc, and /etc as a symlink (so nothing goes under it).
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tree.path().join("proc")).unwrap();
+    std::fs::create_dir(tree.path().join("real-etc")).unwrap();
+    std::os::unix::fs::symlink("real-etc", tree.path().join("etc")).unwrap();
+    for driver in [DriverKind::Vfs, DriverKind::Overlay] {
+        let (_d, store) = container_on(tree.path(), driver);
+        let ctr = store.layer(&id("ctr")).unwrap();
+        assert_eq!(ctr.parent, Some(id("base")));
+        assert_eq!(ctr.init_layer, Some(id("ctr-init")));
+        let init = store.layer(&id("ctr-init")).unwrap();
+        assert_eq!(init.init_for, Some(id("ctr")));
+        let held: Vec<String> = store
+            .changes(&id("ctr-init"))
+            .unwrap()
+            .iter()
+            .map(|c| c.path.to_string())
+            .collect();
+        assert_eq!(
+            held,
+            [".dockerenv", "dev", "dev/pts", "dev/shm", "sys"],
+            "{driver:?}"
+        );
+        assert!(store.changes(&id("ctr")).unwrap().is_empty());
+        assert!(
+            std::fs::read_link(tree.path().join("etc")).is_ok(),
+            "the parent's /etc symlink was not followed"
+        );
+        assert!(!tree.path().join("real-etc/hosts").exists());
+        // Nothing can be built on an init layer.
+        let err = store
+            .create(
+                &id("other"),
+                Some(&id("ctr-init")),
+                &CreateOptions::default(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is the init layer of read-write layer ctr"),
+            "{err}"
+        );
+        store.remove(&id("ctr")).unwrap();
+        assert!(!store.exists(&id("ctr-init")).unwrap());
+        assert!(store.fsck(false).unwrap().clean());
+    }
+}
+
+#[test]
+fn recovery_removes_an_init_layer_whose_container_is_gone() {
+    let tree = tempfile::tempdir().unwrap();
+    let (dir, store) = container_on(tree.path(), DriverKind::Vfs);
+    drop(store);
+    // A crash between the init layer's import and its container's creation leaves this.
+    let root = dir.path().join("store");
+    rusqlite::Connection::open(root.join("strata.db"))
+        .unwrap()
+        .execute("DELETE FROM layers WHERE id = 'ctr'", [])
+        .unwrap();
+    std::fs::remove_dir_all(root.join("layers/ctr")).unwrap();
+    let store = Store::open(&StoreOptions { root, driver: None }).unwrap();
+    assert_eq!(
+        store.recovered(),
+        ["removed init layer ctr-init, whose read-write layer ctr is gone"]
+    );
+    assert!(!store.exists(&id("ctr-init")).unwrap());
+    assert!(store.fsck(false).unwrap().clean());
 }
