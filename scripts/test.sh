@@ -5,8 +5,9 @@
 #
 # 1. installs the Debian packages the tests and the corpus use (umoci, skopeo, podman,
 #    bsdtar, attr, zstd, python3, tar, gzip, docker-registry and apache2-utils' htpasswd
-#    for the registry tests; docker.io, containerd and runc for the engine and init-layer tests, which
-#    start their own dockerd and containerd; `apt-get update` once if an install fails);
+#    for the registry tests; docker.io, containerd and runc for the engine and init-layer
+#    tests, which start their own dockerd, containerd and runc; `apt-get update` once if
+#    an install fails);
 # 2. builds the small test corpus into $CORPUS (default target/corpus) unless it is
 #    there already, with $SHARED/testdata/make-corpus.sh (SHARED: ../shared beside the
 #    repository), and exports STRATA_CORPUS=$CORPUS for the tests;
