@@ -49,6 +49,7 @@
 //! assert!(r.next().unwrap().is_none());
 //! ```
 
+mod entries;
 mod layerchain;
 mod reader;
 mod tombstones;

@@ -45,6 +45,11 @@ pub struct WriteSummary {
     pub entries: u64,
     pub links: u64,
     pub tombstones: u64,
+    /// The sum of the data sizes of the regular files added as [`Entry`](strata_layer::Entry)
+    /// values (hcsshim's `ImportLayer` return value).
+    pub size: u64,
+    /// Alternate data streams added as entries of their own.
+    pub alternate_streams: u64,
     /// Windows-only post-processing that was not run ([`PROCESS_BASE_LAYER`], [`PROCESS_UTILITY_VM`]).
     pub not_applicable: Vec<String>,
 }
@@ -53,7 +58,7 @@ pub struct WriteSummary {
 pub struct LayerFolderWriter {
     folder: PathBuf,
     root: OwnedFd,
-    parents: Vec<PathBuf>,
+    pub(super) parents: Vec<PathBuf>,
     current: Option<Current>,
     /// Directories written, in order, with their info (re-applied children first).
     dirs: Vec<(WinPath, FileBasicInfo)>,
@@ -65,9 +70,13 @@ pub struct LayerFolderWriter {
     reparse_dirs: Vec<WinPath>,
     has_utility_vm: bool,
     utility_vm_touched: bool,
-    summary: WriteSummary,
+    pub(super) summary: WriteSummary,
     /// The parent directory of the last entry, resolved.
     parent_cache: Option<(String, Arc<OwnedFd>)>,
+    /// Entry level ([`LayerWriter`](strata_layer::LayerWriter)): the data still to come.
+    pub(super) entry_data: Option<super::entries::DenseData>,
+    /// Entry level: `<path>:` of the last main entry, which its alternate streams extend.
+    pub(super) ads_prefix: Option<Vec<u8>>,
 }
 
 /// Where a hard link's target lives: this layer or one of its parents.
@@ -119,6 +128,8 @@ impl LayerFolderWriter {
             utility_vm_touched: false,
             summary: WriteSummary::default(),
             parent_cache: None,
+            entry_data: None,
+            ads_prefix: None,
         })
     }
 
@@ -482,7 +493,9 @@ impl LayerFolderWriter {
 
     /// Finishes the current entry: flushes, records times, backs up BCD files, checks
     /// a directory stream for reparse data.
-    fn end_entry(&mut self) -> Result<(), Error> {
+    pub(super) fn end_entry(&mut self) -> Result<(), Error> {
+        self.end_entry_data()?;
+        self.ads_prefix = None;
         let Some(cur) = self.current.take() else {
             return Ok(());
         };
