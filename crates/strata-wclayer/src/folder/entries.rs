@@ -192,3 +192,79 @@ impl LayerWriter for LayerFolderWriter {
         Ok(LayerFolderWriter::finish(self)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, SparseExtent};
+
+    use crate::folder::LayerFolderWriter;
+    use crate::Error;
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry::new(LayerPath::from_tar_name(path.as_bytes()).unwrap(), kind)
+    }
+
+    #[test]
+    fn entries_become_backup_streams_with_sparse_holes_and_alternate_streams() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("layer");
+        let mut w = LayerFolderWriter::create(&layer, &[]).unwrap();
+        LayerWriter::add(&mut w, &entry("Files", EntryKind::Dir)).unwrap();
+        let sparse = EntryKind::File {
+            size: 8,
+            sparse: Some(vec![
+                SparseExtent { offset: 2, len: 2 },
+                SparseExtent { offset: 5, len: 1 },
+            ]),
+        };
+        LayerWriter::add(&mut w, &entry("Files/a.txt", sparse)).unwrap();
+        w.write_data(b"x").unwrap();
+        w.write_data(b"yz").unwrap();
+        let ads = EntryKind::File {
+            size: 2,
+            sparse: None,
+        };
+        LayerWriter::add(&mut w, &entry("Files/a.txt:s", ads)).unwrap();
+        w.write_data(b"hi").unwrap();
+        let summary = LayerWriter::finish(w).unwrap();
+        assert_eq!(
+            (summary.entries, summary.size, summary.alternate_streams),
+            (2, 8, 1)
+        );
+        let mut want = vec![0, 0, 0, 0]; // attributes 0
+        want.extend([1, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // DATA, 8 bytes
+        want.extend(b"\0\0xy\0z\0\0");
+        want.extend([4, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0]); // ADS, 2 bytes, 16-byte name
+        want.extend(":s:$DATA".encode_utf16().flat_map(u16::to_le_bytes));
+        want.extend(b"hi");
+        assert_eq!(std::fs::read(layer.join("Files/a.txt")).unwrap(), want);
+    }
+
+    #[test]
+    fn a_refused_entry_keeps_its_windows_error_through_the_trait() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = LayerFolderWriter::create(&tmp.path().join("layer"), &[]).unwrap();
+        LayerWriter::add(&mut w, &entry("Files", EntryKind::Dir)).unwrap();
+        let err =
+            LayerWriter::add(&mut w, &entry("Files/a.$wcidirs$", EntryKind::Dir)).unwrap_err();
+        assert!(matches!(err, strata_layer::Error::Format(_)), "{err:?}");
+        match Error::from(err) {
+            Error::BadName { name, reason } => {
+                assert_eq!(name, "Files\\a.$wcidirs$");
+                assert!(
+                    reason.contains("reserved by the layer folder format"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let short = EntryKind::File {
+            size: 3,
+            sparse: None,
+        };
+        LayerWriter::add(&mut w, &entry("Files/b", short)).unwrap();
+        w.write_data(b"ab").unwrap();
+        let err = Error::from(LayerWriter::finish(w).unwrap_err());
+        assert_eq!(err.to_string(), "tar entry `Files/b`: the data ends early");
+    }
+}
