@@ -30,6 +30,19 @@
 //! tombstones, pending links and directory times. [`LayerFolderReader::open`] yields the
 //! entries back in hcsshim's order (§4.5 for diff layers, §4.7 for base layers).
 //!
+//! The writer also speaks the crate-wide vocabulary: it is a
+//! [`strata_layer::LayerWriter`] taking [`strata_layer::Entry`] values in the form a
+//! Windows layer tar holds them (`MSWINDOWS.*` PAX records, alternate streams as
+//! `<file>:<stream>` entries), which is how [`crate::import_layer`] fills it; see
+//! `entries.rs`. The reader stays at the Windows level: go-winio's export writes each
+//! header with a tar `mode` holding Windows-derived type bits (a directory or symlink
+//! that has a data stream gets the file bit too) in Go's PAX header style, and an
+//! [`Entry`](strata_layer::Entry) carries neither, so entries read through
+//! `LayerReader` could not be written back byte for byte.
+//!
+//! Modules: `writer` (the Windows level), `entries` (the entry level), `reader`,
+//! `tombstones` (`tombstones.txt`), `layerchain` (`layerchain.json`).
+//!
 //! ```
 //! use std::io::Write;
 //! use strata_wclayer::folder::{LayerFolderReader, LayerFolderWriter, LayerChain};
