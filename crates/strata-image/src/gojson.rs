@@ -29,10 +29,10 @@ use strata_layer::Timestamp;
 
 use crate::Error;
 
-/// `json.Marshal(value)`.
+/// `json.Marshal(value)`, with the escaper every Strata crate shares
+/// ([`strata_layer::gojson`]).
 pub fn marshal<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    let plain = serde_json::to_vec(value).map_err(|e| Error::json("generated JSON", e))?;
-    Ok(escape_html(plain))
+    strata_layer::gojson::to_vec(value).map_err(|e| Error::json("generated JSON", e))
 }
 
 /// `json.NewEncoder(w).Encode(value)`: [`marshal`] and a newline.
@@ -251,40 +251,6 @@ impl From<Doc> for serde_json::Value {
             ),
         }
     }
-}
-
-/// Go's HTML-safe escaping. The characters concerned can only occur inside JSON strings
-/// (structure, numbers and literals never hold them), so a byte scan is exact.
-fn escape_html(json: Vec<u8>) -> Vec<u8> {
-    let needs = json
-        .windows(3)
-        .any(|w| w[0] == 0xe2 && w[1] == 0x80 && (w[2] == 0xa8 || w[2] == 0xa9))
-        || json.iter().any(|&b| matches!(b, b'<' | b'>' | b'&'));
-    if !needs {
-        return json;
-    }
-    let mut out = Vec::with_capacity(json.len() + 16);
-    let mut i = 0;
-    while i < json.len() {
-        match json[i] {
-            b'<' => out.extend_from_slice(br"\u003c"),
-            b'>' => out.extend_from_slice(br"\u003e"),
-            b'&' => out.extend_from_slice(br"\u0026"),
-            0xe2 if json.get(i + 1) == Some(&0x80)
-                && matches!(json.get(i + 2), Some(0xa8 | 0xa9)) =>
-            {
-                out.extend_from_slice(if json[i + 2] == 0xa8 {
-                    br"\u2028"
-                } else {
-                    br"\u2029"
-                });
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }
 
 /// A point in time as Go's `time.Time` holds one parsed from RFC 3339: the instant plus

@@ -49,6 +49,11 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A format built on the entry model (a Windows layer folder) refused or failed an
+    /// entry: its own precise error, kept whole so its crate can take it back.
+    #[error(transparent)]
+    Format(Box<dyn std::error::Error + Send + Sync + 'static>),
+
     /// An I/O error outside any one entry (reading the input, writing the output). The
     /// OS error is part of the message (it is the last word, so it is not a `source`).
     #[error("{context}: {error}")]

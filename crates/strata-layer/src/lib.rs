@@ -36,6 +36,7 @@ pub mod dir_reader;
 pub mod dir_writer;
 mod entry;
 mod error;
+pub mod gojson;
 pub mod inroot;
 pub mod pack;
 mod path;

@@ -227,36 +227,11 @@ pub fn write_backup_stream_from_tar<R: LayerReader + ?Sized, W: Write>(
     e: &Entry,
     out: W,
 ) -> Result<Option<Entry>, Error> {
-    let name = e.path.to_string();
     let mut w = BackupStreamWriter::new(out);
-    let io_err = |err: io::Error| Error::io(format!("writing the backup stream of `{name}`"), err);
-    if let Some(sd) = security_descriptor_of(e)?.filter(|sd| !sd.is_empty()) {
-        w.write_header(&StreamHeader::new(StreamId::SecurityData, sd.len() as u64))?;
-        w.write_all(&sd).map_err(io_err)?;
-    }
-    let eas = extended_attributes_of(e)?;
-    if !eas.is_empty() {
-        let chain = ea::encode(&eas)?;
-        w.write_header(&StreamHeader::new(StreamId::EaData, chain.len() as u64))?;
-        w.write_all(&chain).map_err(io_err)?;
-    }
+    write_backup_stream_head(e, &mut w)?;
     let mut buf = Vec::new();
-    match &e.kind {
-        EntryKind::Symlink { target } => {
-            let target = std::str::from_utf8(target)
-                .map_err(|_| Error::entry(&name, "the link target is not UTF-8"))?;
-            let rp = reparse::encode(&ReparsePoint {
-                target: target.replace('/', "\\"),
-                mount_point: pax(e, PAX_MOUNTPOINT).is_some(),
-            })?;
-            w.write_header(&StreamHeader::new(StreamId::ReparseData, rp.len() as u64))?;
-            w.write_all(&rp).map_err(io_err)?;
-        }
-        EntryKind::File { size, .. } => {
-            w.write_header(&StreamHeader::new(StreamId::Data, *size))?;
-            copy_dense(reader, e, &mut w, &mut buf)?;
-        }
-        _ => {}
+    if matches!(e.kind, EntryKind::File { .. }) {
+        copy_dense(reader, e, &mut w, &mut buf)?;
     }
     let prefix = [e.path.as_bytes(), b":"].concat();
     loop {
@@ -270,14 +245,62 @@ pub fn write_backup_stream_from_tar<R: LayerReader + ?Sized, W: Write>(
             w.finish()?;
             return Ok(Some(next));
         }
-        let suffix = std::str::from_utf8(&next.path.as_bytes()[prefix.len() - 1..])
-            .map_err(|_| Error::entry(next.path.to_string(), "the stream name is not UTF-8"))?;
-        let stream = suffix.strip_suffix(":$DATA").unwrap_or(suffix);
-        check_stream_name(stream).map_err(|r| Error::entry(next.path.to_string(), r))?;
-        let size = next.kind.data_len();
-        w.write_header(&StreamHeader::alternate(&format!("{stream}:$DATA"), size))?;
+        w.write_header(&alternate_stream_header(&next, prefix.len())?)?;
         copy_dense(reader, &next, &mut w, &mut buf)?;
     }
+}
+
+/// The backup stream of `e` up to its data: SECURITY, EA, then REPARSE (a symlink) or
+/// the DATA header (a file; its `size` dense bytes follow).
+pub(crate) fn write_backup_stream_head<W: Write>(
+    e: &Entry,
+    w: &mut BackupStreamWriter<W>,
+) -> Result<(), Error> {
+    let name = e.path.to_string();
+    let io_err = |err: io::Error| Error::io(format!("writing the backup stream of `{name}`"), err);
+    if let Some(sd) = security_descriptor_of(e)?.filter(|sd| !sd.is_empty()) {
+        w.write_header(&StreamHeader::new(StreamId::SecurityData, sd.len() as u64))?;
+        w.write_all(&sd).map_err(io_err)?;
+    }
+    let eas = extended_attributes_of(e)?;
+    if !eas.is_empty() {
+        let chain = ea::encode(&eas)?;
+        w.write_header(&StreamHeader::new(StreamId::EaData, chain.len() as u64))?;
+        w.write_all(&chain).map_err(io_err)?;
+    }
+    match &e.kind {
+        EntryKind::Symlink { target } => {
+            let target = std::str::from_utf8(target)
+                .map_err(|_| Error::entry(&name, "the link target is not UTF-8"))?;
+            let rp = reparse::encode(&ReparsePoint {
+                target: target.replace('/', "\\"),
+                mount_point: pax(e, PAX_MOUNTPOINT).is_some(),
+            })?;
+            w.write_header(&StreamHeader::new(StreamId::ReparseData, rp.len() as u64))?;
+            w.write_all(&rp).map_err(io_err)?;
+        }
+        EntryKind::File { size, .. } => {
+            w.write_header(&StreamHeader::new(StreamId::Data, *size))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The header of the alternate data stream entry `ads`, whose path is its main entry's
+/// path (`prefix_len` bytes with the `:`) and `:<stream>` (a trailing `:$DATA` accepted).
+pub(crate) fn alternate_stream_header(
+    ads: &Entry,
+    prefix_len: usize,
+) -> Result<StreamHeader, Error> {
+    let suffix = std::str::from_utf8(&ads.path.as_bytes()[prefix_len - 1..])
+        .map_err(|_| Error::entry(ads.path.to_string(), "the stream name is not UTF-8"))?;
+    let stream = suffix.strip_suffix(":$DATA").unwrap_or(suffix);
+    check_stream_name(stream).map_err(|r| Error::entry(ads.path.to_string(), r))?;
+    Ok(StreamHeader::alternate(
+        &format!("{stream}:$DATA"),
+        ads.kind.data_len(),
+    ))
 }
 
 /// An alternate stream's name as a tar name suffix (`:Zone.Identifier`): a `:` and a

@@ -59,7 +59,7 @@ pub enum Error {
 
     /// The tar codec (strata-layer) failed.
     #[error(transparent)]
-    Layer(#[from] strata_layer::Error),
+    Layer(strata_layer::Error),
 
     /// An I/O error outside any one entry, with what was being done.
     #[error("{context}: {error}")]
@@ -85,6 +85,31 @@ impl Error {
         Error::BadName {
             name: name.into(),
             reason: reason.into(),
+        }
+    }
+}
+
+/// A strata-layer error; one that carries this crate's error (a layer folder behind the
+/// [`LayerWriter`](strata_layer::LayerWriter) trait) is taken back whole.
+impl From<strata_layer::Error> for Error {
+    fn from(e: strata_layer::Error) -> Self {
+        match e {
+            strata_layer::Error::Format(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Layer(strata_layer::Error::Format(other)),
+            },
+            other => Error::Layer(other),
+        }
+    }
+}
+
+/// This crate's error behind the strata-layer traits: a codec error stays itself, ours
+/// travels as [`strata_layer::Error::Format`].
+impl From<Error> for strata_layer::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Layer(l) => l,
+            other => strata_layer::Error::Format(Box::new(other)),
         }
     }
 }

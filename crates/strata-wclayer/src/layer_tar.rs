@@ -7,12 +7,9 @@ use std::path::{Path, PathBuf};
 
 use strata_layer::compress::Decompressor;
 use strata_layer::tar::{TarReader, TarWriter};
-use strata_layer::{EntryKind, LayerReader, LayerWriter};
+use strata_layer::{LayerReader, LayerWriter};
 
-use crate::backuptar::{
-    file_info_from_entry, write_backup_stream_from_tar, write_tar_from_backup_stream,
-    write_tar_hard_link, write_tar_whiteout,
-};
+use crate::backuptar::{write_tar_from_backup_stream, write_tar_hard_link, write_tar_whiteout};
 use crate::folder::{LayerChain, LayerFolderReader, LayerFolderWriter};
 use crate::{Error, WinPath};
 
@@ -96,106 +93,54 @@ fn import_into<R: Read + Send>(
     })
 }
 
+/// Streams the tar's entries into the folder writer through [`LayerWriter`]. An error
+/// names the main entry it belongs to (its alternate streams included) and where that
+/// entry starts in the tar.
 fn import_entries<R: Read>(
     mut tar: TarReader<R>,
     folder: &Path,
     parents: &[PathBuf],
 ) -> Result<ImportSummary, Error> {
     let mut w = LayerFolderWriter::create(folder, parents)?;
-    // hcsshim's base-layer writer creates any relative path; a diff layer's names start
-    // with Files, Hives or UtilityVM.
-    let win_path = if parents.is_empty() {
-        WinPath::from_layer_path_in_base_layer
-    } else {
-        WinPath::from_layer_path
-    };
-    let mut summary = ImportSummary::default();
-    let mut next = tar.next_entry()?;
-    while let Some(e) = next {
-        let at = tar.entry_offset();
-        let wrap = |err: Error| match err {
+    let mut main: Option<(String, u64)> = None;
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Some(e) = tar.next_entry()? {
+        if main.is_none() || !w.continues_current(&e) {
+            main = Some((e.path.to_string(), tar.entry_offset()));
+        }
+        let wrap = |err: strata_layer::Error| match Error::from(err) {
             Error::Layer(l) => Error::Layer(l),
-            other => Error::entry(
-                format!("{} (the entry at byte {at})", e.path),
-                other.to_string(),
-            ),
-        };
-        match &e.kind {
-            EntryKind::Whiteout => {
-                w.remove(&win_path(&e.path)?).map_err(wrap)?;
-                next = tar.next_entry()?;
-            }
-            // `.wh..wh..opq` is not special for Windows: it tombstones `.wh..opq`.
-            EntryKind::Opaque => {
-                w.remove(&win_path(&e.path)?.join(".wh..opq")?)
-                    .map_err(wrap)?;
-                next = tar.next_entry()?;
-            }
-            EntryKind::HardLink { target } => {
-                w.add_link(&win_path(&e.path)?, &win_path(target)?)
-                    .map_err(wrap)?;
-                next = tar.next_entry()?;
-            }
-            _ => {
-                let name = win_path(&e.path)?;
-                let (size, info) = file_info_from_entry(&e)?;
-                if matches!(e.kind, EntryKind::File { .. }) {
-                    if info.attributes.is_dir() {
-                        // Go would write a data stream into a directory, which Windows
-                        // cannot hold (and which exports as a different entry).
-                        return Err(wrap(Error::entry(e.path.to_string(), "MSWINDOWS.fileattr marks a directory, but the entry is a regular file (a directory cannot hold file data)")));
-                    }
-                    summary.size += size;
-                }
-                w.add(&name, &info).map_err(wrap)?;
-                let mut counted = CountAds::default();
-                next = write_backup_stream_from_tar(
-                    &mut CountingReader {
-                        inner: &mut tar,
-                        ads: &mut counted,
-                        main: e.path.as_bytes().len(),
-                    },
-                    &e,
-                    &mut w,
+            other => {
+                let (path, at) = main.clone().unwrap_or_default();
+                Error::entry(
+                    format!("{path} (the entry at byte {at})"),
+                    other.to_string(),
                 )
-                .map_err(wrap)?;
-                summary.alternate_streams += counted.0;
+            }
+        };
+        LayerWriter::add(&mut w, &e).map_err(wrap)?;
+        if e.kind.data_len() > 0 {
+            loop {
+                let n = tar.read_data(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                w.write_data(&buf[..n]).map_err(wrap)?;
             }
         }
+        // The data's end (and its check) belongs to this entry, not the next one.
+        w.end_entry_data()
+            .map_err(|err| wrap(strata_layer::Error::from(err)))?;
     }
-    let ws = w.finish()?;
-    summary.entries = ws.entries;
-    summary.links = ws.links;
-    summary.tombstones = ws.tombstones;
-    summary.not_applicable = ws.not_applicable;
-    Ok(summary)
-}
-
-#[derive(Default)]
-struct CountAds(u64);
-
-/// Counts the ADS entries `write_backup_stream_from_tar` consumes.
-struct CountingReader<'a, R: LayerReader> {
-    inner: &'a mut R,
-    ads: &'a mut CountAds,
-    main: usize,
-}
-
-impl<R: LayerReader> LayerReader for CountingReader<'_, R> {
-    fn next_entry(&mut self) -> Result<Option<strata_layer::Entry>, strata_layer::Error> {
-        let e = self.inner.next_entry()?;
-        if let Some(e) = &e {
-            if e.path.as_bytes().len() > self.main
-                && e.path.as_bytes().get(self.main) == Some(&b':')
-            {
-                self.ads.0 += 1;
-            }
-        }
-        Ok(e)
-    }
-    fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, strata_layer::Error> {
-        self.inner.read_data(buf)
-    }
+    let ws = LayerWriter::finish(w)?;
+    Ok(ImportSummary {
+        size: ws.size,
+        entries: ws.entries,
+        links: ws.links,
+        tombstones: ws.tombstones,
+        alternate_streams: ws.alternate_streams,
+        not_applicable: ws.not_applicable,
+    })
 }
 
 /// Exports the layer folder `chain.layer` as a Windows layer tar (§5.1): entries in
