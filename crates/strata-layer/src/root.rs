@@ -609,3 +609,147 @@ fn unlink_in(dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> Result<(), Err
         r => r,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    fn lp(s: &str) -> LayerPath {
+        LayerPath::from_tar_name(s.as_bytes()).unwrap()
+    }
+
+    /// Keeps `keep` and everything above it; records what it is told about.
+    struct KeepOne {
+        keep: LayerPath,
+        told: Vec<String>,
+    }
+
+    impl SweepPolicy for KeepOne {
+        fn wants_paths(&mut self, _: &LayerPath, _: Sweep) -> bool {
+            true
+        }
+        fn kept(&mut self, path: &LayerPath) -> bool {
+            let (p, k) = (path.as_bytes(), self.keep.as_bytes());
+            p == k || (k.starts_with(p) && k.get(p.len()) == Some(&b'/'))
+        }
+        fn removing(
+            &mut self,
+            _: &Dir,
+            _: &CStr,
+            path: &LayerPath,
+            _: FileType,
+        ) -> Result<(), Error> {
+            self.told.push(path.to_string());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_unkept_sweep_keeps_what_the_policy_keeps_and_tells_it_what_goes() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["top/a/deep", "top/b"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        for f in [
+            "top/a/deep/keep",
+            "top/a/deep/drop",
+            "top/a/drop",
+            "top/b/drop",
+            "top/f",
+        ] {
+            std::fs::write(t.path().join(f), f).unwrap();
+        }
+        symlink("/etc", t.path().join("top/b/etc")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let top = root.top().open_dir(c"top").unwrap();
+        let mut policy = KeepOne {
+            keep: lp("top/a/deep/keep"),
+            told: Vec::new(),
+        };
+        top.sweep(&lp("top"), Sweep::Unkept, &mut policy).unwrap();
+        let mut left: Vec<String> = Vec::new();
+        for e in std::fs::read_dir(t.path().join("top/a/deep")).unwrap() {
+            left.push(e.unwrap().file_name().into_string().unwrap());
+        }
+        assert_eq!(left, ["keep"]);
+        assert!(!t.path().join("top/a/drop").exists());
+        assert!(!t.path().join("top/b").exists());
+        assert!(!t.path().join("top/f").exists());
+        // Files directly in swept kept directories and in removed ones are announced.
+        policy.told.sort();
+        assert_eq!(
+            policy.told,
+            [
+                "top/a/deep/drop",
+                "top/a/drop",
+                "top/b/drop",
+                "top/b/etc",
+                "top/f"
+            ]
+        );
+        assert!(std::path::Path::new("/etc").is_dir());
+    }
+
+    #[test]
+    fn name_methods_never_follow_a_final_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        let before = std::fs::metadata(outside.path()).unwrap();
+        symlink(outside.path(), t.path().join("link")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let top = root.top();
+        let old = Timestamps {
+            last_access: rfs::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+            last_modification: rfs::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+        };
+        top.set_times_at(c"link", &old).unwrap();
+        assert_eq!(
+            std::fs::symlink_metadata(t.path().join("link"))
+                .unwrap()
+                .mtime(),
+            1
+        );
+        assert!(top.create_file(c"link", 0o644).is_err());
+        assert_eq!(top.open_file(c"link").map(drop), Err(Errno::LOOP));
+        // user.* is refused on a symlink by Linux; a follow would have set it on the file.
+        let _ = top.set_xattr_at(c"link", b"user.strata", b"x");
+        let mut buf = [0u8; 8];
+        assert!(rfs::getxattr(outside.path(), "user.strata", &mut buf).is_err());
+        let after = std::fs::metadata(outside.path()).unwrap();
+        assert_eq!(after.mtime(), before.mtime());
+        top.unlink(c"link").unwrap();
+        assert!(outside.path().exists());
+    }
+
+    #[test]
+    fn create_dirs_goes_through_symlinks_inside_the_root_and_names_a_dangling_one() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        symlink("/real", t.path().join("abs")).unwrap();
+        symlink("/nowhere", t.path().join("dangling")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mkdir = |base: &Dir, name: &CStr, _: &[u8]| -> Result<Dir, Error> {
+            base.mkdir(name, 0o755).unwrap();
+            Ok(base.open_dir(name).unwrap())
+        };
+        let entry = lp("abs/new/file");
+        root.create_dirs(b"abs/new", &entry, mkdir).unwrap();
+        assert!(t.path().join("real/new").is_dir());
+        let err = root
+            .create_dirs(b"dangling/x", &lp("dangling/x/f"), mkdir)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`dangling` is a symlink whose target does not exist inside the root"),
+            "{err}"
+        );
+        assert!(!std::path::Path::new("/nowhere").exists());
+    }
+}
