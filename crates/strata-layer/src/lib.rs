@@ -5,7 +5,7 @@
 //!
 //! | job | reader | writer |
 //! | --- | --- | --- |
-//! | unpack a layer tar | [`tar::TarReader`] | [`dir_writer::DirWriter`] (safe, in-root) |
+//! | unpack a layer tar | [`tar::TarReader`] | [`dir_writer::DirWriter`] (safe, in-root: [`root::Root`]) |
 //! | pack a directory | [`dir_reader::DirReader`] | [`tar::TarWriter`] |
 //! | re-export a layer bit-exact | [`recipe`] (recorded while unpacking) | the original bytes |
 //!
@@ -42,10 +42,12 @@ pub mod pack;
 mod path;
 pub mod pipe;
 pub mod recipe;
+pub mod root;
 pub mod sandbox;
 pub mod tar;
 pub mod unpack;
 pub mod upper;
+mod xattr;
 
 pub use entry::{
     copy, Entry, EntryKind, LayerReader, LayerWriter, Metadata, PaxRecord, SparseExtent, Timestamp,

@@ -30,11 +30,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
+use crate::root::Root;
 use crate::tar::TarSink;
 use crate::{Entry, EntryKind, Error, LayerPath, SparseExtent};
 
@@ -303,7 +303,7 @@ pub struct RebuildSummary {
 }
 
 /// Writes the original layer tar recorded in `recipe`, reading file payloads from the
-/// tree at `root` (resolved inside it). Each file is checked against its recorded size
+/// tree at `root` (each one resolved inside it through a [`Root`]). Each file is checked against its recorded size
 /// and CRC-64, and the whole output against the recorded diffID; any difference means
 /// the tree changed since it was unpacked, and is an error naming the file.
 pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSummary, Error> {
@@ -352,7 +352,7 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
         appendix.insert(v(0), (appendix_start + v(1), v(2)));
     }
 
-    let root_fd = crate::inroot::open_root(root)?;
+    let root = Root::open(root)?;
     file.seek(SeekFrom::Start(MAGIC.len() as u64))
         .map_err(|e| Error::io(format!("reading recipe {}", recipe.display()), e))?;
     let section = BufReader::new((&file).take(appendix_start - MAGIC.len() as u64));
@@ -392,7 +392,7 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
                         done += want as u64;
                     }
                 } else {
-                    let body = open_body(&root_fd, &fref)?;
+                    let body = open_body(&root, &fref)?;
                     copy_payload(&body, &fref, &mut tee).map_err(|e| Error::Recipe {
                         reason: format!("`{}` no longer matches the layer: {e}", fref.path),
                     })?;
@@ -440,13 +440,13 @@ pub fn rebuild<W: Write>(recipe: &Path, root: &Path, out: W) -> Result<RebuildSu
 
 /// Opens a recorded file inside the root and checks that it is a regular file of the
 /// recorded size.
-fn open_body(root: &OwnedFd, fref: &FileRef) -> Result<File, Error> {
+fn open_body(root: &Root, fref: &FileRef) -> Result<File, Error> {
     let changed = |reason: String| Error::Recipe {
         reason: format!("`{}` no longer matches the layer: {reason}", fref.path),
     };
-    let fd =
-        crate::inroot::open_file(root.as_fd(), &fref.path).map_err(|e| changed(e.to_string()))?;
-    let file = File::from(fd);
+    let file = root
+        .open_file(&fref.path)
+        .map_err(|e| changed(e.to_string()))?;
     let meta = file.metadata().map_err(|e| changed(e.to_string()))?;
     if !meta.is_file() {
         return Err(changed("it is no longer a regular file".into()));

@@ -27,7 +27,7 @@ use rustix::io::Errno;
 use crate::Error;
 
 /// The xattr that makes an upper (or lower) directory hide what lies beneath it.
-pub(crate) const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
+pub(crate) use crate::xattr::OVERLAY_OPAQUE as OPAQUE_XATTR;
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
