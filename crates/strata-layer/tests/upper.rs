@@ -112,8 +112,21 @@ fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, at: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Unmounts `at`. The tests run in parallel, and a child another test forks (mount,
+/// getfattr) holds copies of this process's descriptors until it execs, so the mount may
+/// be busy for a moment: try again for up to two seconds.
 fn umount(at: &Path) {
-    assert!(Command::new("umount").arg(at).status().unwrap().success());
+    for _ in 0..100 {
+        let out = Command::new("umount").arg(at).output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        if !String::from_utf8_lossy(&out.stderr).contains("busy") {
+            panic!("umount {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("umount {}: still busy after 2 s", at.display());
 }
 
 /// What a tree holds, path by path.
