@@ -122,7 +122,11 @@ fn umount(at: &Path) {
             return;
         }
         if !String::from_utf8_lossy(&out.stderr).contains("busy") {
-            panic!("umount {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "umount {}: {}",
+                at.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
