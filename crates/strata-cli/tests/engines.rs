@@ -21,27 +21,7 @@ use common::images::*;
 use common::*;
 use serde_json::Value;
 
-struct Store {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Store {
-    fn new() -> Store {
-        let dir = tempdir();
-        let root = dir.path().join("store");
-        Store { _dir: dir, root }
-    }
-    fn facts(&self, image: &str) -> Facts {
-        inspect_facts(&self.json(&["inspect", image]))
-    }
-}
-
-impl StoreCli for Store {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-}
+type Store = TempStore;
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -245,7 +225,10 @@ fn docker_rootfs(d: &Dockerd, image: &str, at: &Path) -> Mounted {
 fn strata_rootfs(st: &Store, image: &str) -> Mounted {
     let top = jstr(&st.json(&["inspect", image]), "top_layer").to_string();
     let path = PathBuf::from(jstr(&st.json(&["layer", "mount", &top]), "path"));
-    let (strata, root) = (std::env::var("CARGO_BIN_EXE_strata").ok(), st.root.clone());
+    let (strata, root) = (
+        std::env::var("CARGO_BIN_EXE_strata").ok(),
+        st.root().to_path_buf(),
+    );
     Mounted {
         path,
         unmount: Some(Box::new(move || {

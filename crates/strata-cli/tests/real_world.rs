@@ -9,29 +9,15 @@ mod common;
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::images::{check_layout_blobs, facts_of_config, peer, Facts};
 use common::*;
 use serde_json::Value;
 
-struct Store {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-}
+type Store = TempStore;
 
-impl Store {
-    fn new() -> Store {
-        let dir = tempdir();
-        let root = dir.path().join("store");
-        Store { dir, root }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
+impl TempStore {
     fn image_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .json(&["images"])
@@ -42,12 +28,6 @@ impl Store {
             .collect();
         ids.sort();
         ids
-    }
-}
-
-impl StoreCli for Store {
-    fn root(&self) -> &Path {
-        &self.root
     }
 }
 

@@ -14,33 +14,11 @@ use common::images::*;
 use common::*;
 use serde_json::Value;
 
-/// A store in a temporary directory.
-struct Store {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-}
+type Store = TempStore;
 
-impl Store {
-    fn new() -> Store {
-        let dir = tempdir();
-        let root = dir.path().join("store");
-        Store { dir, root }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    /// The image's ID and diffIDs as the store holds them.
-    fn facts(&self, image: &str) -> Facts {
-        inspect_facts(&self.json(&["inspect", image]))
-    }
+impl TempStore {
     fn fsck_clean(&self) {
         assert_eq!(self.json(&["fsck"])["clean"], Value::Bool(true));
-    }
-}
-
-impl StoreCli for Store {
-    fn root(&self) -> &Path {
-        &self.root
     }
 }
 

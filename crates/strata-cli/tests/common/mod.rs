@@ -276,6 +276,37 @@ pub trait StoreCli {
     }
 }
 
+/// A store in a temporary directory (`DIR/store`), with room beside it for the files a
+/// test writes ([`TempStore::path`]); all of it goes when the value is dropped.
+pub struct TempStore {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl TempStore {
+    pub fn new() -> TempStore {
+        let dir = tempdir();
+        let root = dir.path().join("store");
+        TempStore { dir, root }
+    }
+
+    /// `name` beside the store, in its temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The image's ID and diffIDs as the store holds them.
+    pub fn facts(&self, image: &str) -> images::Facts {
+        images::inspect_facts(&self.json(&["inspect", image]))
+    }
+}
+
+impl StoreCli for TempStore {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
 /// A `strata` command with the given arguments.
 pub fn strata_cmd<I, S>(args: I) -> Command
 where
