@@ -21,10 +21,11 @@
 #                                              the container's, file for file
 #   9. umount, rm, fsck                        the store is left as it was, and clean
 #  10. strata import-dir                       the sample tree becomes an image
-#  11. strata save, then load into a second    same image ID; a container on it shows
+#  11. strata save, then load into a second    same image ID; the image's view shows
 #      store                                   the sample tree, file for file
-#  12. strata commit                           a change in that container becomes the
-#                                              image's next layer; fsck clean
+#  12. strata commit                           a change in a container on it (on its
+#                                              init layer) is its only change and
+#                                              becomes the image's next layer; fsck clean
 #  13. strata push, then pull into a third     through docker-registry on loopback:
 #      store                                   same image ID; a second push sends no
 #                                              layer
@@ -197,6 +198,7 @@ say "9. store:  layers removed, fsck clean"
 # --- 10-12. an image, built, saved, loaded ------------------------------------------
 IMG=demo/sample:$$
 image_cleanup() {
+  if [ -n "${OTHER:-}" ]; then "$STRATA" -q --root "$OTHER" layer umount box 2>/dev/null || true; fi
   "$STRATA" -q rmi -f "$IMG" 2>/dev/null || true
   "$STRATA" -q rmi -f "$IMG-commit" 2>/dev/null || true
 }
@@ -216,16 +218,22 @@ load_s=$(since "$t")
 got=$("$STRATA" --json --root "$OTHER" inspect "$IMG" | json id)
 [ "$got" = "$IMAGE_ID" ] || fail "the loaded image is $got, not $IMAGE_ID"
 TOP=$("$STRATA" --json --root "$OTHER" inspect "$IMG" | json top_layer)
+# The image's own tree: its top layer's read-only view.
+M3=$("$STRATA" --root "$OTHER" layer mount "$TOP")
+python3 "$LISTING" "$M3" | grep -v '^\.	' >"$WORK/loaded.tsv"
+"$STRATA" -q --root "$OTHER" layer umount "$TOP"
+diff -u "$WORK/src.tsv" "$WORK/loaded.tsv" >"$WORK/loaded.diff" || { head -n 20 "$WORK/loaded.diff" >&2; fail "the loaded image's tree differs from the directory it was made of"; }
+# A container on it (on its init layer: the runtime's mountpoints, which no commit takes).
 "$STRATA" -q --root "$OTHER" layer create --rw --parent "$TOP" box
 M3=$("$STRATA" --root "$OTHER" layer mount box)
-python3 "$LISTING" "$M3" | grep -v '^\.	' >"$WORK/loaded.tsv"
-diff -u "$WORK/src.tsv" "$WORK/loaded.tsv" >"$WORK/loaded.diff" || { head -n 20 "$WORK/loaded.diff" >&2; fail "the loaded image's tree differs from the directory it was made of"; }
 say "11. save, load into another store: same image ID, same tree (save ${save_s}s, load ${load_s}s, $(stat -c %s "$WORK/image.tar") bytes)"
 # Commit a change made in it, and check the new image's history and layers.
 printf 'committed\n' >"$M3/extra/committed"
 "$STRATA" -q --root "$OTHER" commit box "$IMG-commit" -m "demo commit"
 layers=$("$STRATA" --json --root "$OTHER" inspect "$IMG-commit" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["layers"]))')
 [ "$layers" = 2 ] || fail "the committed image has $layers layers, not 2"
+changes=$("$STRATA" --root "$OTHER" layer changes box | tr '\n' ' ')
+[ "$changes" = "C /extra A /extra/committed " ] || fail "the container's changes are '$changes', not the one file written"
 "$STRATA" -q --root "$OTHER" layer umount box
 "$STRATA" -q --root "$OTHER" layer rm box
 "$STRATA" -q --root "$OTHER" fsck || fail "fsck of the second store is not clean"
