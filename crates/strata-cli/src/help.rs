@@ -407,7 +407,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("STRATA_TMPDIR", "Where copy spools pipes, compressed archives and layers pushed to registries, as --tmpdir (default: $TMPDIR or /tmp)."),
     ("STRATA_REGISTRY_TIMEOUT", "How long a registry may keep us waiting, as --registry-timeout (default: 30 s)."),
     ("REGISTRY_AUTH_FILE", "The containers-auth.json(5) file read first for registry credentials (default: $XDG_RUNTIME_DIR/containers/auth.json); then $XDG_CONFIG_HOME/containers/auth.json and $DOCKER_CONFIG/config.json (default ~/.docker/config.json), as podman and docker login write them."),
-    ("SSL_CERT_FILE", "A PEM file of extra certificate authorities to trust for registries."),
+    ("SSL_CERT_FILE", "A PEM bundle of the certificate authorities registries are checked against, instead of /etc/ssl/certs/ca-certificates.crt (the *.crt files of /etc/containers/certs.d/HOST/ and /etc/docker/certs.d/HOST/ count either way)."),
 ];
 
 /// The exit statuses.
