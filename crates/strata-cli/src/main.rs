@@ -2,6 +2,7 @@
 //! only; every operation lives in a library crate.
 
 mod help;
+mod hint;
 mod image;
 mod images;
 mod layer;
@@ -189,6 +190,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(141);
             }
             eprintln!("strata: error: {e:#}");
+            if let Some(next) = hint::hint(&e) {
+                eprintln!("strata: hint: {next}");
+            }
             ExitCode::FAILURE
         }
     }
