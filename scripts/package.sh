@@ -31,11 +31,14 @@ cd "$ROOT"
 need_packages dpkg-shlibdeps:dpkg-dev
 
 # The cargo-deb release this script is written against (its options and its handling
-# of target/release/ asset paths).
+# of target/release/ asset paths). Installed light: a debug build without xz (the
+# package is gzip-compressed, -Z gz) compiles in half the CPU time of the default
+# (measured: 1m39s against 3m30s of CPU), and packing a few MB needs no optimizer.
 CARGO_DEB_VERSION=3.8.0
 if ! cargo deb --version >/dev/null 2>&1; then
-  say "installing cargo-deb $CARGO_DEB_VERSION (cargo install --locked)"
-  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet \
+  say "installing cargo-deb $CARGO_DEB_VERSION (cargo install --locked --debug)"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet --debug \
+    --no-default-features --features gzip \
     || die "cargo install cargo-deb failed (it needs crates.io)"
 fi
 
@@ -65,7 +68,7 @@ say "$(find "$assets/man" -name '*.1' | wc -l) man pages and 3 completion script
 # cargo-deb warns that the dev profile is meant for development: it is, here, for CI.
 # Binaries are stripped (the debug build's debug info would make the package ~10x larger).
 say "running cargo deb (profile $profile)"
-deb=$(cargo deb -p strata-cli --no-build --profile "$profile" --fast 2>"$target/cargo-deb.log" | tail -n 1) || {
+deb=$(cargo deb -p strata-cli --no-build --profile "$profile" --fast -Z gz 2>"$target/cargo-deb.log" | tail -n 1) || {
   cat "$target/cargo-deb.log" >&2
   die "cargo deb failed"
 }
