@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Strata's main job end to end, on a real tree, checking every step.
 #
-# Usage: scripts/demo.sh            (KEEP=1 keeps the work directory for a look)
+# Usage: scripts/demo.sh            (KEEP=1 keeps the work directory for a look;
+#                                   STRATA=PATH runs an installed strata, unbuilt;
+#                                   DEMO_DOC=DIR copies DIR instead of /usr/share/doc)
 #
 # Builds strata (release), copies /usr/share/doc into a sample tree and adds the hard
 # parts (symlinks, a hard-link group, user xattrs, nanosecond mtimes, setuid, a fifo, a
@@ -38,7 +40,12 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 LISTING=$SHARED/testdata/tree-listing.py
 [ -f "$LISTING" ] || die "no $LISTING: shared/ must sit beside the repository (or set SHARED=DIR)"
 need_packages python3:python3 setfattr:attr zstd:zstd sha256sum:coreutils docker-registry:docker-registry
-build_strata
+# STRATA=/usr/bin/strata runs the demo against an installed strata (the package's check).
+if [ -n "${STRATA:-}" ]; then
+  [ -x "$STRATA" ] || die "STRATA=$STRATA is not an executable"
+else
+  build_strata
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/strata-demo.XXXXXX")
 cleanup() {
@@ -57,7 +64,8 @@ fail() { die "MISMATCH: $*"; }
 # --- the sample tree --------------------------------------------------------------
 say "making a sample tree in $SRC"
 mkdir -p "$SRC/extra/dir/empty"
-if [ -d /usr/share/doc ]; then cp -a /usr/share/doc "$SRC/doc"; fi
+DEMO_DOC=${DEMO_DOC:-/usr/share/doc}
+if [ -d "$DEMO_DOC" ]; then cp -a "$DEMO_DOC" "$SRC/doc"; fi
 X=$SRC/extra
 printf 'shared body\n' >"$X/hard-a"
 ln "$X/hard-a" "$X/dir/hard-b"

@@ -1,9 +1,12 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod help;
+mod hint;
 mod image;
 mod images;
 mod layer;
+mod manual;
 mod output;
 mod registry;
 mod store;
@@ -11,7 +14,7 @@ mod wclayer;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 /// Daemonless container image layer store and converter.
 #[derive(Parser)]
@@ -119,10 +122,16 @@ enum Command {
         dir: std::path::PathBuf,
         image: String,
     },
+    /// Print the shell completion script for strata (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Write the man pages (strata.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Manual { dir: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The definition with its examples and version attached (help.rs).
+    let cli = Cli::from_arg_matches(&help::command().get_matches()).unwrap_or_else(|e| e.exit());
     let out = output::Output::new(cli.json, cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Layer(cmd) => layer::run(cmd, &cli.store, &out),
@@ -167,6 +176,8 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
+        Command::Completion { shell } => manual::completion(shell),
+        Command::Manual { dir } => manual::manual(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +190,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(141);
             }
             eprintln!("strata: error: {e:#}");
+            if let Some(next) = hint::hint(&e) {
+                eprintln!("strata: hint: {next}");
+            }
             ExitCode::FAILURE
         }
     }
