@@ -757,7 +757,7 @@ mod tests {
         let root = Root::open(t.path()).unwrap();
         let top = root.top().reopen().unwrap();
         let mut names = top.list().unwrap();
-        names.sort();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             names,
             [
