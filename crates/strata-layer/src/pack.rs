@@ -30,7 +30,6 @@ pub struct PackSummary {
     pub blob_digest: Digest,
     /// The size of the bytes written.
     pub blob_bytes: u64,
-
     /// Things skipped (sockets), one sentence each ([`pack`] only; a caller of
     /// [`pack_entries`] asks its reader).
     pub warnings: Vec<String>,

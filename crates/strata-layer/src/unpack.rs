@@ -72,7 +72,6 @@ pub struct UnpackSummary {
     pub data_bytes: u64,
     /// Things dropped or skipped while applying (xattrs, devices), one sentence each.
     pub warnings: Vec<String>,
-
     /// `None` when the sandbox was turned off.
     pub sandbox: Option<SandboxStatus>,
 }

@@ -81,7 +81,6 @@ struct Shared {
 /// // ... pull a blob through `client`: the retry resumes with a `Range` request ...
 /// assert_eq!(proxy.hits(), 1);
 /// assert!(proxy.seen().iter().any(|s| s.range.is_some()));
-
 /// ```
 pub struct Proxy {
     /// The loopback port it listens on.

@@ -52,7 +52,6 @@ pub struct RegistryConfig {
 /// // ... push and pull through `client`, then assert on what went over the wire ...
 /// assert_eq!(wire.count("DELETE", "/v2/"), 0, "{}", wire.dump());
 /// assert!(registry.data().exists());
-
 /// ```
 pub struct Registry {
     /// Its config, log and storage.

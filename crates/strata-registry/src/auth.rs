@@ -26,7 +26,6 @@ pub enum Credentials {
         /// The password or access token (never shown by `Debug`).
         password: String,
     },
-
     /// An OAuth2 refresh token (`identitytoken` in docker's config.json), exchanged at the
     /// token server for access tokens.
     IdentityToken(String),

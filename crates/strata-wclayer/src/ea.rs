@@ -17,7 +17,6 @@ pub struct ExtendedAttribute {
     pub name: Vec<u8>,
     /// The EA's value, byte for byte.
     pub value: Vec<u8>,
-
     /// `FILE_NEED_EA` (0x80) and friends; the tar mapping drops them.
     pub flags: u8,
 }

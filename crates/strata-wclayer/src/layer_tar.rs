@@ -42,7 +42,6 @@ pub struct ExportSummary {
     pub whiteouts: u64,
     /// Alternate data streams written as entries of their own.
     pub alternate_streams: u64,
-
     /// Alternate streams dropped as go-winio drops them (on directories, before the data).
     pub dropped_alternate_streams: u64,
 }

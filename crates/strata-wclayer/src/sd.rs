@@ -74,7 +74,6 @@ pub struct SecurityDescriptor {
     pub owner: Option<Sid>,
     /// The primary group, if set.
     pub group: Option<Sid>,
-
     /// `None` with `SE_SACL_PRESENT` set is a NULL SACL.
     pub sacl: Option<Acl>,
     /// `None` with `SE_DACL_PRESENT` set is a NULL DACL (everyone has access).

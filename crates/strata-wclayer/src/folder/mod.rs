@@ -44,7 +44,6 @@
 //!
 //! Modules: `writer` and `reader` (the Windows level), `entries` (the entry level),
 //! `tombstones` (`tombstones.txt`), `layerchain` (`layerchain.json`).
-
 //!
 //! ```
 //! use std::io::Write;

@@ -53,7 +53,6 @@ pub struct WriteSummary {
     pub links: u64,
     /// Deletions recorded in `tombstones.txt`.
     pub tombstones: u64,
-
     /// The sum of the data sizes of the regular files added as [`Entry`](strata_layer::Entry)
     /// values (hcsshim's `ImportLayer` return value).
     pub size: u64,
