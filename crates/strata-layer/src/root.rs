@@ -407,6 +407,8 @@ impl Dir {
     /// The names in this directory (it must be open for reading, not `O_PATH`) with
     /// their types, `.` and `..` left out, in the order the file system gives them.
     pub fn list(&self) -> Result<Vec<(CString, FileType)>, Errno> {
+        // From the start, whatever an earlier listing of this descriptor left.
+        rfs::seek(self, rfs::SeekFrom::Start(0))?;
         let mut children: Vec<(CString, FileType)> = Vec::new();
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut rd = RawDir::new(self, &mut buf);
@@ -758,6 +760,10 @@ mod tests {
         let top = root.top().reopen().unwrap();
         let mut names = top.list().unwrap();
         names.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut again = top.list().unwrap();
+        again.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(again, names);
+
         assert_eq!(
             names,
             [

@@ -227,7 +227,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// 404 `NAME_UNKNOWN`: the registry holds no such repository.
+    /// 404 for the repository itself (`NAME_UNKNOWN`): the registry holds no such
+    /// repository.
     #[error("repository {repository} is unknown to {registry}: {errors}")]
     RepositoryUnknown {
         /// The registry host.
