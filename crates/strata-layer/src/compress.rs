@@ -26,8 +26,11 @@ use crate::digest::Hasher;
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// Not compressed: a plain tar.
     None,
+    /// gzip (`application/vnd.oci.image.layer.v1.tar+gzip`).
     Gzip,
+    /// Zstandard (`application/vnd.oci.image.layer.v1.tar+zstd`).
     Zstd,
 }
 
@@ -73,6 +76,8 @@ pub struct Decompressor<R: Read> {
 }
 
 impl<R: Read> Decompressor<R> {
+    /// Peeks at the first bytes of `input` to detect its compression; reading then
+    /// gives the decompressed bytes. Fails only if reading those first bytes fails.
     pub fn new(input: R) -> io::Result<Self> {
         let mut buf = BufReader::with_capacity(BUF, input);
         let compression = Compression::detect(buf.fill_buf()?);
@@ -84,6 +89,7 @@ impl<R: Read> Decompressor<R> {
         Ok(Decompressor { inner, compression })
     }
 
+    /// The compression detected.
     pub fn compression(&self) -> Compression {
         self.compression
     }
@@ -139,10 +145,13 @@ pub fn open_blob<'a, R: Read + Send + 'a>(
 
 /// Compresses what is written to it; [`finish`](Compressor::finish) ends the stream.
 pub enum Compressor<W: Write> {
+    /// No compression: bytes pass through.
     Plain(W),
+    /// gzip on this thread.
     Gzip(GzEncoder<W>),
     /// gzip on several threads ([`ParallelGzip`]).
     ParallelGzip(ParallelGzip<W>),
+    /// Zstandard.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -169,6 +178,7 @@ impl<W: Write> Compressor<W> {
         }
     }
 
+    /// Writes the end of the compressed stream and returns the output.
     pub fn finish(self) -> io::Result<W> {
         match self {
             Compressor::Plain(w) => Ok(w),

@@ -100,6 +100,7 @@ impl Hasher {
     }
 }
 
+/// A reader that feeds every byte it reads to its [`Hasher`] ([`Hasher::reader`]).
 pub struct HashingReader<R> {
     inner: R,
     hasher: Hasher,
@@ -113,12 +114,14 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A writer that feeds every byte it writes to its [`Hasher`] ([`Hasher::writer`]).
 pub struct HashingWriter<W> {
     inner: W,
     hasher: Hasher,
 }
 
 impl<W: Write> HashingWriter<W> {
+    /// The output, for the caller to finish (the hasher keeps what it saw).
     pub fn into_inner(self) -> W {
         self.inner
     }
@@ -138,12 +141,15 @@ impl<W: Write> Write for HashingWriter<W> {
 /// The digests of a layer blob, as [`digest_layer`] computes them.
 #[derive(Debug, Clone)]
 pub struct LayerDigests {
+    /// The compression detected from the blob's first bytes.
     pub compression: crate::compress::Compression,
     /// sha256 of the uncompressed tar: the diffID.
     pub diff_id: Digest,
+    /// The size of the uncompressed tar.
     pub tar_bytes: u64,
     /// sha256 and size of the blob as given.
     pub blob_digest: Digest,
+    /// The size of the blob as given.
     pub blob_bytes: u64,
 }
 

@@ -9,17 +9,30 @@ use crate::path::{LayerPath, PathError};
 pub enum Error {
     /// The tar stream is malformed at `offset` (the start of the header concerned).
     #[error("bad tar header at byte {offset}: {reason}")]
-    BadHeader { offset: u64, reason: String },
+    BadHeader {
+        /// Bytes from the start of the tar stream to the header.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The stream ended inside a header or inside an entry's data.
     #[error("the layer is truncated: it ends at byte {offset} inside {inside}")]
-    Truncated { offset: u64, inside: &'static str },
+    Truncated {
+        /// Where the stream ended, in bytes.
+        offset: u64,
+        /// What it ended inside (`a header`, `the data of an entry`).
+        inside: &'static str,
+    },
 
     /// An entry's name cannot be a layer path (`..`, NUL).
     #[error("entry at byte {offset} has an unsafe name `{name}`: {reason}")]
     BadPath {
+        /// Where the entry's headers start in the tar stream.
         offset: u64,
+        /// The name as the tar holds it, escaped for display.
         name: String,
+        /// Why it cannot be a layer path.
         reason: PathError,
     },
 
@@ -27,15 +40,21 @@ pub enum Error {
     /// filesystem said no).
     #[error("cannot apply `{path}`: {reason}")]
     Apply {
+        /// The entry refused or failed.
         path: LayerPath,
+        /// Why, in words.
         reason: String,
+        /// The OS error behind it, if any.
         #[source]
         source: Option<io::Error>,
     },
 
     /// A recipe is malformed, or the tree it refers to no longer matches it.
     #[error("recipe: {reason}")]
-    Recipe { reason: String },
+    Recipe {
+        /// What does not match, in words.
+        reason: String,
+    },
 
     /// The writer was used against its lifecycle (data without a file, too much data).
     #[error("writer misuse: {0}")]
@@ -44,7 +63,9 @@ pub enum Error {
     /// An error while applying the entry whose headers start at byte `offset`.
     #[error("at the entry starting at byte {offset} of the layer")]
     At {
+        /// Where the entry's headers start in the layer.
         offset: u64,
+        /// What went wrong with the entry.
         #[source]
         source: Box<Error>,
     },
@@ -57,7 +78,12 @@ pub enum Error {
     /// An I/O error outside any one entry (reading the input, writing the output). The
     /// OS error is part of the message (it is the last word, so it is not a `source`).
     #[error("{context}: {error}")]
-    Io { context: String, error: io::Error },
+    Io {
+        /// What was being done (`reading the layer`).
+        context: String,
+        /// The OS error.
+        error: io::Error,
+    },
 }
 
 impl Error {

@@ -5,14 +5,13 @@
 //! chrooted. Paths longer than the kernel's `PATH_MAX` are resolved in pieces (see
 //! [`resolve_dir`]).
 
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use crate::{Error, LayerPath};
+use crate::Error;
 
 /// Paths longer than this are resolved in chunks (PATH_MAX is 4096 with the NUL).
 pub(crate) const CHUNK: usize = 4000;
@@ -42,21 +41,6 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, Error> {
         Mode::empty(),
     )
     .map_err(|e| Error::io(format!("opening directory {}", root.display()), e.into()))
-}
-
-/// Opens the regular file at `path` inside `root` for reading, without following a
-/// final symlink.
-pub fn open_file(root: BorrowedFd<'_>, path: &LayerPath) -> io::Result<OwnedFd> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
-    let parent = resolve_dir(root, path.parent().unwrap_or_default().as_bytes())?;
-    Ok(rustix::fs::openat(
-        parent.as_fd(),
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
 }
 
 fn openat2_retry(

@@ -29,6 +29,8 @@
 //! assert!(r.next_entry().unwrap().is_none());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod compress;
 pub mod copy_tree;
 pub mod digest;

@@ -24,9 +24,11 @@ use crate::{copy, pipe, Error, LayerReader};
 pub struct PackSummary {
     /// sha256 of the uncompressed tar.
     pub diff_id: Digest,
+    /// The size of the uncompressed tar.
     pub tar_bytes: u64,
     /// sha256 and size of the bytes written (equal to the above when uncompressed).
     pub blob_digest: Digest,
+    /// The size of the bytes written.
     pub blob_bytes: u64,
     /// Things skipped (sockets), one sentence each ([`pack`] only; a caller of
     /// [`pack_entries`] asks its reader).

@@ -21,10 +21,13 @@ use std::fmt;
 /// Why a name could not become a [`LayerPath`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    /// A NUL byte, which no file system name may hold.
     #[error("the name holds a NUL byte")]
     Nul,
+    /// A `..` component.
     #[error("the name has a `..` component, which could climb out of the root")]
     DotDot,
+    /// More components than [`MAX_DEPTH`].
     #[error("the name is more than {MAX_DEPTH} directories deep")]
     TooDeep,
 }

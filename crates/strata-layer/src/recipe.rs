@@ -297,8 +297,11 @@ fn copy_payload(file: &File, fref: &FileRef, out: &mut impl Write) -> io::Result
 /// What [`rebuild`] produced.
 #[derive(Debug, Clone)]
 pub struct RebuildSummary {
+    /// sha256 of the tar written: the recipe's diffID when the tree still matches.
     pub diff_id: Digest,
+    /// The size of the tar written.
     pub bytes: u64,
+    /// Regular files whose payload was read from the tree.
     pub files: u64,
 }
 

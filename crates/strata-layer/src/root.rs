@@ -83,6 +83,12 @@ impl AsFd for Dir {
     }
 }
 
+impl From<Dir> for OwnedFd {
+    fn from(dir: Dir) -> OwnedFd {
+        dir.fd
+    }
+}
+
 impl std::fmt::Debug for Root {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Root").field("fd", &self.top.fd).finish()
@@ -392,6 +398,36 @@ impl Dir {
         rfs::readlinkat(self, name, Vec::new()).map(CString::into_bytes)
     }
 
+    /// Renames `name` to `to_name` in `to` (replacing a non-directory there), never
+    /// following either name.
+    pub fn rename(&self, name: &CStr, to: &Dir, to_name: &CStr) -> Result<(), Errno> {
+        rfs::renameat(self, name, to, to_name)
+    }
+
+    /// The names in this directory (it must be open for reading, not `O_PATH`) with
+    /// their types, `.` and `..` left out, in the order the file system gives them.
+    pub fn list(&self) -> Result<Vec<(CString, FileType)>, Errno> {
+        // From the start, whatever an earlier listing of this descriptor left.
+        rfs::seek(self, rfs::SeekFrom::Start(0))?;
+        let mut children: Vec<(CString, FileType)> = Vec::new();
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut rd = RawDir::new(self, &mut buf);
+        while let Some(ent) = rd.next() {
+            let ent = ent?;
+            let name = ent.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            children.push((name.to_owned(), ent.file_type()));
+        }
+        for (name, ftype) in &mut children {
+            if *ftype == FileType::Unknown {
+                *ftype = FileType::from_raw_mode(self.stat(name)?.st_mode);
+            }
+        }
+        Ok(children)
+    }
+
     /// Removes the non-directory `name`. A read-only directory is given its owner's write
     /// access first (it matters only when not running as root).
     pub fn unlink(&self, name: &CStr) -> Result<(), Errno> {
@@ -545,24 +581,10 @@ impl Dir {
         let fail = |what: &str, e: Errno| {
             Error::apply_io(path, format!("cannot {what} while removing"), e.into())
         };
-        let mut children: Vec<(CString, FileType)> = Vec::new();
-        let mut buf = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
-        let mut rd = RawDir::new(self, &mut buf);
-        while let Some(ent) = rd.next() {
-            let ent = ent.map_err(|e| fail("read a directory", e))?;
-            let name = ent.file_name();
-            if name == c"." || name == c".." {
-                continue;
-            }
-            children.push((name.to_owned(), ent.file_type()));
-        }
+        let children = self.list().map_err(|e| fail("read a directory", e))?;
         let need_paths = policy.wants_paths(path, sweep);
         let mut pending = Vec::new();
-        for (name, mut ftype) in children {
-            if ftype == FileType::Unknown {
-                let st = self.stat(&name).map_err(|e| fail("inspect an entry", e))?;
-                ftype = FileType::from_raw_mode(st.st_mode);
-            }
+        for (name, ftype) in children {
             let child = if need_paths {
                 Some(path.join(name.to_bytes()).map_err(|_| {
                     Error::apply(
@@ -726,6 +748,37 @@ mod tests {
         assert_eq!(after.mtime(), before.mtime());
         top.unlink(c"link").unwrap();
         assert!(outside.path().exists());
+    }
+
+    #[test]
+    fn list_names_every_entry_with_its_type_and_rename_stays_in_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        symlink("/etc/passwd", t.path().join("l")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let top = root.top().reopen().unwrap();
+        let mut names = top.list().unwrap();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut again = top.list().unwrap();
+        again.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(again, names);
+
+        assert_eq!(
+            names,
+            [
+                (c"d".to_owned(), FileType::Directory),
+                (c"f".to_owned(), FileType::RegularFile),
+                (c"l".to_owned(), FileType::Symlink),
+            ]
+        );
+        let d = top.open_dir(c"d").unwrap();
+        // The symlink itself moves; what it points at is untouched.
+        top.rename(c"l", &d, c"moved").unwrap();
+        assert_eq!(d.read_link(c"moved").unwrap(), b"/etc/passwd");
+        assert!(!t.path().join("l").exists());
+        top.rename(c"f", &top, c"g").unwrap();
+        assert_eq!(std::fs::read(t.path().join("g")).unwrap(), b"x");
     }
 
     #[test]

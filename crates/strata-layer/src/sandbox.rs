@@ -52,11 +52,20 @@ const TARGET_ABI: ABI = ABI::V5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SandboxStatus {
     /// Every write right is restricted to the root; `abi` is the Landlock ABI in use.
-    Enforced { abi: i32 },
+    Enforced {
+        /// The Landlock ABI version.
+        abi: i32,
+    },
     /// Landlock is active but the kernel's ABI lacks some rights (`reason` names them).
-    Partial { reason: String },
+    Partial {
+        /// The rights not restricted.
+        reason: String,
+    },
     /// No restriction is in force (kernel without Landlock, or Landlock disabled).
-    Unavailable { reason: String },
+    Unavailable {
+        /// Why not, in words.
+        reason: String,
+    },
 }
 
 /// The rights Landlock handles here: everything that creates, writes or removes files.

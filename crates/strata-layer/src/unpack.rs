@@ -30,6 +30,7 @@ use crate::{Entry, Error, LayerReader, LayerWriter};
 
 /// How to unpack.
 pub struct UnpackOptions {
+    /// How the directory is written (owners, devices, limits).
     pub writer: DirWriterOptions,
     /// Record a recipe at this path, to rebuild the tar later ([`crate::recipe`]).
     pub recipe: Option<PathBuf>,
@@ -55,15 +56,21 @@ impl Default for UnpackOptions {
 /// What an unpack did.
 #[derive(Debug)]
 pub struct UnpackSummary {
+    /// The compression detected from the input's first bytes.
     pub compression: Compression,
     /// sha256 of the uncompressed tar stream, trailing bytes included.
     pub diff_id: Digest,
+    /// The size of the uncompressed tar stream.
     pub tar_bytes: u64,
     /// sha256 and size of the input as given (equal to the above when uncompressed).
     pub blob_digest: Digest,
+    /// The size of the input as given.
     pub blob_bytes: u64,
+    /// Entries applied.
     pub entries: u64,
+    /// Bytes of regular-file data written.
     pub data_bytes: u64,
+    /// Things dropped or skipped while applying (xattrs, devices), one sentence each.
     pub warnings: Vec<String>,
     /// `None` when the sandbox was turned off.
     pub sandbox: Option<SandboxStatus>,

@@ -5,13 +5,18 @@ use std::io::Read;
 /// A request head: the request line and the headers, and its raw bytes.
 #[derive(Clone, Debug)]
 pub struct Head {
+    /// `GET`, `PUT`, ...
     pub method: String,
+    /// The request target as sent (`/v2/x/blobs/uploads/?digest=…`).
     pub target: String,
+    /// The headers in order, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The head's bytes, up to and including the blank line.
     pub raw: Vec<u8>,
 }
 
 impl Head {
+    /// The first header called `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -19,6 +24,7 @@ impl Head {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body's length by `Content-Length` (0 without one).
     pub fn content_length(&self) -> u64 {
         self.header("content-length")
             .and_then(|v| v.parse().ok())

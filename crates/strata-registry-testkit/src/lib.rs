@@ -13,6 +13,8 @@
 //! The registry must be installed (`scripts/test.sh` does it): a test that needs it
 //! fails with instructions, never skips.
 
+#![warn(missing_docs)]
+
 pub mod http;
 pub mod proxy;
 pub mod registry;
@@ -28,15 +30,21 @@ pub use registry::{Auth, Registry, RegistryConfig};
 #[derive(Clone, Default)]
 pub struct Wire(Arc<Mutex<Vec<Seen>>>);
 
+/// One exchange recorded by a [`Wire`].
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The HTTP method.
     pub method: String,
+    /// The full URL.
     pub url: String,
+    /// The response status, `None` when no response came.
     pub status: Option<u16>,
+    /// Request body bytes sent.
     pub sent: u64,
 }
 
 impl Wire {
+    /// The hook to put in [`Options::on_request`] (or use [`options`](Wire::options)).
     pub fn hook(&self) -> RequestHook {
         let log = self.0.clone();
         Arc::new(move |x: &Exchange<'_>| {
@@ -57,10 +65,12 @@ impl Wire {
         }
     }
 
+    /// The exchanges recorded so far, forgetting them.
     pub fn take(&self) -> Vec<Seen> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 
+    /// The exchanges recorded so far.
     pub fn all(&self) -> Vec<Seen> {
         self.0.lock().unwrap().clone()
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What the proxy does to a request that matches a [`Rule`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Close both connections after forwarding this many bytes of the response
@@ -26,11 +27,14 @@ pub enum Action {
     TrickleResponse(u64),
 }
 
+/// Which requests get an [`Action`], and how many of them.
 #[derive(Clone, Debug)]
 pub struct Rule {
+    /// The HTTP method the request must have.
     pub method: &'static str,
     /// A substring of the request target.
     pub target_contains: String,
+    /// What to do to it.
     pub action: Action,
     /// How many matching requests to hit; later ones pass untouched.
     pub times: u32,
@@ -39,9 +43,13 @@ pub struct Rule {
 /// A request seen by the proxy.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The HTTP method.
     pub method: String,
+    /// The request target.
     pub target: String,
+    /// Its `Range` header (a resumed download).
     pub range: Option<String>,
+    /// Its `Content-Range` header (an upload chunk).
     pub content_range: Option<String>,
     /// The action applied to it, if a rule matched.
     pub action: Option<Action>,
@@ -54,12 +62,34 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// A fault-injecting proxy on a loopback port; see the [module docs](self). It stops
+/// accepting when dropped.
+///
+/// Its life in a test: start it in front of a registry, add [`rule`](Proxy::rule)s,
+/// point the client at [`host`](Proxy::host), then check [`hits`](Proxy::hits) and
+/// [`seen`](Proxy::seen):
+///
+/// ```no_run
+/// use strata_registry::{Client, Options};
+/// use strata_registry_testkit::proxy::{Action, Proxy};
+/// use strata_registry_testkit::Registry;
+/// let registry = Registry::start();
+/// let proxy = Proxy::start(registry.port);
+/// // The first blob download is cut after 100 bytes of its response.
+/// proxy.rule("GET", "/blobs/", Action::DropResponse(100), 1);
+/// let client = Client::new(proxy.host(), Options::default()).unwrap();
+/// // ... pull a blob through `client`: the retry resumes with a `Range` request ...
+/// assert_eq!(proxy.hits(), 1);
+/// assert!(proxy.seen().iter().any(|s| s.range.is_some()));
+/// ```
 pub struct Proxy {
+    /// The loopback port it listens on.
     pub port: u16,
     shared: Arc<Shared>,
 }
 
 impl Proxy {
+    /// Listens on a free loopback port and forwards to `127.0.0.1:upstream`.
     pub fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -83,6 +113,8 @@ impl Proxy {
         Proxy { port, shared }
     }
 
+    /// Applies `action` to the next `times` requests with `method` whose target
+    /// contains `target_contains`.
     pub fn rule(&self, method: &'static str, target_contains: &str, action: Action, times: u32) {
         self.shared.rules.lock().unwrap().push(Rule {
             method,
@@ -92,6 +124,7 @@ impl Proxy {
         });
     }
 
+    /// Every request that went through, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -101,6 +134,7 @@ impl Proxy {
         self.seen().iter().filter(|s| s.action.is_some()).count()
     }
 
+    /// The proxy as a registry host, for a client.
     pub fn host(&self) -> strata_registry::RegistryHost {
         strata_registry::RegistryHost::parse(&format!("127.0.0.1:{}", self.port)).unwrap()
     }
@@ -300,11 +334,13 @@ fn responses(mut upstream: TcpStream, mut client: TcpStream, conn: Arc<Mutex<Con
 
 /// A registry that accepts connections, reads what is sent, and never answers.
 pub struct Silent {
+    /// The loopback port it listens on.
     pub port: u16,
     stop: Arc<AtomicBool>,
 }
 
 impl Silent {
+    /// Listens on a free loopback port.
     pub fn start() -> Silent {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -325,6 +361,7 @@ impl Silent {
         Silent { port, stop }
     }
 
+    /// It as a registry host, for a client.
     pub fn host(&self) -> strata_registry::RegistryHost {
         strata_registry::RegistryHost::parse(&format!("127.0.0.1:{}", self.port)).unwrap()
     }

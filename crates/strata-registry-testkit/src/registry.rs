@@ -14,28 +14,49 @@ use strata_registry::{Client, Options, RegistryHost};
 /// How the registry authenticates.
 #[derive(Clone, Debug, Default)]
 pub enum Auth {
+    /// Anyone may pull and push.
     #[default]
     None,
     /// htpasswd (bcrypt) with these users and passwords.
     Htpasswd(Vec<(String, String)>),
     /// Bearer tokens from the token server at `realm`, signed by the cert in `bundle`.
     Token {
+        /// The token server's URL.
         realm: String,
+        /// The service name tokens are issued for (their `aud`).
         service: String,
+        /// The tokens' `iss`.
         issuer: String,
+        /// The PEM certificate that signs the tokens.
         bundle: PathBuf,
     },
 }
 
+/// How to start a [`Registry`].
 #[derive(Clone, Debug, Default)]
 pub struct RegistryConfig {
+    /// How it authenticates.
     pub auth: Auth,
     /// Serve HTTPS with this PEM certificate and key.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// A running `docker-registry`, stopped (by its pid) and its directory removed when
+/// dropped.
+///
+/// ```no_run
+/// use strata_registry_testkit::{Registry, Wire};
+/// let registry = Registry::start();
+/// let wire = Wire::default();
+/// let client = registry.client(wire.options());
+/// // ... push and pull through `client`, then assert on what went over the wire ...
+/// assert_eq!(wire.count("DELETE", "/v2/"), 0, "{}", wire.dump());
+/// assert!(registry.data().exists());
+/// ```
 pub struct Registry {
+    /// Its config, log and storage.
     pub dir: tempfile::TempDir,
+    /// The loopback port it listens on.
     pub port: u16,
     child: Child,
 }
@@ -46,6 +67,7 @@ impl Registry {
         Registry::start_with(RegistryConfig::default())
     }
 
+    /// Starts a registry with `config`; panics with its log if it does not come up.
     pub fn start_with(config: RegistryConfig) -> Registry {
         let binary = which("docker-registry").unwrap_or_else(|| {
             panic!(
@@ -83,10 +105,12 @@ impl Registry {
         panic!("docker-registry did not start; its log:\n{last_log}");
     }
 
+    /// It as a registry host.
     pub fn host(&self) -> RegistryHost {
         RegistryHost::parse(&format!("127.0.0.1:{}", self.port)).unwrap()
     }
 
+    /// A client of it with `options`.
     pub fn client(&self, options: Options) -> Client {
         Client::new(self.host(), options).unwrap()
     }
@@ -96,6 +120,7 @@ impl Registry {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// Its storage directory (`docker/registry/v2/...` below it).
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -193,6 +218,7 @@ fn wait_ready(child: &mut Child, port: u16) -> bool {
     false
 }
 
+/// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

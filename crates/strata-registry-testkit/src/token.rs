@@ -18,14 +18,19 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 use crate::registry::Auth;
 
+/// The service name tokens are issued for.
 pub const SERVICE: &str = "strata-test-registry";
+/// The issuer named in the tokens.
 pub const ISSUER: &str = "strata-test-issuer";
 
+/// Whom the token server grants what.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// Accounts and their passwords (Basic credentials).
     pub users: Vec<(String, String)>,
     /// The refresh token accepted by the OAuth2 `POST` (an "identity token").
     pub refresh_token: Option<String>,
+    /// The tokens' lifetime in seconds.
     pub expires_in: u64,
     /// Whether anonymous requests get pull access.
     pub anonymous_pull: bool,
@@ -48,10 +53,13 @@ impl Default for Policy {
 /// A token request as the server saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The HTTP method (`GET`, or `POST` for a refresh token).
     pub method: String,
     /// The authenticated account, `None` for anonymous; `Some("!bad")` for refused.
     pub account: Option<String>,
+    /// The scopes asked for.
     pub scopes: Vec<String>,
+    /// The service asked for.
     pub service: Option<String>,
 }
 
@@ -62,8 +70,11 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
 }
 
+/// A running token server on a loopback port.
 pub struct TokenServer {
+    /// The loopback port it listens on.
     pub port: u16,
+    /// The PEM certificate it signs with.
     pub bundle: PathBuf,
     shared: Arc<Shared>,
 }
@@ -114,10 +125,12 @@ impl TokenServer {
         }
     }
 
+    /// Every token request, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
 
+    /// Changes the policy for later requests.
     pub fn set_policy(&self, f: impl FnOnce(&mut Policy)) {
         f(&mut self.shared.policy.lock().unwrap())
     }

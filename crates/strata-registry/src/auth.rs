@@ -20,7 +20,12 @@ pub enum Credentials {
     #[default]
     Anonymous,
     /// A user name and password (or access token used as a password).
-    Basic { username: String, password: String },
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password or access token (never shown by `Debug`).
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken` in docker's config.json), exchanged at the
     /// token server for access tokens.
     IdentityToken(String),

@@ -12,7 +12,7 @@ use ureq::Body;
 use crate::client::{
     encode_component, exhausted, header, read_errors, status_error, Method, Payload, Request, Scope,
 };
-use crate::{Error, Repository, RepositoryName};
+use crate::{Error, Repository, RepositoryName, TransportError};
 
 /// The most faults one blob transfer survives, however much progress came between
 /// them (faults without progress are bounded by [`crate::RetryPolicy::max_attempts`]).
@@ -899,7 +899,7 @@ impl BlobReader {
         Error::Transport {
             method: "GET",
             url: self.url.clone(),
-            error: ureq::Error::Io(e),
+            error: TransportError::new(ureq::Error::Io(e)),
         }
     }
 

@@ -14,7 +14,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::{Agent, Body, SendBody};
 
 use crate::auth::{parse_challenge, Challenge};
-use crate::error::{status_is_retryable, RegistryErrors};
+use crate::error::{status_is_retryable, RegistryErrors, TransportError};
 use crate::{Credentials, Error, RegistryHost, RepositoryName, RetryPolicy, UploadPolicy};
 
 /// What one HTTP exchange looked like, for [`Options::on_request`]: tests use it to
@@ -452,7 +452,7 @@ impl Client {
         result.map_err(|error| Error::Transport {
             method,
             url: req.url.clone(),
-            error,
+            error: TransportError::new(error),
         })
     }
 
@@ -631,12 +631,9 @@ impl Client {
             }
             // A timeout means something took the connection and kept quiet: asking it
             // again in plain text would only double the wait.
-            Err(
-                e @ Error::Transport {
-                    error: ureq::Error::Timeout(_),
-                    ..
-                },
-            ) => return Err(e),
+            Err(e) if matches!(&e, Error::Transport { error, .. } if error.is_timeout()) => {
+                return Err(e)
+            }
             Err(e @ Error::Transport { .. }) if plain_allowed => e,
             Err(e) => return Err(e),
         };

@@ -16,6 +16,7 @@ use strata_layer::digest::Digest;
 pub struct RegistryError {
     /// `MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`, `DIGEST_INVALID`, `UNAUTHORIZED`, `DENIED`, ...
     pub code: String,
+    /// The registry's sentence about it.
     pub message: String,
     /// The `detail` member as compact JSON, when there is one.
     pub detail: Option<String>,
@@ -90,48 +91,93 @@ impl fmt::Display for RegistryErrors {
 /// Everything that can go wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A registry host name (with its port) that cannot be one.
     #[error("invalid registry host `{host}`: {reason}")]
-    InvalidHost { host: String, reason: &'static str },
-
-    #[error("invalid repository name `{name}`: {reason}")]
-    InvalidRepository { name: String, reason: &'static str },
-
-    #[error("invalid tag or digest `{reference}`: {reason}")]
-    InvalidReference {
-        reference: String,
+    InvalidHost {
+        /// The host as given.
+        host: String,
+        /// Why it is refused.
         reason: &'static str,
     },
 
+    /// A repository name outside the distribution spec's grammar.
+    #[error("invalid repository name `{name}`: {reason}")]
+    InvalidRepository {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// A tag or digest outside the distribution spec's grammar.
+    #[error("invalid tag or digest `{reference}`: {reason}")]
+    InvalidReference {
+        /// The reference as given.
+        reference: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// A digest of another algorithm than sha256, or malformed.
     #[error("unsupported digest `{digest}`: only sha256:<64 lowercase hex digits> is supported")]
-    UnsupportedDigest { digest: String },
+    UnsupportedDigest {
+        /// The digest as given.
+        digest: String,
+    },
 
     /// `--creds` text that is not `USER:PASSWORD`.
     #[error("invalid credentials: {reason}")]
-    InvalidCredentials { reason: &'static str },
+    InvalidCredentials {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 
     /// An auth file (containers auth.json, docker config.json) could not be used.
     #[error("auth file {}: {reason}", path.display())]
-    AuthFile { path: PathBuf, reason: String },
+    AuthFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be used.
+        reason: String,
+    },
 
     /// A CA certificate file could not be read or parsed.
     #[error("CA certificate {}: {reason}", path.display())]
-    CaCertificate { path: PathBuf, reason: String },
+    CaCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be used.
+        reason: String,
+    },
 
     /// The request did not get a response: refused, reset, timed out, TLS failure.
     #[error("{method} {url}: {error}")]
     Transport {
+        /// The HTTP method.
         method: &'static str,
+        /// The URL requested.
         url: String,
-        error: ureq::Error,
+        /// Why there was no response.
+        error: TransportError,
     },
 
     /// `GET /v2/` answered something no registry answers.
     #[error("{url} does not look like a registry: GET /v2/ answered {status}")]
-    NotARegistry { url: String, status: u16 },
+    NotARegistry {
+        /// The URL of `/v2/`.
+        url: String,
+        /// The HTTP status it answered.
+        status: u16,
+    },
 
     /// A `WWW-Authenticate` challenge that cannot be parsed or answered.
     #[error("{registry} asks for authentication we cannot give: {reason}")]
-    BadChallenge { registry: String, reason: String },
+    BadChallenge {
+        /// The registry host.
+        registry: String,
+        /// What we cannot parse or answer.
+        reason: String,
+    },
 
     /// 401: the registry (or its token server) did not accept our credentials, or
     /// none were given.
@@ -141,58 +187,95 @@ pub enum Error {
         if *anonymous { " (pass --creds USER:PASSWORD, or log in with podman login or docker login)" } else { "" }
     )]
     Unauthorized {
+        /// The registry host.
         registry: String,
+        /// The access asked for (`repository:library/alpine:pull`).
         scope: String,
+        /// Whether the request went without credentials.
         anonymous: bool,
+        /// What the registry said.
         errors: RegistryErrors,
     },
 
     /// 403: authenticated, but not allowed.
     #[error("{registry} denied access to {scope}: {errors}")]
     Denied {
+        /// The registry host.
         registry: String,
+        /// The access asked for.
         scope: String,
+        /// What the registry said.
         errors: RegistryErrors,
     },
 
     /// A cached bearer token was refused (it expired early or was revoked); the next
     /// attempt fetches a fresh one.
     #[error("{registry} refused a cached token for {scope}")]
-    TokenRefused { registry: String, scope: String },
+    TokenRefused {
+        /// The registry host.
+        registry: String,
+        /// The access the token was for.
+        scope: String,
+    },
 
     /// The token server's answer is unusable.
     #[error("token server {realm}: {reason}")]
-    Token { realm: String, reason: String },
+    Token {
+        /// The token server's URL.
+        realm: String,
+        /// What is wrong with its answer.
+        reason: String,
+    },
 
+    /// 404 for the repository itself (`NAME_UNKNOWN`): the registry holds no such
+    /// repository.
     #[error("repository {repository} is unknown to {registry}: {errors}")]
     RepositoryUnknown {
+        /// The registry host.
         registry: String,
+        /// The repository asked for.
         repository: String,
+        /// What the registry said.
         errors: RegistryErrors,
     },
 
+    /// 404 for a manifest: no such tag or digest in the repository.
     #[error("manifest {reference} is unknown in {repository}")]
     ManifestUnknown {
+        /// The repository.
         repository: String,
+        /// The tag or digest asked for.
         reference: String,
     },
 
+    /// 404 for a blob.
     #[error("blob {digest} is unknown in {repository}")]
-    BlobUnknown { repository: String, digest: Digest },
+    BlobUnknown {
+        /// The repository.
+        repository: String,
+        /// The blob asked for.
+        digest: Digest,
+    },
 
     /// The registry refused a blob upload because the bytes do not hash to the digest.
     #[error("the registry rejected blob {digest} for {repository}: {errors}")]
     DigestInvalid {
+        /// The repository.
         repository: String,
+        /// The digest the blob was pushed as.
         digest: Digest,
+        /// What the registry said.
         errors: RegistryErrors,
     },
 
     /// The registry refused a manifest (invalid, or naming blobs it lacks).
     #[error("the registry rejected manifest {reference} for {repository}: {errors}")]
     ManifestRejected {
+        /// The repository.
         repository: String,
+        /// The tag or digest pushed to.
         reference: String,
+        /// What the registry said.
         errors: RegistryErrors,
     },
 
@@ -203,47 +286,69 @@ pub enum Error {
          deprecated and not supported: push the image again with a current tool"
     )]
     Schema1 {
+        /// The repository.
         repository: String,
+        /// The tag or digest fetched.
         reference: String,
+        /// The manifest's media type.
         media_type: String,
     },
 
+    /// A manifest whose media type this crate does not read.
     #[error("manifest {reference} in {repository} has the unsupported media type `{media_type}`")]
     UnsupportedManifest {
+        /// The repository.
         repository: String,
+        /// The tag or digest fetched.
         reference: String,
+        /// The media type it came with.
         media_type: String,
     },
 
+    /// A manifest larger than [`MANIFEST_LIMIT`](crate::MANIFEST_LIMIT): refused
+    /// before it is read whole.
     #[error("manifest {reference} in {repository} is larger than the {limit}-byte limit")]
     ManifestTooLarge {
+        /// The repository.
         repository: String,
+        /// The tag or digest fetched.
         reference: String,
+        /// The limit, in bytes.
         limit: u64,
     },
 
     /// Bytes that do not hash to the digest they were fetched or pushed as.
     #[error("{what}: expected digest {expected}, the bytes hash to {actual}")]
     DigestMismatch {
+        /// What the bytes are (`blob sha256:…`, `manifest latest`).
         what: String,
+        /// The digest they were asked for as.
         expected: Digest,
+        /// The digest of the bytes received or sent.
         actual: Digest,
     },
 
     /// Bytes of another length than the descriptor (or the registry) said.
     #[error("{what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
+        /// What the bytes are.
         what: String,
+        /// The length announced.
         expected: u64,
+        /// The length received.
         actual: u64,
     },
 
     /// Any other unsuccessful status; 408, 429 and 5xx are retryable.
     #[error("{method} {url}: HTTP {status}: {errors}")]
     Status {
+        /// The HTTP method.
         method: &'static str,
+        /// The URL requested.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// What the registry said.
         errors: RegistryErrors,
         /// The `Retry-After` the registry asked for, if any.
         retry_after: Option<Duration>,
@@ -252,19 +357,29 @@ pub enum Error {
     /// The registry broke the protocol: a missing `Location`, a wrong `Range`, ...
     #[error("{method} {url}: {reason}")]
     Protocol {
+        /// The HTTP method.
         method: &'static str,
+        /// The URL requested.
         url: String,
+        /// What was wrong with the answer.
         reason: String,
     },
 
     /// Reading the local blob being uploaded failed, or it is shorter than its size.
     #[error("reading the local copy of blob {digest}: {error}")]
-    Source { digest: Digest, error: io::Error },
+    Source {
+        /// The blob being uploaded.
+        digest: Digest,
+        /// The OS error, or what was short.
+        error: io::Error,
+    },
 
     /// A retryable fault kept happening; `last` is the final one.
     #[error("gave up after {attempts} attempts")]
     RetriesExhausted {
+        /// How many tries were made.
         attempts: u32,
+        /// The last fault.
         #[source]
         last: Box<Error>,
     },
@@ -276,7 +391,7 @@ impl Error {
     /// bad digests or bad input.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { error, .. } => transport_is_retryable(error),
+            Error::Transport { error, .. } => error.is_retryable(),
             Error::Status { status, .. } => status_is_retryable(*status),
             Error::TokenRefused { .. } => true,
             _ => false,
@@ -323,6 +438,41 @@ impl Error {
 
 pub(crate) fn status_is_retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
+}
+
+/// Why a request got no response: refused, reset or dropped connections, timeouts, TLS
+/// failures, names that do not resolve. The HTTP client's own error stays inside, so
+/// this crate's API does not change with the client's version.
+#[derive(Debug)]
+pub struct TransportError(ureq::Error);
+
+impl TransportError {
+    pub(crate) fn new(error: ureq::Error) -> Self {
+        TransportError(error)
+    }
+
+    /// Whether the request timed out (connecting, or waiting for the answer).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.0, ureq::Error::Timeout(_))
+    }
+
+    /// Whether trying again may succeed: a failed or dropped connection, a timeout.
+    /// Never a certificate refused or a name that does not resolve.
+    pub fn is_retryable(&self) -> bool {
+        transport_is_retryable(&self.0)
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 fn transport_is_retryable(e: &ureq::Error) -> bool {
@@ -379,7 +529,7 @@ mod tests {
         let t = |error| Error::Transport {
             method: "GET",
             url: "u".into(),
-            error,
+            error: TransportError::new(error),
         };
         assert!(t(ureq::Error::ConnectionFailed).is_retryable());
         assert!(t(ureq::Error::Io(io::Error::from(

@@ -58,6 +58,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod auth;
 mod blob;
 mod client;
@@ -70,7 +72,7 @@ mod repository;
 pub use auth::{AuthFileFormat, AuthFiles, Credentials};
 pub use blob::{BlobReader, PushOptions, Pushed};
 pub use client::{Client, Exchange, Options, RequestHook};
-pub use error::{Error, RegistryError, RegistryErrors};
+pub use error::{Error, RegistryError, RegistryErrors, TransportError};
 pub use manifest::{Manifest, ManifestKind, MANIFEST_LIMIT};
 pub use name::{parse_digest, Reference, RegistryHost, RepositoryName, Tag};
 pub use policy::{RetryPolicy, UploadPolicy};

@@ -6,7 +6,7 @@ use std::io::Write;
 use strata_layer::digest::{Digest, Hasher};
 
 use crate::client::{header, read_errors, status_error, Method, Request, Scope};
-use crate::{Error, Reference, Repository};
+use crate::{Error, Reference, Repository, TransportError};
 
 /// The manifest media types we speak. Docker schema 1 is refused with [`Error::Schema1`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,7 +136,7 @@ impl Repository {
                     return Err(Error::Transport {
                         method: "GET",
                         url: url.clone(),
-                        error,
+                        error: TransportError::new(error),
                     })
                 }
             };

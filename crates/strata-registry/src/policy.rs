@@ -8,8 +8,11 @@ use std::time::{Duration, SystemTime};
 /// up to `max_backoff`), with up to a quarter of random jitter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// Tries of one operation before giving up (1: no retry). Default 5.
     pub max_attempts: u32,
+    /// The pause after the first failure. Default 200 ms.
     pub initial_backoff: Duration,
+    /// The longest pause. Default 10 s.
     pub max_backoff: Duration,
 }
 
@@ -46,7 +49,9 @@ impl RetryPolicy {
 /// chunk when the registry can resume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadPolicy {
+    /// The largest blob sent in one `PUT`. Default 32 MiB.
     pub monolithic_max: u64,
+    /// The size of each `PATCH` chunk of a larger blob. Default 32 MiB.
     pub chunk_size: u64,
 }
 

@@ -38,18 +38,24 @@ pub enum StreamId {
     SecurityData = 3,
     /// One named stream; the name is `:<stream>:$DATA`.
     AlternateData = 4,
+    /// Hard-link information (BACKUP_LINK; not written by Windows' BackupRead).
     Link = 5,
+    /// Property data (BACKUP_PROPERTY_DATA).
     PropertyData = 6,
+    /// The NTFS object identifiers (BACKUP_OBJECT_ID).
     ObjectId = 7,
     /// REPARSE_DATA_BUFFER.
     ReparseData = 8,
     /// One allocated range of a sparse file (payload starts with its i64 offset).
     SparseBlock = 9,
+    /// Transactional NTFS data (BACKUP_TXFS_DATA).
     TxfsData = 10,
+    /// Extents of a ghosted file (BACKUP_GHOSTED_FILE_EXTENTS).
     GhostedFileExtents = 11,
 }
 
 impl StreamId {
+    /// The kind with the numeric id `v`, `None` for an id Windows does not define.
     pub fn from_u32(v: u32) -> Option<Self> {
         use StreamId::*;
         Some(match v {
@@ -79,7 +85,9 @@ pub const MAX_NAME_BYTES: u32 = 65_536;
 /// One stream header, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamHeader {
+    /// What the stream holds.
     pub id: StreamId,
+    /// The stream's attributes (`STREAM_SPARSE_ATTRIBUTE` and friends).
     pub attributes: u32,
     /// Payload bytes; for a sparse block, *without* its 8-byte offset.
     pub size: u64,
@@ -132,6 +140,7 @@ pub struct BackupStreamReader<R: Read> {
 }
 
 impl<R: Read> BackupStreamReader<R> {
+    /// A reader of the backup stream `input`, from its first header.
     pub fn new(input: R) -> Self {
         Self::labelled(input, "")
     }
@@ -151,6 +160,7 @@ impl<R: Read> BackupStreamReader<R> {
         self.offset
     }
 
+    /// The input, positioned after what was consumed.
     pub fn into_inner(self) -> R {
         self.input
     }
@@ -314,6 +324,7 @@ pub struct BackupStreamWriter<W: Write> {
 }
 
 impl<W: Write> BackupStreamWriter<W> {
+    /// A writer of a new backup stream into `out`.
     pub fn new(out: W) -> Self {
         BackupStreamWriter { out, left: 0 }
     }
@@ -370,6 +381,7 @@ impl<W: Write> BackupStreamWriter<W> {
         Ok(self.out)
     }
 
+    /// The output, for writing around the stream (a caller's prefix, say).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }
@@ -402,10 +414,13 @@ impl<W: Write> Write for BackupStreamWriter<W> {
 /// streams located (offsets from the start of the stream) for a second pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamScan {
+    /// The self-relative security descriptor, raw.
     pub security: Option<Vec<u8>>,
     /// The EA chain, raw (decode with [`crate::ea::decode`]).
     pub ea: Option<Vec<u8>>,
+    /// The REPARSE_DATA_BUFFER, raw (decode with [`crate::reparse::decode`]).
     pub reparse: Option<Vec<u8>>,
+    /// Where the unnamed data stream lies, if there is one.
     pub data: Option<DataStream>,
     /// Alternate data streams in stream order, with where each lies.
     pub alternates: Vec<AltStream>,
@@ -418,7 +433,9 @@ pub struct StreamScan {
 pub struct DataStream {
     /// Offset of the payload from the start of the backup stream.
     pub payload_offset: u64,
+    /// The payload's length (0 for a sparse file, whose data is in its blocks).
     pub size: u64,
+    /// The stream has the sparse attribute: blocks follow it.
     pub sparse: bool,
     /// For a sparse file: (file offset, payload offset in the stream, length) of each block.
     pub blocks: Vec<(u64, u64, u64)>,
@@ -432,7 +449,9 @@ pub struct DataStream {
 pub struct AltStream {
     /// As in the stream (`:Zone.Identifier:$DATA`).
     pub name: String,
+    /// Offset of the payload from the start of the backup stream.
     pub payload_offset: u64,
+    /// The payload's length.
     pub size: u64,
 }
 

@@ -24,7 +24,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use base64::Engine;
 use strata_layer::tar::{format_pax_time, parse_pax_time, HeaderStyle, TarWriter};
-use strata_layer::{Entry, EntryKind, LayerPath, LayerReader, LayerWriter, PaxRecord, Timestamp};
+use strata_layer::{
+    Entry, EntryKind, LayerPath, LayerReader, LayerWriter, PaxRecord, SparseExtent, Timestamp,
+};
 
 use crate::backup::{self, BackupStreamWriter, StreamHeader, StreamId, StreamScan};
 use crate::ea::{self, ExtendedAttribute};
@@ -32,11 +34,17 @@ use crate::reparse::{self, ReparsePoint};
 use crate::sd::SecurityDescriptor;
 use crate::{Error, FileAttributes, FileBasicInfo, FileTime, WinPath};
 
+/// PAX key: the file attributes, a decimal `u32`.
 pub const PAX_FILEATTR: &str = "MSWINDOWS.fileattr";
+/// PAX key: the security descriptor, self-relative binary in base64.
 pub const PAX_RAWSD: &str = "MSWINDOWS.rawsd";
+/// PAX key: the security descriptor as SDDL (older tars).
 pub const PAX_SDDL: &str = "MSWINDOWS.sd";
+/// PAX key: present on a symlink that is a junction (mount point).
 pub const PAX_MOUNTPOINT: &str = "MSWINDOWS.mountpoint";
+/// PAX key prefix of an extended attribute (the EA's name follows; base64 value).
 pub const PAX_XATTR_PREFIX: &str = "MSWINDOWS.xattr.";
+/// PAX key: the creation time (a PAX time).
 pub const PAX_CREATIONTIME: &str = "LIBARCHIVE.creationtime";
 
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -319,28 +327,91 @@ fn copy_range<S: Read + Seek, W: Write>(
     tar: &mut TarWriter<W>,
     stream: &mut S,
     base: u64,
-    offset: u64,
-    len: u64,
+    range: StreamRange,
     buf: &mut [u8],
     name: &WinPath,
 ) -> Result<(), Error> {
-    let rd = |err: io::Error| Error::io(format!("reading the backup stream of `{name}`"), err);
-    stream.seek(SeekFrom::Start(base + offset)).map_err(rd)?;
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = stream.read(&mut buf[..want]).map_err(rd)?;
+    let mut r = RangeReader::new(base, vec![range]);
+    loop {
+        let n = r.read(stream, buf, name)?;
         if n == 0 {
-            return Err(Error::BadStream {
-                name: name.to_string(),
-                offset: offset + len - left,
-                reason: "unexpected end of the stream".into(),
-            });
+            return Ok(());
         }
         tar.write_data(&buf[..n])?;
-        left -= n as u64;
     }
-    Ok(())
+}
+
+/// A run of bytes of a backup stream: `offset` from the stream's start, `len` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRange {
+    /// Where the run starts, in bytes from the start of the backup stream.
+    pub offset: u64,
+    /// How many bytes it holds.
+    pub len: u64,
+}
+
+/// Reads runs of a backup stream in order, as one entry's data.
+#[derive(Debug)]
+pub(crate) struct RangeReader {
+    /// Where the backup stream starts in the seekable source.
+    base: u64,
+    ranges: std::vec::IntoIter<StreamRange>,
+    current: Option<StreamRange>,
+    /// Whether the source is positioned at `current.offset` already.
+    positioned: bool,
+}
+
+impl RangeReader {
+    pub(crate) fn new(base: u64, ranges: Vec<StreamRange>) -> Self {
+        let mut ranges = ranges.into_iter();
+        RangeReader {
+            base,
+            current: ranges.next(),
+            ranges,
+            positioned: false,
+        }
+    }
+
+    /// Reads the next bytes of the runs into `buf` from `stream`; 0 at their end.
+    pub(crate) fn read<S: Read + Seek>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut [u8],
+        name: &WinPath,
+    ) -> Result<usize, Error> {
+        let rd = |err: io::Error| Error::io(format!("reading the backup stream of `{name}`"), err);
+        loop {
+            let Some(cur) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            if cur.len == 0 {
+                self.current = self.ranges.next();
+                self.positioned = false;
+                continue;
+            }
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            if !self.positioned {
+                stream
+                    .seek(SeekFrom::Start(self.base + cur.offset))
+                    .map_err(rd)?;
+                self.positioned = true;
+            }
+            let want = cur.len.min(buf.len() as u64) as usize;
+            let n = stream.read(&mut buf[..want]).map_err(rd)?;
+            if n == 0 {
+                return Err(Error::BadStream {
+                    name: name.to_string(),
+                    offset: cur.offset,
+                    reason: "unexpected end of the stream".into(),
+                });
+            }
+            cur.offset += n as u64;
+            cur.len -= n as u64;
+            return Ok(n);
+        }
+    }
 }
 
 /// What [`write_tar_from_backup_stream`] wrote.
@@ -354,20 +425,30 @@ pub struct WrittenEntry {
     pub dropped_alternates: usize,
 }
 
-/// §3.4 WriteTarFileFromBackupStream, two-pass (the source can seek): the main entry,
-/// its data (sparse blocks expanded) and one entry per ADS after the data stream.
-/// `with_security: false` leaves the SD out (the legacy reader's BackupRead without
-/// security). The stream starts at the current position of `stream`.
-pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
-    tar: &mut TarWriter<W>,
+/// The tar entries of one backup stream (§3.4), each with the runs of the stream that
+/// are its data: what [`write_tar_from_backup_stream`] writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntries {
+    /// The main entry, in go-winio's header style. A sparse file is a
+    /// [`EntryKind::File`] with extents: its holes are zeros in the tar.
+    pub main: Entry,
+    /// Where the main entry's data lies in the stream (one run per extent).
+    pub main_data: Vec<StreamRange>,
+    /// One entry per alternate data stream after the data stream, with its run.
+    pub alternates: Vec<(Entry, StreamRange)>,
+    /// Alternate streams go-winio drops (on directories, before the data stream).
+    pub dropped_alternates: usize,
+}
+
+/// Scans a backup stream (from the current position of `stream`) into its tar entries
+/// (§3.4), as [`write_tar_from_backup_stream`] writes them. `with_security: false`
+/// leaves the SD out (the legacy reader's BackupRead without security).
+pub fn backup_stream_entries<S: Read + Seek>(
     stream: &mut S,
     name: &WinPath,
     info: &FileBasicInfo,
     with_security: bool,
-) -> Result<WrittenEntry, Error> {
-    let base = stream
-        .stream_position()
-        .map_err(|e| Error::io(format!("seeking the backup stream of `{name}`"), e))?;
+) -> Result<StreamEntries, Error> {
     let scan: StreamScan = backup::scan(io::BufReader::new(&mut *stream), name.as_str())?;
     let tar_name = name.to_slash();
     let is_dir = info.attributes.is_dir();
@@ -412,6 +493,7 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
             ));
         }
     }
+    let mut main_data = Vec::new();
     e.kind = if let Some(rp) = &scan.reparse {
         let point = reparse::decode(rp)?;
         if point.target.is_empty() || point.target.contains('\0') {
@@ -434,67 +516,103 @@ pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
             target: point.target.into_bytes(),
         }
     } else if is_dir {
-        size = 0;
         EntryKind::Dir
     } else {
-        EntryKind::File { size, sparse: None }
+        let mut sparse = None;
+        if let Some(d) = &scan.data {
+            if d.sparse && d.size == 0 && size > 0 {
+                let mut extents = Vec::with_capacity(d.blocks.len());
+                for &(offset, payload, len) in &d.blocks {
+                    extents.push(SparseExtent { offset, len });
+                    main_data.push(StreamRange {
+                        offset: payload,
+                        len,
+                    });
+                }
+                sparse = Some(extents);
+            } else {
+                main_data.push(StreamRange {
+                    offset: d.payload_offset,
+                    len: d.size,
+                });
+            }
+        }
+        EntryKind::File { size, sparse }
     };
+    e.header = HeaderStyle::GoPax { mode };
+    // Go writes the alternate streams after a file's data stream, and only there.
+    let with_alternates = scan.data.is_some() && matches!(e.kind, EntryKind::File { .. });
+    let mut alternates = Vec::new();
+    let mut dropped_alternates = scan.alternates.len();
     for alt in &scan.alternates[scan.alternates_before_data..] {
         let sname = alt.name.strip_suffix(":$DATA").unwrap_or(&alt.name);
         check_stream_name(sname).map_err(|r| Error::entry(&tar_name, r))?;
-    }
-    tar.add_as(&e, HeaderStyle::GoPax { mode })?;
-    let mut written = WrittenEntry {
-        size: if matches!(e.kind, EntryKind::File { .. }) {
-            size
-        } else {
-            0
-        },
-        alternates: 0,
-        dropped_alternates: scan.alternates.len(),
-    };
-    let Some(d) = scan.data.as_ref().filter(|_| !is_dir) else {
-        return Ok(written);
-    };
-    if !matches!(e.kind, EntryKind::File { .. }) {
-        return Ok(written);
-    }
-    let mut buf = vec![0u8; 256 * 1024];
-    if d.sparse && d.size == 0 && size > 0 {
-        let mut pos = 0;
-        for &(off, payload, len) in &d.blocks {
-            tar_zeros(tar, off - pos)?;
-            copy_range(tar, stream, base, payload, len, &mut buf, name)?;
-            pos = off + len;
+        if with_alternates {
+            let mut a = Entry::new(
+                tar_path(&format!("{tar_name}{sname}"))?,
+                EntryKind::File {
+                    size: alt.size,
+                    sparse: None,
+                },
+            );
+            set_times(&mut a, info);
+            a.header = HeaderStyle::GoPax { mode };
+            let range = StreamRange {
+                offset: alt.payload_offset,
+                len: alt.size,
+            };
+            alternates.push((a, range));
         }
-        tar_zeros(tar, size - pos)?;
-    } else {
-        copy_range(tar, stream, base, d.payload_offset, d.size, &mut buf, name)?;
     }
-    for alt in &scan.alternates[scan.alternates_before_data..] {
-        let sname = alt.name.strip_suffix(":$DATA").unwrap_or(&alt.name);
-        let mut a = Entry::new(
-            tar_path(&format!("{tar_name}{sname}"))?,
-            EntryKind::File {
-                size: alt.size,
-                sparse: None,
-            },
-        );
-        set_times(&mut a, info);
-        tar.add_as(&a, HeaderStyle::GoPax { mode })?;
-        copy_range(
-            tar,
-            stream,
-            base,
-            alt.payload_offset,
-            alt.size,
-            &mut buf,
-            name,
-        )?;
-        written.alternates += 1;
+    if with_alternates {
+        dropped_alternates = scan.alternates_before_data;
     }
-    written.dropped_alternates = scan.alternates_before_data;
-    Ok(written)
+    Ok(StreamEntries {
+        main: e,
+        main_data,
+        alternates,
+        dropped_alternates,
+    })
+}
+
+/// §3.4 WriteTarFileFromBackupStream, two-pass (the source can seek): the main entry,
+/// its data (sparse blocks expanded) and one entry per ADS after the data stream
+/// ([`backup_stream_entries`]). `with_security: false` leaves the SD out (the legacy
+/// reader's BackupRead without security). The stream starts at the current position
+/// of `stream`.
+pub fn write_tar_from_backup_stream<S: Read + Seek, W: Write>(
+    tar: &mut TarWriter<W>,
+    stream: &mut S,
+    name: &WinPath,
+    info: &FileBasicInfo,
+    with_security: bool,
+) -> Result<WrittenEntry, Error> {
+    let base = stream
+        .stream_position()
+        .map_err(|e| Error::io(format!("seeking the backup stream of `{name}`"), e))?;
+    let entries = backup_stream_entries(stream, name, info, with_security)?;
+    tar.add(&entries.main)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut r = RangeReader::new(base, entries.main_data);
+    loop {
+        let n = r.read(stream, &mut buf, name)?;
+        if n == 0 {
+            break;
+        }
+        tar.write_data(&buf[..n])?;
+    }
+    for (a, range) in &entries.alternates {
+        tar.add(a)?;
+        copy_range(tar, stream, base, *range, &mut buf, name)?;
+    }
+    Ok(WrittenEntry {
+        size: match entries.main.kind {
+            EntryKind::File { size, .. } => size,
+            _ => 0,
+        },
+        alternates: entries.alternates.len(),
+        dropped_alternates: entries.dropped_alternates,
+    })
 }
 
 /// A tar entry's data as a `Write`.
@@ -510,18 +628,13 @@ impl<W: Write> Write for TarData<'_, W> {
     }
 }
 
-fn tar_zeros<W: Write>(tar: &mut TarWriter<W>, n: u64) -> Result<(), Error> {
-    zeros(&mut TarData(tar), n).map_err(|e| Error::io("writing the tar stream", e))
-}
-
 /// A hard-link entry as ociwclayer writes it: type `1`, mode `0644`, the link's basic
 /// info records, no SD.
-pub fn write_tar_hard_link<W: Write>(
-    tar: &mut TarWriter<W>,
+pub fn hard_link_entry(
     name: &WinPath,
     target: &WinPath,
     info: &FileBasicInfo,
-) -> Result<(), Error> {
+) -> Result<Entry, Error> {
     let mut e = Entry::new(
         tar_path(&name.to_slash())?,
         EntryKind::HardLink {
@@ -530,13 +643,29 @@ pub fn write_tar_hard_link<W: Write>(
     );
     set_times(&mut e, info);
     basic_records(&mut e, info);
-    tar.add_as(&e, HeaderStyle::GoPax { mode: 0o644 })?;
+    e.header = HeaderStyle::GoPax { mode: 0o644 };
+    Ok(e)
+}
+
+/// Writes the [`hard_link_entry`] of `name` to `target`.
+pub fn write_tar_hard_link<W: Write>(
+    tar: &mut TarWriter<W>,
+    name: &WinPath,
+    target: &WinPath,
+    info: &FileBasicInfo,
+) -> Result<(), Error> {
+    tar.add(&hard_link_entry(name, target, info)?)?;
     Ok(())
 }
 
-/// A whiteout `dir/.wh.<base>` written with no format: plain ustar, zero metadata.
+/// The whiteout of `name`, written with no format: plain ustar `dir/.wh.<base>`, zero
+/// metadata.
+pub fn whiteout_entry(name: &WinPath) -> Result<Entry, Error> {
+    Ok(Entry::new(tar_path(&name.to_slash())?, EntryKind::Whiteout))
+}
+
+/// Writes the [`whiteout_entry`] of `name`.
 pub fn write_tar_whiteout<W: Write>(tar: &mut TarWriter<W>, name: &WinPath) -> Result<(), Error> {
-    let e = Entry::new(tar_path(&name.to_slash())?, EntryKind::Whiteout);
-    tar.add(&e)?;
+    tar.add(&whiteout_entry(name)?)?;
     Ok(())
 }

@@ -13,7 +13,9 @@ use crate::Error;
 /// One extended attribute. NTFS upper-cases names; values are raw bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ExtendedAttribute {
+    /// The EA's name (ASCII; NTFS upper-cases it).
     pub name: Vec<u8>,
+    /// The EA's value, byte for byte.
     pub value: Vec<u8>,
     /// `FILE_NEED_EA` (0x80) and friends; the tar mapping drops them.
     pub flags: u8,

@@ -9,38 +9,65 @@ pub enum Error {
     /// A backup stream is malformed at `offset` (bytes from the start of the stream).
     #[error("backup stream of `{name}`: {reason} (at byte {offset} of the stream)")]
     BadStream {
+        /// The object whose stream it is.
         name: String,
+        /// Bytes from the start of the stream to the fault.
         offset: u64,
+        /// What is wrong.
         reason: String,
     },
 
     /// An extended-attribute chain (FILE_FULL_EA_INFORMATION) is malformed or cannot be encoded.
     #[error("extended attributes: {reason}")]
-    BadEa { reason: String },
+    BadEa {
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A security descriptor is malformed (binary) or cannot be built (SDDL).
     #[error("security descriptor: {reason}")]
-    BadSecurityDescriptor { reason: String },
+    BadSecurityDescriptor {
+        /// What is wrong.
+        reason: String,
+    },
 
     /// Reparse data is malformed, unsupported or cannot be encoded.
     #[error("reparse data: {reason}")]
-    BadReparse { reason: String },
+    BadReparse {
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A tar entry cannot be mapped to or from a Windows layer entry.
     #[error("tar entry `{name}`: {reason}")]
-    BadEntry { name: String, reason: String },
+    BadEntry {
+        /// The entry's tar name.
+        name: String,
+        /// Why it cannot be mapped.
+        reason: String,
+    },
 
     /// A name cannot be a Windows layer path (escapes `Files\`, `..`, characters NTFS
     /// cannot hold, a second name differing only in case).
     #[error("invalid layer path `{name}`: {reason}")]
-    BadName { name: String, reason: String },
+    BadName {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
 
     /// A layer folder holds something the format does not allow, or an operation on it failed.
     #[error("layer folder {}: `{path}`: {reason}", folder.display())]
     Folder {
+        /// The layer folder.
         folder: PathBuf,
+        /// The object concerned, as a Windows path (or a file of the folder; `.` for
+        /// the folder itself).
         path: String,
+        /// What went wrong, in words.
         reason: String,
+        /// The OS error behind it, if any.
         #[source]
         source: Option<io::Error>,
     },
@@ -48,8 +75,11 @@ pub enum Error {
     /// `tombstones.txt` is malformed (line numbers start at 1).
     #[error("invalid tombstones file {}: line {line}: {reason}", file.display())]
     BadTombstones {
+        /// The `tombstones.txt` read.
         file: PathBuf,
+        /// The line at fault (0 for the file as a whole).
         line: usize,
+        /// What is wrong with it.
         reason: String,
     },
 
@@ -63,7 +93,12 @@ pub enum Error {
 
     /// An I/O error outside any one entry, with what was being done.
     #[error("{context}: {error}")]
-    Io { context: String, error: io::Error },
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        error: io::Error,
+    },
 }
 
 impl Error {

@@ -25,9 +25,13 @@ use crate::{Error, FileAttributes};
 /// What [`extract`] wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExtractSummary {
+    /// Layer folders merged.
     pub layers: u64,
+    /// Entries written to the Linux tree.
     pub entries: u64,
+    /// Bytes of file data written.
     pub data_bytes: u64,
+    /// What could not be carried over to Linux, one sentence each.
     pub warnings: Vec<String>,
 }
 

@@ -105,18 +105,31 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub struct FileAttributes(pub u32);
 
 impl FileAttributes {
+    /// Writes to the file are refused.
     pub const READONLY: u32 = 0x1;
+    /// Left out of ordinary directory listings.
     pub const HIDDEN: u32 = 0x2;
+    /// Used by the operating system itself.
     pub const SYSTEM: u32 = 0x4;
+    /// The object is a directory.
     pub const DIRECTORY: u32 = 0x10;
+    /// Marked for backup (set by Windows when a file changes).
     pub const ARCHIVE: u32 = 0x20;
+    /// No other attribute is set.
     pub const NORMAL: u32 = 0x80;
+    /// Kept in memory if possible: the file is short-lived.
     pub const TEMPORARY: u32 = 0x100;
+    /// The file has holes (its data comes as sparse blocks).
     pub const SPARSE_FILE: u32 = 0x200;
+    /// The object carries reparse data (a symlink or junction in a layer).
     pub const REPARSE_POINT: u32 = 0x400;
+    /// NTFS compresses the data on disk.
     pub const COMPRESSED: u32 = 0x800;
+    /// The data is held elsewhere (offline storage).
     pub const OFFLINE: u32 = 0x1000;
+    /// The content indexing service skips the file.
     pub const NOT_CONTENT_INDEXED: u32 = 0x2000;
+    /// NTFS encrypts the data on disk.
     pub const ENCRYPTED: u32 = 0x4000;
 
     const NAMES: [(u32, &'static str); 13] = [
@@ -135,6 +148,7 @@ impl FileAttributes {
         (Self::ENCRYPTED, "ENCRYPTED"),
     ];
 
+    /// Whether [`DIRECTORY`](Self::DIRECTORY) is set.
     pub fn is_dir(self) -> bool {
         self.0 & Self::DIRECTORY != 0
     }
@@ -170,10 +184,15 @@ impl fmt::Display for FileAttributes {
 /// FILE_BASIC_INFO: what a layer keeps of an object besides its streams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FileBasicInfo {
+    /// When the object was created.
     pub creation_time: FileTime,
+    /// When it was last read.
     pub last_access_time: FileTime,
+    /// When its data was last written (a tar's mtime).
     pub last_write_time: FileTime,
+    /// When its data or metadata last changed (a tar's ctime).
     pub change_time: FileTime,
+    /// Its FILE_ATTRIBUTE_* bits.
     pub attributes: FileAttributes,
 }
 

@@ -29,7 +29,9 @@ use crate::{Error, FileBasicInfo};
 /// One named thing and its size (an EA, an alternate stream).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Named {
+    /// The EA's or stream's name.
     pub name: String,
+    /// Its value's or data's length in bytes.
     pub size: u64,
 }
 
@@ -40,18 +42,27 @@ pub struct InspectEntry {
     pub name: String,
     /// `file`, `directory`, `symlink`, `junction`, `hardlink` or `tombstone`.
     pub kind: &'static str,
+    /// The data size of a file (0 for anything else).
     pub size: u64,
+    /// FILE_ATTRIBUTE_* bits, `None` for a tombstone.
     pub attributes: Option<u32>,
     /// `READONLY|HIDDEN|DIRECTORY|…`.
     pub attribute_names: Option<String>,
+    /// The four FILETIMEs in RFC 3339, UTC, 100 ns precision (`None` for a tombstone).
     pub creation_time: Option<String>,
+    /// See `creation_time`.
     pub last_access_time: Option<String>,
+    /// See `creation_time`.
     pub last_write_time: Option<String>,
+    /// See `creation_time`.
     pub change_time: Option<String>,
     /// SDDL, or why the descriptor could not be decoded.
     pub security_descriptor: Option<String>,
+    /// The extended attributes, by name.
     pub extended_attributes: Vec<Named>,
+    /// The alternate data streams, in stream order.
     pub alternate_streams: Vec<Named>,
+    /// A symlink's or junction's target, or the first name of a hard link.
     pub link_target: Option<String>,
 }
 

@@ -1,6 +1,5 @@
 //! OCI tar ⇄ layer folder: hcsshim's `ImportLayerFromTar` and `ExportLayerToTar` (§5.1, §5.2).
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,18 +8,21 @@ use strata_layer::compress::Decompressor;
 use strata_layer::tar::{TarReader, TarWriter};
 use strata_layer::{LayerReader, LayerWriter};
 
-use crate::backuptar::{write_tar_from_backup_stream, write_tar_hard_link, write_tar_whiteout};
 use crate::folder::{LayerChain, LayerFolderReader, LayerFolderWriter};
-use crate::{Error, WinPath};
+use crate::Error;
 
 /// What [`import_layer`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportSummary {
     /// hcsshim's return value: the sum of the sizes of the type-`0` main entries.
     pub size: u64,
+    /// Objects added (files, directories, hives), alternate streams not counted.
     pub entries: u64,
+    /// Hard links added.
     pub links: u64,
+    /// Deletions recorded in `tombstones.txt`.
     pub tombstones: u64,
+    /// Alternate data streams added.
     pub alternate_streams: u64,
     /// Windows-only steps not run on Linux.
     pub not_applicable: Vec<String>,
@@ -29,10 +31,16 @@ pub struct ImportSummary {
 /// What [`export_layer`] wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportSummary {
+    /// Objects of the folder written (whiteouts and hard links included, alternate
+    /// streams not).
     pub entries: u64,
+    /// The sum of the main entries' data sizes.
     pub data_bytes: u64,
+    /// Second names of files written as hard-link entries.
     pub hard_links: u64,
+    /// Tombstones written as whiteouts.
     pub whiteouts: u64,
+    /// Alternate data streams written as entries of their own.
     pub alternate_streams: u64,
     /// Alternate streams dropped as go-winio drops them (on directories, before the data).
     pub dropped_alternate_streams: u64,
@@ -150,31 +158,6 @@ fn import_entries<R: Read>(
 /// other comes out with the same entries in this order and form.
 pub fn export_layer<W: Write>(chain: &LayerChain, out: W) -> Result<ExportSummary, Error> {
     let mut r = LayerFolderReader::open(chain)?;
-    let mut tar = TarWriter::new(out);
-    let mut seen: HashMap<(u64, u64), WinPath> = HashMap::new();
-    let mut s = ExportSummary::default();
-    while let Some(e) = r.next()? {
-        s.entries += 1;
-        let Some(info) = e.info else {
-            write_tar_whiteout(&mut tar, &e.name)?;
-            s.whiteouts += 1;
-            continue;
-        };
-        if let (Some(id), true) = (e.file_id, e.links > 1) {
-            if let Some(first) = seen.get(&id) {
-                write_tar_hard_link(&mut tar, &e.name, first, &info)?;
-                s.hard_links += 1;
-                continue;
-            }
-            seen.insert(id, e.name.clone());
-        }
-        let mut stream = e.open_stream()?;
-        let w =
-            write_tar_from_backup_stream(&mut tar, &mut stream, &e.name, &info, e.with_security)?;
-        s.data_bytes += w.size;
-        s.alternate_streams += w.alternates as u64;
-        s.dropped_alternate_streams += w.dropped_alternates as u64;
-    }
-    tar.finish()?;
-    Ok(s)
+    strata_layer::copy(&mut r, TarWriter::new(out))?;
+    Ok(r.entry_summary().clone())
 }

@@ -9,7 +9,7 @@
 //! | Win32 backup streams (SD, EA, data, sparse blocks, ADS, reparse) | [`backup`], [`sd`], [`ea`], [`reparse`] |
 //! | FILE_BASIC_INFO and FILETIME conversions | [`info`] |
 //! | backup stream + basic info ⇄ tar entries (go-winio `backuptar`) | [`backuptar`] |
-//! | layer folders: transport format, legacy and base readers/writers (the writer is a `strata_layer::LayerWriter` too), tombstones, `layerchain.json` | [`folder`] |
+//! | layer folders: transport format, legacy and base readers/writers (a `strata_layer::LayerReader` and `LayerWriter` too), tombstones, `layerchain.json` | [`folder`] |
 //! | OCI tar ⇄ layer folder (`ImportLayerFromTar` / `ExportLayerToTar`) | [`import_layer`], [`export_layer`] |
 //! | Linux content → a Windows layer (`from-rootfs`) | [`windowsify`] |
 //! | listings and a merged Linux view | [`inspect`], [`extract`] |
@@ -37,6 +37,8 @@
 //! export_layer(&LayerChain::new(&again, &[]), &mut tar2).unwrap();
 //! assert_eq!(tar, tar2);
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod backup;
 pub mod backuptar;

@@ -104,14 +104,17 @@ impl WinPath {
         self.0.replace('\\', "/")
     }
 
+    /// The names between the `\`s, from the top.
     pub fn components(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.0.split('\\')
     }
 
+    /// How many components the path has (`Files` is 1).
     pub fn depth(&self) -> usize {
         self.components().count()
     }
 
+    /// The last component.
     pub fn file_name(&self) -> &str {
         self.0.rsplit('\\').next().unwrap_or_default()
     }

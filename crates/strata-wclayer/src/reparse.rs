@@ -9,8 +9,11 @@
 
 use crate::Error;
 
+/// IO_REPARSE_TAG_MOUNT_POINT: a junction.
 pub const TAG_MOUNT_POINT: u32 = 0xA000_0003;
+/// IO_REPARSE_TAG_SYMLINK: a Windows symbolic link.
 pub const TAG_SYMLINK: u32 = 0xA000_000C;
+/// IO_REPARSE_TAG_LX_SYMLINK: a symlink made by WSL (version 2, a UTF-8 target).
 pub const TAG_LX_SYMLINK: u32 = 0xA000_001D;
 /// Windows caps reparse data at 16 KiB.
 pub const MAX_REPARSE_DATA: usize = 16 * 1024;

@@ -15,44 +15,64 @@ use std::fmt::Write as _;
 
 use crate::Error;
 
+/// Control bit: the descriptor has a DACL (absent, it grants everyone everything).
 pub const SE_DACL_PRESENT: u16 = 0x0004;
+/// Control bit: the descriptor has a SACL.
 pub const SE_SACL_PRESENT: u16 = 0x0010;
+/// Control bit: the DACL is to be propagated to children (SDDL `AR` in `D:`).
 pub const SE_DACL_AUTO_INHERIT_REQ: u16 = 0x0100;
+/// Control bit: the SACL is to be propagated to children (SDDL `AR` in `S:`).
 pub const SE_SACL_AUTO_INHERIT_REQ: u16 = 0x0200;
+/// Control bit: the DACL was set up for automatic inheritance (SDDL `AI` in `D:`).
 pub const SE_DACL_AUTO_INHERITED: u16 = 0x0400;
+/// Control bit: the SACL was set up for automatic inheritance (SDDL `AI` in `S:`).
 pub const SE_SACL_AUTO_INHERITED: u16 = 0x0800;
+/// Control bit: the DACL takes nothing from the parent (SDDL `P` in `D:`).
 pub const SE_DACL_PROTECTED: u16 = 0x1000;
+/// Control bit: the SACL takes nothing from the parent (SDDL `P` in `S:`).
 pub const SE_SACL_PROTECTED: u16 = 0x2000;
+/// Control bit: the descriptor is one contiguous buffer with offsets (as stored).
 pub const SE_SELF_RELATIVE: u16 = 0x8000;
 
 /// A security identifier.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Sid {
+    /// The identifier authority (48 bits; 5 is NT AUTHORITY).
     pub authority: u64,
+    /// The relative identifiers after it (`S-1-5-32-544`: 32, 544).
     pub sub_authorities: Vec<u32>,
 }
 
 /// One access control entry of the basic kinds (allow, deny, audit, alarm, label).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ace {
+    /// ACCESS_ALLOWED_ACE_TYPE (0), ACCESS_DENIED_ACE_TYPE (1) and the others.
     pub ace_type: u8,
+    /// Inheritance and audit flags (OBJECT_INHERIT_ACE and friends).
     pub flags: u8,
+    /// The access rights granted, denied or audited.
     pub mask: u32,
+    /// Whom the entry concerns.
     pub sid: Sid,
 }
 
 /// An access control list.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Acl {
+    /// ACL_REVISION (2) or ACL_REVISION_DS (4).
     pub revision: u8,
+    /// The entries, in order (order matters to Windows).
     pub aces: Vec<Ace>,
 }
 
 /// A parsed self-relative security descriptor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecurityDescriptor {
+    /// The `SE_*` control bits.
     pub control: u16,
+    /// The owner, if set.
     pub owner: Option<Sid>,
+    /// The primary group, if set.
     pub group: Option<Sid>,
     /// `None` with `SE_SACL_PRESENT` set is a NULL SACL.
     pub sacl: Option<Acl>,

@@ -88,7 +88,9 @@ pub struct WindowsifySummary {
     pub implied_dirs: u64,
     /// Directory entries of the input that came after an implied one and were dropped.
     pub late_dirs: u64,
+    /// Bytes of file data written.
     pub data_bytes: u64,
+    /// Whiteouts written (deletions carried over as whiteouts of `Files\…`).
     pub whiteouts: u64,
 }
 

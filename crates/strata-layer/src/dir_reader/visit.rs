@@ -8,6 +8,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{DirReader, OpenFile, StatInfo, FILE_FLAGS, OPEN_FLAGS};
+use crate::tar::HeaderStyle;
 use crate::xattr;
 use crate::{Entry, EntryKind, Error, LayerPath, Metadata};
 
@@ -111,6 +112,7 @@ impl DirReader {
                 kind: EntryKind::Whiteout,
                 meta: Metadata::default(),
                 pax: Vec::new(),
+                header: HeaderStyle::Strata,
             }));
         }
 
@@ -128,6 +130,7 @@ impl DirReader {
                     kind: EntryKind::HardLink { target },
                     meta,
                     pax: Vec::new(),
+                    header: HeaderStyle::Strata,
                 }));
             }
             self.links.insert(key, (path.clone(), st.nlink - 1));
@@ -208,6 +211,7 @@ impl DirReader {
             kind,
             meta,
             pax: Vec::new(),
+            header: HeaderStyle::Strata,
         }))
     }
 

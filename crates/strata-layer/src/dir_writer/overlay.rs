@@ -214,36 +214,6 @@ impl Upper {
         Ok((cur, below))
     }
 
-    /// The stat of the lower entry that shows through at `path` (upper mode), and
-    /// whether it was copied up into `into`, the upper directory of its parent: it is
-    /// when `copy` says so for its type.
-    fn find_lower(
-        &mut self,
-        tree: &mut Tree,
-        path: &LayerPath,
-        into: Option<&Dir>,
-        copy: fn(FileType) -> bool,
-    ) -> Result<Option<(Stat, bool)>, Error> {
-        let name = c_name(path)?;
-        let Some((_, below)) =
-            self.resolve_upper(tree, parent_bytes(path.as_bytes()), false, path)?
-        else {
-            return Ok(None);
-        };
-        let lower = upper::entry(&below, &name)
-            .map_err(|e| Error::apply_io(path, "cannot look into the lower layers", io_err(e)))?;
-        let Some((ldir, lst)) = lower.map(|l| (l.dir, l.stat)) else {
-            return Ok(None);
-        };
-        match into {
-            Some(dir) if copy(file_type(&lst)) => {
-                self.copy_up(tree, dir, &name, ldir, &lst, path)?;
-                Ok(Some((lst, true)))
-            }
-            _ => Ok(Some((lst, false))),
-        }
-    }
-
     /// Copies the lower entry `name` of `ldir` (stat `lst`) into the upper directory
     /// `dir` with its owner, mode, xattrs and times, as overlayfs copies up: data for a
     /// regular file, nothing below a directory; `dir`'s own times stay as they were.
@@ -389,7 +359,24 @@ impl Target for Upper {
         into: Option<&Dir>,
         copy: fn(FileType) -> bool,
     ) -> Result<Option<(Stat, bool)>, Error> {
-        self.find_lower(tree, path, into, copy)
+        let name = c_name(path)?;
+        let Some((_, below)) =
+            self.resolve_upper(tree, parent_bytes(path.as_bytes()), false, path)?
+        else {
+            return Ok(None);
+        };
+        let lower = upper::entry(&below, &name)
+            .map_err(|e| Error::apply_io(path, "cannot look into the lower layers", io_err(e)))?;
+        let Some((ldir, lst)) = lower.map(|l| (l.dir, l.stat)) else {
+            return Ok(None);
+        };
+        match into {
+            Some(dir) if copy(file_type(&lst)) => {
+                self.copy_up(tree, dir, &name, ldir, &lst, path)?;
+                Ok(Some((lst, true)))
+            }
+            _ => Ok(Some((lst, false))),
+        }
     }
 
     fn is_whiteout(&self, st: &Stat) -> bool {

@@ -4,6 +4,7 @@ use std::io::{self, BufReader, Read, Seek};
 
 use super::header::{self, field, Format, BLOCK};
 use super::pax;
+use super::HeaderStyle;
 use crate::{
     Entry, EntryKind, Error, LayerPath, LayerReader, Metadata, PaxRecord, SparseExtent, Timestamp,
     Xattr,
@@ -24,7 +25,9 @@ pub trait TarSink {
     /// A regular file's payload begins; `entry.kind.data_len()` bytes follow through
     /// [`file_data`](TarSink::file_data), then [`file_end`](TarSink::file_end).
     fn file_begin(&mut self, entry: &Entry) -> Result<(), Error>;
+    /// The next bytes of the current file's payload.
     fn file_data(&mut self, bytes: &[u8]) -> Result<(), Error>;
+    /// The current file's payload is complete.
     fn file_end(&mut self) -> Result<(), Error>;
 }
 
@@ -109,6 +112,7 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
         self.entry_start
     }
 
+    /// The sink, to look at what it recorded so far.
     pub fn sink_mut(&mut self) -> &mut S {
         &mut self.sink
     }
@@ -571,6 +575,7 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
             kind,
             meta,
             pax: raw,
+            header: HeaderStyle::Strata,
         };
         if matches!(entry.kind, EntryKind::File { .. }) && payload_len > 0 {
             self.payload = Payload::File;

@@ -37,6 +37,8 @@ struct SparseFill {
 }
 
 impl<W: Write> TarWriter<W> {
+    /// A writer of a new tar stream into `out` (buffer it: headers are written in
+    /// small pieces).
     pub fn new(out: W) -> Self {
         TarWriter {
             out,
@@ -88,9 +90,10 @@ impl<W: Write> TarWriter<W> {
 }
 
 /// How [`TarWriter::add_as`] encodes the headers of one entry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum HeaderStyle {
-    /// What [`LayerWriter::add`] writes: see [`TarWriter`].
+    /// What [`LayerWriter::add`] writes unless the entry asks otherwise
+    /// ([`Entry::header`]): see [`TarWriter`].
     #[default]
     Strata,
     /// Go `archive/tar` given `Header.Format = FormatPAX`, which is how go-winio's
@@ -100,7 +103,10 @@ pub enum HeaderStyle {
     /// `ctime` are recorded when set; a PAX entry never uses the ustar prefix (a long or
     /// non-ASCII name goes in a `path` record, the name field keeps its ASCII bytes cut to
     /// 100). An entry that needs no record at all is written as plain ustar, as Go does.
-    GoPax { mode: u32 },
+    GoPax {
+        /// The tar header's whole mode field.
+        mode: u32,
+    },
     /// What moby's `pkg/archive` writes for a file on disk (the members of `docker save`):
     /// as [`Strata`](HeaderStyle::Strata), but the mode field carries the file-type bits
     /// too (`0100644`, `040755`, `0120777`), as Go's `FileInfoHeader` sets them.
@@ -168,8 +174,9 @@ impl<W: Write> LayerWriter for TarWriter<W> {
     /// The output, flushed, for the caller to finish (compression, digests).
     type Summary = W;
 
+    /// Encodes the headers in the entry's own [`Entry::header`] style.
     fn add(&mut self, entry: &Entry) -> Result<(), Error> {
-        self.add_as(entry, HeaderStyle::Strata)
+        self.add_as(entry, entry.header)
     }
 
     fn write_data(&mut self, mut data: &[u8]) -> Result<(), Error> {

@@ -1,27 +1,42 @@
-//! The folder writer at the entry level: [`LayerWriter`] for [`LayerFolderWriter`].
+//! The folder at the entry level: [`LayerWriter`] for [`LayerFolderWriter`] and
+//! [`LayerReader`] for [`LayerFolderReader`].
 //!
-//! A layer folder speaks Windows: a [`WinPath`], a [`FileBasicInfo`] and a backup
-//! stream. The crate-wide [`Entry`] carries a Windows entry the way a Windows layer tar
-//! does (go-winio's `backuptar`, spec §3): the path with `/`, the attributes, times and
-//! security descriptor as `MSWINDOWS.*` PAX records, the file's content as the entry's
-//! data, each alternate data stream as an entry of its own named `<file>:<stream>` right
-//! after its file. [`LayerWriter::add`] maps such an entry onto the folder, as hcsshim's
+//! A layer folder speaks Windows: a [`WinPath`], a [`FileBasicInfo`](crate::FileBasicInfo)
+//! and a backup stream. The crate-wide [`Entry`] carries a Windows entry the way a
+//! Windows layer tar does (go-winio's `backuptar`, spec §3): the path with `/`, the
+//! attributes, times and security descriptor as `MSWINDOWS.*` PAX records, the file's
+//! content as the entry's data, each alternate data stream as an entry of its own named
+//! `<file>:<stream>` right after its file.
+//!
+//! Writing: [`LayerWriter::add`] maps such an entry onto the folder, as hcsshim's
 //! `ImportLayerFromTar` does: a whiteout is a tombstone (`remove`), a hard link
 //! `add_link`, anything else `add` with the stream's head (SECURITY, EA, REPARSE or the
 //! DATA header); [`LayerWriter::write_data`] then delivers the data, sparse holes
-//! filled with zeros. Errors travel as [`strata_layer::Error::Format`] holding this
-//! crate's [`Error`], which `From` takes back whole.
+//! filled with zeros.
+//!
+//! Reading: [`LayerReader::next_entry`] turns each folder entry into the entries
+//! hcsshim's `ExportLayerToTar` writes for it: a tombstone is a whiteout, a second name
+//! of a file a hard link to the first, anything else its main entry (a sparse file with
+//! its extents) followed by its alternate streams. Each entry carries go-winio's
+//! [`HeaderStyle`](strata_layer::tar::HeaderStyle) in [`Entry::header`], so that
+//! [`copy`](strata_layer::copy) into a [`TarWriter`](strata_layer::tar::TarWriter)
+//! writes the tar Windows writes, byte for byte ([`crate::export_layer`]).
+//!
+//! Errors travel as [`strata_layer::Error::Format`] holding this crate's [`Error`],
+//! which `From` takes back whole.
 
-use std::io::Write;
+use std::collections::{HashMap, VecDeque};
+use std::io::{Seek, Write};
 
-use strata_layer::{Entry, EntryKind, LayerWriter, SparseExtent};
+use strata_layer::{Entry, EntryKind, LayerReader, LayerWriter, SparseExtent};
 
-use super::{LayerFolderWriter, WriteSummary};
+use super::{EntryStream, LayerFolderReader, LayerFolderWriter, WriteSummary};
 use crate::backup::BackupStreamWriter;
 use crate::backuptar::{
-    alternate_stream_header, file_info_from_entry, write_backup_stream_head, zeros,
+    alternate_stream_header, backup_stream_entries, file_info_from_entry, hard_link_entry,
+    whiteout_entry, write_backup_stream_head, zeros, RangeReader, StreamRange,
 };
-use crate::{Error, WinPath};
+use crate::{Error, ExportSummary, WinPath};
 
 /// The data of the current entry-level file (or alternate stream) still to come, as
 /// the dense bytes of its DATA stream.
@@ -193,6 +208,98 @@ impl LayerWriter for LayerFolderWriter {
     }
 }
 
+/// The entry level of a [`LayerFolderReader`]: what is left of the folder entry last
+/// read, and what was handed out so far.
+#[derive(Debug, Default)]
+pub(super) struct EntryLevel {
+    /// The first name read of each file with several, by (device, inode).
+    seen: HashMap<(u64, u64), WinPath>,
+    /// The alternate streams of the current file still to come, with their data.
+    alternates: VecDeque<(Entry, StreamRange)>,
+    /// The backup stream of the current file and the runs of it that are the current
+    /// entry's data.
+    data: Option<EntryData>,
+    summary: ExportSummary,
+}
+
+#[derive(Debug)]
+struct EntryData {
+    name: WinPath,
+    stream: EntryStream,
+    /// Where the backup stream starts in `stream`.
+    base: u64,
+    runs: RangeReader,
+}
+
+impl LayerFolderReader {
+    /// What the entries read through [`LayerReader`] so far add up to: folder entries,
+    /// whiteouts, hard links, data bytes, alternate streams (what
+    /// [`export_layer`](crate::export_layer) reports).
+    pub fn entry_summary(&self) -> &ExportSummary {
+        &self.entry_level.summary
+    }
+
+    fn next_tar_entry(&mut self) -> Result<Option<Entry>, Error> {
+        let level = &mut self.entry_level;
+        if let Some((e, run)) = level.alternates.pop_front() {
+            if let Some(d) = level.data.as_mut() {
+                d.runs = RangeReader::new(d.base, vec![run]);
+            }
+            return Ok(Some(e));
+        }
+        level.data = None;
+        let Some(e) = self.next()? else {
+            return Ok(None);
+        };
+        let level = &mut self.entry_level;
+        level.summary.entries += 1;
+        let Some(info) = e.info else {
+            level.summary.whiteouts += 1;
+            return whiteout_entry(&e.name).map(Some);
+        };
+        if let (Some(id), true) = (e.file_id, e.links > 1) {
+            if let Some(first) = level.seen.get(&id) {
+                level.summary.hard_links += 1;
+                return hard_link_entry(&e.name, first, &info).map(Some);
+            }
+            level.seen.insert(id, e.name.clone());
+        }
+        let mut stream = e.open_stream()?;
+        let base = stream
+            .stream_position()
+            .map_err(|err| Error::io(format!("seeking the backup stream of `{}`", e.name), err))?;
+        let entries = backup_stream_entries(&mut stream, &e.name, &info, e.with_security)?;
+        if let EntryKind::File { size, .. } = entries.main.kind {
+            level.summary.data_bytes += size;
+        }
+        level.summary.alternate_streams += entries.alternates.len() as u64;
+        level.summary.dropped_alternate_streams += entries.dropped_alternates as u64;
+        level.alternates = entries.alternates.into();
+        level.data = Some(EntryData {
+            name: e.name,
+            stream,
+            base,
+            runs: RangeReader::new(base, entries.main_data),
+        });
+        Ok(Some(entries.main))
+    }
+}
+
+/// Entry-level reading; see the [module documentation](self). Read a folder either
+/// through this trait or through [`LayerFolderReader::next`], not both.
+impl LayerReader for LayerFolderReader {
+    fn next_entry(&mut self) -> Result<Option<Entry>, strata_layer::Error> {
+        Ok(self.next_tar_entry()?)
+    }
+
+    fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, strata_layer::Error> {
+        match self.entry_level.data.as_mut() {
+            Some(d) => Ok(d.runs.read(&mut d.stream, buf, &d.name)?),
+            None => Ok(0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, SparseExtent};
@@ -238,6 +345,71 @@ mod tests {
         want.extend(":s:$DATA".encode_utf16().flat_map(u16::to_le_bytes));
         want.extend(b"hi");
         assert_eq!(std::fs::read(layer.join("Files/a.txt")).unwrap(), want);
+    }
+
+    #[test]
+    fn the_reader_gives_back_entries_in_gowinio_form_with_their_data() {
+        use strata_layer::tar::HeaderStyle;
+        use strata_layer::LayerReader;
+
+        use crate::folder::{LayerChain, LayerFolderReader};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("layer");
+        let mut w = LayerFolderWriter::create(&layer, &[]).unwrap();
+        LayerWriter::add(&mut w, &entry("Files", EntryKind::Dir)).unwrap();
+        let sparse = EntryKind::File {
+            size: 8,
+            sparse: Some(vec![SparseExtent { offset: 2, len: 3 }]),
+        };
+        LayerWriter::add(&mut w, &entry("Files/a.txt", sparse)).unwrap();
+        w.write_data(b"xyz").unwrap();
+        let ads = EntryKind::File {
+            size: 2,
+            sparse: None,
+        };
+        LayerWriter::add(&mut w, &entry("Files/a.txt:s", ads)).unwrap();
+        w.write_data(b"hi").unwrap();
+        LayerWriter::finish(w).unwrap();
+
+        let mut r = LayerFolderReader::open(&LayerChain::new(&layer, &[])).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            let mut data = Vec::new();
+            let mut buf = [0u8; 2];
+            loop {
+                let n = r.read_data(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(data.len() as u64, e.kind.data_len(), "{}", e.path);
+            got.push((e.path.to_string(), e.kind, e.header, data));
+        }
+        let file = |size| EntryKind::File { size, sparse: None };
+        let go = |mode| HeaderStyle::GoPax { mode };
+        assert_eq!(
+            got,
+            [
+                ("Files".into(), EntryKind::Dir, go(0o40000), vec![]),
+                // The holes were written into the folder as zeros: the data is dense.
+                (
+                    "Files/a.txt".into(),
+                    file(8),
+                    go(0o100000),
+                    b"\0\0xyz\0\0\0".to_vec()
+                ),
+                (
+                    "Files/a.txt:s".into(),
+                    file(2),
+                    go(0o100000),
+                    b"hi".to_vec()
+                ),
+            ]
+        );
+        let s = r.entry_summary();
+        assert_eq!((s.entries, s.data_bytes, s.alternate_streams), (2, 8, 1));
     }
 
     #[test]

@@ -30,17 +30,19 @@
 //! tombstones, pending links and directory times. [`LayerFolderReader::open`] yields the
 //! entries back in hcsshim's order (§4.5 for diff layers, §4.7 for base layers).
 //!
-//! The writer also speaks the crate-wide vocabulary: it is a
-//! [`strata_layer::LayerWriter`] taking [`strata_layer::Entry`] values in the form a
-//! Windows layer tar holds them (`MSWINDOWS.*` PAX records, alternate streams as
-//! `<file>:<stream>` entries), which is how [`crate::import_layer`] fills it; see
-//! `entries.rs`. The reader stays at the Windows level: go-winio's export writes each
-//! header with a tar `mode` holding Windows-derived type bits (a directory or symlink
-//! that has a data stream gets the file bit too) in Go's PAX header style, and an
-//! [`Entry`](strata_layer::Entry) carries neither, so entries read through
-//! `LayerReader` could not be written back byte for byte.
+//! Both also speak the crate-wide vocabulary, in the form a Windows layer tar holds
+//! entries (`MSWINDOWS.*` PAX records, alternate streams as `<file>:<stream>` entries):
+//! the writer is a [`strata_layer::LayerWriter`], which is how [`crate::import_layer`]
+//! fills it, and the reader a [`strata_layer::LayerReader`], which is how
+//! [`crate::export_layer`] empties it into a tar. The entries it reads carry go-winio's
+//! header style with the Windows-derived mode field ([`strata_layer::Entry::header`]),
+//! so a tar written from them is the one Windows writes, byte for byte; see `entries.rs`.
 //!
-//! Modules: `writer` (the Windows level), `entries` (the entry level), `reader`,
+//! Every object of a layer folder is reached through a [`strata_layer::root::Root`]
+//! of the folder (and of each parent): names are resolved inside it, never joined onto
+//! the folder's path.
+//!
+//! Modules: `writer` and `reader` (the Windows level), `entries` (the entry level),
 //! `tombstones` (`tombstones.txt`), `layerchain` (`layerchain.json`).
 //!
 //! ```
@@ -68,15 +70,15 @@ mod reader;
 mod tombstones;
 mod writer;
 
-use std::fs::{self, File};
+use std::ffi::CString;
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{self as rfs, FileType, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
-use strata_layer::inroot;
+use strata_layer::root::{Dir, Root};
 
 use crate::backup;
 use crate::{Error, FileAttributes, FileBasicInfo, FileTime, WinPath};
@@ -90,7 +92,9 @@ pub use writer::{LayerFolderWriter, WriteSummary};
 pub const TIMES_XATTR: &str = "user.wclayer.filetimes";
 /// The suffix of a directory's stream file.
 pub const WCIDIRS: &str = ".$wcidirs$";
+/// The file of a diff layer's deletions (§4.4).
 pub const TOMBSTONES_FILE: &str = "tombstones.txt";
+/// The file naming a layer's parents (§4.8).
 pub const LAYERCHAIN_FILE: &str = "layerchain.json";
 /// The UtilityVM boot store files and the backups an import keeps of them.
 pub const BCD_FILES: [(&str, &str); 4] = [
@@ -122,17 +126,22 @@ pub const FOLDER_FILES: [&str; 6] = [
 const HIVE_TEMP: &str = ".strata-hive";
 
 /// Windows-only steps that a Linux import cannot run, reported instead of faked.
+/// A base layer's post-processing.
 pub const PROCESS_BASE_LAYER: &str = "ProcessBaseLayer (hive baselines Hives\\*_BASE, blank.vhdx/blank-base.vhdx, layout) is done by Windows' vmcompute and was not run";
+/// A utility VM's post-processing.
 pub const PROCESS_UTILITY_VM: &str = "ProcessUtilityVMImage (UtilityVM\\SystemTemplate*.vhdx, BCD rewrite) is done by Windows' vmcompute and was not run";
 
 /// A layer folder and its parents, nearest parent first (hcsshim's order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerChain {
+    /// The layer's own folder.
     pub layer: PathBuf,
+    /// Its parents' folders, nearest first (empty for a base layer).
     pub parents: Vec<PathBuf>,
 }
 
 impl LayerChain {
+    /// The chain of `layer` on `parents` (nearest first).
     pub fn new(layer: &Path, parents: &[PathBuf]) -> Self {
         LayerChain {
             layer: layer.to_owned(),
@@ -233,53 +242,32 @@ fn split_parent(rel: &str) -> (&str, &str) {
     }
 }
 
-/// True if `p` is a regular file inside `root` (resolved in the root, long paths fine).
-fn is_file_in(root: std::os::fd::BorrowedFd<'_>, p: &WinPath) -> bool {
+/// True if `p` is a regular file inside `root`.
+fn is_file_in(root: &Root, p: &WinPath) -> bool {
     let rel = linux_rel(p);
     let (parent, base) = split_parent(&rel);
-    let Ok(dir) = inroot::resolve_dir(root, parent.as_bytes()) else {
+    let (Ok(dir), Ok(base)) = (root.dir(parent.as_bytes()), CString::new(base)) else {
         return false;
     };
-    rfs::statat(&dir, base, AtFlags::SYMLINK_NOFOLLOW)
-        .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile)
+    dir.stat(&base)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
 }
 
 /// True if a stream file (`u32` prefix + stream) holds reparse data.
-fn stream_file_has_reparse(p: &Path) -> Result<bool, Error> {
-    let mut f = File::open(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+fn stream_file_has_reparse(mut f: File, what: &str) -> Result<bool, Error> {
     f.seek(SeekFrom::Start(4))
-        .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-    Ok(
-        backup::scan(io::BufReader::new(f), &p.display().to_string())?
-            .reparse
-            .is_some(),
-    )
+        .map_err(|e| Error::io(format!("reading {what}"), e))?;
+    Ok(backup::scan(io::BufReader::new(f), what)?.reparse.is_some())
 }
 
-/// The names in `dir`, sorted by bytes (Go's `filepath.Walk` order).
-fn sorted_children(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-    let mut v: Vec<_> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+/// The entries of `dir` (open for reading), sorted by bytes (Go's `filepath.Walk` order).
+fn sorted_list(dir: &Dir) -> Result<Vec<(CString, FileType)>, Errno> {
+    let mut v = dir.list()?;
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
 }
 
-fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
-    rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-fn open_file_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<File, Errno> {
-    rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map(File::from)
+/// `name` as a C string for the `*at` calls (a name from a [`WinPath`] holds no NUL).
+fn c_name(folder: &Path, path: &str, name: &str) -> Result<CString, Error> {
+    CString::new(name).map_err(|_| folder_err(folder, path, "the name holds a NUL byte", None))
 }

@@ -1,16 +1,17 @@
 //! Reading a layer folder: [`LayerFolderReader`], in hcsshim's order.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::fs::{self as rfs, FileType, Mode, OFlags};
+use strata_layer::root::{Dir, Root};
 
 use super::{
-    errno, folder_err, get_times, open_dir_at, open_file_at, recorded_times, sorted_children,
+    c_name, errno, folder_err, get_times, recorded_times, sorted_list,
     tombstones::parse_tombstones, LayerChain, FOLDER_FILES, HIVE_TEMP, TOMBSTONES_FILE, WCIDIRS,
 };
 use crate::backup::{StreamId, HEADER_LEN};
@@ -19,14 +20,22 @@ use crate::{Error, FileAttributes, FileBasicInfo, WinPath};
 /// The top-level names a base layer's reader walks: `Files`, then `UtilityVM` (as
 /// hcsshim's base reader does), then every other name in the root that is not the
 /// folder's own file, by bytes (hcsshim's base writer puts any relative path there).
-fn base_layer_tops(folder: &Path) -> Result<Vec<String>, Error> {
-    let names = sorted_children(folder)
-        .map_err(|e| folder_err(folder, ".", "cannot list the layer folder", Some(e)))?;
+fn base_layer_tops(folder: &Path, root: &Root) -> Result<Vec<String>, Error> {
+    let names = root
+        .top()
+        .reopen()
+        .and_then(|d| sorted_list(&d))
+        .map_err(|e| folder_err(folder, ".", "cannot list the layer folder", Some(errno(e))))?;
     let mut others = Vec::new();
-    for n in names {
-        let n = n
-            .into_string()
-            .map_err(|n| folder_err(folder, n.to_string_lossy(), "the name is not UTF-8", None))?;
+    for (n, _) in names {
+        let n = n.into_string().map_err(|n| {
+            folder_err(
+                folder,
+                n.into_cstring().as_bytes().escape_ascii().to_string(),
+                "the name is not UTF-8",
+                None,
+            )
+        })?;
         let own = FOLDER_FILES.contains(&n.as_str())
             || n.ends_with(WCIDIRS)
             || n.ends_with(HIVE_TEMP)
@@ -55,6 +64,7 @@ enum Source {
 /// One entry of a layer folder, in reader order.
 #[derive(Debug)]
 pub struct FolderEntry {
+    /// The object's path in the layer.
     pub name: WinPath,
     /// `None` for a tombstone (the export writes a whiteout).
     pub info: Option<FileBasicInfo>,
@@ -68,6 +78,7 @@ pub struct FolderEntry {
 }
 
 impl FolderEntry {
+    /// Whether this entry is a deletion (`tombstones.txt`) rather than an object.
     pub fn is_tombstone(&self) -> bool {
         self.info.is_none()
     }
@@ -115,12 +126,19 @@ impl FolderEntry {
 }
 
 /// A backup stream being read: a stream file, or one made up for a real object.
+#[derive(Debug)]
 pub enum EntryStream {
+    /// A stream file, positioned after its attribute prefix.
     File(File),
+    /// A stream made up of a header and a real file's content.
     Synthetic {
+        /// The stream's first bytes (a DATA stream header; empty for a directory).
         head: Vec<u8>,
+        /// The file whose content follows `head`.
         file: Option<File>,
+        /// The read position in the whole stream.
         pos: u64,
+        /// The whole stream's length.
         len: u64,
     },
 }
@@ -180,7 +198,7 @@ impl Seek for EntryStream {
 
 /// One directory being walked.
 struct Frame {
-    dir: OwnedFd,
+    dir: Arc<Dir>,
     name: WinPath,
     children: std::vec::IntoIter<String>,
 }
@@ -188,7 +206,7 @@ struct Frame {
 /// Reads a layer folder entry by entry; see the [module documentation](self).
 pub struct LayerFolderReader {
     folder: PathBuf,
-    root: OwnedFd,
+    root: Root,
     base: bool,
     stack: Vec<Frame>,
     /// Top-level names still to walk.
@@ -198,6 +216,8 @@ pub struct LayerFolderReader {
     queue: std::collections::VecDeque<FolderEntry>,
     /// Times of `Hives\System_Delta`, which `Files` and `Hives` take.
     system_delta: Option<FileBasicInfo>,
+    /// The state of reading through [`LayerReader`](strata_layer::LayerReader).
+    pub(super) entry_level: super::entries::EntryLevel,
 }
 
 impl LayerFolderReader {
@@ -207,14 +227,20 @@ impl LayerFolderReader {
         let folder = chain.layer.clone();
         let root = rfs::open(
             &folder,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
+        .map(Root::from_fd)
         .map_err(|e| folder_err(&folder, ".", "cannot open the layer folder", Some(errno(e))))?;
         let base = chain.is_base();
         let mut tombstones: HashMap<String, Vec<WinPath>> = HashMap::new();
         let tpath = folder.join(TOMBSTONES_FILE);
-        if let Ok(text) = fs::read(&tpath) {
+        let read_all = |mut f: File| {
+            let mut v = Vec::new();
+            f.read_to_end(&mut v).map(|_| v)
+        };
+        let text = root.top().open_file(c"tombstones.txt").ok().map(read_all);
+        if let Some(Ok(text)) = text {
             if base {
                 return Err(folder_err(&folder, TOMBSTONES_FILE, "base layer cannot have tombstones (pass its parents to read it as a diff layer)", None));
             }
@@ -228,7 +254,10 @@ impl LayerFolderReader {
         }
         let mut system_delta = None;
         if !base {
-            if let Ok(f) = File::open(folder.join("Hives/System_Delta")) {
+            let hive = root
+                .dir(b"Hives")
+                .and_then(|d| d.open_file(c"System_Delta"));
+            if let Ok(f) = hive {
                 system_delta = Some(get_times(&f, FileAttributes(0)).map_err(|e| {
                     folder_err(
                         &folder,
@@ -240,7 +269,7 @@ impl LayerFolderReader {
             }
         }
         let tops = if base {
-            base_layer_tops(&folder)?
+            base_layer_tops(&folder, &root)?
         } else {
             crate::TOP_LEVEL.iter().map(|t| t.to_string()).collect()
         };
@@ -253,6 +282,7 @@ impl LayerFolderReader {
             tombstones,
             queue: Default::default(),
             system_delta,
+            entry_level: Default::default(),
         })
     }
 
@@ -274,7 +304,7 @@ impl LayerFolderReader {
     fn entry_for(
         &self,
         name: WinPath,
-        dir: &OwnedFd,
+        dir: &Dir,
         base: &str,
         is_dir: bool,
     ) -> Result<FolderEntry, Error> {
@@ -285,7 +315,8 @@ impl LayerFolderReader {
             } else {
                 base.to_owned()
             };
-            let mut f = open_file_at(dir, &sname).map_err(|e| {
+            let c = c_name(&self.folder, name.as_str(), &sname)?;
+            let mut f = dir.open_file(&c).map_err(|e| {
                 self.err(
                     name.as_str(),
                     format!("cannot open its stream file `{sname}`"),
@@ -313,26 +344,26 @@ impl LayerFolderReader {
                     None,
                 ));
             }
-            let md = f
-                .metadata()
-                .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
-            if !md.is_file() {
+            let md = rfs::fstat(&f)
+                .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))))?;
+            if FileType::from_raw_mode(md.st_mode) != FileType::RegularFile {
                 return Err(self.err(name.as_str(), "its stream file is not a regular file", None));
             }
             return Ok(FolderEntry {
                 name,
                 info: Some(info),
-                file_id: (!is_dir).then(|| (md.dev(), md.ino())),
-                links: if is_dir { 1 } else { md.nlink() },
+                file_id: (!is_dir).then_some((md.st_dev, md.st_ino)),
+                links: if is_dir { 1 } else { md.st_nlink },
                 with_security,
                 source: Some(Source::StreamFile(f)),
             });
         }
         // Real objects of a diff layer: Files, Hives, UtilityVM, Hives\*.
+        let c = c_name(&self.folder, name.as_str(), base)?;
         let f = if is_dir {
-            open_dir_at(dir, base).map(File::from)
+            dir.open_dir(&c).map(|d| File::from(OwnedFd::from(d)))
         } else {
-            open_file_at(dir, base)
+            dir.open_file(&c)
         }
         .map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
         let attrs = FileAttributes(if is_dir {
@@ -362,14 +393,13 @@ impl LayerFolderReader {
                 info
             }
         };
-        let md = f
-            .metadata()
-            .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(e)))?;
+        let md = rfs::fstat(&f)
+            .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))))?;
         Ok(FolderEntry {
             name,
             info: Some(info),
-            file_id: (!is_dir).then(|| (md.dev(), md.ino())),
-            links: if is_dir { 1 } else { md.nlink() },
+            file_id: (!is_dir).then_some((md.st_dev, md.st_ino)),
+            links: if is_dir { 1 } else { md.st_nlink },
             with_security: false,
             source: Some(if is_dir {
                 Source::Empty
@@ -380,16 +410,13 @@ impl LayerFolderReader {
     }
 
     /// The names in a directory that are entries, sorted by bytes (Go's `filepath.Walk`).
-    fn children(&self, dir: &OwnedFd, name: &WinPath) -> Result<Vec<String>, Error> {
+    fn children(&self, dir: &Dir, name: &WinPath) -> Result<Vec<String>, Error> {
         let mut v = Vec::new();
-        let d = rfs::Dir::read_from(dir)
+        let list = dir
+            .list()
             .map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
-        for ent in d {
-            let ent = ent.map_err(|e| self.err(name.as_str(), "cannot list it", Some(errno(e))))?;
-            let raw = ent.file_name().to_bytes();
-            if raw == b"." || raw == b".." {
-                continue;
-            }
+        for (ent, _) in list {
+            let raw = ent.to_bytes();
             let s = std::str::from_utf8(raw).map_err(|_| {
                 self.err(
                     format!("{name}\\{}", String::from_utf8_lossy(raw)),
@@ -410,7 +437,7 @@ impl LayerFolderReader {
     }
 
     /// Yields a directory, queues its tombstones, and starts walking it.
-    fn enter(&mut self, name: WinPath, parent: &OwnedFd, base: &str) -> Result<FolderEntry, Error> {
+    fn enter(&mut self, name: WinPath, parent: &Dir, base: &str) -> Result<FolderEntry, Error> {
         let e = self.entry_for(name.clone(), parent, base, true)?;
         if let Some(ts) = self.tombstones.remove(name.as_str()) {
             for t in ts {
@@ -424,11 +451,12 @@ impl LayerFolderReader {
                 });
             }
         }
-        let dir = open_dir_at(parent, base)
+        let dir = parent
+            .open_dir(&c_name(&self.folder, name.as_str(), base)?)
             .map_err(|e| self.err(name.as_str(), "cannot open it", Some(errno(e))))?;
         let children = self.children(&dir, &name)?;
         self.stack.push(Frame {
-            dir,
+            dir: Arc::new(dir),
             name,
             children: children.into_iter(),
         });
@@ -456,8 +484,12 @@ impl LayerFolderReader {
                         ))
                     }
                 };
-                let st = rfs::statat(&frame.dir, child.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))));
+                let st = c_name(&self.folder, name.as_str(), &child).and_then(|c| {
+                    frame
+                        .dir
+                        .stat(&c)
+                        .map_err(|e| self.err(name.as_str(), "cannot stat it", Some(errno(e))))
+                });
                 let st = match st {
                     Ok(st) => st,
                     Err(e) => {
@@ -465,16 +497,12 @@ impl LayerFolderReader {
                         return Err(e);
                     }
                 };
-                let ft = rfs::FileType::from_raw_mode(st.st_mode);
-                let r = if ft == rfs::FileType::Directory {
-                    let dir = frame
-                        .dir
-                        .try_clone()
-                        .map_err(|e| Error::io("duplicating a descriptor", e));
+                let ft = FileType::from_raw_mode(st.st_mode);
+                let r = if ft == FileType::Directory {
+                    let dir = frame.dir.clone();
                     self.stack.push(frame);
-                    let dir = dir?;
                     self.enter(name, &dir, &child)
-                } else if ft == rfs::FileType::RegularFile {
+                } else if ft == FileType::RegularFile {
                     let r = self.entry_for(name, &frame.dir, &child, false);
                     self.stack.push(frame);
                     r
@@ -487,30 +515,28 @@ impl LayerFolderReader {
             let Some(top) = self.tops.next() else {
                 return Ok(None);
             };
-            let root = self
-                .root
-                .try_clone()
-                .map_err(|e| Error::io("duplicating a descriptor", e))?;
+            let root = self.root.top().clone();
             let top = top.as_str();
             let name = WinPath::parse_in_base_layer(top)?;
+            let ctop = c_name(&self.folder, top, top)?;
             if self.base && !matches!(top, "Files" | "UtilityVM") {
                 // A base layer's other paths: a directory or a file in the root.
-                let st = rfs::statat(&root, top, AtFlags::SYMLINK_NOFOLLOW)
+                let st = root
+                    .stat(&ctop)
                     .map_err(|e| self.err(top, "cannot stat it", Some(errno(e))))?;
-                return match rfs::FileType::from_raw_mode(st.st_mode) {
-                    rfs::FileType::Directory => self.enter(name, &root, top).map(Some),
-                    rfs::FileType::RegularFile => self.entry_for(name, &root, top, false).map(Some),
+                return match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => self.enter(name, &root, top).map(Some),
+                    FileType::RegularFile => self.entry_for(name, &root, top, false).map(Some),
                     _ => Err(self.err(top, "not a regular file or directory (a layer folder holds no Linux symlinks or devices)", None)),
                 };
             }
-            if open_dir_at(&root, top).is_err() {
+            let Ok(top_dir) = root.open_dir(&ctop) else {
                 continue;
-            }
+            };
             if self.base && top == "UtilityVM" {
                 // Base reader: UtilityVM, then UtilityVM\Files and its subtree only.
-                let uvm = open_dir_at(&root, top)
-                    .map_err(|e| self.err(top, "cannot open it", Some(errno(e))))?;
-                if open_dir_at(&uvm, "Files").is_err() {
+                let uvm = top_dir;
+                if uvm.open_dir(c"Files").is_err() {
                     continue;
                 }
                 let e = self.entry_for(name, &root, top, true)?;

@@ -1,20 +1,22 @@
 //! Writing a layer folder: [`LayerFolderWriter`].
 
 use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::fs::{self as rfs, FileType, Mode};
 use rustix::io::Errno;
 use strata_layer::inroot;
+use strata_layer::root::{Dir, Root, Sweep};
+use strata_layer::LayerPath;
 
 use super::{
-    errno, folder_err, get_times, is_file_in, layerchain, linux_rel, put_times, sorted_children,
-    split_parent, stream_file_has_reparse, times_of, tombstones, BCD_FILES, FOLDER_FILES,
-    HIVE_TEMP, LAYERCHAIN_FILE, PROCESS_BASE_LAYER, PROCESS_UTILITY_VM, TIMES_XATTR,
+    c_name, errno, folder_err, get_times, is_file_in, layerchain, linux_rel, put_times,
+    sorted_list, split_parent, stream_file_has_reparse, times_of, tombstones, BCD_FILES,
+    FOLDER_FILES, HIVE_TEMP, LAYERCHAIN_FILE, PROCESS_BASE_LAYER, PROCESS_UTILITY_VM, TIMES_XATTR,
     TOMBSTONES_FILE, WCIDIRS,
 };
 use crate::backup;
@@ -26,6 +28,9 @@ enum Current {
     Stream {
         name: WinPath,
         out: BufWriter<File>,
+        /// The directory holding the stream file and its name there, to read it back.
+        parent: Arc<Dir>,
+        file: CString,
         info: FileBasicInfo,
         dir: bool,
         /// This file is a UtilityVM boot store file: back it up as `*.bak` when done.
@@ -42,8 +47,11 @@ enum Current {
 /// What [`LayerFolderWriter::finish`] reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriteSummary {
+    /// Objects added (files, directories, hives), alternate streams not counted.
     pub entries: u64,
+    /// Hard links added.
     pub links: u64,
+    /// Deletions recorded in `tombstones.txt`.
     pub tombstones: u64,
     /// The sum of the data sizes of the regular files added as [`Entry`](strata_layer::Entry)
     /// values (hcsshim's `ImportLayer` return value).
@@ -57,7 +65,7 @@ pub struct WriteSummary {
 /// Writes a layer folder; see the [module documentation](self).
 pub struct LayerFolderWriter {
     folder: PathBuf,
-    root: OwnedFd,
+    root: Root,
     pub(super) parents: Vec<PathBuf>,
     current: Option<Current>,
     /// Directories written, in order, with their info (re-applied children first).
@@ -72,7 +80,7 @@ pub struct LayerFolderWriter {
     utility_vm_touched: bool,
     pub(super) summary: WriteSummary,
     /// The parent directory of the last entry, resolved.
-    parent_cache: Option<(String, Arc<OwnedFd>)>,
+    parent_cache: Option<(String, Arc<Dir>)>,
     /// Entry level ([`LayerWriter`](strata_layer::LayerWriter)): the data still to come.
     pub(super) entry_data: Option<super::entries::DenseData>,
     /// Entry level: `<path>:` of the last main entry, which its alternate streams extend.
@@ -104,7 +112,15 @@ impl LayerFolderWriter {
             ));
         }
         for p in parents {
-            if !p.join("Files").is_dir() && !p.join(LAYERCHAIN_FILE).is_file() {
+            let is_layer = Root::open(p).is_ok_and(|r| {
+                let is = |name: &CStr, t: FileType| {
+                    r.top()
+                        .stat(name)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == t)
+                };
+                is(c"Files", FileType::Directory) || is(c"layerchain.json", FileType::RegularFile)
+            });
+            if !is_layer {
                 return Err(folder_err(
                     p,
                     ".",
@@ -113,7 +129,7 @@ impl LayerFolderWriter {
                 ));
             }
         }
-        let root = inroot::open_root(folder)?;
+        let root = Root::open(folder)?;
         Ok(LayerFolderWriter {
             folder: folder.to_owned(),
             root,
@@ -141,45 +157,44 @@ impl LayerFolderWriter {
         folder_err(&self.folder, path.as_str(), reason, source)
     }
 
-    /// The parent directory of `name`, resolved inside the folder; it must exist.
-    fn parent_fd(&mut self, name: &WinPath) -> Result<(Arc<OwnedFd>, String), Error> {
+    /// The parent directory of `name`, resolved inside the folder (it must exist), and
+    /// the last component of `name`.
+    fn parent_fd(&mut self, name: &WinPath) -> Result<(Arc<Dir>, CString), Error> {
         let rel = linux_rel(name);
         let (parent, base) = split_parent(&rel);
-        let (parent, base) = (parent.to_owned(), base.to_owned());
-        let hit = matches!(&self.parent_cache, Some((p, _)) if *p == parent);
+        let hit = matches!(&self.parent_cache, Some((p, _)) if p == parent);
         if !hit {
-            let fd = if parent.is_empty() {
-                rfs::openat(
-                    &self.root,
-                    ".",
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| self.err(name, "cannot open the folder", Some(errno(e))))?
-            } else {
-                match inroot::resolve_dir(self.root.as_fd(), parent.as_bytes()) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT | Errno::NOTDIR) => {
-                        return Err(self.err(
-                            name,
-                            format!(
-                                "its parent `{}` has no directory entry before it (every ancestor needs its own entry)",
-                                parent.replace('/', "\\")
-                            ),
-                            None,
-                        ))
-                    }
-                    Err(e) => return Err(self.err(name, "cannot resolve its parent inside the folder", Some(errno(e)))),
+            let dir = match self.root.dir(parent.as_bytes()) {
+                Ok(d) => d,
+                Err(Errno::NOENT | Errno::NOTDIR) if !parent.is_empty() => {
+                    return Err(self.err(
+                        name,
+                        format!(
+                            "its parent `{}` has no directory entry before it (every ancestor needs its own entry)",
+                            parent.replace('/', "\\")
+                        ),
+                        None,
+                    ))
+                }
+                Err(e) if parent.is_empty() => {
+                    return Err(self.err(name, "cannot open the folder", Some(errno(e))))
+                }
+                Err(e) => {
+                    return Err(self.err(
+                        name,
+                        "cannot resolve its parent inside the folder",
+                        Some(errno(e)),
+                    ))
                 }
             };
-            self.parent_cache = Some((parent, Arc::new(fd)));
+            self.parent_cache = Some((parent.to_owned(), Arc::new(dir)));
         }
-        let fd = self
+        let dir = self
             .parent_cache
             .as_ref()
-            .map(|(_, fd)| fd.clone())
+            .map(|(_, d)| d.clone())
             .ok_or_else(|| Error::Misuse("no parent".into()))?;
-        Ok((fd, base))
+        Ok((dir, c_name(&self.folder, name.as_str(), base)?))
     }
 
     fn forget_parent_cache(&mut self) {
@@ -227,17 +242,19 @@ impl LayerFolderWriter {
         Ok(())
     }
 
-    /// Creates `name` exclusively in its parent; with `replace`, an existing file is
-    /// unlinked first (UtilityVM files replacing the parent's hard links).
+    /// Creates `file` (`name`'s own last component or its stream file's name)
+    /// exclusively in `name`'s parent, which it returns too; with `replace`, an existing
+    /// file is unlinked first (UtilityVM files replacing the parent's hard links).
     fn create_file(
         &mut self,
         name: &WinPath,
-        rel_name: &str,
+        file: &str,
         replace: bool,
-    ) -> Result<File, Error> {
+    ) -> Result<(File, Arc<Dir>, CString), Error> {
         let (dir, _) = self.parent_fd(name)?;
+        let file = c_name(&self.folder, name.as_str(), file)?;
         if replace {
-            match rfs::unlinkat(&dir, rel_name, AtFlags::empty()) {
+            match dir.unlink(&file) {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(Errno::ISDIR) => {
                     return Err(self.err(
@@ -251,13 +268,7 @@ impl LayerFolderWriter {
                 }
             }
         }
-        let fd = rfs::openat(
-            &dir,
-            rel_name,
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(|e| match e {
+        let f = dir.create_file(&file, 0o644).map_err(|e| match e {
             Errno::EXIST => self.err(
                 name,
                 "it already exists in the folder (names are created exclusively)",
@@ -265,27 +276,28 @@ impl LayerFolderWriter {
             ),
             e => self.err(name, "cannot create it", Some(errno(e))),
         })?;
-        Ok(File::from(fd))
+        Ok((f, dir, file))
     }
 
-    fn make_dir(&mut self, name: &WinPath, base: &str, may_exist: bool) -> Result<(), Error> {
-        let (dir, _) = self.parent_fd(name)?;
-        match rfs::mkdirat(&dir, base, Mode::from_raw_mode(0o755)) {
+    fn make_dir(&mut self, name: &WinPath, may_exist: bool) -> Result<(), Error> {
+        let (dir, base) = self.parent_fd(name)?;
+        match dir.mkdir(&base, 0o755) {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) if may_exist => {
-                let st = rfs::statat(&dir, base, AtFlags::SYMLINK_NOFOLLOW)
+                let st = dir
+                    .stat(&base)
                     .map_err(|e| self.err(name, "cannot inspect it", Some(errno(e))))?;
-                if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                     return Ok(());
                 }
-                rfs::unlinkat(&dir, base, AtFlags::empty()).map_err(|e| {
+                dir.unlink(&base).map_err(|e| {
                     self.err(
                         name,
                         "cannot replace the file with a directory",
                         Some(errno(e)),
                     )
                 })?;
-                rfs::mkdirat(&dir, base, Mode::from_raw_mode(0o755))
+                dir.mkdir(&base, 0o755)
                     .map_err(|e| self.err(name, "cannot create it", Some(errno(e))))
             }
             Err(Errno::EXIST) => Err(self.err(
@@ -347,7 +359,7 @@ impl LayerFolderWriter {
             if is_dir {
                 return Err(self.err(name, "Hives holds registry hive files only", None));
             }
-            let out = self.create_file(name, &base, false)?;
+            let (out, _, _) = self.create_file(name, &base, false)?;
             self.current = Some(Current::Hive {
                 name: name.clone(),
                 out: BufWriter::with_capacity(64 * 1024, out),
@@ -357,7 +369,7 @@ impl LayerFolderWriter {
             return Ok(());
         }
         let stream_base = if is_dir {
-            self.make_dir(name, &base, uvm_replace)?;
+            self.make_dir(name, uvm_replace)?;
             self.dirs.push((name.clone(), *info));
             self.forget_parent_cache();
             format!("{base}{WCIDIRS}")
@@ -368,10 +380,8 @@ impl LayerFolderWriter {
             self.clone_utility_vm(name)?;
             self.has_utility_vm = true;
         }
-        let mut out = BufWriter::with_capacity(
-            64 * 1024,
-            self.create_file(name, &stream_base, uvm_replace)?,
-        );
+        let (out, parent, file) = self.create_file(name, &stream_base, uvm_replace)?;
+        let mut out = BufWriter::with_capacity(64 * 1024, out);
         out.write_all(&info.attributes.0.to_le_bytes())
             .map_err(|e| self.err(name, "cannot write it", Some(e)))?;
         let bcd = BCD_FILES
@@ -381,6 +391,8 @@ impl LayerFolderWriter {
         self.current = Some(Current::Stream {
             name: name.clone(),
             out,
+            parent,
+            file,
             info: *info,
             dir: is_dir,
             bcd,
@@ -395,69 +407,101 @@ impl LayerFolderWriter {
         let Some(parent) = self.parents.first().cloned() else {
             return Ok(());
         };
-        let src = parent.join("UtilityVM");
-        let dst = self.folder.join("UtilityVM");
-        if !src.join("Files").is_dir() {
+        let Ok(src) = Root::open(&parent) else {
+            return Ok(());
+        };
+        let is_dir = |d: &Dir, n: &CStr| {
+            d.stat(n)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        };
+        let Ok(src_uvm) = src.top().open_dir(c"UtilityVM") else {
+            return Ok(());
+        };
+        if !is_dir(&src_uvm, c"Files") {
             return Ok(());
         }
-        let wrap = |e: io::Error, what: &Path| {
+        let wrap_io = |e: io::Error, what: &str| {
             folder_err(
                 &parent,
-                what.display().to_string(),
+                what,
                 "cannot clone the parent's UtilityVM",
                 Some(e),
             )
         };
-        let copy = |from: &Path, to: &Path| -> Result<(), Error> {
-            fs::copy(from, to).map_err(|e| wrap(e, from))?;
-            let f = File::open(from).map_err(|e| wrap(e, from))?;
-            let info = get_times(&f, FileAttributes(0)).map_err(|e| wrap(errno(e), from))?;
-            let t = File::options()
-                .write(true)
-                .open(to)
-                .map_err(|e| wrap(e, to))?;
-            put_times(&t, &info).map_err(|e| wrap(errno(e), to))
+        let wrap = |e: Errno, what: &str| wrap_io(errno(e), what);
+        // A copy keeps the file's permissions and recorded times.
+        let copy = |from: &Dir, to: &Dir, n: &CStr, what: &str| -> Result<(), Error> {
+            let mut f = from.open_file(n).map_err(|e| wrap(e, what))?;
+            let st = rfs::fstat(&f).map_err(|e| wrap(e, what))?;
+            let mut t = to.create_file(n, 0o600).map_err(|e| wrap(e, what))?;
+            io::copy(&mut f, &mut t).map_err(|e| wrap_io(e, what))?;
+            rfs::fchmod(&t, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| wrap(e, what))?;
+            let info = get_times(&f, FileAttributes(0)).map_err(|e| wrap(e, what))?;
+            put_times(&t, &info).map_err(|e| wrap(e, what))
         };
-        let files_stream = src.join(format!("Files{WCIDIRS}"));
-        if files_stream.is_file() {
-            copy(&files_stream, &dst.join(format!("Files{WCIDIRS}")))?;
+        let dst_uvm = self
+            .root
+            .top()
+            .open_dir(c"UtilityVM")
+            .map_err(|e| wrap(e, "UtilityVM"))?;
+        let files_stream = c"Files.$wcidirs$";
+        if src_uvm
+            .stat(files_stream)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+        {
+            copy(
+                &src_uvm,
+                &dst_uvm,
+                files_stream,
+                "UtilityVM/Files.$wcidirs$",
+            )?;
         }
+        dst_uvm
+            .mkdir(c"Files", 0o777)
+            .map_err(|e| wrap(e, "UtilityVM/Files"))?;
+        // Directories are reopened by path from both roots as the walk reaches them, so
+        // a wide tree costs no more descriptors than a narrow one.
         let mut stack = vec![(
-            src.join("Files"),
-            dst.join("Files"),
+            "UtilityVM/Files".to_owned(),
             WinPath::parse("UtilityVM\\Files")?,
         )];
-        fs::create_dir(dst.join("Files")).map_err(|e| wrap(e, &dst))?;
         let mut dir_times = Vec::new();
-        while let Some((s, d, wp)) = stack.pop() {
-            for ent in sorted_children(&s).map_err(|e| wrap(e, &s))? {
-                let sp = s.join(&ent);
-                let dp = d.join(&ent);
-                let n = ent.to_str().ok_or_else(|| {
+        while let Some((rel, wp)) = stack.pop() {
+            let s = src
+                .dir(rel.as_bytes())
+                .and_then(|d| d.reopen())
+                .map_err(|e| wrap(e, &rel))?;
+            let d = self.root.dir(rel.as_bytes()).map_err(|e| wrap(e, &rel))?;
+            for (ent, ft) in sorted_list(&s).map_err(|e| wrap(e, &rel))? {
+                let n = ent.to_str().map_err(|_| {
                     folder_err(
                         &parent,
-                        sp.display().to_string(),
+                        format!("{rel}/{}", ent.to_bytes().escape_ascii()),
                         "a name is not UTF-8",
                         None,
                     )
                 })?;
-                let md = fs::symlink_metadata(&sp).map_err(|e| wrap(e, &sp))?;
-                if md.is_dir() {
-                    fs::create_dir(&dp).map_err(|e| wrap(e, &dp))?;
-                    dir_times.push((sp.clone(), dp.clone()));
-                    stack.push((sp, dp, wp.join(n)?));
-                } else if md.is_file() {
+                let sp = format!("{rel}/{n}");
+                if ft == FileType::Directory {
+                    d.mkdir(&ent, 0o777).map_err(|e| wrap(e, &sp))?;
+                    let st = s.stat(&ent).map_err(|e| wrap(e, &sp))?;
+                    dir_times.push((inroot::times_of(&st), sp.clone()));
+                    stack.push((sp, wp.join(n)?));
+                } else if ft == FileType::RegularFile {
                     let child = if let Some(dirname) = n.strip_suffix(WCIDIRS) {
                         wp.join(dirname)?
                     } else {
                         wp.join(n)?
                     };
                     let is_bcd = BCD_FILES.iter().any(|(b, _)| *b == child.as_str());
-                    if n.ends_with(WCIDIRS) || is_bcd || stream_file_has_reparse(&sp)? {
-                        copy(&sp, &dp)?;
+                    let reparse = || -> Result<bool, Error> {
+                        stream_file_has_reparse(s.open_file(&ent).map_err(|e| wrap(e, &sp))?, &sp)
+                    };
+                    if n.ends_with(WCIDIRS) || is_bcd || reparse()? {
+                        copy(&s, &d, &ent, &sp)?;
                     } else {
-                        fs::hard_link(&sp, &dp).map_err(|e| {
-                            let why = if e.raw_os_error() == Some(libc_exdev()) {
+                        d.hard_link(&ent, &s, &ent).map_err(|e| {
+                            let why = if e == Errno::XDEV {
                                 " (layers must share a file system)"
                             } else {
                                 ""
@@ -465,26 +509,24 @@ impl LayerFolderWriter {
                             folder_err(
                                 &self.folder,
                                 name.as_str(),
-                                format!("cannot hard-link the parent's {}{why}", sp.display()),
-                                Some(e),
+                                format!("cannot hard-link the parent's {sp}{why}"),
+                                Some(errno(e)),
                             )
                         })?;
                     }
                 } else {
                     return Err(folder_err(
                         &parent,
-                        sp.display().to_string(),
+                        sp,
                         "not a file or directory: not a layer folder",
                         None,
                     ));
                 }
             }
         }
-        for (sp, dp) in dir_times.iter().rev() {
-            if let (Ok(s), Ok(d)) = (File::open(sp), File::open(dp)) {
-                if let Ok(st) = rfs::fstat(&s) {
-                    let _ = rfs::futimens(&d, &inroot::times_of(&st));
-                }
+        for (times, rel) in dir_times.iter().rev() {
+            if let Ok(d) = self.root.dir(rel.as_bytes()).and_then(|d| d.reopen()) {
+                let _ = d.set_times(times);
             }
         }
         self.forget_parent_cache();
@@ -503,52 +545,53 @@ impl LayerFolderWriter {
             Current::Stream {
                 name,
                 out,
+                parent,
+                file,
                 info,
                 dir,
                 bcd,
             } => {
-                let mut file = out
+                let out = out
                     .into_inner()
                     .map_err(|e| self.err(&name, "cannot write it", Some(e.into_error())))?;
-                put_times(&file, &info).map_err(|e| self.err(&name, format!("cannot set the xattr {TIMES_XATTR} (does the file system support user xattrs?)"), Some(errno(e))))?;
+                put_times(&out, &info).map_err(|e| self.err(&name, format!("cannot set the xattr {TIMES_XATTR} (does the file system support user xattrs?)"), Some(errno(e))))?;
+                drop(out);
                 if dir || bcd.is_some() {
                     let back =
                         |w: &Self, e: io::Error| w.err(&name, "cannot read it back", Some(e));
+                    let mut file = parent.open_file(&file).map_err(|e| back(self, errno(e)))?;
                     file.seek(SeekFrom::Start(4)).map_err(|e| back(self, e))?;
                     let scan = backup::scan(io::BufReader::new(&mut file), name.as_str())?;
                     if dir && scan.reparse.is_some() {
                         self.reparse_dirs.push(name.clone());
                     }
                     if let (Some(bak), Some(d)) = (bcd, &scan.data) {
-                        let fd = rfs::openat(
-                            &self.root,
-                            bak,
-                            OFlags::WRONLY
-                                | OFlags::CREATE
-                                | OFlags::TRUNC
-                                | OFlags::NOFOLLOW
-                                | OFlags::CLOEXEC,
-                            Mode::from_raw_mode(0o644),
-                        )
-                        .map_err(|e| {
-                            self.err(&name, format!("cannot write {bak}"), Some(errno(e)))
-                        })?;
-                        let mut w = File::from(fd);
+                        let cant = |w: &Self, e: io::Error| {
+                            w.err(&name, format!("cannot write {bak}"), Some(e))
+                        };
+                        let top = self.root.top();
+                        let bak_name = c_name(&self.folder, bak, bak)?;
+                        match top.unlink(&bak_name) {
+                            Ok(()) | Err(Errno::NOENT) => {}
+                            Err(e) => return Err(cant(self, errno(e))),
+                        }
+                        let mut w = top
+                            .create_file(&bak_name, 0o644)
+                            .map_err(|e| cant(self, errno(e)))?;
                         file.seek(SeekFrom::Start(4 + d.payload_offset))
                             .map_err(|e| back(self, e))?;
                         io::copy(&mut (&mut file).take(d.size), &mut w)
-                            .map_err(|e| self.err(&name, format!("cannot write {bak}"), Some(e)))?;
+                            .map_err(|e| cant(self, e))?;
                     }
                 }
                 if name.depth() == 1 && dir {
                     // The top-level directory itself is a real object too.
-                    let d = rfs::openat(
-                        &self.root,
-                        linux_rel(&name).as_str(),
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| self.err(&name, "cannot open it", Some(errno(e))))?;
+                    let top_name = c_name(&self.folder, name.as_str(), name.as_str())?;
+                    let d = self
+                        .root
+                        .top()
+                        .open_dir(&top_name)
+                        .map_err(|e| self.err(&name, "cannot open it", Some(errno(e))))?;
                     put_times(&d, &info)
                         .map_err(|e| self.err(&name, "cannot set its times", Some(errno(e))))?;
                 }
@@ -566,10 +609,12 @@ impl LayerFolderWriter {
 
     /// Replaces a hive's backup stream by its data (BackupWrite without security).
     fn hive_to_raw(&mut self, name: &WinPath, info: &FileBasicInfo) -> Result<(), Error> {
-        let path = self.folder.join(linux_rel(name));
-        let tmp = self.folder.join(format!("{}{HIVE_TEMP}", linux_rel(name)));
-        let mut f =
-            File::open(&path).map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
+        let (dir, base) = self.parent_fd(name)?;
+        let tmp_name = format!("{}{HIVE_TEMP}", name.file_name());
+        let tmp = c_name(&self.folder, name.as_str(), &tmp_name)?;
+        let mut f = dir
+            .open_file(&base)
+            .map_err(|e| self.err(name, "cannot read it back", Some(errno(e))))?;
         let scan = backup::scan(io::BufReader::new(&mut f), name.as_str())?;
         if scan.ea.is_some()
             || scan.reparse.is_some()
@@ -578,11 +623,9 @@ impl LayerFolderWriter {
         {
             return Err(self.err(name, "a hive's backup stream may hold only data (and a security descriptor, which is dropped)", None));
         }
-        let mut w = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| self.err(name, "cannot write it", Some(e)))?;
+        let mut w = dir
+            .create_file(&tmp, 0o644)
+            .map_err(|e| self.err(name, "cannot write it", Some(errno(e))))?;
         if let Some(d) = &scan.data {
             f.seek(SeekFrom::Start(d.payload_offset))
                 .map_err(|e| self.err(name, "cannot read it back", Some(e)))?;
@@ -593,7 +636,8 @@ impl LayerFolderWriter {
             }
         }
         put_times(&w, info).map_err(|e| self.err(name, "cannot set its times", Some(errno(e))))?;
-        fs::rename(&tmp, &path).map_err(|e| self.err(name, "cannot write it", Some(e)))?;
+        dir.rename(&tmp, &dir, &base)
+            .map_err(|e| self.err(name, "cannot write it", Some(errno(e))))?;
         Ok(())
     }
 
@@ -631,9 +675,10 @@ impl LayerFolderWriter {
             } else if self.is_base() {
                 return Err(not_found(self));
             } else {
-                let found = self.parents.iter().position(|p| {
-                    inroot::open_root(p).is_ok_and(|root| is_file_in(root.as_fd(), target))
-                });
+                let found = self
+                    .parents
+                    .iter()
+                    .position(|p| Root::open(p).is_ok_and(|root| is_file_in(&root, target)));
                 match found {
                     Some(i) => LinkSource {
                         parent: Some(i),
@@ -668,20 +713,18 @@ impl LayerFolderWriter {
     }
 
     fn exists_here(&self, p: &WinPath) -> bool {
-        is_file_in(self.root.as_fd(), p)
+        is_file_in(&self.root, p)
     }
 
     fn link_now(&mut self, name: &WinPath, source: &LinkSource) -> Result<(), Error> {
         let src_root = match source.parent {
-            None => self
-                .root
-                .try_clone()
-                .map_err(|e| Error::io("duplicating a descriptor", e))?,
-            Some(i) => inroot::open_root(&self.parents[i])?,
+            None => self.root.clone(),
+            Some(i) => Root::open(&self.parents[i])?,
         };
         let trel = linux_rel(&source.target);
         let (tparent, tbase) = split_parent(&trel);
-        let sdir = inroot::resolve_dir(src_root.as_fd(), tparent.as_bytes()).map_err(|e| {
+        let tbase = c_name(&self.folder, source.target.as_str(), tbase)?;
+        let sdir = src_root.dir(tparent.as_bytes()).map_err(|e| {
             self.err(
                 name,
                 format!("cannot resolve the link target `{}`", source.target),
@@ -689,13 +732,13 @@ impl LayerFolderWriter {
             )
         })?;
         let (ddir, dbase) = self.parent_fd(name)?;
-        match rfs::unlinkat(&ddir, dbase.as_str(), AtFlags::empty()) {
+        match ddir.unlink(&dbase) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => {
                 return Err(self.err(name, "cannot replace it with the link", Some(errno(e))))
             }
         }
-        rfs::linkat(&sdir, tbase, &ddir, dbase.as_str(), AtFlags::empty()).map_err(|e| {
+        ddir.hard_link(&dbase, &sdir, &tbase).map_err(|e| {
             let why = if e == Errno::XDEV {
                 " (layers must share a file system)"
             } else {
@@ -707,6 +750,46 @@ impl LayerFolderWriter {
                 Some(errno(e)),
             )
         })
+    }
+
+    /// The directory holding `name` in this layer and its last component, with what
+    /// is there (`None` when `name` or its parent does not exist).
+    fn find_here(&self, name: &WinPath) -> Result<Option<(Dir, CString, FileType)>, Error> {
+        let rel = linux_rel(name);
+        let (parent, base) = split_parent(&rel);
+        let base = c_name(&self.folder, name.as_str(), base)?;
+        let Ok(dir) = self.root.dir(parent.as_bytes()) else {
+            return Ok(None);
+        };
+        Ok(dir
+            .stat(&base)
+            .ok()
+            .map(|st| (dir, base, FileType::from_raw_mode(st.st_mode))))
+    }
+
+    /// Deletes `name` (found by [`find_here`](Self::find_here)) from this layer: a
+    /// directory with its subtree and its stream file, or a file.
+    fn delete_here(
+        &self,
+        name: &WinPath,
+        (dir, base, ftype): (Dir, CString, FileType),
+        why: &str,
+    ) -> Result<(), Error> {
+        let fail = |e: io::Error| self.err(name, why, Some(e));
+        if ftype != FileType::Directory {
+            return dir.unlink(&base).map_err(|e| fail(errno(e)));
+        }
+        let rel = linux_rel(name);
+        let path = LayerPath::from_tar_name(rel.as_bytes())
+            .map_err(|e| fail(io::Error::other(e.to_string())))?;
+        let sub = dir.open_dir(&base).map_err(|e| fail(errno(e)))?;
+        sub.sweep(&path, Sweep::All, &mut ())
+            .map_err(|e| fail(io::Error::other(e)))?;
+        drop(sub);
+        dir.rmdir(&base).map_err(|e| fail(errno(e)))?;
+        let stream = format!("{}{WCIDIRS}", name.file_name());
+        let _ = dir.unlink(&c_name(&self.folder, name.as_str(), &stream)?);
+        Ok(())
     }
 
     /// Deletes `name` (§4.4, §4.6): under `Files\` a tombstone, under `UtilityVM\Files\`
@@ -721,20 +804,14 @@ impl LayerFolderWriter {
             self.summary.tombstones += 1;
             Ok(())
         } else if name.is_under("UtilityVM\\Files") {
-            let p = self.folder.join(linux_rel(name));
-            let md = fs::symlink_metadata(&p).map_err(|e| {
-                self.err(
+            let Some(found) = self.find_here(name)? else {
+                return Err(self.err(
                     name,
                     "invalid tombstone: it does not exist in the UtilityVM",
-                    Some(e),
-                )
-            })?;
-            if md.is_dir() {
-                fs::remove_dir_all(&p).map_err(|e| self.err(name, "cannot remove it", Some(e)))?;
-                let _ = fs::remove_file(self.folder.join(format!("{}{WCIDIRS}", linux_rel(name))));
-            } else {
-                fs::remove_file(&p).map_err(|e| self.err(name, "cannot remove it", Some(e)))?;
-            }
+                    Some(io::Error::from(io::ErrorKind::NotFound)),
+                ));
+            };
+            self.delete_here(name, found, "cannot remove it")?;
             self.forget_parent_cache();
             Ok(())
         } else {
@@ -754,25 +831,24 @@ impl LayerFolderWriter {
             let t = tombstones::tombstones_text(&self.tombstones);
             for name in &self.tombstones {
                 // A tombstoned path this layer itself holds is deleted after import.
-                let p = self.folder.join(linux_rel(name));
-                if let Ok(md) = fs::symlink_metadata(&p) {
-                    let r = if md.is_dir() {
-                        fs::remove_dir_all(&p)
-                    } else {
-                        fs::remove_file(&p)
-                    };
-                    r.map_err(|e| self.err(name, "cannot delete the tombstoned path", Some(e)))?;
-                    let _ =
-                        fs::remove_file(self.folder.join(format!("{}{WCIDIRS}", linux_rel(name))));
+                if let Some(found) = self.find_here(name)? {
+                    self.delete_here(name, found, "cannot delete the tombstoned path")?;
                 }
             }
-            let mut f = File::options()
-                .write(true)
-                .create_new(true)
-                .open(self.folder.join(TOMBSTONES_FILE))
-                .map_err(|e| {
-                    folder_err(&self.folder, TOMBSTONES_FILE, "cannot write it", Some(e))
-                })?;
+            self.forget_parent_cache();
+            let cant = |e: Errno| {
+                folder_err(
+                    &self.folder,
+                    TOMBSTONES_FILE,
+                    "cannot write it",
+                    Some(errno(e)),
+                )
+            };
+            let mut f = self
+                .root
+                .top()
+                .create_file(c"tombstones.txt", 0o666)
+                .map_err(cant)?;
             f.write_all(t.as_bytes()).map_err(|e| {
                 folder_err(&self.folder, TOMBSTONES_FILE, "cannot write it", Some(e))
             })?;
@@ -782,13 +858,8 @@ impl LayerFolderWriter {
         }
         for (name, info) in self.dirs.iter().rev() {
             let rel = linux_rel(name);
-            if let Ok(d) = rfs::openat(
-                &self.root,
-                rel.as_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                let _ = rfs::futimens(&d, &times_of(info));
+            if let Ok(d) = self.root.dir(rel.as_bytes()).and_then(|d| d.reopen()) {
+                let _ = d.set_times(&times_of(info));
             }
         }
         let chain = layerchain::layerchain_json(
@@ -798,11 +869,18 @@ impl LayerFolderWriter {
                 .map(|p| fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
                 .collect::<Vec<_>>(),
         )?;
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(self.folder.join(LAYERCHAIN_FILE))
-            .map_err(|e| folder_err(&self.folder, LAYERCHAIN_FILE, "cannot write it", Some(e)))?;
+        let mut f = self
+            .root
+            .top()
+            .create_file(c"layerchain.json", 0o666)
+            .map_err(|e| {
+                folder_err(
+                    &self.folder,
+                    LAYERCHAIN_FILE,
+                    "cannot write it",
+                    Some(errno(e)),
+                )
+            })?;
         f.write_all(chain.as_bytes())
             .map_err(|e| folder_err(&self.folder, LAYERCHAIN_FILE, "cannot write it", Some(e)))?;
         let _ = rfs::fchmod(&f, Mode::from_raw_mode(0o600));
@@ -843,8 +921,4 @@ impl Write for LayerFolderWriter {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-fn libc_exdev() -> i32 {
-    Errno::XDEV.raw_os_error()
 }
