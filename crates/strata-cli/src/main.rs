@@ -1,6 +1,7 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod edit;
 mod image;
 mod images;
 mod layer;
@@ -114,6 +115,12 @@ enum Command {
         #[arg(short, long)]
         message: Option<String>,
     },
+    /// Change an image's config (entrypoint, cmd, env, labels, user, workdir, ports,
+    /// volumes, stop signal, annotations) from SRC to DEST; no layer is moved.
+    Mutate(edit::MutateArgs),
+    /// Add layers (directories or tars) on top of an image from SRC to DEST; only the new
+    /// layers are written or uploaded.
+    Append(edit::AppendArgs),
     /// Make a one-layer image of a directory.
     ImportDir {
         dir: std::path::PathBuf,
@@ -166,6 +173,8 @@ fn main() -> ExitCode {
             message.as_deref(),
             &out,
         ),
+        Command::Mutate(args) => edit::mutate(args, &cli.store, &out),
+        Command::Append(args) => edit::append(args, &cli.store, &out),
         Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
     };
     match result {

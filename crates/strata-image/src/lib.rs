@@ -32,6 +32,7 @@ mod archive;
 pub mod build;
 pub mod config;
 mod copy;
+pub mod edit;
 pub mod docker_archive;
 mod error;
 pub mod gojson;

@@ -1,0 +1,238 @@
+//! `strata mutate` and `strata append`: an image changed on its way from SRC to DEST
+//! (strata-image's `edit` does the work; this parses flags and prints the copy).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args};
+use strata_image::edit::{config, created, EditOptions, EditedSource};
+use strata_image::{ImageSelector, OpenOptions, Transport};
+use strata_layer::compress::Compression;
+
+use crate::image::{
+    copy_options, parse_platform, registry_options, run_copy, store_blobs_for, writes_to_stdout,
+    RegistryTimeout,
+};
+use crate::layer::Compress;
+use crate::output::Output;
+use crate::store::StoreArgs;
+
+/// Where the image comes from and goes to, and how to reach them.
+#[derive(Args)]
+pub struct Ends {
+    /// The image to change (any transport: docker://, oci:, oci-archive:,
+    /// docker-archive:, strata:).
+    source: String,
+    /// Where the changed image goes (may be the source's place under another tag).
+    destination: String,
+    /// Pick this platform (OS/ARCH[/VARIANT]) from a multi-platform source.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// The time recorded in the config and history: RFC 3339 or seconds since 1970
+    /// (default: $SOURCE_DATE_EPOCH, else now). Packed files newer than it are set to it.
+    #[arg(long, value_name = "TIME")]
+    created: Option<String>,
+    /// Set a manifest annotation (KEY=VALUE; repeatable). Makes the manifest OCI.
+    #[arg(long, value_name = "KEY=VALUE")]
+    annotation: Vec<String>,
+    /// Spool directory (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
+    tmpdir: Option<PathBuf>,
+    /// Credentials for a docker:// source.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    src_creds: Option<String>,
+    /// Credentials for a docker:// destination.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    dest_creds: Option<String>,
+    /// Require HTTPS and a verified certificate from a docker:// source.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    src_tls_verify: bool,
+    /// Require HTTPS and a verified certificate from a docker:// destination.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dest_tls_verify: bool,
+    #[command(flatten)]
+    timeout: RegistryTimeout,
+}
+
+/// Config fields to change, as a Dockerfile would; each is recorded in the history.
+#[derive(Args, Default)]
+pub struct ConfigFlags {
+    /// ENTRYPOINT: a JSON array (`["/app","-v"]`) or one word; "" clears it.
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// CMD: a JSON array or one word; "" clears it.
+    #[arg(long, value_name = "CMD")]
+    cmd: Option<String>,
+    /// ENV KEY=VALUE (repeatable; replaces KEY if set).
+    #[arg(long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// LABEL KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// USER (name, uid, uid:gid).
+    #[arg(long)]
+    user: Option<String>,
+    /// WORKDIR (absolute).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// EXPOSE PORT[/PROTO] (repeatable).
+    #[arg(long, value_name = "PORT")]
+    expose: Vec<String>,
+    /// VOLUME (absolute path; repeatable).
+    #[arg(long, value_name = "PATH")]
+    volume: Vec<String>,
+    /// STOPSIGNAL (SIGTERM, 9, ...).
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+}
+
+/// Change an image's config (entrypoint, env, labels, ...) without moving its layers.
+#[derive(Args)]
+pub struct MutateArgs {
+    #[command(flatten)]
+    ends: Ends,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+/// Add layers on top of an image: directories packed deterministically, tar files
+/// (plain, gzip or zstd) taken as they are; only the new layers are written or uploaded.
+#[derive(Args)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    ends: Ends,
+    /// A directory or a tar file to add as a layer (repeatable, bottom first).
+    #[arg(long, value_name = "PATH", required = true)]
+    layer: Vec<PathBuf>,
+    /// Compression of the new layers (a tar already in it is used as it is).
+    #[arg(long, value_enum, default_value_t = Compress::Gzip)]
+    compress: Compress,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+fn changes(f: &ConfigFlags) -> Result<config::ConfigChanges> {
+    let pairs = |flag: &str, v: &[String]| -> Result<Vec<(String, String)>> {
+        v.iter()
+            .map(|s| config::key_value(flag, s).map_err(Into::into))
+            .collect()
+    };
+    Ok(config::ConfigChanges {
+        entrypoint: f
+            .entrypoint
+            .as_deref()
+            .map(|s| config::command_line("--entrypoint", s))
+            .transpose()?,
+        cmd: f
+            .cmd
+            .as_deref()
+            .map(|s| config::command_line("--cmd", s))
+            .transpose()?,
+        env: pairs("--env", &f.env)?,
+        labels: pairs("--label", &f.label)?,
+        user: f.user.clone(),
+        workdir: f.workdir.clone(),
+        expose: f.expose.clone(),
+        volumes: f.volume.clone(),
+        stop_signal: f.stop_signal.clone(),
+    })
+}
+
+pub fn mutate(args: MutateArgs, store: &StoreArgs, out: &Output) -> Result<()> {
+    let changes = changes(&args.config)?;
+    if changes.is_empty() && args.ends.annotation.is_empty() && args.ends.created.is_none() {
+        bail!("nothing to change: give at least one of --entrypoint, --cmd, --env, --label, --user, --workdir, --expose, --volume, --stop-signal, --annotation, --created");
+    }
+    run(args.ends, changes, Vec::new(), Compression::Gzip, store, out)
+}
+
+pub fn append(args: AppendArgs, store: &StoreArgs, out: &Output) -> Result<()> {
+    let changes = changes(&args.config)?;
+    run(
+        args.ends,
+        changes,
+        args.layer,
+        args.compress.into(),
+        store,
+        out,
+    )
+}
+
+fn run(
+    ends: Ends,
+    changes: config::ConfigChanges,
+    layers: Vec<PathBuf>,
+    compression: Compression,
+    store: &StoreArgs,
+    out: &Output,
+) -> Result<()> {
+    let source: Transport = ends.source.parse().context("bad source")?;
+    let destination: Transport = ends.destination.parse().context("bad destination")?;
+    let mut options = OpenOptions::default();
+    if let Some(p) = &ends.platform {
+        options.platform = parse_platform(p)?;
+    }
+    if let Some(t) = &ends.tmpdir {
+        options.staging = t.clone();
+    }
+    if [&source, &destination]
+        .iter()
+        .any(|t| matches!(t, Transport::Strata { .. }))
+    {
+        options.store = Some(Arc::new(store.open()?));
+        options.store_blobs = store_blobs_for(&destination, compression);
+    }
+    let (created, clamp_mtime) = created(ends.created.as_deref())?;
+    let annotations = ends
+        .annotation
+        .iter()
+        .map(|s| config::key_value("--annotation", s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let edit = EditOptions {
+        changes,
+        annotations,
+        layers,
+        compression,
+        created,
+        clamp_mtime,
+        staging: options.staging.clone(),
+    };
+    let source_options = OpenOptions {
+        registry: registry_options(
+            &options.registry,
+            ends.src_creds.as_deref(),
+            ends.src_tls_verify,
+            ends.timeout,
+        )?,
+        ..options.clone()
+    };
+    let dest_options = OpenOptions {
+        registry: registry_options(
+            &options.registry,
+            ends.dest_creds.as_deref(),
+            ends.dest_tls_verify,
+            ends.timeout,
+        )?,
+        ..options
+    };
+    let from = source
+        .open_source(&source_options)
+        .with_context(|| format!("cannot read {source}"))?;
+    let mut edited = EditedSource::new(from, &source.selector(), &edit)
+        .with_context(|| format!("cannot change {source}"))?;
+    let mut to = destination
+        .open_destination(&dest_options)
+        .with_context(|| format!("cannot write {destination}"))?;
+    run_copy(
+        &mut edited,
+        to.as_mut(),
+        copy_options(ImageSelector::Only, None),
+        (&source.to_string(), &destination.to_string()),
+        writes_to_stdout(&destination),
+        out,
+    )
+    .map(drop)
+}
