@@ -146,7 +146,14 @@ pub fn mutate(args: MutateArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     if changes.is_empty() && args.ends.annotation.is_empty() && args.ends.created.is_none() {
         bail!("nothing to change: give at least one of --entrypoint, --cmd, --env, --label, --user, --workdir, --expose, --volume, --stop-signal, --annotation, --created");
     }
-    run(args.ends, changes, Vec::new(), Compression::Gzip, store, out)
+    run(
+        args.ends,
+        changes,
+        Vec::new(),
+        Compression::Gzip,
+        store,
+        out,
+    )
 }
 
 pub fn append(args: AppendArgs, store: &StoreArgs, out: &Output) -> Result<()> {

@@ -78,7 +78,9 @@ fn port(s: &str) -> Result<String, Error> {
     let num = |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0);
     match (num(lo), num(hi)) {
         (Some(a), Some(b)) if a <= b => Ok(format!("{ports}/{proto}")),
-        _ => Err(bad("the port must be a number from 1 to 65535 (or a range A-B)")),
+        _ => Err(bad(
+            "the port must be a number from 1 to 65535 (or a range A-B)",
+        )),
     }
 }
 
@@ -378,7 +380,10 @@ mod tests {
             ("K".into(), String::new())
         );
         assert_eq!(command_line("--cmd", "").unwrap(), Vec::<String>::new());
-        assert_eq!(command_line("--cmd", r#"["a","b c"]"#).unwrap(), ["a", "b c"]);
+        assert_eq!(
+            command_line("--cmd", r#"["a","b c"]"#).unwrap(),
+            ["a", "b c"]
+        );
         let e = command_line("--cmd", "[1]").unwrap_err().to_string();
         assert!(e.contains("not a JSON array of strings"), "{e}");
     }

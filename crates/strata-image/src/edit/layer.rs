@@ -48,9 +48,10 @@ pub fn prepare(
 ) -> Result<PreparedLayer, Error> {
     let meta = std::fs::metadata(input)
         .map_err(|e| Error::io(format!("cannot read layer {}", input.display()), e))?;
-    let name = input
-        .file_name()
-        .map_or_else(|| input.display().to_string(), |n| n.to_string_lossy().into());
+    let name = input.file_name().map_or_else(
+        || input.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
     let created_by = format!("strata append {name}");
     let out_path = staging.join(format!("layer-{n}"));
     let create = || {

@@ -5,7 +5,9 @@ use crate::{copy, CopyOptions, OpenOptions, Transport};
 
 fn layout(dir: &Path) -> Transport {
     crate::testing::write_tiny_layout(&dir.join("layout")).unwrap();
-    format!("oci:{}/layout:tiny", dir.display()).parse().unwrap()
+    format!("oci:{}/layout:tiny", dir.display())
+        .parse()
+        .unwrap()
 }
 
 fn options(dir: &Path) -> EditOptions {
@@ -58,20 +60,24 @@ fn append_is_reproducible_and_reuses_the_base_layer() {
     let (i1, i2) = (&first.images[0], &second.images[0]);
     assert_eq!(i1.id, i2.id, "same inputs, same config");
     assert_eq!(i1.layers.len(), 2);
-    assert!(i1.layers[0].reused && i2.layers[0].reused, "base layer not rewritten");
-    assert_eq!(i1.layers[1].stored, i2.layers[1].stored);
-    assert_eq!(
-        i1.layers[1].stored.media_type,
-        media_type::OCI_LAYER_GZIP
+    assert!(
+        i1.layers[0].reused && i2.layers[0].reused,
+        "base layer not rewritten"
     );
+    assert_eq!(i1.layers[1].stored, i2.layers[1].stored);
+    assert_eq!(i1.layers[1].stored.media_type, media_type::OCI_LAYER_GZIP);
     // The layout's two tags name the same manifest.
     let index = std::fs::read_to_string(dir.path().join("layout/index.json")).unwrap();
-    let idx: crate::manifest::Index =
-        serde_json::from_str(&index).unwrap();
+    let idx: crate::manifest::Index = serde_json::from_str(&index).unwrap();
     let tagged = |t: &str| {
         idx.manifests
             .iter()
-            .find(|d| d.annotations.get("org.opencontainers.image.ref.name").map(String::as_str) == Some(t))
+            .find(|d| {
+                d.annotations
+                    .get("org.opencontainers.image.ref.name")
+                    .map(String::as_str)
+                    == Some(t)
+            })
             .unwrap()
             .digest
     };
@@ -127,7 +133,11 @@ fn bad_input_leaves_the_destination_as_it_was() {
     let from = layout(dir.path());
     let index = dir.path().join("layout/index.json");
     let before = std::fs::read(&index).unwrap();
-    let blobs = || std::fs::read_dir(dir.path().join("layout/blobs/sha256")).unwrap().count();
+    let blobs = || {
+        std::fs::read_dir(dir.path().join("layout/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
     let count = blobs();
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, vec![b'x'; 2000]).unwrap();
@@ -142,7 +152,10 @@ fn bad_input_leaves_the_destination_as_it_was() {
     o.changes.workdir = None;
     o.layers = vec![dir.path().join("missing")];
     let e = run(&from, "bad", &o).unwrap_err().to_string();
-    assert!(e.contains("cannot read layer") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("cannot read layer") && e.contains("missing"),
+        "{e}"
+    );
     assert_eq!(std::fs::read(&index).unwrap(), before);
     assert_eq!(blobs(), count);
 }
@@ -162,7 +175,10 @@ fn annotations_make_an_oci_manifest_that_keeps_them() {
         .unwrap();
     let m = image.manifest.unwrap();
     let m = Manifest::parse(&m.bytes, &m.media_type, "m").unwrap();
-    assert_eq!(m.annotations.get("org.example.a").map(String::as_str), Some("1"));
+    assert_eq!(
+        m.annotations.get("org.example.a").map(String::as_str),
+        Some("1")
+    );
     let raw: serde_json::Value = serde_json::from_slice(image.config.raw()).unwrap();
     assert_eq!(raw["config"]["Env"], serde_json::json!(["X=y"]));
 }

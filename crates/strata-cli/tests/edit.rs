@@ -1,0 +1,278 @@
+//! `strata mutate` and `strata append` against real peers: on a loopback docker-registry
+//! (the access log counts what moved: mutate uploads only the config, append only the new
+//! layer and the config, a base layer in another repository is mounted), read back by
+//! skopeo and unpacked by umoci; loaded into Docker 20.10 and run; into the store; and
+//! reproducible under SOURCE_DATE_EPOCH. Bad input leaves the destination as it was.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use common::engines::Dockerd;
+use common::registry::*;
+use common::*;
+use serde_json::Value;
+use strata_registry_testkit::Registry;
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn corpus_base() -> String {
+    format!("oci:{}:base", p(&corpus().join("oci")))
+}
+
+/// The `digest=` of every upload finished (`PUT …/blobs/uploads/…?digest=`) in `lines`.
+fn uploaded(lines: &[String]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains("\"PUT ") && l.contains("/blobs/uploads/"))
+        .filter_map(|l| {
+            let d = l.split("digest=").nth(1)?;
+            let d = d.split(['&', ' ']).next()?;
+            Some(d.replace("%3A", ":"))
+        })
+        .collect()
+}
+
+/// A directory with an executable script `/hello.sh` printing `appended $GREETING`.
+fn script_dir(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("app");
+    fs::create_dir_all(dir.join("opt/app")).unwrap();
+    fs::write(
+        dir.join("opt/app/hello.sh"),
+        "#!/bin/sh\necho \"appended $GREETING\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(
+        dir.join("opt/app/hello.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+fn config_of(transport: &str) -> Value {
+    skopeo(&["inspect", "--tls-verify=false", "--config", transport]).json()
+}
+
+#[test]
+fn on_a_registry_mutate_uploads_only_the_config_and_append_only_the_new_layer() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let base = docker(reg.port, "strata/base:1");
+    env.copy(&[&corpus_base(), &base]);
+    let base_layers = remote_manifest(&base)["layers"].as_array().unwrap().clone();
+
+    // mutate: the config is the only blob uploaded; no layer is read or sent.
+    let before = reg.access_lines("").len();
+    let mutated = docker(reg.port, "strata/base:mutated");
+    let report = env.json(&[
+        "mutate",
+        &base,
+        &mutated,
+        "--entrypoint",
+        r#"["/bin/sh","-c"]"#,
+        "--env",
+        "GREETING=world",
+        "--label",
+        "org.example.by=strata",
+        "--workdir",
+        "/opt",
+    ]);
+    let lines = log_since(&reg, before);
+    let config_digest = remote_manifest(&mutated)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([config_digest.clone()]),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\"GET ")
+            && l.contains("/blobs/")
+            && !l.contains(&config_digest)
+            && base_layers
+                .iter()
+                .any(|b| l.contains(b["digest"].as_str().unwrap()))),
+        "a layer was read: {lines:#?}"
+    );
+    assert!(
+        report["images"][0]["layers"][0]["reused"] == true,
+        "{report}"
+    );
+    let config = config_of(&mutated);
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    assert!(config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "GREETING=world"));
+    assert_eq!(config["config"]["Labels"]["org.example.by"], "strata");
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["created_by"], "WORKDIR /opt");
+    assert_eq!(history.last().unwrap()["empty_layer"], true);
+
+    // append: the new layer and the config are uploaded, the base layer is not.
+    let app = script_dir(work.path());
+    let before = reg.access_lines("").len();
+    let appended = docker(reg.port, "strata/base:appended");
+    let report = env.json(&["append", &mutated, &appended, "--layer", &p(&app)]);
+    let lines = log_since(&reg, before);
+    let manifest = remote_manifest(&appended);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), base_layers.len() + 1);
+    assert_eq!(layers[0]["digest"], base_layers[0]["digest"]);
+    let new_layer = layers.last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([new_layer.clone(), config_digest]),
+        "{lines:#?}"
+    );
+    assert_eq!(report["images"][0]["layers"][0]["reused"], true);
+
+    // To another repository of the registry: the base layer is mounted, not sent.
+    let before = reg.access_lines("").len();
+    let other = docker(reg.port, "strata/other:1");
+    let more = work.path().join("more");
+    fs::create_dir_all(&more).unwrap();
+    fs::write(more.join("note"), "more\n").unwrap();
+    env.json(&["append", &appended, &other, "--layer", &p(&more)]);
+    let lines = log_since(&reg, before);
+    let mounts = lines
+        .iter()
+        .filter(|l| l.contains("?mount=") && l.contains("\" 201 "))
+        .count();
+    assert_eq!(
+        mounts, 2,
+        "the base and the first appended layer: {lines:#?}"
+    );
+    let manifest = remote_manifest(&other);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([
+            layers[2]["digest"].as_str().unwrap().to_string(),
+            manifest["config"]["digest"].as_str().unwrap().to_string()
+        ]),
+        "{lines:#?}"
+    );
+
+    // skopeo copies the result; umoci unpacks it with the script in place.
+    let layout = work.path().join("layout");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &appended,
+        &format!("oci:{}:x", p(&layout)),
+    ]);
+    let bundle = work.path().join("bundle");
+    let run = common::images::peer(
+        "umoci",
+        &[
+            "unpack".into(),
+            "--rootless".into(),
+            "--image".into(),
+            format!("{}:x", p(&layout)).into(),
+            bundle.clone().into(),
+        ],
+    );
+    run.assert_success();
+    let script = fs::read_to_string(bundle.join("rootfs/opt/app/hello.sh")).unwrap();
+    assert!(script.contains("appended $GREETING"));
+    assert!(bundle.join("rootfs/bin/busybox").exists());
+
+    // The same inputs and SOURCE_DATE_EPOCH: the same manifest, run after run.
+    let digests: Vec<String> = ["r1", "r2"]
+        .iter()
+        .map(|tag| {
+            let dest = docker(reg.port, &format!("strata/base:{tag}"));
+            let mut cmd = strata_cmd(["append", &base, &dest, "--layer", &p(&app)]);
+            cmd.env("SOURCE_DATE_EPOCH", "1700000000");
+            run_with_timeout(cmd, std::time::Duration::from_secs(120)).assert_success();
+            remote_manifest_digest(&dest)
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
+    let config = config_of(&docker(reg.port, "strata/base:r1"));
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+
+    // Bad input: nothing is uploaded and the tag is not made.
+    let junk = work.path().join("junk.tar");
+    fs::write(&junk, vec![7u8; 3000]).unwrap();
+    let before = reg.access_lines("").len();
+    let bad = docker(reg.port, "strata/base:bad");
+    let err = env.fails(&["append", &base, &bad, "--layer", &p(&junk)]);
+    assert!(err.contains("junk.tar: it is not a valid tar"), "{err}");
+    let err = env.fails(&["mutate", &base, &bad, "--expose", "80/icmp"]);
+    assert!(err.contains("--expose `80/icmp`"), "{err}");
+    let err = env.fails(&["mutate", &base, &bad]);
+    assert!(err.contains("nothing to change"), "{err}");
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("/manifests/bad") && l.contains("\"PUT ")));
+}
+
+#[test]
+fn docker_runs_what_append_and_mutate_made_and_the_store_takes_it_too() {
+    let work = tempdir();
+    let app = script_dir(work.path());
+    let layout = work.path().join("layout");
+    // oci: to oci: (the same layout, new tags), then to a docker-archive.
+    let appended = format!("oci:{}:appended", p(&layout));
+    strata_json(["copy", &corpus_base(), &format!("oci:{}:base", p(&layout))]);
+    let first = strata_json([
+        "append",
+        &format!("oci:{}:base", p(&layout)),
+        &appended,
+        "--layer",
+        &p(&app),
+        "--compress",
+        "zstd",
+    ]);
+    assert_eq!(
+        first["images"][0]["layers"][1]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let archive = work.path().join("image.tar");
+    strata_json([
+        "mutate",
+        &appended,
+        &format!("docker-archive:{}:example/app:1", p(&archive)),
+        "--entrypoint",
+        "/opt/app/hello.sh",
+        "--env",
+        "GREETING=from docker",
+    ]);
+    let d = Dockerd::start();
+    d.ok(&["load", "-i", &p(&archive)]);
+    let out = d.ok(&["run", "--rm", "--network", "none", "example/app:1"]);
+    assert_eq!(out, "appended from docker");
+
+    // Into the store, and out of it again.
+    let store = TempStore::new();
+    store.json(&[
+        "append",
+        &appended,
+        "strata:example/stored:1",
+        "--layer",
+        &p(&app),
+    ]);
+    let facts = store.facts("example/stored:1");
+    assert_eq!(facts.diff_ids.len(), 3);
+}
