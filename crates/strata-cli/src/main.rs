@@ -6,6 +6,7 @@ mod image;
 mod images;
 mod layer;
 mod output;
+mod refs;
 mod registry;
 mod store;
 mod wclayer;
@@ -79,9 +80,11 @@ enum Command {
         #[arg(long, value_name = "OS/ARCH")]
         platform: Option<String>,
     },
-    /// Give an image another name (moved from another image that has it).
+    /// Give an image another name (moved from another image that has it); for
+    /// docker://REF or oci:DIR:REF, TARGET is a tag added in the same repository or
+    /// layout (no blob moves).
     Tag {
-        /// The image (name, ID or ID prefix).
+        /// The image (name, ID or ID prefix), or docker://REF, oci:DIR:REF.
         source: String,
         /// The new name (`busybox` is docker.io/library/busybox:latest).
         target: String,
@@ -121,6 +124,25 @@ enum Command {
     /// Add layers (directories or tars) on top of an image from SRC to DEST; only the new
     /// layers are written or uploaded.
     Append(edit::AppendArgs),
+    /// Print the manifest an image reference names, as stored (on a registry: an index
+    /// stays an index).
+    Manifest(refs::RefArgs),
+    /// Print the config of an image, as stored.
+    Config(refs::RefArgs),
+    /// Print the digest of the manifest an image reference names.
+    Digest(refs::RefArgs),
+    /// List the tags of a repository (docker://HOST/REPO, every page) or the names in a
+    /// layout or archive.
+    Ls(refs::RefArgs),
+    /// List the repositories of a registry (HOST[:PORT]).
+    Catalog {
+        host: String,
+        #[command(flatten)]
+        reach: refs::Reach,
+    },
+    /// Delete a manifest from a registry (docker://REF: every tag of it goes), or a name
+    /// from a layout (oci:DIR:NAME; blobs stay).
+    Delete(refs::RefArgs),
     /// Make a one-layer image of a directory.
     ImportDir {
         dir: std::path::PathBuf,
@@ -152,6 +174,9 @@ fn main() -> ExitCode {
             platform.as_deref(),
             &out,
         ),
+        Command::Tag { source, target } if refs::is_transport(&source) => {
+            refs::tag(&source, &target, &cli.store, &out)
+        }
         Command::Tag { source, target } => images::tag(&cli.store, &source, &target, &out),
         Command::Rmi {
             images: list,
@@ -175,6 +200,12 @@ fn main() -> ExitCode {
         ),
         Command::Mutate(args) => edit::mutate(args, &cli.store, &out),
         Command::Append(args) => edit::append(args, &cli.store, &out),
+        Command::Manifest(args) => refs::manifest(args, &cli.store),
+        Command::Config(args) => refs::config(args, &cli.store),
+        Command::Digest(args) => refs::digest(args, &cli.store, &out),
+        Command::Ls(args) => refs::ls(args, &cli.store, &out),
+        Command::Catalog { host, reach } => refs::catalog(&host, reach, &cli.store, &out),
+        Command::Delete(args) => refs::delete(args, &cli.store, &out),
         Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
     };
     match result {

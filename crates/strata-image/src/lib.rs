@@ -41,6 +41,7 @@ pub mod manifest;
 pub mod oci;
 pub mod oci_dest;
 pub mod reference;
+pub mod refs;
 pub mod registry;
 pub mod store;
 pub mod stream;
