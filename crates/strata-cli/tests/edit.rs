@@ -276,3 +276,91 @@ fn docker_runs_what_append_and_mutate_made_and_the_store_takes_it_too() {
     let facts = store.facts("example/stored:1");
     assert_eq!(facts.diff_ids.len(), 3);
 }
+
+#[test]
+fn manifest_config_digest_ls_catalog_tag_and_delete_move_no_layer() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let base = docker(reg.port, "strata/base:1");
+    env.copy(&[&corpus_base(), &base]);
+
+    // manifest, digest and config agree with skopeo.
+    let raw = env.run(&["manifest", &base]);
+    raw.assert_success();
+    assert_eq!(
+        raw.stdout,
+        skopeo(&["inspect", "--tls-verify=false", "--raw", &base]).stdout
+    );
+    let digest = env.json(&["digest", &base]);
+    assert_eq!(
+        digest["digest"].as_str().unwrap(),
+        remote_manifest_digest(&base)
+    );
+    let config = env.run(&["config", &base]);
+    config.assert_success();
+    // The bytes as stored (skopeo pretty-prints them): their digest is the manifest's.
+    assert_eq!(config.json(), config_of(&base));
+    assert_eq!(
+        sha256_reader(&config.stdout[..]).0,
+        remote_manifest(&base)["config"]["digest"].as_str().unwrap()
+    );
+
+    // tag: one manifest PUT, no blob moved; ls and catalog see it.
+    let before = reg.access_lines("").len();
+    env.json(&["tag", &base, "v2"]);
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("/blobs/")), "{lines:#?}");
+    let puts: Vec<_> = lines.iter().filter(|l| l.contains("\"PUT ")).collect();
+    assert_eq!(puts.len(), 1, "{lines:#?}");
+    assert_eq!(
+        remote_manifest_digest(&docker(reg.port, "strata/base:v2")),
+        remote_manifest_digest(&base)
+    );
+    let tags = env.json(&["ls", &docker(reg.port, "strata/base")]);
+    let mut tags: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["1", "v2"], "in the registry's order");
+    env.copy(&[&corpus_base(), &docker(reg.port, "strata/other:1")]);
+    let repos = env.json(&["catalog", &format!("127.0.0.1:{}", reg.port)]);
+    assert_eq!(repos, serde_json::json!(["strata/base", "strata/other"]));
+
+    // delete: the manifest goes, with both its tags.
+    env.json(&["delete", &docker(reg.port, "strata/base:v2")]);
+    let err = env.fails(&["digest", &base]);
+    assert!(err.contains("strata/base"), "{err}");
+
+    // In a layout: tag adds an index entry, ls lists it, delete takes the name away.
+    let layout = work.path().join("layout");
+    strata_json(["copy", &corpus_base(), &format!("oci:{}:base", p(&layout))]);
+    let blobs_before = fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
+    strata_json(["tag", &format!("oci:{}:base", p(&layout)), "v2"]);
+    let names = strata_json(["ls", &format!("oci:{}", p(&layout))]);
+    assert_eq!(names, serde_json::json!(["base", "v2"]));
+    let a = strata_json(["digest", &format!("oci:{}:base", p(&layout))]);
+    let b = strata_json(["digest", &format!("oci:{}:v2", p(&layout))]);
+    assert_eq!(a["digest"], b["digest"]);
+    strata_json(["delete", &format!("oci:{}:base", p(&layout))]);
+    let names = strata_json(["ls", &format!("oci:{}", p(&layout))]);
+    assert_eq!(names, serde_json::json!(["v2"]));
+    assert_eq!(
+        fs::read_dir(layout.join("blobs/sha256")).unwrap().count(),
+        blobs_before
+    );
+    // umoci still reads the layout by its remaining name.
+    common::images::peer(
+        "umoci",
+        &[
+            "stat".into(),
+            "--image".into(),
+            format!("{}:v2", p(&layout)).into(),
+        ],
+    )
+    .assert_success();
+}
