@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use strata_image::edit::{config, created, EditOptions, EditedSource};
+use strata_image::edit::{config, created, flatten, EditOptions, EditedSource};
 use strata_image::{ImageSelector, OpenOptions, Transport};
 use strata_layer::compress::Compression;
 
@@ -114,6 +114,43 @@ pub struct AppendArgs {
     config: ConfigFlags,
 }
 
+/// Replace an image's layers with one holding their merged filesystem (whiteouts
+/// applied); the history is kept, as empty entries, plus one for the new layer.
+#[derive(Args)]
+pub struct FlattenArgs {
+    #[command(flatten)]
+    ends: Ends,
+    /// Compression of the merged layer.
+    #[arg(long, value_enum, default_value_t = Compress::Gzip)]
+    compress: Compress,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+/// Write an image's merged filesystem as one tar (what `docker export` gives).
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The image (any transport).
+    source: String,
+    /// The tar to write (`-`: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Compress the tar.
+    #[arg(long, value_enum, default_value_t = Compress::None)]
+    compress: Compress,
+    /// Pick this platform (OS/ARCH[/VARIANT]) from a multi-platform source.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Where the merged tree is made (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
+    tmpdir: Option<PathBuf>,
+    /// Credentials for a docker:// source.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    src_creds: Option<String>,
+    #[command(flatten)]
+    timeout: RegistryTimeout,
+}
+
 fn changes(f: &ConfigFlags) -> Result<config::ConfigChanges> {
     let pairs = |flag: &str, v: &[String]| -> Result<Vec<(String, String)>> {
         v.iter()
@@ -168,6 +205,99 @@ pub fn append(args: AppendArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     )
 }
 
+pub fn flatten(args: FlattenArgs, store: &StoreArgs, out: &Output) -> Result<()> {
+    let changes = changes(&args.config)?;
+    let what = What {
+        changes,
+        layers: Vec::new(),
+        flatten: true,
+        compression: args.compress.into(),
+    };
+    run_edit(args.ends, what, store, out)
+}
+
+pub fn export(args: ExportArgs, store: &StoreArgs, out: &Output) -> Result<()> {
+    use std::io::Write;
+    let source: Transport = args.source.parse().context("bad source")?;
+    let mut options = OpenOptions::default();
+    if let Some(p) = &args.platform {
+        options.platform = parse_platform(p)?;
+    }
+    if let Some(t) = &args.tmpdir {
+        options.staging = t.clone();
+    }
+    options.registry = registry_options(
+        &options.registry,
+        args.src_creds.as_deref(),
+        true,
+        args.timeout,
+    )?;
+    if matches!(source, Transport::Strata { .. }) {
+        options.store = Some(Arc::new(store.open()?));
+    }
+    let compression: Compression = args.compress.into();
+    let packed = if args.output.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let packed = flatten::export_transport(&source, &options, stdout, compression)
+            .with_context(|| format!("cannot export {source}"))?;
+        std::io::stdout()
+            .flush()
+            .map_err(crate::output::stdout_error)?;
+        packed
+    } else {
+        // Written beside the target and renamed over it: a failed export leaves it as it was.
+        let file = &args.output;
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".strata-export-")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let packed = flatten::export_transport(&source, &options, tmp.as_file(), compression)
+            .with_context(|| format!("cannot export {source}"))?;
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        tmp.persist(file)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        packed
+    };
+    out.warnings(&packed.warnings);
+    let report = serde_json::json!({
+        "source": source.to_string(),
+        "output": args.output.display().to_string(),
+        "diff_id": packed.diff_id.to_string(),
+        "tar_bytes": packed.tar_bytes,
+        "digest": packed.blob_digest.to_string(),
+        "size": packed.blob_bytes,
+    });
+    if args.output.as_os_str() == "-" {
+        // Standard output carries the tar.
+        if out.json {
+            eprintln!("{report}");
+        }
+        return Ok(());
+    }
+    out.result(&report, || {
+        format!(
+            "exported {source} to {} ({} bytes, diffID {})",
+            args.output.display(),
+            packed.blob_bytes,
+            packed.diff_id
+        )
+    })
+}
+
+/// What an edit does besides the config.
+struct What {
+    changes: config::ConfigChanges,
+    layers: Vec<PathBuf>,
+    flatten: bool,
+    compression: Compression,
+}
+
 fn run(
     ends: Ends,
     changes: config::ConfigChanges,
@@ -176,6 +306,22 @@ fn run(
     store: &StoreArgs,
     out: &Output,
 ) -> Result<()> {
+    let what = What {
+        changes,
+        layers,
+        flatten: false,
+        compression,
+    };
+    run_edit(ends, what, store, out)
+}
+
+fn run_edit(ends: Ends, what: What, store: &StoreArgs, out: &Output) -> Result<()> {
+    let What {
+        changes,
+        layers,
+        flatten,
+        compression,
+    } = what;
     let source: Transport = ends.source.parse().context("bad source")?;
     let destination: Transport = ends.destination.parse().context("bad destination")?;
     let mut options = OpenOptions::default();
@@ -201,6 +347,7 @@ fn run(
     let edit = EditOptions {
         changes,
         annotations,
+        flatten,
         layers,
         compression,
         created,

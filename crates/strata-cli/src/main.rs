@@ -124,6 +124,11 @@ enum Command {
     /// Add layers (directories or tars) on top of an image from SRC to DEST; only the new
     /// layers are written or uploaded.
     Append(edit::AppendArgs),
+    /// Replace an image's layers with one (their merged filesystem, whiteouts applied),
+    /// from SRC to DEST.
+    Flatten(edit::FlattenArgs),
+    /// Write an image's merged filesystem as one tar (as `docker export` gives it).
+    Export(edit::ExportArgs),
     /// Print the manifest an image reference names, as stored (on a registry: an index
     /// stays an index).
     Manifest(refs::RefArgs),
@@ -200,6 +205,8 @@ fn main() -> ExitCode {
         ),
         Command::Mutate(args) => edit::mutate(args, &cli.store, &out),
         Command::Append(args) => edit::append(args, &cli.store, &out),
+        Command::Flatten(args) => edit::flatten(args, &cli.store, &out),
+        Command::Export(args) => edit::export(args, &cli.store, &out),
         Command::Manifest(args) => refs::manifest(args, &cli.store),
         Command::Config(args) => refs::config(args, &cli.store),
         Command::Digest(args) => refs::digest(args, &cli.store, &out),

@@ -364,3 +364,65 @@ fn manifest_config_digest_ls_catalog_tag_and_delete_move_no_layer() {
     )
     .assert_success();
 }
+
+/// The corpus's expected tree (umoci unpack), its root mtime blanked.
+fn expected_tree(tag: &str) -> String {
+    without_root_mtime(
+        &fs::read_to_string(corpus().join(format!("expected/{tag}.rootfs.tsv"))).unwrap(),
+    )
+}
+
+#[test]
+fn export_and_flatten_give_the_tree_umoci_unpacks() {
+    let work = tempdir();
+    let corpus_tag = format!("oci:{}:corpus", p(&corpus().join("oci")));
+    // export: one tar of the merged tree (whiteouts and opaque directories applied).
+    let tar = work.path().join("rootfs.tar");
+    let exported = strata_json(["export", &corpus_tag, "-o", &p(&tar)]);
+    let dir = work.path().join("exported");
+    fs::create_dir(&dir).unwrap();
+    unpack(&tar, &dir, &[]);
+    assert_listing_eq(
+        &expected_tree("corpus"),
+        &without_root_mtime(&tree_listing(&dir, &[])),
+        "strata export of oci:corpus vs umoci unpack",
+    );
+
+    // flatten: one layer with that tree, read by umoci; the history kept as empty entries.
+    let layout = work.path().join("layout");
+    strata_json(["flatten", &corpus_tag, &format!("oci:{}:flat", p(&layout))]);
+    let bundle = work.path().join("bundle");
+    common::images::peer(
+        "umoci",
+        &[
+            "unpack".into(),
+            "--image".into(),
+            format!("{}:flat", p(&layout)).into(),
+            bundle.clone().into(),
+        ],
+    )
+    .assert_success();
+    assert_listing_eq(
+        &expected_tree("corpus"),
+        &without_root_mtime(&tree_listing(&bundle.join("rootfs"), &[])),
+        "umoci unpack of the flattened corpus vs of the corpus",
+    );
+    let (manifest, config) = {
+        let m = strata(["manifest", &format!("oci:{}:flat", p(&layout))]);
+        let c = strata(["config", &format!("oci:{}:flat", p(&layout))]);
+        (m.assert_success().json(), c.assert_success().json())
+    };
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([exported["diff_id"]])
+    );
+    let history = config["history"].as_array().unwrap();
+    let with_layers: Vec<_> = history
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .collect();
+    assert_eq!(with_layers.len(), 1, "{history:#?}");
+    assert_eq!(with_layers[0]["created_by"], "strata flatten");
+    assert!(history.len() > 5, "the corpus's own history is kept");
+}

@@ -249,6 +249,26 @@ impl Draft {
         Ok(())
     }
 
+    /// Drops every layer (for a flatten): no diffIDs, and each history entry kept as an
+    /// empty one.
+    pub(crate) fn drop_layers(&mut self) -> Result<(), Error> {
+        let what = self.what.clone();
+        match self
+            .doc
+            .get_mut("rootfs")
+            .and_then(|r| r.get_mut("diff_ids"))
+        {
+            Some(d) => *d = Value::Array(Vec::new()),
+            None => return Err(Error::invalid(&what, "it has no rootfs.diff_ids")),
+        }
+        if let Some(Value::Array(h)) = self.doc.get_mut("history") {
+            for entry in h.iter_mut().filter_map(Value::as_object_mut) {
+                entry.insert("empty_layer".into(), Value::Bool(true));
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a layer on top: its diffID, and a history entry `created_by`.
     pub(crate) fn add_layer(&mut self, diff_id: DiffId, created_by: &str) -> Result<(), Error> {
         let what = self.what.clone();
@@ -267,7 +287,7 @@ impl Draft {
         let entry = json!({
             "created": self.created.to_string(),
             "created_by": created_by,
-            "comment": "strata append",
+            "comment": created_by.split(' ').take(2).collect::<Vec<_>>().join(" "),
         });
         self.history(entry)
     }

@@ -53,7 +53,11 @@ pub fn prepare(
         |n| n.to_string_lossy().into(),
     );
     let created_by = format!("strata append {name}");
-    let out_path = staging.join(format!("layer-{n}"));
+    let out_path = staging.join(if n == usize::MAX {
+        "merged".to_string()
+    } else {
+        format!("layer-{n}")
+    });
     let create = || {
         File::create(&out_path)
             .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))

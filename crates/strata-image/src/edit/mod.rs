@@ -39,6 +39,7 @@
 //! ```
 
 pub mod config;
+pub mod flatten;
 pub mod layer;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,9 @@ pub struct EditOptions {
     /// Manifest annotations to set (the base manifest's are kept); an image with
     /// annotations gets an OCI manifest.
     pub annotations: Vec<(String, String)>,
+    /// Replace the base's layers with one: their merged filesystem, whiteouts applied
+    /// ([`flatten::merge`]); the base's history entries are kept as empty ones.
+    pub flatten: bool,
     /// Layers to add on top, bottom first: directories or tar files.
     pub layers: Vec<PathBuf>,
     /// The compression of added layers (a tar given in it is used as it is).
@@ -86,6 +90,7 @@ impl EditOptions {
         EditOptions {
             changes: ConfigChanges::default(),
             annotations: Vec::new(),
+            flatten: false,
             layers: Vec::new(),
             compression: Compression::Gzip,
             created,
@@ -133,6 +138,8 @@ pub struct EditedSource {
     inner: Box<dyn ImageSource>,
     base: SourceImage,
     image: SourceImage,
+    /// The base's layers kept at the bottom (all, or none when flattened).
+    kept: usize,
     added: Vec<PreparedLayer>,
     warnings: Vec<String>,
     /// Holds the packed layers until the edited source is dropped.
@@ -184,10 +191,10 @@ impl EditedSource {
             });
         };
         let base = inner.open_image(summary)?;
-        if !options.layers.is_empty() && base.config.os() == "windows" {
+        if (!options.layers.is_empty() || options.flatten) && base.config.os() == "windows" {
             return Err(Error::Unsupported(format!(
-                "{}: appending to a Windows image is not supported yet (its layers need \
-                 the Windows layout, Files/ and Hives/)",
+                "{}: adding or merging layers of a Windows image is not supported yet (its \
+                 layers need the Windows layout, Files/ and Hives/)",
                 inner.describe()
             )));
         }
@@ -201,6 +208,25 @@ impl EditedSource {
                 )
             })?;
         let mut added = Vec::new();
+        let mut warnings = Vec::new();
+        if options.flatten {
+            let root = staging.path().join("rootfs");
+            std::fs::create_dir(&root)
+                .map_err(|e| Error::io(format!("cannot create {}", root.display()), e))?;
+            warnings = flatten::merge(inner.as_ref(), &base, &root)?;
+            let mut merged = layer::prepare(
+                &root,
+                usize::MAX,
+                staging.path(),
+                options.compression,
+                options.clamp_mtime,
+            )?;
+            merged.created_by = "strata flatten".into();
+            added.push(merged);
+            // The tree is packed: its space is given back now.
+            std::fs::remove_dir_all(&root)
+                .map_err(|e| Error::io(format!("cannot remove {}", root.display()), e))?;
+        }
         for (n, path) in options.layers.iter().enumerate() {
             added.push(layer::prepare(
                 path,
@@ -211,6 +237,9 @@ impl EditedSource {
             )?);
         }
         let mut draft = config::Draft::new(&base.config, options.created)?;
+        if options.flatten {
+            draft.drop_layers()?;
+        }
         draft.apply(&options.changes)?;
         for l in &added {
             draft.add_layer(l.diff_id, &l.created_by)?;
@@ -226,8 +255,12 @@ impl EditedSource {
             || !docker_flavoured(&base)
             || options.compression == Compression::Zstd;
         let chains = chain_ids(config.diff_ids());
-        let mut layers: Vec<LayerInfo> = base
-            .layers
+        let kept = if options.flatten {
+            0
+        } else {
+            base.layers.len()
+        };
+        let mut layers: Vec<LayerInfo> = base.layers[..kept]
             .iter()
             .map(|l| {
                 let mut l = l.clone();
@@ -243,7 +276,7 @@ impl EditedSource {
             foreign: false,
         };
         for (n, l) in added.iter().enumerate() {
-            let index = base.layers.len() + n;
+            let index = kept + n;
             let media = if oci {
                 kind.oci_media_type()
             } else {
@@ -280,7 +313,7 @@ impl EditedSource {
                 bytes,
             })
         };
-        let warnings = added.iter().flat_map(|l| l.warnings.clone()).collect();
+        warnings.extend(added.iter().flat_map(|l| l.warnings.clone()));
         let image = SourceImage {
             summary: ImageSummary {
                 index: 0,
@@ -297,6 +330,7 @@ impl EditedSource {
             inner,
             base,
             image,
+            kept,
             added,
             warnings,
             _staging: staging,
@@ -348,7 +382,7 @@ impl ImageSource for EditedSource {
         let info = self.image.layers.get(index).cloned().ok_or_else(|| {
             Error::invalid(self.describe(), format!("the image has no layer {index}"))
         })?;
-        let below = self.base.layers.len();
+        let below = self.kept;
         if index < below {
             return self.inner.layer(&self.base, index)?.relabel(info);
         }
