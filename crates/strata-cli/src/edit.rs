@@ -127,6 +127,21 @@ pub struct FlattenArgs {
     config: ConfigFlags,
 }
 
+/// Replace an image's bottom layers (OLD's) with NEW's; refused unless OLD's layers
+/// are exactly SRC's bottom layers. The manifest names the new base
+/// (org.opencontainers.image.base.name/.digest).
+#[derive(Args)]
+pub struct RebaseArgs {
+    #[command(flatten)]
+    ends: Ends,
+    /// The base SRC was built on (any transport).
+    #[arg(long, value_name = "IMAGE")]
+    old_base: String,
+    /// The base to put under it instead (any transport).
+    #[arg(long, value_name = "IMAGE")]
+    new_base: String,
+}
+
 /// Write an image's merged filesystem as one tar (what `docker export` gives).
 #[derive(Args)]
 pub struct ExportArgs {
@@ -288,6 +303,67 @@ pub fn export(args: ExportArgs, store: &StoreArgs, out: &Output) -> Result<()> {
             packed.diff_id
         )
     })
+}
+
+pub fn rebase(args: RebaseArgs, store: &StoreArgs, out: &Output) -> Result<()> {
+    use strata_image::edit::rebase::{Opened, RebasedSource};
+    let ends = &args.ends;
+    let source: Transport = ends.source.parse().context("bad source")?;
+    let destination: Transport = ends.destination.parse().context("bad destination")?;
+    let old: Transport = args.old_base.parse().context("bad --old-base")?;
+    let new: Transport = args.new_base.parse().context("bad --new-base")?;
+    let mut options = OpenOptions::default();
+    if let Some(p) = &ends.platform {
+        options.platform = parse_platform(p)?;
+    }
+    if let Some(t) = &ends.tmpdir {
+        options.staging = t.clone();
+    }
+    if [&source, &destination, &old, &new]
+        .iter()
+        .any(|t| matches!(t, Transport::Strata { .. }))
+    {
+        options.store = Some(Arc::new(store.open()?));
+        options.store_blobs = store_blobs_for(&destination, Compression::Gzip);
+    }
+    let source_options = OpenOptions {
+        registry: registry_options(
+            &options.registry,
+            ends.src_creds.as_deref(),
+            ends.src_tls_verify,
+            ends.timeout,
+        )?,
+        ..options.clone()
+    };
+    let dest_options = OpenOptions {
+        registry: registry_options(
+            &options.registry,
+            ends.dest_creds.as_deref(),
+            ends.dest_tls_verify,
+            ends.timeout,
+        )?,
+        ..options
+    };
+    let open = |t: &Transport| {
+        Opened::open(t, &source_options).with_context(|| format!("cannot read {t}"))
+    };
+    let image = open(&source)?;
+    let old_base = open(&old)?;
+    let new_base = open(&new)?;
+    let mut rebased = RebasedSource::new(image, &old_base.image, new_base, &new.to_string())
+        .with_context(|| format!("cannot rebase {source}"))?;
+    let mut to = destination
+        .open_destination(&dest_options)
+        .with_context(|| format!("cannot write {destination}"))?;
+    run_copy(
+        &mut rebased,
+        to.as_mut(),
+        copy_options(ImageSelector::Only, None),
+        (&source.to_string(), &destination.to_string()),
+        writes_to_stdout(&destination),
+        out,
+    )
+    .map(drop)
 }
 
 /// What an edit does besides the config.

@@ -127,6 +127,8 @@ enum Command {
     /// Replace an image's layers with one (their merged filesystem, whiteouts applied),
     /// from SRC to DEST.
     Flatten(edit::FlattenArgs),
+    /// Replace an image's old base layers with a new base's, from SRC to DEST.
+    Rebase(edit::RebaseArgs),
     /// Write an image's merged filesystem as one tar (as `docker export` gives it).
     Export(edit::ExportArgs),
     /// Print the manifest an image reference names, as stored (on a registry: an index
@@ -206,6 +208,7 @@ fn main() -> ExitCode {
         Command::Mutate(args) => edit::mutate(args, &cli.store, &out),
         Command::Append(args) => edit::append(args, &cli.store, &out),
         Command::Flatten(args) => edit::flatten(args, &cli.store, &out),
+        Command::Rebase(args) => edit::rebase(args, &cli.store, &out),
         Command::Export(args) => edit::export(args, &cli.store, &out),
         Command::Manifest(args) => refs::manifest(args, &cli.store),
         Command::Config(args) => refs::config(args, &cli.store),

@@ -426,3 +426,98 @@ fn export_and_flatten_give_the_tree_umoci_unpacks() {
     assert_eq!(with_layers[0]["created_by"], "strata flatten");
     assert!(history.len() > 5, "the corpus's own history is kept");
 }
+
+#[test]
+fn rebase_mounts_the_new_base_and_refuses_a_base_that_is_not_the_bottom() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let old = docker(reg.port, "strata/oldbase:1");
+    let app = docker(reg.port, "strata/app:1");
+    let new = docker(reg.port, "strata/newbase:1");
+    env.copy(&[&corpus_base(), &old]);
+    env.copy(&[&format!("oci:{}:corpus", p(&corpus().join("oci"))), &app]);
+    let patch = work.path().join("patch");
+    fs::create_dir_all(patch.join("etc")).unwrap();
+    fs::write(patch.join("etc/patched"), "yes\n").unwrap();
+    env.json(&["append", &old, &new, "--layer", &p(&patch)]);
+
+    let before = reg.access_lines("").len();
+    let rebased = docker(reg.port, "strata/app:rebased");
+    env.json(&[
+        "rebase",
+        &app,
+        &rebased,
+        "--old-base",
+        &old,
+        "--new-base",
+        &new,
+    ]);
+    let lines = log_since(&reg, before);
+    let m = remote_manifest(&rebased);
+    let (app_m, new_m) = (remote_manifest(&app), remote_manifest(&new));
+    let digests = |m: &Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let expected: Vec<String> = digests(&new_m)
+        .into_iter()
+        .chain(digests(&app_m).into_iter().skip(1))
+        .collect();
+    assert_eq!(digests(&m), expected);
+    assert_eq!(m["annotations"]["org.opencontainers.image.base.name"], new);
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.base.digest"],
+        remote_manifest_digest(&new)
+    );
+    // The new base's own layer is mounted from its repository; only the config is sent.
+    let from_new = lines
+        .iter()
+        .filter(|l| l.contains("from=strata%2Fnewbase") && l.contains("\" 201 "))
+        .count();
+    assert_eq!(from_new, 1, "{lines:#?}");
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([m["config"]["digest"].as_str().unwrap().to_string()]),
+        "{lines:#?}"
+    );
+    let config = config_of(&rebased);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 6);
+
+    // umoci unpacks it: the patch and the image's own files.
+    let layout = work.path().join("layout");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &rebased,
+        &format!("oci:{}:x", p(&layout)),
+    ]);
+    let bundle = work.path().join("bundle");
+    common::images::peer(
+        "umoci",
+        &[
+            "unpack".into(),
+            "--image".into(),
+            format!("{}:x", p(&layout)).into(),
+            bundle.clone().into(),
+        ],
+    )
+    .assert_success();
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/etc/patched")).unwrap(),
+        "yes\n"
+    );
+    assert!(bundle.join("rootfs/opt/big/blob.bin").exists());
+
+    // The new base is not the bottom of the app: refused, nothing pushed.
+    let before = reg.access_lines("").len();
+    let bad = docker(reg.port, "strata/app:bad");
+    let err = env.fails(&["rebase", &app, &bad, "--old-base", &new, "--new-base", &old]);
+    assert!(err.contains("are not its bottom layers"), "{err}");
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty() && !lines.iter().any(|l| l.contains("\"PUT ")));
+}

@@ -41,6 +41,7 @@
 pub mod config;
 pub mod flatten;
 pub mod layer;
+pub mod rebase;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
