@@ -182,3 +182,45 @@ fn annotations_make_an_oci_manifest_that_keeps_them() {
     let raw: serde_json::Value = serde_json::from_slice(image.config.raw()).unwrap();
     assert_eq!(raw["config"]["Env"], serde_json::json!(["X=y"]));
 }
+
+#[test]
+fn layers_are_not_added_to_a_windows_image() {
+    use crate::manifest::{annotation, Index};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("win");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8], mt: &str| {
+        let d = crate::ids::sha256(bytes);
+        std::fs::write(blobs.join(d.hex()), bytes).unwrap();
+        Descriptor::new(mt, d, bytes.len() as u64)
+    };
+    let layer = put(&[0u8; 1024], media_type::OCI_LAYER);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"windows","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        layer.digest
+    );
+    let config = put(config.as_bytes(), media_type::OCI_CONFIG);
+    let manifest = gojson::marshal(&Manifest::oci(config, vec![layer])).unwrap();
+    let mut desc = put(&manifest, media_type::OCI_MANIFEST);
+    desc.annotations
+        .insert(annotation::REF_NAME.into(), "w".into());
+    std::fs::write(
+        layout.join("index.json"),
+        gojson::marshal(&Index::oci(vec![desc])).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(layout.join("oci-layout"), crate::oci::LAYOUT_FILE).unwrap();
+    let from: Transport = format!("oci:{}:w", layout.display()).parse().unwrap();
+    let mut o = options(dir.path());
+    let tree_dir = dir.path().join("t");
+    tree(&tree_dir, 1);
+    o.layers = vec![tree_dir];
+    let e = run(&from, "x", &o).unwrap_err().to_string();
+    assert!(e.contains("Windows image is not supported yet"), "{e}");
+    // A config change alone is fine.
+    let mut o = options(dir.path());
+    o.changes.user = Some("ContainerUser".into());
+    let report = run(&from, "x", &o).unwrap();
+    assert!(report.images[0].layers[0].reused);
+}
