@@ -87,6 +87,9 @@ pub struct ConfigFlags {
     /// STOPSIGNAL (SIGTERM, 9, ...).
     #[arg(long, value_name = "SIGNAL")]
     stop_signal: Option<String>,
+    /// Set the config's platform (OS/ARCH[/VARIANT]).
+    #[arg(long, value_name = "OS/ARCH")]
+    set_platform: Option<String>,
 }
 
 /// Change an image's config (entrypoint, env, labels, ...) without moving its layers.
@@ -190,13 +193,14 @@ fn changes(f: &ConfigFlags) -> Result<config::ConfigChanges> {
         expose: f.expose.clone(),
         volumes: f.volume.clone(),
         stop_signal: f.stop_signal.clone(),
+        platform: f.set_platform.as_deref().map(parse_platform).transpose()?,
     })
 }
 
 pub fn mutate(args: MutateArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let changes = changes(&args.config)?;
     if changes.is_empty() && args.ends.annotation.is_empty() && args.ends.created.is_none() {
-        bail!("nothing to change: give at least one of --entrypoint, --cmd, --env, --label, --user, --workdir, --expose, --volume, --stop-signal, --annotation, --created");
+        bail!("nothing to change: give at least one of --entrypoint, --cmd, --env, --label, --user, --workdir, --expose, --volume, --stop-signal, --set-platform, --annotation, --created");
     }
     run(
         args.ends,

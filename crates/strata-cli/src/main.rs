@@ -131,6 +131,10 @@ enum Command {
     Rebase(edit::RebaseArgs),
     /// Write an image's merged filesystem as one tar (as `docker export` gives it).
     Export(edit::ExportArgs),
+    /// Multi-platform indexes of images already in a repository or layout: create,
+    /// append, remove.
+    #[command(subcommand)]
+    Index(refs::IndexCommand),
     /// Print the manifest an image reference names, as stored (on a registry: an index
     /// stays an index).
     Manifest(refs::RefArgs),
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
         Command::Flatten(args) => edit::flatten(args, &cli.store, &out),
         Command::Rebase(args) => edit::rebase(args, &cli.store, &out),
         Command::Export(args) => edit::export(args, &cli.store, &out),
+        Command::Index(cmd) => refs::index(cmd, &cli.store, &out),
         Command::Manifest(args) => refs::manifest(args, &cli.store),
         Command::Config(args) => refs::config(args, &cli.store),
         Command::Digest(args) => refs::digest(args, &cli.store, &out),

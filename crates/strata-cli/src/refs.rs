@@ -129,3 +129,70 @@ pub fn tag(source: &str, tag: &str, store: &StoreArgs, out: &Output) -> Result<(
         || format!("tagged {t} as {tag} ({d})"),
     )
 }
+
+/// `strata index create|append|remove`.
+#[derive(clap::Subcommand)]
+pub enum IndexCommand {
+    /// Make DEST (docker://HOST/REPO:TAG or oci:DIR:NAME) an index of the images SRC...,
+    /// which must be in that repository or layout already; platforms from their configs.
+    Create {
+        destination: String,
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Add images to DEST's index (an entry of the same platform is replaced).
+    Append {
+        destination: String,
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Take the entries of the platform given with --platform (OS/ARCH[/VARIANT]) out
+    /// of DEST's index.
+    Remove {
+        destination: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
+}
+
+pub fn index(cmd: IndexCommand, store: &StoreArgs, out: &Output) -> Result<()> {
+    use strata_image::edit::index::{edit_index, IndexChange};
+    let parse_all = |v: &[String]| -> Result<Vec<Transport>> {
+        v.iter()
+            .map(|s| s.parse().with_context(|| format!("bad image `{s}`")))
+            .collect()
+    };
+    let (dest, change, reach) = match cmd {
+        IndexCommand::Create {
+            destination,
+            images,
+            reach,
+        } => (destination, IndexChange::Create(parse_all(&images)?), reach),
+        IndexCommand::Append {
+            destination,
+            images,
+            reach,
+        } => (destination, IndexChange::Append(parse_all(&images)?), reach),
+        IndexCommand::Remove { destination, reach } => {
+            let Some(p) = reach.platform.as_deref() else {
+                anyhow::bail!("index remove needs --platform OS/ARCH[/VARIANT]");
+            };
+            (
+                destination,
+                IndexChange::Remove(vec![parse_platform(p)?]),
+                reach,
+            )
+        }
+    };
+    let t: Transport = dest.parse().context("bad destination")?;
+    let o = reach.options(Some(&t), store)?;
+    let d = edit_index(&t, &change, &o).with_context(|| format!("cannot write the index {t}"))?;
+    out.result(
+        &serde_json::json!({"index": t.to_string(), "digest": d.to_string()}),
+        || format!("index {t} is {d}"),
+    )
+}

@@ -521,3 +521,94 @@ fn rebase_mounts_the_new_base_and_refuses_a_base_that_is_not_the_bottom() {
     let lines = log_since(&reg, before);
     assert!(uploads(&lines).is_empty() && !lines.iter().any(|l| l.contains("\"PUT ")));
 }
+
+#[test]
+fn index_create_append_and_remove_move_no_blob() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let amd = docker(reg.port, "strata/multi:amd64");
+    let arm = docker(reg.port, "strata/multi:arm64");
+    let all = docker(reg.port, "strata/multi:all");
+    env.copy(&[&corpus_base(), &amd]);
+    env.json(&["mutate", &amd, &arm, "--set-platform", "linux/arm64/v8"]);
+
+    let before = reg.access_lines("").len();
+    env.json(&["index", "create", &all, &amd, &arm]);
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    let puts: Vec<_> = lines.iter().filter(|l| l.contains("\"PUT ")).collect();
+    assert_eq!(puts.len(), 1, "only the index: {lines:#?}");
+    let index = remote_manifest(&all);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms = |index: &Value| -> Vec<String> {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                let v = p["variant"]
+                    .as_str()
+                    .map(|v| format!("/{v}"))
+                    .unwrap_or_default();
+                format!("{}/{}{v}", jstr(p, "os"), jstr(p, "architecture"))
+            })
+            .collect()
+    };
+    assert_eq!(platforms(&index), ["linux/amd64", "linux/arm64/v8"]);
+    assert_eq!(
+        index["manifests"][1]["digest"].as_str().unwrap(),
+        remote_manifest_digest(&arm)
+    );
+    // skopeo picks each platform from it.
+    let arm_config = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        "--override-variant",
+        "v8",
+        "--config",
+        &all,
+    ])
+    .json();
+    assert_eq!(arm_config["architecture"], "arm64");
+
+    env.json(&["index", "remove", &all, "--platform", "linux/arm64"]);
+    assert_eq!(platforms(&remote_manifest(&all)), ["linux/amd64"]);
+    env.json(&["index", "append", &all, &arm]);
+    assert_eq!(
+        platforms(&remote_manifest(&all)),
+        ["linux/amd64", "linux/arm64/v8"]
+    );
+    // An image elsewhere is refused: an index moves no blob.
+    let err = env.fails(&["index", "append", &all, &corpus_base()]);
+    assert!(err.contains("copy it there first"), "{err}");
+
+    // In a layout: the index is a blob named in index.json; skopeo picks from it.
+    let work = tempdir();
+    let l = |tag: &str| format!("oci:{}:{tag}", p(&work.path().join("l")));
+    strata_json(["copy", &corpus_base(), &l("amd64")]);
+    strata_json([
+        "mutate",
+        &l("amd64"),
+        &l("arm64"),
+        "--set-platform",
+        "linux/arm64/v8",
+    ]);
+    strata_json(["index", "create", &l("all"), &l("amd64"), &l("arm64")]);
+    let arm_config = skopeo(&[
+        "inspect",
+        "--override-arch",
+        "arm64",
+        "--override-variant",
+        "v8",
+        "--config",
+        &l("all"),
+    ])
+    .json();
+    assert_eq!(arm_config["architecture"], "arm64");
+}

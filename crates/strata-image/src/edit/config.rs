@@ -29,6 +29,9 @@ pub struct ConfigChanges {
     pub expose: Vec<String>,
     pub volumes: Vec<String>,
     pub stop_signal: Option<String>,
+    /// The config's `os`, `architecture` and `variant` (not recorded in history, as
+    /// docker records none for a platform).
+    pub platform: Option<crate::manifest::Platform>,
 }
 
 impl ConfigChanges {
@@ -246,6 +249,15 @@ impl Draft {
             self.container().insert("StopSignal".into(), json!(s));
             self.record(format!("STOPSIGNAL {s}"))?;
         }
+        if let Some(p) = &c.platform {
+            self.doc.insert("os".into(), json!(p.os));
+            self.doc
+                .insert("architecture".into(), json!(p.architecture));
+            match &p.variant {
+                Some(v) => self.doc.insert("variant".into(), json!(v)),
+                None => self.doc.remove("variant"),
+            };
+        }
         Ok(())
     }
 
@@ -326,6 +338,12 @@ mod tests {
             expose: vec!["80".into(), "53/udp".into()],
             volumes: vec!["/data".into()],
             stop_signal: Some("SIGINT".into()),
+            platform: Some(crate::manifest::Platform {
+                os: "linux".into(),
+                architecture: "arm64".into(),
+                variant: Some("v8".into()),
+                ..Default::default()
+            }),
         };
         let v = edited(&c);
         let cfg = &v["config"];
@@ -338,6 +356,10 @@ mod tests {
         assert_eq!(cfg["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
         assert_eq!(cfg["Volumes"], json!({"/data": {}}));
         assert_eq!(cfg["StopSignal"], "SIGINT");
+        assert_eq!(
+            (&v["architecture"], &v["variant"]),
+            (&json!("arm64"), &json!("v8"))
+        );
         assert_eq!(v["x-unknown"], json!({"kept": true}));
         assert_eq!(v["created"], "2023-11-14T22:13:20Z");
         let by: Vec<&str> = v["history"]

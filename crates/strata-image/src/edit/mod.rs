@@ -40,6 +40,7 @@
 
 pub mod config;
 pub mod flatten;
+pub mod index;
 pub mod layer;
 pub mod rebase;
 
