@@ -107,9 +107,14 @@ pub fn delete(args: RefArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     )
 }
 
-/// Whether `strata tag SOURCE` names a registry or layout image (else a store image).
+/// Whether `strata tag SOURCE` names a registry or layout image (else a store image:
+/// `oci:1` is the store's docker.io/library/oci:1 unless a directory `1` is there).
 pub fn is_transport(source: &str) -> bool {
-    source.starts_with("docker://") || source.starts_with("oci:")
+    source.starts_with("docker://")
+        || source.strip_prefix("oci:").is_some_and(|rest| {
+            let dir = rest.split_once(':').map_or(rest, |(d, _)| d);
+            std::path::Path::new(dir).is_dir()
+        })
 }
 
 pub fn tag(source: &str, tag: &str, store: &StoreArgs, out: &Output) -> Result<()> {
