@@ -388,6 +388,111 @@ pub const EXAMPLES: &[(&str, &[Example])] = &[
             ),
         ],
     ),
+    (
+        "mutate",
+        &[ex(
+            "Set the entrypoint and an environment variable (no layer moves)",
+            "strata mutate docker://localhost:5000/app:1 docker://localhost:5000/app:2 --entrypoint '[\"/app\"]' --env K=V",
+        )],
+    ),
+    (
+        "append",
+        &[ex(
+            "Add a directory as a new layer on top of a base image",
+            "strata append oci:layout:base oci:layout:app --layer ./build",
+        )],
+    ),
+    (
+        "flatten",
+        &[ex(
+            "Squash an image into one layer, whiteouts applied",
+            "strata flatten oci:layout:app oci:layout:flat",
+        )],
+    ),
+    (
+        "rebase",
+        &[ex(
+            "Move an image from one base to a patched one",
+            "strata rebase docker://localhost:5000/app:1 docker://localhost:5000/app:2 --old-base docker://localhost:5000/base:1 --new-base docker://localhost:5000/base:2",
+        )],
+    ),
+    (
+        "export",
+        &[ex(
+            "Write an image's merged filesystem as one tar, as docker export",
+            "strata export oci:layout:app -o rootfs.tar",
+        )],
+    ),
+    (
+        "index",
+        &[ex(
+            "Make a multi-platform index of two images of one layout",
+            "strata index create oci:layout:multi oci:layout:amd64 oci:layout:arm64",
+        )],
+    ),
+    (
+        "index create",
+        &[ex(
+            "Make a multi-platform index of two images of one repository",
+            "strata index create docker://localhost:5000/app:multi docker://localhost:5000/app:amd64 docker://localhost:5000/app:arm64",
+        )],
+    ),
+    (
+        "index append",
+        &[ex(
+            "Add an image to an index (replacing its platform's entry)",
+            "strata index append oci:layout:multi oci:layout:riscv",
+        )],
+    ),
+    (
+        "index remove",
+        &[ex(
+            "Take a platform out of an index",
+            "strata index remove oci:layout:multi --platform linux/arm64",
+        )],
+    ),
+    (
+        "manifest",
+        &[ex(
+            "Print an image's manifest as stored",
+            "strata manifest docker://localhost:5000/app:1",
+        )],
+    ),
+    (
+        "config",
+        &[ex(
+            "Print an image's config",
+            "strata config oci:layout:app",
+        )],
+    ),
+    (
+        "digest",
+        &[ex(
+            "Print the digest of an image's manifest",
+            "strata digest docker://localhost:5000/app:1",
+        )],
+    ),
+    (
+        "ls",
+        &[ex(
+            "List a repository's tags",
+            "strata ls docker://localhost:5000/app",
+        )],
+    ),
+    (
+        "catalog",
+        &[ex(
+            "List a registry's repositories",
+            "strata catalog localhost:5000",
+        )],
+    ),
+    (
+        "delete",
+        &[ex(
+            "Delete a manifest from a registry",
+            "strata delete docker://localhost:5000/app:old",
+        )],
+    ),
 ];
 
 /// The transports of image commands (copy, inspect), as man pages and `copy --help` list them.

@@ -66,20 +66,17 @@ fn registry_hint(e: &strata_registry::Error) -> Option<String> {
     use strata_registry::Error as E;
     match e {
         E::RetriesExhausted { last, .. } => registry_hint(last),
-        E::Transport { error, .. } => match error {
-            ureq::Error::Timeout(_) => Some(
-                "a slow registry or link needs a longer --registry-timeout (e.g. 2m; \
+        E::Transport { error, .. } if error.is_timeout() => Some(
+            "a slow registry or link needs a longer --registry-timeout (e.g. 2m; \
                  STRATA_REGISTRY_TIMEOUT)"
-                    .into(),
-            ),
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => Some(
-                "for a registry without a certificate we can verify: --tls-verify=false \
+                .into(),
+        ),
+        E::Transport { error, .. } if error.is_tls() => Some(
+            "for a registry without a certificate we can verify: --tls-verify=false \
                  (pull, push; --src-tls-verify=false or --dest-tls-verify=false for copy), \
                  or put its CA in /etc/containers/certs.d/HOST/ca.crt"
-                    .into(),
-            ),
-            _ => None,
-        },
+                .into(),
+        ),
         E::Denied { .. } => Some(
             "check the repository name, or log in as a user allowed to use it (podman login, \
              docker login, or --creds)"

@@ -137,7 +137,7 @@ fn is_transport(spec: &str) -> bool {
 }
 
 /// Writes bytes exactly as stored to standard output.
-fn print_raw(bytes: &[u8]) -> Result<()> {
+pub(crate) fn print_raw(bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     stdout

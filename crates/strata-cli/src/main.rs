@@ -1,6 +1,7 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod edit;
 mod help;
 mod hint;
 mod image;
@@ -8,6 +9,7 @@ mod images;
 mod layer;
 mod manual;
 mod output;
+mod refs;
 mod registry;
 mod store;
 mod wclayer;
@@ -81,9 +83,11 @@ enum Command {
         #[arg(long, value_name = "OS/ARCH")]
         platform: Option<String>,
     },
-    /// Give an image another name (moved from another image that has it).
+    /// Give an image another name (moved from another image that has it); for
+    /// docker://REF or oci:DIR:REF, TARGET is a tag added in the same repository or
+    /// layout (no blob moves).
     Tag {
-        /// The image (name, ID or ID prefix).
+        /// The image (name, ID or ID prefix), or docker://REF, oci:DIR:REF.
         source: String,
         /// The new name (`busybox` is docker.io/library/busybox:latest).
         target: String,
@@ -117,6 +121,42 @@ enum Command {
         #[arg(short, long)]
         message: Option<String>,
     },
+    /// Change an image's config (entrypoint, cmd, env, labels, user, workdir, ports,
+    /// volumes, stop signal, annotations) from SRC to DEST; no layer is moved.
+    Mutate(edit::MutateArgs),
+    /// Add layers (directories or tars) on top of an image from SRC to DEST; only the new
+    /// layers are written or uploaded.
+    Append(edit::AppendArgs),
+    /// Replace an image's layers with one (their merged filesystem, whiteouts applied),
+    /// from SRC to DEST.
+    Flatten(edit::FlattenArgs),
+    /// Replace an image's old base layers with a new base's, from SRC to DEST.
+    Rebase(edit::RebaseArgs),
+    /// Write an image's merged filesystem as one tar (as `docker export` gives it).
+    Export(edit::ExportArgs),
+    /// Multi-platform indexes of images already in a repository or layout: create,
+    /// append, remove.
+    #[command(subcommand)]
+    Index(refs::IndexCommand),
+    /// Print the manifest an image reference names, as stored (on a registry: an index
+    /// stays an index).
+    Manifest(refs::RefArgs),
+    /// Print the config of an image, as stored.
+    Config(refs::RefArgs),
+    /// Print the digest of the manifest an image reference names.
+    Digest(refs::RefArgs),
+    /// List the tags of a repository (docker://HOST/REPO, every page) or the names in a
+    /// layout or archive.
+    Ls(refs::RefArgs),
+    /// List the repositories of a registry (HOST[:PORT]).
+    Catalog {
+        host: String,
+        #[command(flatten)]
+        reach: refs::Reach,
+    },
+    /// Delete a manifest from a registry (docker://REF: every tag of it goes), or a name
+    /// from a layout (oci:DIR:NAME; blobs stay).
+    Delete(refs::RefArgs),
     /// Make a one-layer image of a directory.
     ImportDir {
         dir: std::path::PathBuf,
@@ -154,6 +194,9 @@ fn main() -> ExitCode {
             platform.as_deref(),
             &out,
         ),
+        Command::Tag { source, target } if refs::is_transport(&source) => {
+            refs::tag(&source, &target, &cli.store, &out)
+        }
         Command::Tag { source, target } => images::tag(&cli.store, &source, &target, &out),
         Command::Rmi {
             images: list,
@@ -175,6 +218,18 @@ fn main() -> ExitCode {
             message.as_deref(),
             &out,
         ),
+        Command::Mutate(args) => edit::mutate(args, &cli.store, &out),
+        Command::Append(args) => edit::append(args, &cli.store, &out),
+        Command::Flatten(args) => edit::flatten(args, &cli.store, &out),
+        Command::Rebase(args) => edit::rebase(args, &cli.store, &out),
+        Command::Export(args) => edit::export(args, &cli.store, &out),
+        Command::Index(cmd) => refs::index(cmd, &cli.store, &out),
+        Command::Manifest(args) => refs::manifest(args, &cli.store),
+        Command::Config(args) => refs::config(args, &cli.store),
+        Command::Digest(args) => refs::digest(args, &cli.store, &out),
+        Command::Ls(args) => refs::ls(args, &cli.store, &out),
+        Command::Catalog { host, reach } => refs::catalog(&host, reach, &cli.store, &out),
+        Command::Delete(args) => refs::delete(args, &cli.store, &out),
         Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
         Command::Completion { shell } => manual::completion(shell),
         Command::Manual { dir } => manual::manual(&dir),

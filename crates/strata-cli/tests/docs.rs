@@ -138,6 +138,7 @@ const PAGES: &[&str] = &[
     "docs/README.md",
     "docs/install.md",
     "docs/convert-images.md",
+    "docs/change-images.md",
     "docs/layer-files.md",
     "docs/store.md",
     "docs/windows-layers.md",
@@ -200,6 +201,11 @@ fn docs_install() {
 #[test]
 fn docs_convert_images() {
     run_page("docs/convert-images.md");
+}
+
+#[test]
+fn docs_change_images() {
+    run_page("docs/change-images.md");
 }
 
 #[test]

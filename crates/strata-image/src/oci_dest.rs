@@ -334,7 +334,7 @@ fn write_blob<T>(
 }
 
 /// Replaces `dir/name` with `bytes` by a rename.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".strata-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))

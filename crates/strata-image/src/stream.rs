@@ -256,6 +256,20 @@ impl<'a> LayerStream<'a> {
         &self.info
     }
 
+    /// The same blob as another image places it (its position, chain ID, media type):
+    /// `info` must name the same digest, size and diffID, which are still verified.
+    pub fn relabel(mut self, info: LayerInfo) -> Result<LayerStream<'a>, Error> {
+        let same = |a: &LayerInfo| (a.blob.digest, a.blob.size, a.diff_id);
+        if same(&info) != same(&self.info) {
+            return Err(Error::invalid(
+                format!("layer {} ({})", self.info.index, self.info.blob.digest),
+                format!("cannot stand for {}", info.blob.digest),
+            ));
+        }
+        self.info = info;
+        Ok(self)
+    }
+
     /// Where else the blob is, as the source said (the first the source knows best).
     pub fn origins(&self) -> &[BlobOrigin] {
         &self.origins

@@ -144,6 +144,16 @@ impl Scope {
         Scope(vec![format!("repository:{repo}:pull,push")])
     }
 
+    /// Listing the registry's repositories (`GET /v2/_catalog`).
+    pub(crate) fn catalog() -> Scope {
+        Scope(vec!["registry:catalog:*".into()])
+    }
+
+    /// Deleting from a repository.
+    pub(crate) fn delete(repo: &RepositoryName) -> Scope {
+        Scope(vec![format!("repository:{repo}:delete")])
+    }
+
     /// This scope plus pulling from `other` (for a cross-repository mount).
     pub(crate) fn and_pull(mut self, other: &RepositoryName) -> Scope {
         let extra = format!("repository:{other}:pull");

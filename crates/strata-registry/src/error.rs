@@ -456,6 +456,15 @@ impl TransportError {
         matches!(self.0, ureq::Error::Timeout(_))
     }
 
+    /// Whether TLS failed: a certificate we cannot verify, a handshake refused, a PEM
+    /// file we cannot read.
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self.0,
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_)
+        )
+    }
+
     /// Whether trying again may succeed: a failed or dropped connection, a timeout.
     /// Never a certificate refused or a name that does not resolve.
     pub fn is_retryable(&self) -> bool {

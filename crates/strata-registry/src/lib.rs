@@ -64,6 +64,7 @@ mod auth;
 mod blob;
 mod client;
 mod error;
+mod listing;
 mod manifest;
 mod name;
 mod policy;

@@ -434,3 +434,51 @@ fn bad_local_sources_fail_before_the_upload_commits() {
     }
     assert_eq!(repo.stat_blob(&blob.digest()).unwrap(), None);
 }
+
+/// Distribution 2.8 pages its catalog (not its tags): the same `Link` code follows both.
+#[test]
+fn lists_come_page_by_page_and_a_delete_removes_the_manifest() {
+    let reg = Registry::start();
+    let client = reg.client(Options::default());
+    let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = digest_bytes(config);
+    let manifest = oci_manifest((&config_digest, config.len() as u64), &[]);
+    let names: Vec<String> = (0..5).map(|i| format!("strata/r{i}")).collect();
+    for name in &names {
+        let repo = client.repository(repo_name(name));
+        repo.push_blob(
+            &config_digest,
+            config.len() as u64,
+            Cursor::new(&config[..]),
+            PushOptions::default(),
+        )
+        .unwrap();
+        for t in ["a", "b"] {
+            repo.put_manifest(
+                &Reference::parse(t).unwrap(),
+                ManifestKind::OciManifest,
+                &manifest,
+            )
+            .unwrap();
+        }
+    }
+    let wire = Wire::default();
+    let paged = reg.client(wire.options());
+    assert_eq!(paged.catalog_paged(2).unwrap(), names);
+    assert_eq!(wire.count("GET", "/_catalog"), 3, "{}", wire.dump());
+    assert_eq!(client.catalog().unwrap(), names);
+    let repo = client.repository(repo_name("strata/r0"));
+    let mut tags = repo.tags().unwrap();
+    tags.sort();
+    assert_eq!(tags, ["a", "b"]);
+    let digest = digest_bytes(&manifest);
+    repo.delete_manifest(&digest).unwrap();
+    assert!(matches!(
+        repo.get_manifest(&Reference::parse("a").unwrap()),
+        Err(Error::ManifestUnknown { .. })
+    ));
+    assert!(matches!(
+        repo.delete_manifest(&digest),
+        Err(Error::ManifestUnknown { .. })
+    ));
+}

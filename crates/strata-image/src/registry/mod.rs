@@ -102,7 +102,10 @@ impl fmt::Debug for RegistryOptions {
 
 /// The repository a reference names, with a client for its registry (nothing is sent
 /// yet).
-fn repository(reference: &Reference, options: &RegistryOptions) -> Result<Repository, Error> {
+pub(crate) fn repository(
+    reference: &Reference,
+    options: &RegistryOptions,
+) -> Result<Repository, Error> {
     let failed = |source| Error::Registry {
         what: format!("docker://{reference}"),
         error: Box::new(source),
@@ -126,7 +129,9 @@ fn repository(reference: &Reference, options: &RegistryOptions) -> Result<Reposi
 
 /// What to ask the registry for: the digest when the reference has one (it wins over
 /// the tag, as it does for docker), else the tag.
-fn manifest_reference(reference: &Reference) -> Result<strata_registry::Reference, Error> {
+pub(crate) fn manifest_reference(
+    reference: &Reference,
+) -> Result<strata_registry::Reference, Error> {
     match (reference.digest(), reference.tag()) {
         (Some(d), _) => Ok(strata_registry::Reference::Digest(*d)),
         (None, Some(t)) => strata_registry::Reference::parse(t).map_err(|source| Error::Registry {

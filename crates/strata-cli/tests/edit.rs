@@ -1,0 +1,614 @@
+//! `strata mutate` and `strata append` against real peers: on a loopback docker-registry
+//! (the access log counts what moved: mutate uploads only the config, append only the new
+//! layer and the config, a base layer in another repository is mounted), read back by
+//! skopeo and unpacked by umoci; loaded into Docker 20.10 and run; into the store; and
+//! reproducible under SOURCE_DATE_EPOCH. Bad input leaves the destination as it was.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use common::engines::Dockerd;
+use common::registry::*;
+use common::*;
+use serde_json::Value;
+use strata_registry_testkit::Registry;
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn corpus_base() -> String {
+    format!("oci:{}:base", p(&corpus().join("oci")))
+}
+
+/// The `digest=` of every upload finished (`PUT …/blobs/uploads/…?digest=`) in `lines`.
+fn uploaded(lines: &[String]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains("\"PUT ") && l.contains("/blobs/uploads/"))
+        .filter_map(|l| {
+            let d = l.split("digest=").nth(1)?;
+            let d = d.split(['&', ' ']).next()?;
+            Some(d.replace("%3A", ":"))
+        })
+        .collect()
+}
+
+/// A directory with an executable script `/hello.sh` printing `appended $GREETING`.
+fn script_dir(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("app");
+    fs::create_dir_all(dir.join("opt/app")).unwrap();
+    fs::write(
+        dir.join("opt/app/hello.sh"),
+        "#!/bin/sh\necho \"appended $GREETING\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(
+        dir.join("opt/app/hello.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+fn config_of(transport: &str) -> Value {
+    skopeo(&["inspect", "--tls-verify=false", "--config", transport]).json()
+}
+
+#[test]
+fn on_a_registry_mutate_uploads_only_the_config_and_append_only_the_new_layer() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let base = docker(reg.port, "strata/base:1");
+    env.copy(&[&corpus_base(), &base]);
+    let base_layers = remote_manifest(&base)["layers"].as_array().unwrap().clone();
+
+    // mutate: the config is the only blob uploaded; no layer is read or sent.
+    let before = reg.access_lines("").len();
+    let mutated = docker(reg.port, "strata/base:mutated");
+    let report = env.json(&[
+        "mutate",
+        &base,
+        &mutated,
+        "--entrypoint",
+        r#"["/bin/sh","-c"]"#,
+        "--env",
+        "GREETING=world",
+        "--label",
+        "org.example.by=strata",
+        "--workdir",
+        "/opt",
+    ]);
+    let lines = log_since(&reg, before);
+    let config_digest = remote_manifest(&mutated)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([config_digest.clone()]),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\"GET ")
+            && l.contains("/blobs/")
+            && !l.contains(&config_digest)
+            && base_layers
+                .iter()
+                .any(|b| l.contains(b["digest"].as_str().unwrap()))),
+        "a layer was read: {lines:#?}"
+    );
+    assert!(
+        report["images"][0]["layers"][0]["reused"] == true,
+        "{report}"
+    );
+    let config = config_of(&mutated);
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    assert!(config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "GREETING=world"));
+    assert_eq!(config["config"]["Labels"]["org.example.by"], "strata");
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["created_by"], "WORKDIR /opt");
+    assert_eq!(history.last().unwrap()["empty_layer"], true);
+
+    // append: the new layer and the config are uploaded, the base layer is not.
+    let app = script_dir(work.path());
+    let before = reg.access_lines("").len();
+    let appended = docker(reg.port, "strata/base:appended");
+    let report = env.json(&["append", &mutated, &appended, "--layer", &p(&app)]);
+    let lines = log_since(&reg, before);
+    let manifest = remote_manifest(&appended);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), base_layers.len() + 1);
+    assert_eq!(layers[0]["digest"], base_layers[0]["digest"]);
+    let new_layer = layers.last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([new_layer.clone(), config_digest]),
+        "{lines:#?}"
+    );
+    assert_eq!(report["images"][0]["layers"][0]["reused"], true);
+
+    // To another repository of the registry: the base layer is mounted, not sent.
+    let before = reg.access_lines("").len();
+    let other = docker(reg.port, "strata/other:1");
+    let more = work.path().join("more");
+    fs::create_dir_all(&more).unwrap();
+    fs::write(more.join("note"), "more\n").unwrap();
+    env.json(&["append", &appended, &other, "--layer", &p(&more)]);
+    let lines = log_since(&reg, before);
+    let mounts = lines
+        .iter()
+        .filter(|l| l.contains("?mount=") && l.contains("\" 201 "))
+        .count();
+    assert_eq!(
+        mounts, 2,
+        "the base and the first appended layer: {lines:#?}"
+    );
+    let manifest = remote_manifest(&other);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([
+            layers[2]["digest"].as_str().unwrap().to_string(),
+            manifest["config"]["digest"].as_str().unwrap().to_string()
+        ]),
+        "{lines:#?}"
+    );
+
+    // skopeo copies the result; umoci unpacks it with the script in place.
+    let layout = work.path().join("layout");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &appended,
+        &format!("oci:{}:x", p(&layout)),
+    ]);
+    let bundle = work.path().join("bundle");
+    let run = common::images::peer(
+        "umoci",
+        &[
+            "unpack".into(),
+            "--rootless".into(),
+            "--image".into(),
+            format!("{}:x", p(&layout)).into(),
+            bundle.clone().into(),
+        ],
+    );
+    run.assert_success();
+    let script = fs::read_to_string(bundle.join("rootfs/opt/app/hello.sh")).unwrap();
+    assert!(script.contains("appended $GREETING"));
+    assert!(bundle.join("rootfs/bin/busybox").exists());
+
+    // The same inputs and SOURCE_DATE_EPOCH: the same manifest, run after run.
+    let digests: Vec<String> = ["r1", "r2"]
+        .iter()
+        .map(|tag| {
+            let dest = docker(reg.port, &format!("strata/base:{tag}"));
+            let mut cmd = strata_cmd(["append", &base, &dest, "--layer", &p(&app)]);
+            cmd.env("SOURCE_DATE_EPOCH", "1700000000");
+            run_with_timeout(cmd, std::time::Duration::from_secs(120)).assert_success();
+            remote_manifest_digest(&dest)
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
+    let config = config_of(&docker(reg.port, "strata/base:r1"));
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+
+    // Bad input: nothing is uploaded and the tag is not made.
+    let junk = work.path().join("junk.tar");
+    fs::write(&junk, vec![7u8; 3000]).unwrap();
+    let before = reg.access_lines("").len();
+    let bad = docker(reg.port, "strata/base:bad");
+    let err = env.fails(&["append", &base, &bad, "--layer", &p(&junk)]);
+    assert!(err.contains("junk.tar: it is not a valid tar"), "{err}");
+    let err = env.fails(&["mutate", &base, &bad, "--expose", "80/icmp"]);
+    assert!(err.contains("--expose `80/icmp`"), "{err}");
+    let err = env.fails(&["mutate", &base, &bad]);
+    assert!(err.contains("nothing to change"), "{err}");
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("/manifests/bad") && l.contains("\"PUT ")));
+}
+
+#[test]
+fn docker_runs_what_append_and_mutate_made_and_the_store_takes_it_too() {
+    let work = tempdir();
+    let app = script_dir(work.path());
+    let layout = work.path().join("layout");
+    // oci: to oci: (the same layout, new tags), then to a docker-archive.
+    let appended = format!("oci:{}:appended", p(&layout));
+    strata_json(["copy", &corpus_base(), &format!("oci:{}:base", p(&layout))]);
+    let first = strata_json([
+        "append",
+        &format!("oci:{}:base", p(&layout)),
+        &appended,
+        "--layer",
+        &p(&app),
+        "--compress",
+        "zstd",
+    ]);
+    assert_eq!(
+        first["images"][0]["layers"][1]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let archive = work.path().join("image.tar");
+    strata_json([
+        "mutate",
+        &appended,
+        &format!("docker-archive:{}:example/app:1", p(&archive)),
+        "--entrypoint",
+        "/opt/app/hello.sh",
+        "--env",
+        "GREETING=from docker",
+    ]);
+    let d = Dockerd::start();
+    d.ok(&["load", "-i", &p(&archive)]);
+    let out = d.ok(&["run", "--rm", "--network", "none", "example/app:1"]);
+    assert_eq!(out, "appended from docker");
+
+    // Into the store, and out of it again.
+    let store = TempStore::new();
+    store.json(&[
+        "append",
+        &appended,
+        "strata:example/stored:1",
+        "--layer",
+        &p(&app),
+    ]);
+    let facts = store.facts("example/stored:1");
+    assert_eq!(facts.diff_ids.len(), 3);
+}
+
+#[test]
+fn manifest_config_digest_ls_catalog_tag_and_delete_move_no_layer() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let base = docker(reg.port, "strata/base:1");
+    env.copy(&[&corpus_base(), &base]);
+
+    // manifest, digest and config agree with skopeo.
+    let raw = env.run(&["manifest", &base]);
+    raw.assert_success();
+    assert_eq!(
+        raw.stdout,
+        skopeo(&["inspect", "--tls-verify=false", "--raw", &base]).stdout
+    );
+    let digest = env.json(&["digest", &base]);
+    assert_eq!(
+        digest["digest"].as_str().unwrap(),
+        remote_manifest_digest(&base)
+    );
+    let config = env.run(&["config", &base]);
+    config.assert_success();
+    // The bytes as stored (skopeo pretty-prints them): their digest is the manifest's.
+    assert_eq!(config.json(), config_of(&base));
+    assert_eq!(
+        sha256_reader(&config.stdout[..]).0,
+        remote_manifest(&base)["config"]["digest"].as_str().unwrap()
+    );
+
+    // tag: one manifest PUT, no blob moved; ls and catalog see it.
+    let before = reg.access_lines("").len();
+    env.json(&["tag", &base, "v2"]);
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("/blobs/")), "{lines:#?}");
+    let puts: Vec<_> = lines.iter().filter(|l| l.contains("\"PUT ")).collect();
+    assert_eq!(puts.len(), 1, "{lines:#?}");
+    assert_eq!(
+        remote_manifest_digest(&docker(reg.port, "strata/base:v2")),
+        remote_manifest_digest(&base)
+    );
+    let tags = env.json(&["ls", &docker(reg.port, "strata/base")]);
+    let mut tags: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["1", "v2"], "in the registry's order");
+    env.copy(&[&corpus_base(), &docker(reg.port, "strata/other:1")]);
+    let repos = env.json(&["catalog", &format!("127.0.0.1:{}", reg.port)]);
+    assert_eq!(repos, serde_json::json!(["strata/base", "strata/other"]));
+
+    // delete: the manifest goes, with both its tags.
+    env.json(&["delete", &docker(reg.port, "strata/base:v2")]);
+    let err = env.fails(&["digest", &base]);
+    assert!(err.contains("strata/base"), "{err}");
+
+    // In a layout: tag adds an index entry, ls lists it, delete takes the name away.
+    let layout = work.path().join("layout");
+    strata_json(["copy", &corpus_base(), &format!("oci:{}:base", p(&layout))]);
+    let blobs_before = fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
+    strata_json(["tag", &format!("oci:{}:base", p(&layout)), "v2"]);
+    let names = strata_json(["ls", &format!("oci:{}", p(&layout))]);
+    assert_eq!(names, serde_json::json!(["base", "v2"]));
+    let a = strata_json(["digest", &format!("oci:{}:base", p(&layout))]);
+    let b = strata_json(["digest", &format!("oci:{}:v2", p(&layout))]);
+    assert_eq!(a["digest"], b["digest"]);
+    strata_json(["delete", &format!("oci:{}:base", p(&layout))]);
+    let names = strata_json(["ls", &format!("oci:{}", p(&layout))]);
+    assert_eq!(names, serde_json::json!(["v2"]));
+    assert_eq!(
+        fs::read_dir(layout.join("blobs/sha256")).unwrap().count(),
+        blobs_before
+    );
+    // umoci still reads the layout by its remaining name.
+    common::images::peer(
+        "umoci",
+        &[
+            "stat".into(),
+            "--image".into(),
+            format!("{}:v2", p(&layout)).into(),
+        ],
+    )
+    .assert_success();
+}
+
+/// The corpus's expected tree (umoci unpack), its root mtime blanked.
+fn expected_tree(tag: &str) -> String {
+    without_root_mtime(
+        &fs::read_to_string(corpus().join(format!("expected/{tag}.rootfs.tsv"))).unwrap(),
+    )
+}
+
+#[test]
+fn export_and_flatten_give_the_tree_umoci_unpacks() {
+    let work = tempdir();
+    let corpus_tag = format!("oci:{}:corpus", p(&corpus().join("oci")));
+    // export: one tar of the merged tree (whiteouts and opaque directories applied).
+    let tar = work.path().join("rootfs.tar");
+    let exported = strata_json(["export", &corpus_tag, "-o", &p(&tar)]);
+    let dir = work.path().join("exported");
+    fs::create_dir(&dir).unwrap();
+    unpack(&tar, &dir, &[]);
+    assert_listing_eq(
+        &expected_tree("corpus"),
+        &without_root_mtime(&tree_listing(&dir, &[])),
+        "strata export of oci:corpus vs umoci unpack",
+    );
+
+    // flatten: one layer with that tree, read by umoci; the history kept as empty entries.
+    let layout = work.path().join("layout");
+    strata_json(["flatten", &corpus_tag, &format!("oci:{}:flat", p(&layout))]);
+    let bundle = work.path().join("bundle");
+    common::images::peer(
+        "umoci",
+        &[
+            "unpack".into(),
+            "--image".into(),
+            format!("{}:flat", p(&layout)).into(),
+            bundle.clone().into(),
+        ],
+    )
+    .assert_success();
+    assert_listing_eq(
+        &expected_tree("corpus"),
+        &without_root_mtime(&tree_listing(&bundle.join("rootfs"), &[])),
+        "umoci unpack of the flattened corpus vs of the corpus",
+    );
+    let (manifest, config) = {
+        let m = strata(["manifest", &format!("oci:{}:flat", p(&layout))]);
+        let c = strata(["config", &format!("oci:{}:flat", p(&layout))]);
+        (m.assert_success().json(), c.assert_success().json())
+    };
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([exported["diff_id"]])
+    );
+    let history = config["history"].as_array().unwrap();
+    let with_layers: Vec<_> = history
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .collect();
+    assert_eq!(with_layers.len(), 1, "{history:#?}");
+    assert_eq!(with_layers[0]["created_by"], "strata flatten");
+    assert!(history.len() > 5, "the corpus's own history is kept");
+}
+
+#[test]
+fn rebase_mounts_the_new_base_and_refuses_a_base_that_is_not_the_bottom() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let old = docker(reg.port, "strata/oldbase:1");
+    let app = docker(reg.port, "strata/app:1");
+    let new = docker(reg.port, "strata/newbase:1");
+    env.copy(&[&corpus_base(), &old]);
+    env.copy(&[&format!("oci:{}:corpus", p(&corpus().join("oci"))), &app]);
+    let patch = work.path().join("patch");
+    fs::create_dir_all(patch.join("etc")).unwrap();
+    fs::write(patch.join("etc/patched"), "yes\n").unwrap();
+    env.json(&["append", &old, &new, "--layer", &p(&patch)]);
+
+    let before = reg.access_lines("").len();
+    let rebased = docker(reg.port, "strata/app:rebased");
+    env.json(&[
+        "rebase",
+        &app,
+        &rebased,
+        "--old-base",
+        &old,
+        "--new-base",
+        &new,
+    ]);
+    let lines = log_since(&reg, before);
+    let m = remote_manifest(&rebased);
+    let (app_m, new_m) = (remote_manifest(&app), remote_manifest(&new));
+    let digests = |m: &Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let expected: Vec<String> = digests(&new_m)
+        .into_iter()
+        .chain(digests(&app_m).into_iter().skip(1))
+        .collect();
+    assert_eq!(digests(&m), expected);
+    assert_eq!(m["annotations"]["org.opencontainers.image.base.name"], new);
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.base.digest"],
+        remote_manifest_digest(&new)
+    );
+    // The new base's own layer is mounted from its repository; only the config is sent.
+    let from_new = lines
+        .iter()
+        .filter(|l| l.contains("from=strata%2Fnewbase") && l.contains("\" 201 "))
+        .count();
+    assert_eq!(from_new, 1, "{lines:#?}");
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([m["config"]["digest"].as_str().unwrap().to_string()]),
+        "{lines:#?}"
+    );
+    let config = config_of(&rebased);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 6);
+
+    // umoci unpacks it: the patch and the image's own files.
+    let layout = work.path().join("layout");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &rebased,
+        &format!("oci:{}:x", p(&layout)),
+    ]);
+    let bundle = work.path().join("bundle");
+    common::images::peer(
+        "umoci",
+        &[
+            "unpack".into(),
+            "--image".into(),
+            format!("{}:x", p(&layout)).into(),
+            bundle.clone().into(),
+        ],
+    )
+    .assert_success();
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/etc/patched")).unwrap(),
+        "yes\n"
+    );
+    assert!(bundle.join("rootfs/opt/big/blob.bin").exists());
+
+    // The new base is not the bottom of the app: refused, nothing pushed.
+    let before = reg.access_lines("").len();
+    let bad = docker(reg.port, "strata/app:bad");
+    let err = env.fails(&["rebase", &app, &bad, "--old-base", &new, "--new-base", &old]);
+    assert!(err.contains("are not its bottom layers"), "{err}");
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty() && !lines.iter().any(|l| l.contains("\"PUT ")));
+}
+
+#[test]
+fn index_create_append_and_remove_move_no_blob() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let amd = docker(reg.port, "strata/multi:amd64");
+    let arm = docker(reg.port, "strata/multi:arm64");
+    let all = docker(reg.port, "strata/multi:all");
+    env.copy(&[&corpus_base(), &amd]);
+    env.json(&["mutate", &amd, &arm, "--set-platform", "linux/arm64/v8"]);
+
+    let before = reg.access_lines("").len();
+    env.json(&["index", "create", &all, &amd, &arm]);
+    let lines = log_since(&reg, before);
+    assert!(uploads(&lines).is_empty(), "{lines:#?}");
+    let puts: Vec<_> = lines.iter().filter(|l| l.contains("\"PUT ")).collect();
+    assert_eq!(puts.len(), 1, "only the index: {lines:#?}");
+    let index = remote_manifest(&all);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms = |index: &Value| -> Vec<String> {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                let v = p["variant"]
+                    .as_str()
+                    .map(|v| format!("/{v}"))
+                    .unwrap_or_default();
+                format!("{}/{}{v}", jstr(p, "os"), jstr(p, "architecture"))
+            })
+            .collect()
+    };
+    assert_eq!(platforms(&index), ["linux/amd64", "linux/arm64/v8"]);
+    assert_eq!(
+        index["manifests"][1]["digest"].as_str().unwrap(),
+        remote_manifest_digest(&arm)
+    );
+    // skopeo picks each platform from it.
+    let arm_config = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        "--override-variant",
+        "v8",
+        "--config",
+        &all,
+    ])
+    .json();
+    assert_eq!(arm_config["architecture"], "arm64");
+
+    env.json(&["index", "remove", &all, "--platform", "linux/arm64"]);
+    assert_eq!(platforms(&remote_manifest(&all)), ["linux/amd64"]);
+    env.json(&["index", "append", &all, &arm]);
+    assert_eq!(
+        platforms(&remote_manifest(&all)),
+        ["linux/amd64", "linux/arm64/v8"]
+    );
+    // An image elsewhere is refused: an index moves no blob.
+    let err = env.fails(&["index", "append", &all, &corpus_base()]);
+    assert!(err.contains("copy it there first"), "{err}");
+
+    // In a layout: the index is a blob named in index.json; skopeo picks from it.
+    let work = tempdir();
+    let l = |tag: &str| format!("oci:{}:{tag}", p(&work.path().join("l")));
+    strata_json(["copy", &corpus_base(), &l("amd64")]);
+    strata_json([
+        "mutate",
+        &l("amd64"),
+        &l("arm64"),
+        "--set-platform",
+        "linux/arm64/v8",
+    ]);
+    strata_json(["index", "create", &l("all"), &l("amd64"), &l("arm64")]);
+    let arm_config = skopeo(&[
+        "inspect",
+        "--override-arch",
+        "arm64",
+        "--override-variant",
+        "v8",
+        "--config",
+        &l("all"),
+    ])
+    .json();
+    assert_eq!(arm_config["architecture"], "arm64");
+}
