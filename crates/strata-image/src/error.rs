@@ -8,8 +8,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// A digest string does not follow the grammar of image-formats §1.1, or uses an
     /// algorithm Strata cannot verify.
-    #[error("invalid digest `{value}`: {reason}")]
-    BadDigest { value: String, reason: &'static str },
+    #[error(transparent)]
+    BadDigest(#[from] strata_layer::digest::BadDigest),
 
     /// An image reference (`busybox`, `myreg:5000/app:v1`, `name@sha256:…`) is malformed.
     #[error("invalid image reference `{value}`: {reason}")]

@@ -17,79 +17,15 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use strata_layer::compress::Compression;
 
 use crate::config::null_default;
-use crate::ids::{parse_digest, Digest};
+use crate::ids::Digest;
 use crate::Error;
 
-/// The media types of §5.
-pub mod media_type {
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    pub const OCI_FOREIGN: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-    pub const OCI_FOREIGN_GZIP: &str =
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-    pub const OCI_FOREIGN_ZSTD: &str =
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
-    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
-    pub const DOCKER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
-    pub const DOCKER_FOREIGN_GZIP: &str =
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-}
-
-/// What a layer media type says about its blob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerType {
-    pub compression: Compression,
-    /// A non-distributable ("foreign") layer, usually a Windows base layer whose blob
-    /// lives at its `urls`, not in the image's own store.
-    pub foreign: bool,
-}
-
-impl LayerType {
-    /// The layer type of a media type, `None` if it is not a layer media type Strata knows.
-    pub fn of(media_type: &str) -> Option<LayerType> {
-        use media_type::*;
-        let (compression, foreign) = match media_type {
-            OCI_LAYER | DOCKER_LAYER => (Compression::None, false),
-            OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => (Compression::Gzip, false),
-            OCI_LAYER_ZSTD | DOCKER_LAYER_ZSTD => (Compression::Zstd, false),
-            OCI_FOREIGN | DOCKER_FOREIGN => (Compression::None, true),
-            OCI_FOREIGN_GZIP | DOCKER_FOREIGN_GZIP => (Compression::Gzip, true),
-            OCI_FOREIGN_ZSTD => (Compression::Zstd, true),
-            _ => return None,
-        };
-        Some(LayerType {
-            compression,
-            foreign,
-        })
-    }
-
-    /// The OCI media type for this kind of layer.
-    pub fn oci_media_type(self) -> &'static str {
-        use media_type::*;
-        match (self.foreign, self.compression) {
-            (false, Compression::None) => OCI_LAYER,
-            (false, Compression::Gzip) => OCI_LAYER_GZIP,
-            (false, Compression::Zstd) => OCI_LAYER_ZSTD,
-            (true, Compression::None) => OCI_FOREIGN,
-            (true, Compression::Gzip) => OCI_FOREIGN_GZIP,
-            (true, Compression::Zstd) => OCI_FOREIGN_ZSTD,
-        }
-    }
-}
+/// The media types of §5: the workspace's one table, kept in strata-layer so that the
+/// store and the registry client name them from it too.
+pub use strata_layer::media_type;
+pub use strata_layer::media_type::LayerType;
 
 pub(crate) mod digest_serde {
     use super::*;
@@ -100,7 +36,7 @@ pub(crate) mod digest_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
         let s = String::deserialize(d)?;
-        parse_digest(&s).map_err(serde::de::Error::custom)
+        Digest::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -352,13 +288,14 @@ pub mod annotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_layer::compress::Compression;
     use crate::gojson::marshal;
 
     const A: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
     #[test]
     fn descriptors_marshal_in_go_order() {
-        let mut d = Descriptor::new(media_type::OCI_MANIFEST, parse_digest(A).unwrap(), 7);
+        let mut d = Descriptor::new(media_type::OCI_MANIFEST, Digest::parse(A).unwrap(), 7);
         d.annotations
             .insert("org.opencontainers.image.ref.name".into(), "1".into());
         d.annotations

@@ -27,7 +27,7 @@
 
 use std::fmt;
 
-use crate::ids::{parse_digest, Digest};
+use crate::ids::Digest;
 use crate::Error;
 
 /// Docker Hub, the registry of names that do not say one.
@@ -72,7 +72,7 @@ impl Reference {
             ));
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((rest, d)) => (rest, Some(parse_digest(d)?)),
+            Some((rest, d)) => (rest, Some(Digest::parse(d)?)),
             None => (s, None),
         };
         let last_slash = rest.rfind('/');

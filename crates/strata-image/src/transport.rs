@@ -158,24 +158,11 @@ impl SourceImage {
             .layers
             .iter()
             .map(|l| {
-                let docker = match LayerType::of(&l.blob.media_type) {
-                    Some(t) => match (t.foreign, t.compression) {
-                        (false, strata_layer::compress::Compression::None) => {
-                            media_type::DOCKER_LAYER
-                        }
-                        (false, strata_layer::compress::Compression::Gzip) => {
-                            media_type::DOCKER_LAYER_GZIP
-                        }
-                        (false, strata_layer::compress::Compression::Zstd) => {
-                            media_type::DOCKER_LAYER_ZSTD
-                        }
-                        (true, strata_layer::compress::Compression::None) => {
-                            media_type::DOCKER_FOREIGN
-                        }
-                        (true, _) => media_type::DOCKER_FOREIGN_GZIP,
-                    },
-                    None => l.blob.media_type.as_str(),
-                };
+                // A zstd foreign layer has no Docker name: shown as the gzip one.
+                let docker = LayerType::of(&l.blob.media_type).map_or(l.blob.media_type.as_str(), |t| {
+                    t.docker_media_type()
+                        .unwrap_or(media_type::DOCKER_FOREIGN_GZIP)
+                });
                 let mut d = l.foreign.clone().unwrap_or_else(|| l.blob.clone());
                 d.media_type = docker.to_string();
                 d
@@ -193,7 +180,7 @@ impl SourceImage {
         let bytes = crate::gojson::marshal(&manifest)?;
         Ok(RawManifest {
             media_type: media_type::DOCKER_MANIFEST.to_string(),
-            digest: crate::ids::sha256(&bytes),
+            digest: strata_layer::digest::sha256(&bytes),
             bytes,
         })
     }

@@ -102,8 +102,9 @@ pub enum Error {
         reason: &'static str,
     },
 
-    #[error("unsupported digest `{digest}`: only sha256:<64 lowercase hex digits> is supported")]
-    UnsupportedDigest { digest: String },
+    /// A digest that breaks the OCI grammar or names an algorithm other than sha256.
+    #[error(transparent)]
+    BadDigest(#[from] strata_layer::digest::BadDigest),
 
     /// `--creds` text that is not `USER:PASSWORD`.
     #[error("invalid credentials: {reason}")]
