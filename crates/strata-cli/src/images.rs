@@ -9,15 +9,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::Value;
-use strata_image::docker_archive::{ArchiveFormat, DockerArchiveDestination, DockerArchiveSource};
+use strata_image::docker_archive::ArchiveFormat;
 use strata_image::manifest::Platform;
-use strata_image::oci_dest::{OciDestination, OciOptions};
-use strata_image::store::{layer_id, resolve, save_selection, StoreDestination, StoreSource};
-use strata_image::{build, ImageConfig, ImageDestination, ImageSelector, Reference};
-use strata_layer::compress::Compression;
-use strata_store::{ApplyOptions, Image, LayerId, Store};
+use strata_image::store::{layer_id, resolve, save_selection, StoreSource};
+use strata_image::{build, ImageConfig, ImageSelector, OpenOptions, Reference, Transport};
+use strata_store::{Image, LayerId, Store};
 
-use crate::image::{copy_options, run_copy};
+use crate::image::{copy_options, copy_to};
+use crate::io::print_raw;
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -136,16 +135,6 @@ fn is_transport(spec: &str) -> bool {
         .any(|p| spec.starts_with(p))
 }
 
-/// Writes bytes exactly as stored to standard output.
-fn print_raw(bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(bytes)
-        .and_then(|()| stdout.flush())
-        .map_err(crate::output::stdout_error)
-}
-
 /// `strata inspect TRANSPORT`: an image of an archive, a layout or a registry.
 fn inspect_transport(
     spec: &str,
@@ -158,7 +147,7 @@ fn inspect_transport(
         .with_context(|| format!("bad image `{spec}`"))?;
     let mut options = strata_image::OpenOptions::default();
     if let Some(p) = platform {
-        options.platform = crate::image::parse_platform(p)?;
+        options.platform = crate::args::parse_platform(p)?;
     }
     let (image, warnings) = transport
         .open_image(&options)
@@ -392,7 +381,8 @@ pub struct SaveArgs {
     format: SaveFormat,
 }
 
-/// `strata save`.
+/// `strata save`: a copy from the store to an archive or a layout, the images named as
+/// `docker save` names them.
 pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> {
     let store = open(store_args)?;
     let stdout = args.output == Path::new("-");
@@ -405,49 +395,41 @@ pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
         args.output.clone()
     };
     let staging = store.staging()?;
-    let prefer = match args.format {
-        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => Compression::None,
-        SaveFormat::OciArchive | SaveFormat::Oci => Compression::Gzip,
+    let destination = match args.format {
+        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => Transport::DockerArchive {
+            path: path.clone(),
+            reference: None,
+        },
+        SaveFormat::OciArchive => Transport::OciArchive {
+            path: path.clone(),
+            reference: None,
+        },
+        SaveFormat::Oci => Transport::Oci {
+            path: path.clone(),
+            reference: None,
+        },
     };
-    // The names written are the ones asked for, as docker save writes them.
+    let options = OpenOptions {
+        staging: staging.path().to_owned(),
+        format: if args.format == SaveFormat::DockerLegacy {
+            ArchiveFormat::DockerLegacy
+        } else {
+            ArchiveFormat::Docker
+        },
+        store: Some(store.clone()),
+        ..OpenOptions::default()
+    }
+    .copying_to(&destination);
+    // The names written are the ones asked for, as docker save writes them: no
+    // transport string says that, so the store source is made from the selection.
     let selection = save_selection(&store, &args.images)?;
-    let mut source = StoreSource::named(store.clone(), selection, prefer);
-    let mut destination: Box<dyn ImageDestination> = match args.format {
-        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => {
-            let format = if args.format == SaveFormat::DockerLegacy {
-                ArchiveFormat::DockerLegacy
-            } else {
-                ArchiveFormat::Docker
-            };
-            Box::new(DockerArchiveDestination::create(
-                &path,
-                format,
-                None,
-                staging.path(),
-            )?)
-        }
-        SaveFormat::OciArchive => Box::new(OciDestination::archive(
-            &path,
-            staging.path(),
-            OciOptions {
-                compress: Compression::None,
-                reference: None,
-            },
-        )?),
-        SaveFormat::Oci => Box::new(OciDestination::dir(
-            &path,
-            OciOptions {
-                compress: Compression::None,
-                reference: None,
-            },
-        )?),
-    };
-    let target = format!("{}", path.display());
-    run_copy(
+    let mut source = StoreSource::named(store.clone(), selection, options.store_blobs);
+    copy_to(
         &mut source,
-        destination.as_mut(),
+        &destination,
+        &options,
         copy_options(ImageSelector::All, None),
-        ("strata:", &target),
+        ("strata:", &path.display().to_string()),
         stdout,
         out,
     )?;
@@ -469,7 +451,8 @@ pub struct LoadArgs {
     jobs: Option<usize>,
 }
 
-/// `strata load`.
+/// `strata load`: a copy from an archive (`docker-archive:FILE`) to the store
+/// (`strata:`, keeping the archive's names).
 pub fn load(args: LoadArgs, store_args: &StoreArgs, out: &Output) -> Result<()> {
     let store = open(store_args)?;
     let path = if args.input == Path::new("-") {
@@ -478,17 +461,32 @@ pub fn load(args: LoadArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
         args.input.clone()
     };
     let platform = match &args.platform {
-        Some(p) => crate::image::parse_platform(p)?,
+        Some(p) => crate::args::parse_platform(p)?,
         None => Platform::host(),
     };
     let staging = store.staging()?;
-    let mut source = DockerArchiveSource::open(&path, staging.path(), &platform)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
     let jobs = args.jobs.unwrap_or(2);
-    let mut destination = StoreDestination::new(store.clone(), None, ApplyOptions::default(), jobs);
-    run_copy(
-        &mut source,
-        &mut destination,
+    let options = OpenOptions {
+        staging: staging.path().to_owned(),
+        platform,
+        store: Some(store.clone()),
+        store_jobs: jobs,
+        ..OpenOptions::default()
+    };
+    let source = Transport::DockerArchive {
+        path,
+        reference: None,
+    };
+    let mut from = source
+        .open_source(&options)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let store_transport = Transport::Strata {
+        image: String::new(),
+    };
+    copy_to(
+        from.as_mut(),
+        &store_transport,
+        &options,
         copy_options(ImageSelector::All, Some(jobs)),
         (&args.input.display().to_string(), "strata:"),
         false,

@@ -1,8 +1,10 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod args;
 mod image;
 mod images;
+mod io;
 mod layer;
 mod output;
 mod registry;

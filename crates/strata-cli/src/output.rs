@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use strata_layer::sandbox::SandboxStatus;
 
 /// Standard output's reader went away (`strata history IMG | head`): the program ends
 /// quietly, as a Unix tool killed by SIGPIPE does (status 141).
@@ -137,6 +138,24 @@ impl Output {
     pub fn note(&self, text: &str) {
         if !self.quiet {
             eprintln!("strata: note: {text}");
+        }
+    }
+
+    /// How the writer was confined, for a report; a note on stderr when not fully.
+    pub fn sandbox(&self, status: Option<&SandboxStatus>) -> String {
+        match status {
+            None => "off".to_string(),
+            Some(SandboxStatus::Enforced { abi }) => format!("landlock (ABI {abi})"),
+            Some(SandboxStatus::Partial { reason }) => {
+                self.note(&format!("the Landlock sandbox is partial: {reason}"));
+                format!("partial: {reason}")
+            }
+            Some(SandboxStatus::Unavailable { reason }) => {
+                self.note(&format!(
+                    "no Landlock sandbox ({reason}); the writer still resolves every path inside the root"
+                ));
+                format!("unavailable: {reason}")
+            }
         }
     }
 }

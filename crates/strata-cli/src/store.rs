@@ -14,7 +14,8 @@ use strata_store::{
     StorageOptions, Store, StoreOptions,
 };
 
-use crate::layer::{open_input, sandbox_text, write_output, Compress};
+use crate::args::Compress;
+use crate::io::{open_input, write_output};
 use crate::output::Output;
 
 /// Where the store is (global options).
@@ -232,7 +233,7 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                     },
                 )
                 .with_context(|| format!("cannot apply {} to layer {id}", input.display()))?;
-            let sandbox = sandbox_text(applied.sandbox.as_ref(), out);
+            let sandbox = out.sandbox(applied.sandbox.as_ref());
             out.warnings(&applied.warnings);
             #[derive(Serialize)]
             struct Report {

@@ -12,7 +12,7 @@ use strata_wclayer::inspect::{inspect_folder, inspect_tar, InspectEntry};
 use strata_wclayer::windowsify::{windowsify, SecurityChoice};
 use strata_wclayer::{export_layer, extract, import_layer};
 
-use crate::layer::{open_input, write_output};
+use crate::io::{open_input, write_output};
 use crate::output::Output;
 
 #[derive(Subcommand)]
