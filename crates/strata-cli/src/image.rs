@@ -397,7 +397,41 @@ struct Bars {
 /// How often a layer's byte count is reported as an event, at most.
 const EVENT_INTERVAL: Duration = Duration::from_millis(200);
 
-fn event(value: serde_json::Value) {
+/// A progress event on standard error, one JSON line each. Fields are in alphabetical
+/// order, as they have always been printed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Event<'a> {
+    Image {
+        count: usize,
+        event: &'static str,
+        id: String,
+        layers: usize,
+        name: &'a str,
+        position: usize,
+    },
+    LayerStart {
+        digest: String,
+        event: &'static str,
+        layer: usize,
+        size: u64,
+    },
+    LayerProgress {
+        bytes: u64,
+        event: &'static str,
+        layer: usize,
+        size: u64,
+    },
+    LayerDone {
+        bytes: u64,
+        digest: String,
+        event: &'static str,
+        layer: usize,
+        reused: bool,
+    },
+}
+
+fn event(value: Event<'_>) {
     let mut err = std::io::stderr().lock();
     // Progress is advisory: a closed stderr must not fail the copy.
     let _ = serde_json::to_writer(&mut err, &value).map(|()| writeln!(err));
@@ -447,11 +481,14 @@ impl Progress for Bars {
             if let Ok(mut e) = events.lock() {
                 e.clear();
             }
-            event(serde_json::json!({
-                "event": "image", "position": position + 1, "count": count,
-                "id": image.summary.id.to_string(), "name": name,
-                "layers": image.layers.len(),
-            }));
+            event(Event::Image {
+                count,
+                event: "image",
+                id: image.summary.id.to_string(),
+                layers: image.layers.len(),
+                name: &name,
+                position: position + 1,
+            });
         }
     }
 
@@ -460,10 +497,12 @@ impl Progress for Bars {
             if let Ok(mut e) = events.lock() {
                 e.insert(layer.index, (0, Instant::now()));
             }
-            event(serde_json::json!({
-                "event": "layer_start", "layer": layer.index,
-                "digest": layer.blob.digest.to_string(), "size": layer.blob.size,
-            }));
+            event(Event::LayerStart {
+                digest: layer.blob.digest.to_string(),
+                event: "layer_start",
+                layer: layer.index,
+                size: layer.blob.size,
+            });
         }
         let Some(m) = &self.multi else { return };
         let bar = m.add(ProgressBar::new(layer.blob.size));
@@ -494,10 +533,12 @@ impl Progress for Bars {
             })
         });
         if let Some(done) = due {
-            event(serde_json::json!({
-                "event": "layer_progress", "layer": layer.index,
-                "bytes": done, "size": layer.blob.size,
-            }));
+            event(Event::LayerProgress {
+                bytes: done,
+                event: "layer_progress",
+                layer: layer.index,
+                size: layer.blob.size,
+            });
         }
     }
 
@@ -515,10 +556,13 @@ impl Progress for Bars {
                 .ok()
                 .and_then(|e| e.get(&layer.index).map(|(d, _)| *d))
                 .unwrap_or(0);
-            event(serde_json::json!({
-                "event": "layer_done", "layer": layer.index,
-                "digest": layer.blob.digest.to_string(), "bytes": done, "reused": reused,
-            }));
+            event(Event::LayerDone {
+                bytes: done,
+                digest: layer.blob.digest.to_string(),
+                event: "layer_done",
+                layer: layer.index,
+                reused,
+            });
         }
     }
 }

@@ -295,23 +295,21 @@ fn ls_cmd(layer: &Path, out: &Output) -> Result<()> {
     let decompressor =
         strata_layer::compress::Decompressor::new(reader).context("cannot read the layer")?;
     let mut tar = TarReader::new(decompressor);
-    let mut stdout = BufWriter::new(io::stdout().lock());
-    let mut all = Vec::new();
-    while let Some(e) = tar
-        .next_entry()
-        .with_context(|| format!("cannot list {}", layer.display()))?
-    {
-        if out.json {
-            all.push(ls_entry(&e));
-        } else {
-            writeln!(stdout, "{}", ls_line(&e)).map_err(crate::output::stdout_error)?;
-        }
-    }
+    let mut next = || {
+        tar.next_entry()
+            .with_context(|| format!("cannot list {}", layer.display()))
+    };
     if out.json {
-        serde_json::to_writer_pretty(&mut stdout, &all)
-            .map_err(std::io::Error::from)
-            .map_err(crate::output::stdout_error)?;
-        writeln!(stdout).map_err(crate::output::stdout_error)?;
+        return crate::output::json_list(|put| {
+            while let Some(e) = next()? {
+                put(&ls_entry(&e)).map_err(crate::output::stdout_error)?;
+            }
+            Ok(())
+        });
+    }
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    while let Some(e) = next()? {
+        writeln!(stdout, "{}", ls_line(&e)).map_err(crate::output::stdout_error)?;
     }
     stdout.flush().map_err(crate::output::stdout_error)?;
     Ok(())

@@ -20,6 +20,29 @@ impl std::fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// Streams a JSON array to standard output one element at a time (a listing as long as
+/// a layer), written as every JSON result is: `fill` gets the function that writes one
+/// element.
+pub fn json_list<T: Serialize + ?Sized>(
+    fill: impl FnOnce(&mut dyn FnMut(&T) -> std::io::Result<()>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use serde::ser::{SerializeSeq, Serializer};
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut ser = serde_json::Serializer::pretty(stdout);
+    let mut seq = ser
+        .serialize_seq(None)
+        .map_err(std::io::Error::from)
+        .map_err(stdout_error)?;
+    fill(&mut |item| seq.serialize_element(item).map_err(std::io::Error::from))?;
+    seq.end()
+        .map_err(std::io::Error::from)
+        .map_err(stdout_error)?;
+    let mut stdout = ser.into_inner();
+    writeln!(stdout)
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
 /// The error of a write to standard output: [`StdoutClosed`] for a closed pipe.
 pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -288,8 +288,8 @@ pub mod annotation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_layer::compress::Compression;
     use crate::gojson::marshal;
+    use strata_layer::compress::Compression;
 
     const A: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 

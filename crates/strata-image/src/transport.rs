@@ -159,10 +159,11 @@ impl SourceImage {
             .iter()
             .map(|l| {
                 // A zstd foreign layer has no Docker name: shown as the gzip one.
-                let docker = LayerType::of(&l.blob.media_type).map_or(l.blob.media_type.as_str(), |t| {
-                    t.docker_media_type()
-                        .unwrap_or(media_type::DOCKER_FOREIGN_GZIP)
-                });
+                let docker =
+                    LayerType::of(&l.blob.media_type).map_or(l.blob.media_type.as_str(), |t| {
+                        t.docker_media_type()
+                            .unwrap_or(media_type::DOCKER_FOREIGN_GZIP)
+                    });
                 let mut d = l.foreign.clone().unwrap_or_else(|| l.blob.clone());
                 d.media_type = docker.to_string();
                 d

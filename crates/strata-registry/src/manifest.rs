@@ -1,7 +1,6 @@
 //! Manifests: fetched by tag or digest as the exact bytes the registry holds (never
 //! re-serialized), with their media type and verified digest; pushed as given.
 
-
 use strata_layer::digest::{sha256, Digest};
 use strata_layer::media_type;
 
@@ -72,8 +71,10 @@ pub struct Manifest {
 /// Manifests larger than this are refused (distribution 3 and containerd use 4 MiB).
 pub const MANIFEST_LIMIT: u64 = 4 << 20;
 
-const SCHEMA1: [&str; 2] = [media_type::DOCKER_SCHEMA1_UNSIGNED, media_type::DOCKER_SCHEMA1];
-
+const SCHEMA1: [&str; 2] = [
+    media_type::DOCKER_SCHEMA1_UNSIGNED,
+    media_type::DOCKER_SCHEMA1,
+];
 
 impl Repository {
     /// Fetches a manifest (OCI index or manifest, Docker manifest list or schema 2

@@ -318,7 +318,6 @@ impl From<Digest> for Reference {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

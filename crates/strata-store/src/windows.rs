@@ -35,7 +35,6 @@ fn wclayer(e: strata_wclayer::Error) -> Error {
     }
 }
 
-
 impl Store {
     /// The layer chain of `chain[0]` as strata-wclayer names it: folders, nearest first.
     pub(crate) fn windows_chain(&self, chain: &[LayerRow]) -> LayerChain {
