@@ -43,22 +43,27 @@ pub(crate) mod digest_serde {
 /// An OCI platform, fields in image-spec's Go order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// The CPU architecture in Go's names (`amd64`, `arm64`).
     #[serde(default, deserialize_with = "null_default")]
     pub architecture: String,
+    /// The OS (`linux`, `windows`).
     #[serde(default, deserialize_with = "null_default")]
     pub os: String,
+    /// The OS version (Windows images name the build they need).
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_version: Option<String>,
+    /// OS features the image needs (Windows: `win32k`).
     #[serde(
         rename = "os.features",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_features: Option<Vec<String>>,
+    /// The architecture variant (`v7`, `v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
@@ -85,27 +90,35 @@ impl Platform {
 /// A content descriptor, fields in image-spec's Go order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
+    /// What the blob is (a media type of [`media_type`]).
     #[serde(rename = "mediaType", default, deserialize_with = "null_default")]
     pub media_type: String,
+    /// The blob's sha256 (verified whenever the blob is read).
     #[serde(with = "digest_serde")]
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
+    /// Where else the blob can be fetched (a foreign layer's only source).
     #[serde(
         default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub urls: Vec<String>,
+    /// Free-form metadata (`org.opencontainers.image.ref.name` names a layout's images).
     #[serde(
         default,
         deserialize_with = "null_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub annotations: BTreeMap<String, String>,
+    /// The blob itself, base64, for small blobs embedded in the descriptor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// In an index: the platform of the manifest this points at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// In an index: the artifact type of the manifest this points at.
     #[serde(
         rename = "artifactType",
         default,
@@ -115,6 +128,7 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// A descriptor of `size` bytes with this media type and digest, and nothing else.
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
         Descriptor {
             media_type: media_type.into(),
@@ -132,21 +146,28 @@ impl Descriptor {
 /// An image manifest: OCI, or Docker schema 2 (the same shape).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always 2.
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
+    /// The manifest's own media type (required for Docker schema 2, optional for OCI).
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// For an artifact: what it is (images have none).
     #[serde(
         rename = "artifactType",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub artifact_type: Option<String>,
+    /// The config blob (its digest is the image ID).
     pub config: Descriptor,
+    /// The layers, bottom first: one per diffID of the config.
     #[serde(default, deserialize_with = "null_default")]
     pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (a signature, an SBOM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
+    /// Free-form metadata.
     #[serde(
         default,
         deserialize_with = "null_default",
@@ -211,20 +232,26 @@ impl Manifest {
 /// An image index (OCI) or manifest list (Docker).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Index {
+    /// Always 2.
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
+    /// The index's own media type (required for a Docker manifest list).
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// For an artifact index: what it is.
     #[serde(
         rename = "artifactType",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub artifact_type: Option<String>,
+    /// The manifests it lists (per platform, or per tag in a layout).
     #[serde(default, deserialize_with = "null_default")]
     pub manifests: Vec<Descriptor>,
+    /// The manifest this one refers to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
+    /// Free-form metadata.
     #[serde(
         default,
         deserialize_with = "null_default",
@@ -246,6 +273,7 @@ impl Index {
         }
     }
 
+    /// Parses an index or a Docker manifest list (`what` names it in errors), checking its schema version and each descriptor's digest.
     pub fn parse(bytes: &[u8], what: &str) -> Result<Index, Error> {
         let i: Index = crate::gojson::from_slice(bytes).map_err(|e| Error::json(what, e))?;
         if i.schema_version != 2 {
@@ -261,13 +289,16 @@ impl Index {
 /// What a manifest-level descriptor points to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManifestKind {
+    /// An image manifest (OCI or Docker schema 2).
     Image,
+    /// An index or a Docker manifest list.
     Index,
     /// Schema 1 or an unknown type: listed, never opened.
     Other,
 }
 
 impl ManifestKind {
+    /// The kind of a manifest media type: an index for the index and list types, else an image.
     pub fn of(media_type: &str) -> ManifestKind {
         match media_type {
             media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST => ManifestKind::Image,

@@ -141,10 +141,12 @@ impl Reference {
         &self.path
     }
 
+    /// The tag (`latest` for a name given without tag or digest), if any.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
+    /// The digest of `name@sha256:…`, if any.
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }

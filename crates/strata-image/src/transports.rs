@@ -42,23 +42,38 @@ use strata_store::{ApplyOptions, Store};
 /// A parsed transport string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// `docker-archive:PATH[:REF]`: what `docker save` writes and `docker load` reads (both layouts).
     DockerArchive {
+        /// The archive (`/dev/stdin`, `/dev/stdout` for pipes).
         path: PathBuf,
+        /// A name (`busybox:1.36`) or `@N`; none: the only image (or, written, the source's names).
         reference: Option<String>,
     },
+    /// `oci:DIR[:REF]`: an OCI image layout directory.
     Oci {
+        /// The layout directory.
         path: PathBuf,
+        /// The ref name in `index.json` (usually a tag) or `@N`.
         reference: Option<String>,
     },
+    /// `oci-archive:PATH[:REF]`: an OCI image layout in a tar.
     OciArchive {
+        /// The archive.
         path: PathBuf,
+        /// The ref name in its `index.json` or `@N`.
         reference: Option<String>,
     },
     /// An image of the Strata store, by name or ID; empty (`strata:`) for the store as a
     /// destination that keeps the source's names.
-    Strata { image: String },
-    /// A registry.
-    Docker { reference: Reference },
+    Strata {
+        /// A name (`busybox`), an image ID or a unique prefix of one; empty for the store.
+        image: String,
+    },
+    /// `docker://REF`: an image of a registry.
+    Docker {
+        /// The repository and tag or digest (`docker.io/library/busybox:latest`).
+        reference: Reference,
+    },
 }
 
 /// How to open a transport.
@@ -106,6 +121,16 @@ impl OpenOptions {
     /// Archives and the store take tars, so none of the compressed blobs the store kept;
     /// layouts and registries keep compressed layers, so the kept blobs of
     /// [`compress`](Self::compress), gzip when that is none (what their readers expect).
+    ///
+    /// ```
+    /// use strata_image::{OpenOptions, Transport};
+    /// use strata_layer::compress::Compression;
+    /// let options = OpenOptions::default();
+    /// let layout: Transport = "oci:/tmp/layout".parse().unwrap();
+    /// assert_eq!(options.clone().copying_to(&layout).store_blobs, Compression::Gzip);
+    /// let archive: Transport = "docker-archive:/tmp/x.tar".parse().unwrap();
+    /// assert_eq!(options.copying_to(&archive).store_blobs, Compression::None);
+    /// ```
     pub fn copying_to(mut self, destination: &Transport) -> OpenOptions {
         self.store_blobs = match destination {
             Transport::DockerArchive { .. } | Transport::Strata { .. } => Compression::None,
