@@ -10,11 +10,8 @@ use strata_image::edit::{config, created, flatten, EditOptions, EditedSource};
 use strata_image::{ImageSelector, OpenOptions, Transport};
 use strata_layer::compress::Compression;
 
-use crate::image::{
-    copy_options, parse_platform, registry_options, run_copy, store_blobs_for, writes_to_stdout,
-    RegistryTimeout,
-};
-use crate::layer::Compress;
+use crate::args::{parse_platform, Compress};
+use crate::image::{copy_options, registry_options, run_copy, writes_to_stdout, RegistryTimeout};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -328,7 +325,7 @@ pub fn rebase(args: RebaseArgs, store: &StoreArgs, out: &Output) -> Result<()> {
         .any(|t| matches!(t, Transport::Strata { .. }))
     {
         options.store = Some(Arc::new(store.open()?));
-        options.store_blobs = store_blobs_for(&destination, Compression::Gzip);
+        options.store_blobs = destination.store_blobs_wanted(Compression::Gzip);
     }
     let source_options = OpenOptions {
         registry: registry_options(
@@ -416,7 +413,7 @@ fn run_edit(ends: Ends, what: What, store: &StoreArgs, out: &Output) -> Result<(
         .any(|t| matches!(t, Transport::Strata { .. }))
     {
         options.store = Some(Arc::new(store.open()?));
-        options.store_blobs = store_blobs_for(&destination, compression);
+        options.store_blobs = destination.store_blobs_wanted(compression);
     }
     let (created, clamp_mtime) = created(ends.created.as_deref())?;
     let annotations = ends

@@ -12,15 +12,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::sync::Arc;
 use strata_image::docker_archive::ArchiveFormat;
-use strata_image::manifest::Platform;
 use strata_image::{
     copy, CopyOptions, ImageDestination, ImageSelector, ImageSource, LayerInfo, OpenOptions,
     Progress, RegistryOptions, SourceImage, Transport,
 };
-use strata_layer::compress::Compression;
 use strata_registry::Credentials;
 
-use crate::layer::Compress;
+use crate::args::{parse_platform, Compress};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -158,34 +156,9 @@ struct CopyReport {
     skipped: Vec<SkippedReport>,
 }
 
-pub fn parse_platform(s: &str) -> Result<Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let (os, arch, variant) = match parts[..] {
-        [os, arch] => (os, arch, None),
-        [os, arch, variant] => (os, arch, Some(variant.to_string())),
-        _ => bail!("--platform must be OS/ARCH or OS/ARCH/VARIANT, not `{s}`"),
-    };
-    Ok(Platform {
-        os: os.into(),
-        architecture: arch.into(),
-        variant,
-        ..Platform::default()
-    })
-}
-
 fn transport(s: &str, role: &str) -> Result<Transport> {
     let t: Transport = s.parse().with_context(|| format!("bad {role}"))?;
     Ok(t)
-}
-
-/// Which kept blobs a `strata:` source offers a destination: none for archives (they
-/// hold tars), compressed ones for layouts and registries (`compress`, else gzip).
-pub fn store_blobs_for(destination: &Transport, compress: Compression) -> Compression {
-    match destination {
-        Transport::DockerArchive { .. } | Transport::Strata { .. } => Compression::None,
-        _ if compress != Compression::None => compress,
-        _ => Compression::Gzip,
-    }
 }
 
 /// `--creds USER:PASSWORD` (else the auth files), `--tls-verify` and
@@ -232,7 +205,6 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
         .any(|t| matches!(t, Transport::Strata { .. }))
     {
         options.store = Some(Arc::new(store.open()?));
-        options.store_blobs = store_blobs_for(&destination, options.compress);
     }
     let selector = if args.all {
         if source.selector() != ImageSelector::Only {
@@ -249,7 +221,7 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
             args.src_tls_verify,
             args.timeout,
         )?,
-        ..options.clone()
+        ..options.clone().copying_to(&destination)
     };
     let dest_options = OpenOptions {
         registry: registry_options(
@@ -263,20 +235,35 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let mut from = source
         .open_source(&source_options)
         .with_context(|| format!("cannot read {source}"))?;
-    let mut to = destination
-        .open_destination(&dest_options)
-        .with_context(|| format!("cannot write {destination}"))?;
     let mut options = copy_options(selector, args.jobs);
     options.verify_diff_ids = args.verify_diff_ids;
-    run_copy(
+    copy_to(
         from.as_mut(),
-        to.as_mut(),
+        &destination,
+        &dest_options,
         options,
         (&source.to_string(), &destination.to_string()),
         writes_to_stdout(&destination),
         out,
     )
     .map(drop)
+}
+
+/// Opens `destination` and copies `from` to it: the end of `copy`, `save` and `load`.
+/// `names` are the source and destination as a person wrote them.
+pub fn copy_to(
+    from: &mut dyn ImageSource,
+    destination: &Transport,
+    options: &OpenOptions,
+    copy: CopyOptions<'_>,
+    names: (&str, &str),
+    to_stdout: bool,
+    out: &Output,
+) -> Result<strata_image::CopyReport> {
+    let mut to = destination
+        .open_destination(options)
+        .with_context(|| format!("cannot write {}", names.1))?;
+    run_copy(from, to.as_mut(), copy, names, to_stdout, out)
 }
 
 /// The options of a copy of the `images` chosen, `jobs` layers at once (default: one
@@ -389,16 +376,10 @@ pub fn run_copy(
 
 /// Whether the destination's file is this process's standard output (`/dev/stdout`).
 pub fn writes_to_stdout(t: &Transport) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let path = match t {
-        Transport::DockerArchive { path, .. } | Transport::OciArchive { path, .. } => path,
-        _ => return false,
-    };
-    match (
-        std::fs::metadata(path),
-        std::fs::metadata("/proc/self/fd/1"),
-    ) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+    match t {
+        Transport::DockerArchive { path, .. } | Transport::OciArchive { path, .. } => {
+            crate::io::is_stdout(path)
+        }
         _ => false,
     }
 }
@@ -416,7 +397,41 @@ struct Bars {
 /// How often a layer's byte count is reported as an event, at most.
 const EVENT_INTERVAL: Duration = Duration::from_millis(200);
 
-fn event(value: serde_json::Value) {
+/// A progress event on standard error, one JSON line each. Fields are in alphabetical
+/// order, as they have always been printed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Event<'a> {
+    Image {
+        count: usize,
+        event: &'static str,
+        id: String,
+        layers: usize,
+        name: &'a str,
+        position: usize,
+    },
+    LayerStart {
+        digest: String,
+        event: &'static str,
+        layer: usize,
+        size: u64,
+    },
+    LayerProgress {
+        bytes: u64,
+        event: &'static str,
+        layer: usize,
+        size: u64,
+    },
+    LayerDone {
+        bytes: u64,
+        digest: String,
+        event: &'static str,
+        layer: usize,
+        reused: bool,
+    },
+}
+
+fn event(value: Event<'_>) {
     let mut err = std::io::stderr().lock();
     // Progress is advisory: a closed stderr must not fail the copy.
     let _ = serde_json::to_writer(&mut err, &value).map(|()| writeln!(err));
@@ -466,11 +481,14 @@ impl Progress for Bars {
             if let Ok(mut e) = events.lock() {
                 e.clear();
             }
-            event(serde_json::json!({
-                "event": "image", "position": position + 1, "count": count,
-                "id": image.summary.id.to_string(), "name": name,
-                "layers": image.layers.len(),
-            }));
+            event(Event::Image {
+                count,
+                event: "image",
+                id: image.summary.id.to_string(),
+                layers: image.layers.len(),
+                name: &name,
+                position: position + 1,
+            });
         }
     }
 
@@ -479,10 +497,12 @@ impl Progress for Bars {
             if let Ok(mut e) = events.lock() {
                 e.insert(layer.index, (0, Instant::now()));
             }
-            event(serde_json::json!({
-                "event": "layer_start", "layer": layer.index,
-                "digest": layer.blob.digest.to_string(), "size": layer.blob.size,
-            }));
+            event(Event::LayerStart {
+                digest: layer.blob.digest.to_string(),
+                event: "layer_start",
+                layer: layer.index,
+                size: layer.blob.size,
+            });
         }
         let Some(m) = &self.multi else { return };
         let bar = m.add(ProgressBar::new(layer.blob.size));
@@ -513,10 +533,12 @@ impl Progress for Bars {
             })
         });
         if let Some(done) = due {
-            event(serde_json::json!({
-                "event": "layer_progress", "layer": layer.index,
-                "bytes": done, "size": layer.blob.size,
-            }));
+            event(Event::LayerProgress {
+                bytes: done,
+                event: "layer_progress",
+                layer: layer.index,
+                size: layer.blob.size,
+            });
         }
     }
 
@@ -534,10 +556,13 @@ impl Progress for Bars {
                 .ok()
                 .and_then(|e| e.get(&layer.index).map(|(d, _)| *d))
                 .unwrap_or(0);
-            event(serde_json::json!({
-                "event": "layer_done", "layer": layer.index,
-                "digest": layer.blob.digest.to_string(), "bytes": done, "reused": reused,
-            }));
+            event(Event::LayerDone {
+                bytes: done,
+                digest: layer.blob.digest.to_string(),
+                event: "layer_done",
+                layer: layer.index,
+                reused,
+            });
         }
     }
 }

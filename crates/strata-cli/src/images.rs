@@ -9,15 +9,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::Value;
-use strata_image::docker_archive::{ArchiveFormat, DockerArchiveDestination, DockerArchiveSource};
+use strata_image::docker_archive::ArchiveFormat;
 use strata_image::manifest::Platform;
-use strata_image::oci_dest::{OciDestination, OciOptions};
-use strata_image::store::{layer_id, resolve, save_selection, StoreDestination, StoreSource};
-use strata_image::{build, ImageConfig, ImageDestination, ImageSelector, Reference};
-use strata_layer::compress::Compression;
-use strata_store::{ApplyOptions, Image, LayerId, Store};
+use strata_image::store::{layer_id, resolve, save_selection, StoreSource};
+use strata_image::{build, ImageConfig, ImageSelector, OpenOptions, Reference, Transport};
+use strata_store::{Image, LayerId, Store};
 
-use crate::image::{copy_options, run_copy};
+use crate::image::{copy_options, copy_to};
+use crate::io::print_raw;
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -136,14 +135,117 @@ fn is_transport(spec: &str) -> bool {
         .any(|p| spec.starts_with(p))
 }
 
-/// Writes bytes exactly as stored to standard output.
-pub(crate) fn print_raw(bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(bytes)
-        .and_then(|()| stdout.flush())
-        .map_err(crate::output::stdout_error)
+// The JSON views below list their fields in alphabetical order: the order the
+// reports have always had (they were maps), kept so that the output does not change.
+
+/// `inspect TRANSPORT`: an image as a transport holds it.
+#[derive(Serialize)]
+struct TransportImageView {
+    architecture: String,
+    /// The config as stored, as JSON.
+    config: Value,
+    created: Option<String>,
+    id: String,
+    layers: Vec<TransportLayerView>,
+    manifest: ManifestView,
+    names: Vec<String>,
+    os: String,
+    ref_names: Vec<String>,
+    transport: String,
+}
+
+#[derive(Serialize)]
+struct TransportLayerView {
+    diff_id: String,
+    digest: String,
+    media_type: String,
+    size: u64,
+}
+
+/// An image's manifest: kept by the store, or stored by the transport (`stored`: else
+/// made up from the config and layers).
+#[derive(Serialize)]
+struct ManifestView {
+    digest: String,
+    media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<bool>,
+}
+
+/// `inspect IMAGE`: an image of the store.
+#[derive(Serialize)]
+struct StoreImageView {
+    config: Value,
+    id: String,
+    layers: Vec<StoreLayerView>,
+    manifest: Option<ManifestView>,
+    names: Vec<String>,
+    parent: Option<String>,
+    size: u64,
+    top_layer: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StoreLayerView {
+    blobs: Vec<BlobView>,
+    chain_id: String,
+    diff_id: String,
+    size: Option<u64>,
+    store_layer: String,
+    tar_size: Option<u64>,
+}
+
+/// A compressed blob the store kept of a layer.
+#[derive(Serialize)]
+struct BlobView {
+    digest: String,
+    media_type: String,
+    size: u64,
+}
+
+/// `tag`: the image and its new name.
+#[derive(Serialize)]
+struct TagView {
+    id: String,
+    name: String,
+}
+
+/// `rmi`: one image's names removed, and the layers that went with it.
+#[derive(Serialize)]
+struct RmiView {
+    id: String,
+    layers_removed: Vec<String>,
+    untagged: Vec<String>,
+}
+
+/// `history`: one entry, newest first.
+#[derive(Serialize)]
+struct HistoryView {
+    comment: String,
+    created: Option<String>,
+    created_by: String,
+    empty_layer: bool,
+    size: u64,
+}
+
+/// `commit` and `import-dir`: the image made.
+#[derive(Serialize)]
+struct BuiltView {
+    diff_id: String,
+    id: String,
+    layer: String,
+    name: String,
+}
+
+impl From<&build::Built> for BuiltView {
+    fn from(b: &build::Built) -> Self {
+        BuiltView {
+            diff_id: b.diff_id.to_string(),
+            id: b.id.to_string(),
+            layer: b.layer.to_string(),
+            name: b.name.to_string(),
+        }
+    }
 }
 
 /// `strata inspect TRANSPORT`: an image of an archive, a layout or a registry.
@@ -158,7 +260,7 @@ fn inspect_transport(
         .with_context(|| format!("bad image `{spec}`"))?;
     let mut options = strata_image::OpenOptions::default();
     if let Some(p) = platform {
-        options.platform = crate::image::parse_platform(p)?;
+        options.platform = crate::args::parse_platform(p)?;
     }
     let (image, warnings) = transport
         .open_image(&options)
@@ -172,27 +274,31 @@ fn inspect_transport(
     }
     let raw: Value =
         serde_json::from_slice(image.config.raw()).context("the config is not JSON")?;
-    let report = serde_json::json!({
-        "transport": transport.to_string(),
-        "id": image.summary.id.to_string(),
-        "names": image.summary.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        "ref_names": image.summary.ref_names,
-        "manifest": {
-            "digest": manifest.digest.to_string(),
-            "media_type": manifest.media_type,
-            "stored": image.manifest.is_some(),
+    let report = TransportImageView {
+        architecture: image.config.architecture().to_string(),
+        config: raw,
+        created: image.config.created().map(|t| t.to_string()),
+        id: image.summary.id.to_string(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| TransportLayerView {
+                diff_id: l.diff_id.to_string(),
+                digest: l.blob.digest.to_string(),
+                media_type: l.blob.media_type.clone(),
+                size: l.blob.size,
+            })
+            .collect(),
+        manifest: ManifestView {
+            digest: manifest.digest.to_string(),
+            media_type: manifest.media_type.clone(),
+            stored: Some(image.manifest.is_some()),
         },
-        "os": image.config.os(),
-        "architecture": image.config.architecture(),
-        "created": image.config.created().map(|t| t.to_string()),
-        "layers": image.layers.iter().map(|l| serde_json::json!({
-            "digest": l.blob.digest.to_string(),
-            "media_type": l.blob.media_type,
-            "size": l.blob.size,
-            "diff_id": l.diff_id.to_string(),
-        })).collect::<Vec<_>>(),
-        "config": raw,
-    });
+        names: image.summary.names.iter().map(|n| n.to_string()).collect(),
+        os: image.config.os().to_string(),
+        ref_names: image.summary.ref_names.clone(),
+        transport: transport.to_string(),
+    };
     for w in &warnings {
         out.detail(w);
     }
@@ -225,7 +331,7 @@ pub fn inspect(
             .with_context(|| format!("image {} keeps no manifest", image.id))?;
         return print_raw(&store.read_blob(&m.digest)?);
     }
-    let layers: Vec<Value> = config
+    let layers: Vec<StoreLayerView> = config
         .diff_ids()
         .iter()
         .zip(config.chain_ids())
@@ -233,27 +339,39 @@ pub fn inspect(
             let id = layer_id(&chain);
             let layer = store.layer(&id).ok();
             let blobs = store.layer_blobs(&id).unwrap_or_default();
-            serde_json::json!({
-                "diff_id": diff.to_string(),
-                "chain_id": chain.to_string(),
-                "store_layer": id.as_str(),
-                "size": layer.as_ref().and_then(|l| l.diff.as_ref().map(|d| d.diff_size)),
-                "tar_size": layer.as_ref().and_then(|l| l.diff.as_ref().map(|d| d.tar_size)),
-                "blobs": blobs.iter().map(|(d, mt, size)| serde_json::json!({"digest": d.to_string(), "media_type": mt, "size": size})).collect::<Vec<_>>(),
-            })
+            let diff_info = layer.as_ref().and_then(|l| l.diff.as_ref());
+            StoreLayerView {
+                blobs: blobs
+                    .into_iter()
+                    .map(|(d, media_type, size)| BlobView {
+                        digest: d.to_string(),
+                        media_type,
+                        size,
+                    })
+                    .collect(),
+                chain_id: chain.to_string(),
+                diff_id: diff.to_string(),
+                size: diff_info.map(|d| d.diff_size),
+                store_layer: id.to_string(),
+                tar_size: diff_info.map(|d| d.tar_size),
+            }
         })
         .collect();
     let raw: Value = serde_json::from_slice(config.raw()).context("the config is not JSON")?;
-    let report = serde_json::json!({
-        "id": image.id.to_string(),
-        "names": image.names,
-        "parent": image.parent.map(|p| p.to_string()),
-        "manifest": image.manifest.as_ref().map(|m| serde_json::json!({"digest": m.digest.to_string(), "media_type": m.media_type})),
-        "top_layer": image.top_layer.as_ref().map(LayerId::as_str),
-        "size": size_of(&store, &config),
-        "layers": layers,
-        "config": raw,
-    });
+    let report = StoreImageView {
+        config: raw,
+        id: image.id.to_string(),
+        layers,
+        manifest: image.manifest.as_ref().map(|m| ManifestView {
+            digest: m.digest.to_string(),
+            media_type: m.media_type.clone(),
+            stored: None,
+        }),
+        names: image.names.clone(),
+        parent: image.parent.map(|p| p.to_string()),
+        size: size_of(&store, &config),
+        top_layer: image.top_layer.as_ref().map(LayerId::to_string),
+    };
     out.result(&report, || {
         serde_json::to_string_pretty(&report).unwrap_or_default()
     })
@@ -266,7 +384,10 @@ pub fn tag(args: &StoreArgs, source: &str, target: &str, out: &Output) -> Result
     let name = name_of(target)?;
     store.tag(&image.id, &name.to_string())?;
     out.result(
-        &serde_json::json!({"id": image.id.to_string(), "name": name.to_string()}),
+        &TagView {
+            id: image.id.to_string(),
+            name: name.to_string(),
+        },
         || format!("{} tagged {}", image.id, name.familiar()),
     )
 }
@@ -284,7 +405,11 @@ pub fn rmi(args: &StoreArgs, specs: &[String], force: bool, out: &Output) -> Res
         if let Some(name) = by_name.filter(|_| image.names.len() > 1) {
             store.untag(&name)?;
             out.result(
-                &serde_json::json!({"id": image.id.to_string(), "untagged": [name], "layers_removed": []}),
+                &RmiView {
+                    id: image.id.to_string(),
+                    layers_removed: Vec::new(),
+                    untagged: vec![name.clone()],
+                },
                 || format!("Untagged: {name}"),
             )?;
             continue;
@@ -301,9 +426,17 @@ pub fn rmi(args: &StoreArgs, specs: &[String], force: bool, out: &Output) -> Res
             .with_context(|| format!("cannot remove image {spec}"))?;
         let layers: Vec<&str> = removed.layers.iter().map(LayerId::as_str).collect();
         out.result(
-            &serde_json::json!({"id": image.id.to_string(), "untagged": removed.untagged, "layers_removed": layers}),
+            &RmiView {
+                id: image.id.to_string(),
+                layers_removed: layers.iter().map(|l| l.to_string()).collect(),
+                untagged: removed.untagged.clone(),
+            },
             || {
-                let mut t: Vec<String> = removed.untagged.iter().map(|n| format!("Untagged: {n}")).collect();
+                let mut t: Vec<String> = removed
+                    .untagged
+                    .iter()
+                    .map(|n| format!("Untagged: {n}"))
+                    .collect();
                 t.push(format!("Deleted: {}", image.id));
                 t.extend(layers.iter().map(|l| format!("Deleted layer: {l}")));
                 t.join("\n")
@@ -333,13 +466,13 @@ pub fn history(args: &StoreArgs, spec: &str, out: &Output) -> Result<()> {
             next_layer += 1;
             size
         };
-        rows.push(serde_json::json!({
-            "created": h.created.map(|t| t.to_string()),
-            "created_by": h.created_by,
-            "comment": h.comment,
-            "empty_layer": h.empty_layer,
-            "size": size,
-        }));
+        rows.push(HistoryView {
+            comment: h.comment.clone(),
+            created: h.created.map(|t| t.to_string()),
+            created_by: h.created_by.clone(),
+            empty_layer: h.empty_layer,
+            size,
+        });
     }
     // Newest first, as docker history shows it.
     rows.reverse();
@@ -349,18 +482,13 @@ pub fn history(args: &StoreArgs, spec: &str, out: &Output) -> Result<()> {
             "CREATED", "CREATED BY", "SIZE", "COMMENT"
         );
         for r in &rows {
-            let by: String = r["created_by"]
-                .as_str()
-                .unwrap_or("")
-                .chars()
-                .take(60)
-                .collect();
+            let by: String = r.created_by.chars().take(60).collect();
             t.push_str(&format!(
                 "\n{:<22} {:<60} {:>12}  {}",
-                r["created"].as_str().unwrap_or("-"),
+                r.created.as_deref().unwrap_or("-"),
                 by,
-                r["size"],
-                r["comment"].as_str().unwrap_or("")
+                r.size,
+                r.comment
             ));
         }
         t
@@ -392,7 +520,8 @@ pub struct SaveArgs {
     format: SaveFormat,
 }
 
-/// `strata save`.
+/// `strata save`: a copy from the store to an archive or a layout, the images named as
+/// `docker save` names them.
 pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> {
     let store = open(store_args)?;
     let stdout = args.output == Path::new("-");
@@ -405,49 +534,41 @@ pub fn save(args: SaveArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
         args.output.clone()
     };
     let staging = store.staging()?;
-    let prefer = match args.format {
-        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => Compression::None,
-        SaveFormat::OciArchive | SaveFormat::Oci => Compression::Gzip,
+    let destination = match args.format {
+        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => Transport::DockerArchive {
+            path: path.clone(),
+            reference: None,
+        },
+        SaveFormat::OciArchive => Transport::OciArchive {
+            path: path.clone(),
+            reference: None,
+        },
+        SaveFormat::Oci => Transport::Oci {
+            path: path.clone(),
+            reference: None,
+        },
     };
-    // The names written are the ones asked for, as docker save writes them.
+    let options = OpenOptions {
+        staging: staging.path().to_owned(),
+        format: if args.format == SaveFormat::DockerLegacy {
+            ArchiveFormat::DockerLegacy
+        } else {
+            ArchiveFormat::Docker
+        },
+        store: Some(store.clone()),
+        ..OpenOptions::default()
+    }
+    .copying_to(&destination);
+    // The names written are the ones asked for, as docker save writes them: no
+    // transport string says that, so the store source is made from the selection.
     let selection = save_selection(&store, &args.images)?;
-    let mut source = StoreSource::named(store.clone(), selection, prefer);
-    let mut destination: Box<dyn ImageDestination> = match args.format {
-        SaveFormat::DockerArchive | SaveFormat::DockerLegacy => {
-            let format = if args.format == SaveFormat::DockerLegacy {
-                ArchiveFormat::DockerLegacy
-            } else {
-                ArchiveFormat::Docker
-            };
-            Box::new(DockerArchiveDestination::create(
-                &path,
-                format,
-                None,
-                staging.path(),
-            )?)
-        }
-        SaveFormat::OciArchive => Box::new(OciDestination::archive(
-            &path,
-            staging.path(),
-            OciOptions {
-                compress: Compression::None,
-                reference: None,
-            },
-        )?),
-        SaveFormat::Oci => Box::new(OciDestination::dir(
-            &path,
-            OciOptions {
-                compress: Compression::None,
-                reference: None,
-            },
-        )?),
-    };
-    let target = format!("{}", path.display());
-    run_copy(
+    let mut source = StoreSource::named(store.clone(), selection, options.store_blobs);
+    copy_to(
         &mut source,
-        destination.as_mut(),
+        &destination,
+        &options,
         copy_options(ImageSelector::All, None),
-        ("strata:", &target),
+        ("strata:", &path.display().to_string()),
         stdout,
         out,
     )?;
@@ -469,7 +590,8 @@ pub struct LoadArgs {
     jobs: Option<usize>,
 }
 
-/// `strata load`.
+/// `strata load`: a copy from an archive (`docker-archive:FILE`) to the store
+/// (`strata:`, keeping the archive's names).
 pub fn load(args: LoadArgs, store_args: &StoreArgs, out: &Output) -> Result<()> {
     let store = open(store_args)?;
     let path = if args.input == Path::new("-") {
@@ -478,17 +600,32 @@ pub fn load(args: LoadArgs, store_args: &StoreArgs, out: &Output) -> Result<()> 
         args.input.clone()
     };
     let platform = match &args.platform {
-        Some(p) => crate::image::parse_platform(p)?,
+        Some(p) => crate::args::parse_platform(p)?,
         None => Platform::host(),
     };
     let staging = store.staging()?;
-    let mut source = DockerArchiveSource::open(&path, staging.path(), &platform)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
     let jobs = args.jobs.unwrap_or(2);
-    let mut destination = StoreDestination::new(store.clone(), None, ApplyOptions::default(), jobs);
-    run_copy(
-        &mut source,
-        &mut destination,
+    let options = OpenOptions {
+        staging: staging.path().to_owned(),
+        platform,
+        store: Some(store.clone()),
+        store_jobs: jobs,
+        ..OpenOptions::default()
+    };
+    let source = Transport::DockerArchive {
+        path,
+        reference: None,
+    };
+    let mut from = source
+        .open_source(&options)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let store_transport = Transport::Strata {
+        image: String::new(),
+    };
+    copy_to(
+        from.as_mut(),
+        &store_transport,
+        &options,
         copy_options(ImageSelector::All, Some(jobs)),
         (&args.input.display().to_string(), "strata:"),
         false,
@@ -511,10 +648,9 @@ pub fn commit(
     let name = name_of(name)?;
     let built = build::commit(&store, layer, &name, base, message)
         .with_context(|| format!("cannot commit layer {layer}"))?;
-    out.result(
-        &serde_json::json!({"id": built.id.to_string(), "name": built.name.to_string(), "layer": built.layer.as_str(), "diff_id": built.diff_id.to_string()}),
-        || format!("{} ({})", built.id, built.name.familiar()),
-    )
+    out.result(&BuiltView::from(&built), || {
+        format!("{} ({})", built.id, built.name.familiar())
+    })
 }
 
 /// `strata import-dir`.
@@ -523,8 +659,7 @@ pub fn import_dir(args: &StoreArgs, dir: &Path, name: &str, out: &Output) -> Res
     let name = name_of(name)?;
     let built = build::import_dir(&store, dir, &name)
         .with_context(|| format!("cannot import {}", dir.display()))?;
-    out.result(
-        &serde_json::json!({"id": built.id.to_string(), "name": built.name.to_string(), "layer": built.layer.as_str(), "diff_id": built.diff_id.to_string()}),
-        || format!("{} ({})", built.id, built.name.familiar()),
-    )
+    out.result(&BuiltView::from(&built), || {
+        format!("{} ({})", built.id, built.name.familiar())
+    })
 }

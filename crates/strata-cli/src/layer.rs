@@ -1,19 +1,19 @@
 //! `strata layer ...`: single layers, no store needed.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde::Serialize;
 use strata_layer::compress::Compression;
 use strata_layer::dir_writer::DirWriterOptions;
-use strata_layer::sandbox::SandboxStatus;
 use strata_layer::tar::TarReader;
 use strata_layer::unpack::UnpackOptions;
 use strata_layer::{digest, pack, recipe, unpack, Entry, EntryKind, LayerReader, Timestamp};
 
+use crate::args::Compress;
+use crate::io::{open_input, write_output};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -79,23 +79,6 @@ pub enum LayerCommand {
     Store(crate::store::StoreLayerCommand),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Compress {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl From<Compress> for Compression {
-    fn from(c: Compress) -> Self {
-        match c {
-            Compress::None => Compression::None,
-            Compress::Gzip => Compression::Gzip,
-            Compress::Zstd => Compression::Zstd,
-        }
-    }
-}
-
 pub fn run(cmd: LayerCommand, store: &crate::store::StoreArgs, out: &Output) -> Result<()> {
     match cmd {
         LayerCommand::Unpack {
@@ -122,44 +105,6 @@ pub fn run(cmd: LayerCommand, store: &crate::store::StoreArgs, out: &Output) -> 
         LayerCommand::Ls { layer: None, all } => crate::store::ls_layers(store, all, out),
         LayerCommand::Store(cmd) => crate::store::run_layer(cmd, store, out),
     }
-}
-
-/// Opens an input file, or standard input for `-`, with its size when known.
-pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
-    if path == Path::new("-") {
-        return Ok((Box::new(io::stdin()), None));
-    }
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(f), len))
-}
-
-/// Writes to a file atomically (a temporary sibling renamed into place on success), or
-/// to standard output for `-`.
-pub fn write_output<T>(
-    path: &Path,
-    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>,
-) -> Result<T> {
-    if path == Path::new("-") {
-        let mut stdout = io::stdout();
-        let v = write(&mut stdout)?;
-        stdout.flush()?;
-        return Ok(v);
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".strata-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    let v = write(tmp.as_file_mut())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(v)
 }
 
 #[derive(Serialize)]
@@ -199,7 +144,7 @@ fn unpack_cmd(
     };
     let s = unpack::unpack(bar.wrap_read(reader), dir, options)
         .with_context(|| format!("cannot unpack {} into {}", input.display(), dir.display()))?;
-    let sandbox_text = sandbox_text(s.sandbox.as_ref(), out);
+    let sandbox_text = out.sandbox(s.sandbox.as_ref());
     out.warnings(&s.warnings);
     let report = UnpackReport {
         dir: dir.to_owned(),
@@ -226,24 +171,6 @@ fn unpack_cmd(
             s.blob_bytes
         )
     })
-}
-
-/// How the writer was confined, for a report; a note on stderr when not fully.
-pub fn sandbox_text(status: Option<&SandboxStatus>, out: &Output) -> String {
-    match status {
-        None => "off".to_string(),
-        Some(SandboxStatus::Enforced { abi }) => format!("landlock (ABI {abi})"),
-        Some(SandboxStatus::Partial { reason }) => {
-            out.note(&format!("the Landlock sandbox is partial: {reason}"));
-            format!("partial: {reason}")
-        }
-        Some(SandboxStatus::Unavailable { reason }) => {
-            out.note(&format!(
-                "no Landlock sandbox ({reason}); the writer still resolves every path inside the root"
-            ));
-            format!("unavailable: {reason}")
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -368,23 +295,21 @@ fn ls_cmd(layer: &Path, out: &Output) -> Result<()> {
     let decompressor =
         strata_layer::compress::Decompressor::new(reader).context("cannot read the layer")?;
     let mut tar = TarReader::new(decompressor);
-    let mut stdout = BufWriter::new(io::stdout().lock());
-    let mut all = Vec::new();
-    while let Some(e) = tar
-        .next_entry()
-        .with_context(|| format!("cannot list {}", layer.display()))?
-    {
-        if out.json {
-            all.push(ls_entry(&e));
-        } else {
-            writeln!(stdout, "{}", ls_line(&e)).map_err(crate::output::stdout_error)?;
-        }
-    }
+    let mut next = || {
+        tar.next_entry()
+            .with_context(|| format!("cannot list {}", layer.display()))
+    };
     if out.json {
-        serde_json::to_writer_pretty(&mut stdout, &all)
-            .map_err(std::io::Error::from)
-            .map_err(crate::output::stdout_error)?;
-        writeln!(stdout).map_err(crate::output::stdout_error)?;
+        return crate::output::json_list(|put| {
+            while let Some(e) = next()? {
+                put(&ls_entry(&e)).map_err(crate::output::stdout_error)?;
+            }
+            Ok(())
+        });
+    }
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    while let Some(e) = next()? {
+        writeln!(stdout, "{}", ls_line(&e)).map_err(crate::output::stdout_error)?;
     }
     stdout.flush().map_err(crate::output::stdout_error)?;
     Ok(())

@@ -1,11 +1,13 @@
 //! `strata`: the command line over the Strata libraries. Argument parsing and output
 //! only; every operation lives in a library crate.
 
+mod args;
 mod edit;
 mod help;
 mod hint;
 mod image;
 mod images;
+mod io;
 mod layer;
 mod manual;
 mod output;

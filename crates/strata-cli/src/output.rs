@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use strata_layer::sandbox::SandboxStatus;
 
 /// Standard output's reader went away (`strata history IMG | head`): the program ends
 /// quietly, as a Unix tool killed by SIGPIPE does (status 141).
@@ -18,6 +19,29 @@ impl std::fmt::Display for StdoutClosed {
 }
 
 impl std::error::Error for StdoutClosed {}
+
+/// Streams a JSON array to standard output one element at a time (a listing as long as
+/// a layer), written as every JSON result is: `fill` gets the function that writes one
+/// element.
+pub fn json_list<T: Serialize + ?Sized>(
+    fill: impl FnOnce(&mut dyn FnMut(&T) -> std::io::Result<()>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use serde::ser::{SerializeSeq, Serializer};
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut ser = serde_json::Serializer::pretty(stdout);
+    let mut seq = ser
+        .serialize_seq(None)
+        .map_err(std::io::Error::from)
+        .map_err(stdout_error)?;
+    fill(&mut |item| seq.serialize_element(item).map_err(std::io::Error::from))?;
+    seq.end()
+        .map_err(std::io::Error::from)
+        .map_err(stdout_error)?;
+    let mut stdout = ser.into_inner();
+    writeln!(stdout)
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
 
 /// The error of a write to standard output: [`StdoutClosed`] for a closed pipe.
 pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
@@ -137,6 +161,24 @@ impl Output {
     pub fn note(&self, text: &str) {
         if !self.quiet {
             eprintln!("strata: note: {text}");
+        }
+    }
+
+    /// How the writer was confined, for a report; a note on stderr when not fully.
+    pub fn sandbox(&self, status: Option<&SandboxStatus>) -> String {
+        match status {
+            None => "off".to_string(),
+            Some(SandboxStatus::Enforced { abi }) => format!("landlock (ABI {abi})"),
+            Some(SandboxStatus::Partial { reason }) => {
+                self.note(&format!("the Landlock sandbox is partial: {reason}"));
+                format!("partial: {reason}")
+            }
+            Some(SandboxStatus::Unavailable { reason }) => {
+                self.note(&format!(
+                    "no Landlock sandbox ({reason}); the writer still resolves every path inside the root"
+                ));
+                format!("unavailable: {reason}")
+            }
         }
     }
 }

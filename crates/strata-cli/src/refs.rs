@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
 use strata_image::{refs, OpenOptions, Transport};
 
-use crate::image::{parse_platform, registry_options, RegistryTimeout};
-use crate::images::print_raw;
+use crate::args::parse_platform;
+use crate::image::{registry_options, RegistryTimeout};
+use crate::io::print_raw;
 use crate::output::Output;
 use crate::store::StoreArgs;
 

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{ArgAction, Args};
 use strata_image::registry::{RegistryDestination, RegistrySource};
 use strata_image::store::{remember_push, StoreDestination, StoreSource};
 use strata_image::{ImageSelector, OpenOptions, Reference, RegistryOptions};
-use strata_layer::compress::Compression;
 use strata_store::ApplyOptions;
 
-use crate::image::{copy_options, parse_platform, registry_options, run_copy, RegistryTimeout};
+use crate::args::{parse_platform, Compress};
+use crate::image::{copy_options, registry_options, run_copy, RegistryTimeout};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -56,26 +56,10 @@ pub struct PushArgs {
     reference: Option<String>,
     /// How layers are compressed in the registry. A layer the store does not yet hold in
     /// that compression is compressed once and kept, so the next push of it is instant.
-    #[arg(long, value_enum, default_value_t = PushCompress::Gzip)]
-    compress: PushCompress,
+    #[arg(long, default_value = "gzip", value_parser = Compress::compressed())]
+    compress: Compress,
     #[command(flatten)]
     registry: RegistryArgs,
-}
-
-/// What registries hold layers as (their clients expect compressed layers).
-#[derive(Clone, Copy, ValueEnum)]
-enum PushCompress {
-    Gzip,
-    Zstd,
-}
-
-impl From<PushCompress> for Compression {
-    fn from(c: PushCompress) -> Self {
-        match c {
-            PushCompress::Gzip => Compression::Gzip,
-            PushCompress::Zstd => Compression::Zstd,
-        }
-    }
 }
 
 fn reference(s: &str) -> Result<Reference> {

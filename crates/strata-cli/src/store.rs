@@ -14,7 +14,8 @@ use strata_store::{
     StorageOptions, Store, StoreOptions,
 };
 
-use crate::layer::{open_input, sandbox_text, write_output, Compress};
+use crate::args::Compress;
+use crate::io::{open_input, write_output};
 use crate::output::Output;
 
 /// Where the store is (global options).
@@ -232,7 +233,7 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                     },
                 )
                 .with_context(|| format!("cannot apply {} to layer {id}", input.display()))?;
-            let sandbox = sandbox_text(applied.sandbox.as_ref(), out);
+            let sandbox = out.sandbox(applied.sandbox.as_ref());
             out.warnings(&applied.warnings);
             #[derive(Serialize)]
             struct Report {
@@ -272,7 +273,10 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                 .mount(&id)
                 .with_context(|| format!("cannot mount layer {id}"))?;
             out.result(
-                &serde_json::json!({ "id": id.as_str(), "path": path }),
+                &MountView {
+                    id: id.to_string(),
+                    path: path.clone(),
+                },
                 || path.display().to_string(),
             )
         }
@@ -281,7 +285,10 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                 .unmount(&id)
                 .with_context(|| format!("cannot unmount layer {id}"))?;
             out.result(
-                &serde_json::json!({ "id": id.as_str(), "mounts": left }),
+                &UnmountView {
+                    id: id.to_string(),
+                    mounts: left,
+                },
                 || {
                     if left == 0 {
                         format!("{id} unmounted")
@@ -309,14 +316,14 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                 return Ok(());
             }
             out.result(
-                &serde_json::json!({
-                    "id": id.as_str(),
-                    "diff_id": d.diff_id.to_string(),
-                    "tar_size": d.tar_size,
-                    "blob_digest": d.blob_digest.to_string(),
-                    "blob_size": d.blob_size,
-                    "compression": d.compression.to_string(),
-                }),
+                &DiffView {
+                    blob_digest: d.blob_digest.to_string(),
+                    blob_size: d.blob_size,
+                    compression: d.compression.to_string(),
+                    diff_id: d.diff_id.to_string(),
+                    id: id.to_string(),
+                    tar_size: d.tar_size,
+                },
                 || {
                     format!(
                         "diffID {} ({} bytes)\nblob   {} ({}, {} bytes)",
@@ -358,7 +365,10 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                 .diff_size(&id)
                 .with_context(|| format!("cannot measure layer {id}"))?;
             out.result(
-                &serde_json::json!({ "id": id.as_str(), "size": size }),
+                &DiffSizeView {
+                    id: id.to_string(),
+                    size,
+                },
                 || size.to_string(),
             )
         }
@@ -407,13 +417,55 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
                 store
                     .remove(id)
                     .with_context(|| format!("cannot remove layer {id}"))?;
-                out.result(&serde_json::json!({ "removed": id.as_str() }), || {
-                    id.to_string()
-                })?;
+                let removed = RemovedView {
+                    removed: id.to_string(),
+                };
+                out.result(&removed, || id.to_string())?;
             }
             Ok(())
         }
     }
+}
+
+// The JSON views below list their fields in alphabetical order: the order these
+// reports have always had (they were maps), kept so that the output does not change.
+
+/// `layer mount`: where the layer's tree is.
+#[derive(Serialize)]
+struct MountView {
+    id: String,
+    path: PathBuf,
+}
+
+/// `layer umount`: how many mounts are left.
+#[derive(Serialize)]
+struct UnmountView {
+    id: String,
+    mounts: u32,
+}
+
+/// `layer diff`: the layer tar written.
+#[derive(Serialize)]
+struct DiffView {
+    blob_digest: String,
+    blob_size: u64,
+    compression: String,
+    diff_id: String,
+    id: String,
+    tar_size: u64,
+}
+
+/// `layer diff-size`.
+#[derive(Serialize)]
+struct DiffSizeView {
+    id: String,
+    size: u64,
+}
+
+/// `layer rm`: one line per layer removed.
+#[derive(Serialize)]
+struct RemovedView {
+    removed: String,
 }
 
 /// A layer as listings show it.
@@ -506,13 +558,22 @@ pub fn ls_layers(args: &StoreArgs, all: bool, out: &Output) -> Result<()> {
 pub fn cleanup(args: &StoreArgs, out: &Output) -> Result<()> {
     let store = args.open()?;
     let done = store.cleanup().context("cleanup failed")?;
-    out.result(&serde_json::json!({ "actions": done.actions }), || {
-        if done.actions.is_empty() {
-            "nothing to clean up".to_string()
-        } else {
-            done.actions.join("\n")
-        }
-    })
+    #[derive(Serialize)]
+    struct CleanupView<'a> {
+        actions: &'a [String],
+    }
+    out.result(
+        &CleanupView {
+            actions: &done.actions,
+        },
+        || {
+            if done.actions.is_empty() {
+                "nothing to clean up".to_string()
+            } else {
+                done.actions.join("\n")
+            }
+        },
+    )
 }
 
 pub fn fsck(args: &StoreArgs, repair: bool, out: &Output) -> Result<()> {
@@ -523,6 +584,14 @@ pub fn fsck(args: &StoreArgs, repair: bool, out: &Output) -> Result<()> {
         layer: Option<String>,
         problem: String,
     }
+    #[derive(Serialize)]
+    struct FsckView<'a> {
+        blobs_checked: usize,
+        clean: bool,
+        layers_checked: usize,
+        problems: &'a [ProblemView],
+        repairs: &'a [String],
+    }
     let problems: Vec<ProblemView> = report
         .problems
         .iter()
@@ -532,13 +601,13 @@ pub fn fsck(args: &StoreArgs, repair: bool, out: &Output) -> Result<()> {
         })
         .collect();
     out.result(
-        &serde_json::json!({
-            "layers_checked": report.layers_checked,
-            "blobs_checked": report.blobs_checked,
-            "problems": problems,
-            "repairs": report.repairs,
-            "clean": report.clean(),
-        }),
+        &FsckView {
+            blobs_checked: report.blobs_checked,
+            clean: report.clean(),
+            layers_checked: report.layers_checked,
+            problems: &problems,
+            repairs: &report.repairs,
+        },
         || {
             let mut t = format!(
                 "checked {} layers and {} blobs: {}",

@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use serde::Serialize;
 use strata_wclayer::folder::LayerChain;
 use strata_wclayer::inspect::{inspect_folder, inspect_tar, InspectEntry};
 use strata_wclayer::windowsify::{windowsify, SecurityChoice};
 use strata_wclayer::{export_layer, extract, import_layer};
 
-use crate::layer::{open_input, write_output};
+use crate::io::{open_input, write_output};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -203,34 +202,24 @@ fn inspect_line(e: &InspectEntry) -> String {
 
 /// Streams the listing: text lines, or one JSON array written entry by entry.
 fn inspect_cmd(layer: &Path, parents: &[PathBuf], out: &Output) -> Result<()> {
-    let mut stdout = BufWriter::new(io::stdout().lock());
-    let mut first = true;
-    let json = out.json;
-    let mut emit = |e: &InspectEntry| -> Result<(), strata_wclayer::Error> {
-        let r = if json {
-            let sep = if first { "[\n" } else { ",\n" };
-            first = false;
-            write_json(&mut stdout, sep, e)
-        } else {
-            writeln!(stdout, "{}", inspect_line(e))
+    let walk = |emit: &mut dyn FnMut(&InspectEntry) -> io::Result<()>| -> Result<()> {
+        let mut emit = |e: &InspectEntry| {
+            emit(e)
+                .map_err(|err| strata_wclayer::Error::Misuse(format!("writing the listing: {err}")))
         };
-        r.map_err(|err| strata_wclayer::Error::Misuse(format!("writing the listing: {err}")))
+        if layer.is_dir() {
+            inspect_folder(&LayerChain::new(layer, parents), &mut emit)
+        } else {
+            let (reader, _) = open_input(layer)?;
+            inspect_tar(reader, &mut emit)
+        }
+        .with_context(|| format!("cannot inspect {}", layer.display()))
     };
-    if layer.is_dir() {
-        inspect_folder(&LayerChain::new(layer, parents), &mut emit)
-    } else {
-        let (reader, _) = open_input(layer)?;
-        inspect_tar(reader, &mut emit)
+    if out.json {
+        return crate::output::json_list(|put| walk(put));
     }
-    .with_context(|| format!("cannot inspect {}", layer.display()))?;
-    if json {
-        writeln!(stdout, "{}]", if first { "[" } else { "\n" })?;
-    }
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    walk(&mut |e| writeln!(stdout, "{}", inspect_line(e)))?;
     stdout.flush()?;
     Ok(())
-}
-
-fn write_json<W: Write, T: Serialize>(w: &mut W, sep: &str, v: &T) -> io::Result<()> {
-    w.write_all(sep.as_bytes())?;
-    serde_json::to_writer(&mut *w, v).map_err(io::Error::other)
 }

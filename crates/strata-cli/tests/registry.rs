@@ -522,13 +522,13 @@ fn a_source_that_fails_verification_pushes_neither_its_blob_nor_a_tag() {
         .unwrap()
         .repository(RepositoryName::parse("strata/bad").unwrap());
     let layers = oci_layers("corpus");
-    let bad_blob = strata_registry::parse_digest(&layers[2].digest).unwrap();
+    let bad_blob = strata_registry::Digest::parse(&layers[2].digest).unwrap();
     assert_eq!(
         repo.stat_blob(&bad_blob).unwrap(),
         None,
         "the unverified blob was committed"
     );
-    let good_blob = strata_registry::parse_digest(&layers[0].digest).unwrap();
+    let good_blob = strata_registry::Digest::parse(&layers[0].digest).unwrap();
     assert!(repo.stat_blob(&good_blob).unwrap().is_some());
 
     // By default a blob passes through on its digest alone, as skopeo copies it; the

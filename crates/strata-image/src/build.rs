@@ -28,10 +28,15 @@ use crate::Error;
 /// What a build made.
 #[derive(Clone, Debug)]
 pub struct Built {
+    /// The new image's ID.
     pub id: ImageId,
+    /// The name it was given.
     pub name: Reference,
+    /// The store layer of its top layer.
     pub layer: LayerId,
+    /// The diffID of that layer.
     pub diff_id: DiffId,
+    /// Bytes of file data the new layer holds.
     pub size: u64,
 }
 

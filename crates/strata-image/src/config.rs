@@ -35,14 +35,19 @@ pub struct ImageConfig {
 /// One `history` entry; `created` compares as an instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct History {
+    /// When the step ran.
     #[serde(default)]
     pub created: Option<GoTime>,
+    /// Who ran it.
     #[serde(default, deserialize_with = "null_default")]
     pub author: String,
+    /// The command that made it (`/bin/sh -c …`).
     #[serde(default, deserialize_with = "null_default")]
     pub created_by: String,
+    /// A free-text comment (`strata commit -m`).
     #[serde(default, deserialize_with = "null_default")]
     pub comment: String,
+    /// The step made no layer (an `ENV`, a `CMD`): no diffID belongs to it.
     #[serde(default, deserialize_with = "null_default")]
     pub empty_layer: bool,
 }
@@ -125,6 +130,7 @@ impl ImageConfig {
         self.id
     }
 
+    /// The diffIDs of `rootfs.diff_ids`, bottom layer first (empty when there is no `rootfs`).
     pub fn diff_ids(&self) -> &[DiffId] {
         self.view.rootfs.as_ref().map_or(&[], |r| &r.diff_ids)
     }
@@ -134,22 +140,27 @@ impl ImageConfig {
         chain_ids(self.diff_ids())
     }
 
+    /// The OS the image runs on (`linux`, `windows`).
     pub fn os(&self) -> &str {
         &self.view.os
     }
 
+    /// The CPU architecture, in Go's names (`amd64`, `arm64`).
     pub fn architecture(&self) -> &str {
         &self.view.architecture
     }
 
+    /// The architecture variant (`v8` for `arm64/v8`), empty when none.
     pub fn variant(&self) -> &str {
         &self.view.variant
     }
 
+    /// When the image was made, if the config says.
     pub fn created(&self) -> Option<GoTime> {
         self.view.created
     }
 
+    /// The `history` entries, oldest first; one per layer plus the steps that made none.
     pub fn history(&self) -> &[History] {
         &self.view.history
     }

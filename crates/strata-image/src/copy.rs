@@ -38,7 +38,9 @@ pub trait Progress: Sync {
 
 /// What to copy, and who hears about it.
 pub struct CopyOptions<'a> {
+    /// Which images of the source to copy.
     pub images: ImageSelector,
+    /// Who hears how the copy goes (progress bars, events); none by default.
     pub progress: Option<&'a dyn Progress>,
     /// Layers copied at once, at most (and never more than the destination takes,
     /// [`ImageDestination::layer_jobs`]). Default: one per available core.
@@ -50,6 +52,7 @@ pub struct CopyOptions<'a> {
 }
 
 impl<'a> CopyOptions<'a> {
+    /// Copies the `images` chosen, `jobs` one per core, no progress, diffIDs of kept blobs unchecked.
     pub fn new(images: ImageSelector) -> CopyOptions<'a> {
         CopyOptions {
             images,
@@ -59,6 +62,7 @@ impl<'a> CopyOptions<'a> {
         }
     }
 
+    /// Reports progress to `progress`.
     pub fn with_progress(mut self, progress: &'a dyn Progress) -> CopyOptions<'a> {
         self.progress = Some(progress);
         self
@@ -68,6 +72,7 @@ impl<'a> CopyOptions<'a> {
 /// One layer as copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopiedLayer {
+    /// The layer as the source described it.
     pub source: LayerInfo,
     /// The blob as the destination stored it.
     pub stored: Descriptor,
@@ -78,14 +83,18 @@ pub struct CopiedLayer {
 /// One image as copied.
 #[derive(Clone, Debug)]
 pub struct CopiedImage {
+    /// The image's ID (sha256 of its config, which every copy keeps byte for byte).
     pub id: ImageId,
+    /// The names the destination gave it.
     pub names: Vec<Reference>,
+    /// Its layers, bottom first.
     pub layers: Vec<CopiedLayer>,
 }
 
 /// What a copy did.
 #[derive(Clone, Debug, Default)]
 pub struct CopyReport {
+    /// Every image copied, in the order copied.
     pub images: Vec<CopiedImage>,
     /// With [`ImageSelector::All`]: the source's entries that are not images, and why.
     pub skipped: Vec<Skipped>,

@@ -8,44 +8,75 @@ use std::path::PathBuf;
 pub enum Error {
     /// A digest string does not follow the grammar of image-formats §1.1, or uses an
     /// algorithm Strata cannot verify.
-    #[error("invalid digest `{value}`: {reason}")]
-    BadDigest { value: String, reason: &'static str },
+    #[error(transparent)]
+    BadDigest(#[from] strata_layer::digest::BadDigest),
 
     /// An image reference (`busybox`, `myreg:5000/app:v1`, `name@sha256:…`) is malformed.
     #[error("invalid image reference `{value}`: {reason}")]
-    BadReference { value: String, reason: String },
+    BadReference {
+        /// The reference as given, escaped for printing.
+        value: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
 
     /// A transport string (`docker-archive:PATH[:REF]`, `oci:DIR[:REF]`, …) is malformed.
     #[error("invalid transport `{value}`: {reason}")]
-    BadTransport { value: String, reason: String },
+    BadTransport {
+        /// The transport string as given, escaped for printing.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A JSON document (config, manifest, index, `manifest.json`) does not parse. The
     /// parser's reason is part of the message, not a separate source, so that a chain of
     /// causes does not print it twice.
     #[error("{what} is not valid: {error}")]
     Json {
+        /// Which document (`the config of image …`, `manifest.json of …`).
         what: String,
+        /// The parser's error (line and column included).
         error: serde_json::Error,
     },
 
     /// A JSON document parses but breaks a rule of its format.
     #[error("{what}: {reason}")]
-    Invalid { what: String, reason: String },
+    Invalid {
+        /// Which document, or which part of it.
+        what: String,
+        /// The rule it breaks.
+        reason: String,
+    },
 
     /// A media type Strata does not know, where it must understand it.
     #[error("{what} has the unknown media type `{media_type}`")]
-    UnknownMediaType { what: String, media_type: String },
+    UnknownMediaType {
+        /// Which descriptor or document carries it.
+        what: String,
+        /// The media type as written.
+        media_type: String,
+    },
 
     /// An archive lacks a file it must have (`manifest.json`, a referenced blob).
     #[error("invalid archive {archive}: {what}")]
-    BadArchive { archive: PathBuf, what: String },
+    BadArchive {
+        /// The archive file.
+        archive: PathBuf,
+        /// What it lacks or gets wrong.
+        what: String,
+    },
 
     /// A symlink inside an archive points outside it (or loops, or chains too far).
     #[error("invalid archive {archive}: `{member}` is a symlink to `{target}`, which {reason}")]
     SymlinkEscape {
+        /// The archive file.
         archive: PathBuf,
+        /// The symlink's name in the archive.
         member: String,
+        /// Where it points.
         target: String,
+        /// Why that is refused (`leaves the archive`, `loops`).
         reason: &'static str,
     },
 
@@ -55,40 +86,59 @@ pub enum Error {
          the file at byte {have})"
     )]
     Truncated {
+        /// The archive file.
         archive: PathBuf,
+        /// The member whose data is cut short.
         member: String,
+        /// The offset its data should end at.
         needed: u64,
+        /// The archive's size.
         have: u64,
     },
 
     /// The number of layers differs from the number of diffIDs in the config.
     #[error("image {image}: {layers} layers listed but its config has {diff_ids} diffIDs")]
     LayerCountMismatch {
+        /// The image (its ID or name).
         image: String,
+        /// How many layers the manifest (or `manifest.json`) lists.
         layers: usize,
+        /// How many diffIDs its config has.
         diff_ids: usize,
     },
 
     /// A layer's uncompressed bytes do not hash to the diffID its config names.
     #[error("invalid diffID for layer {index} of image {image}: expected {expected}, got {got}")]
     DiffIdMismatch {
+        /// The image (its ID or name).
         image: String,
+        /// The layer's position, bottom layer 0.
         index: usize,
+        /// The diffID the config names.
         expected: String,
+        /// The sha256 of the tar that came.
         got: String,
     },
 
     /// A blob's bytes do not hash to (or are not the size of) its descriptor.
     #[error("{what}: expected {expected}, got {got}")]
     BlobMismatch {
+        /// Which blob (`layer 2 of image …`, `config …`).
         what: String,
+        /// The digest or size the descriptor names.
         expected: String,
+        /// What the bytes that came have.
         got: String,
     },
 
     /// No image in the source matches what was asked for, or more than one does.
     #[error("{source_name}: {reason}")]
-    Selection { source_name: String, reason: String },
+    Selection {
+        /// The source (`docker-archive:/tmp/x.tar`, `the store`).
+        source_name: String,
+        /// Why nothing (or too much) matches, with what the source holds.
+        reason: String,
+    },
 
     /// Something this transport or format cannot do.
     #[error("{0}")]
@@ -98,7 +148,9 @@ pub enum Error {
     /// (which image, which blob), the registry client's error why.
     #[error("{what}: {}", chain(error))]
     Registry {
+        /// What was asked of the registry.
         what: String,
+        /// Why it failed.
         error: Box<strata_registry::Error>,
     },
 
@@ -112,7 +164,12 @@ pub enum Error {
 
     /// An I/O error, with what was being done.
     #[error("{context}: {error}")]
-    Io { context: String, error: io::Error },
+    Io {
+        /// What was being done.
+        context: String,
+        /// The system's error.
+        error: io::Error,
+    },
 }
 
 impl Error {

@@ -259,12 +259,14 @@ impl From<Doc> for serde_json::Value {
 pub struct GoTime {
     /// Seconds since the Unix epoch (UTC).
     pub secs: i64,
+    /// Nanoseconds past `secs`.
     pub nanos: u32,
     /// Offset from UTC in seconds, as written (0 for `Z`).
     pub offset: i32,
 }
 
 impl GoTime {
+    /// The Unix epoch, `1970-01-01T00:00:00Z`.
     pub const EPOCH: GoTime = GoTime {
         secs: 0,
         nanos: 0,

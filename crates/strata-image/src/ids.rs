@@ -8,73 +8,23 @@
 //! for anything, a path above all (docker CVE-2014-9358 used crafted IDs as paths).
 //!
 //! ```
-//! use strata_image::ids::{chain_ids, parse_digest, DiffId};
+//! use strata_image::ids::{chain_ids, Digest, DiffId};
 //! let a: DiffId = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef".parse().unwrap();
 //! let b: DiffId = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
 //! let chain = chain_ids(&[a, b]);
 //! assert_eq!(chain[0].to_string(), a.to_string());
 //! assert_eq!(chain[1].to_string(),
 //!     "sha256:33b3e894f3d840843a86495314bf58ac707860d3553f5535922e180a451dc751");
-//! assert!(parse_digest("sha256:../../etc/passwd").is_err());
+//! assert!(Digest::parse("sha256:../../etc/passwd").is_err());
 //! ```
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest as _, Sha256};
-pub use strata_layer::digest::Digest;
+pub use strata_layer::digest::{sha256, Digest};
 
 use crate::Error;
-
-/// Parses a digest string, checking the whole OCI grammar (`algorithm ":" encoded`,
-/// algorithm `[a-z0-9]+([+._-][a-z0-9]+)*`, encoded `[a-zA-Z0-9=_-]+`) and then the
-/// algorithm's own rule. Only `sha256` (64 lowercase hex) can be verified by Strata;
-/// a well-formed digest of another algorithm is refused as unsupported.
-pub fn parse_digest(value: &str) -> Result<Digest, Error> {
-    let bad = |reason| Error::BadDigest {
-        value: value.escape_debug().to_string(),
-        reason,
-    };
-    let (alg, encoded) = value
-        .split_once(':')
-        .ok_or_else(|| bad("it has no `algorithm:` prefix"))?;
-    let alg_ok = !alg.is_empty()
-        && alg.split(['+', '.', '_', '-']).all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
-    if !alg_ok {
-        return Err(bad("the algorithm must match [a-z0-9]+([+._-][a-z0-9]+)*"));
-    }
-    if encoded.is_empty()
-        || !encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
-    {
-        return Err(bad("the encoded part must match [a-zA-Z0-9=_-]+"));
-    }
-    match alg {
-        "sha256" => {
-            Digest::parse(value).ok_or_else(|| bad("sha256 needs exactly 64 lowercase hex digits"))
-        }
-        "sha512" if encoded.len() != 128 || !is_lower_hex(encoded) => {
-            Err(bad("sha512 needs exactly 128 lowercase hex digits"))
-        }
-        _ => Err(bad("only sha256 digests are supported")),
-    }
-}
-
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// sha256 of some bytes.
-pub fn sha256(bytes: &[u8]) -> Digest {
-    Digest(Sha256::digest(bytes).into())
-}
 
 /// `blobs/sha256/<hex>`: the path of a blob in an OCI layout. Built from a [`Digest`],
 /// which can only hold 32 bytes, so it can never climb out of `blobs/`.
@@ -110,7 +60,7 @@ macro_rules! id_type {
         impl FromStr for $name {
             type Err = Error;
             fn from_str(s: &str) -> Result<Self, Error> {
-                parse_digest(s).map($name)
+                Ok($name(Digest::parse(s)?))
             }
         }
 
@@ -216,12 +166,12 @@ mod tests {
                 "encoded part",
             ),
         ] {
-            let e = parse_digest(bad).unwrap_err().to_string();
+            let e = Digest::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
-        assert_eq!(parse_digest(A).unwrap().to_string(), A);
+        assert_eq!(Digest::parse(A).unwrap().to_string(), A);
         assert_eq!(
-            blob_path(&parse_digest(A).unwrap()),
+            blob_path(&Digest::parse(A).unwrap()),
             format!("blobs/sha256/{}", &A[7..])
         );
     }

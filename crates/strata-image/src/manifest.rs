@@ -17,79 +17,15 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use strata_layer::compress::Compression;
 
 use crate::config::null_default;
-use crate::ids::{parse_digest, Digest};
+use crate::ids::Digest;
 use crate::Error;
 
-/// The media types of §5.
-pub mod media_type {
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    pub const OCI_FOREIGN: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-    pub const OCI_FOREIGN_GZIP: &str =
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-    pub const OCI_FOREIGN_ZSTD: &str =
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
-    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
-    pub const DOCKER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
-    pub const DOCKER_FOREIGN_GZIP: &str =
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-}
-
-/// What a layer media type says about its blob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerType {
-    pub compression: Compression,
-    /// A non-distributable ("foreign") layer, usually a Windows base layer whose blob
-    /// lives at its `urls`, not in the image's own store.
-    pub foreign: bool,
-}
-
-impl LayerType {
-    /// The layer type of a media type, `None` if it is not a layer media type Strata knows.
-    pub fn of(media_type: &str) -> Option<LayerType> {
-        use media_type::*;
-        let (compression, foreign) = match media_type {
-            OCI_LAYER | DOCKER_LAYER => (Compression::None, false),
-            OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => (Compression::Gzip, false),
-            OCI_LAYER_ZSTD | DOCKER_LAYER_ZSTD => (Compression::Zstd, false),
-            OCI_FOREIGN | DOCKER_FOREIGN => (Compression::None, true),
-            OCI_FOREIGN_GZIP | DOCKER_FOREIGN_GZIP => (Compression::Gzip, true),
-            OCI_FOREIGN_ZSTD => (Compression::Zstd, true),
-            _ => return None,
-        };
-        Some(LayerType {
-            compression,
-            foreign,
-        })
-    }
-
-    /// The OCI media type for this kind of layer.
-    pub fn oci_media_type(self) -> &'static str {
-        use media_type::*;
-        match (self.foreign, self.compression) {
-            (false, Compression::None) => OCI_LAYER,
-            (false, Compression::Gzip) => OCI_LAYER_GZIP,
-            (false, Compression::Zstd) => OCI_LAYER_ZSTD,
-            (true, Compression::None) => OCI_FOREIGN,
-            (true, Compression::Gzip) => OCI_FOREIGN_GZIP,
-            (true, Compression::Zstd) => OCI_FOREIGN_ZSTD,
-        }
-    }
-}
+/// The media types of §5: the workspace's one table, kept in strata-layer so that the
+/// store and the registry client name them from it too.
+pub use strata_layer::media_type;
+pub use strata_layer::media_type::LayerType;
 
 pub(crate) mod digest_serde {
     use super::*;
@@ -100,29 +36,34 @@ pub(crate) mod digest_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
         let s = String::deserialize(d)?;
-        parse_digest(&s).map_err(serde::de::Error::custom)
+        Digest::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
 /// An OCI platform, fields in image-spec's Go order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// The CPU architecture in Go's names (`amd64`, `arm64`).
     #[serde(default, deserialize_with = "null_default")]
     pub architecture: String,
+    /// The OS (`linux`, `windows`).
     #[serde(default, deserialize_with = "null_default")]
     pub os: String,
+    /// The OS version (Windows images name the build they need).
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_version: Option<String>,
+    /// OS features the image needs (Windows: `win32k`).
     #[serde(
         rename = "os.features",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_features: Option<Vec<String>>,
+    /// The architecture variant (`v7`, `v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
@@ -149,27 +90,35 @@ impl Platform {
 /// A content descriptor, fields in image-spec's Go order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
+    /// What the blob is (a media type of [`media_type`]).
     #[serde(rename = "mediaType", default, deserialize_with = "null_default")]
     pub media_type: String,
+    /// The blob's sha256 (verified whenever the blob is read).
     #[serde(with = "digest_serde")]
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
+    /// Where else the blob can be fetched (a foreign layer's only source).
     #[serde(
         default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub urls: Vec<String>,
+    /// Free-form metadata (`org.opencontainers.image.ref.name` names a layout's images).
     #[serde(
         default,
         deserialize_with = "null_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub annotations: BTreeMap<String, String>,
+    /// The blob itself, base64, for small blobs embedded in the descriptor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// In an index: the platform of the manifest this points at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// In an index: the artifact type of the manifest this points at.
     #[serde(
         rename = "artifactType",
         default,
@@ -179,6 +128,7 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// A descriptor of `size` bytes with this media type and digest, and nothing else.
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
         Descriptor {
             media_type: media_type.into(),
@@ -196,21 +146,28 @@ impl Descriptor {
 /// An image manifest: OCI, or Docker schema 2 (the same shape).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always 2.
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
+    /// The manifest's own media type (required for Docker schema 2, optional for OCI).
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// For an artifact: what it is (images have none).
     #[serde(
         rename = "artifactType",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub artifact_type: Option<String>,
+    /// The config blob (its digest is the image ID).
     pub config: Descriptor,
+    /// The layers, bottom first: one per diffID of the config.
     #[serde(default, deserialize_with = "null_default")]
     pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (a signature, an SBOM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
+    /// Free-form metadata.
     #[serde(
         default,
         deserialize_with = "null_default",
@@ -275,20 +232,26 @@ impl Manifest {
 /// An image index (OCI) or manifest list (Docker).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Index {
+    /// Always 2.
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
+    /// The index's own media type (required for a Docker manifest list).
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// For an artifact index: what it is.
     #[serde(
         rename = "artifactType",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub artifact_type: Option<String>,
+    /// The manifests it lists (per platform, or per tag in a layout).
     #[serde(default, deserialize_with = "null_default")]
     pub manifests: Vec<Descriptor>,
+    /// The manifest this one refers to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
+    /// Free-form metadata.
     #[serde(
         default,
         deserialize_with = "null_default",
@@ -310,6 +273,7 @@ impl Index {
         }
     }
 
+    /// Parses an index or a Docker manifest list (`what` names it in errors), checking its schema version and each descriptor's digest.
     pub fn parse(bytes: &[u8], what: &str) -> Result<Index, Error> {
         let i: Index = crate::gojson::from_slice(bytes).map_err(|e| Error::json(what, e))?;
         if i.schema_version != 2 {
@@ -325,13 +289,16 @@ impl Index {
 /// What a manifest-level descriptor points to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManifestKind {
+    /// An image manifest (OCI or Docker schema 2).
     Image,
+    /// An index or a Docker manifest list.
     Index,
     /// Schema 1 or an unknown type: listed, never opened.
     Other,
 }
 
 impl ManifestKind {
+    /// The kind of a manifest media type: an index for the index and list types, else an image.
     pub fn of(media_type: &str) -> ManifestKind {
         match media_type {
             media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST => ManifestKind::Image,
@@ -353,12 +320,13 @@ pub mod annotation {
 mod tests {
     use super::*;
     use crate::gojson::marshal;
+    use strata_layer::compress::Compression;
 
     const A: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
     #[test]
     fn descriptors_marshal_in_go_order() {
-        let mut d = Descriptor::new(media_type::OCI_MANIFEST, parse_digest(A).unwrap(), 7);
+        let mut d = Descriptor::new(media_type::OCI_MANIFEST, Digest::parse(A).unwrap(), 7);
         d.annotations
             .insert("org.opencontainers.image.ref.name".into(), "1".into());
         d.annotations

@@ -27,7 +27,7 @@
 
 use std::fmt;
 
-use crate::ids::{parse_digest, Digest};
+use crate::ids::Digest;
 use crate::Error;
 
 /// Docker Hub, the registry of names that do not say one.
@@ -72,7 +72,7 @@ impl Reference {
             ));
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((rest, d)) => (rest, Some(parse_digest(d)?)),
+            Some((rest, d)) => (rest, Some(Digest::parse(d)?)),
             None => (s, None),
         };
         let last_slash = rest.rfind('/');
@@ -141,10 +141,12 @@ impl Reference {
         &self.path
     }
 
+    /// The tag (`latest` for a name given without tag or digest), if any.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
+    /// The digest of `name@sha256:…`, if any.
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }

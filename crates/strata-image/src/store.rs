@@ -52,7 +52,7 @@ pub fn layer_id(chain: &ChainId) -> LayerId {
 pub fn resolve(store: &Store, spec: &str) -> Result<Image, Error> {
     let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
     if hex.len() == 64 {
-        if let Ok(d) = crate::ids::parse_digest(&format!("sha256:{hex}")) {
+        if let Ok(d) = Digest::parse(&format!("sha256:{hex}")) {
             if let Some(image) = store.image(&d)? {
                 return Ok(image);
             }

@@ -172,18 +172,24 @@ impl LayerInfo {
 /// and size; its diffID and tar size (`tar`) when it checked those too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifiedBlob {
+    /// The blob's sha256.
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
+    /// The diffID and tar size too, when the stream decompressed and checked them.
     pub tar: Option<VerifiedLayer>,
 }
 
 /// The digests of a layer, all verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifiedLayer {
+    /// sha256 of the uncompressed tar.
     pub diff_id: DiffId,
     /// Bytes of the uncompressed tar.
     pub tar_size: u64,
+    /// sha256 of the blob as stored.
     pub blob_digest: Digest,
+    /// Bytes of the blob as stored.
     pub blob_size: u64,
 }
 
@@ -200,7 +206,9 @@ pub enum BlobOrigin {
     File(PathBuf),
     /// The blob is in this repository of this registry (a `docker://` source).
     Registry {
+        /// The registry.
         host: RegistryHost,
+        /// The repository that holds the blob.
         repository: RepositoryName,
     },
 }
@@ -252,6 +260,7 @@ impl<'a> LayerStream<'a> {
         self
     }
 
+    /// What the stream carries: the layer as its source described it.
     pub fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -460,6 +469,7 @@ pub struct TarStream<'a> {
 }
 
 impl TarStream<'_> {
+    /// The layer this stream carries.
     pub fn info(&self) -> &LayerInfo {
         &self.check.info
     }
@@ -502,6 +512,7 @@ pub struct BlobStream<'a> {
 }
 
 impl BlobStream<'_> {
+    /// The layer this stream carries.
     pub fn info(&self) -> &LayerInfo {
         &self.check.info
     }

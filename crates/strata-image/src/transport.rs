@@ -70,6 +70,7 @@ use crate::Error;
 pub struct ImageSummary {
     /// Position in the source's own order; what `@N` selects.
     pub index: usize,
+    /// The image ID (sha256 of the config).
     pub id: ImageId,
     /// Names it has there, normalized.
     pub names: Vec<Reference>,
@@ -81,8 +82,11 @@ pub struct ImageSummary {
 /// The manifest a source stores for an image, kept as its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawManifest {
+    /// The manifest's media type (a Docker or OCI manifest).
     pub media_type: String,
+    /// sha256 of `bytes`.
     pub digest: Digest,
+    /// The manifest exactly as stored.
     pub bytes: Vec<u8>,
 }
 
@@ -107,7 +111,9 @@ impl RawManifest {
 /// An opened image of a source.
 #[derive(Clone, Debug)]
 pub struct SourceImage {
+    /// Which image this is.
     pub summary: ImageSummary,
+    /// Its config, raw bytes kept.
     pub config: ImageConfig,
     /// The manifest as stored, if the source has one (OCI layouts, registries, Docker 25+
     /// archives); destinations that keep manifests may reuse it when nothing changed.
@@ -125,6 +131,7 @@ pub struct SourceImage {
 pub struct Skipped {
     /// Position in the source's own order (what `@N` would select).
     pub index: usize,
+    /// The digest of the entry (its manifest, or the blob that is not one).
     pub digest: Digest,
     /// The name the source records for it (an OCI ref name), if any.
     pub ref_name: Option<String>,
@@ -158,24 +165,12 @@ impl SourceImage {
             .layers
             .iter()
             .map(|l| {
-                let docker = match LayerType::of(&l.blob.media_type) {
-                    Some(t) => match (t.foreign, t.compression) {
-                        (false, strata_layer::compress::Compression::None) => {
-                            media_type::DOCKER_LAYER
-                        }
-                        (false, strata_layer::compress::Compression::Gzip) => {
-                            media_type::DOCKER_LAYER_GZIP
-                        }
-                        (false, strata_layer::compress::Compression::Zstd) => {
-                            media_type::DOCKER_LAYER_ZSTD
-                        }
-                        (true, strata_layer::compress::Compression::None) => {
-                            media_type::DOCKER_FOREIGN
-                        }
-                        (true, _) => media_type::DOCKER_FOREIGN_GZIP,
-                    },
-                    None => l.blob.media_type.as_str(),
-                };
+                // A zstd foreign layer has no Docker name: shown as the gzip one.
+                let docker =
+                    LayerType::of(&l.blob.media_type).map_or(l.blob.media_type.as_str(), |t| {
+                        t.docker_media_type()
+                            .unwrap_or(media_type::DOCKER_FOREIGN_GZIP)
+                    });
                 let mut d = l.foreign.clone().unwrap_or_else(|| l.blob.clone());
                 d.media_type = docker.to_string();
                 d
@@ -193,7 +188,7 @@ impl SourceImage {
         let bytes = crate::gojson::marshal(&manifest)?;
         Ok(RawManifest {
             media_type: media_type::DOCKER_MANIFEST.to_string(),
-            digest: crate::ids::sha256(&bytes),
+            digest: strata_layer::digest::sha256(&bytes),
             bytes,
         })
     }
@@ -218,12 +213,14 @@ pub enum ImageSelector {
 pub struct StoredLayer {
     /// The blob as stored there (for an archive: the uncompressed tar).
     pub blob: Descriptor,
+    /// The layer's diffID (sha256 of its tar).
     pub diff_id: DiffId,
 }
 
 /// Everything a destination needs to record one image, once its layers are in.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageRecord<'a> {
+    /// The image's config, stored as its raw bytes.
     pub config: &'a ImageConfig,
     /// As returned by `reuse_layer`/`put_layer`, bottom first.
     pub layers: &'a [StoredLayer],
@@ -232,6 +229,7 @@ pub struct ImageRecord<'a> {
     /// The names the image had in the source (a destination with a reference of its own,
     /// such as `docker-archive:FILE:name:tag`, uses that instead).
     pub names: &'a [Reference],
+    /// The parent image the source records (a `docker save` archive's `Parent`), if any.
     pub parent: Option<ImageId>,
     /// The source's manifest, if it had one.
     pub source_manifest: Option<&'a RawManifest>,

@@ -1,5 +1,10 @@
 //! Transport strings, skopeo-style: `docker-archive:PATH[:REF]`, `oci:DIR[:REF]`,
-//! `oci-archive:PATH[:REF]`, `strata:IMAGE` and `docker://REF`.
+//! `oci-archive:PATH[:REF]`, `strata:[IMAGE]` and `docker://REF`.
+//!
+//! `strata:IMAGE` is an image of the store (as a source, offered under all its names; as
+//! a destination, the name it gets); `strata:` alone, a destination only, is the store
+//! keeping the names the images have in the source (what `strata load` and `strata
+//! pull` copy to).
 //!
 //! The path ends at the first `:` after the transport name (so it cannot hold one);
 //! the rest is the reference: a name (`busybox`, `myreg:5000/app:v1`) or `@N`, the N-th
@@ -37,22 +42,38 @@ use strata_store::{ApplyOptions, Store};
 /// A parsed transport string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// `docker-archive:PATH[:REF]`: what `docker save` writes and `docker load` reads (both layouts).
     DockerArchive {
+        /// The archive (`/dev/stdin`, `/dev/stdout` for pipes).
         path: PathBuf,
+        /// A name (`busybox:1.36`) or `@N`; none: the only image (or, written, the source's names).
         reference: Option<String>,
     },
+    /// `oci:DIR[:REF]`: an OCI image layout directory.
     Oci {
+        /// The layout directory.
         path: PathBuf,
+        /// The ref name in `index.json` (usually a tag) or `@N`.
         reference: Option<String>,
     },
+    /// `oci-archive:PATH[:REF]`: an OCI image layout in a tar.
     OciArchive {
+        /// The archive.
         path: PathBuf,
+        /// The ref name in its `index.json` or `@N`.
         reference: Option<String>,
     },
-    /// An image of the Strata store, by name or ID.
-    Strata { image: String },
-    /// A registry.
-    Docker { reference: Reference },
+    /// An image of the Strata store, by name or ID; empty (`strata:`) for the store as a
+    /// destination that keeps the source's names.
+    Strata {
+        /// A name (`busybox`), an image ID or a unique prefix of one; empty for the store.
+        image: String,
+    },
+    /// `docker://REF`: an image of a registry.
+    Docker {
+        /// The repository and tag or digest (`docker.io/library/busybox:latest`).
+        reference: Reference,
+    },
 }
 
 /// How to open a transport.
@@ -94,6 +115,41 @@ impl Default for OpenOptions {
     }
 }
 
+impl OpenOptions {
+    /// These options for the source of a copy to `destination`: what a `strata:` source
+    /// offers ([`store_blobs`](Self::store_blobs)) is decided here, by the destination.
+    /// Archives and the store take tars, so none of the compressed blobs the store kept;
+    /// layouts and registries keep compressed layers, so the kept blobs of
+    /// [`compress`](Self::compress), gzip when that is none (what their readers expect).
+    ///
+    /// ```
+    /// use strata_image::{OpenOptions, Transport};
+    /// use strata_layer::compress::Compression;
+    /// let options = OpenOptions::default();
+    /// let layout: Transport = "oci:/tmp/layout".parse().unwrap();
+    /// assert_eq!(options.clone().copying_to(&layout).store_blobs, Compression::Gzip);
+    /// let archive: Transport = "docker-archive:/tmp/x.tar".parse().unwrap();
+    /// assert_eq!(options.copying_to(&archive).store_blobs, Compression::None);
+    /// ```
+    pub fn copying_to(mut self, destination: &Transport) -> OpenOptions {
+        self.store_blobs = destination.store_blobs_wanted(self.compress);
+        self
+    }
+}
+
+impl Transport {
+    /// The store's kept blobs this destination takes when its layers are compressed as
+    /// `compress`: none for archives and the store (they take tars), else `compress`,
+    /// gzip when that is none (what layout and registry readers expect).
+    pub fn store_blobs_wanted(&self, compress: Compression) -> Compression {
+        match self {
+            Transport::DockerArchive { .. } | Transport::Strata { .. } => Compression::None,
+            _ if compress != Compression::None => compress,
+            _ => Compression::Gzip,
+        }
+    }
+}
+
 const NAMES: &str = "docker-archive:, oci:, oci-archive:, strata: or docker://";
 
 impl FromStr for Transport {
@@ -113,9 +169,6 @@ impl FromStr for Transport {
             .split_once(':')
             .ok_or_else(|| bad(format!("it names no transport (use {NAMES})")))?;
         if name == "strata" {
-            if rest.is_empty() {
-                return Err(bad("strata: needs an image name or ID".into()));
-            }
             return Ok(Transport::Strata {
                 image: rest.to_string(),
             });
@@ -254,6 +307,10 @@ impl Transport {
                 &options.staging,
                 options.platform.clone(),
             )?)),
+            Transport::Strata { image } if image.is_empty() => Err(Error::BadTransport {
+                value: self.to_string(),
+                reason: "strata: as a source needs an image name or ID".into(),
+            }),
             Transport::Strata { image } => Ok(Box::new(StoreSource::new(
                 self.store(options)?,
                 std::slice::from_ref(image),
@@ -314,8 +371,11 @@ impl Transport {
                 },
             )?)),
             Transport::Strata { image } => {
-                let name = Reference::parse(image)?;
-                if name.digest().is_some() {
+                let name = match image.as_str() {
+                    "" => None,
+                    image => Some(Reference::parse(image)?),
+                };
+                if name.as_ref().is_some_and(|n| n.digest().is_some()) {
                     return Err(Error::BadTransport {
                         value: self.to_string(),
                         reason: "a name in the store cannot hold a digest".into(),
@@ -323,7 +383,7 @@ impl Transport {
                 }
                 Ok(Box::new(StoreDestination::new(
                     self.store(options)?,
-                    Some(name),
+                    name,
                     ApplyOptions::default(),
                     options.store_jobs,
                 )))
@@ -382,11 +442,36 @@ mod tests {
             ("docker-archive:x:@one", "a number"),
             ("docker-archive:x:Bad/Name", "lower case"),
             ("oci:d:a b", "spaces"),
-            ("strata:", "needs an image"),
         ] {
             let e = bad.parse::<Transport>().unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        // `strata:` alone is the store as a destination only.
+        let store: Transport = "strata:".parse().unwrap();
+        assert_eq!(store.to_string(), "strata:");
+        let e = store.open_source(&OpenOptions::default()).err().unwrap();
+        assert!(e.to_string().contains("needs an image name"), "{e}");
+    }
+
+    #[test]
+    fn the_store_offers_kept_blobs_to_layouts_and_registries_only() {
+        let o = OpenOptions::default();
+        for (to, want) in [
+            ("docker-archive:x.tar", Compression::None),
+            ("strata:", Compression::None),
+            ("oci:dir", Compression::Gzip),
+            ("oci-archive:x.tar", Compression::Gzip),
+            ("docker://localhost:5000/x", Compression::Gzip),
+        ] {
+            let to: Transport = to.parse().unwrap();
+            assert_eq!(o.clone().copying_to(&to).store_blobs, want, "{to}");
+        }
+        let zstd = OpenOptions {
+            compress: Compression::Zstd,
+            ..OpenOptions::default()
+        };
+        let to: Transport = "oci:dir".parse().unwrap();
+        assert_eq!(zstd.copying_to(&to).store_blobs, Compression::Zstd);
     }
 
     #[test]

@@ -31,16 +31,93 @@ impl Digest {
         hex::encode(self.0)
     }
 
-    /// Parses `sha256:<64 lowercase hex>`.
-    pub fn parse(s: &str) -> Option<Digest> {
-        let h = s.strip_prefix("sha256:")?;
-        if h.len() != 64 || !h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
+    /// Parses a digest, the one parser of the workspace. It checks the whole OCI grammar
+    /// (`algorithm ":" encoded`, algorithm `[a-z0-9]+([+._-][a-z0-9]+)*`, encoded
+    /// `[a-zA-Z0-9=_-]+`) and then the algorithm's own rule. Only `sha256` (64
+    /// lowercase hex digits) can be verified by Strata; a well-formed digest of another
+    /// algorithm is refused as unsupported. Every digest is checked before it is used
+    /// for anything, a path above all (docker CVE-2014-9358 used crafted IDs as paths).
+    ///
+    /// ```
+    /// use strata_layer::digest::Digest;
+    /// let d = Digest::parse("sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef").unwrap();
+    /// assert_eq!(d.hex().len(), 64);
+    /// let e = Digest::parse("sha256:../../etc/passwd").unwrap_err();
+    /// assert_eq!(e.to_string(), "invalid digest `sha256:../../etc/passwd`: the encoded part must match [a-zA-Z0-9=_-]+");
+    /// ```
+    pub fn parse(value: &str) -> Result<Digest, BadDigest> {
+        let bad = |reason| BadDigest {
+            value: value.escape_debug().to_string(),
+            reason,
+        };
+        let (alg, encoded) = value
+            .split_once(':')
+            .ok_or_else(|| bad("it has no `algorithm:` prefix"))?;
+        let alg_ok = !alg.is_empty()
+            && alg.split(['+', '.', '_', '-']).all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        if !alg_ok {
+            return Err(bad("the algorithm must match [a-z0-9]+([+._-][a-z0-9]+)*"));
         }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(h, &mut out).ok()?;
-        Some(Digest(out))
+        if encoded.is_empty()
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+        {
+            return Err(bad("the encoded part must match [a-zA-Z0-9=_-]+"));
+        }
+        match alg {
+            "sha256" if encoded.len() == 64 && is_lower_hex(encoded) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(encoded, &mut out)
+                    .map_err(|_| bad("sha256 needs exactly 64 lowercase hex digits"))?;
+                Ok(Digest(out))
+            }
+            "sha256" => Err(bad("sha256 needs exactly 64 lowercase hex digits")),
+            "sha512" if encoded.len() != 128 || !is_lower_hex(encoded) => {
+                Err(bad("sha512 needs exactly 128 lowercase hex digits"))
+            }
+            _ => Err(bad("only sha256 digests are supported")),
+        }
     }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A digest string that [`Digest::parse`] refused: it breaks the OCI grammar, or names
+/// an algorithm Strata cannot verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid digest `{value}`: {reason}")]
+pub struct BadDigest {
+    /// The string as given, escaped for printing.
+    pub value: String,
+    /// Which rule it breaks.
+    pub reason: &'static str,
+}
+
+impl std::str::FromStr for Digest {
+    type Err = BadDigest;
+
+    fn from_str(s: &str) -> Result<Digest, BadDigest> {
+        Digest::parse(s)
+    }
+}
+
+/// The sha256 of some bytes held in memory (a config, a manifest); streams are hashed
+/// as they flow, with a [`Hasher`].
+///
+/// ```
+/// assert_eq!(strata_layer::digest::sha256(b"").to_string(),
+///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+/// ```
+pub fn sha256(bytes: &[u8]) -> Digest {
+    Digest(Sha256::digest(bytes).into())
 }
 
 impl fmt::Display for Digest {
@@ -184,7 +261,7 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         assert_eq!(sink, b"hello");
         let d = a.digest();
-        assert_eq!(Digest::parse(&d.to_string()), Some(d));
-        assert_eq!(Digest::parse("sha256:ABC"), None);
+        assert_eq!(Digest::parse(&d.to_string()), Ok(d));
+        assert!(Digest::parse("sha256:ABC").is_err());
     }
 }

@@ -60,7 +60,7 @@ impl Repository {
             match resp.status().as_u16() {
                 200 => {
                     if let Some(said) = header(&resp, "docker-content-digest")
-                        .and_then(Digest::parse)
+                        .and_then(|d| Digest::parse(d).ok())
                         .filter(|d| d != digest)
                     {
                         return Err(Error::Protocol {
@@ -556,7 +556,7 @@ impl<R: Read + Seek> Upload<'_, '_, R> {
         match resp.status().as_u16() {
             201 | 204 => {
                 if let Some(said) = header(&resp, "docker-content-digest")
-                    .and_then(Digest::parse)
+                    .and_then(|d| Digest::parse(d).ok())
                     .filter(|d| *d != self.digest)
                 {
                     return Err(Fault::Fatal(Error::DigestMismatch {

@@ -118,12 +118,9 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A digest of another algorithm than sha256, or malformed.
-    #[error("unsupported digest `{digest}`: only sha256:<64 lowercase hex digits> is supported")]
-    UnsupportedDigest {
-        /// The digest as given.
-        digest: String,
-    },
+    /// A digest that breaks the OCI grammar or names an algorithm other than sha256.
+    #[error(transparent)]
+    BadDigest(#[from] strata_layer::digest::BadDigest),
 
     /// `--creds` text that is not `USER:PASSWORD`.
     #[error("invalid credentials: {reason}")]

@@ -75,12 +75,7 @@ pub use blob::{BlobReader, PushOptions, Pushed};
 pub use client::{Client, Exchange, Options, RequestHook};
 pub use error::{Error, RegistryError, RegistryErrors, TransportError};
 pub use manifest::{Manifest, ManifestKind, MANIFEST_LIMIT};
-pub use name::{parse_digest, Reference, RegistryHost, RepositoryName, Tag};
+pub use name::{Reference, RegistryHost, RepositoryName, Tag};
 pub use policy::{RetryPolicy, UploadPolicy};
 pub use repository::Repository;
-pub use strata_layer::digest::Digest;
-
-/// The sha256 digest of some bytes (for manifests and configs built in memory).
-pub fn sha256(bytes: &[u8]) -> Digest {
-    manifest::sha256(bytes)
-}
+pub use strata_layer::digest::{sha256, BadDigest, Digest};

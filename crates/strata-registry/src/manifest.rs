@@ -1,9 +1,8 @@
 //! Manifests: fetched by tag or digest as the exact bytes the registry holds (never
 //! re-serialized), with their media type and verified digest; pushed as given.
 
-use std::io::Write;
-
-use strata_layer::digest::{Digest, Hasher};
+use strata_layer::digest::{sha256, Digest};
+use strata_layer::media_type;
 
 use crate::client::{header, read_errors, status_error, Method, Request, Scope};
 use crate::{Error, Reference, Repository, TransportError};
@@ -33,12 +32,10 @@ impl ManifestKind {
     /// The kind's media type, as `Content-Type` and `Accept` carry it.
     pub fn media_type(self) -> &'static str {
         match self {
-            ManifestKind::OciIndex => "application/vnd.oci.image.index.v1+json",
-            ManifestKind::OciManifest => "application/vnd.oci.image.manifest.v1+json",
-            ManifestKind::DockerManifestList => {
-                "application/vnd.docker.distribution.manifest.list.v2+json"
-            }
-            ManifestKind::DockerManifest => "application/vnd.docker.distribution.manifest.v2+json",
+            ManifestKind::OciIndex => media_type::OCI_INDEX,
+            ManifestKind::OciManifest => media_type::OCI_MANIFEST,
+            ManifestKind::DockerManifestList => media_type::DOCKER_LIST,
+            ManifestKind::DockerManifest => media_type::DOCKER_MANIFEST,
         }
     }
 
@@ -75,17 +72,9 @@ pub struct Manifest {
 pub const MANIFEST_LIMIT: u64 = 4 << 20;
 
 const SCHEMA1: [&str; 2] = [
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    media_type::DOCKER_SCHEMA1_UNSIGNED,
+    media_type::DOCKER_SCHEMA1,
 ];
-
-/// The sha256 of some bytes.
-pub(crate) fn sha256(bytes: &[u8]) -> Digest {
-    let h = Hasher::default();
-    // A sink never fails.
-    let _ = h.writer(std::io::sink()).write_all(bytes);
-    h.digest()
-}
 
 impl Repository {
     /// Fetches a manifest (OCI index or manifest, Docker manifest list or schema 2
@@ -121,7 +110,7 @@ impl Repository {
                 _ => return Err(status_error(Method::Get, &url, resp)),
             }
             let content_type = header(&resp, "content-type").map(str::to_string);
-            let said = header(&resp, "docker-content-digest").and_then(Digest::parse);
+            let said = header(&resp, "docker-content-digest").and_then(|d| Digest::parse(d).ok());
             let mut body = resp.into_body();
             let bytes = match body.with_config().limit(MANIFEST_LIMIT).read_to_vec() {
                 Ok(b) => b,
@@ -271,7 +260,7 @@ impl Repository {
             match resp.status().as_u16() {
                 200..=202 => {
                     if let Some(said) = header(&resp, "docker-content-digest")
-                        .and_then(Digest::parse)
+                        .and_then(|d| Digest::parse(d).ok())
                         .filter(|d| *d != digest)
                     {
                         return Err(Error::DigestMismatch {

@@ -283,7 +283,7 @@ impl Reference {
     /// A digest (`ALGORITHM:HEX`, sha256 only) if the text holds a `:`, else a tag.
     pub fn parse(s: &str) -> Result<Reference, Error> {
         if s.contains(':') {
-            parse_digest(s).map(Reference::Digest)
+            Ok(Reference::Digest(Digest::parse(s)?))
         } else {
             Tag::parse(s).map(Reference::Tag)
         }
@@ -316,13 +316,6 @@ impl From<Digest> for Reference {
     fn from(d: Digest) -> Self {
         Reference::Digest(d)
     }
-}
-
-/// Parses a digest as registries write it; only sha256 is supported.
-pub fn parse_digest(s: &str) -> Result<Digest, Error> {
-    Digest::parse(s).ok_or_else(|| Error::UnsupportedDigest {
-        digest: s.chars().take(80).collect(),
-    })
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ impl Store {
             let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             let name = e.file_name().to_string_lossy().into_owned();
             // Anything else in the directory is for fsck to report, not to delete.
-            if let Some(digest) = Digest::parse(&format!("sha256:{name}")) {
+            if let Ok(digest) = Digest::parse(&format!("sha256:{name}")) {
                 present.push(digest);
             }
         }

@@ -209,7 +209,7 @@ const COLUMNS: &str = "id, parent, state, created, depth, diff_id, tar_size, dif
 
 pub(crate) fn digest_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Digest>> {
     let s: Option<String> = row.get(i)?;
-    s.map(|s| Digest::parse(&s).ok_or_else(|| bad_column(i, format!("not a sha256 digest: {s}"))))
+    s.map(|s| Digest::parse(&s).map_err(|_| bad_column(i, format!("not a sha256 digest: {s}"))))
         .transpose()
 }
 

@@ -225,7 +225,7 @@ impl Store {
             let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             let name = e.file_name().to_string_lossy().into_owned();
             report.blobs_checked += 1;
-            let Some(want) = Digest::parse(&format!("sha256:{name}")) else {
+            let Ok(want) = Digest::parse(&format!("sha256:{name}")) else {
                 out.push(format!(
                     "blob {} is not named by a sha256 digest",
                     e.path().display()

@@ -16,8 +16,9 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use strata_layer::compress::{open_blob, Compression, Decompressor};
+use strata_layer::compress::{open_blob, Decompressor};
 use strata_layer::digest::{Digest, Hasher};
+use strata_layer::media_type::LayerType;
 use strata_layer::LayerPath;
 use strata_wclayer::folder::LayerChain;
 
@@ -31,15 +32,6 @@ fn wclayer(e: strata_wclayer::Error) -> Error {
         driver: "windows layer",
         reason: e.to_string(),
         source: None,
-    }
-}
-
-/// What a kept copy of this compression is, as an OCI layer media type.
-fn media_type(c: Compression) -> &'static str {
-    match c {
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        _ => "application/vnd.oci.image.layer.v1.tar",
     }
 }
 
@@ -69,7 +61,7 @@ impl Store {
         };
         let (decompressed, blob) = open_blob(tee).map_err(|e| Error::io("reading the layer", e))?;
         let compression = decompressed.compression();
-        kept.media_type = media_type(compression);
+        kept.media_type = LayerType::plain(compression).oci_media_type();
         let tar = Hasher::default();
         let blob = blob.unwrap_or_else(|| tar.clone());
         let mut reader = tar.reader(decompressed);

@@ -130,7 +130,7 @@ pub fn corrupt_largest_layer(reg: &Registry) -> OciLayer {
         .into_iter()
         .max_by_key(|l| l.size)
         .unwrap();
-    let stored = reg.blob_file(&strata_registry::parse_digest(&layer.digest).unwrap());
+    let stored = reg.blob_file(&strata_registry::Digest::parse(&layer.digest).unwrap());
     let mut bytes = std::fs::read(&stored).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;

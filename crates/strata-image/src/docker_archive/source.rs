@@ -8,7 +8,7 @@ use strata_layer::compress::Compression;
 use super::{LayerSource, ManifestEntry};
 use crate::archive::Span;
 use crate::config::ImageConfig;
-use crate::ids::{parse_digest, sha256, Digest, ImageId};
+use crate::ids::{sha256, Digest, ImageId};
 use crate::manifest::{Descriptor, LayerType, Platform};
 use crate::oci::{self, ArchiveStore, BlobStore, OciEntry};
 use crate::reference::Reference;
@@ -419,7 +419,7 @@ impl DockerArchiveSource {
     /// (`blobs/sha256/<hex>`, verified while streaming), else by hashing it once.
     fn blob_digest(&self, path: &str, span: Span) -> Result<Digest, Error> {
         if let Some(hex) = path.trim_start_matches("./").strip_prefix("blobs/sha256/") {
-            if let Ok(d) = parse_digest(&format!("sha256:{hex}")) {
+            if let Ok(d) = Digest::parse(&format!("sha256:{hex}")) {
                 return Ok(d);
             }
         }
@@ -445,7 +445,7 @@ fn read_head(mut r: impl Read, head: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn foreign_descriptor(s: &LayerSource) -> Result<Descriptor, Error> {
-    let mut d = Descriptor::new(&s.media_type, parse_digest(&s.digest)?, s.size);
+    let mut d = Descriptor::new(&s.media_type, Digest::parse(&s.digest)?, s.size);
     d.urls = s.urls.clone();
     Ok(d)
 }

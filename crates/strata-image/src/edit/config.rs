@@ -19,15 +19,21 @@ use crate::Error;
 pub struct ConfigChanges {
     /// `Some(vec![])` clears it.
     pub entrypoint: Option<Vec<String>>,
+    /// The default arguments (`CMD`); `Some(vec![])` clears them.
     pub cmd: Option<Vec<String>>,
     /// `KEY=VALUE`: replaces `KEY` if set, else appended.
     pub env: Vec<(String, String)>,
+    /// Labels to set, `KEY=VALUE` replacing any earlier value of `KEY`.
     pub labels: Vec<(String, String)>,
+    /// The user (`NAME`, `UID`, `UID:GID`) the process runs as.
     pub user: Option<String>,
+    /// The process's working directory.
     pub workdir: Option<String>,
     /// `80`, `80/tcp`, `53/udp`.
     pub expose: Vec<String>,
+    /// Paths to declare as volumes.
     pub volumes: Vec<String>,
+    /// The signal that stops the container (`SIGTERM`, `SIGINT`, ...).
     pub stop_signal: Option<String>,
     /// The config's `os`, `architecture` and `variant` (not recorded in history, as
     /// docker records none for a platform).
@@ -35,6 +41,7 @@ pub struct ConfigChanges {
 }
 
 impl ConfigChanges {
+    /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
         *self == ConfigChanges::default()
     }

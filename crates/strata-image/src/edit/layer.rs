@@ -25,9 +25,13 @@ use crate::Error;
 pub struct PreparedLayer {
     /// The blob (in staging, or the caller's own file).
     pub path: PathBuf,
+    /// How the blob is compressed.
     pub compression: Compression,
+    /// The blob's digest (its descriptor's).
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
+    /// The digest of the uncompressed tar (the config's diffID).
     pub diff_id: DiffId,
     /// `strata append NAME` for the history (the file name only: the same input in
     /// another directory gives the same config).

@@ -65,6 +65,7 @@ use crate::Error;
 /// What to change.
 #[derive(Clone, Debug)]
 pub struct EditOptions {
+    /// The config changes, each recorded in history.
     pub changes: ConfigChanges,
     /// Manifest annotations to set (the base manifest's are kept); an image with
     /// annotations gets an OCI manifest.

@@ -17,12 +17,16 @@ use crate::stream::{LayerInfo, LayerStream};
 use crate::transport::{ImageSource, ImageSummary, RawManifest, SourceImage};
 use crate::{Error, ImageConfig};
 
+/// The OCI annotation naming the base image a rebased image now sits on.
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
+/// The OCI annotation holding that base image's manifest digest.
 pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
 /// An opened image and the source it streams from.
 pub struct Opened {
+    /// Where the image's blobs stream from.
     pub source: Box<dyn ImageSource>,
+    /// The image: manifest, config, layers.
     pub image: SourceImage,
 }
 
@@ -185,6 +189,7 @@ impl RebasedSource {
         })
     }
 
+    /// The rebased image (new base layers, then the image's own).
     pub fn image(&self) -> &SourceImage {
         &self.result
     }

@@ -129,24 +129,11 @@ fn foreign_descriptor(layer: &LayerInfo) -> Option<&Descriptor> {
     (foreign && !desc.urls.is_empty()).then_some(desc)
 }
 
-/// The Docker schema 2 media type of a layer type (Docker has no zstd foreign layers).
-fn docker_media_type(t: LayerType) -> Option<&'static str> {
-    use media_type::*;
-    Some(match (t.foreign, t.compression) {
-        (false, Compression::None) => DOCKER_LAYER,
-        (false, Compression::Gzip) => DOCKER_LAYER_GZIP,
-        (false, Compression::Zstd) => DOCKER_LAYER_ZSTD,
-        (true, Compression::None) => DOCKER_FOREIGN,
-        (true, Compression::Gzip) => DOCKER_FOREIGN_GZIP,
-        (true, Compression::Zstd) => return None,
-    })
-}
-
 /// The layer's descriptor with the media type of the manifest's flavour.
 fn flavoured(blob: &Descriptor, docker: bool) -> Descriptor {
     let mut d = blob.clone();
     if let Some(t) = LayerType::of(&blob.media_type) {
-        let docker_type = docker.then(|| docker_media_type(t)).flatten();
+        let docker_type = docker.then(|| t.docker_media_type()).flatten();
         d.media_type = docker_type.unwrap_or(t.oci_media_type()).to_string();
     }
     d

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use strata_registry::{parse_digest, Digest, ManifestKind};
+use strata_registry::{Digest, ManifestKind};
 
 /// The test corpus (`STRATA_CORPUS`, else `<workspace>/target/corpus`); panics with
 /// instructions when it is missing.
@@ -70,13 +70,13 @@ pub fn image(layout: &Path, tag: &str) -> Image {
 
 /// The image a descriptor names (the only one if `tag` is `None`).
 pub fn image_at(layout: &Path, desc: &Value) -> Image {
-    let digest = parse_digest(desc["digest"].as_str().unwrap()).unwrap();
+    let digest = Digest::parse(desc["digest"].as_str().unwrap()).unwrap();
     let kind = ManifestKind::from_media_type(desc["mediaType"].as_str().unwrap()).unwrap();
     let manifest = std::fs::read(blob_path(layout, &digest)).unwrap();
     let m: Value = serde_json::from_slice(&manifest).unwrap();
     let mut blobs = Vec::new();
     for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
-        let digest = parse_digest(d["digest"].as_str().unwrap()).unwrap();
+        let digest = Digest::parse(d["digest"].as_str().unwrap()).unwrap();
         blobs.push(Blob {
             digest,
             size: d["size"].as_u64().unwrap(),

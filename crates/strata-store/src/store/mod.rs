@@ -1020,7 +1020,7 @@ impl KeptBlob {
     pub(crate) fn new(staging_root: &Path) -> Result<KeptBlob> {
         Ok(KeptBlob {
             staging: Staging::new(staging_root)?,
-            media_type: "application/vnd.oci.image.layer.v1.tar",
+            media_type: strata_layer::media_type::OCI_LAYER,
         })
     }
     pub(crate) fn path(&self) -> PathBuf {

@@ -1,0 +1,70 @@
+//! Files and standard streams for every command: `-` for standard input or output,
+//! outputs written atomically, archives and raw documents to standard output.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::output::stdout_error;
+
+/// Opens an input file, or standard input for `-`, with its size when known.
+pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(io::stdin()), None));
+    }
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(f), len))
+}
+
+/// Writes to a file atomically (a temporary sibling renamed into place on success), or
+/// to standard output for `-`.
+pub fn write_output<T>(
+    path: &Path,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>,
+) -> Result<T> {
+    if path == Path::new("-") {
+        let mut stdout = io::stdout();
+        let v = write(&mut stdout)?;
+        stdout.flush()?;
+        return Ok(v);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".strata-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let v = write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(v)
+}
+
+/// Writes bytes exactly as stored (a manifest, a config) to standard output.
+pub fn print_raw(bytes: &[u8]) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
+/// Whether `path` is this process's standard output (`/dev/stdout`, or the file it was
+/// redirected to).
+pub fn is_stdout(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/fd/1"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
