@@ -6,7 +6,8 @@ use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 use strata_layer::tar::{TarReader, TarWriter};
-use strata_layer::{EntryKind, LayerReader, LayerWriter};
+use strata_layer::{EntryKind, LayerWriter};
+use strata_testkit::entries::collect;
 use strata_wclayer::backup::{BackupStreamWriter, StreamHeader, StreamId};
 use strata_wclayer::backuptar::write_tar_from_backup_stream;
 use strata_wclayer::folder::{LayerChain, LayerFolderWriter};
@@ -107,15 +108,11 @@ fn real_windows_layer() -> PathBuf {
 
 /// (name, is dir, size) of every entry of a tar, sorted.
 fn entries_of(tar: &[u8]) -> Vec<(String, bool, u64)> {
-    let mut r = TarReader::new(tar);
-    let mut v = Vec::new();
-    while let Some(e) = r.next_entry().unwrap() {
-        v.push((
-            e.path.to_string(),
-            e.kind == EntryKind::Dir,
-            e.kind.data_len(),
-        ));
-    }
+    let mut v: Vec<_> = collect(TarReader::new(tar))
+        .unwrap()
+        .iter()
+        .map(|i| (i.name(), i.entry.kind == EntryKind::Dir, i.entry.kind.data_len()))
+        .collect();
     v.sort();
     v
 }
