@@ -100,10 +100,7 @@ fn diff_layer_export_keeps_the_four_times_of_files_hives_and_hive_files() {
 }
 
 fn real_windows_layer() -> PathBuf {
-    let shared = std::env::var_os("STRATA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("testdata/real/artifacts/lifecycle__some-windows-layer.tar")
+    strata_testkit::shared().join("testdata/real/artifacts/lifecycle__some-windows-layer.tar")
 }
 
 /// (name, is dir, size) of every entry of a tar, sorted.
