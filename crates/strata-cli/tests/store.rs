@@ -76,11 +76,17 @@ fn layer_commands_print_their_results_as_text_and_json() {
     let want_diff_id = sha256_file(&tar);
 
     // create: the ID as text, the layer as JSON.
-    assert_eq!(store.ok(&["layer", "create", "base"]).stdout_text(), "base\n");
+    assert_eq!(
+        store.ok(&["layer", "create", "base"]).stdout_text(),
+        "base\n"
+    );
     let v = store.json(&["layer", "create", "x"]);
     let inspect = store.json(&["layer", "inspect", "x"]);
     for (key, value) in v.as_object().expect("a JSON object") {
-        assert_eq!(&inspect[key], value, "create and inspect agree on {key}: {v} {inspect}");
+        assert_eq!(
+            &inspect[key], value,
+            "create and inspect agree on {key}: {v} {inspect}"
+        );
     }
     assert_eq!(jstr(&v, "id"), "x");
     assert_eq!(jstr(&v, "status"), "empty");
@@ -91,7 +97,11 @@ fn layer_commands_print_their_results_as_text_and_json() {
         &["layer", "create", "--rw", "--parent", "base", "x"],
         "has not been applied yet",
     );
-    assert!(run.stderr.contains("cannot create layer x"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot create layer x"),
+        "{}",
+        run.stderr
+    );
 
     // apply: a report of the diff.
     let v = store.json(&["layer", "apply", "base", "-i", s(&tar)]);
@@ -107,7 +117,9 @@ fn layer_commands_print_their_results_as_text_and_json() {
     assert!(run.stderr.contains("cannot apply"), "{}", run.stderr);
     let text = store.ok(&["layer", "create", "t"]);
     assert_eq!(text.stdout_text(), "t\n");
-    let text = store.ok(&["layer", "apply", "t", "-i", s(&tar)]).stdout_text();
+    let text = store
+        .ok(&["layer", "apply", "t", "-i", s(&tar)])
+        .stdout_text();
     assert!(
         text.starts_with("applied ") && text.contains(&format!("diffID {want_diff_id}")),
         "{text}"
@@ -125,7 +137,10 @@ fn layer_commands_print_their_results_as_text_and_json() {
     assert_eq!(jstr(&inspect, "os"), "linux");
     assert_eq!(ju64(&inspect, "depth"), 1);
     assert_eq!(inspect["parents"], Value::Array(vec![]));
-    assert_file(&PathBuf::from(jstr(&inspect, "content")).join("etc/motd"), b"hello\n");
+    assert_file(
+        &PathBuf::from(jstr(&inspect, "content")).join("etc/motd"),
+        b"hello\n",
+    );
 
     // exists: exit 0 or 1, nothing printed.
     let yes = store.run(&["layer", "exists", "base"]);
@@ -138,7 +153,10 @@ fn layer_commands_print_their_results_as_text_and_json() {
     let m = store.json(&["layer", "mount", "ctr"]);
     assert_eq!(jstr(&m, "id"), "ctr");
     let path = PathBuf::from(jstr(&m, "path"));
-    assert_eq!(store.ok(&["layer", "mount", "ctr"]).stdout_text(), format!("{}\n", path.display()));
+    assert_eq!(
+        store.ok(&["layer", "mount", "ctr"]).stdout_text(),
+        format!("{}\n", path.display())
+    );
     fs::write(path.join("etc/motd"), "changed\n").unwrap();
     fs::write(path.join("etc/added"), "new\n").unwrap();
     let changes = store.json(&["layer", "changes", "ctr"]);
@@ -154,7 +172,10 @@ fn layer_commands_print_their_results_as_text_and_json() {
         store.ok(&["layer", "changes", "ctr"]).stdout_text(),
         "C /etc\nA /etc/added\nC /etc/motd\n"
     );
-    assert_eq!(store.ok(&["layer", "diff-size", "ctr"]).stdout_text(), "12\n");
+    assert_eq!(
+        store.ok(&["layer", "diff-size", "ctr"]).stdout_text(),
+        "12\n"
+    );
     let diff = tmp.path().join("ctr.tar");
     store.ok(&["layer", "diff", "ctr", "-o", s(&diff)]);
     let mut cmd = store.cmd(&["layer", "diff", "ctr"]);
@@ -162,12 +183,19 @@ fn layer_commands_print_their_results_as_text_and_json() {
     let mut child = cmd.spawn().unwrap();
     let (piped, _) = sha256_reader(child.stdout.take().unwrap());
     assert!(child.wait().unwrap().success(), "layer diff to a pipe");
-    assert_eq!(piped, sha256_file(&diff), "the diff to a pipe and to -o agree");
+    assert_eq!(
+        piped,
+        sha256_file(&diff),
+        "the diff to a pipe and to -o agree"
+    );
     let run = store.refused(&["layer", "rm", "ctr"], "is mounted");
     assert!(run.stderr.contains("ctr"), "{}", run.stderr);
     let u = store.json(&["layer", "umount", "ctr"]);
     assert_eq!((jstr(&u, "id"), ju64(&u, "mounts")), ("ctr", 1));
-    assert_eq!(store.ok(&["layer", "umount", "ctr"]).stdout_text(), "ctr unmounted\n");
+    assert_eq!(
+        store.ok(&["layer", "umount", "ctr"]).stdout_text(),
+        "ctr unmounted\n"
+    );
     store.refused(&["layer", "umount", "ctr"], "is not mounted");
 
     // rm takes several IDs; unknown IDs are errors naming them.
@@ -194,7 +222,14 @@ fn layer_arguments_are_checked_by_the_parser() {
         "applies to read-write layers only",
     );
     store.refused(
-        &["layer", "create", "--rw", "--storage-opt", "colour=blue", "o"],
+        &[
+            "layer",
+            "create",
+            "--rw",
+            "--storage-opt",
+            "colour=blue",
+            "o",
+        ],
         "storage option `colour`: unknown option",
     );
     store.refused(
@@ -259,7 +294,9 @@ fn fsck_exits_1_on_problems_and_cleanup_reports_its_actions() {
     let v = store.json(&["cleanup"]);
     let actions = v["actions"].as_array().unwrap();
     assert!(
-        actions.iter().any(|a| a.as_str().unwrap().contains("staging")),
+        actions
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("staging")),
         "{v}"
     );
     assert_eq!(store.json(&["cleanup"])["actions"], Value::Array(vec![]));

@@ -37,10 +37,16 @@ fn dir_x(path: &str, secs: i64, xattr: &str) -> Item {
     Item(e, Vec::new())
 }
 fn symlink(path: &str, target: &str, secs: i64) -> Item {
-    Item(with_meta(Entry::symlink(path, target), 0o777, secs), Vec::new())
+    Item(
+        with_meta(Entry::symlink(path, target), 0o777, secs),
+        Vec::new(),
+    )
 }
 fn hardlink(path: &str, target: &str) -> Item {
-    Item(with_meta(Entry::hardlink(path, target), 0o640, 5), Vec::new())
+    Item(
+        with_meta(Entry::hardlink(path, target), 0o640, 5),
+        Vec::new(),
+    )
 }
 fn whiteout(path: &str) -> Item {
     Item(Entry::whiteout(path), Vec::new())

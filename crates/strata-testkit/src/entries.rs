@@ -7,7 +7,9 @@
 //! [`LayerWriter`]; [`collect`] reads every entry of a [`LayerReader`] with its data.
 
 use strata_layer::tar::TarWriter;
-use strata_layer::{Entry, EntryKind, Error, LayerPath, LayerReader, LayerWriter, Timestamp, Xattr};
+use strata_layer::{
+    Entry, EntryKind, Error, LayerPath, LayerReader, LayerWriter, Timestamp, Xattr,
+};
 
 /// A layer path from a tar-style name; panics on a name the type refuses.
 pub fn path(name: &str) -> LayerPath {
@@ -207,7 +209,11 @@ mod tests {
             Item::file("a/f", "data\n"),
             Item::of(Entry::symlink("a/s", "f").owner(1, 2)),
             Item::of(Entry::hardlink("a/h", "a/f")),
-            Item::of(Entry::dir("a/d").xattr("user.b", b"2").xattr("user.a", b"1")),
+            Item::of(
+                Entry::dir("a/d")
+                    .xattr("user.b", b"2")
+                    .xattr("user.a", b"1"),
+            ),
             Item::of(Entry::opaque("a/d")),
             Item::of(Entry::whiteout("a/gone")),
             Item::of(Entry::fifo("p").mtime(5, 0)),

@@ -76,4 +76,3 @@ pub fn decompress_to(path: &Path, out: &Path) {
     let mut w = File::create(out).expect("create output");
     with_tar_stream(path, |r| io::copy(r, &mut w).expect("decompress"));
 }
-

@@ -106,7 +106,6 @@ pub fn assert_listing_eq(expected: &str, actual: &str, what: &str) {
     );
 }
 
-
 /// Every path below `root` (relative, as bytes), not following symlinks.
 pub fn walk(root: &Path) -> BTreeSet<Vec<u8>> {
     fn go(root: &Path, rel: &Path, out: &mut BTreeSet<Vec<u8>>) {
@@ -275,4 +274,3 @@ pub fn deep(root: &Path, rel: &[u8]) -> (OwnedFd, PathBuf) {
         PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(OsStr::from_bytes(leaf));
     (fd, path)
 }
-

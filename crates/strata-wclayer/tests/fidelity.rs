@@ -108,7 +108,13 @@ fn entries_of(tar: &[u8]) -> Vec<(String, bool, u64)> {
     let mut v: Vec<_> = collect(TarReader::new(tar))
         .unwrap()
         .iter()
-        .map(|i| (i.name(), i.entry.kind == EntryKind::Dir, i.entry.kind.data_len()))
+        .map(|i| {
+            (
+                i.name(),
+                i.entry.kind == EntryKind::Dir,
+                i.entry.kind.data_len(),
+            )
+        })
         .collect();
     v.sort();
     v

@@ -63,7 +63,10 @@ fn bad_input_leaves_the_store_as_it_was(driver: &'static str) {
         "already exists",
     );
     let bad = LayerId::new("../etc").unwrap_err();
-    assert!(bad.to_string().contains("invalid layer ID `../etc`"), "{bad}");
+    assert!(
+        bad.to_string().contains("invalid layer ID `../etc`"),
+        "{bad}"
+    );
     store.create_rw("rw", Some("base1"));
     refused(
         st.create(&id("z"), Some(&id("rw")), &CreateOptions::default()),

@@ -85,7 +85,11 @@ fn lifecycle(driver: &'static str) {
         "D /opt/corpus/small/d0000/f00000.txt",
         "C /opt/corpus/small/d0004",
     ];
-    assert_eq!(store.changes("ctr"), want, "{driver}: changes of the container layer");
+    assert_eq!(
+        store.changes("ctr"),
+        want,
+        "{driver}: changes of the container layer"
+    );
 
     // Its diff, applied as a new layer on the same parent, gives the same merged tree.
     let tmp = tempdir();
@@ -188,13 +192,20 @@ fn a_chain_of_130_layers_mounts() {
     let mut parent: Option<String> = None;
     for i in 0..130 {
         let name = format!("c{i:03}");
-        let layer = [Item::dir("layers"), Item::file(&format!("layers/{i}"), format!("{i}\n"))];
+        let layer = [
+            Item::dir("layers"),
+            Item::file(&format!("layers/{i}"), format!("{i}\n")),
+        ];
         store.add_items(&name, parent.as_deref(), &layer);
         parent = Some(name);
     }
     store.create_rw("top", Some("c129"));
     let m = store.mount("top");
-    assert_eq!(names(&m.join("layers")).len(), 130, "every layer of the chain is visible");
+    assert_eq!(
+        names(&m.join("layers")).len(),
+        130,
+        "every layer of the chain is visible"
+    );
     assert_file(&m.join("layers/0"), b"0\n");
     assert_file(&m.join("layers/129"), b"129\n");
     store.unmount("top");

@@ -107,7 +107,11 @@ impl TestStore {
     /// Creates a read-only layer `name` on `parent`.
     pub fn create(&self, name: &str, parent: Option<&str>) {
         self.store
-            .create(&id(name), parent.map(id).as_ref(), &CreateOptions::default())
+            .create(
+                &id(name),
+                parent.map(id).as_ref(),
+                &CreateOptions::default(),
+            )
             .unwrap_or_else(|e| panic!("{}: create {name}: {}", self.driver, chain(&e)));
     }
 
@@ -123,16 +127,29 @@ impl TestStore {
     }
 
     /// Applies the layer file `diff` to `name`.
-    pub fn apply_file(&self, name: &str, diff: &Path, opts: &ApplyOptions) -> strata_store::Result<Applied> {
+    pub fn apply_file(
+        &self,
+        name: &str,
+        diff: &Path,
+        opts: &ApplyOptions,
+    ) -> strata_store::Result<Applied> {
         let f = fs::File::open(diff).unwrap_or_else(|e| panic!("open {}: {e}", diff.display()));
-        self.store.apply(&id(name), std::io::BufReader::new(f), opts)
+        self.store
+            .apply(&id(name), std::io::BufReader::new(f), opts)
     }
 
     /// Creates `name` on `parent` and applies the layer file `diff` to it.
     pub fn add(&self, name: &str, parent: Option<&str>, diff: &Path) -> Applied {
         self.create(name, parent);
         self.apply_file(name, diff, &ApplyOptions::default())
-            .unwrap_or_else(|e| panic!("{}: apply {} to {name}: {}", self.driver, diff.display(), chain(&e)))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: apply {} to {name}: {}",
+                    self.driver,
+                    diff.display(),
+                    chain(&e)
+                )
+            })
     }
 
     /// Creates `name` on `parent` and applies a tar of `items` to it.
@@ -156,7 +173,11 @@ impl TestStore {
     #[track_caller]
     pub fn fsck_clean(&self) {
         let report = self.store.fsck(false).expect("fsck");
-        assert!(report.clean(), "{}: fsck found problems: {report:?}", self.driver);
+        assert!(
+            report.clean(),
+            "{}: fsck found problems: {report:?}",
+            self.driver
+        );
     }
 
     pub fn mount(&self, name: &str) -> PathBuf {
@@ -195,7 +216,12 @@ impl TestStore {
             .diff(&id(name), &mut out, Compression::None)
             .unwrap_or_else(|e| panic!("{}: diff {name}: {}", self.driver, chain(&e)));
         let (digest, len) = sha256_reader(&out[..]);
-        assert_eq!(reported.diff_id.to_string(), digest, "{}: diff {name} reports its diffID", self.driver);
+        assert_eq!(
+            reported.diff_id.to_string(),
+            digest,
+            "{}: diff {name} reports its diffID",
+            self.driver
+        );
         assert_eq!(reported.tar_size, len);
         digest
     }

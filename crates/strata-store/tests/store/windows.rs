@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use strata_store::{ApplyOptions, Os};
+use strata_testkit::*;
 use strata_wclayer::folder::LayerChain;
 use strata_wclayer::windowsify::{windowsify, SecurityChoice};
 use strata_wclayer::{export_layer, import_layer};
-use strata_testkit::*;
 
 use super::*;
 
@@ -50,7 +50,9 @@ fn windows() -> ApplyOptions {
 }
 
 fn blob_count(store: &TestStore) -> usize {
-    fs::read_dir(store.root.join("blobs/sha256")).unwrap().count()
+    fs::read_dir(store.root.join("blobs/sha256"))
+        .unwrap()
+        .count()
 }
 
 fn windows_layers(driver: &'static str) {
