@@ -3,7 +3,7 @@
 //! entry of a diff layer, and a folder whose stream claims more than it holds.
 
 use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use strata_layer::tar::{TarReader, TarWriter};
 use strata_layer::{EntryKind, LayerWriter};
