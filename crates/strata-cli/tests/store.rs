@@ -236,10 +236,21 @@ fn layer_arguments_are_checked_by_the_parser() {
         &["layer", "create", "--rw", "--size", "12parsecs", "o"],
         "storage option `size`",
     );
-    // `--os` takes linux or windows only.
+    // `--os` takes linux or windows only; a Windows layer says so in inspect.
     let run = store.run(&["layer", "apply", "x", "-i", "-", "--os", "plan9"]);
     assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
     assert_eq!(store.json(&["layer", "ls"]), Value::Array(vec![]));
+    let tmp = tempdir();
+    let win = tmp.path().join("win.tar");
+    let linux = small_layer(tmp.path());
+    strata(["wclayer", "from-rootfs", "-i", s(&linux), "-o", s(&win)]).assert_success();
+    store.ok(&["layer", "create", "w"]);
+    let v = store.json(&["layer", "apply", "w", "-i", s(&win), "--os", "windows"]);
+    assert_eq!(jstr(&v, "diff_id"), sha256_file(&win));
+    assert_eq!(
+        jstr(&store.json(&["layer", "inspect", "w"]), "os"),
+        "windows"
+    );
 }
 
 #[test]
