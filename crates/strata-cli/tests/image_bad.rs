@@ -9,7 +9,8 @@ use std::path::Path;
 
 use common::*;
 use strata_layer::tar::{TarReader, TarWriter};
-use strata_layer::{Entry, EntryKind, LayerPath, LayerReader, LayerWriter};
+use strata_layer::{Entry, EntryKind};
+use strata_testkit::entries::{collect, write_items, EntryExt, Item};
 
 /// One archive member: a file's bytes, or a symlink's target.
 #[derive(Clone)]
@@ -20,55 +21,32 @@ enum Member {
 }
 
 fn read_archive(path: &Path) -> Vec<(String, Member)> {
-    let mut r = TarReader::new(fs::File::open(path).unwrap());
-    let mut out = Vec::new();
-    while let Some(e) = r.next_entry().unwrap() {
-        let m = match &e.kind {
-            EntryKind::File { .. } => {
-                let mut data = Vec::new();
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = r.read_data(&mut buf).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    data.extend_from_slice(&buf[..n]);
+    collect(TarReader::new(fs::File::open(path).unwrap()))
+        .unwrap()
+        .into_iter()
+        .map(|i| {
+            let m = match &i.entry.kind {
+                EntryKind::File { .. } => Member::File(i.data.clone()),
+                EntryKind::Symlink { target } => {
+                    Member::Symlink(String::from_utf8(target.clone()).unwrap())
                 }
-                Member::File(data)
-            }
-            EntryKind::Symlink { target } => {
-                Member::Symlink(String::from_utf8(target.clone()).unwrap())
-            }
-            _ => Member::Dir,
-        };
-        out.push((e.path.to_string(), m));
-    }
-    out
+                _ => Member::Dir,
+            };
+            (i.name(), m)
+        })
+        .collect()
 }
 
 fn write_archive(path: &Path, members: &[(String, Member)]) {
-    let mut w = TarWriter::new(fs::File::create(path).unwrap());
-    for (name, m) in members {
-        let kind = match m {
-            Member::File(d) => EntryKind::File {
-                size: d.len() as u64,
-                sparse: None,
-            },
-            Member::Symlink(t) => EntryKind::Symlink {
-                target: t.as_bytes().to_vec(),
-            },
-            Member::Dir => EntryKind::Dir,
-        };
-        let mut e = Entry::new(LayerPath::from_tar_name(name.as_bytes()).unwrap(), kind);
-        e.meta.mode = 0o644;
-        w.add(&e).unwrap();
-        if let Member::File(d) = m {
-            if !d.is_empty() {
-                w.write_data(d).unwrap();
-            }
-        }
-    }
-    w.finish().unwrap();
+    let items: Vec<Item> = members
+        .iter()
+        .map(|(name, m)| match m {
+            Member::File(d) => Item::file(name, d),
+            Member::Symlink(t) => Item::of(Entry::symlink(name, t).mode(0o644)),
+            Member::Dir => Item::of(Entry::dir(name).mode(0o644)),
+        })
+        .collect();
+    write_items(TarWriter::new(fs::File::create(path).unwrap()), &items).unwrap();
 }
 
 fn file<'a>(members: &'a mut [(String, Member)], name: &str) -> &'a mut Vec<u8> {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{strata, strata_json, tempdir};
+use common::{strata, strata_json, tempdir, StrataError};
 
 /// A small Linux tree as a tar, made with GNU tar: files, a directory without its own
 /// entry before its child, a symlink and a hard link.

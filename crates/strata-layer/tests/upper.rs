@@ -12,11 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use strata_layer::dir_writer::{DirWriter, DirWriterOptions};
-use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, Timestamp, Xattr};
-
-fn p(s: &str) -> LayerPath {
-    LayerPath::from_tar_name(s.as_bytes()).unwrap()
-}
+use strata_layer::{Entry, LayerWriter, Timestamp};
+use strata_testkit::entries::EntryExt;
 
 /// An entry and its data.
 struct Item(Entry, Vec<u8>);
@@ -29,53 +26,33 @@ fn with_meta(mut e: Entry, mode: u32, secs: i64) -> Entry {
     e
 }
 fn file(path: &str, data: &str, secs: i64) -> Item {
-    let e = Entry::new(
-        p(path),
-        EntryKind::File {
-            size: data.len() as u64,
-            sparse: None,
-        },
-    );
+    let e = Entry::file(path, data.len() as u64);
     Item(with_meta(e, 0o640, secs), data.as_bytes().to_vec())
 }
 fn dir(path: &str, mode: u32, secs: i64) -> Item {
-    Item(
-        with_meta(Entry::new(p(path), EntryKind::Dir), mode, secs),
-        Vec::new(),
-    )
+    Item(with_meta(Entry::dir(path), mode, secs), Vec::new())
 }
 fn dir_x(path: &str, secs: i64, xattr: &str) -> Item {
-    let mut e = with_meta(Entry::new(p(path), EntryKind::Dir), 0o751, secs);
-    e.meta.xattrs = vec![Xattr {
-        name: b"user.note".to_vec(),
-        value: xattr.as_bytes().to_vec(),
-    }];
+    let e = with_meta(Entry::dir(path), 0o751, secs).xattr("user.note", xattr.as_bytes());
     Item(e, Vec::new())
 }
 fn symlink(path: &str, target: &str, secs: i64) -> Item {
-    let e = Entry::new(
-        p(path),
-        EntryKind::Symlink {
-            target: target.as_bytes().to_vec(),
-        },
-    );
-    Item(with_meta(e, 0o777, secs), Vec::new())
+    Item(
+        with_meta(Entry::symlink(path, target), 0o777, secs),
+        Vec::new(),
+    )
 }
 fn hardlink(path: &str, target: &str) -> Item {
     Item(
-        with_meta(
-            Entry::new(p(path), EntryKind::HardLink { target: p(target) }),
-            0o640,
-            5,
-        ),
+        with_meta(Entry::hardlink(path, target), 0o640, 5),
         Vec::new(),
     )
 }
 fn whiteout(path: &str) -> Item {
-    Item(Entry::new(p(path), EntryKind::Whiteout), Vec::new())
+    Item(Entry::whiteout(path), Vec::new())
 }
 fn opaque(path: &str) -> Item {
-    Item(Entry::new(p(path), EntryKind::Opaque), Vec::new())
+    Item(Entry::opaque(path), Vec::new())
 }
 
 fn apply(mut w: DirWriter, items: &[Item]) -> Result<(), String> {

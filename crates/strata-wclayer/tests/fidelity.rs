@@ -3,10 +3,11 @@
 //! entry of a diff layer, and a folder whose stream claims more than it holds.
 
 use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use strata_layer::tar::{TarReader, TarWriter};
-use strata_layer::{EntryKind, LayerReader, LayerWriter};
+use strata_layer::{EntryKind, LayerWriter};
+use strata_testkit::entries::collect;
 use strata_wclayer::backup::{BackupStreamWriter, StreamHeader, StreamId};
 use strata_wclayer::backuptar::write_tar_from_backup_stream;
 use strata_wclayer::folder::{LayerChain, LayerFolderWriter};
@@ -99,23 +100,22 @@ fn diff_layer_export_keeps_the_four_times_of_files_hives_and_hive_files() {
 }
 
 fn real_windows_layer() -> PathBuf {
-    let shared = std::env::var_os("STRATA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("testdata/real/artifacts/lifecycle__some-windows-layer.tar")
+    strata_testkit::shared().join("testdata/real/artifacts/lifecycle__some-windows-layer.tar")
 }
 
 /// (name, is dir, size) of every entry of a tar, sorted.
 fn entries_of(tar: &[u8]) -> Vec<(String, bool, u64)> {
-    let mut r = TarReader::new(tar);
-    let mut v = Vec::new();
-    while let Some(e) = r.next_entry().unwrap() {
-        v.push((
-            e.path.to_string(),
-            e.kind == EntryKind::Dir,
-            e.kind.data_len(),
-        ));
-    }
+    let mut v: Vec<_> = collect(TarReader::new(tar))
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i.name(),
+                i.entry.kind == EntryKind::Dir,
+                i.entry.kind.data_len(),
+            )
+        })
+        .collect();
     v.sort();
     v
 }

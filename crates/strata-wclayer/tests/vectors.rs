@@ -7,6 +7,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use strata_layer::tar::{TarReader, TarWriter};
 use strata_layer::{LayerReader, LayerWriter};
+use strata_testkit::entries::outline;
 use strata_wclayer::backup::{BackupStreamWriter, StreamHeader, StreamId, SPARSE_ATTRIBUTE};
 use strata_wclayer::backuptar::{
     file_info_from_entry, write_backup_stream_from_tar, write_tar_from_backup_stream,
@@ -409,22 +410,7 @@ fn tv10_tombstones_file_and_whiteout_order() {
     let chain = LayerChain::new(&layer, std::slice::from_ref(&base));
     let mut tar = Vec::new();
     export_layer(&chain, &mut tar).unwrap();
-    let names: Vec<String> = {
-        let mut r = TarReader::new(&tar[..]);
-        let mut v = Vec::new();
-        while let Some(e) = r.next_entry().unwrap() {
-            v.push(format!(
-                "{}{}",
-                if e.kind == strata_layer::EntryKind::Whiteout {
-                    "-"
-                } else {
-                    ""
-                },
-                e.path
-            ));
-        }
-        v
-    };
+    let names = outline(TarReader::new(&tar[..])).unwrap();
     assert_eq!(
         names,
         ["Files", "-Files/old.txt", "Files/dir", "-Files/dir/gone"]

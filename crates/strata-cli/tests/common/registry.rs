@@ -11,7 +11,8 @@ use strata_registry_testkit::Registry;
 
 use super::images::peer;
 use super::{
-    jstr, oci_layers, run_with_timeout, sha256_reader, strata_cmd, tempdir, OciLayer, Run, TIMEOUT,
+    jstr, oci_layers, run_with_timeout, sha256_reader, strata_cmd, tempdir, OciLayer, Run,
+    StrataError, TIMEOUT,
 };
 
 /// `docker://127.0.0.1:PORT/NAME` (loopback: plain HTTP, no flag needed).

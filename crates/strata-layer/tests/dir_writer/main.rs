@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use strata_layer::dir_writer::{ApplySummary, DirWriter, DirWriterOptions};
 use strata_layer::{Entry, EntryKind, Error, LayerPath, LayerWriter, SparseExtent, Timestamp};
+use strata_testkit::entries::EntryExt;
 
 fn p(s: &str) -> LayerPath {
     LayerPath::from_tar_name(s.as_bytes()).unwrap()
@@ -28,42 +29,22 @@ fn p(s: &str) -> LayerPath {
 struct Item(Entry, Vec<u8>);
 
 fn file(path: &str, data: &[u8]) -> Item {
-    let mut e = Entry::new(
-        p(path),
-        EntryKind::File {
-            size: data.len() as u64,
-            sparse: None,
-        },
-    );
-    e.meta.mode = 0o644;
-    Item(e, data.to_vec())
+    Item(Entry::file(path, data.len() as u64), data.to_vec())
 }
 fn dir(path: &str) -> Item {
-    let mut e = Entry::new(p(path), EntryKind::Dir);
-    e.meta.mode = 0o755;
-    Item(e, Vec::new())
+    Item(Entry::dir(path), Vec::new())
 }
 fn symlink(path: &str, target: &str) -> Item {
-    Item(
-        Entry::new(
-            p(path),
-            EntryKind::Symlink {
-                target: target.as_bytes().to_vec(),
-            },
-        ),
-        Vec::new(),
-    )
+    Item(Entry::symlink(path, target).mode(0), Vec::new())
 }
 fn hardlink(path: &str, target: &str) -> Item {
-    let mut e = Entry::new(p(path), EntryKind::HardLink { target: p(target) });
-    e.meta.mode = 0o644;
-    Item(e, Vec::new())
+    Item(Entry::hardlink(path, target), Vec::new())
 }
 fn whiteout(path: &str) -> Item {
-    Item(Entry::new(p(path), EntryKind::Whiteout), Vec::new())
+    Item(Entry::whiteout(path), Vec::new())
 }
 fn opaque(path: &str) -> Item {
-    Item(Entry::new(p(path), EntryKind::Opaque), Vec::new())
+    Item(Entry::opaque(path), Vec::new())
 }
 fn with_mode(mut i: Item, mode: u32) -> Item {
     i.0.meta.mode = mode;

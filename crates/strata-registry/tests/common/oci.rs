@@ -2,29 +2,12 @@
 //! and the blobs it names, to push them and compare what comes back.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 use strata_registry::{Digest, ManifestKind};
 
-/// The test corpus (`STRATA_CORPUS`, else `<workspace>/target/corpus`); panics with
-/// instructions when it is missing.
-pub fn corpus() -> &'static Path {
-    static CORPUS: OnceLock<PathBuf> = OnceLock::new();
-    CORPUS.get_or_init(|| {
-        let dir = match std::env::var_os("STRATA_CORPUS") {
-            Some(v) if !v.is_empty() => PathBuf::from(v),
-            _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/corpus"),
-        };
-        assert!(
-            dir.join("oci/index.json").is_file(),
-            "the test corpus is missing at {} (set STRATA_CORPUS, or build it with \
-             `CORPUS_SIZE=small ../shared/testdata/make-corpus.sh target/corpus`)",
-            dir.display()
-        );
-        dir
-    })
-}
+/// The test corpus: found (or reported missing) by the workspace's test kit.
+pub use strata_testkit::corpus;
 
 /// One blob of an image: digest, size, and its file in the layout.
 #[derive(Clone, Debug)]
