@@ -88,26 +88,25 @@
 mod blobs;
 pub mod changes;
 mod db;
-mod driver;
+pub mod driver;
 mod error;
 mod export;
 mod fsck;
 mod id;
 mod images;
 mod init;
+mod layout;
 mod lock;
 mod mounts;
 pub mod options;
-mod overlay;
 mod quota;
 mod recover;
 mod store;
-mod windows;
 
 pub use blobs::{BlobLease, BlobWriter};
 pub use changes::{Change, ChangeKind};
 pub use db::{DiffInfo, Os};
-pub use driver::DriverKind;
+pub use driver::{probe_overlay, Driver, DriverKind};
 pub use error::{Error, Expected, Result};
 pub use export::DiffOutput;
 pub use fsck::{FsckReport, Problem};
@@ -117,6 +116,6 @@ pub use lock::{LockHolder, LockWait, Staging};
 pub use options::StorageOptions;
 pub use recover::Recovery;
 pub use store::{
-    probe_overlay, Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails,
+    Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails,
     LayerStatus, Store, StoreOptions,
 };

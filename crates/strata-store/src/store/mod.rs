@@ -5,26 +5,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use strata_layer::copy_tree::copy_tree;
-use strata_layer::dir_writer::DirWriterOptions;
-use strata_layer::sandbox::SandboxStatus;
-use strata_layer::unpack::{unpack, UnpackOptions};
-
 use strata_layer::digest::Digest;
+use strata_layer::sandbox::SandboxStatus;
 
 use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
-use crate::driver::{DriverKind, Paths, View};
+use crate::driver::{Chain, Driver, DriverKind, Fill, WindowsFolder};
 use crate::error::{Error, Expected, Result};
 use crate::id::LayerId;
+use crate::layout::{mkdir, rename, Paths};
 use crate::lock::{LayerLock, LockWait, Staging, StoreLock};
 use crate::options::StorageOptions;
-use crate::overlay::{self, OverlaySpec, MAX_LOWERS};
 use crate::{mounts, quota};
 
 mod mount;
 mod remove;
-
-pub use mount::probe_overlay;
 
 /// Where a store lives and which driver it should use.
 #[derive(Clone, Debug)]
@@ -196,6 +190,11 @@ pub struct Applied {
 /// such as applying runs in parallel).
 pub struct Store {
     paths: Paths,
+    kind: DriverKind,
+    /// Keeps the store's (Linux) layers.
+    driver: Box<dyn Driver>,
+    /// Keeps its Windows layers, in the directories of `driver`.
+    windows: WindowsFolder,
     db: Mutex<Db>,
     boot_id: String,
     lock_wait: LockWait,
@@ -207,7 +206,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("root", &self.paths.root)
-            .field("driver", &self.paths.driver)
+            .field("driver", &self.kind)
             .finish_non_exhaustive()
     }
 }
@@ -223,34 +222,6 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-fn mkdir(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io(format!("creating {}", path.display()), e)),
-    }
-}
-
-fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| {
-        Error::io(
-            format!("renaming {} to {}", from.display(), to.display()),
-            e,
-        )
-    })
-}
-
-fn sync_fs(dir: &Path) -> Result<()> {
-    let fd = rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
-    rustix::fs::syncfs(&fd).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 impl LayerRow {
@@ -338,12 +309,10 @@ impl Store {
             (None, asked) => {
                 let driver = match asked {
                     Some(d) => d,
-                    None if probe_overlay(&root).is_ok() => DriverKind::Overlay,
+                    None if DriverKind::Overlay.probe(&root).is_ok() => DriverKind::Overlay,
                     None => DriverKind::Vfs,
                 };
-                if driver == DriverKind::Overlay {
-                    probe_overlay(&root)?;
-                }
+                driver.probe(&root)?;
                 db.write("recording the driver", |tx| {
                     tx.set_meta("driver", driver.name())
                 })?;
@@ -351,7 +320,10 @@ impl Store {
             }
         };
         let mut store = Store {
-            paths: Paths { root, driver },
+            driver: driver.driver(&root),
+            windows: WindowsFolder::new(driver.driver(&root)),
+            kind: driver,
+            paths: Paths { root },
             db: Mutex::new(db),
             boot_id: boot_id(),
             lock_wait,
@@ -378,7 +350,34 @@ impl Store {
     }
 
     pub fn driver(&self) -> DriverKind {
-        self.paths.driver
+        self.kind
+    }
+
+    /// The driver keeping layers of `os`.
+    pub(crate) fn layer_driver(&self, os: Os) -> &dyn Driver {
+        match os {
+            Os::Linux => &*self.driver,
+            Os::Windows => &self.windows,
+        }
+    }
+
+    /// The driver keeping the store's layer directories (whatever their layers hold).
+    pub(crate) fn dirs_driver(&self) -> &dyn Driver {
+        &*self.driver
+    }
+
+    /// Layer `chain[0]` and its parents `chain[1..]`, as drivers see them.
+    pub(crate) fn chain_of(&self, chain: &[LayerRow]) -> Chain {
+        Chain {
+            id: chain[0].id.clone(),
+            dirs: self.layer_dirs(chain),
+            writable: chain[0].state == State::Writable,
+        }
+    }
+
+    /// The layer directories of `rows`.
+    pub(crate) fn layer_dirs(&self, rows: &[LayerRow]) -> Vec<PathBuf> {
+        rows.iter().map(|r| self.paths.layer(&r.id)).collect()
     }
 
     pub(crate) fn paths(&self) -> &Paths {
@@ -492,7 +491,7 @@ impl Store {
             Ok((row, tx.chain(id)?, children))
         })?;
         let layer = row.to_layer().ok_or_else(|| Error::NotFound(id.clone()))?;
-        let overlay = self.paths.driver == DriverKind::Overlay;
+        let dir = self.paths.layer(id);
         Ok(LayerDetails {
             // The image's chain; a read-write layer's init layer is `layer.init_layer`.
             parents: chain
@@ -502,18 +501,13 @@ impl Store {
                 .map(|r| r.id.clone())
                 .collect(),
             children,
-            driver: self.paths.driver,
-            content: self.paths.content(id),
-            work: overlay.then(|| self.paths.work(id)),
-            merged: overlay.then(|| self.paths.merged(id)),
+            driver: self.kind,
+            content: self.driver.content(&dir),
+            work: self.driver.work(&dir),
+            merged: self.driver.mount_point(&dir),
             recipe: (row.state == State::Applied).then(|| self.paths.recipe(id)),
             layer,
         })
-    }
-
-    /// The content directories of `chain[from..]` (nearest first).
-    pub(crate) fn content_dirs(&self, chain: &[LayerRow]) -> Vec<PathBuf> {
-        chain.iter().map(|r| self.paths.content(&r.id)).collect()
     }
 
     // ---- create ---------------------------------------------------------------------
@@ -557,10 +551,7 @@ impl Store {
             ));
         }
         let tar = {
-            let view = match self.paths.driver {
-                DriverKind::Vfs => View::Dir(self.paths.content(parent)),
-                DriverKind::Overlay => View::of(&self.paths, &self.content_dirs(&chain))?,
-            };
+            let view = self.driver.view(&self.layer_dirs(&chain))?;
             crate::init::init_tar(view.path())?
         };
         let (_, init_lock) = self.import_locked(
@@ -620,11 +611,8 @@ impl Store {
             ));
         }
         let chain = tx.chain(parent)?;
-        if self.paths.driver == DriverKind::Overlay && chain.len() + 1 > MAX_LOWERS {
-            return Err(Error::refused(
-                id,
-                format!("cannot be created: a chain of {} layers is more than overlayfs stacks ({MAX_LOWERS})", chain.len() + 1),
-            ));
+        if let Err(why) = self.driver.check_depth(chain.len() + 1) {
+            return Err(Error::refused(id, format!("cannot be created: {why}")));
         }
         Ok(chain)
     }
@@ -658,29 +646,29 @@ impl Store {
         let staging = Staging::new(&self.paths.staging())?;
         let dir = staging.path().join("layer");
         mkdir(&dir, 0o700)?;
-        for sub in self.paths.subdirs() {
-            mkdir(&dir.join(sub), if *sub == "work" { 0o700 } else { 0o755 })?;
-        }
         let lock_path = dir.join("lock");
         std::fs::File::create(&lock_path)
             .map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
         let lock = LayerLock::try_exclusive(&lock_path)?.ok_or_else(|| {
             Error::Corrupt(format!("{} is locked by someone else", lock_path.display()))
         })?;
-        let content = self.paths.content_in(&dir);
-        if self.paths.driver == DriverKind::Vfs && state == State::Writable {
-            match (init, chain.first()) {
-                // The caller holds the init layer's lock.
-                (Some(init), _) => {
-                    copy_tree(&self.paths.content(init), &content)?;
-                }
-                (None, Some(p)) => {
-                    let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
-                    copy_tree(&self.paths.content(&p.id), &content)?;
-                }
-                (None, None) => {}
+        // What the layer starts from: its init layer (whose lock the caller holds) over
+        // its parent's chain, whose nearest layer is held shared while the driver reads it.
+        let _parent_lock = match (init, chain.first()) {
+            (None, Some(p)) if state == State::Writable => {
+                Some(LayerLock::shared(&self.paths.lock(&p.id))?)
             }
-        }
+            _ => None,
+        };
+        let mut dirs = vec![dir.clone()];
+        dirs.extend(init.map(|i| self.paths.layer(i)));
+        dirs.extend(self.layer_dirs(&chain));
+        self.driver.prepare(&Chain {
+            id: id.clone(),
+            dirs,
+            writable: state == State::Writable,
+        })?;
+        let content = self.driver.content(&dir);
         let mut quota_project = None;
         if let Some(bytes) = options.storage.size {
             quota::probe(&content)?;
@@ -885,12 +873,13 @@ impl Store {
     }
 
     /// Writes the diff into the content directory of `chain[0]`, whose lock the caller
-    /// holds exclusively, records its recipe and checks the expected digests. With
-    /// `keep_blob`, also returns the staging entry holding a copy of the input (`blob`).
+    /// holds exclusively, records its recipe and checks the expected digests. Also
+    /// returns the staging entry holding a copy of the input, when it is to be kept
+    /// (`keep_blob`, or a driver that cannot give this tar back by itself).
     fn fill<R: Read + Send>(
         &self,
         chain: &[LayerRow],
-        input: R,
+        mut input: R,
         options: &ImportOptions,
     ) -> Result<(DiffInfo, Filled, Option<KeptBlob>)> {
         let id = &chain[0].id;
@@ -906,99 +895,89 @@ impl Store {
                 ),
             ));
         }
-        if options.apply.os == Os::Windows {
-            return self.fill_windows(chain, input, options);
-        }
-        let content = self.paths.content(id);
+        let driver = self.layer_driver(options.apply.os);
         let staging = Staging::new(&self.paths.staging())?;
         let recipe = staging.path().join("recipe");
-        let kept = match options.keep_blob {
-            Some(_) => Some(KeptBlob::new(&self.paths.staging())?),
+        let kept = match options.keep_blob.is_some() || !driver.rebuilds_exactly() {
+            true => Some(KeptBlob::new(&self.paths.staging())?),
+            false => None,
+        };
+        let _parent_lock = match parents.first() {
+            Some(p) => Some(LayerLock::shared(&self.paths.lock(&p.id))?),
             None => None,
         };
-        let lowers = match self.paths.driver {
-            DriverKind::Vfs => {
-                if let Some(p) = parents.first() {
-                    let _parent_lock = LayerLock::shared(&self.paths.lock(&p.id))?;
-                    copy_tree(&self.paths.content(&p.id), &content)?;
-                }
-                Vec::new()
-            }
-            // Written straight into the upper directory, as if through a mount of the
-            // parents: the writer copies lower directories up, leaves whiteouts and opaque
-            // directories as overlayfs would, without its cost per call.
-            DriverKind::Overlay => self.content_dirs(parents),
-        };
-        let target = content.clone();
-        let unpack_options = UnpackOptions {
-            writer: DirWriterOptions {
-                privileged_xattrs: options.apply.privileged_xattrs,
-                ..DirWriterOptions::default()
-            },
-            recipe: Some(recipe.clone()),
-            sandbox: options.apply.sandbox,
-            lowers,
-        };
-        let summary = match &kept {
-            None => unpack(input, &target, unpack_options)?,
+        let target = self.chain_of(chain);
+        let fill = match &kept {
+            None => driver.apply(&target, &mut input, &options.apply, &recipe)?,
             Some(k) => {
                 let copy = k.file()?;
-                let summary = unpack(
-                    crate::blobs::Tee {
-                        inner: input,
-                        copy: std::io::BufWriter::with_capacity(
-                            1 << 20,
-                            copy.try_clone()
-                                .map_err(|e| Error::io("keeping the blob", e))?,
-                        ),
-                    },
-                    &target,
-                    unpack_options,
-                )?;
+                let mut tee = crate::blobs::Tee {
+                    inner: input,
+                    copy: std::io::BufWriter::with_capacity(
+                        1 << 20,
+                        copy.try_clone()
+                            .map_err(|e| Error::io("keeping the blob", e))?,
+                    ),
+                };
+                let fill = driver.apply(&target, &mut tee, &options.apply, &recipe)?;
+                std::io::Write::flush(&mut tee.copy)
+                    .map_err(|e| Error::io("keeping the blob", e))?;
                 copy.sync_all()
                     .map_err(|e| Error::io("syncing the kept blob", e))?;
-                summary
+                fill
             }
         };
-        options.check(summary.diff_id, summary.blob_digest)?;
-        sync_fs(&content)?;
-        rename(&recipe, &self.paths.recipe(id))?;
+        options.check(fill.diff.diff_id, fill.diff.blob_digest)?;
+        if driver.rebuilds_exactly() {
+            rename(&recipe, &self.paths.recipe(id))?;
+        }
         staging.done()?;
-        let diff = DiffInfo {
-            diff_id: summary.diff_id,
-            tar_size: summary.tar_bytes,
-            diff_size: summary.data_bytes,
-            blob_digest: summary.blob_digest,
-            blob_size: summary.blob_bytes,
-            compression: summary.compression.to_string(),
+        let kept = match kept {
+            Some(k) if options.keep_blob.is_none() && fill.exact => {
+                k.done()?;
+                None
+            }
+            Some(mut k) => {
+                k.media_type = media_type(fill.compression);
+                Some(k)
+            }
+            None => None,
         };
-        let filled = Filled {
-            entries: summary.entries,
-            warnings: summary.warnings,
-            sandbox: summary.sandbox,
-        };
-        Ok((diff, filled, kept))
+        let Fill {
+            diff,
+            entries,
+            warnings,
+            sandbox,
+            ..
+        } = fill;
+        Ok((
+            diff,
+            Filled {
+                entries,
+                warnings,
+                sandbox,
+            },
+            kept,
+        ))
     }
 
     /// Empties the content (and work) directory of layer `id` and drops its recipe, after
     /// a failed or interrupted apply.
     pub(crate) fn reset_content(&self, id: &LayerId) -> Result<()> {
-        if self.paths.driver == DriverKind::Overlay {
-            mounts::unmount_path(&self.paths.merged(id), true)?;
-        }
-        for dir in [
-            Some(self.paths.content(id)),
-            (self.paths.driver == DriverKind::Overlay).then(|| self.paths.work(id)),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            mounts::remove_tree(&dir)?;
-            mkdir(&dir, if dir.ends_with("work") { 0o700 } else { 0o755 })?;
-        }
+        self.driver.reset(&self.paths.layer(id))?;
         std::fs::remove_file(self.paths.recipe(id))
             .or_else(crate::lock::ignore_missing)
             .map_err(|e| Error::io("removing the recipe", e))
+    }
+}
+
+/// What a kept copy of this compression is, as an OCI layer media type.
+fn media_type(c: strata_layer::compress::Compression) -> &'static str {
+    use strata_layer::compress::Compression;
+    match c {
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        _ => "application/vnd.oci.image.layer.v1.tar",
     }
 }
 
