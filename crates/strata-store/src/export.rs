@@ -27,10 +27,15 @@ use crate::store::Store;
 /// What a diff wrote.
 #[derive(Clone, Debug)]
 pub struct DiffOutput {
+    /// The digest of the uncompressed tar written (its diffID).
     pub diff_id: Digest,
+    /// Bytes of the uncompressed tar.
     pub tar_size: u64,
+    /// The digest of the bytes written, the compressed blob (the diffID when uncompressed).
     pub blob_digest: Digest,
+    /// Bytes written.
     pub blob_size: u64,
+    /// How the tar was compressed on its way out.
     pub compression: Compression,
 }
 
@@ -107,7 +112,11 @@ impl Store {
 
     /// Writes the tar applied layer `chain[0]` came from to `out` (through its driver,
     /// from its recipe or its kept blob); returns its digest and size.
-    pub(crate) fn original_tar(&self, chain: &[LayerRow], out: &mut dyn Write) -> Result<(Digest, u64)> {
+    pub(crate) fn original_tar(
+        &self,
+        chain: &[LayerRow],
+        out: &mut dyn Write,
+    ) -> Result<(Digest, u64)> {
         let row = &chain[0];
         let diff = row
             .diff

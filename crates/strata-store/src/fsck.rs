@@ -26,20 +26,25 @@ use crate::store::Store;
 pub struct Problem {
     /// The layer concerned, if any.
     pub layer: Option<LayerId>,
+    /// What is wrong, one sentence.
     pub what: String,
 }
 
 /// What fsck found and, with repair, did.
 #[derive(Clone, Debug, Default)]
 pub struct FsckReport {
+    /// How many layers were checked (those in progress in another process are not).
     pub layers_checked: usize,
+    /// How many files of the blob directory were hashed.
     pub blobs_checked: usize,
+    /// What was found wrong, in the order found.
     pub problems: Vec<Problem>,
     /// With repair: what was done, one sentence each.
     pub repairs: Vec<String>,
 }
 
 impl FsckReport {
+    /// True when nothing was found wrong.
     pub fn clean(&self) -> bool {
         self.problems.is_empty()
     }
@@ -196,7 +201,9 @@ impl Store {
         };
         let (rebuilt, _) = self.original_tar(&chain, &mut std::io::sink())?;
         if rebuilt != want {
-            return Err(Error::Corrupt(format!("rebuilt {rebuilt}, recorded {want}")));
+            return Err(Error::Corrupt(format!(
+                "rebuilt {rebuilt}, recorded {want}"
+            )));
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ use crate::store::Store;
 /// What recovery or cleanup did, one sentence per repair.
 #[derive(Clone, Debug, Default)]
 pub struct Recovery {
+    /// What was repaired, one sentence each, in the order done.
     pub actions: Vec<String>,
 }
 

@@ -7,8 +7,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use strata_layer::dir_reader::DirReader;
 use strata_layer::digest::Digest;
+use strata_layer::dir_reader::DirReader;
 use strata_layer::LayerReader;
 
 use super::overlayfs::{self, OverlaySpec, MAX_LOWERS};

@@ -23,6 +23,7 @@ mod remove;
 /// Where a store lives and which driver it should use.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
+    /// The store's root directory, created if missing.
     pub root: PathBuf,
     /// `None`: the store's recorded driver, or for a new store overlay where a probe mount
     /// works, else vfs.
@@ -60,6 +61,7 @@ pub enum LayerStatus {
 }
 
 impl LayerStatus {
+    /// The word `layer ls` prints for the status.
     pub fn name(self) -> &'static str {
         match self {
             LayerStatus::Empty => "empty",
@@ -73,8 +75,11 @@ impl LayerStatus {
 /// One layer: what `layer ls` lists.
 #[derive(Clone, Debug)]
 pub struct Layer {
+    /// The layer's ID.
     pub id: LayerId,
+    /// Its parent, an applied layer; `None` for a base layer.
     pub parent: Option<LayerId>,
+    /// Where it is in its life.
     pub status: LayerStatus,
     /// Seconds since the epoch.
     pub created: i64,
@@ -82,6 +87,7 @@ pub struct Layer {
     pub depth: u32,
     /// For an applied layer: its diff.
     pub diff: Option<DiffInfo>,
+    /// For a read-write layer made with a `size` option: the most bytes it may hold.
     pub size_limit: Option<u64>,
     /// How many `mount`s are not yet matched by an `umount`.
     pub mounts: u32,
@@ -97,15 +103,21 @@ pub struct Layer {
 /// Everything about a layer: what `layer inspect` shows.
 #[derive(Clone, Debug)]
 pub struct LayerDetails {
+    /// The layer as `layer ls` lists it.
     pub layer: Layer,
     /// The layer's ancestors, nearest first (not a read-write layer's init layer).
     pub parents: Vec<LayerId>,
+    /// The layers made on it (init layers are shown with their read-write layers).
     pub children: Vec<LayerId>,
+    /// The store's driver.
     pub driver: DriverKind,
     /// The driver's directories for the layer.
     pub content: PathBuf,
+    /// The driver's scratch directory for the layer (overlay's `work/`), if it has one.
     pub work: Option<PathBuf>,
+    /// Where a mount of the layer is (overlay's `merged/`), for drivers that mount.
     pub merged: Option<PathBuf>,
+    /// For an applied layer: the recipe that rebuilds its tar.
     pub recipe: Option<PathBuf>,
 }
 
@@ -114,6 +126,7 @@ pub struct LayerDetails {
 pub struct CreateOptions {
     /// A read-write (container) layer; else read-only, to be filled by `apply`.
     pub writable: bool,
+    /// Storage options (`size`) for a read-write layer.
     pub storage: StorageOptions,
 }
 
@@ -142,6 +155,7 @@ impl Default for ApplyOptions {
 /// How to import a layer (create and apply in one step).
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
+    /// How to apply the input once the layer is made.
     pub apply: ApplyOptions,
     /// Keep the input as it came (a compressed blob), with this media type, so that a
     /// later push or save needs no recompression; it is tee'd to the blob store while the
@@ -175,9 +189,13 @@ impl ImportOptions {
 /// What an apply did.
 #[derive(Clone, Debug)]
 pub struct Applied {
+    /// The layer, now applied.
     pub layer: Layer,
+    /// The diff applied: its digests and sizes.
     pub diff: DiffInfo,
+    /// How many entries the tar held.
     pub entries: u64,
+    /// What was applied other than as written, one sentence each.
     pub warnings: Vec<String>,
     /// `None` when the sandbox was turned off.
     pub sandbox: Option<SandboxStatus>,
@@ -345,10 +363,12 @@ impl Store {
         &self.recovered
     }
 
+    /// The store's root directory (canonical).
     pub fn root(&self) -> &Path {
         &self.paths.root
     }
 
+    /// The driver the store was made with.
     pub fn driver(&self) -> DriverKind {
         self.kind
     }
