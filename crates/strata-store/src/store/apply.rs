@@ -31,10 +31,10 @@ impl Store {
             ..ImportOptions::default()
         };
         match self.fill(&chain, input, &options) {
-            Ok((diff, summary, kept)) => {
-                self.record_applied(id, &diff, kept, &options)?;
+            Ok((fill, kept)) => {
+                self.record_applied(id, &fill.diff, kept, &options)?;
                 drop(lock);
-                self.applied(id, diff, summary)
+                self.applied(id, fill)
             }
             Err(e) => {
                 let reset = self.reset_content(id).and_then(|()| {
@@ -98,9 +98,9 @@ impl Store {
         self.commit_layer(staging, &row, State::Importing)?;
         let chain = self.read(|tx| tx.chain(id))?;
         match self.fill(&chain, input, options) {
-            Ok((diff, summary, kept)) => {
-                self.record_applied(id, &diff, kept, options)?;
-                Ok((self.applied(id, diff, summary)?, lock))
+            Ok((fill, kept)) => {
+                self.record_applied(id, &fill.diff, kept, options)?;
+                Ok((self.applied(id, fill)?, lock))
             }
             Err(e) => {
                 // Freed first: on a full disk, the database needs the room to record the
@@ -145,13 +145,13 @@ impl Store {
         Ok(())
     }
 
-    fn applied(&self, id: &LayerId, diff: DiffInfo, summary: Filled) -> Result<Applied> {
+    fn applied(&self, id: &LayerId, fill: Fill) -> Result<Applied> {
         Ok(Applied {
             layer: self.layer(id)?,
-            diff,
-            entries: summary.entries,
-            warnings: summary.warnings,
-            sandbox: summary.sandbox,
+            diff: fill.diff,
+            entries: fill.entries,
+            warnings: fill.warnings,
+            sandbox: fill.sandbox,
         })
     }
 
@@ -164,7 +164,7 @@ impl Store {
         chain: &[LayerRow],
         mut input: R,
         options: &ImportOptions,
-    ) -> Result<(DiffInfo, Filled, Option<KeptBlob>)> {
+    ) -> Result<(Fill, Option<KeptBlob>)> {
         let id = &chain[0].id;
         let parents = &chain[1..];
         if let Some(p) = parents.iter().find(|p| p.os != options.apply.os) {
@@ -181,9 +181,10 @@ impl Store {
         let driver = self.layer_driver(options.apply.os);
         let staging = Staging::new(&self.paths.staging())?;
         let recipe = staging.path().join("recipe");
-        let kept = match options.keep_blob.is_some() || !driver.rebuilds_exactly() {
-            true => Some(KeptBlob::new(&self.paths.staging())?),
-            false => None,
+        let kept = if options.keep_blob.is_some() || !driver.rebuilds_exactly() {
+            Some(KeptBlob::new(&self.paths.staging())?)
+        } else {
+            None
         };
         let _parent_lock = match parents.first() {
             Some(p) => Some(LayerLock::shared(&self.paths.lock(&p.id))?),
@@ -226,22 +227,7 @@ impl Store {
             }
             None => None,
         };
-        let Fill {
-            diff,
-            entries,
-            warnings,
-            sandbox,
-            ..
-        } = fill;
-        Ok((
-            diff,
-            Filled {
-                entries,
-                warnings,
-                sandbox,
-            },
-            kept,
-        ))
+        Ok((fill, kept))
     }
 
     /// Empties the content (and work) directory of layer `id` and drops its recipe, after
@@ -262,13 +248,6 @@ fn media_type(c: strata_layer::compress::Compression) -> &'static str {
         Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
         _ => "application/vnd.oci.image.layer.v1.tar",
     }
-}
-
-/// What filling a layer did, whatever its kind.
-pub(crate) struct Filled {
-    pub entries: u64,
-    pub warnings: Vec<String>,
-    pub sandbox: Option<SandboxStatus>,
 }
 
 /// A copy of an imported layer's input, in the staging area until it is placed.
