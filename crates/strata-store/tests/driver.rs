@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use strata_layer::compress::Compression;
-use strata_layer::{EntryKind, LayerReader};
+use strata_layer::EntryKind;
 use strata_store::driver::{Chain, Driver, Vfs, WindowsFolder};
 use strata_store::{ApplyOptions, DriverKind, Error, LayerId, Store, StoreOptions};
 
