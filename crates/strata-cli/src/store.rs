@@ -27,8 +27,8 @@ pub struct StoreArgs {
     root: Option<PathBuf>,
     /// The storage driver of a new store (an existing store keeps its own and refuses
     /// another) [default: overlay where a probe mount works, else vfs].
-    #[arg(long, global = true, env = "STRATA_DRIVER", value_enum)]
-    driver: Option<Driver>,
+    #[arg(long, global = true, env = "STRATA_DRIVER", value_parser = driver_kind())]
+    driver: Option<DriverKind>,
     /// Give up when another process holds the store lock this long (seconds, e.g. 10 or
     /// 0.5) [default: wait as long as it takes, saying for whom after a second].
     #[arg(long, global = true, env = "STRATA_LOCK_TIMEOUT", value_name = "SECONDS", value_parser = seconds)]
@@ -49,19 +49,18 @@ pub enum LayerOs {
     Windows,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Driver {
-    Overlay,
-    Vfs,
+/// `--driver`: the names of [`DriverKind`], listed in the help.
+fn driver_kind() -> impl clap::builder::TypedValueParser<Value = DriverKind> {
+    use clap::builder::TypedValueParser;
+    let names = [DriverKind::Overlay.name(), DriverKind::Vfs.name()];
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|name| DriverKind::parse(&name).ok_or(format!("unknown driver `{name}`")))
 }
 
 impl StoreArgs {
     pub fn open(&self) -> Result<Store> {
         let root = self.root.clone().unwrap_or_else(StoreOptions::default_root);
-        let driver = self.driver.map(|d| match d {
-            Driver::Overlay => DriverKind::Overlay,
-            Driver::Vfs => DriverKind::Vfs,
-        });
+        let driver = self.driver;
         let lock_wait = LockWait {
             timeout: self.lock_timeout,
             notice: Some(Arc::new(|holder: &LockHolder| {

@@ -33,8 +33,11 @@ use crate::error::{Error, Result};
 /// What happened to a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChangeKind {
+    /// The path is new in this layer: its parents do not have it.
     Added,
+    /// The path was in the parent and this layer changed its content or metadata.
     Modified,
+    /// The path was in the parent and this layer deletes it (a whiteout).
     Deleted,
 }
 
@@ -52,7 +55,9 @@ impl ChangeKind {
 /// One change of a layer.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Change {
+    /// The path changed, relative to the layer's root.
     pub path: LayerPath,
+    /// What happened to it.
     pub kind: ChangeKind,
 }
 

@@ -95,6 +95,7 @@ pub enum Os {
 }
 
 impl Os {
+    /// The name the database records and `--os` takes: `linux` or `windows`.
     pub fn name(self) -> &'static str {
         match self {
             Os::Linux => "linux",
@@ -102,6 +103,7 @@ impl Os {
         }
     }
 
+    /// The OS a recorded or given name stands for; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<Os> {
         match s {
             "linux" => Some(Os::Linux),
@@ -170,6 +172,7 @@ impl State {
 /// What an applied layer's diff was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiffInfo {
+    /// The digest of the uncompressed tar: the diffID an image config lists.
     pub diff_id: Digest,
     /// Bytes of the uncompressed tar.
     pub tar_size: u64,
@@ -177,7 +180,9 @@ pub struct DiffInfo {
     pub diff_size: u64,
     /// The blob it came in as: digest, size and compression (`none`, `gzip`, `zstd`).
     pub blob_digest: Digest,
+    /// Bytes of the blob as it came in.
     pub blob_size: u64,
+    /// How the blob was compressed: `none`, `gzip` or `zstd`.
     pub compression: String,
 }
 
@@ -494,10 +499,7 @@ impl Tx<'_> {
             {
                 Err(Error::Exists(row.id.clone()))
             }
-            Err(e) => Err(Error::Db {
-                context: format!("recording layer {}", row.id),
-                source: e,
-            }),
+            Err(e) => Err(Error::db(format!("recording layer {}", row.id))(e)),
         }
     }
 

@@ -18,40 +18,64 @@ pub enum Error {
 
     /// A string cannot be a layer ID.
     #[error("invalid layer ID `{id}`: {reason}")]
-    BadId { id: String, reason: &'static str },
+    BadId {
+        /// The string given, escaped for printing.
+        id: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
 
     /// The layer exists but cannot do this now: wrong kind or state, mounted, has
     /// children, in use by another process.
     #[error("layer `{id}` {reason}")]
-    Refused { id: LayerId, reason: String },
+    Refused {
+        /// The layer asked for.
+        id: LayerId,
+        /// Why not, and what to do first, as the rest of a sentence about the layer.
+        reason: String,
+    },
 
     /// A diff is not what the caller said it must be (its diffID, or its blob's digest).
     #[error("the layer's {what} is wrong: expected {expected}, got {got}")]
     Mismatch {
+        /// Which digest.
         what: Expected,
+        /// What the caller said it must be.
         expected: strata_layer::digest::Digest,
+        /// What the diff has.
         got: strata_layer::digest::Digest,
     },
 
     /// A storage option is unknown, malformed or cannot be honoured here.
     #[error("storage option `{name}`: {reason}")]
-    BadOption { name: String, reason: String },
+    BadOption {
+        /// The option's name (`size`).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The store was made with another driver.
     #[error(
         "the store at {root} was created with the {store} driver; it cannot be used with {asked}"
     )]
     DriverMismatch {
+        /// The store's root.
         root: PathBuf,
+        /// The driver the store was made with.
         store: &'static str,
+        /// The driver asked for.
         asked: &'static str,
     },
 
     /// A driver cannot work here (no overlayfs, a mount failed).
     #[error("{driver} driver: {reason}")]
     Driver {
+        /// The driver's name (`overlay`, `windows layer`).
         driver: &'static str,
+        /// What failed, with the kernel's explanation when it gave one.
         reason: String,
+        /// The system error, when there is one.
         #[source]
         source: Option<io::Error>,
     },
@@ -59,16 +83,20 @@ pub enum Error {
     /// Another process held the store lock longer than the caller would wait.
     #[error("gave up after {} s waiting for {holder}", waited.as_secs_f32().round())]
     LockTimeout {
+        /// Who held it, as far as the kernel tells.
         holder: crate::lock::LockHolder,
+        /// How long the caller waited.
         waited: std::time::Duration,
     },
 
-    /// The metadata database failed.
+    /// The metadata database failed: `context` says what the store was doing.
     #[error("store database: {context}: {source}")]
     Db {
+        /// What the store was doing ("recording the apply").
         context: String,
+        /// What the database said.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
 
     /// The store's files are not what its database says (found by an operation or fsck).
@@ -82,12 +110,22 @@ pub enum Error {
     /// The file system holding the store filled up while work was under way; what the
     /// work had written is gone again. The error met is the last word of the message.
     #[error("the file system holding the store at {} is full; nothing of this was kept: {detail}", root.display())]
-    DiskFull { root: PathBuf, detail: String },
+    DiskFull {
+        /// The store's root.
+        root: PathBuf,
+        /// The error met, with its causes.
+        detail: String,
+    },
 
     /// A file system operation on the store failed. The OS error is the last word of the
     /// message, so it is not a `source`.
     #[error("{context}: {error}")]
-    Io { context: String, error: io::Error },
+    Io {
+        /// What the store was doing, naming the path.
+        context: String,
+        /// The OS error.
+        error: io::Error,
+    },
 }
 
 impl Error {
@@ -100,7 +138,10 @@ impl Error {
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Self {
         let context = context.into();
-        move |source| Error::Db { context, source }
+        move |source| Error::Db {
+            context,
+            source: DbError(source),
+        }
     }
 
     pub(crate) fn refused(id: &LayerId, reason: impl Into<String>) -> Self {
@@ -172,37 +213,57 @@ impl Error {
             Error::Driver {
                 source: Some(e), ..
             } => io_full(e),
-            Error::Db {
-                source: rusqlite::Error::SqliteFailure(e, _),
-                ..
-            } => e.code == rusqlite::ErrorCode::DiskFull,
+            Error::Db { source, .. } => source.is_disk_full(),
             _ => false,
         }
     }
 
     /// True for the errors a caller may retry unchanged (the database or a lock was busy).
     pub fn is_busy(&self) -> bool {
+        match self {
+            Error::Db { source, .. } => source.is_busy(),
+            _ => false,
+        }
+    }
+}
+
+/// A failure of the SQLite database under the store, with SQLite's own message (and
+/// its cause, as the error's source). The database library stays the store's business:
+/// callers learn what they can act on, [`is_busy`](DbError::is_busy) and
+/// [`is_disk_full`](DbError::is_disk_full).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(rusqlite::Error);
+
+impl DbError {
+    fn code(&self) -> Option<rusqlite::ErrorCode> {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// True if another connection held the database too long (`SQLITE_BUSY`,
+    /// `SQLITE_LOCKED`): the operation may be retried unchanged.
+    pub fn is_busy(&self) -> bool {
         matches!(
-            self,
-            Error::Db {
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error {
-                        code: rusqlite::ErrorCode::DatabaseBusy
-                            | rusqlite::ErrorCode::DatabaseLocked,
-                        ..
-                    },
-                    _
-                ),
-                ..
-            }
+            self.code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         )
+    }
+
+    /// True if the database could not grow because its file system is full.
+    pub fn is_disk_full(&self) -> bool {
+        self.code() == Some(rusqlite::ErrorCode::DiskFull)
     }
 }
 
 /// Which digest of a diff [`Error::Mismatch`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
+    /// The digest of the uncompressed tar.
     DiffId,
+    /// The digest of the blob as it came (compressed).
     BlobDigest,
 }
 
@@ -215,4 +276,5 @@ impl std::fmt::Display for Expected {
     }
 }
 
+/// A result whose error is the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

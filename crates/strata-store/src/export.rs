@@ -13,14 +13,12 @@ use std::path::PathBuf;
 
 use strata_layer::compress::{Compression, Compressor};
 use strata_layer::digest::{Digest, Hasher};
-use strata_layer::dir_reader::{DirReader, PathFilter, Visit};
 use strata_layer::pack::pack_entries;
-use strata_layer::recipe;
-use strata_layer::{Entry, EntryKind, LayerPath, LayerReader};
+use strata_layer::EntryKind;
 
-use crate::changes::{overlay_changes, tree_changes, Change, ChangeKind};
-use crate::db::{LayerRow, Os, State};
-use crate::driver::{DriverKind, View};
+use crate::changes::Change;
+use crate::db::{LayerRow, State};
+use crate::driver::Original;
 use crate::error::{Error, Result};
 use crate::id::LayerId;
 use crate::lock::LayerLock;
@@ -29,10 +27,15 @@ use crate::store::Store;
 /// What a diff wrote.
 #[derive(Clone, Debug)]
 pub struct DiffOutput {
+    /// The digest of the uncompressed tar written (its diffID).
     pub diff_id: Digest,
+    /// Bytes of the uncompressed tar.
     pub tar_size: u64,
+    /// The digest of the bytes written, the compressed blob (the diffID when uncompressed).
     pub blob_digest: Digest,
+    /// Bytes written.
     pub blob_size: u64,
+    /// How the tar was compressed on its way out.
     pub compression: Compression,
 }
 
@@ -77,45 +80,6 @@ fn compressed<W: Write>(
     })
 }
 
-/// Deletions first, then another reader's entries.
-struct WithWhiteouts<R> {
-    whiteouts: std::vec::IntoIter<LayerPath>,
-    rest: R,
-}
-
-impl<R: LayerReader> LayerReader for WithWhiteouts<R> {
-    fn next_entry(&mut self) -> std::result::Result<Option<Entry>, strata_layer::Error> {
-        match self.whiteouts.next() {
-            Some(path) => Ok(Some(Entry::new(path, EntryKind::Whiteout))),
-            None => self.rest.next_entry(),
-        }
-    }
-    fn read_data(&mut self, buf: &mut [u8]) -> std::result::Result<usize, strata_layer::Error> {
-        self.rest.read_data(buf)
-    }
-}
-
-/// A filter that returns exactly the added and modified paths of `changes`.
-fn changed_paths(changes: &[Change]) -> PathFilter {
-    let wanted: std::collections::BTreeSet<Vec<u8>> = changes
-        .iter()
-        .filter(|c| c.kind != ChangeKind::Deleted)
-        .map(|c| c.path.as_bytes().to_vec())
-        .collect();
-    Box::new(move |path: &LayerPath| {
-        let p = path.as_bytes();
-        if wanted.contains(p) {
-            return Visit::Entry;
-        }
-        let mut below = p.to_vec();
-        below.push(b'/');
-        match wanted.range(below.clone()..).next() {
-            Some(w) if w.starts_with(&below) => Visit::Descend,
-            _ => Visit::Skip,
-        }
-    })
-}
-
 impl Store {
     /// The row and chain of a layer that has content (applied or read-write), with its
     /// lock held shared so it cannot be removed meanwhile.
@@ -146,15 +110,35 @@ impl Store {
         Ok((chain, lock))
     }
 
-    /// The merged view of a layer's parents (`chain[1..]`).
-    fn parents_view(&self, chain: &[LayerRow]) -> Result<View> {
-        match self.driver() {
-            DriverKind::Vfs => Ok(match chain.get(1) {
-                Some(p) => View::Dir(self.paths().content(&p.id)),
-                None => View::None,
-            }),
-            DriverKind::Overlay => View::of(self.paths(), &self.content_dirs(&chain[1..])),
-        }
+    /// Writes the tar applied layer `chain[0]` came from to `out` (through its driver,
+    /// from its recipe or its kept blob); returns its digest and size.
+    pub(crate) fn original_tar(
+        &self,
+        chain: &[LayerRow],
+        out: &mut dyn Write,
+    ) -> Result<(Digest, u64)> {
+        let row = &chain[0];
+        let diff = row
+            .diff
+            .as_ref()
+            .ok_or_else(|| Error::Corrupt(format!("layer {} has no diffID", row.id)))?;
+        let driver = self.layer_driver(row.os);
+        // Only a driver that cannot rebuild the tar by itself may need the input kept.
+        let blob: Option<PathBuf> = if driver.rebuilds_exactly() {
+            None
+        } else {
+            self.read(|tx| tx.layer_blobs(&row.id))?
+                .into_iter()
+                .find(|(d, _, _)| *d == diff.blob_digest)
+                .and_then(|(d, _, _)| self.blob_path(&d))
+        };
+        let recipe = self.paths().recipe(&row.id);
+        let original = Original {
+            diff_id: diff.diff_id,
+            recipe: &recipe,
+            blob: blob.as_deref(),
+        };
+        driver.original_tar(&self.chain_of(chain), &original, out)
     }
 
     /// Writes the diff of layer `id` to `out` as a layer tar, compressed as asked: for an
@@ -168,51 +152,19 @@ impl Store {
     ) -> Result<DiffOutput> {
         let (chain, _lock) = self.readable(id, "take the diff of")?;
         let top = &chain[0];
-        if top.os == Os::Windows {
-            return compressed(out, compression, |w| self.windows_diff(&chain, w));
+        if top.state != State::Writable {
+            return compressed(out, compression, |w| self.original_tar(&chain, w));
         }
-        if top.state == State::Writable {
-            let content = self.paths().content(id);
-            let summary = match self.driver() {
-                DriverKind::Overlay => {
-                    pack_entries(DirReader::open_overlay_upper(&content)?, out, compression)?
-                }
-                DriverKind::Vfs => {
-                    let parent = self.parents_view(&chain)?;
-                    let changes = tree_changes(&content, parent.path())?;
-                    let whiteouts: Vec<LayerPath> = changes
-                        .iter()
-                        .filter(|c| c.kind == ChangeKind::Deleted)
-                        .map(|c| c.path.clone())
-                        .collect();
-                    let reader = WithWhiteouts {
-                        whiteouts: whiteouts.into_iter(),
-                        rest: DirReader::open(&content)?.with_filter(changed_paths(&changes)),
-                    };
-                    pack_entries(reader, out, compression)?
-                }
-            };
-            return Ok(DiffOutput {
-                diff_id: summary.diff_id,
-                tar_size: summary.tar_bytes,
-                blob_digest: summary.blob_digest,
-                blob_size: summary.blob_bytes,
-                compression,
-            });
-        }
-        // Applied: the original tar from the recipe, reading the layer's files where the
-        // layer sees them (its own merged view, for paths through a parent's symlink).
-        let view = match self.driver() {
-            DriverKind::Vfs => View::Dir(self.paths().content(id)),
-            DriverKind::Overlay => View::of(self.paths(), &self.content_dirs(&chain))?,
-        };
-        let root: PathBuf = view
-            .path()
-            .map(PathBuf::from)
-            .ok_or_else(|| Error::Corrupt(format!("layer {id} has no content directory")))?;
-        compressed(out, compression, |w| {
-            let rebuilt = recipe::rebuild(&self.paths().recipe(id), &root, w)?;
-            Ok((rebuilt.diff_id, rebuilt.bytes))
+        let mut entries = self
+            .layer_driver(top.os)
+            .diff_entries(&self.chain_of(&chain))?;
+        let summary = pack_entries(&mut *entries, out, compression)?;
+        Ok(DiffOutput {
+            diff_id: summary.diff_id,
+            tar_size: summary.tar_bytes,
+            blob_digest: summary.blob_digest,
+            blob_size: summary.blob_bytes,
+            compression,
         })
     }
 
@@ -220,15 +172,8 @@ impl Store {
     /// On overlay this reads only the layer's own directory.
     pub fn changes(&self, id: &LayerId) -> Result<Vec<Change>> {
         let (chain, _lock) = self.readable(id, "list the changes of")?;
-        if chain[0].os == Os::Windows {
-            return self.windows_changes(&chain);
-        }
-        let content = self.paths().content(id);
-        let parents = self.parents_view(&chain)?;
-        match self.driver() {
-            DriverKind::Overlay => overlay_changes(&content, parents.path()),
-            DriverKind::Vfs => tree_changes(&content, parents.path()),
-        }
+        self.layer_driver(chain[0].os)
+            .changes(&self.chain_of(&chain))
     }
 
     /// The bytes of file data layer `id` adds or rewrites: recorded at apply for an applied
@@ -238,30 +183,15 @@ impl Store {
         if let Some(diff) = &chain[0].diff {
             return Ok(diff.diff_size);
         }
-        let content = self.paths().content(id);
-        match self.driver() {
-            DriverKind::Overlay => {
-                let mut reader = DirReader::open_overlay_upper(&content)?;
-                let mut total = 0u64;
-                while let Some(e) = reader.next_entry()? {
-                    if let EntryKind::File { size, .. } = e.kind {
-                        total += size;
-                    }
-                }
-                Ok(total)
-            }
-            DriverKind::Vfs => {
-                let parent = self.parents_view(&chain)?;
-                let changes = tree_changes(&content, parent.path())?;
-                let mut reader = DirReader::open(&content)?.with_filter(changed_paths(&changes));
-                let mut total = 0u64;
-                while let Some(e) = reader.next_entry()? {
-                    if let EntryKind::File { size, .. } = e.kind {
-                        total += size;
-                    }
-                }
-                Ok(total)
+        let mut entries = self
+            .layer_driver(chain[0].os)
+            .diff_entries(&self.chain_of(&chain))?;
+        let mut total = 0u64;
+        while let Some(e) = entries.next_entry()? {
+            if let EntryKind::File { size, .. } = e.kind {
+                total += size;
             }
         }
+        Ok(total)
     }
 }

@@ -13,10 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_layer::digest::{Digest, Hasher};
-use strata_layer::recipe;
 
-use crate::db::{LayerRow, Os, State};
-use crate::driver::{DriverKind, View};
+use crate::db::{LayerRow, State};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
 use crate::lock::LayerLock;
@@ -28,20 +26,25 @@ use crate::store::Store;
 pub struct Problem {
     /// The layer concerned, if any.
     pub layer: Option<LayerId>,
+    /// What is wrong, one sentence.
     pub what: String,
 }
 
 /// What fsck found and, with repair, did.
 #[derive(Clone, Debug, Default)]
 pub struct FsckReport {
+    /// How many layers were checked (those in progress in another process are not).
     pub layers_checked: usize,
+    /// How many files of the blob directory were hashed.
     pub blobs_checked: usize,
+    /// What was found wrong, in the order found.
     pub problems: Vec<Problem>,
     /// With repair: what was done, one sentence each.
     pub repairs: Vec<String>,
 }
 
 impl FsckReport {
+    /// True when nothing was found wrong.
     pub fn clean(&self) -> bool {
         self.problems.is_empty()
     }
@@ -74,7 +77,7 @@ impl Store {
             let mut found: Vec<(String, bool)> = Vec::new();
             let mut problem = |what: String, fatal: bool| found.push((what, fatal));
             let dir = self.paths().layer(&row.id);
-            for sub in self.paths().subdirs().iter().chain(&["lock"]) {
+            for sub in self.dirs_driver().subdirs().iter().chain(&["lock"]) {
                 if !dir.join(sub).exists() {
                     problem(format!("{} is missing", dir.join(sub).display()), true);
                 }
@@ -99,8 +102,8 @@ impl Store {
                 }
                 None => {}
             }
-            if self.driver() == DriverKind::Overlay {
-                let mounted = points.contains(&self.paths().merged(&row.id));
+            if let Some(point) = self.dirs_driver().mount_point(&dir) {
+                let mounted = points.contains(&point);
                 let counted = row.mounts > 0 && row.mount_boot.as_deref() == Some(self.boot());
                 if mounted != counted {
                     problem(
@@ -193,26 +196,16 @@ impl Store {
     fn verify_layer(&self, row: &LayerRow) -> Result<()> {
         let _lock = LayerLock::shared(&self.paths().lock(&row.id))?;
         let chain = self.read(|tx| tx.chain(&row.id))?;
-        if row.os == Os::Windows {
-            // Checked against the diffID as it is written.
-            return self.windows_diff(&chain, std::io::sink()).map(drop);
-        }
-        let view = match self.driver() {
-            DriverKind::Vfs => View::Dir(self.paths().content(&row.id)),
-            DriverKind::Overlay => View::of(self.paths(), &self.content_dirs(&chain))?,
+        let Some(want) = row.diff.as_ref().map(|d| d.diff_id) else {
+            return Err(Error::Corrupt("no diffID recorded".into()));
         };
-        let root = view
-            .path()
-            .ok_or_else(|| Error::Corrupt("no content directory".into()))?;
-        let rebuilt = recipe::rebuild(&self.paths().recipe(&row.id), root, std::io::sink())?;
-        match &row.diff {
-            Some(d) if d.diff_id == rebuilt.diff_id => Ok(()),
-            Some(d) => Err(Error::Corrupt(format!(
-                "rebuilt {}, recorded {}",
-                rebuilt.diff_id, d.diff_id
-            ))),
-            None => Err(Error::Corrupt("no diffID recorded".into())),
+        let (rebuilt, _) = self.original_tar(&chain, &mut std::io::sink())?;
+        if rebuilt != want {
+            return Err(Error::Corrupt(format!(
+                "rebuilt {rebuilt}, recorded {want}"
+            )));
         }
+        Ok(())
     }
 
     /// Blobs whose content does not hash to their name.
@@ -271,8 +264,8 @@ impl Store {
         let mut doomed: Vec<&LayerRow> = rows.iter().filter(|r| broken.contains(&r.id)).collect();
         doomed.sort_by_key(|r| std::cmp::Reverse(r.depth));
         for row in doomed {
-            if self.driver() == DriverKind::Overlay {
-                mounts::unmount_path(&self.paths().merged(&row.id), true)?;
+            if let Some(point) = self.dirs_driver().mount_point(&self.paths().layer(&row.id)) {
+                mounts::unmount_path(&point, true)?;
             }
             {
                 let _lock = self.lock()?;
@@ -287,7 +280,11 @@ impl Store {
                 .push(format!("removed broken layer {}", row.id));
         }
         for id in bad_counts.iter().filter(|id| !broken.contains(*id)) {
-            let mounted = mounts::is_mounted(&self.paths().merged(id))?;
+            let point = self.dirs_driver().mount_point(&self.paths().layer(id));
+            let mounted = match point {
+                Some(point) => mounts::is_mounted(&point)?,
+                None => false,
+            };
             let _lock = self.lock()?;
             let count = u32::from(mounted);
             self.db().write("repairing", |tx| {

@@ -24,6 +24,7 @@ pub(crate) const REMOVING_SUFFIX: &str = "-removing";
 pub struct LayerId(String);
 
 impl LayerId {
+    /// Checks `id` against the rules above: a clear [`Error::BadId`] says which it breaks.
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
         let id = id.into();
         let bad = |reason| {
@@ -53,6 +54,7 @@ impl LayerId {
         Ok(LayerId(id))
     }
 
+    /// The ID as given; also the name of the layer's directory.
     pub fn as_str(&self) -> &str {
         &self.0
     }

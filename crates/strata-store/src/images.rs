@@ -23,7 +23,9 @@ use crate::store::{now, Store};
 /// A manifest blob kept with an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestRef {
+    /// The manifest's digest (its blob is in the blob store).
     pub digest: Digest,
+    /// The manifest's media type (OCI or Docker schema 2), as a push must send it.
     pub media_type: String,
 }
 
@@ -34,6 +36,7 @@ pub struct Image {
     pub id: Digest,
     /// The store layer of its top layer (`None` for an image without layers).
     pub top_layer: Option<LayerId>,
+    /// The manifest it came with, if it was pulled or loaded with one.
     pub manifest: Option<ManifestRef>,
     /// The image recorded as its parent (from a `docker load`), if any.
     pub parent: Option<Digest>,
@@ -47,9 +50,13 @@ pub struct Image {
 /// its top layer applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewImage {
+    /// The digest of its config blob, which must be in the blob store.
     pub id: Digest,
+    /// Its top layer, an applied layer of the store (`None` for an image without layers).
     pub top_layer: Option<LayerId>,
+    /// The manifest it came with, to keep for a later push.
     pub manifest: Option<ManifestRef>,
+    /// The image to record as its parent (a `docker load` says so), if any.
     pub parent: Option<Digest>,
     /// Names to give it (moved from other images that have them).
     pub names: Vec<String>,
@@ -58,10 +65,12 @@ pub struct NewImage {
 /// What removing an image did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RemovedImage {
+    /// The names taken off the image.
     pub untagged: Vec<String>,
     /// False when only names were removed (`--force` with a container on it keeps the
     /// layers it needs, and the image stays while other names remain).
     pub deleted: bool,
+    /// The layers removed with it (none while another image or a container uses them).
     pub layers: Vec<LayerId>,
 }
 

@@ -24,7 +24,10 @@
 //!   holds only its own entries; an apply on a parent writes straight into the layer's
 //!   upper directory, copying up, whiting out and marking opaque as overlayfs would,
 //!   without a mount: [`strata_layer::upper`]) or [`DriverKind::Vfs`] (full copies, works
-//!   anywhere). A store keeps the driver it was created with.
+//!   anywhere). A store keeps the driver it was created with. Each is a [`Driver`] (the
+//!   [`driver`] module teaches the trait's lifecycle), and so is
+//!   [`WindowsFolder`](driver::WindowsFolder), which keeps Windows layers in either.
+//!   The store holds the database, the locks and the staging area; drivers only files.
 //!
 //! ## On disk
 //!
@@ -32,7 +35,7 @@
 //! ROOT/strata.db     SQLite (WAL): layers (states, mount counts), images and their names,
 //!                    compressed blobs kept per layer, where registries hold blobs
 //! ROOT/strata.lock   the store lock, held for short critical sections
-//! ROOT/layers/ID/    the layer's lock file and driver directories (see driver docs)
+//! ROOT/layers/ID/    the layer's lock file and driver directories (see [`driver`])
 //! ROOT/recipes/ID    how to rebuild the layer's tar bit-exact
 //! ROOT/blobs/sha256/ content-addressed blobs
 //! ROOT/staging/      work in progress; what a crashed process left is removed on open
@@ -85,30 +88,31 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod blobs;
 pub mod changes;
 mod db;
-mod driver;
+pub mod driver;
 mod error;
 mod export;
 mod fsck;
 mod id;
 mod images;
 mod init;
+mod layout;
 mod lock;
 mod mounts;
 pub mod options;
-mod overlay;
 mod quota;
 mod recover;
 mod store;
-mod windows;
 
 pub use blobs::{BlobLease, BlobWriter};
 pub use changes::{Change, ChangeKind};
 pub use db::{DiffInfo, Os};
-pub use driver::DriverKind;
-pub use error::{Error, Expected, Result};
+pub use driver::{probe_overlay, Driver, DriverKind};
+pub use error::{DbError, Error, Expected, Result};
 pub use export::DiffOutput;
 pub use fsck::{FsckReport, Problem};
 pub use id::LayerId;
@@ -117,6 +121,6 @@ pub use lock::{LockHolder, LockWait, Staging};
 pub use options::StorageOptions;
 pub use recover::Recovery;
 pub use store::{
-    probe_overlay, Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails,
-    LayerStatus, Store, StoreOptions,
+    Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails, LayerStatus, Store,
+    StoreOptions,
 };

@@ -55,7 +55,9 @@ impl std::fmt::Debug for LockWait {
 /// (`/proc/locks`), the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockHolder {
+    /// The lock file waited for.
     pub path: PathBuf,
+    /// The holding process, when `/proc/locks` names it.
     pub pid: Option<u32>,
     /// The holder's command line, if it can be read.
     pub command: Option<String>,
@@ -250,6 +252,7 @@ impl Staging {
         })
     }
 
+    /// The staging directory: what is put there is removed with it unless moved out.
     pub fn path(&self) -> &Path {
         &self.dir
     }

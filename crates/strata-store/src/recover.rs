@@ -20,7 +20,6 @@
 use std::path::PathBuf;
 
 use crate::db::State;
-use crate::driver::DriverKind;
 use crate::error::{Error, Result};
 use crate::id::{LayerId, REMOVING_SUFFIX};
 use crate::lock::{sweep_staging, LayerLock, StoreLock};
@@ -30,6 +29,7 @@ use crate::store::Store;
 /// What recovery or cleanup did, one sentence per repair.
 #[derive(Clone, Debug, Default)]
 pub struct Recovery {
+    /// What was repaired, one sentence each, in the order done.
     pub actions: Vec<String>,
 }
 
@@ -64,7 +64,7 @@ impl Store {
             let id = &row.id;
             match row.state {
                 State::Creating => {
-                    mounts::remove_tree(&self.paths().layer(id))?;
+                    self.dirs_driver().remove(&self.paths().layer(id))?;
                     self.db().write("recovering", |tx| tx.delete_layer(id))?;
                     done.actions
                         .push(format!("removed layer {id}, whose creation was cut short"));
@@ -116,16 +116,21 @@ impl Store {
     }
 
     fn recover_mounts(&self, done: &mut Recovery) -> Result<()> {
-        let overlay = self.driver() == DriverKind::Overlay;
+        let layers = self.paths().layers();
+        // Drivers mount all their layers' views or none.
+        let mounting = self.dirs_driver().mount_point(&layers).is_some();
         let counted = self.read(|tx| tx.mounted_layers())?;
-        let points = if overlay {
+        let points = if mounting {
             mounts::mount_points()?
         } else {
             Vec::new()
         };
         for row in &counted {
             let stale = row.mount_boot.as_deref() != Some(self.boot());
-            let gone = overlay && !points.contains(&self.paths().merged(&row.id));
+            let gone = self
+                .dirs_driver()
+                .mount_point(&self.paths().layer(&row.id))
+                .is_some_and(|p| !points.contains(&p));
             if stale || gone {
                 self.db()
                     .write("recovering", |tx| tx.set_mounts(&row.id, 0, None))?;
@@ -140,20 +145,18 @@ impl Store {
                 ));
             }
         }
-        if !overlay {
+        if !mounting {
             return Ok(());
         }
         // Mounted merged views nobody counts: a mount or unmount was cut short.
-        let layers = self.paths().layers();
         for point in points {
             let Ok(rest) = point.strip_prefix(&layers) else {
                 continue;
             };
-            let mut parts = rest.components();
-            let (Some(id), Some(last), None) = (parts.next(), parts.next(), parts.next()) else {
+            let Some(id) = rest.components().next() else {
                 continue;
             };
-            if last.as_os_str() != "merged" {
+            if self.dirs_driver().mount_point(&layers.join(id)).as_ref() != Some(&point) {
                 continue;
             }
             let name = id.as_os_str().to_string_lossy();

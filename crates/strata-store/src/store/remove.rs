@@ -88,7 +88,7 @@ impl Store {
         let layer = self.paths.layer(id);
         if layer.exists() {
             // A stale `ID-removing` (its remover died) is doomed anyway.
-            mounts::remove_tree(&removing)?;
+            self.driver.remove(&removing)?;
             rename(&layer, &removing)?;
         }
         let recipe = self.paths.recipe(id);
@@ -102,7 +102,7 @@ impl Store {
     /// Deletes a doomed layer's tree (concurrent deleters are fine), lifts its quota, then
     /// deletes its row if it is still the `removing` one.
     fn delete_doomed(&self, id: &LayerId, quota_project: Option<u32>) -> Result<()> {
-        mounts::remove_tree(&self.paths.removing(id))?;
+        self.driver.remove(&self.paths.removing(id))?;
         if let Some(project) = quota_project {
             // Lifting the limit only matters where quotas work at all.
             let _ = quota::clear(&self.paths.layers(), project);
@@ -134,7 +134,7 @@ impl Store {
     /// [`Store::finish_removal`] for a caller that holds the store lock (recovery).
     pub(crate) fn finish_removal_locked(&self, id: &LayerId) -> Result<()> {
         self.doom(id)?;
-        mounts::remove_tree(&self.paths.removing(id))?;
+        self.driver.remove(&self.paths.removing(id))?;
         if let Some(project) = self.read(|tx| tx.layer(id))?.and_then(|r| r.quota_project) {
             let _ = quota::clear(&self.paths.layers(), project);
         }

@@ -1,0 +1,268 @@
+//! Applying layer tars: into an empty layer (`apply`) or a new one (`import`), through
+//! the layer's driver, recorded in one transaction; a failure leaves the layer as it was.
+
+use super::*;
+
+impl Store {
+    // ---- apply ----------------------------------------------------------------------
+
+    /// Applies the diff read from `input` (a tar, gzip or zstd) to the empty read-only
+    /// layer `id`, recording its diffID, sizes and recipe. On failure, or if the process
+    /// is killed, the layer is left empty as it was.
+    pub fn apply<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        input: R,
+        options: &ApplyOptions,
+    ) -> Result<Applied> {
+        let (chain, lock) = {
+            let _lock = self.lock()?;
+            let mut db = self.db();
+            db.write("starting the apply", |tx| {
+                let row = tx.visible_layer(id)?;
+                require(&row, &[State::Empty], "apply a diff to")?;
+                let lock = LayerLock::exclusive_for(&self.paths.lock(id), id, "apply a diff to")?;
+                tx.set_state(id, State::Applying)?;
+                Ok((tx.chain(id)?, lock))
+            })?
+        };
+        let options = ImportOptions {
+            apply: options.clone(),
+            ..ImportOptions::default()
+        };
+        match self.fill(&chain, input, &options) {
+            Ok((fill, kept)) => {
+                self.record_applied(id, &fill.diff, kept, &options)?;
+                drop(lock);
+                self.applied(id, fill)
+            }
+            Err(e) => {
+                let reset = self.reset_content(id).and_then(|()| {
+                    let _lock = self.lock()?;
+                    self.db()
+                        .write("undoing the apply", |tx| tx.set_state(id, State::Empty))
+                });
+                drop(lock);
+                Err(self.failed(e, reset))
+            }
+        }
+    }
+
+    /// The error to report for work that failed with `e` and was then undone (`undone`):
+    /// a full disk is said as such, and the failure that started it all is the one
+    /// reported, unless the undoing failed for another reason.
+    fn failed(&self, e: Error, undone: Result<()>) -> Error {
+        let full = e.is_disk_full() || undone.as_ref().is_err_and(Error::is_disk_full);
+        match undone {
+            Err(u) if !full => u,
+            _ if full && !matches!(e, Error::DiskFull { .. }) => Error::DiskFull {
+                root: self.paths.root.clone(),
+                detail: e.chain_text(),
+            },
+            _ => e,
+        }
+    }
+
+    /// Creates the read-only layer `id` on `parent` and applies `input` to it, as one
+    /// step: until the apply is recorded the layer is invisible, and a failure or a kill
+    /// leaves no trace of it. This is how images bring their layers in.
+    pub fn import<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        input: R,
+        options: &ImportOptions,
+    ) -> Result<Applied> {
+        self.import_locked(id, parent, input, options, None)
+            .map(|(applied, _lock)| applied)
+    }
+
+    /// [`Store::import`], returning the layer's lock still held; `init_for` makes the
+    /// layer the init layer of that (coming) read-write layer.
+    pub(super) fn import_locked<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        input: R,
+        options: &ImportOptions,
+        init_for: Option<&LayerId>,
+    ) -> Result<(Applied, LayerLock)> {
+        let (staging, mut row, lock) = self.stage_layer(
+            id,
+            parent,
+            &CreateOptions::default(),
+            State::Importing,
+            None,
+        )?;
+        row.init_for = init_for.cloned();
+        self.commit_layer(staging, &row, State::Importing)?;
+        let chain = self.read(|tx| tx.chain(id))?;
+        match self.fill(&chain, input, options) {
+            Ok((fill, kept)) => {
+                self.record_applied(id, &fill.diff, kept, options)?;
+                Ok((self.applied(id, fill)?, lock))
+            }
+            Err(e) => {
+                // Freed first: on a full disk, the database needs the room to record the
+                // removal.
+                let _ = self.reset_content(id);
+                drop(lock);
+                let discarded = self.discard(id);
+                Err(self.failed(e, discarded))
+            }
+        }
+    }
+
+    /// Makes a filled layer `Applied`, in one transaction with its kept blob (placed
+    /// first: a blob nobody refers to is harmless, a reference to a missing one is not).
+    fn record_applied(
+        &self,
+        id: &LayerId,
+        diff: &DiffInfo,
+        kept: Option<KeptBlob>,
+        options: &ImportOptions,
+    ) -> Result<()> {
+        let _lock = self.lock()?;
+        let media_type = kept.as_ref().map(|k| {
+            options
+                .keep_blob
+                .clone()
+                .unwrap_or_else(|| k.media_type.to_string())
+        });
+        if let Some(blob) = &kept {
+            crate::blobs::place(&blob.path(), &self.paths.blobs(), &diff.blob_digest)?;
+        }
+        self.db().write("recording the apply", |tx| {
+            tx.set_applied(id, diff, options.apply.os)?;
+            if let Some(media_type) = &media_type {
+                tx.add_layer_blob(id, &diff.blob_digest, media_type, diff.blob_size)?;
+            }
+            Ok(())
+        })?;
+        if let Some(staging) = kept {
+            staging.done()?;
+        }
+        Ok(())
+    }
+
+    fn applied(&self, id: &LayerId, fill: Fill) -> Result<Applied> {
+        Ok(Applied {
+            layer: self.layer(id)?,
+            diff: fill.diff,
+            entries: fill.entries,
+            warnings: fill.warnings,
+            sandbox: fill.sandbox,
+        })
+    }
+
+    /// Writes the diff into the content directory of `chain[0]`, whose lock the caller
+    /// holds exclusively, records its recipe and checks the expected digests. Also
+    /// returns the staging entry holding a copy of the input, when it is to be kept
+    /// (`keep_blob`, or a driver that cannot give this tar back by itself).
+    fn fill<R: Read + Send>(
+        &self,
+        chain: &[LayerRow],
+        mut input: R,
+        options: &ImportOptions,
+    ) -> Result<(Fill, Option<KeptBlob>)> {
+        let id = &chain[0].id;
+        let parents = &chain[1..];
+        if let Some(p) = parents.iter().find(|p| p.os != options.apply.os) {
+            return Err(Error::refused(
+                id,
+                format!(
+                    "cannot hold a {} diff on `{}`, a {} layer: a chain is all Linux or all Windows",
+                    options.apply.os.name(),
+                    p.id,
+                    p.os.name()
+                ),
+            ));
+        }
+        let driver = self.layer_driver(options.apply.os);
+        let staging = Staging::new(&self.paths.staging())?;
+        let recipe = staging.path().join("recipe");
+        let kept = if options.keep_blob.is_some() || !driver.rebuilds_exactly() {
+            Some(KeptBlob::new(&self.paths.staging())?)
+        } else {
+            None
+        };
+        let _parent_lock = match parents.first() {
+            Some(p) => Some(LayerLock::shared(&self.paths.lock(&p.id))?),
+            None => None,
+        };
+        let target = self.chain_of(chain);
+        let fill = match &kept {
+            None => driver.apply(&target, &mut input, &options.apply, &recipe)?,
+            Some(k) => {
+                let copy = k.file()?;
+                let mut tee = crate::blobs::Tee {
+                    inner: input,
+                    copy: std::io::BufWriter::with_capacity(
+                        1 << 20,
+                        copy.try_clone()
+                            .map_err(|e| Error::io("keeping the blob", e))?,
+                    ),
+                };
+                let fill = driver.apply(&target, &mut tee, &options.apply, &recipe)?;
+                std::io::Write::flush(&mut tee.copy)
+                    .map_err(|e| Error::io("keeping the blob", e))?;
+                copy.sync_all()
+                    .map_err(|e| Error::io("syncing the kept blob", e))?;
+                fill
+            }
+        };
+        options.check(fill.diff.diff_id, fill.diff.blob_digest)?;
+        if driver.rebuilds_exactly() {
+            rename(&recipe, &self.paths.recipe(id))?;
+        }
+        staging.done()?;
+        let kept = match kept {
+            Some(k) if options.keep_blob.is_none() && fill.exact => {
+                k.done()?;
+                None
+            }
+            Some(mut k) => {
+                k.media_type =
+                    strata_layer::media_type::LayerType::plain(fill.compression).oci_media_type();
+                Some(k)
+            }
+            None => None,
+        };
+        Ok((fill, kept))
+    }
+
+    /// Empties the content (and work) directory of layer `id` and drops its recipe, after
+    /// a failed or interrupted apply.
+    pub(crate) fn reset_content(&self, id: &LayerId) -> Result<()> {
+        self.driver.reset(&self.paths.layer(id))?;
+        std::fs::remove_file(self.paths.recipe(id))
+            .or_else(crate::lock::ignore_missing)
+            .map_err(|e| Error::io("removing the recipe", e))
+    }
+}
+
+/// A copy of an imported layer's input, in the staging area until it is placed.
+pub(crate) struct KeptBlob {
+    staging: Staging,
+    /// The OCI media type of the copy (from its compression), unless the caller names one.
+    pub media_type: &'static str,
+}
+
+impl KeptBlob {
+    pub(crate) fn new(staging_root: &Path) -> Result<KeptBlob> {
+        Ok(KeptBlob {
+            staging: Staging::new(staging_root)?,
+            media_type: strata_layer::media_type::OCI_LAYER,
+        })
+    }
+    pub(crate) fn path(&self) -> PathBuf {
+        self.staging.path().join("blob")
+    }
+    pub(crate) fn file(&self) -> Result<std::fs::File> {
+        std::fs::File::create(self.path())
+            .map_err(|e| Error::io(format!("creating {}", self.path().display()), e))
+    }
+    pub(crate) fn done(self) -> Result<()> {
+        self.staging.done()
+    }
+}
