@@ -615,7 +615,14 @@ impl StoreDestination {
         let deadline = Instant::now() + OTHER_PROCESS_WAIT;
         loop {
             // `Exists` comes before the import reads anything, so a retry has every byte.
-            let err = match self.store.import(&id, parent.as_ref(), &mut blob, &options) {
+            let imported = match &parent {
+                Some(p) if !current.is_in(info.index - 1) => {
+                    let ready = || current.wait_for(info.index - 1).map_err(|e| e.to_string());
+                    self.store.import_after(&id, p, &mut blob, &options, &ready)
+                }
+                _ => self.store.import(&id, parent.as_ref(), &mut blob, &options),
+            };
+            let err = match imported {
                 Ok(applied) => {
                     self.brought
                         .lock()
@@ -768,27 +775,29 @@ impl ImageDestination for StoreDestination {
             .collect();
         let (info, blob) = layer.into_unverified();
         let index = info.index;
-        let result = (|| {
-            let parent_in = index == 0 || current.is_in(index - 1);
-            if parent_in {
-                return self.import(current, &info, blob);
-            }
-            // The parent is still coming: take this layer's bytes now, apply them after.
-            let staging = self.store.staging()?;
-            let spool = staging.path().join("layer");
-            let mut file = std::fs::File::create(&spool)
-                .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
-            let mut blob = blob;
-            crate::stream::pump(&mut blob, &mut file)
-                .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
-            drop(file);
-            current.wait_for(index - 1)?;
-            let file = std::fs::File::open(&spool)
-                .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
-            let stored = self.import(current, &info, Box::new(file))?;
-            staging.done()?;
-            Ok(stored)
-        })();
+        // The parent may still be coming: the store applies this layer meanwhile, as far
+        // as it can without seeing the parent's content, and makes it visible after it.
+        let result = if locations.is_empty() || index == 0 || current.is_in(index - 1) {
+            self.import(current, &info, blob)
+        } else {
+            // A download must not stall while the apply waits for the parent (the
+            // registry would time out): its bytes are taken into the staging area first.
+            (|| {
+                let staging = self.store.staging()?;
+                let spool = staging.path().join("layer");
+                let mut file = std::fs::File::create(&spool)
+                    .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
+                let mut blob = blob;
+                crate::stream::pump(&mut blob, &mut file)
+                    .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
+                drop(file);
+                let file = std::fs::File::open(&spool)
+                    .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
+                let stored = self.import(current, &info, Box::new(file))?;
+                staging.done()?;
+                Ok(stored)
+            })()
+        };
         current.finish(index, result.as_ref().map(drop).map_err(|e| e.to_string()));
         if result.is_ok() && info.compression() != Compression::None {
             // The blob was kept: remember where it came from, for mounts on a later push.

@@ -25,6 +25,15 @@ pub enum Error {
     #[error("layer `{id}` {reason}")]
     Refused { id: LayerId, reason: String },
 
+    /// A layer imported while its parent was still coming ([`crate::Store::import_after`])
+    /// was not kept: the parent did not make it.
+    #[error("layer `{id}` was not brought in: its parent `{parent}` failed: {reason}")]
+    ParentFailed {
+        id: LayerId,
+        parent: LayerId,
+        reason: String,
+    },
+
     /// A diff is not what the caller said it must be (its diffID, or its blob's digest).
     #[error("the layer's {what} is wrong: expected {expected}, got {got}")]
     Mismatch {

@@ -364,3 +364,120 @@ fn recovery_removes_an_init_layer_whose_container_is_gone() {
     assert!(!store.exists(&id("ctr-init")).unwrap());
     assert!(store.fsck(false).unwrap().clean());
 }
+
+/// A plain layer tar: `etc/` with a whiteout of `etc/a` and the file `etc/b`.
+fn child_tar() -> Vec<u8> {
+    use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter};
+    let p = |s: &str| LayerPath::from_tar_name(s.as_bytes()).unwrap();
+    let mut w = strata_layer::tar::TarWriter::new(Vec::new());
+    let mut etc = Entry::new(p("etc"), EntryKind::Dir);
+    etc.meta.mode = 0o755;
+    w.add(&etc).unwrap();
+    w.add(&Entry::new(p("etc/a"), EntryKind::Whiteout)).unwrap();
+    let mut b = Entry::new(
+        p("etc/b"),
+        EntryKind::File {
+            size: 2,
+            sparse: None,
+        },
+    );
+    b.meta.mode = 0o644;
+    w.add(&b).unwrap();
+    w.write_data(b"b\n").unwrap();
+    w.finish().unwrap()
+}
+
+/// The layers of an image are imported in parallel: a child whose parent is still coming
+/// is written at once, waits only where it must see the parent (here: a whiteout), stays
+/// invisible until the parent is in, and ends the same, bit for bit, as when imported
+/// after it. A parent that fails takes the child with it, leaving nothing behind.
+#[test]
+fn a_layer_imported_while_its_parent_comes_ends_as_after_it() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("needs root (overlay whiteouts); skipped");
+        return;
+    }
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tree.path().join("etc")).unwrap();
+    std::fs::write(tree.path().join("etc/a"), "a\n").unwrap();
+    let mut parent = Vec::new();
+    strata_layer::pack::pack(tree.path(), &mut parent, Compression::None).unwrap();
+    let child = child_tar();
+    let overlay_store = || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions {
+            root: dir.path().join("store"),
+            driver: Some(DriverKind::Overlay),
+        })
+        .unwrap();
+        (dir, store)
+    };
+    // The reference: one after the other.
+    let (_a, one_by_one) = overlay_store();
+    let opts = ImportOptions::default();
+    one_by_one
+        .import(&id("p"), None, &parent[..], &opts)
+        .unwrap();
+    let want = one_by_one
+        .import(&id("c"), Some(&id("p")), &child[..], &opts)
+        .unwrap();
+
+    let (_b, store) = overlay_store();
+    let (go, ready) = std::sync::mpsc::channel::<Result<(), String>>();
+    let ready = std::sync::Mutex::new(ready);
+    let wait = || ready.lock().unwrap().recv().unwrap();
+    let got = std::thread::scope(|s| {
+        let c = s.spawn(|| store.import_after(&id("c"), &id("p"), &child[..], &opts, &wait));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !store.exists(&id("c")).unwrap(),
+            "visible before its parent"
+        );
+        store.import(&id("p"), None, &parent[..], &opts).unwrap();
+        go.send(Ok(())).unwrap();
+        c.join().unwrap()
+    })
+    .unwrap();
+    assert_eq!(got.diff.diff_id, want.diff.diff_id);
+    assert_eq!(store.layer(&id("c")).unwrap().parent, Some(id("p")));
+    let diff = |st: &Store| {
+        let mut out = Vec::new();
+        st.diff(&id("c"), &mut out, Compression::None).unwrap();
+        out
+    };
+    assert_eq!(diff(&store), child, "rebuilt bit for bit");
+    let whiteout = store.root().join("layers/c/diff/etc/a");
+    let md = std::fs::symlink_metadata(&whiteout).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::rdev(&md),
+        0,
+        "a 0/0 whiteout"
+    );
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &md.file_type()
+    ));
+    assert!(store.fsck(false).unwrap().clean());
+
+    // The parent fails: the child is not kept, nothing is left in staging.
+    let (go, ready) = std::sync::mpsc::channel::<Result<(), String>>();
+    let ready = std::sync::Mutex::new(ready);
+    let wait = || ready.lock().unwrap().recv().unwrap();
+    go.send(Err("its download broke".into())).unwrap();
+    let err = store
+        .import_after(&id("c2"), &id("p2"), &child[..], &opts, &wait)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("parent `p2` failed: its download broke"),
+        "{err}"
+    );
+    assert!(!store.exists(&id("c2")).unwrap());
+    assert_eq!(
+        std::fs::read_dir(store.root().join("staging"))
+            .unwrap()
+            .count(),
+        0,
+        "nothing left in staging"
+    );
+    assert!(store.fsck(false).unwrap().clean());
+}

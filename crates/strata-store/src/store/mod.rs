@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_layer::copy_tree::copy_tree;
-use strata_layer::dir_writer::DirWriterOptions;
+use strata_layer::dir_writer::{DirWriterOptions, LowersLater};
 use strata_layer::sandbox::SandboxStatus;
 use strata_layer::unpack::{unpack, UnpackOptions};
 
@@ -647,6 +647,21 @@ impl Store {
             });
         }
         let chain = self.read(|tx| self.check_new(tx, id, parent))?;
+        self.stage_dirs(id, parent, options, state, init, &chain)
+    }
+
+    /// The part of [`stage_layer`](Self::stage_layer) after the checks: `chain` is the
+    /// parent's chain, nearest first (empty when it is not known yet: then the row's depth
+    /// is the caller's to set).
+    fn stage_dirs(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        options: &CreateOptions,
+        state: State,
+        init: Option<&LayerId>,
+        chain: &[LayerRow],
+    ) -> Result<(Staging, LayerRow, LayerLock)> {
         if let (true, Some(p)) = (options.writable, chain.first()) {
             if p.os == Os::Windows {
                 return Err(Error::refused(
@@ -842,6 +857,115 @@ impl Store {
         }
     }
 
+    /// [`Store::import`] of a layer whose parent may still be being imported by another
+    /// thread of this process, so that the layers of an image are applied in parallel.
+    /// `parent_ready` must return once `parent` is applied, or say why it never will; it
+    /// is called on a thread of its own. Meanwhile the layer is written in the staging area: on an overlay
+    /// store each layer is a directory of its own, and only what needs to see the parent's
+    /// content (a directory missing from this layer, a whiteout, a hard link to a lower
+    /// file, an opaque directory) waits for it, so the result is the same as after the
+    /// parent ([`DirWriter::open_upper_later`](strata_layer::dir_writer::DirWriter::open_upper_later)).
+    /// The layer becomes visible only once the parent is applied and it is complete; a
+    /// failure leaves nothing of it. A vfs store, or a Windows layer, waits for the parent
+    /// first and then imports as [`Store::import`] does.
+    pub fn import_after<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: &LayerId,
+        input: R,
+        options: &ImportOptions,
+        parent_ready: &(dyn Fn() -> std::result::Result<(), String> + Sync),
+    ) -> Result<Applied> {
+        let parent_ready = || {
+            parent_ready().map_err(|reason| Error::ParentFailed {
+                id: id.clone(),
+                parent: parent.clone(),
+                reason,
+            })
+        };
+        if self.paths.driver != DriverKind::Overlay || options.apply.os != Os::Linux {
+            parent_ready()?;
+            return self.import(id, Some(parent), input, options);
+        }
+        if self.read(|tx| tx.layer(id))?.is_some() {
+            return Err(Error::Exists(id.clone()));
+        }
+        let (staging, mut row, lock) = self.stage_dirs(
+            id,
+            Some(parent),
+            &CreateOptions::default(),
+            State::Importing,
+            None,
+            &[],
+        )?;
+        let content = self.paths.content_in(&staging.path().join("layer"));
+        // The lowers are named once the parent is applied: its chain is then in the
+        // database, and each of its layers' content directories complete.
+        let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<Vec<LayerRow>, String>>();
+        let later_paths = self.paths.clone();
+        let later: LowersLater = Box::new(move || {
+            let chain = rx
+                .recv()
+                .map_err(|_| strata_layer::Error::Misuse("the parent was never waited for".into()))?
+                .map_err(|e| {
+                    strata_layer::Error::io(
+                        "waiting for the parent layer",
+                        std::io::Error::other(e),
+                    )
+                })?;
+            Ok(chain.iter().map(|r| later_paths.content(&r.id)).collect())
+        });
+        let filled = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let chain = parent_ready().and_then(|()| self.read(|t| t.chain(parent)));
+                let copy = match &chain {
+                    Ok(c) => Ok(c.clone()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send(copy);
+                chain
+            });
+            let filled = self.fill_at(&content, FillLowers::Later(later), input, options);
+            let chain = waiter
+                .join()
+                .unwrap_or_else(|_| Err(Error::Corrupt("the parent waiter panicked".into())));
+            // A parent that failed is the cause of whatever the wait did to this layer.
+            match (filled, chain) {
+                (Ok(f), Ok(c)) => Ok((f, c)),
+                (_, Err(e)) | (Err(e), _) => Err(e),
+            }
+        });
+        let ((diff, summary, kept, recipe), chain) = filled?;
+        // A layer of another image may have been brought in under this ID meanwhile.
+        if let Some(p) = chain.iter().find(|p| p.os != Os::Linux) {
+            return Err(Error::refused(
+                id,
+                format!(
+                    "cannot hold a Linux diff on `{}`, a {} layer: a chain is all Linux or all Windows",
+                    p.id,
+                    p.os.name()
+                ),
+            ));
+        }
+        row.depth = chain.first().map_or(1, |p| p.depth + 1);
+        self.commit_layer(staging, &row, State::Importing)?;
+        let recorded = rename(&recipe.path().join("recipe"), &self.paths.recipe(id))
+            .and_then(|()| recipe.done())
+            .and_then(|()| self.record_applied(id, &diff, kept, options));
+        match recorded {
+            Ok(()) => {
+                drop(lock);
+                self.applied(id, diff, summary)
+            }
+            Err(e) => {
+                let _ = self.reset_content(id);
+                drop(lock);
+                let discarded = self.discard(id);
+                Err(self.failed(e, discarded))
+            }
+        }
+    }
+
     /// Makes a filled layer `Applied`, in one transaction with its kept blob (placed
     /// first: a blob nobody refers to is harmless, a reference to a missing one is not).
     fn record_applied(
@@ -910,12 +1034,6 @@ impl Store {
             return self.fill_windows(chain, input, options);
         }
         let content = self.paths.content(id);
-        let staging = Staging::new(&self.paths.staging())?;
-        let recipe = staging.path().join("recipe");
-        let kept = match options.keep_blob {
-            Some(_) => Some(KeptBlob::new(&self.paths.staging())?),
-            None => None,
-        };
         let lowers = match self.paths.driver {
             DriverKind::Vfs => {
                 if let Some(p) = parents.first() {
@@ -929,7 +1047,34 @@ impl Store {
             // directories as overlayfs would, without its cost per call.
             DriverKind::Overlay => self.content_dirs(parents),
         };
-        let target = content.clone();
+        let (diff, filled, kept, staging) =
+            self.fill_at(&content, FillLowers::Now(lowers), input, options)?;
+        rename(&staging.path().join("recipe"), &self.paths.recipe(id))?;
+        staging.done()?;
+        Ok((diff, filled, kept))
+    }
+
+    /// Writes the diff into `content` over `lowers`, checks the expected digests and
+    /// syncs; returns, besides what [`fill`](Self::fill) does, the staging entry holding
+    /// the recipe (`recipe` in it).
+    fn fill_at<R: Read + Send>(
+        &self,
+        content: &Path,
+        lowers: FillLowers,
+        input: R,
+        options: &ImportOptions,
+    ) -> Result<(DiffInfo, Filled, Option<KeptBlob>, Staging)> {
+        let staging = Staging::new(&self.paths.staging())?;
+        let recipe = staging.path().join("recipe");
+        let kept = match options.keep_blob {
+            Some(_) => Some(KeptBlob::new(&self.paths.staging())?),
+            None => None,
+        };
+        let (lowers, lowers_later) = match lowers {
+            FillLowers::Now(l) => (l, None),
+            FillLowers::Later(l) => (Vec::new(), Some(l)),
+        };
+        let target = content.to_path_buf();
         let unpack_options = UnpackOptions {
             writer: DirWriterOptions {
                 privileged_xattrs: options.apply.privileged_xattrs,
@@ -938,6 +1083,7 @@ impl Store {
             recipe: Some(recipe.clone()),
             sandbox: options.apply.sandbox,
             lowers,
+            lowers_later,
         };
         let summary = match &kept {
             None => unpack(input, &target, unpack_options)?,
@@ -961,9 +1107,7 @@ impl Store {
             }
         };
         options.check(summary.diff_id, summary.blob_digest)?;
-        sync_fs(&content)?;
-        rename(&recipe, &self.paths.recipe(id))?;
-        staging.done()?;
+        sync_fs(content)?;
         let diff = DiffInfo {
             diff_id: summary.diff_id,
             tar_size: summary.tar_bytes,
@@ -977,7 +1121,7 @@ impl Store {
             warnings: summary.warnings,
             sandbox: summary.sandbox,
         };
-        Ok((diff, filled, kept))
+        Ok((diff, filled, kept, staging))
     }
 
     /// Empties the content (and work) directory of layer `id` and drops its recipe, after
@@ -1000,6 +1144,12 @@ impl Store {
             .or_else(crate::lock::ignore_missing)
             .map_err(|e| Error::io("removing the recipe", e))
     }
+}
+
+/// The lower directories a fill writes over: known now, or once the parent is applied.
+enum FillLowers {
+    Now(Vec<PathBuf>),
+    Later(LowersLater),
 }
 
 /// What filling a layer did, whatever its kind.
