@@ -662,7 +662,7 @@ fn owners_are_exact_under_a_setgid_directory_of_another_group() {
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
     std::fs::create_dir(s.root.join("top")).unwrap();
     rustix::fs::chown(
-        &s.root.join("top"),
+        s.root.join("top"),
         Some(rustix::fs::Uid::from_raw(1)),
         Some(rustix::fs::Gid::from_raw(1)),
     )
