@@ -10,6 +10,7 @@
 #   BENCH_WORK=DIR    on-disk work area (default /var/tmp/strata-bench; the plain layer
 #                     tars and umoci images stay there for the next run)
 #   TMPFS=DIR         tmpfs scratch (default /dev/shm)
+#   STRATA=BIN        the strata binary to race (default: a release build of this tree)
 #   FSES="tmpfs disk" file systems raced on (the issue targets are on tmpfs)
 #   ONLY=layers       stop after the layer races and bench/load.sh (skip registry, wclayer,
 #                     store and image)
@@ -48,7 +49,7 @@ TMPFS=${TMPFS:-/dev/shm}
 
 need_packages umoci:umoci tar:tar gzip:gzip openssl:openssl /usr/bin/time:time python3:python3
 ensure_corpus full "$CORPUS"
-build_strata
+[ -n "${STRATA:-}" ] || build_strata
 
 LAYERS=(1 3 4)
 declare -A LAYER_NAME=([1]="1 base rootfs" [3]="3 small files" [4]="4 big file")
