@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark race: Strata against GNU tar, umoci and tar|openssl, in one run.
 #
-# Usage: bench/run.sh     (also runs bench/wclayer.sh and bench/store.sh, appending)
+# Usage: bench/run.sh     (also runs bench/load.sh, bench/registry.sh, bench/wclayer.sh,
+#                          bench/store.sh and bench/image.sh, appending)
 # Environment:
 #   CORPUS=DIR        full test corpus (default /var/tmp/strata-corpus-full; built with
 #                     shared/testdata/make-corpus.sh if absent, ~2.5 min, ~1.2 GB)
@@ -9,6 +10,14 @@
 #   BENCH_WORK=DIR    on-disk work area (default /var/tmp/strata-bench; the plain layer
 #                     tars and umoci images stay there for the next run)
 #   TMPFS=DIR         tmpfs scratch (default /dev/shm)
+#   STRATA=BIN        the strata binary to race (default: a release build of this tree)
+#   FSES="tmpfs disk" file systems raced on (the issue targets are on tmpfs)
+#   ONLY=layers       stop after the layer races and bench/load.sh (skip registry, wclayer,
+#                     store and image)
+#
+# Strata and its peer race in turn, run by run (bench/lib.sh `race`): the machine's load
+# then moves both alike, and the median of the per-pair ratios is the number that holds
+# under that noise. The load average before and after is recorded.
 #
 # Three layers of oci:corpus, gunzipped to plain tars first (tar cost, not gzip):
 # 1 the base root filesystem, 3 the many-small-files layer, 4 the big-file layer.
@@ -19,7 +28,8 @@
 #   pack    strata layer pack DIR -o -         vs  tar -cf - -C DIR . | openssl dgst -sha256
 #           (both stream and hash; `-o FILE`, which also fsyncs the file, is shown too)
 #   repack  strata layer repack DIR --recipe R -o -   vs  cat L.tar (the floor)
-# plus the peak RSS (/usr/bin/time) of strata on the big-file layer; writes the tables
+# plus the peak RSS (/usr/bin/time) of strata on the big-file layer and on a generated
+# 4 GiB layer (one file, streamed from a pipe: no 4 GiB input file); writes the tables
 # to bench/results-YYYY-MM-DD.md. Then, appending to the same file: bench/registry.sh
 # (push and pull of the corpus image over loopback against skopeo), bench/wclayer.sh
 # (Windows layers against the Linux path), bench/store.sh (the store) and
@@ -39,7 +49,7 @@ TMPFS=${TMPFS:-/dev/shm}
 
 need_packages umoci:umoci tar:tar gzip:gzip openssl:openssl /usr/bin/time:time python3:python3
 ensure_corpus full "$CORPUS"
-build_strata
+[ -n "${STRATA:-}" ] || build_strata
 
 LAYERS=(1 3 4)
 declare -A LAYER_NAME=([1]="1 base rootfs" [3]="3 small files" [4]="4 big file")
@@ -50,7 +60,10 @@ cleanup() { rm -rf -- "$SCRATCH_T" "$SCRATCH_D"; }
 trap cleanup EXIT
 mkdir -p "$SCRATCH_T" "$SCRATCH_D"
 declare -A FS_DIR=([tmpfs]=$SCRATCH_T [disk]=$SCRATCH_D)
-FSES=(tmpfs disk)
+read -r -a FSES <<<"${FSES:-tmpfs disk}"
+UNPACK_TARGET=1.2
+PACK_TARGET=1.2
+LOAD_BEFORE=$(loadavg)
 ERR=$BENCH_WORK/last-error.log
 
 # --- inputs -------------------------------------------------------------------------
@@ -130,14 +143,12 @@ for i in "${LAYERS[@]}"; do
   B=${BYTES[$i]}
   for fs in "${FSES[@]}"; do
     D=${FS_DIR[$fs]}
-    say "layer $i on $fs: unpack (strata, GNU tar, GNU tar + sha256, umoci) x$N"
-    s=$(measure fresh_dir strata_unpack "$L" "$D/dst" "$IMG")
-    g=$(measure fresh_dir gnutar_unpack "$L" "$D/dst" "$IMG")
+    say "layer $i on $fs: unpack race (strata and GNU tar in turn) x$N, then GNU tar + sha256 and umoci"
+    read -r s g rg sc gc < <(race fresh_dir strata_unpack gnutar_unpack "$L" "$D/dst" "$IMG")
     gh=$(measure fresh_dir gnutar_sha_unpack "$L" "$D/dst" "$IMG")
     u=$(measure fresh_dir umoci_unpack "$L" "$D/dst" "$IMG")
-    rg=$(ratio "$g" "$s")
     ru=$(ratio "$u" "$s")
-    unpack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$s" "$B") | $(cell "$g" "$B") | ${rg}x ($(verdict "$rg" 1.0)) | $(cell "$gh" "$B") | $(ratio "$gh" "$s")x | $(cell "$u" "$B") | ${ru}x ($(verdict "$ru" 2.0)) |")
+    unpack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$s" "$B") | $(cell "$g" "$B") | ${rg}x ($(verdict "$rg" "$UNPACK_TARGET")) | $sc s / $gc s | $(cell "$gh" "$B") | $(ratio "$gh" "$s")x | $(cell "$u" "$B") | ${ru}x ($(verdict "$ru" 2.0)) |")
     rm -rf -- "$D/dst"
 
     # The tree to pack and repack: unpacked once, with a recipe.
@@ -145,13 +156,11 @@ for i in "${LAYERS[@]}"; do
     R=$D/L$i.recipe
     rm -rf -- "$T" "$R"
     "$STRATA" -q layer unpack -i "$L" "$T" --recipe "$R"
-    say "layer $i on $fs: pack (strata stream, strata file, tar|openssl) and repack x$N"
-    ps=$(measure nothing strata_pack_stream "$T" "$D/out.tar")
+    say "layer $i on $fs: pack race (strata stream and tar|openssl in turn) x$N, strata file, repack"
+    read -r ps po rs psc poc < <(race nothing strata_pack_stream tar_openssl_pack "$T" "$D/out.tar")
     pf=$(measure no_file strata_pack_file "$T" "$D/out.tar")
-    po=$(measure nothing tar_openssl_pack "$T" "$D/out.tar")
-    rs=$(ratio "$po" "$ps")
     rf=$(ratio "$po" "$pf")
-    pack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$ps" "$B") | $(cell "$pf" "$B") | $(cell "$po" "$B") | ${rs}x ($(verdict "$rs" 1.0)) | ${rf}x |")
+    pack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$ps" "$B") | $(cell "$pf" "$B") | $(cell "$po" "$B") | ${rs}x ($(verdict "$rs" "$PACK_TARGET")) | ${rf}x | $psc s / $poc s |")
     rp=$(measure nothing strata_repack "$T" "$D/out.tar" "$L" "$R")
     ct=$(measure nothing cat_floor "$T" "$D/out.tar" "$L" "$R")
     repack_rows+=("| ${LAYER_NAME[$i]} | $fs | $(cell "$rp" "$B") | $(cell "$ct" "$B") | $(ratio "$rp" "$ct")x |")
@@ -176,6 +185,36 @@ rss_umoci=$(rss umoci raw unpack --image "$BENCH_WORK/layers/umoci-L4:t" "$SCRAT
 rss_pack=$(rss "$STRATA" -q layer pack "$SCRATCH_T/tree-L4" -o "$SCRATCH_T/out.tar")
 rss_repack=$(rss "$STRATA" -q layer repack "$SCRATCH_T/tree-L4" --recipe "$SCRATCH_T/L4.recipe" -o "$SCRATCH_T/out2.tar")
 cmp -s "$SCRATCH_T/out2.tar" "$L4" || die "repack of layer 4 is not bit-exact"
+rm -f -- "$SCRATCH_T/out.tar" "$SCRATCH_T/out2.tar"
+
+# Peak RSS on a 4 GiB layer: one file, generated into a pipe (no 4 GiB input file), then
+# packed again to /dev/null. Flat memory means the same few MiB as for layer 4.
+say "peak RSS on a generated 4 GiB layer"
+big_layer() {
+  python3 - <<'PY'
+import sys, tarfile
+size = 4 << 30
+info = tarfile.TarInfo("big/four-gib")
+info.size, info.mode, info.mtime = size, 0o644, 1700000000
+out = sys.stdout.buffer
+out.write(info.tobuf(tarfile.PAX_FORMAT))
+chunk = bytes(range(256)) * 4096
+left = size
+while left:
+    n = min(left, len(chunk))
+    out.write(chunk[:n])
+    left -= n
+out.write(b"\0" * 1024)
+PY
+}
+fresh_dir x "$SCRATCH_T/big"
+big_layer | rss "$STRATA" -q layer unpack -i - "$SCRATCH_T/big" >"$BENCH_WORK/rss-big-unpack"
+rss_big_unpack=$(cat "$BENCH_WORK/rss-big-unpack")
+[ "$(stat -c %s "$SCRATCH_T/big/big/four-gib")" = $((4 << 30)) ] || die "the 4 GiB layer did not unpack whole"
+rss_big_pack=$(rss "$STRATA" -q layer pack "$SCRATCH_T/big" -o -)
+rm -rf -- "$SCRATCH_T/big"
+
+LOAD_AFTER=$(loadavg)
 
 # --- report -------------------------------------------------------------------------
 date_utc=$(date -u +%F)
@@ -193,27 +232,29 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
     echo "layer ${LAYER_NAME[$i]}: $(awk -v b="${BYTES[$i]}" 'BEGIN { printf "%.1f MB", b / 1e6 }'), ${ENTRIES[$i]} entries."
   done
   echo
-  echo "Median of $N runs after one warm-up; inputs in the page cache; each destination removed and \`sync\`ed before a run, untimed."
-  echo "MB/s is layer tar bytes (10^6) per second. Ratio = peer time / Strata time: above 1 means Strata is faster."
+  echo "Load average (1, 5, 15 min) before the race: $LOAD_BEFORE; after: $LOAD_AFTER. Other work on the machine moves wall times; the alternating races keep the ratios."
   echo
-  echo "## Unpack (targets: >= 1.0x GNU tar, >= 2x umoci)"
+  echo "Strata against its peer (the \"vs\" columns): the two run in turn, run by run, the order alternating within each pair, after one warm-up each; $N pairs. Times are the medians of each tool; the ratio is the median of the $N per-pair ratios (peer time / Strata time: above 1 means Strata is faster). CPU is the median user + system time of each (all threads and children), which the machine's load moves much less than wall time."
+  echo "Other columns: median of $N runs after one warm-up. Inputs in the page cache; each destination removed and \`sync\`ed before a run, untimed. MB/s is layer tar bytes (10^6) per second."
+  echo
+  echo "## Unpack (targets: >= $UNPACK_TARGET x GNU tar, >= 2x umoci)"
   echo
   echo "GNU tar is \`tar -xpf\` as root (owners and modes kept; no xattrs without --xattrs, no whiteouts, no digest)."
   echo "Strata also computes the diffID, applies xattrs and whiteouts, and resolves every path in the root with its Landlock sandbox on."
   echo "\"tar + sha256\" is GNU tar that also computes the diffID: \`tee FIFO < L.tar | tar -xpf -\` with \`openssl dgst -sha256 < FIFO\` (no target; it shows the cost of hashing)."
   echo "umoci is \`umoci raw unpack\` of a one-layer image whose layer is stored uncompressed."
   echo
-  echo "| layer | fs | strata unpack | GNU tar -xpf | vs tar | tar + sha256 | vs tar + sha256 | umoci raw unpack | vs umoci |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| layer | fs | strata unpack | GNU tar -xpf | vs tar | CPU strata / tar | tar + sha256 | vs tar + sha256 | umoci raw unpack | vs umoci |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${unpack_rows[@]}"
   echo
-  echo "## Pack (target: >= 1.0x tar | openssl)"
+  echo "## Pack (target: >= $PACK_TARGET x tar | openssl)"
   echo
   echo "Both sides walk the tree, write a tar stream and hash it: \`strata layer pack DIR -o -\` (to /dev/null; sorted, deterministic, PAX with nanosecond times and xattrs)"
   echo "against \`tar -cf - -C DIR . | openssl dgst -sha256\`. \`-o FILE\` writes the layer next to the tree and fsyncs it."
   echo
-  echo "| layer | fs | strata pack -o - | strata pack -o FILE | tar -cf - \\| openssl dgst | vs tar\\|openssl (stream) | (file) |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  echo "| layer | fs | strata pack -o - | strata pack -o FILE | tar -cf - \\| openssl dgst | vs tar\\|openssl (stream) | (file) | CPU strata / tar\\|openssl |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${pack_rows[@]}"
   echo
   echo "## Repack (bit-exact rebuild from a recipe; no target)"
@@ -233,8 +274,24 @@ dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | gre
   echo "| strata layer repack -o FILE | $rss_repack MiB |"
   echo "| tar -xpf (reference) | $rss_tar MiB |"
   echo "| umoci raw unpack (reference) | $rss_umoci MiB |"
+  echo
+  echo "## Peak RSS, a 4 GiB layer (target: flat, under 64 MiB)"
+  echo
+  echo "One 4 GiB file, the layer generated into a pipe (\`strata layer unpack -i -\`), then the tree packed to /dev/null."
+  echo
+  echo "| command | peak RSS |"
+  echo "| --- | --- |"
+  echo "| strata layer unpack -i - (4 GiB) | $rss_big_unpack MiB ($(awk -v r="$rss_big_unpack" 'BEGIN { print (r + 0 < 64) ? "yes" : "**no**" }')) |"
+  echo "| strata layer pack -o - (4 GiB) | $rss_big_pack MiB ($(awk -v r="$rss_big_pack" 'BEGIN { print (r + 0 < 64) ? "yes" : "**no**" }')) |"
 } >"$results.tmp"
 mv "$results.tmp" "$results"
+
+# Loading an image into an overlay store: layers applied in parallel, by --jobs.
+STRATA=$STRATA N=$N TMPFS=$TMPFS CORPUS=$CORPUS BENCH_WORK=$BENCH_WORK "$ROOT/bench/load.sh" | tee -a "$results"
+if [ "${ONLY:-}" = layers ]; then
+  say "written to $results (ONLY=layers: registry, wclayer, store and image benches skipped)"
+  exit 0
+fi
 
 # The registry race (push and pull against skopeo), appended to the same results.
 say "registry race: bench/registry.sh"

@@ -140,7 +140,7 @@ fn unpack_cmd(
         },
         recipe: recipe.clone(),
         sandbox,
-        lowers: Vec::new(),
+        ..UnpackOptions::default()
     };
     let s = unpack::unpack(bar.wrap_read(reader), dir, options)
         .with_context(|| format!("cannot unpack {} into {}", input.display(), dir.display()))?;

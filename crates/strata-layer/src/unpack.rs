@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use crate::compress::{open_blob, Compression};
 use crate::digest::{Digest, Hasher};
-use crate::dir_writer::{DirWriter, DirWriterOptions};
+use crate::dir_writer::{DirWriter, DirWriterOptions, LowersLater};
 use crate::pipe;
 use crate::recipe::RecipeRecorder;
 use crate::sandbox::{self, SandboxStatus};
@@ -40,6 +40,10 @@ pub struct UnpackOptions {
     /// directories, nearest first, and the layer is applied as if onto their merged view
     /// ([`DirWriter::open_upper`]).
     pub lowers: Vec<PathBuf>,
+    /// Instead of `lowers`: the lower directories are still being written (by another
+    /// apply, in parallel), and this waits for them and names them, the first time the
+    /// writer needs to see below ([`DirWriter::open_upper_later`]).
+    pub lowers_later: Option<LowersLater>,
 }
 
 impl Default for UnpackOptions {
@@ -49,6 +53,7 @@ impl Default for UnpackOptions {
             recipe: None,
             sandbox: true,
             lowers: Vec::new(),
+            lowers_later: None,
         }
     }
 }
@@ -98,6 +103,7 @@ pub fn unpack<R: Read + Send>(
     let writer_options = options.writer;
     let confine = options.sandbox;
     let lowers = options.lowers;
+    let lowers_later = options.lowers_later;
     // Three threads: this one waits; a reader decompresses and hashes; a writer, confined
     // to the root, parses and applies.
     let (applied, recorder, sandbox) = std::thread::scope(|s| {
@@ -113,10 +119,10 @@ pub fn unpack<R: Read + Send>(
             if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.is_ok() {
                 rustix::process::umask(rustix::fs::Mode::empty());
             }
-            let mut writer = if lowers.is_empty() {
-                DirWriter::open(root, writer_options)?
-            } else {
-                DirWriter::open_upper(root, &lowers, writer_options)?
+            let mut writer = match lowers_later {
+                Some(later) => DirWriter::open_upper_later(root, later, writer_options)?,
+                None if lowers.is_empty() => DirWriter::open(root, writer_options)?,
+                None => DirWriter::open_upper(root, &lowers, writer_options)?,
             };
             match recorder {
                 None => Ok((apply(TarReader::new(stream), writer)?, None, sandbox)),

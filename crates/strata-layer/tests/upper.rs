@@ -226,6 +226,25 @@ fn same_both_ways(name: &str, lowers: &[&[Item]], layer: &[Item]) -> bool {
         direct.is_ok(),
         "{name}: through a mount {by_kernel:?}, into the upper directory {direct:?}"
     );
+    // Once more with the lowers named only when first needed: the same in every way.
+    let (upper_later, work_later, m_later) = (d("upper-later"), d("work-later"), d("m-later"));
+    let named = dirs.clone();
+    let later = apply(
+        DirWriter::open_upper_later(
+            &upper_later,
+            Box::new(move || Ok(named)),
+            DirWriterOptions::default(),
+        )
+        .unwrap(),
+        layer,
+    );
+    assert_eq!(direct, later, "{name}: lowers now and lowers later");
+    assert!(mount(&dirs, &upper_later, &work_later, &m_later));
+    let got_later = listing(&m_later);
+    umount(&m_later);
+    if direct.is_ok() {
+        assert_eq!(got, got_later, "{name}: lowers now and lowers later");
+    }
     if by_kernel.is_ok() {
         for (path, want) in &want {
             assert_eq!(Some(want), got.get(path), "{name}: `{path}` differs");
@@ -434,4 +453,113 @@ fn several_lowers_merge_as_overlayfs_merges_them() {
         &[&base(), &middle],
         &[opaque("usr"), file("usr/only", "o", 113)],
     );
+}
+
+/// The store applies a layer while its parent is still being written: the writer must
+/// not look below before the lowers are complete, and must give the same tree as when
+/// they were there from the start.
+#[test]
+fn lowers_finished_only_when_first_needed_give_the_same_upper() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/dev/shm").is_dir() {
+        eprintln!("needs root and /dev/shm; skipped");
+        return;
+    }
+    let t = scratch();
+    let d = |s: &str| {
+        let p = t.path().join(s);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let layer = [
+        dir("srv", 0o755, 40),
+        file("srv/fresh", "only new directories", 41),
+        file("usr/lib/deep/new", "needs the lower usr", 42),
+        whiteout("etc/group"),
+    ];
+    // Written with the lowers complete from the start.
+    let lower = d("lower");
+    apply(
+        DirWriter::open(&lower, DirWriterOptions::default()).unwrap(),
+        &base(),
+    )
+    .unwrap();
+    let want = d("want");
+    apply(
+        DirWriter::open_upper(
+            &want,
+            std::slice::from_ref(&lower),
+            DirWriterOptions::default(),
+        )
+        .unwrap(),
+        &layer,
+    )
+    .unwrap();
+    // Written while the lower is still empty: the lower is filled in the callback.
+    let late = d("late-lower");
+    let upper = d("upper");
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (seen, late_dir, upper_dir) = (calls.clone(), late.clone(), upper.clone());
+    let mut w = DirWriter::open_upper_later(
+        &upper,
+        Box::new(move || {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // What the layer wrote before it needed to look below is there already.
+            assert!(upper_dir.join("srv/fresh").is_file());
+            apply(
+                DirWriter::open(&late_dir, DirWriterOptions::default()).unwrap(),
+                &base(),
+            )
+            .unwrap();
+            Ok(vec![late_dir])
+        }),
+        DirWriterOptions::default(),
+    )
+    .unwrap();
+    for Item(e, data) in &layer[..2] {
+        w.add(e).unwrap();
+        if !data.is_empty() {
+            w.write_data(data).unwrap();
+        }
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(std::fs::read_dir(&late).unwrap().count(), 0);
+    for Item(e, data) in &layer[2..] {
+        w.add(e).unwrap();
+        if !data.is_empty() {
+            w.write_data(data).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(listing(&want), listing(&upper));
+    assert_eq!(
+        std::fs::symlink_metadata(upper.join("etc/group"))
+            .map(|m| m.rdev())
+            .ok(),
+        Some(0),
+        "the whiteout of a lower file is a 0/0 device"
+    );
+}
+
+/// A layer that never needs to look below never waits for the lowers.
+#[test]
+fn lowers_are_not_waited_for_by_a_layer_of_new_directories() {
+    let t = tempfile::tempdir().unwrap();
+    let w = DirWriter::open_upper_later(
+        t.path(),
+        Box::new(|| panic!("the lowers were asked for")),
+        DirWriterOptions::default(),
+    )
+    .unwrap();
+    apply(
+        w,
+        &[
+            dir("a", 0o755, 1),
+            file("a/f", "x", 2),
+            dir("a/b", 0o700, 3),
+            symlink("a/b/l", "../f", 4),
+        ],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(t.path().join("a/f")).unwrap(), b"x");
 }

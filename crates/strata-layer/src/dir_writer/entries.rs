@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustix::fs::{self as rfs, FileType, Mode};
 use rustix::io::Errno;
 
-use super::tree::DirMeta;
+use super::tree::{DirMeta, Owner};
 use super::{file_type, io_err, DirWriter, OpenFile};
 use crate::root::Sweep;
 use crate::{Entry, EntryKind, Error, LayerPath, SparseExtent};
@@ -39,8 +39,24 @@ impl DirWriter {
         } else {
             Some(cur.meta.mode)
         };
-        self.tree
-            .apply_meta_fd(cur.file.as_fd(), &cur.path, &cur.meta, mode, true)
+        self.tree.apply_meta_fd(
+            cur.file.as_fd(),
+            &cur.path,
+            &cur.meta,
+            mode,
+            true,
+            cur.owner,
+        )
+    }
+
+    /// Who owns a node this writer creates now in the directory [`parent`](Self::parent)
+    /// returned last: the creator, unless that directory may pass another group on.
+    fn created_owner(&self) -> Owner {
+        if self.tree.parent_foreign {
+            Owner::Unknown
+        } else {
+            Owner::Creator
+        }
     }
 
     pub(super) fn add_root(&mut self, entry: &Entry) -> Result<(), Error> {
@@ -82,6 +98,7 @@ impl DirWriter {
         let Some((dir, name)) = self.parent(path, true)? else {
             return Err(Error::apply(path, "cannot resolve the parent directory"));
         };
+        let owner = self.created_owner();
         let mut removed = false;
         let create_mode = if self.tree.exact_create_mode {
             entry.meta.mode & 0o777
@@ -107,6 +124,7 @@ impl DirWriter {
             expected: entry.kind.data_len(),
             delivered: 0,
             sparse: sparse.map(|e| (e.to_vec(), 0, 0)),
+            owner,
         });
         if entry.kind.data_len() == 0 {
             self.complete_current()?;
@@ -122,6 +140,7 @@ impl DirWriter {
         let fail = |what: &str, e: Errno| {
             Error::apply_io(path, format!("cannot {what} directory"), io_err(e))
         };
+        let mut owner = self.created_owner();
         let mut replaced = false;
         match dir.mkdir(&name, 0o700) {
             Ok(()) => {}
@@ -131,6 +150,8 @@ impl DirWriter {
                     self.tree.remove_existing(&dir, &name, path)?;
                     dir.mkdir(&name, 0o700).map_err(|e| fail("create", e))?;
                     replaced = true;
+                } else {
+                    owner = Owner::Unknown; // merged: whoever owned it still does
                 }
             }
             Err(e) => return Err(fail("create", e)),
@@ -149,7 +170,8 @@ impl DirWriter {
             (mode | 0o700, Some(mode))
         };
         self.tree
-            .apply_meta_fd(fd.as_fd(), path, &entry.meta, Some(now), false)?;
+            .apply_meta_fd(fd.as_fd(), path, &entry.meta, Some(now), false, owner)?;
+        let foreign = self.tree.foreign_group_of(&entry.meta);
         self.tree.mark_written(path);
         self.tree.dir_meta.insert(
             path.as_bytes().into(),
@@ -160,7 +182,7 @@ impl DirWriter {
                 atime: entry.meta.atime.unwrap_or(entry.meta.mtime),
             },
         );
-        self.tree.cache.put(path.as_bytes(), Arc::new(fd));
+        self.tree.cache.put(path.as_bytes(), Arc::new(fd), foreign);
         Ok(())
     }
 
@@ -175,6 +197,7 @@ impl DirWriter {
         let Some((dir, name)) = self.parent(path, true)? else {
             return Err(Error::apply(path, "cannot resolve the parent directory"));
         };
+        let owner = self.created_owner();
         let mut removed = false;
         loop {
             match dir.symlink(&name, target) {
@@ -188,7 +211,7 @@ impl DirWriter {
         }
         self.tree.mark_written(path);
         self.tree
-            .apply_meta_at(&dir, &name, path, &entry.meta, true)
+            .apply_meta_at(&dir, &name, path, &entry.meta, true, owner)
     }
 
     pub(super) fn add_hardlink(&mut self, entry: &Entry, target: &LayerPath) -> Result<(), Error> {
@@ -269,8 +292,14 @@ impl DirWriter {
             let fd = dir
                 .open_file(&name)
                 .map_err(|e| Error::apply_io(path, "cannot open the new hard link", io_err(e)))?;
-            self.tree
-                .apply_meta_fd(fd.as_fd(), path, &entry.meta, Some(entry.meta.mode), true)?;
+            self.tree.apply_meta_fd(
+                fd.as_fd(),
+                path,
+                &entry.meta,
+                Some(entry.meta.mode),
+                true,
+                Owner::Unknown,
+            )?;
         }
         Ok(())
     }
@@ -309,6 +338,7 @@ impl DirWriter {
         let Some((dir, name)) = self.parent(path, true)? else {
             return Err(Error::apply(path, "cannot resolve the parent directory"));
         };
+        let owner = self.created_owner();
         let mut removed = false;
         loop {
             match dir.mknod(&name, ftype, 0o600, rdev) {
@@ -322,7 +352,7 @@ impl DirWriter {
         }
         self.tree.mark_written(path);
         self.tree
-            .apply_meta_at(&dir, &name, path, &entry.meta, false)
+            .apply_meta_at(&dir, &name, path, &entry.meta, false, owner)
     }
 
     pub(super) fn whiteout(&mut self, path: &LayerPath) -> Result<(), Error> {

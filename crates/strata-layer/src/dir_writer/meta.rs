@@ -9,7 +9,7 @@ use rustix::fs::{self as rfs, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
 use super::io_err;
-use super::tree::Tree;
+use super::tree::{Owner, Tree};
 use crate::root::{shown, Dir};
 use crate::xattr;
 use crate::{Error, LayerPath, Metadata, Timestamp};
@@ -22,8 +22,13 @@ fn timespec(t: Timestamp) -> Timespec {
 }
 
 impl Tree {
-    fn owner(&self, path: &LayerPath, meta: &Metadata) -> Result<Option<(Uid, Gid)>, Error> {
-        if !self.opts.chown {
+    fn owner(
+        &self,
+        path: &LayerPath,
+        meta: &Metadata,
+        now: Owner,
+    ) -> Result<Option<(Uid, Gid)>, Error> {
+        if !self.opts.chown || (now == Owner::Creator && (meta.uid, meta.gid) == self.creator) {
             return Ok(None);
         }
         // u32::MAX is -1, "leave unchanged", for chown(2).
@@ -131,7 +136,9 @@ impl Tree {
         }
     }
 
-    /// chown → xattrs → chmod → times through an open descriptor (files, directories).
+    /// chown → xattrs → chmod → times through an open descriptor (files, directories);
+    /// `now` says who owns the node already (the chown is skipped when it would change
+    /// nothing).
     pub(super) fn apply_meta_fd(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -139,8 +146,9 @@ impl Tree {
         meta: &Metadata,
         mode: Option<u32>,
         times: bool,
+        now: Owner,
     ) -> Result<(), Error> {
-        if let Some((uid, gid)) = self.owner(path, meta)? {
+        if let Some((uid, gid)) = self.owner(path, meta, now)? {
             rfs::fchown(fd, Some(uid), Some(gid))
                 .map_err(|e| Error::apply_io(path, "cannot chown", io_err(e)))?;
         }
@@ -170,8 +178,9 @@ impl Tree {
         path: &LayerPath,
         meta: &Metadata,
         is_symlink: bool,
+        now: Owner,
     ) -> Result<(), Error> {
-        if let Some((uid, gid)) = self.owner(path, meta)? {
+        if let Some((uid, gid)) = self.owner(path, meta, now)? {
             dir.chown_at(name, uid, gid)
                 .map_err(|e| Error::apply_io(path, "cannot chown", io_err(e)))?;
         }

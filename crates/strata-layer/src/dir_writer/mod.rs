@@ -68,7 +68,7 @@ mod tree;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,7 +78,8 @@ use rustix::io::Errno;
 
 use crate::root::{parent_bytes, resolve_error, Dir, Root};
 use crate::{Entry, EntryKind, Error, LayerPath, LayerWriter, Metadata, SparseExtent};
-use target::{Plain, Target};
+pub use target::LowersLater;
+use target::{Later, Plain, Target};
 use tree::Tree;
 
 /// What the writer may do beyond plain files, directories and links.
@@ -143,6 +144,8 @@ struct OpenFile {
     delivered: u64,
     /// For a sparse file: the extents, the current one and how much of it is written.
     sparse: Option<(Vec<SparseExtent>, usize, u64)>,
+    /// Who owns it already.
+    owner: tree::Owner,
 }
 
 fn io_err(e: Errno) -> io::Error {
@@ -187,6 +190,24 @@ impl DirWriter {
         Ok(w)
     }
 
+    /// Like [`open_upper`](Self::open_upper), but the lower layers may still be being
+    /// written (by another writer, applying the layer below in parallel): `lowers` is
+    /// called, once, on this writer's thread, the first time an entry needs to see below
+    /// (a parent directory missing from `upper`, a whiteout, a hard link to a lower file,
+    /// an opaque directory), and must return when they are complete, nearest first. Until
+    /// then entries go straight into `upper`. The result is the same as with
+    /// [`open_upper`](Self::open_upper): whether the writer looks below depends only on
+    /// what `upper` holds.
+    pub fn open_upper_later(
+        upper: &Path,
+        lowers: LowersLater,
+        options: DirWriterOptions,
+    ) -> Result<Self, Error> {
+        let mut w = DirWriter::open(upper, options)?;
+        w.target = Box::new(Later::Waiting(Some(lowers)));
+        Ok(w)
+    }
+
     fn with_target(root: Root, opts: DirWriterOptions, target: Box<dyn Target>) -> Self {
         DirWriter {
             tree: Tree::new(root, opts),
@@ -220,9 +241,11 @@ impl DirWriter {
         entry: &LayerPath,
     ) -> Result<Option<Arc<Dir>>, Error> {
         if dir.is_empty() {
+            self.tree.parent_foreign = self.tree.root_foreign();
             return Ok(Some(self.tree.root.top().clone()));
         }
-        if let Some(fd) = self.tree.cache.get(dir) {
+        if let Some((fd, foreign)) = self.tree.cache.get(dir) {
+            self.tree.parent_foreign = foreign;
             return Ok(Some(fd));
         }
         let fd = match self.tree.root.dir(dir) {
@@ -235,9 +258,12 @@ impl DirWriter {
             }
             Err(e) => return Err(resolve_error(entry, dir, e)),
         };
-        self.tree.keep_times(dir, fd.as_fd());
+        let st = rfs::fstat(&fd).ok();
+        self.tree.keep_times(dir, st.as_ref());
+        let foreign = self.tree.foreign_group(st.as_ref());
+        self.tree.parent_foreign = foreign;
         let fd = Arc::new(fd);
-        self.tree.cache.put(dir, fd.clone());
+        self.tree.cache.put(dir, fd.clone(), foreign);
         Ok(Some(fd))
     }
 

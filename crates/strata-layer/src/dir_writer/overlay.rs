@@ -15,7 +15,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags, Stat, XattrFlags};
 use rustix::io::Errno;
 
 use super::target::Target;
-use super::tree::Tree;
+use super::tree::{Owner, Tree};
 use super::{file_type, io_err};
 use crate::inroot;
 use crate::root::{c_name, parent_bytes, resolve_error, shown, Dir};
@@ -262,7 +262,14 @@ impl Upper {
                 dir.mkdir(name, 0o700)
                     .map_err(|e| fail("mkdir", io_err(e)))?;
                 let fd = dir.open_dir(name).map_err(|e| fail("open", io_err(e)))?;
-                tree.apply_meta_fd(fd.as_fd(), path, &meta, Some(meta.mode), true)?;
+                tree.apply_meta_fd(
+                    fd.as_fd(),
+                    path,
+                    &meta,
+                    Some(meta.mode),
+                    true,
+                    Owner::Unknown,
+                )?;
             }
             FileType::RegularFile => {
                 let src = rfs::openat(
@@ -276,19 +283,26 @@ impl Upper {
                     .create_file(name, 0o600)
                     .map_err(|e| fail("create", io_err(e)))?;
                 io::copy(&mut File::from(src), &mut dst).map_err(|e| fail("copy its data", e))?;
-                tree.apply_meta_fd(dst.as_fd(), path, &meta, Some(meta.mode), true)?;
+                tree.apply_meta_fd(
+                    dst.as_fd(),
+                    path,
+                    &meta,
+                    Some(meta.mode),
+                    true,
+                    Owner::Unknown,
+                )?;
             }
             FileType::Symlink => {
                 let target = rfs::readlinkat(ldir, name, Vec::new())
                     .map_err(|e| fail("read the symlink", io_err(e)))?;
                 dir.symlink(name, target.as_bytes())
                     .map_err(|e| fail("create the symlink", io_err(e)))?;
-                tree.apply_meta_at(dir, name, path, &meta, true)?;
+                tree.apply_meta_at(dir, name, path, &meta, true, Owner::Unknown)?;
             }
             _ => {
                 dir.mknod(name, ftype, 0o600, lst.st_rdev)
                     .map_err(|e| fail("create the node", io_err(e)))?;
-                tree.apply_meta_at(dir, name, path, &meta, false)?;
+                tree.apply_meta_at(dir, name, path, &meta, false, Owner::Unknown)?;
             }
         }
         parent

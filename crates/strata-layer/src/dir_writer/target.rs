@@ -6,6 +6,7 @@ use std::ffi::CStr;
 
 use rustix::fs::{FileType, Stat};
 
+use super::overlay::Upper;
 use super::tree::Tree;
 use crate::root::Dir;
 use crate::{Error, LayerPath};
@@ -94,5 +95,82 @@ impl Target for Plain {
 
     fn hide_below(&mut self, _: &mut Tree, _: &Dir, _: &LayerPath) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// The lower layers of an upper directory, known only later: called (once) the first time
+/// the writer needs to see below, it waits until they are complete and returns them,
+/// nearest first (at least one). See [`super::DirWriter::open_upper_later`].
+pub type LowersLater = Box<dyn FnOnce() -> Result<Vec<std::path::PathBuf>, Error> + Send>;
+
+/// An upper directory whose lower layers may still be being written: entries that do not
+/// need to see below (most of them) are written at once; the first question about what
+/// lies below waits for the lowers, then every question goes to them. Whether a question
+/// is asked depends only on the upper directory, so the result is the same as with the
+/// lowers open from the start.
+pub(super) enum Later {
+    Waiting(Option<LowersLater>),
+    Ready(Box<dyn Target>),
+}
+
+impl Later {
+    fn below(&mut self) -> Result<&mut Box<dyn Target>, Error> {
+        if let Later::Waiting(wait) = self {
+            let wait = wait
+                .take()
+                .ok_or_else(|| Error::Misuse("the lower layers failed to open before".into()))?;
+            let lowers = wait()?;
+            if lowers.is_empty() {
+                return Err(Error::Misuse(
+                    "an upper directory waited for lower layers and got none".into(),
+                ));
+            }
+            *self = Later::Ready(Box::new(Upper::open(&lowers)?));
+        }
+        match self {
+            Later::Ready(t) => Ok(t),
+            Later::Waiting(_) => Err(Error::Misuse("the lower layers are not open".into())),
+        }
+    }
+}
+
+impl Target for Later {
+    fn resolve(
+        &mut self,
+        tree: &mut Tree,
+        dir: &[u8],
+        create: bool,
+        entry: &LayerPath,
+    ) -> Result<Option<Dir>, Error> {
+        self.below()?.resolve(tree, dir, create, entry)
+    }
+
+    fn lower_at(
+        &mut self,
+        tree: &mut Tree,
+        path: &LayerPath,
+        into: Option<&Dir>,
+        copy: fn(FileType) -> bool,
+    ) -> Result<Option<(Stat, bool)>, Error> {
+        self.below()?.lower_at(tree, path, into, copy)
+    }
+
+    /// Answered without the lowers, as an upper directory answers it.
+    fn is_whiteout(&self, st: &Stat) -> bool {
+        crate::upper::is_whiteout(st)
+    }
+
+    fn hide(
+        &mut self,
+        tree: &mut Tree,
+        dir: &Dir,
+        name: &CStr,
+        path: &LayerPath,
+    ) -> Result<(), Error> {
+        self.below()?.hide(tree, dir, name, path)
+    }
+
+    fn hide_below(&mut self, tree: &mut Tree, dir: &Dir, path: &LayerPath) -> Result<(), Error> {
+        self.below()?.hide_below(tree, dir, path)
     }
 }

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CStr;
 use std::fs::File;
 use std::ops::Bound;
-use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use rustix::fs::{self as rfs, FileType, Gid, Stat, Uid};
@@ -38,6 +37,22 @@ pub(super) struct Tree {
     /// This thread's umask is 0, so files are created with their final permission bits
     /// and need no `fchmod` unless they carry setuid, setgid or sticky bits.
     pub(super) exact_create_mode: bool,
+    /// The uid and gid that own what this writer creates (its effective ids).
+    pub(super) creator: (u64, u64),
+    /// Whether what is created in the root may get a group other than the creator's.
+    root_foreign: bool,
+    /// The same for the directory [`DirWriter::dir_fd`](super::DirWriter) returned last.
+    pub(super) parent_foreign: bool,
+}
+
+/// Who owns a node when its metadata is applied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// Not known (an existing entry, a hard link, a copy-up): always chown.
+    Unknown,
+    /// Just created by this writer in a directory of the creator's group: owned by the
+    /// creator's uid and gid, so a chown to them would change nothing and is skipped.
+    Creator,
 }
 
 /// Times (and maybe a mode) of a directory, set in `finish`.
@@ -49,30 +64,33 @@ pub(super) struct DirMeta {
     pub(super) atime: Timestamp,
 }
 
-/// A few open parent directories, most recently used last.
+/// A few open parent directories, most recently used last, each with whether what is
+/// created in it may get a group other than the creator's (see [`Tree::foreign_group`]).
 #[derive(Default)]
 pub(super) struct DirCache {
-    entries: Vec<(Box<[u8]>, Arc<Dir>)>,
+    entries: Vec<(Box<[u8]>, Arc<Dir>, bool)>,
 }
 
 impl DirCache {
-    pub(super) fn get(&mut self, key: &[u8]) -> Option<Arc<Dir>> {
-        let pos = self.entries.iter().rposition(|(k, _)| &**k == key)?;
+    pub(super) fn get(&mut self, key: &[u8]) -> Option<(Arc<Dir>, bool)> {
+        let pos = self.entries.iter().rposition(|(k, _, _)| &**k == key)?;
         let last = self.entries.len() - 1;
         if pos != last {
             let e = self.entries.remove(pos);
             self.entries.push(e);
         }
-        self.entries.last().map(|(_, fd)| fd.clone())
+        self.entries
+            .last()
+            .map(|(_, fd, foreign)| (fd.clone(), *foreign))
     }
 
-    pub(super) fn put(&mut self, key: &[u8], fd: Arc<Dir>) {
-        if let Some(pos) = self.entries.iter().position(|(k, _)| &**k == key) {
+    pub(super) fn put(&mut self, key: &[u8], fd: Arc<Dir>, foreign: bool) {
+        if let Some(pos) = self.entries.iter().position(|(k, _, _)| &**k == key) {
             self.entries.remove(pos);
         } else if self.entries.len() >= CACHE_SIZE {
             self.entries.remove(0);
         }
-        self.entries.push((key.into(), fd));
+        self.entries.push((key.into(), fd, foreign));
     }
 
     /// Called whenever a directory or a symlink disappears: any cached descriptor might
@@ -101,6 +119,12 @@ fn below(path: &[u8]) -> (Vec<u8>, Vec<u8>) {
 
 impl Tree {
     pub(super) fn new(root: Root, opts: DirWriterOptions) -> Tree {
+        let creator: (u64, u64) = (
+            rustix::process::geteuid().as_raw().into(),
+            rustix::process::getegid().as_raw().into(),
+        );
+        let root_foreign =
+            rfs::fstat(root.top()).map_or(true, |st| u64::from(st.st_gid) != creator.1);
         Tree {
             root,
             opts,
@@ -112,7 +136,27 @@ impl Tree {
             warnings_dropped: 0,
             unprivileged: !rustix::process::geteuid().is_root(),
             exact_create_mode: thread_umask() == Some(0),
+            creator,
+            root_foreign,
+            parent_foreign: true,
         }
+    }
+
+    /// Whether the root passes a group other than the creator's to what is made in it.
+    pub(super) fn root_foreign(&self) -> bool {
+        self.root_foreign
+    }
+
+    /// Whether a directory (of this stat, if known) may give what is created in it a
+    /// group other than the creator's: a new node takes the creator's group or, when the
+    /// directory is setgid (or the file system is mounted `grpid`), the directory's.
+    pub(super) fn foreign_group(&self, st: Option<&Stat>) -> bool {
+        st.is_none_or(|st| u64::from(st.st_gid) != self.creator.1)
+    }
+
+    /// The same for a directory this writer just gave the entry metadata `meta`.
+    pub(super) fn foreign_group_of(&self, meta: &crate::Metadata) -> bool {
+        !self.opts.chown || meta.gid != self.creator.1
     }
 
     pub(super) fn warn(&mut self, msg: String) {
@@ -172,11 +216,11 @@ impl Tree {
     /// containers/storage leave them): they are read the first time it is resolved,
     /// before anything in it changes, and set again in `finish`. A later entry for the
     /// directory replaces them with its own.
-    pub(super) fn keep_times(&mut self, dir: &[u8], fd: BorrowedFd<'_>) {
+    pub(super) fn keep_times(&mut self, dir: &[u8], st: Option<&Stat>) {
         if self.dir_meta.contains_key(dir) {
             return;
         }
-        let (Ok(st), Ok(path)) = (rfs::fstat(fd), LayerPath::from_tar_name(dir)) else {
+        let (Some(st), Ok(path)) = (st, LayerPath::from_tar_name(dir)) else {
             return;
         };
         let time = |secs: i64, nanos: i64| Timestamp::new(secs, nanos.clamp(0, 999_999_999) as u32);

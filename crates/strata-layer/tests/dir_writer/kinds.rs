@@ -645,3 +645,56 @@ fn per_entry_cost() {
         el / items.len() as u32
     );
 }
+
+/// The writer skips the chown of a node it just created when the node is its own already;
+/// a directory that passes its group on (setgid, group 4242) must not fool it: every
+/// entry ends with the layer's owner, 0:0, and a merged directory keeps none of its own.
+#[test]
+fn owners_are_exact_under_a_setgid_directory_of_another_group() {
+    if !is_root() {
+        eprintln!("needs root (chown); skipped");
+        return;
+    }
+    let s = Scratch::new();
+    let shared = s.root.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    rustix::fs::chown(&shared, None, Some(rustix::fs::Gid::from_raw(4242))).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    std::fs::create_dir(s.root.join("top")).unwrap();
+    rustix::fs::chown(
+        s.root.join("top"),
+        Some(rustix::fs::Uid::from_raw(1)),
+        Some(rustix::fs::Gid::from_raw(1)),
+    )
+    .unwrap();
+    rustix::fs::chown(&s.root, None, Some(rustix::fs::Gid::from_raw(4343))).unwrap();
+    let fifo = Item(Entry::new(p("shared/fifo"), EntryKind::Fifo), Vec::new());
+    apply(
+        &s.root,
+        &[
+            file("shared/file", b"f"),
+            with_mode(dir("shared/sub"), 0o755),
+            file("shared/sub/deeper", b"d"),
+            symlink("shared/link", "file"),
+            fifo,
+            file("at-root", b"r"),
+            with_mode(dir("top"), 0o750),
+            file("top/in-merged", b"m"),
+        ],
+    )
+    .unwrap();
+    for name in [
+        "shared/file",
+        "shared/sub",
+        "shared/sub/deeper",
+        "shared/link",
+        "shared/fifo",
+        "at-root",
+        "top",
+        "top/in-merged",
+    ] {
+        let md = lmeta(&s.root.join(name));
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{name}");
+    }
+    assert_eq!(lmeta(&s.root.join("shared/sub")).mode() & 0o7777, 0o755);
+}

@@ -384,6 +384,7 @@ fn unpack_into(
             recipe: Some(recipe.to_path_buf()),
             sandbox: options.sandbox,
             lowers,
+            lowers_later: None,
         },
     )?;
     crate::layout::sync_fs(content)?;
