@@ -119,6 +119,13 @@ enum Command {
         dir: std::path::PathBuf,
         image: String,
     },
+    /// Serve the store to containerd as a proxy snapshotter (its snapshots gRPC API) on a
+    /// unix socket, until SIGTERM or SIGINT.
+    Snapshotter {
+        /// The unix socket to listen on (containerd's `proxy_plugins` `address`).
+        #[arg(long, value_name = "SOCK")]
+        address: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -167,6 +174,7 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
+        Command::Snapshotter { address } => store::snapshotter(&cli.store, &address, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,6 +101,7 @@ pub mod options;
 mod overlay;
 mod quota;
 mod recover;
+pub mod snapshots;
 mod store;
 mod windows;
 
@@ -116,6 +117,9 @@ pub use images::{Image, ManifestRef, NewImage, RemovedImage};
 pub use lock::{LockHolder, LockWait, Staging};
 pub use options::StorageOptions;
 pub use recover::Recovery;
+pub use snapshots::{
+    SnapshotError, SnapshotInfo, SnapshotKind, SnapshotMount, SnapshotUsage, Snapshotter,
+};
 pub use store::{
     probe_overlay, Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails,
     LayerStatus, Store, StoreOptions,

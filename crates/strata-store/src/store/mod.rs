@@ -21,6 +21,7 @@ use crate::options::StorageOptions;
 use crate::overlay::{self, OverlaySpec, MAX_LOWERS};
 use crate::{mounts, quota};
 
+mod bare;
 mod mount;
 mod remove;
 
