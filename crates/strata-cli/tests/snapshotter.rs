@@ -46,9 +46,15 @@ impl Server {
         let start = Instant::now();
         while std::os::unix::net::UnixStream::connect(sock).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("strata snapshotter exited ({status}):\n{}", server.log_text());
+                panic!(
+                    "strata snapshotter exited ({status}):\n{}",
+                    server.log_text()
+                );
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "strata snapshotter did not listen in 30 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "strata snapshotter did not listen in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -97,11 +103,19 @@ fn suite_bin() -> PathBuf {
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let out = base.join("out");
     let test = out.join("proxysuite.test");
-    let newest_source = ["build.sh", "proxysuite/proxysuite_test.go", "serve-overlay/main.go"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(suite_tools().join(f)).and_then(|m| m.modified()).ok())
-        .max()
-        .expect("the suite's sources are in shared/tools/containerd-snapshotter-suite");
+    let newest_source = [
+        "build.sh",
+        "proxysuite/proxysuite_test.go",
+        "serve-overlay/main.go",
+    ]
+    .iter()
+    .filter_map(|f| {
+        std::fs::metadata(suite_tools().join(f))
+            .and_then(|m| m.modified())
+            .ok()
+    })
+    .max()
+    .expect("the suite's sources are in shared/tools/containerd-snapshotter-suite");
     let fresh = std::fs::metadata(&test)
         .and_then(|m| m.modified())
         .is_ok_and(|t| t >= newest_source);
@@ -117,7 +131,8 @@ fn suite_bin() -> PathBuf {
 
 /// The suite's tests but `128LayersMount` (about a minute of 128 commits here) and
 /// `Rename` (which the suite skips itself).
-const QUICK_TESTS: &str = "TestProxySnapshotterSuite/^(Basic|StatActive|StatComitted|TransitivityTest|\
+const QUICK_TESTS: &str =
+    "TestProxySnapshotterSuite/^(Basic|StatActive|StatComitted|TransitivityTest|\
 PreareViewFailingtest|Update|Remove|Walk|LayerFileupdate|RemoveDirectoryInLowerLayer|Chown|\
 DirectoryPermissionOnCommit|RemoveIntermediateSnapshot|DeletedFilesInChildSnapshot|\
 MoveFileFromLowerLayer|ViewReadonly|StatInWalk|CloseTwice|RootPermission)$";
@@ -159,7 +174,10 @@ fn containerd_suite_passes_on_a_shared_store() {
 #[test]
 fn containerd_suite_passes_on_a_fresh_store_per_test() {
     need_root();
-    let cmd = format!("{} --root {{root}} snapshotter --address {{sock}}", env!("CARGO_BIN_EXE_strata"));
+    let cmd = format!(
+        "{} --root {{root}} snapshotter --address {{sock}}",
+        env!("CARGO_BIN_EXE_strata")
+    );
     // 128LayersMount ran in the shared store: the rest, each test on its own server.
     run_suite(&["--cmd", &cmd], Some(QUICK_TESTS), 19);
 }
@@ -196,7 +214,11 @@ fn wait_for_layers(st: &TempStore, n: usize, when: &str) {
         if now.len() == n {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{when}: {} layers, not {n}: {now:?}", now.len());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{when}: {} layers, not {n}: {now:?}",
+            now.len()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -214,9 +236,20 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
     // The archive comes from another store.
     let other = TempStore::new();
     let layout = s(&corpus().join("oci"));
-    other.ok(&["copy", &format!("oci:{layout}:corpus"), "strata:strata/corpus:1"]);
+    other.ok(&[
+        "copy",
+        &format!("oci:{layout}:corpus"),
+        "strata:strata/corpus:1",
+    ]);
     let archive = other.path("corpus.tar");
-    other.ok(&["save", "--format", "oci-archive", "-o", &s(&archive), "strata/corpus:1"]);
+    other.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        &s(&archive),
+        "strata/corpus:1",
+    ]);
     let image = "docker.io/strata/corpus:1";
     let diff_ids = other.facts("strata/corpus:1").diff_ids;
 
@@ -224,24 +257,55 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
     // One read-only layer of the store per image layer, stacked.
     let imported = layers(&st);
     assert_eq!(imported.len(), diff_ids.len(), "{imported:?}");
-    assert!(imported.iter().all(|(id, status, _)| id.starts_with("ctrd-") && status == "applied"), "{imported:?}");
+    assert!(
+        imported
+            .iter()
+            .all(|(id, status, _)| id.starts_with("ctrd-") && status == "applied"),
+        "{imported:?}"
+    );
     let committed = c.ok(&["snapshots", "--snapshotter", "strata", "ls"]);
     assert_eq!(
-        committed.lines().skip(1).filter(|l| l.contains("Committed")).count(),
+        committed
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains("Committed"))
+            .count(),
         diff_ids.len(),
         "{committed}"
     );
 
-    let out = c.ok(&["run", "--snapshotter", "strata", "--rm", image, "strata-rm", "/bin/sh", "-c", "cat /etc/hostname"]);
+    let out = c.ok(&[
+        "run",
+        "--snapshotter",
+        "strata",
+        "--rm",
+        image,
+        "strata-rm",
+        "/bin/sh",
+        "-c",
+        "cat /etc/hostname",
+    ]);
     assert_eq!(out, "corpus");
     // containerd removes the snapshot from its metadata at once, from the snapshotter in
     // its next garbage collection.
     wait_for_layers(&st, diff_ids.len(), "after `ctr run --rm`");
 
     // A container that stays: its change is the change of a read-write layer.
-    c.ok(&["run", "--snapshotter", "strata", image, "strata-keep", "/bin/sh", "-c", "echo hi > /made-here"]);
+    c.ok(&[
+        "run",
+        "--snapshotter",
+        "strata",
+        image,
+        "strata-keep",
+        "/bin/sh",
+        "-c",
+        "echo hi > /made-here",
+    ]);
     let now = layers(&st);
-    let rw: Vec<_> = now.iter().filter(|(_, status, _)| status == "read-write").collect();
+    let rw: Vec<_> = now
+        .iter()
+        .filter(|(_, status, _)| status == "read-write")
+        .collect();
     assert_eq!(rw.len(), 1, "{now:?}");
     let changes = st.json(&["layer", "changes", &rw[0].0]);
     let paths: Vec<String> = changes
@@ -256,7 +320,13 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
     let active: Vec<&str> = listed.lines().filter(|l| l.contains("Active")).collect();
     assert_eq!(active.len(), 1, "{listed}");
     assert!(active[0].starts_with("strata-keep"), "{listed}");
-    let usage = c.ok(&["snapshots", "--snapshotter", "strata", "usage", "strata-keep"]);
+    let usage = c.ok(&[
+        "snapshots",
+        "--snapshotter",
+        "strata",
+        "usage",
+        "strata-keep",
+    ]);
     assert!(usage.contains("strata-keep"), "{usage}");
 
     c.ok(&["containers", "rm", "strata-keep"]);

@@ -197,14 +197,22 @@ mod tests {
     use std::collections::BTreeMap;
     use strata_store::LayerId;
 
-    fn info(name: &str, parent: Option<&str>, kind: SnapshotKind, labels: &[(&str, &str)]) -> SnapshotInfo {
+    fn info(
+        name: &str,
+        parent: Option<&str>,
+        kind: SnapshotKind,
+        labels: &[(&str, &str)],
+    ) -> SnapshotInfo {
         SnapshotInfo {
             name: name.into(),
             parent: parent.map(Into::into),
             kind,
             created: 0,
             updated: 0,
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             layer: LayerId::new("ctrd-1").unwrap(),
         }
     }
@@ -215,10 +223,18 @@ mod tests {
 
     #[test]
     fn selectors_of_containerds_suite_and_gc() {
-        let a = info("a", Some("p"), SnapshotKind::Active, &[("containerd.io/gc.root", "check-walk"), ("l", "2")]);
+        let a = info(
+            "a",
+            Some("p"),
+            SnapshotKind::Active,
+            &[("containerd.io/gc.root", "check-walk"), ("l", "2")],
+        );
         let p = info("p", None, SnapshotKind::Committed, &[]);
         assert!(matches(r#"labels."containerd.io/gc.root"==check-walk"#, &a));
-        assert!(!matches(r#"labels."containerd.io/gc.root"==check-walk"#, &p));
+        assert!(!matches(
+            r#"labels."containerd.io/gc.root"==check-walk"#,
+            &p
+        ));
         assert!(matches("kind==active", &a) && !matches("kind==active", &p));
         assert!(matches("name==p", &p) && !matches("name==p", &a));
         assert!(matches("parent==p", &a) && !matches("parent==p", &p));
@@ -227,8 +243,15 @@ mod tests {
         assert!(matches("labels.l==2", &a) && !matches("labels.l==3", &a));
         assert!(matches("kind==active,labels.l==2", &a));
         assert!(!matches("kind==active,labels.l==3", &a));
-        assert!(matches(r#"labels."containerd.io/snapshot.ref"==sha256:ab,parent=="p""#,
-            &info("x", Some("p"), SnapshotKind::Committed, &[("containerd.io/snapshot.ref", "sha256:ab")])));
+        assert!(matches(
+            r#"labels."containerd.io/snapshot.ref"==sha256:ab,parent=="p""#,
+            &info(
+                "x",
+                Some("p"),
+                SnapshotKind::Committed,
+                &[("containerd.io/snapshot.ref", "sha256:ab")]
+            )
+        ));
         assert!(!matches("unknown==x", &a));
         assert!(matches("unknown!=x", &a));
     }
@@ -240,7 +263,13 @@ mod tests {
         assert_eq!(e.offset, 13);
         let e = Filter::parse(r#"labels."open"#).unwrap_err();
         assert_eq!(e.reason, "unterminated quoted string");
-        assert_eq!(Filter::parse("name~=x").unwrap_err().reason, "regular expressions (`~=`) are not supported");
-        assert_eq!(Filter::parse("name x").unwrap_err().reason, "expected `,`, `==`, `!=` or the end");
+        assert_eq!(
+            Filter::parse("name~=x").unwrap_err().reason,
+            "regular expressions (`~=`) are not supported"
+        );
+        assert_eq!(
+            Filter::parse("name x").unwrap_err().reason,
+            "expected `,`, `==`, `!=` or the end"
+        );
     }
 }

@@ -101,7 +101,10 @@ pub fn serve(store: Store, address: &Path, ready: impl FnOnce()) -> Result<(), S
 /// Resolves on SIGTERM or SIGINT.
 async fn stopped() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -215,8 +218,10 @@ fn mounts(ms: Vec<SnapshotMount>) -> Vec<proto::Mount> {
                     options.push(format!("workdir={}", work.display()));
                     options.push(format!("upperdir={}", upper.display()));
                 }
-                let lowers: Vec<String> =
-                    lowers.iter().map(|l| l.to_string_lossy().into_owned()).collect();
+                let lowers: Vec<String> = lowers
+                    .iter()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect();
                 options.push(format!("lowerdir={}", lowers.join(":")));
                 proto::Mount {
                     r#type: "overlay".into(),
@@ -276,7 +281,9 @@ impl Snapshots for Service {
         let ms = self
             .run(move |s| s.prepare(&r.key, parent(r.parent).as_deref(), labels(r.labels)))
             .await?;
-        Ok(Response::new(pb::PrepareSnapshotResponse { mounts: mounts(ms) }))
+        Ok(Response::new(pb::PrepareSnapshotResponse {
+            mounts: mounts(ms),
+        }))
     }
 
     async fn view(
@@ -287,7 +294,9 @@ impl Snapshots for Service {
         let ms = self
             .run(move |s| s.view(&r.key, parent(r.parent).as_deref(), labels(r.labels)))
             .await?;
-        Ok(Response::new(pb::ViewSnapshotResponse { mounts: mounts(ms) }))
+        Ok(Response::new(pb::ViewSnapshotResponse {
+            mounts: mounts(ms),
+        }))
     }
 
     async fn mounts(
@@ -353,7 +362,8 @@ impl Snapshots for Service {
         }))
     }
 
-    type ListStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::ListSnapshotsResponse, Status>>>;
+    type ListStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<pb::ListSnapshotsResponse, Status>>>;
 
     async fn list(
         &self,
@@ -391,10 +401,7 @@ impl Snapshots for Service {
         }))
     }
 
-    async fn cleanup(
-        &self,
-        _request: Request<pb::CleanupRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn cleanup(&self, _request: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
         self.run(|s| s.cleanup().map(|_| ())).await?;
         Ok(Response::new(()))
     }
@@ -405,22 +412,34 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn update_masks_follow_containerd() {
-        let current: BTreeMap<String, String> =
-            [("a", "1"), ("b", "2")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let current: BTreeMap<String, String> = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let asked = map(&[("b", "20"), ("c", "3")]);
         let got = |paths: &[&str]| {
             let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
             updated_labels(&current, &asked, &paths).map(|l| l.into_iter().collect::<Vec<_>>())
         };
-        let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let pairs = |p: &[(&str, &str)]| {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(got(&[]).unwrap(), pairs(&[("b", "20"), ("c", "3")]));
         assert_eq!(got(&["labels"]).unwrap(), pairs(&[("b", "20"), ("c", "3")]));
-        assert_eq!(got(&["labels.c"]).unwrap(), pairs(&[("a", "1"), ("b", "2"), ("c", "3")]));
+        assert_eq!(
+            got(&["labels.c"]).unwrap(),
+            pairs(&[("a", "1"), ("b", "2"), ("c", "3")])
+        );
         assert_eq!(got(&["labels.a"]).unwrap(), pairs(&[("b", "2")]));
         let e = got(&["parent"]).unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);

@@ -266,7 +266,9 @@ impl Snapshotter {
             .prepare_cached("SELECT name, value FROM snapshot_labels WHERE snapshot = ?1")
             .map_err(Error::db("reading labels"))?;
         let labels = stmt
-            .query_map([row.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([row.id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .and_then(|rows| rows.collect::<rusqlite::Result<BTreeMap<_, _>>>())
             .map_err(Error::db("reading labels"))?;
         row.info.labels = labels;
@@ -337,7 +339,10 @@ impl Snapshotter {
             let sql = "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
                        FROM snapshots s JOIN layers l ON l.id = s.layer
                        WHERE l.state IN ('writable', 'applied') ORDER BY s.id";
-            let mut stmt = tx.conn().prepare(sql).map_err(Error::db("listing snapshots"))?;
+            let mut stmt = tx
+                .conn()
+                .prepare(sql)
+                .map_err(Error::db("listing snapshots"))?;
             let rows = stmt
                 .query_map([], row_of)
                 .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
@@ -377,7 +382,11 @@ impl Snapshotter {
                 key,
                 format!(
                     "cannot be created on `{parent}`: it is {} snapshot, not a committed one",
-                    if info.kind == SnapshotKind::Active { "an active" } else { "a view" }
+                    if info.kind == SnapshotKind::Active {
+                        "an active"
+                    } else {
+                        "a view"
+                    }
                 ),
             ));
         }
@@ -448,9 +457,11 @@ impl Snapshotter {
         labels: BTreeMap<String, String>,
     ) -> Result<Vec<SnapshotMount>> {
         if let Some(target) = labels.get(SNAPSHOT_REF_LABEL) {
-            if let Some(info) = self.stat(target).ok().filter(|i| {
-                i.kind == SnapshotKind::Committed && i.parent.as_deref() == parent
-            }) {
+            if let Some(info) = self
+                .stat(target)
+                .ok()
+                .filter(|i| i.kind == SnapshotKind::Committed && i.parent.as_deref() == parent)
+            {
                 return Err(SnapshotError::TargetExists {
                     target: target.clone(),
                     layer: info.layer,
@@ -495,7 +506,10 @@ impl Snapshotter {
         if active.kind != SnapshotKind::Active {
             return Err(refused(
                 key,
-                format!("is a {} snapshot: only active ones can be committed", active.kind.name()),
+                format!(
+                    "is a {} snapshot: only active ones can be committed",
+                    active.kind.name()
+                ),
             ));
         }
         let parent_layer = match &active.parent {
@@ -566,13 +580,20 @@ impl Snapshotter {
         let info = self.stat(key)?;
         let has_children = self.read(|tx| {
             tx.conn()
-                .query_row("SELECT 1 FROM snapshots WHERE parent = ?1 LIMIT 1", [key], |_| Ok(()))
+                .query_row(
+                    "SELECT 1 FROM snapshots WHERE parent = ?1 LIMIT 1",
+                    [key],
+                    |_| Ok(()),
+                )
                 .optional()
                 .map(|r| r.is_some())
                 .map_err(|e| Error::db("looking for children")(e).into())
         })?;
         if has_children {
-            return Err(refused(key, "failed to remove: it has children (remove them first)"));
+            return Err(refused(
+                key,
+                "failed to remove: it has children (remove them first)",
+            ));
         }
         let is_row = self.read(|tx| Ok(Self::row(tx, key)?.is_some()))?;
         if !is_row {
@@ -591,7 +612,10 @@ impl Snapshotter {
         match self.store.remove(&info.layer) {
             Ok(()) | Err(Error::NotFound(_)) => {}
             Err(Error::Refused { reason, .. }) => {
-                return Err(refused(key, format!("failed to remove: layer {} {reason}", info.layer)))
+                return Err(refused(
+                    key,
+                    format!("failed to remove: layer {} {reason}", info.layer),
+                ))
             }
             Err(e) => return Err(e.into()),
         }
@@ -628,7 +652,10 @@ impl Snapshotter {
         })?;
         if !done {
             return match self.image_layer(key)? {
-                Some(_) => Err(refused(key, "is an image layer of the store: its labels are fixed")),
+                Some(_) => Err(refused(
+                    key,
+                    "is an image layer of the store: its labels are fixed",
+                )),
                 None => Err(SnapshotError::NotFound(key.to_string())),
             };
         }
@@ -670,9 +697,9 @@ impl Snapshotter {
                 lowers,
                 upper: Some((
                     details.content,
-                    details
-                        .work
-                        .ok_or_else(|| Error::Corrupt(format!("layer {} has no work directory", info.layer)))?,
+                    details.work.ok_or_else(|| {
+                        Error::Corrupt(format!("layer {} has no work directory", info.layer))
+                    })?,
                 )),
             },
             // A view of nothing: its own empty directory.
@@ -702,7 +729,8 @@ impl Snapshotter {
             let entries = std::fs::read_dir(&dir)
                 .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
             for entry in entries {
-                let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+                let entry =
+                    entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
                 let meta = entry
                     .metadata()
                     .map_err(|e| Error::io(format!("reading {}", entry.path().display()), e))?;
@@ -755,12 +783,14 @@ impl Snapshotter {
             .layers()?
             .into_iter()
             .filter(|l| {
-                l.id.as_str().strip_prefix(LAYER_PREFIX).is_some_and(|n| n.parse::<u64>().is_ok())
+                l.id.as_str()
+                    .strip_prefix(LAYER_PREFIX)
+                    .is_some_and(|n| n.parse::<u64>().is_ok())
                     && !owned.contains(l.id.as_str())
             })
             .collect();
         // Children first.
-        orphans.sort_by(|a, b| b.depth.cmp(&a.depth));
+        orphans.sort_by_key(|l| std::cmp::Reverse(l.depth));
         let mut removed = 0;
         for layer in orphans {
             match self.store.remove(&layer.id) {

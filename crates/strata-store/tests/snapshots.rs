@@ -65,8 +65,13 @@ fn prepare_commit_view_and_remove_keep_containerds_rules() {
     assert_eq!(a.labels, labels(&[("l", "1")]));
     assert!(a.layer.as_str().starts_with("ctrd-"));
     // The key is taken, by any kind.
-    assert!(matches!(s.prepare("a", None, BTreeMap::new()), Err(SnapshotError::Exists(k)) if k == "a"));
-    assert!(matches!(s.view("a", None, BTreeMap::new()), Err(SnapshotError::Exists(_))));
+    assert!(
+        matches!(s.prepare("a", None, BTreeMap::new()), Err(SnapshotError::Exists(k)) if k == "a")
+    );
+    assert!(matches!(
+        s.view("a", None, BTreeMap::new()),
+        Err(SnapshotError::Exists(_))
+    ));
 
     // Commit: the name gets the commit's labels, the key is gone, the layer is read-only
     // and holds the file.
@@ -79,17 +84,29 @@ fn prepare_commit_view_and_remove_keep_containerds_rules() {
     assert_eq!(layer.status.name(), "applied");
     let changes = s.store().changes(&c.layer).unwrap();
     assert_eq!(
-        changes.iter().map(|c| c.path.to_string()).collect::<Vec<_>>(),
+        changes
+            .iter()
+            .map(|c| c.path.to_string())
+            .collect::<Vec<_>>(),
         ["f"]
     );
     // Committing again, or a view, fails.
-    assert!(matches!(s.commit("c2", "a", BTreeMap::new()), Err(SnapshotError::NotFound(_))));
+    assert!(matches!(
+        s.commit("c2", "a", BTreeMap::new()),
+        Err(SnapshotError::NotFound(_))
+    ));
 
     // A child, and a view: the parent cannot go while they are there.
     let child = rw_dir(&s.prepare("b", Some("c"), BTreeMap::new()).unwrap());
     assert_eq!(std::fs::read_to_string(child.join("f")).unwrap(), "one\n");
     let view = s.view("v", Some("c"), BTreeMap::new()).unwrap();
-    assert!(matches!(&view[..], [SnapshotMount::Bind { read_only: true, .. }]));
+    assert!(matches!(
+        &view[..],
+        [SnapshotMount::Bind {
+            read_only: true,
+            ..
+        }]
+    ));
     assert!(matches!(
         s.prepare("x", Some("b"), BTreeMap::new()),
         Err(SnapshotError::Refused { reason, .. }) if reason.contains("not a committed one")
@@ -149,20 +166,32 @@ fn image_layers_are_committed_snapshots_and_targets_of_prepare() {
     let base = LayerId::new("a".repeat(64)).unwrap();
     let top = LayerId::new("b".repeat(64)).unwrap();
     let opts = ImportOptions::default();
-    s.store().import(&base, None, &tar_with("one", "1")[..], &opts).unwrap();
-    s.store().import(&top, Some(&base), &tar_with("two", "2")[..], &opts).unwrap();
+    s.store()
+        .import(&base, None, &tar_with("one", "1")[..], &opts)
+        .unwrap();
+    s.store()
+        .import(&top, Some(&base), &tar_with("two", "2")[..], &opts)
+        .unwrap();
     let (base_name, top_name) = (format!("sha256:{base}"), format!("sha256:{top}"));
 
     let info = s.stat(&top_name).unwrap();
     assert_eq!(info.kind, SnapshotKind::Committed);
     assert_eq!(info.parent.as_deref(), Some(base_name.as_str()));
-    assert_eq!(info.labels, labels(&[("containerd.io/snapshot.ref", &top_name)]));
+    assert_eq!(
+        info.labels,
+        labels(&[("containerd.io/snapshot.ref", &top_name)])
+    );
     assert_eq!(s.list().unwrap().len(), 2);
 
     // containerd unpacking the same image: each layer is already there.
     let ref_of = |name: &str| labels(&[("containerd.io/snapshot.ref", name)]);
-    let e = s.prepare("extract-1", None, ref_of(&base_name)).unwrap_err();
-    assert!(matches!(&e, SnapshotError::TargetExists { target, layer } if *target == base_name && *layer == base), "{e}");
+    let e = s
+        .prepare("extract-1", None, ref_of(&base_name))
+        .unwrap_err();
+    assert!(
+        matches!(&e, SnapshotError::TargetExists { target, layer } if *target == base_name && *layer == base),
+        "{e}"
+    );
     let e = s
         .prepare("extract-2", Some(&base_name), ref_of(&top_name))
         .unwrap_err();

@@ -11,7 +11,8 @@ impl Store {
             writable: true,
             ..CreateOptions::default()
         };
-        let (staging, row, _lock) = self.stage_layer(id, parent, &options, State::Writable, None)?;
+        let (staging, row, _lock) =
+            self.stage_layer(id, parent, &options, State::Writable, None)?;
         self.commit_layer(staging, &row, State::Writable)?;
         self.layer(id)
     }
