@@ -447,6 +447,54 @@ mod tests {
     }
 
     #[test]
+    fn errors_map_to_the_codes_containerd_expects() {
+        let code = |e| status(e).code();
+        assert_eq!(code(SnapshotError::NotFound("k".into())), Code::NotFound);
+        assert_eq!(code(SnapshotError::Exists("k".into())), Code::AlreadyExists);
+        // A remote snapshotter's answer: containerd then skips the unpack.
+        let target = SnapshotError::TargetExists {
+            target: "sha256:ab".into(),
+            layer: strata_store::LayerId::new("ab").unwrap(),
+        };
+        assert_eq!(code(target), Code::AlreadyExists);
+        // containerd's suite wants "remove" in the message of a refused removal.
+        let e = status(SnapshotError::Refused {
+            key: "p".into(),
+            reason: "failed to remove: it has children (remove them first)".into(),
+        });
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(e.message().contains("remove"), "{}", e.message());
+    }
+
+    #[test]
+    fn mounts_are_what_containerd_mounts() {
+        let bind = mounts(vec![SnapshotMount::Bind {
+            source: "/s/ctrd-1/diff".into(),
+            read_only: true,
+        }]);
+        assert_eq!(
+            (bind[0].r#type.as_str(), bind[0].source.as_str()),
+            ("bind", "/s/ctrd-1/diff")
+        );
+        assert_eq!(bind[0].options, ["ro", "rbind"]);
+        let overlay = mounts(vec![SnapshotMount::Overlay {
+            lowers: vec!["/s/ctrd-2/diff".into(), "/s/ctrd-1/diff".into()],
+            upper: Some(("/s/ctrd-3/diff".into(), "/s/ctrd-3/work".into())),
+        }]);
+        let o = &overlay[0].options;
+        assert_eq!(overlay[0].r#type, "overlay");
+        assert!(!o.iter().any(|x| x == "index=on"), "{o:?}");
+        assert_eq!(
+            o[o.len() - 3..],
+            [
+                "workdir=/s/ctrd-3/work",
+                "upperdir=/s/ctrd-3/diff",
+                "lowerdir=/s/ctrd-2/diff:/s/ctrd-1/diff"
+            ]
+        );
+    }
+
+    #[test]
     fn timestamps_keep_nanoseconds() {
         let t = timestamp(1_700_000_000_123_456_789);
         assert_eq!((t.seconds, t.nanos), (1_700_000_000, 123_456_789));
