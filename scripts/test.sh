@@ -7,7 +7,9 @@
 #    bsdtar, attr, zstd, python3, tar, gzip, docker-registry and apache2-utils' htpasswd
 #    for the registry tests; docker.io, containerd and runc for the engine and init-layer
 #    tests, which start their own dockerd, containerd and runc; mandoc for the man
-#    pages' lint; `apt-get update` once if an install fails);
+#    pages' lint; Go and containerd's Go sources for containerd's snapshotter suite,
+#    which tests/snapshotter.rs builds once into target/ctrdsuite; `apt-get update` once
+#    if an install fails);
 # 2. builds the small test corpus into $CORPUS (default target/corpus) unless it is
 #    there already, with $SHARED/testdata/make-corpus.sh (SHARED: ../shared beside the
 #    repository), and exports STRATA_CORPUS=$CORPUS for the tests;
@@ -28,7 +30,8 @@ cd "$ROOT"
 need_packages umoci:umoci skopeo:skopeo podman:podman bsdtar:libarchive-tools setfattr:attr \
   getfattr:attr zstd:zstd python3:python3 tar:tar gzip:gzip docker-registry:docker-registry \
   htpasswd:apache2-utils /usr/sbin/dockerd:docker.io /usr/bin/containerd:containerd \
-  /usr/bin/ctr:containerd /usr/sbin/runc:runc mandoc:mandoc
+  /usr/bin/ctr:containerd /usr/sbin/runc:runc mandoc:mandoc /usr/bin/go:golang-go \
+  /usr/share/gocode/src/github.com/containerd/containerd/snapshots/testsuite/testsuite.go:golang-github-containerd-containerd-dev
 
 if [ "$(id -u)" -eq 0 ] || [ -f "$CORPUS/CORPUS.md" ]; then
   ensure_corpus small "$CORPUS"

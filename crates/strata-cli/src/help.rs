@@ -389,6 +389,13 @@ pub const EXAMPLES: &[(&str, &[Example])] = &[
         ],
     ),
     (
+        "snapshotter",
+        &[ex(
+            "Serve the store to containerd as the proxy snapshotter `strata`",
+            "strata snapshotter --address /run/strata/snapshotter.sock",
+        )],
+    ),
+    (
         "mutate",
         &[ex(
             "Set the entrypoint and an environment variable (no layer moves)",

@@ -169,6 +169,13 @@ enum Command {
     /// Write the man pages (strata.1 and one per command) into a directory.
     #[command(hide = true)]
     Manual { dir: std::path::PathBuf },
+    /// Serve the store to containerd as a proxy snapshotter (its snapshots gRPC API) on a
+    /// unix socket, until SIGTERM or SIGINT.
+    Snapshotter {
+        /// The unix socket to listen on (containerd's `proxy_plugins` `address`).
+        #[arg(long, value_name = "SOCK")]
+        address: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -235,6 +242,7 @@ fn main() -> ExitCode {
         Command::ImportDir { dir, image } => images::import_dir(&cli.store, &dir, &image, &out),
         Command::Completion { shell } => manual::completion(shell),
         Command::Manual { dir } => manual::manual(&dir),
+        Command::Snapshotter { address } => store::snapshotter(&cli.store, &address, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -554,6 +554,21 @@ pub fn ls_layers(args: &StoreArgs, all: bool, out: &Output) -> Result<()> {
     })
 }
 
+pub fn snapshotter(args: &StoreArgs, address: &std::path::Path, quiet: bool) -> Result<()> {
+    let store = args.open()?;
+    let root = store.root().to_path_buf();
+    strata_snapshotter::serve(store, address, || {
+        if !quiet {
+            eprintln!(
+                "strata: serving the snapshots of {} on {}",
+                root.display(),
+                address.display()
+            );
+        }
+    })
+    .with_context(|| format!("snapshotter on {}", address.display()))
+}
+
 pub fn cleanup(args: &StoreArgs, out: &Output) -> Result<()> {
     let store = args.open()?;
     let done = store.cleanup().context("cleanup failed")?;

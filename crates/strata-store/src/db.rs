@@ -82,6 +82,25 @@ const MIGRATIONS: &[&str] = &[
     // layer (`init_layer`, its real parent in the chain; `parent` stays the image layer).
     "ALTER TABLE layers ADD COLUMN init_for TEXT;
      ALTER TABLE layers ADD COLUMN init_layer TEXT;",
+    // 6: containerd snapshots (snapshots.rs): each names one layer (`layer`), a read-write
+    // one while active or a view, a read-only one once committed; times in nanoseconds.
+    "CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        parent TEXT,
+        layer TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL
+     );
+     CREATE INDEX snapshots_parent ON snapshots(parent);
+     CREATE INDEX snapshots_layer ON snapshots(layer);
+     CREATE TABLE snapshot_labels (
+        snapshot INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (snapshot, name)
+     );",
 ];
 
 /// What a layer's content is for.

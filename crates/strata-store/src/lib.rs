@@ -106,6 +106,7 @@ mod mounts;
 pub mod options;
 mod quota;
 mod recover;
+pub mod snapshots;
 mod store;
 
 pub use blobs::{BlobLease, BlobWriter};
@@ -120,6 +121,9 @@ pub use images::{Image, ManifestRef, NewImage, RemovedImage};
 pub use lock::{LockHolder, LockWait, Staging};
 pub use options::StorageOptions;
 pub use recover::Recovery;
+pub use snapshots::{
+    SnapshotError, SnapshotInfo, SnapshotKind, SnapshotMount, SnapshotUsage, Snapshotter,
+};
 pub use store::{
     Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails, LayerStatus, Store,
     StoreOptions,

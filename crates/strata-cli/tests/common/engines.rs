@@ -187,6 +187,11 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
+        Containerd::start_with("")
+    }
+
+    /// [`Containerd::start`] with more lines for its config (a `proxy_plugins` section).
+    pub fn start_with(extra_config: &str) -> Containerd {
         need(CONTAINERD);
         need(CTR);
         need("/usr/sbin/runc");
@@ -201,7 +206,7 @@ impl Containerd {
             sock.display(),
             sock.display(),
             p("debug.sock").display()
-        );
+        ) + extra_config;
         std::fs::write(p("config.toml"), config).unwrap();
         let mut cmd = Command::new(CONTAINERD);
         cmd.arg("--config").arg(p("config.toml"));

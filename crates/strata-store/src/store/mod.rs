@@ -18,6 +18,7 @@ use crate::options::StorageOptions;
 use crate::{mounts, quota};
 
 mod apply;
+mod bare;
 mod create;
 mod mount;
 mod remove;

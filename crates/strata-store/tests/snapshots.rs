@@ -1,0 +1,231 @@
+//! containerd's snapshots on the store (`Snapshotter`), on the vfs driver so that no
+//! mount (and no root) is needed: keys and kinds, parents, labels, times, commit, removal
+//! rules, image layers as committed snapshots, and the target label of remote
+//! snapshotters.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use strata_layer::compress::Compression;
+use strata_store::{
+    DriverKind, ImportOptions, LayerId, SnapshotError, SnapshotKind, SnapshotMount, Snapshotter,
+    Store, StoreOptions,
+};
+
+fn snapshotter(root: &std::path::Path) -> Snapshotter {
+    let store = Store::open(&StoreOptions {
+        root: root.into(),
+        driver: Some(DriverKind::Vfs),
+    })
+    .unwrap();
+    Snapshotter::new(store).unwrap()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn rw_dir(mounts: &[SnapshotMount]) -> PathBuf {
+    match mounts {
+        [SnapshotMount::Bind {
+            source,
+            read_only: false,
+        }] => source.clone(),
+        other => panic!("expected one read-write bind mount, got {other:?}"),
+    }
+}
+
+/// A one-file layer tar.
+fn tar_with(name: &str, body: &str) -> Vec<u8> {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join(name), body).unwrap();
+    let mut tar = Vec::new();
+    strata_layer::pack::pack(tree.path(), &mut tar, Compression::None).unwrap();
+    tar
+}
+
+#[test]
+fn prepare_commit_view_and_remove_keep_containerds_rules() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let dir = rw_dir(&s.prepare("a", None, labels(&[("l", "1")])).unwrap());
+    std::fs::write(dir.join("f"), "one\n").unwrap();
+    let a = s.stat("a").unwrap();
+    assert_eq!(a.kind, SnapshotKind::Active);
+    assert_eq!(a.created, a.updated);
+    assert!(a.created >= before, "{} < {before}", a.created);
+    assert_eq!(a.labels, labels(&[("l", "1")]));
+    assert!(a.layer.as_str().starts_with("ctrd-"));
+    // The key is taken, by any kind.
+    assert!(
+        matches!(s.prepare("a", None, BTreeMap::new()), Err(SnapshotError::Exists(k)) if k == "a")
+    );
+    assert!(matches!(
+        s.view("a", None, BTreeMap::new()),
+        Err(SnapshotError::Exists(_))
+    ));
+
+    // Commit: the name gets the commit's labels, the key is gone, the layer is read-only
+    // and holds the file.
+    s.commit("c", "a", labels(&[("m", "2")])).unwrap();
+    assert!(matches!(s.stat("a"), Err(SnapshotError::NotFound(_))));
+    let c = s.stat("c").unwrap();
+    assert_eq!((c.kind, c.parent.clone()), (SnapshotKind::Committed, None));
+    assert_eq!(c.labels, labels(&[("m", "2")]));
+    let layer = s.store().layer(&c.layer).unwrap();
+    assert_eq!(layer.status.name(), "applied");
+    let changes = s.store().changes(&c.layer).unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| c.path.to_string())
+            .collect::<Vec<_>>(),
+        ["f"]
+    );
+    // Committing again, or a view, fails.
+    assert!(matches!(
+        s.commit("c2", "a", BTreeMap::new()),
+        Err(SnapshotError::NotFound(_))
+    ));
+
+    // A child, and a view: the parent cannot go while they are there.
+    let child = rw_dir(&s.prepare("b", Some("c"), BTreeMap::new()).unwrap());
+    assert_eq!(std::fs::read_to_string(child.join("f")).unwrap(), "one\n");
+    let view = s.view("v", Some("c"), BTreeMap::new()).unwrap();
+    assert!(matches!(
+        &view[..],
+        [SnapshotMount::Bind {
+            read_only: true,
+            ..
+        }]
+    ));
+    assert!(matches!(
+        s.prepare("x", Some("b"), BTreeMap::new()),
+        Err(SnapshotError::Refused { reason, .. }) if reason.contains("not a committed one")
+    ));
+    assert!(matches!(
+        s.prepare("x", Some("nope"), BTreeMap::new()),
+        Err(SnapshotError::Refused { reason, .. }) if reason.contains("`nope` does not exist")
+    ));
+    let e = s.remove("c").unwrap_err();
+    assert!(e.to_string().contains("failed to remove"), "{e}");
+    let names = |s: &Snapshotter| {
+        let mut n: Vec<String> = s.list().unwrap().into_iter().map(|i| i.name).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&s), ["b", "c", "v"]);
+
+    // Labels: replaced, `updated` moves, `created` stays.
+    let b = s.stat("b").unwrap();
+    let b2 = s.set_labels("b", labels(&[("k", "v")])).unwrap();
+    assert_eq!(b2.labels, labels(&[("k", "v")]));
+    assert_eq!(b2.created, b.created);
+    assert!(b2.updated > b.updated);
+    assert_eq!(s.stat("b").unwrap(), b2);
+
+    s.remove("b").unwrap();
+    s.remove("v").unwrap();
+    s.remove("c").unwrap();
+    assert!(names(&s).is_empty());
+    // A removed key is free again, and no layer is left behind.
+    s.prepare("c", None, BTreeMap::new()).unwrap();
+    s.remove("c").unwrap();
+    assert!(s.store().layers().unwrap().is_empty());
+}
+
+#[test]
+fn usage_counts_the_snapshots_own_files() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    let dir = rw_dir(&s.prepare("a", None, BTreeMap::new()).unwrap());
+    let empty = s.usage("a").unwrap();
+    assert_eq!(empty.inodes, 0);
+    std::fs::write(dir.join("big"), vec![7u8; 1 << 20]).unwrap();
+    std::fs::create_dir(dir.join("d")).unwrap();
+    std::fs::hard_link(dir.join("big"), dir.join("d/link")).unwrap();
+    let used = s.usage("a").unwrap();
+    assert_eq!(used.inodes, 2, "a file (linked twice) and a directory");
+    assert!(used.size >= 1 << 20, "{used:?}");
+    assert!(used.size < 3 << 20, "the hard link counted once: {used:?}");
+}
+
+#[test]
+fn image_layers_are_committed_snapshots_and_targets_of_prepare() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    // Two image layers, named by (stand-in) chainID hex as `strata pull` names them.
+    let base = LayerId::new("a".repeat(64)).unwrap();
+    let top = LayerId::new("b".repeat(64)).unwrap();
+    let opts = ImportOptions::default();
+    s.store()
+        .import(&base, None, &tar_with("one", "1")[..], &opts)
+        .unwrap();
+    s.store()
+        .import(&top, Some(&base), &tar_with("two", "2")[..], &opts)
+        .unwrap();
+    let (base_name, top_name) = (format!("sha256:{base}"), format!("sha256:{top}"));
+
+    let info = s.stat(&top_name).unwrap();
+    assert_eq!(info.kind, SnapshotKind::Committed);
+    assert_eq!(info.parent.as_deref(), Some(base_name.as_str()));
+    assert_eq!(
+        info.labels,
+        labels(&[("containerd.io/snapshot.ref", &top_name)])
+    );
+    assert_eq!(s.list().unwrap().len(), 2);
+
+    // containerd unpacking the same image: each layer is already there.
+    let ref_of = |name: &str| labels(&[("containerd.io/snapshot.ref", name)]);
+    let e = s
+        .prepare("extract-1", None, ref_of(&base_name))
+        .unwrap_err();
+    assert!(
+        matches!(&e, SnapshotError::TargetExists { target, layer } if *target == base_name && *layer == base),
+        "{e}"
+    );
+    let e = s
+        .prepare("extract-2", Some(&base_name), ref_of(&top_name))
+        .unwrap_err();
+    assert!(matches!(e, SnapshotError::TargetExists { .. }));
+    // On another parent the target is not that layer: unpacked as usual.
+    s.prepare("extract-3", None, ref_of(&top_name)).unwrap();
+    s.remove("extract-3").unwrap();
+
+    // A container on the image.
+    let dir = rw_dir(&s.prepare("ctr", Some(&top_name), BTreeMap::new()).unwrap());
+    assert_eq!(std::fs::read_to_string(dir.join("one")).unwrap(), "1");
+    assert_eq!(std::fs::read_to_string(dir.join("two")).unwrap(), "2");
+    let e = s.remove(&top_name).unwrap_err();
+    assert!(e.to_string().contains("failed to remove"), "{e}");
+    s.remove("ctr").unwrap();
+    // Not held by an image record: removable like any committed snapshot, top first.
+    s.remove(&top_name).unwrap();
+    s.remove(&base_name).unwrap();
+    assert!(s.list().unwrap().is_empty());
+}
+
+#[test]
+fn cleanup_removes_snapshot_layers_without_a_row() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    s.prepare("kept", None, BTreeMap::new()).unwrap();
+    // What a commit cut short leaves: a snapshot layer nobody names.
+    let stray = LayerId::new("ctrd-999").unwrap();
+    s.store().create_bare(&stray, None).unwrap();
+    // And a user's layer, which is not ours to take.
+    let mine = LayerId::new("mine").unwrap();
+    s.store().create_bare(&mine, None).unwrap();
+    assert_eq!(s.cleanup().unwrap(), 1);
+    assert!(!s.store().exists(&stray).unwrap());
+    assert!(s.store().exists(&mine).unwrap());
+    assert!(s.stat("kept").is_ok());
+}
