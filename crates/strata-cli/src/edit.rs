@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{ArgAction, Args};
+use clap::Args;
 use strata_image::edit::{config, created, flatten, EditOptions, EditedSource};
-use strata_image::{ImageSelector, OpenOptions, Transport};
+use strata_image::{ImageSelector, ImageSource, OpenOptions, Transport};
 use strata_layer::compress::Compression;
 
 use crate::args::{parse_platform, Compress};
-use crate::image::{copy_options, registry_options, run_copy, writes_to_stdout, RegistryTimeout};
+use crate::image::{
+    copy_options, registry_options, run_copy, writes_to_stdout, Access, RegistryTimeout,
+};
 use crate::output::Output;
 use crate::store::StoreArgs;
 
@@ -36,22 +38,38 @@ pub struct Ends {
     /// Spool directory (default: $TMPDIR or /tmp).
     #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
     tmpdir: Option<PathBuf>,
-    /// Credentials for a docker:// source.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    src_creds: Option<String>,
-    /// Credentials for a docker:// destination.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    dest_creds: Option<String>,
-    /// Require HTTPS and a verified certificate from a docker:// source.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    src_tls_verify: bool,
-    /// Require HTTPS and a verified certificate from a docker:// destination.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    dest_tls_verify: bool,
     #[command(flatten)]
-    timeout: RegistryTimeout,
+    access: Access,
+}
+
+impl Ends {
+    /// The options the images are opened with: `--platform`, `--tmpdir`, and the store
+    /// when one of `sources` or `destination` is `strata:` (offering the kept blobs of
+    /// `compression` that `destination` takes).
+    fn options(
+        &self,
+        sources: &[&Transport],
+        destination: &Transport,
+        compression: Compression,
+        store: &StoreArgs,
+    ) -> Result<OpenOptions> {
+        let mut options = OpenOptions::default();
+        if let Some(p) = &self.platform {
+            options.platform = parse_platform(p)?;
+        }
+        if let Some(t) = &self.tmpdir {
+            options.staging = t.clone();
+        }
+        if sources
+            .iter()
+            .chain([&destination])
+            .any(|t| matches!(t, Transport::Strata { .. }))
+        {
+            options.store = Some(Arc::new(store.open()?));
+            options.store_blobs = destination.store_blobs_wanted(compression);
+        }
+        Ok(options)
+    }
 }
 
 /// Config fields to change, as a Dockerfile would; each is recorded in the history.
@@ -313,38 +331,13 @@ pub fn rebase(args: RebaseArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let destination: Transport = ends.destination.parse().context("bad destination")?;
     let old: Transport = args.old_base.parse().context("bad --old-base")?;
     let new: Transport = args.new_base.parse().context("bad --new-base")?;
-    let mut options = OpenOptions::default();
-    if let Some(p) = &ends.platform {
-        options.platform = parse_platform(p)?;
-    }
-    if let Some(t) = &ends.tmpdir {
-        options.staging = t.clone();
-    }
-    if [&source, &destination, &old, &new]
-        .iter()
-        .any(|t| matches!(t, Transport::Strata { .. }))
-    {
-        options.store = Some(Arc::new(store.open()?));
-        options.store_blobs = destination.store_blobs_wanted(Compression::Gzip);
-    }
-    let source_options = OpenOptions {
-        registry: registry_options(
-            &options.registry,
-            ends.src_creds.as_deref(),
-            ends.src_tls_verify,
-            ends.timeout,
-        )?,
-        ..options.clone()
-    };
-    let dest_options = OpenOptions {
-        registry: registry_options(
-            &options.registry,
-            ends.dest_creds.as_deref(),
-            ends.dest_tls_verify,
-            ends.timeout,
-        )?,
-        ..options
-    };
+    let options = ends.options(
+        &[&source, &old, &new],
+        &destination,
+        Compression::Gzip,
+        store,
+    )?;
+    let (source_options, dest_options) = ends.access.apply(options.clone(), options)?;
     let open = |t: &Transport| {
         Opened::open(t, &source_options).with_context(|| format!("cannot read {t}"))
     };
@@ -353,15 +346,26 @@ pub fn rebase(args: RebaseArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     let new_base = open(&new)?;
     let mut rebased = RebasedSource::new(image, &old_base.image, new_base, &new.to_string())
         .with_context(|| format!("cannot rebase {source}"))?;
+    copy_changed(&mut rebased, &source, &destination, &dest_options, out)
+}
+
+/// Copies a changed image (`image`, made from `source`) to `destination`.
+fn copy_changed(
+    image: &mut dyn ImageSource,
+    source: &Transport,
+    destination: &Transport,
+    dest_options: &OpenOptions,
+    out: &Output,
+) -> Result<()> {
     let mut to = destination
-        .open_destination(&dest_options)
+        .open_destination(dest_options)
         .with_context(|| format!("cannot write {destination}"))?;
     run_copy(
-        &mut rebased,
+        image,
         to.as_mut(),
         copy_options(ImageSelector::Only, None),
         (&source.to_string(), &destination.to_string()),
-        writes_to_stdout(&destination),
+        writes_to_stdout(destination),
         out,
     )
     .map(drop)
@@ -401,20 +405,7 @@ fn run_edit(ends: Ends, what: What, store: &StoreArgs, out: &Output) -> Result<(
     } = what;
     let source: Transport = ends.source.parse().context("bad source")?;
     let destination: Transport = ends.destination.parse().context("bad destination")?;
-    let mut options = OpenOptions::default();
-    if let Some(p) = &ends.platform {
-        options.platform = parse_platform(p)?;
-    }
-    if let Some(t) = &ends.tmpdir {
-        options.staging = t.clone();
-    }
-    if [&source, &destination]
-        .iter()
-        .any(|t| matches!(t, Transport::Strata { .. }))
-    {
-        options.store = Some(Arc::new(store.open()?));
-        options.store_blobs = destination.store_blobs_wanted(compression);
-    }
+    let options = ends.options(&[&source], &destination, compression, store)?;
     let (created, clamp_mtime) = created(ends.created.as_deref())?;
     let annotations = ends
         .annotation
@@ -431,39 +422,11 @@ fn run_edit(ends: Ends, what: What, store: &StoreArgs, out: &Output) -> Result<(
         clamp_mtime,
         staging: options.staging.clone(),
     };
-    let source_options = OpenOptions {
-        registry: registry_options(
-            &options.registry,
-            ends.src_creds.as_deref(),
-            ends.src_tls_verify,
-            ends.timeout,
-        )?,
-        ..options.clone()
-    };
-    let dest_options = OpenOptions {
-        registry: registry_options(
-            &options.registry,
-            ends.dest_creds.as_deref(),
-            ends.dest_tls_verify,
-            ends.timeout,
-        )?,
-        ..options
-    };
+    let (source_options, dest_options) = ends.access.apply(options.clone(), options)?;
     let from = source
         .open_source(&source_options)
         .with_context(|| format!("cannot read {source}"))?;
     let mut edited = EditedSource::new(from, &source.selector(), &edit)
         .with_context(|| format!("cannot change {source}"))?;
-    let mut to = destination
-        .open_destination(&dest_options)
-        .with_context(|| format!("cannot write {destination}"))?;
-    run_copy(
-        &mut edited,
-        to.as_mut(),
-        copy_options(ImageSelector::Only, None),
-        (&source.to_string(), &destination.to_string()),
-        writes_to_stdout(&destination),
-        out,
-    )
-    .map(drop)
+    copy_changed(&mut edited, &source, &destination, &dest_options, out)
 }

@@ -62,6 +62,13 @@ pub struct CopyArgs {
     /// $TMPDIR or /tmp).
     #[arg(long, value_name = "DIR", env = "STRATA_TMPDIR")]
     tmpdir: Option<PathBuf>,
+    #[command(flatten)]
+    access: Access,
+}
+
+/// How a command with a source and a destination reaches their registries.
+#[derive(Args)]
+pub struct Access {
     /// Credentials for a docker:// source (default: the auth files of podman and docker).
     #[arg(long, value_name = "USER:PASSWORD")]
     src_creds: Option<String>,
@@ -79,6 +86,39 @@ pub struct CopyArgs {
     dest_tls_verify: bool,
     #[command(flatten)]
     timeout: RegistryTimeout,
+}
+
+impl Access {
+    /// `source` and `destination` (the options each end opens with) with this end's
+    /// credentials, TLS and timeout.
+    pub fn apply(
+        &self,
+        source: OpenOptions,
+        destination: OpenOptions,
+    ) -> Result<(OpenOptions, OpenOptions)> {
+        let src = registry_options(
+            &source.registry,
+            self.src_creds.as_deref(),
+            self.src_tls_verify,
+            self.timeout,
+        )?;
+        let dest = registry_options(
+            &destination.registry,
+            self.dest_creds.as_deref(),
+            self.dest_tls_verify,
+            self.timeout,
+        )?;
+        Ok((
+            OpenOptions {
+                registry: src,
+                ..source
+            },
+            OpenOptions {
+                registry: dest,
+                ..destination
+            },
+        ))
+    }
 }
 
 /// `--registry-timeout`, shared by every command that talks to registries.
@@ -214,24 +254,9 @@ pub fn copy_cmd(args: CopyArgs, store: &StoreArgs, out: &Output) -> Result<()> {
     } else {
         source.selector()
     };
-    let source_options = OpenOptions {
-        registry: registry_options(
-            &options.registry,
-            args.src_creds.as_deref(),
-            args.src_tls_verify,
-            args.timeout,
-        )?,
-        ..options.clone().copying_to(&destination)
-    };
-    let dest_options = OpenOptions {
-        registry: registry_options(
-            &options.registry,
-            args.dest_creds.as_deref(),
-            args.dest_tls_verify,
-            args.timeout,
-        )?,
-        ..options
-    };
+    let (source_options, dest_options) = args
+        .access
+        .apply(options.clone().copying_to(&destination), options)?;
     let mut from = source
         .open_source(&source_options)
         .with_context(|| format!("cannot read {source}"))?;
