@@ -30,8 +30,11 @@ enum Test {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("filter `{filter}` at byte {offset}: {reason}")]
 pub struct FilterError {
+    /// The filter as given.
     pub filter: String,
+    /// The byte where reading stopped.
     pub offset: usize,
+    /// What was wrong there.
     pub reason: &'static str,
 }
 

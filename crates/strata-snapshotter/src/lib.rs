@@ -20,6 +20,8 @@
 //! containerd's own snapshotters, the server ignores both (containerd's metadata layer
 //! keeps namespaces apart in the keys it sends).
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,18 +38,25 @@ use proto::snapshots::snapshots_server::{Snapshots, SnapshotsServer};
 /// What serving can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The socket could not be made (a missing directory, no permission).
     #[error("cannot listen on {}: {source}", path.display())]
     Listen {
+        /// The socket's path.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// Something other than a socket is at the socket's path: it is left alone.
     #[error("{} exists and is not a socket: not replacing it", .0.display())]
     NotASocket(PathBuf),
+    /// The async runtime could not start (threads, signal handlers).
     #[error("starting the server's runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The gRPC server failed.
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store could not be opened for snapshots.
     #[error(transparent)]
     Store(#[from] SnapshotError),
 }
@@ -122,6 +131,7 @@ pub struct Service {
 }
 
 impl Service {
+    /// The service answering from `snapshotter`; wrap it in `SnapshotsServer` to serve.
     pub fn new(snapshotter: Snapshotter) -> Service {
         Service {
             snapshotter: Arc::new(snapshotter),
