@@ -9,7 +9,7 @@
 #   3. every man page passes `mandoc -T lint -W warning`, and strata-copy(1) renders
 #      with `man -l` without a warning (`man strata-copy` finds it where dpkg installs
 #      man pages; minimal images may exclude /usr/share/man, then the deb's copy is used);
-#   4. the bash completion loads and completes `strata co` to commit, completion, copy;
+#   4. the bash completion loads and completes `strata layer u` to umount, unpack;
 #      zsh and fish read theirs when installed;
 #   5. scripts/demo.sh runs against /usr/bin/strata (STRATA=/usr/bin/strata), on a
 #      smaller sample tree than its default (DEMO_DOC, default /usr/share/doc/dpkg:
@@ -83,12 +83,12 @@ say "3. man: $pages pages lint clean; strata-copy(1) renders without warnings ($
 
 # --- 4. completions -----------------------------------------------------------------------
 words=$(bash -c 'source /usr/share/bash-completion/completions/strata
-  COMP_WORDS=(strata co); COMP_CWORD=1; COMP_LINE="strata co"; COMP_POINT=${#COMP_LINE}
-  _strata strata co strata; printf "%s\n" "${COMPREPLY[@]}" | sort | tr "\n" " "')
-[ "$words" = "commit completion copy " ] || fail "bash completes 'strata co' to '$words', not 'commit completion copy '"
+  COMP_WORDS=(strata layer u); COMP_CWORD=2; COMP_LINE="strata layer u"; COMP_POINT=${#COMP_LINE}
+  _strata strata u layer; printf "%s\n" "${COMPREPLY[@]}" | sort | tr "\n" " "')
+[ "$words" = "umount unpack " ] || fail "bash completes 'strata layer u' to '$words', not 'umount unpack '"
 if command -v zsh >/dev/null; then zsh -n /usr/share/zsh/vendor-completions/_strata || fail "zsh cannot read _strata"; fi
 if command -v fish >/dev/null; then fish -n /usr/share/fish/vendor_completions.d/strata.fish || fail "fish cannot read strata.fish"; fi
-say "4. completions: bash completes 'strata co' to: $words"
+say "4. completions: bash completes 'strata layer u' to: $words"
 
 # --- 5. the demo against the installed binary ---------------------------------------------
 t=$(now)
