@@ -60,7 +60,34 @@ use crate::stream::{BlobOrigin, LayerInfo, LayerStream};
 use crate::transport::{
     select, ImageSelector, ImageSource, ImageSummary, RawManifest, SourceImage,
 };
-use crate::Error;
+use crate::{Error, ImageConfig};
+
+/// The OCI manifest of `config` and `layers` (a foreign layer by its own descriptor),
+/// with `annotations`, as Go would write it.
+pub(crate) fn oci_manifest(
+    config: &ImageConfig,
+    layers: &[LayerInfo],
+    annotations: BTreeMap<String, String>,
+) -> Result<RawManifest, Error> {
+    let mut m = Manifest::oci(
+        Descriptor::new(
+            media_type::OCI_CONFIG,
+            config.id().0,
+            config.raw().len() as u64,
+        ),
+        layers
+            .iter()
+            .map(|l| l.foreign.clone().unwrap_or_else(|| l.blob.clone()))
+            .collect(),
+    );
+    m.annotations = annotations;
+    let bytes = gojson::marshal(&m)?;
+    Ok(RawManifest {
+        media_type: media_type::OCI_MANIFEST.to_string(),
+        digest: sha256(&bytes),
+        bytes,
+    })
+}
 
 /// What to change.
 #[derive(Clone, Debug)]
@@ -296,25 +323,7 @@ impl EditedSource {
         let manifest = if annotations.is_empty() {
             None
         } else {
-            let config_desc = Descriptor::new(
-                media_type::OCI_CONFIG,
-                config.id().0,
-                config.raw().len() as u64,
-            );
-            let mut m = Manifest::oci(
-                config_desc,
-                layers
-                    .iter()
-                    .map(|l| l.foreign.clone().unwrap_or_else(|| l.blob.clone()))
-                    .collect(),
-            );
-            m.annotations = annotations;
-            let bytes = gojson::marshal(&m)?;
-            Some(RawManifest {
-                media_type: media_type::OCI_MANIFEST.to_string(),
-                digest: sha256(&bytes),
-                bytes,
-            })
+            Some(oci_manifest(&config, &layers, annotations)?)
         };
         warnings.extend(added.iter().flat_map(|l| l.warnings.clone()));
         let image = SourceImage {

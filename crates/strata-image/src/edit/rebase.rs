@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::gojson;
 use crate::ids::chain_ids;
-use crate::manifest::{media_type, Descriptor, LayerType, Manifest};
+use crate::manifest::{Descriptor, LayerType, Manifest};
 use crate::stream::{LayerInfo, LayerStream};
-use crate::transport::{ImageSource, ImageSummary, RawManifest, SourceImage};
+use crate::transport::{ImageSource, ImageSummary, SourceImage};
 use crate::{Error, ImageConfig};
 
 /// The OCI annotation naming the base image a rebased image now sits on.
@@ -152,19 +152,7 @@ impl RebasedSource {
         };
         annotations.insert(BASE_NAME.into(), new_name.to_string());
         annotations.insert(BASE_DIGEST.into(), new_digest.to_string());
-        let mut m = Manifest::oci(
-            Descriptor::new(
-                media_type::OCI_CONFIG,
-                config.id().0,
-                config.raw().len() as u64,
-            ),
-            layers
-                .iter()
-                .map(|l| l.foreign.clone().unwrap_or_else(|| l.blob.clone()))
-                .collect(),
-        );
-        m.annotations = annotations;
-        let bytes = gojson::marshal(&m)?;
+        let manifest = super::oci_manifest(&config, &layers, annotations)?;
         let result = SourceImage {
             summary: ImageSummary {
                 index: 0,
@@ -173,11 +161,7 @@ impl RebasedSource {
                 ref_names: Vec::new(),
             },
             config,
-            manifest: Some(RawManifest {
-                media_type: media_type::OCI_MANIFEST.into(),
-                digest: crate::ids::sha256(&bytes),
-                bytes,
-            }),
+            manifest: Some(manifest),
             layers,
             parent: None,
         };
