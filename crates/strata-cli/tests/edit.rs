@@ -4,7 +4,7 @@
 //! skopeo and unpacked by umoci; loaded into Docker 20.10 and run; into the store; and
 //! reproducible under SOURCE_DATE_EPOCH. Bad input leaves the destination as it was.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -11,7 +11,7 @@
 //!
 //! Both need root (the suite and containerd mount what the server returns).
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
