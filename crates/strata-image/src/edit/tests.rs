@@ -184,7 +184,7 @@ fn annotations_make_an_oci_manifest_that_keeps_them() {
 }
 
 #[test]
-fn layers_are_not_added_to_a_windows_image() {
+fn on_a_windows_image_a_directory_becomes_a_windows_layer_and_flatten_is_refused() {
     use crate::manifest::{annotation, Index};
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("win");
@@ -216,8 +216,42 @@ fn layers_are_not_added_to_a_windows_image() {
     let tree_dir = dir.path().join("t");
     tree(&tree_dir, 1);
     o.layers = vec![tree_dir];
+    let open = OpenOptions::default();
+    let edited = EditedSource::new(from.open_source(&open).unwrap(), &from.selector(), &o).unwrap();
+    let added = &edited.added()[0];
+    let blob = std::fs::File::open(&added.path).unwrap();
+    let mut tar = strata_layer::tar::TarReader::new(
+        strata_layer::compress::Decompressor::new(blob).unwrap(),
+    );
+    let mut names = Vec::new();
+    while let Some(e) = strata_layer::LayerReader::next_entry(&mut tar).unwrap() {
+        let attr = e.pax.iter().find(|r| r.key == "MSWINDOWS.fileattr");
+        let sd = e.pax.iter().any(|r| r.key == "MSWINDOWS.rawsd");
+        let name = e.path.to_string();
+        names.push(format!(
+            "{name} {} sd={sd}",
+            String::from_utf8_lossy(&attr.unwrap().value)
+        ));
+    }
+    assert_eq!(
+        names,
+        [
+            "Files 16 sd=false",
+            "Hives 16 sd=false",
+            "Files/etc 16 sd=true",
+            "Files/etc/motd 32 sd=true",
+            "Files/run.sh 32 sd=true",
+        ]
+    );
+    assert_eq!(edited.image().layers.len(), 2);
+    assert_eq!(edited.image().config.os(), "windows");
+    let report = run(&from, "x", &o).unwrap();
+    assert!(report.images[0].layers[0].reused);
+    assert!(!report.images[0].layers[1].reused);
+    let mut o = options(dir.path());
+    o.flatten = true;
     let e = run(&from, "x", &o).unwrap_err().to_string();
-    assert!(e.contains("Windows image is not supported yet"), "{e}");
+    assert!(e.contains("flattening a Windows image is refused"), "{e}");
     // A config change alone is fine.
     let mut o = options(dir.path());
     o.changes.user = Some("ContainerUser".into());
