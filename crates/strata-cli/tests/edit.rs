@@ -612,3 +612,205 @@ fn index_create_append_and_remove_move_no_blob() {
     .json();
     assert_eq!(arm_config["architecture"], "arm64");
 }
+
+/// Checks a Windows layer tar as hcsshim's writer expects it (Python's tarfile reads
+/// it): `Files` and `Hives` first, every parent directory before its children, every
+/// entry with `MSWINDOWS.fileattr` and a creation time, every entry below `Files/` with a
+/// security descriptor. Prints the names, one a line.
+const PY_WINDOWS_LAYER: &str = r#"
+import sys, tarfile
+seen = set()
+with tarfile.open(sys.argv[1]) as t:
+    for m in t:
+        n = m.name
+        assert n not in seen, n
+        parent = n.rsplit("/", 1)[0] if "/" in n else None
+        assert parent is None or parent in seen, "no parent before " + n
+        if not seen:
+            assert n == "Files", n
+        elif len(seen) == 1:
+            assert n == "Hives", n
+        else:
+            assert n.startswith("Files/"), n
+            assert "MSWINDOWS.rawsd" in m.pax_headers, n
+        assert "MSWINDOWS.fileattr" in m.pax_headers, n
+        assert "LIBARCHIVE.creationtime" in m.pax_headers, n
+        seen.add(n)
+        print(n, m.pax_headers["MSWINDOWS.fileattr"])
+"#;
+
+fn windows_layer_entries(tar: &Path) -> Vec<String> {
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PY_WINDOWS_LAYER)
+        .arg(tar)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+    String::from_utf8(py.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// An OCI layout (tag `win`) of a Windows image as Microsoft ships them: a foreign base
+/// layer (its blob at mcr.microsoft.com, in no layout and no registry here) and a
+/// distributable layer `base` (a Windows layer tar) on it, Docker media types, a config
+/// with `os.version`. Returns the foreign layer's descriptor.
+fn windows_layout(layout: &Path, base: &Path) -> Value {
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let (digest, size) = sha256_reader(bytes);
+        fs::write(blobs.join(&digest["sha256:".len()..]), bytes).unwrap();
+        (digest, size)
+    };
+    let (base_digest, base_size) = put(&fs::read(base).unwrap());
+    let (foreign_digest, _) = sha256_reader(&b"the nanoserver base layer"[..]);
+    let (foreign_diff, _) = sha256_reader(&b"its tar"[..]);
+    let foreign = serde_json::json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "size": 120_000_000,
+        "digest": foreign_digest,
+        "urls": [format!("https://mcr.microsoft.com/v2/windows/nanoserver/blobs/{foreign_digest}")],
+    });
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "windows",
+        "os.version": "10.0.17763.5122",
+        "config": {"Cmd": ["c:\\windows\\system32\\cmd.exe"]},
+        "rootfs": {"type": "layers", "diff_ids": [foreign_diff, base_digest]},
+        "history": [{"created_by": "Apply image 10.0.17763.5122"}, {"created_by": "base"}],
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let (config_digest, config_size) = put(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": config_size, "digest": config_digest},
+        "layers": [foreign, {"mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+                             "size": base_size, "digest": base_digest}],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let (manifest_digest, manifest_size) = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                       "size": manifest_size, "digest": manifest_digest,
+                       "annotations": {"org.opencontainers.image.ref.name": "win"}}],
+    });
+    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    foreign
+}
+
+#[test]
+fn append_to_a_windows_image_adds_a_windows_layer_and_leaves_the_foreign_layer_where_it_is() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let w = |name: &str| p(&work.path().join(name));
+
+    // The base's own layer: a Linux tree made a Windows layer by `wclayer from-rootfs`.
+    let root = work.path().join("winroot");
+    fs::create_dir_all(root.join("Windows/System32")).unwrap();
+    fs::write(root.join("Windows/System32/base.txt"), "from the base\n").unwrap();
+    let linux = std::process::Command::new("tar")
+        .args(["-cf", &w("base-linux.tar"), "-C", &p(&root), "Windows"])
+        .status()
+        .unwrap();
+    assert!(linux.success());
+    env.run(&[
+        "wclayer",
+        "from-rootfs",
+        "-i",
+        &w("base-linux.tar"),
+        "-o",
+        &w("base.tar"),
+    ])
+    .assert_success();
+    let foreign = windows_layout(&work.path().join("layout"), &work.path().join("base.tar"));
+    let foreign_digest = foreign["digest"].as_str().unwrap();
+    let base = docker(reg.port, "win/base:ltsc2019");
+    env.copy(&[&format!("oci:{}:win", w("layout")), &base]);
+    let base_manifest = remote_manifest(&base);
+    assert_eq!(base_manifest["layers"][0], foreign);
+
+    // A layer appended from a Linux directory, to another repository.
+    let app = script_dir(work.path());
+    let before = reg.access_lines("").len();
+    let appended = docker(reg.port, "win/app:1");
+    env.json(&["append", &base, &appended, "--layer", &p(&app)]);
+    let lines = log_since(&reg, before);
+    assert!(
+        !lines.iter().any(|l| l.contains(foreign_digest)),
+        "the foreign layer was asked for: {lines:#?}"
+    );
+    let manifest = remote_manifest(&appended);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[0], foreign, "the foreign descriptor is kept as it was");
+    assert_eq!(layers[1], base_manifest["layers"][1]);
+    let new_layer = layers[2]["digest"].as_str().unwrap();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([
+            new_layer.to_string(),
+            manifest["config"]["digest"].as_str().unwrap().to_string()
+        ]),
+        "only the new layer and the config are uploaded: {lines:#?}"
+    );
+    let config = config_of(&appended);
+    assert_eq!(config["os"], "windows");
+    assert_eq!(config["os.version"], "10.0.17763.5122");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+
+    // The new layer is what hcsshim's writer expects...
+    let blob = reg.blob_file(&new_layer.parse().unwrap());
+    assert_eq!(
+        windows_layer_entries(&blob),
+        [
+            "Files 16",
+            "Hives 16",
+            "Files/opt 16",
+            "Files/opt/app 16",
+            "Files/opt/app/hello.sh 32"
+        ]
+    );
+    // ...and imports on the base's layer folder; the merged view holds both.
+    env.run(&["wclayer", "import", "-i", &w("base.tar"), &w("base-folder")])
+        .assert_success();
+    env.run(&[
+        "wclayer",
+        "import",
+        "-i",
+        &p(&blob),
+        &w("app-folder"),
+        "--parent",
+        &w("base-folder"),
+    ])
+    .assert_success();
+    env.run(&["wclayer", "extract", &w("app-folder"), &w("base-folder"), &w("merged")])
+        .assert_success();
+    let merged = work.path().join("merged");
+    assert_eq!(
+        fs::read_to_string(merged.join("Windows/System32/base.txt")).unwrap(),
+        "from the base\n"
+    );
+    assert!(fs::read_to_string(merged.join("opt/app/hello.sh"))
+        .unwrap()
+        .contains("appended $GREETING"));
+
+    // Flatten and export say why they refuse.
+    let err = env.fails(&["flatten", &appended, &docker(reg.port, "win/flat:1")]);
+    assert!(err.contains("flattening a Windows image is refused"), "{err}");
+    let err = env.fails(&["export", &appended, "-o", &w("rootfs.tar")]);
+    assert!(err.contains("exporting a Windows image is refused"), "{err}");
+}
