@@ -814,3 +814,112 @@ fn append_to_a_windows_image_adds_a_windows_layer_and_leaves_the_foreign_layer_w
     let err = env.fails(&["export", &appended, "-o", &w("rootfs.tar")]);
     assert!(err.contains("exporting a Windows image is refused"), "{err}");
 }
+
+/// A registry that pages its tags as distribution 3 and the hosted registries do
+/// (distribution 2.8 never pages tags): at most 3 a page however many `n=` asks for, the
+/// next page named by a `Link` header, in its own order (not sorted). It answers every
+/// request it reads and records their targets.
+struct PagingRegistry {
+    port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const PAGED_TAGS: [&str; 8] = [
+    "latest", "1.10", "1.9", "1.2", "beta", "alpha", "0.1", "edge",
+];
+
+impl PagingRegistry {
+    fn start() -> PagingRegistry {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    while let Some(head) =
+                        strata_registry_testkit::http::read_head(&mut conn, &mut buf)
+                    {
+                        seen.lock().unwrap().push(head.target.clone());
+                        let (status, body, link) = PagingRegistry::answer(&head.target);
+                        let mut resp = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                             Docker-Distribution-API-Version: registry/2.0\r\n\
+                             Content-Length: {}\r\n",
+                            body.len()
+                        );
+                        if let Some(link) = link {
+                            resp.push_str(&format!("Link: <{link}>; rel=\"next\"\r\n"));
+                        }
+                        resp.push_str("\r\n");
+                        resp.push_str(&body);
+                        if conn.write_all(resp.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        PagingRegistry { port, targets }
+    }
+
+    /// (status line, body, next page) for a request target.
+    fn answer(target: &str) -> (&'static str, String, Option<String>) {
+        if target == "/v2/" {
+            return ("200 OK", "{}".into(), None);
+        }
+        let Some(query) = target.strip_prefix("/v2/strata/many/tags/list?") else {
+            return ("404 Not Found", r#"{"errors":[]}"#.into(), None);
+        };
+        let param = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")[..]))
+        };
+        let n: usize = param("n").and_then(|n| n.parse().ok()).unwrap_or(100).min(3);
+        let from = param("last").map_or(0, |last| {
+            PAGED_TAGS.iter().position(|t| *t == last).unwrap() + 1
+        });
+        let page = &PAGED_TAGS[from..(from + n).min(PAGED_TAGS.len())];
+        let next = (from + n < PAGED_TAGS.len())
+            .then(|| format!("/v2/strata/many/tags/list?n={n}&last={}", page[n - 1]));
+        let body = serde_json::json!({"name": "strata/many", "tags": page}).to_string();
+        ("200 OK", body, next)
+    }
+}
+
+#[test]
+fn ls_follows_every_page_of_tags_in_the_registrys_order() {
+    let reg = PagingRegistry::start();
+    let env = Env::new();
+    let tags = env.json(&["ls", &docker(reg.port, "strata/many")]);
+    assert_eq!(tags, serde_json::json!(PAGED_TAGS));
+    let lists: Vec<String> = reg
+        .targets
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| t.contains("/tags/list"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            "/v2/strata/many/tags/list?n=1000",
+            "/v2/strata/many/tags/list?n=3&last=1.9",
+            "/v2/strata/many/tags/list?n=3&last=alpha",
+        ],
+        "three pages, each asked once"
+    );
+    // Plain text: one tag a line, in the same order.
+    let plain = env.run(&["ls", &docker(reg.port, "strata/many")]);
+    plain.assert_success();
+    assert_eq!(
+        plain.stdout_text().lines().collect::<Vec<_>>(),
+        PAGED_TAGS
+    );
+}
