@@ -923,3 +923,173 @@ fn ls_follows_every_page_of_tags_in_the_registrys_order() {
         PAGED_TAGS
     );
 }
+
+/// The container defaults a person sets: the `config` fields compared across tools
+/// (buildah's own `io.buildah.version` label left out).
+fn container_defaults(config: &Value) -> Value {
+    let mut c = config["config"].clone();
+    if let Some(labels) = c["Labels"].as_object_mut() {
+        labels.remove("io.buildah.version");
+    }
+    let keys = [
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "User",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+    ];
+    keys.iter().map(|k| (k.to_string(), c[k].clone())).collect()
+}
+
+#[test]
+fn append_and_mutate_agree_with_umoci_insert_config_and_buildah_add_config_commit() {
+    // buildah names the image after the layout's path, which must be lowercase.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let work = tempfile::Builder::new()
+        .prefix(&format!("strata-peers-{}-{stamp}", std::process::id()))
+        .rand_bytes(0)
+        .tempdir()
+        .unwrap();
+    let w = |name: &str| p(&work.path().join(name));
+    let app = script_dir(work.path());
+    fs::create_dir_all(app.join("etc")).unwrap();
+    fs::write(app.join("etc/motd2"), "added\n").unwrap();
+    // Whole seconds: umoci's and buildah's tars keep no fraction.
+    for f in ["opt/app/hello.sh", "opt/app", "opt", "etc/motd2", "etc", ""] {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_750_000_000);
+        fs::File::open(app.join(f)).unwrap().set_modified(t).unwrap();
+    }
+    let layout = w("layout");
+    let tag = |t: &str| format!("oci:{layout}:{t}");
+    // A small base (a few entries keep the three unpacks and listings quick).
+    let base = work.path().join("base");
+    fs::create_dir_all(base.join("etc")).unwrap();
+    fs::create_dir_all(base.join("bin")).unwrap();
+    fs::write(base.join("etc/motd"), "base\n").unwrap();
+    fs::write(base.join("bin/tool"), "tool\n").unwrap();
+    let store = w("store");
+    strata_json(["--root", &store, "import-dir", &p(&base), "example/base:1"]);
+    strata_json(["--root", &store, "copy", "strata:example/base:1", &tag("base")]);
+
+    strata_json(["append", &tag("base"), &tag("appended"), "--layer", &p(&app)]);
+    strata_json([
+        "mutate",
+        &tag("appended"),
+        &tag("strata"),
+        "--env",
+        "K=V",
+        "--entrypoint",
+        r#"["/bin/sh"]"#,
+        "--cmd",
+        r#"["-c","echo hi"]"#,
+        "--user",
+        "1000",
+        "--workdir",
+        "/srv",
+        "--label",
+        "a=b",
+        "--expose",
+        "8080/tcp",
+        "--volume",
+        "/data",
+    ]);
+
+    let umoci = |args: &[&str]| {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        common::images::peer("umoci", &args).assert_success();
+    };
+    let base_ref = format!("{layout}:base");
+    umoci(&["insert", "--image", &base_ref, "--tag", "umoci", &p(&app), "/"]);
+    umoci(&[
+        "config",
+        "--image",
+        &format!("{layout}:umoci"),
+        "--config.env",
+        "K=V",
+        "--config.entrypoint",
+        "/bin/sh",
+        "--config.cmd",
+        "-c",
+        "--config.cmd",
+        "echo hi",
+        "--config.user",
+        "1000",
+        "--config.workingdir",
+        "/srv",
+        "--config.label",
+        "a=b",
+        "--config.exposedports",
+        "8080/tcp",
+        "--config.volume",
+        "/data",
+    ]);
+
+    let buildah = |args: &[&str]| {
+        let mut all: Vec<std::ffi::OsString> = vec![
+            "--root".into(),
+            w("buildah-root").into(),
+            "--runroot".into(),
+            w("buildah-run").into(),
+            "--storage-driver".into(),
+            "vfs".into(),
+        ];
+        all.extend(args.iter().map(Into::into));
+        let run = common::images::peer("buildah", &all);
+        run.assert_success();
+        run
+    };
+    buildah(&["from", "--pull-never", "--name", "peer", &tag("base")]);
+    buildah(&["add", "peer", &p(&app), "/"]);
+    buildah(&[
+        "config",
+        "--env",
+        "K=V",
+        "--entrypoint",
+        r#"["/bin/sh"]"#,
+        "--cmd",
+        r#"["-c","echo hi"]"#,
+        "--user",
+        "1000",
+        "--workingdir",
+        "/srv",
+        "--label",
+        "a=b",
+        "--port",
+        "8080/tcp",
+        "--volume",
+        "/data",
+        "peer",
+    ]);
+    buildah(&["commit", "-q", "peer", &tag("buildah")]);
+    buildah(&["rm", "peer"]);
+
+    // The merged trees, as umoci unpacks each (the root's own mtime aside).
+    let tree = |t: &str| {
+        let bundle = work.path().join(format!("bundle-{t}"));
+        umoci(&["unpack", "--image", &format!("{layout}:{t}"), &p(&bundle)]);
+        without_root_mtime(&tree_listing(&bundle.join("rootfs"), &[]))
+    };
+    let ours = tree("strata");
+    assert!(ours.contains("opt/app/hello.sh\tf\t0755\t"), "{ours}");
+    assert!(ours.contains("etc/motd\t"), "{ours}");
+    assert_listing_eq(&tree("umoci"), &ours, "umoci insert vs strata append");
+    assert_listing_eq(&tree("buildah"), &ours, "buildah add vs strata append");
+
+    // The config fields each set.
+    let config = |t: &str| {
+        let run = strata(["config", &tag(t)]);
+        run.assert_success();
+        container_defaults(&run.json())
+    };
+    let ours = config("strata");
+    assert_eq!(ours["Env"], serde_json::json!(["K=V"]), "{ours:#}");
+    assert_eq!(ours["Labels"]["a"], "b", "{ours:#}");
+    assert_eq!(config("umoci"), ours, "umoci config vs strata mutate");
+    assert_eq!(config("buildah"), ours, "buildah config vs strata mutate");
+}
