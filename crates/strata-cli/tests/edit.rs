@@ -706,8 +706,16 @@ fn windows_layout(layout: &Path, base: &Path) -> Value {
                        "size": manifest_size, "digest": manifest_digest,
                        "annotations": {"org.opencontainers.image.ref.name": "win"}}],
     });
-    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     foreign
 }
 
@@ -756,7 +764,10 @@ fn append_to_a_windows_image_adds_a_windows_layer_and_leaves_the_foreign_layer_w
     let manifest = remote_manifest(&appended);
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 3);
-    assert_eq!(layers[0], foreign, "the foreign descriptor is kept as it was");
+    assert_eq!(
+        layers[0], foreign,
+        "the foreign descriptor is kept as it was"
+    );
     assert_eq!(layers[1], base_manifest["layers"][1]);
     let new_layer = layers[2]["digest"].as_str().unwrap();
     assert_eq!(
@@ -797,8 +808,14 @@ fn append_to_a_windows_image_adds_a_windows_layer_and_leaves_the_foreign_layer_w
         &w("base-folder"),
     ])
     .assert_success();
-    env.run(&["wclayer", "extract", &w("app-folder"), &w("base-folder"), &w("merged")])
-        .assert_success();
+    env.run(&[
+        "wclayer",
+        "extract",
+        &w("app-folder"),
+        &w("base-folder"),
+        &w("merged"),
+    ])
+    .assert_success();
     let merged = work.path().join("merged");
     assert_eq!(
         fs::read_to_string(merged.join("Windows/System32/base.txt")).unwrap(),
@@ -810,9 +827,15 @@ fn append_to_a_windows_image_adds_a_windows_layer_and_leaves_the_foreign_layer_w
 
     // Flatten and export say why they refuse.
     let err = env.fails(&["flatten", &appended, &docker(reg.port, "win/flat:1")]);
-    assert!(err.contains("flattening a Windows image is refused"), "{err}");
+    assert!(
+        err.contains("flattening a Windows image is refused"),
+        "{err}"
+    );
     let err = env.fails(&["export", &appended, "-o", &w("rootfs.tar")]);
-    assert!(err.contains("exporting a Windows image is refused"), "{err}");
+    assert!(
+        err.contains("exporting a Windows image is refused"),
+        "{err}"
+    );
 }
 
 /// A registry that pages its tags as distribution 3 and the hosted registries do
@@ -880,7 +903,10 @@ impl PagingRegistry {
                 .split('&')
                 .find_map(|kv| kv.strip_prefix(&format!("{k}=")[..]))
         };
-        let n: usize = param("n").and_then(|n| n.parse().ok()).unwrap_or(100).min(3);
+        let n: usize = param("n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100)
+            .min(3);
         let from = param("last").map_or(0, |last| {
             PAGED_TAGS.iter().position(|t| *t == last).unwrap() + 1
         });
@@ -918,10 +944,7 @@ fn ls_follows_every_page_of_tags_in_the_registrys_order() {
     // Plain text: one tag a line, in the same order.
     let plain = env.run(&["ls", &docker(reg.port, "strata/many")]);
     plain.assert_success();
-    assert_eq!(
-        plain.stdout_text().lines().collect::<Vec<_>>(),
-        PAGED_TAGS
-    );
+    assert_eq!(plain.stdout_text().lines().collect::<Vec<_>>(), PAGED_TAGS);
 }
 
 /// The container defaults a person sets: the `config` fields compared across tools
@@ -963,7 +986,10 @@ fn append_and_mutate_agree_with_umoci_insert_config_and_buildah_add_config_commi
     // Whole seconds: umoci's and buildah's tars keep no fraction.
     for f in ["opt/app/hello.sh", "opt/app", "opt", "etc/motd2", "etc", ""] {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_750_000_000);
-        fs::File::open(app.join(f)).unwrap().set_modified(t).unwrap();
+        fs::File::open(app.join(f))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
     }
     let layout = w("layout");
     let tag = |t: &str| format!("oci:{layout}:{t}");
@@ -975,9 +1001,21 @@ fn append_and_mutate_agree_with_umoci_insert_config_and_buildah_add_config_commi
     fs::write(base.join("bin/tool"), "tool\n").unwrap();
     let store = w("store");
     strata_json(["--root", &store, "import-dir", &p(&base), "example/base:1"]);
-    strata_json(["--root", &store, "copy", "strata:example/base:1", &tag("base")]);
+    strata_json([
+        "--root",
+        &store,
+        "copy",
+        "strata:example/base:1",
+        &tag("base"),
+    ]);
 
-    strata_json(["append", &tag("base"), &tag("appended"), "--layer", &p(&app)]);
+    strata_json([
+        "append",
+        &tag("base"),
+        &tag("appended"),
+        "--layer",
+        &p(&app),
+    ]);
     strata_json([
         "mutate",
         &tag("appended"),
@@ -1005,7 +1043,15 @@ fn append_and_mutate_agree_with_umoci_insert_config_and_buildah_add_config_commi
         common::images::peer("umoci", &args).assert_success();
     };
     let base_ref = format!("{layout}:base");
-    umoci(&["insert", "--image", &base_ref, "--tag", "umoci", &p(&app), "/"]);
+    umoci(&[
+        "insert",
+        "--image",
+        &base_ref,
+        "--tag",
+        "umoci",
+        &p(&app),
+        "/",
+    ]);
     umoci(&[
         "config",
         "--image",

@@ -96,7 +96,14 @@ pub fn prepare(
             .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))
     };
     if os == LayerOs::Windows && (meta.is_dir() || meta.is_file() && !is_windows_layer(input)?) {
-        return prepare_windows(input, meta.is_dir(), &out_path, compression, clamp, created_by);
+        return prepare_windows(
+            input,
+            meta.is_dir(),
+            &out_path,
+            compression,
+            clamp,
+            created_by,
+        );
     }
     if meta.is_dir() {
         let mut reader = Clamped {
@@ -202,8 +209,8 @@ fn prepare_windows(
         input
     };
     let what = format!("layer {}", input.display());
-    let tar = File::open(linux)
-        .map_err(|e| Error::io(format!("cannot open {}", linux.display()), e))?;
+    let tar =
+        File::open(linux).map_err(|e| Error::io(format!("cannot open {}", linux.display()), e))?;
     let file = File::create(out_path)
         .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))?;
     let tar_hash = Hasher::default();
@@ -211,9 +218,8 @@ fn prepare_windows(
     let out = BufWriter::with_capacity(1 << 20, blob_hash.writer(file));
     let c = Compressor::new(out, compression).map_err(|e| Error::io("starting compression", e))?;
     let mut hashed = tar_hash.writer(c);
-    windowsify(tar, &mut hashed, &SecurityChoice::BuildKit).map_err(|e| {
-        Error::invalid(&what, format!("cannot be made a Windows layer: {e}"))
-    })?;
+    windowsify(tar, &mut hashed, &SecurityChoice::BuildKit)
+        .map_err(|e| Error::invalid(&what, format!("cannot be made a Windows layer: {e}")))?;
     hashed
         .into_inner()
         .finish()

@@ -220,9 +220,8 @@ fn on_a_windows_image_a_directory_becomes_a_windows_layer_and_flatten_is_refused
     let edited = EditedSource::new(from.open_source(&open).unwrap(), &from.selector(), &o).unwrap();
     let added = &edited.added()[0];
     let blob = std::fs::File::open(&added.path).unwrap();
-    let mut tar = strata_layer::tar::TarReader::new(
-        strata_layer::compress::Decompressor::new(blob).unwrap(),
-    );
+    let mut tar =
+        strata_layer::tar::TarReader::new(strata_layer::compress::Decompressor::new(blob).unwrap());
     let mut names = Vec::new();
     while let Some(e) = strata_layer::LayerReader::next_entry(&mut tar).unwrap() {
         let attr = e.pax.iter().find(|r| r.key == "MSWINDOWS.fileattr");
