@@ -184,7 +184,7 @@ fn annotations_make_an_oci_manifest_that_keeps_them() {
 }
 
 #[test]
-fn on_a_windows_image_a_directory_becomes_a_windows_layer_and_flatten_is_refused() {
+fn on_a_windows_image_added_content_becomes_a_windows_layer_and_flatten_is_refused() {
     use crate::manifest::{annotation, Index};
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("win");
@@ -244,6 +244,35 @@ fn on_a_windows_image_a_directory_becomes_a_windows_layer_and_flatten_is_refused
     );
     assert_eq!(edited.image().layers.len(), 2);
     assert_eq!(edited.image().config.os(), "windows");
+    // A Linux tar of the same tree becomes the same Windows layer.
+    let linux = dir.path().join("linux.tar");
+    strata_layer::pack::pack_entries(
+        strata_layer::dir_reader::DirReader::open(&dir.path().join("t")).unwrap(),
+        std::fs::File::create(&linux).unwrap(),
+        strata_layer::compress::Compression::None,
+    )
+    .unwrap();
+    let mut from_tar = options(dir.path());
+    from_tar.layers = vec![linux];
+    let made = EditedSource::new(
+        from.open_source(&open).unwrap(),
+        &from.selector(),
+        &from_tar,
+    )
+    .unwrap();
+    assert_eq!(made.added()[0].diff_id, added.diff_id);
+    // A tar that is a Windows layer already is taken as it is, not wrapped again.
+    let given = dir.path().join("windows-layer.tar.gz");
+    std::fs::copy(&added.path, &given).unwrap();
+    let mut again = options(dir.path());
+    again.layers = vec![given.clone()];
+    let taken =
+        EditedSource::new(from.open_source(&open).unwrap(), &from.selector(), &again).unwrap();
+    assert_eq!(taken.added()[0].path, given);
+    assert_eq!(
+        (taken.added()[0].digest, taken.added()[0].diff_id),
+        (added.digest, added.diff_id)
+    );
     let report = run(&from, "x", &o).unwrap();
     assert!(report.images[0].layers[0].reused);
     assert!(!report.images[0].layers[1].reused);
