@@ -195,13 +195,21 @@ fn on_a_windows_image_added_content_becomes_a_windows_layer_and_flatten_is_refus
         std::fs::write(blobs.join(d.hex()), bytes).unwrap();
         Descriptor::new(mt, d, bytes.len() as u64)
     };
+    // A foreign base layer (its blob at its URL only, not in the layout) and one of its own.
+    let mut foreign = Descriptor::new(
+        strata_layer::media_type::OCI_FOREIGN_GZIP,
+        crate::ids::sha256(b"elsewhere"),
+        5000,
+    );
+    foreign.urls = vec!["https://mcr.microsoft.com/v2/x/blobs/sha256:elsewhere".into()];
     let layer = put(&[0u8; 1024], media_type::OCI_LAYER);
     let config = format!(
-        r#"{{"architecture":"amd64","os":"windows","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        r#"{{"architecture":"amd64","os":"windows","os.version":"10.0.17763.1","rootfs":{{"type":"layers","diff_ids":["{}","{}"]}}}}"#,
+        crate::ids::sha256(b"its tar"),
         layer.digest
     );
     let config = put(config.as_bytes(), media_type::OCI_CONFIG);
-    let manifest = gojson::marshal(&Manifest::oci(config, vec![layer])).unwrap();
+    let manifest = gojson::marshal(&Manifest::oci(config, vec![foreign.clone(), layer])).unwrap();
     let mut desc = put(&manifest, media_type::OCI_MANIFEST);
     desc.annotations
         .insert(annotation::REF_NAME.into(), "w".into());
@@ -242,7 +250,7 @@ fn on_a_windows_image_added_content_becomes_a_windows_layer_and_flatten_is_refus
             "Files/run.sh 32 sd=true",
         ]
     );
-    assert_eq!(edited.image().layers.len(), 2);
+    assert_eq!(edited.image().layers.len(), 3);
     assert_eq!(edited.image().config.os(), "windows");
     // A Linux tar of the same tree becomes the same Windows layer.
     let linux = dir.path().join("linux.tar");
@@ -273,9 +281,19 @@ fn on_a_windows_image_added_content_becomes_a_windows_layer_and_flatten_is_refus
         (taken.added()[0].digest, taken.added()[0].diff_id),
         (added.digest, added.diff_id)
     );
+    // Into the layout: the foreign layer stays a reference, its blob never asked for.
     let report = run(&from, "x", &o).unwrap();
-    assert!(report.images[0].layers[0].reused);
-    assert!(!report.images[0].layers[1].reused);
+    let reused: Vec<bool> = report.images[0].layers.iter().map(|l| l.reused).collect();
+    assert_eq!(reused, [true, true, false]);
+    let x: Transport = format!("oci:{}:x", layout.display()).parse().unwrap();
+    let mut source = x.open_source(&open).unwrap();
+    let listed = source.list().unwrap();
+    let image = source.open_image(&listed[0]).unwrap();
+    let raw = image.manifest.unwrap();
+    let written = Manifest::parse(&raw.bytes, &raw.media_type, "x").unwrap();
+    assert_eq!(written.layers[0], foreign);
+    assert!(!blobs.join(foreign.digest.hex()).exists());
+    assert_eq!(image.config.os(), "windows");
     let mut o = options(dir.path());
     o.flatten = true;
     let e = run(&from, "x", &o).unwrap_err().to_string();
