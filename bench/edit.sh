@@ -42,8 +42,9 @@ need_packages umoci:umoci python3:python3 /usr/bin/time:time
 LOAD_BEFORE=$(loadavg)
 W=$TMPFS/strata-edit-bench.$$
 trap 'rm -rf -- "$W"' EXIT
-mkdir -p "$W"
+mkdir -p "$W/tmp"
 ERR=$W/last-error.log
+export STRATA_TMPDIR=$W/tmp # strata's staging (the packed layer) on tmpfs too
 say "copying oci:corpus to $W/pristine and making a $MB MB directory (untimed)"
 "$STRATA" -q copy "oci:$CORPUS/oci:corpus" "oci:$W/pristine:base"
 python3 - "$W/app" "$MB" <<'PY'
@@ -81,13 +82,17 @@ umoci_config() {
 }
 
 # Both made what they were asked: one more layer (append), or none (mutate).
-layers_of() { "$STRATA" manifest "oci:$W/L:out" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["layers"]))'; }
+manifest_out() { "$STRATA" manifest "oci:$W/L:out"; }
+layers_of() { manifest_out | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["layers"]))'; }
+top_size() { manifest_out | python3 -c 'import json, sys; print(json.load(sys.stdin)["layers"][-1]["size"])'; }
+declare -A made
 base_layers=$(fresh && "$STRATA" manifest "oci:$W/L:base" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["layers"]))')
 for pair in "strata_append $((base_layers + 1))" "umoci_insert $((base_layers + 1))" \
   "strata_mutate $base_layers" "umoci_config $base_layers"; do
   read -r fn want <<<"$pair"
   fresh && "$fn" >/dev/null 2>"$ERR" || { tail "$ERR" >&2; die "failed: $fn"; }
   [ "$(layers_of)" -eq "$want" ] || die "$fn made $(layers_of) layers, not $want"
+  made[$fn]=$(top_size)
 done
 
 # Peak RSS through a child bash (GNU time runs programs, not functions; the kernel
@@ -124,6 +129,6 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "umoci config, like strata mutate, rewrites only the config and manifest: neither reads a layer."
+  echo "The appended layer (gzip): strata $((made[strata_append] / 1000)) kB, umoci $((made[umoci_insert] / 1000)) kB. umoci config, like strata mutate, rewrites only the config and manifest: neither reads a layer."
 } | tee "$results"
 say "wrote $results"
