@@ -27,7 +27,7 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 CORPUS=${CORPUS:-$ROOT/target/corpus}
 cd "$ROOT"
 
-need_packages umoci:umoci skopeo:skopeo podman:podman bsdtar:libarchive-tools setfattr:attr \
+need_packages umoci:umoci skopeo:skopeo podman:podman buildah:buildah bsdtar:libarchive-tools setfattr:attr \
   getfattr:attr zstd:zstd python3:python3 tar:tar gzip:gzip docker-registry:docker-registry \
   htpasswd:apache2-utils /usr/sbin/dockerd:docker.io /usr/bin/containerd:containerd \
   /usr/bin/ctr:containerd /usr/sbin/runc:runc mandoc:mandoc /usr/bin/go:golang-go \
