@@ -13,6 +13,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -223,6 +224,139 @@ fn wait_for_layers(st: &TempStore, n: usize, when: &str) {
     }
 }
 
+/// The chain ID of a stack of diffIDs (OCI's `ChainID`).
+fn chain_of(diff_ids: &[String]) -> String {
+    let mut chain = diff_ids[0].clone();
+    for d in &diff_ids[1..] {
+        chain = sha256_reader(format!("{chain} {d}").as_bytes()).0;
+    }
+    chain
+}
+
+/// The store layer whose directory `ctr snapshots mounts` names first for `key`: an active
+/// snapshot's upper directory, a committed one's top lower directory (or bind source).
+fn ctr_layer(c: &Containerd, dirs: &BTreeMap<String, String>, key: &str) -> String {
+    let out = c.ok(&[
+        "snapshots",
+        "--snapshotter",
+        "strata",
+        "mounts",
+        "/mnt",
+        key,
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let dir = match words[..] {
+        ["mount", "-t", "bind", source, _, "-o", _] => source.to_string(),
+        ["mount", "-t", "overlay", _, _, "-o", options] => {
+            let opts: Vec<&str> = options.split(',').collect();
+            let opt = |name: &str| {
+                opts.iter()
+                    .find_map(|o| o.strip_prefix(name))
+                    .map(|v| v.split(':').next().unwrap().to_string())
+            };
+            opt("upperdir=")
+                .or_else(|| opt("lowerdir="))
+                .unwrap_or_else(|| panic!("{out}"))
+        }
+        _ => panic!("ctr snapshots mounts {key}: {out}"),
+    };
+    dirs.get(&dir)
+        .unwrap_or_else(|| panic!("{key} mounts {dir}, no layer of the store: {dirs:?}"))
+        .clone()
+}
+
+/// `ctr snapshots ls` and the store's `layer ls` agree: each snapshot is one layer (found
+/// through its mounts), committed ones read-only, active ones read-write, parents the
+/// same, and no layer left out. Returns containerd's key -> the layer.
+fn assert_ctr_agrees_with_store(c: &Containerd, st: &TempStore) -> BTreeMap<String, String> {
+    let store = layers(st);
+    let dirs: BTreeMap<String, String> = store
+        .iter()
+        .map(|(id, ..)| {
+            let dir = jstr(&st.json(&["layer", "inspect", id]), "content").to_string();
+            (dir, id.clone())
+        })
+        .collect();
+    let snapshots = ctr_snapshots(c);
+    let of: BTreeMap<String, String> = snapshots
+        .iter()
+        .map(|(key, ..)| (key.clone(), ctr_layer(c, &dirs, key)))
+        .collect();
+    let mut seen: Vec<&String> = of.values().collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        store.len(),
+        "containerd's snapshots {of:?}, the store's layers {store:?}"
+    );
+    for (key, parent, kind) in &snapshots {
+        let (_, status, layer_parent) = store.iter().find(|(id, ..)| *id == of[key]).unwrap();
+        let want = match kind.as_str() {
+            "Committed" => "applied",
+            "Active" => "read-write",
+            other => panic!("{key} is {other}"),
+        };
+        assert_eq!(status, want, "{key} is layer {}", of[key]);
+        let parent_layer = (!parent.is_empty()).then(|| of[parent].clone());
+        assert_eq!(
+            *layer_parent, parent_layer,
+            "the parent of {key} (layer {})",
+            of[key]
+        );
+    }
+    of
+}
+
+/// `ctr snapshots ls`: (key, parent or "", kind).
+fn ctr_snapshots(c: &Containerd) -> BTreeSet<(String, String, String)> {
+    let out = c.ok(&["snapshots", "--snapshotter", "strata", "ls"]);
+    out.lines()
+        .skip(1)
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [k, kind] => (k.to_string(), String::new(), kind.to_string()),
+            [k, p, kind] => (k.to_string(), p.to_string(), kind.to_string()),
+            _ => panic!("ctr snapshots ls: {l:?}\n{out}"),
+        })
+        .collect()
+}
+
+/// `ctr snapshots info KEY`.
+fn ctr_info(c: &Containerd, key: &str) -> Value {
+    let out = c.ok(&["snapshots", "--snapshotter", "strata", "info", key]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctr snapshots info {key}: {e}\n{out}"))
+}
+
+/// `ctr snapshots usage -b KEY` counts what du(1) finds in store layer `layer`'s
+/// directory, the directory itself aside.
+fn assert_usage_is_du(c: &Containerd, st: &TempStore, key: &str, layer: &str) {
+    let out = c.ok(&["snapshots", "--snapshotter", "strata", "usage", "-b", key]);
+    let fields: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let [k, size, inodes] = fields[..] else {
+        panic!("ctr snapshots usage: {out}")
+    };
+    assert_eq!(k, key, "{out}");
+    let dir = jstr(&st.json(&["layer", "inspect", layer]), "content").to_string();
+    let du = |args: &str| -> u64 {
+        sh(&format!("du -s {args} '{dir}' | cut -f1"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    use std::os::unix::fs::MetadataExt;
+    let own_blocks = std::fs::metadata(&dir).unwrap().blocks() * 512;
+    assert_eq!(
+        (size.parse::<u64>().unwrap(), inodes.parse::<u64>().unwrap()),
+        (du("-B1") - own_blocks, du("--inodes") - 1),
+        "usage of {key} (layer {layer}, {dir})"
+    );
+}
+
 #[test]
 fn containerd_imports_and_runs_the_corpus_image_on_strata() {
     need_root();
@@ -263,16 +397,36 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
             .all(|(id, status, _)| id.starts_with("ctrd-") && status == "applied"),
         "{imported:?}"
     );
-    let committed = c.ok(&["snapshots", "--snapshotter", "strata", "ls"]);
+    // containerd's snapshots are the store's layers, containerd's keys the image's chains.
+    let image_chain = chain_of(&diff_ids);
+    let of = assert_ctr_agrees_with_store(&c, &st);
+    let keys: BTreeSet<String> = (1..=diff_ids.len())
+        .map(|n| chain_of(&diff_ids[..n]))
+        .collect();
+    assert_eq!(of.keys().cloned().collect::<BTreeSet<_>>(), keys);
+    // `tree`: one line per layer, each a level deeper than its parent.
+    let tree = c.ok(&["snapshots", "--snapshotter", "strata", "tree"]);
+    let mut want = String::new();
+    let mut chain = Vec::new();
+    for (depth, diff_id) in diff_ids.iter().enumerate() {
+        chain.push(diff_id.clone());
+        let prefix = "  ".repeat(depth) + if depth > 0 { "\\_" } else { "" };
+        want.push_str(&format!("{prefix} {}\n", chain_of(&chain)));
+    }
+    assert_eq!(tree, want.trim(), "ctr snapshots tree");
+    // `info`: the top layer, its parent and its creation time (the import's).
+    let top = ctr_info(&c, &image_chain);
+    assert_eq!(top["Kind"], "Committed", "{top}");
     assert_eq!(
-        committed
-            .lines()
-            .skip(1)
-            .filter(|l| l.contains("Committed"))
-            .count(),
-        diff_ids.len(),
-        "{committed}"
+        top["Parent"],
+        chain_of(&diff_ids[..diff_ids.len() - 1]),
+        "{top}"
     );
+    // `usage` is what du(1) counts in the store layer's directory (the directory itself
+    // aside).
+    for (key, layer) in &of {
+        assert_usage_is_du(&c, &st, key, layer);
+    }
 
     let out = c.ok(&[
         "run",
@@ -320,14 +474,15 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
     let active: Vec<&str> = listed.lines().filter(|l| l.contains("Active")).collect();
     assert_eq!(active.len(), 1, "{listed}");
     assert!(active[0].starts_with("strata-keep"), "{listed}");
-    let usage = c.ok(&[
-        "snapshots",
-        "--snapshotter",
-        "strata",
-        "usage",
-        "strata-keep",
-    ]);
-    assert!(usage.contains("strata-keep"), "{usage}");
+    let keep = ctr_info(&c, "strata-keep");
+    assert_eq!(
+        (&keep["Kind"], &keep["Parent"]),
+        (&Value::from("Active"), &Value::from(image_chain.clone())),
+        "{keep}"
+    );
+    let of = assert_ctr_agrees_with_store(&c, &st);
+    assert_eq!(of["strata-keep"], rw[0].0);
+    assert_usage_is_du(&c, &st, "strata-keep", &rw[0].0);
 
     c.ok(&["containers", "rm", "strata-keep"]);
     wait_for_layers(&st, diff_ids.len(), "after `ctr containers rm`");
