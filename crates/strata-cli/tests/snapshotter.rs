@@ -20,8 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::engines::*;
+use common::registry::docker;
 use common::*;
 use serde_json::Value;
+use strata_registry_testkit::Registry;
 
 /// `strata --root ROOT snapshotter --address SOCK`, stopped by SIGTERM (its PID) when
 /// dropped.
@@ -140,6 +142,42 @@ MoveFileFromLowerLayer|ViewReadonly|StatInWalk|CloseTwice|RootPermission)$";
 
 /// Runs `run.sh ARGS BINDIR` (with `-test.run RUN` if given), requiring `passed` tests to
 /// pass and none to fail.
+/// `ctrd-pull` (`tests/ctrd-pull/main.go`): containerd's client `Pull` with unpack, as the
+/// CRI plugin and nerdctl pull (ctr 1.6 unpacks without the snapshot.ref label). Built like
+/// the suite, offline from Debian's Go packages, into `target/ctrdsuite/out`.
+fn ctrd_pull_bin() -> PathBuf {
+    let out = suite_bin();
+    let base = workspace().join("target/ctrdsuite");
+    let lock = File::create(base.join("build.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let source = workspace().join("crates/strata-cli/tests/ctrd-pull/main.go");
+    let bin = out.join("ctrd-pull");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&bin).is_none() || modified(&bin) < modified(&source) {
+        let work = base.join("work");
+        let pkg = work.join("gopath/src/ctrdpull");
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::copy(&source, pkg.join("main.go")).unwrap();
+        let start = Instant::now();
+        let mut cmd = Command::new("nice");
+        cmd.args(["-n", "10", "go", "build", "-p", "1", "-o"])
+            .arg(&bin)
+            .arg("ctrdpull")
+            .env("GO111MODULE", "off")
+            .env(
+                "GOPATH",
+                format!("{}:/usr/share/gocode", work.join("gopath").display()),
+            )
+            .env("GOCACHE", work.join("gocache"))
+            .env("GOFLAGS", "")
+            .env("GOPROXY", "off")
+            .env("CGO_ENABLED", "0");
+        run_with_timeout(cmd, Duration::from_secs(600)).assert_success();
+        eprintln!("built ctrd-pull in {:.0?}", start.elapsed());
+    }
+    bin
+}
+
 fn run_suite(args: &[&str], run: Option<&str>, passed: u32) {
     let bin = suite_bin();
     let mut cmd = Command::new(suite_tools().join("run.sh"));
@@ -488,4 +526,69 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
     wait_for_layers(&st, diff_ids.len(), "after `ctr containers rm`");
     let report = st.json(&["fsck"]);
     assert_eq!(report["problems"], Value::Array(vec![]), "{report}");
+}
+
+#[test]
+fn containerd_pull_uses_the_layers_strata_pulled_without_unpacking() {
+    need_root();
+    let ctrd_pull = ctrd_pull_bin();
+    let reg = Registry::start();
+    let st = TempStore::new();
+    let remote = docker(reg.port, "strata/corpus:1");
+    let layout = s(&corpus().join("oci"));
+    st.ok(&["copy", &format!("oci:{layout}:corpus"), &remote]);
+    st.ok(&["pull", &remote]);
+    let pulled = layers(&st);
+    let diff_ids = st.facts(&remote).diff_ids;
+    assert_eq!(pulled.len(), diff_ids.len(), "{pulled:?}");
+
+    let sock = st.path("snapshotter.sock");
+    let _server = Server::start(st.root(), &sock, st.path("server.log"));
+    let c = Containerd::start_with(&format!(
+        "[proxy_plugins.strata]\n  type = \"snapshot\"\n  address = \"{}\"\n",
+        sock.display()
+    ));
+    let image = format!("127.0.0.1:{}/strata/corpus:1", reg.port);
+    let from = reg.access_lines("").len();
+    let start = Instant::now();
+    let mut cmd = Command::new(&ctrd_pull);
+    cmd.arg(c.address()).arg("strata").arg(&image);
+    let pull = run_with_timeout(cmd, TIMEOUT);
+    let took = start.elapsed();
+    pull.assert_success();
+    let image_chain = chain_of(&diff_ids);
+    assert_eq!(pull.stdout_text().trim(), image_chain);
+    // Nothing unpacked: the store's layers are the ones `strata pull` wrote, and no layer
+    // blob was downloaded (containerd fetches a layer only to unpack it).
+    assert_eq!(layers(&st), pulled);
+    let lines = common::registry::log_since(&reg, from);
+    let fetched: Vec<&String> = lines
+        .iter()
+        .filter(|l| oci_layers("corpus").iter().any(|o| l.contains(&o.digest)))
+        .collect();
+    assert!(fetched.is_empty(), "layers fetched: {fetched:#?}");
+    eprintln!(
+        "containerd pulled {} layers in {took:.2?}, 0 unpacked, 0 layer blobs fetched",
+        diff_ids.len()
+    );
+    // containerd's snapshots of the image are the store's layers, named by their chains.
+    let of = assert_ctr_agrees_with_store(&c, &st);
+    for (key, layer) in &of {
+        assert_eq!(key.strip_prefix("sha256:"), Some(layer.as_str()));
+    }
+    assert!(of.contains_key(&image_chain), "{of:?}");
+    // A container runs on them.
+    let out = c.ok(&[
+        "run",
+        "--snapshotter",
+        "strata",
+        "--rm",
+        &image,
+        "strata-reuse",
+        "/bin/sh",
+        "-c",
+        "cat /etc/hostname",
+    ]);
+    assert_eq!(out, "corpus");
+    wait_for_layers(&st, diff_ids.len(), "after `ctr run --rm`");
 }
