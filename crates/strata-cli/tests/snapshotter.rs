@@ -63,6 +63,12 @@ impl Server {
         server
     }
 
+    /// Kills the server with SIGKILL (no chance to clean up) and reaps it.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -591,4 +597,89 @@ fn containerd_pull_uses_the_layers_strata_pulled_without_unpacking() {
     ]);
     assert_eq!(out, "corpus");
     wait_for_layers(&st, diff_ids.len(), "after `ctr run --rm`");
+}
+
+#[test]
+fn an_import_cut_by_kill_9_of_the_server_finishes_after_a_restart() {
+    need_root();
+    let st = TempStore::new();
+    let sock = st.path("snapshotter.sock");
+    let mut server = Server::start(st.root(), &sock, st.path("server.log"));
+    let c = Containerd::start_with(&format!(
+        "[proxy_plugins.strata]\n  type = \"snapshot\"\n  address = \"{}\"\n",
+        sock.display()
+    ));
+    let archive = corpus().join("corpus.docker-archive.tar");
+    let import = |c: &Containerd| {
+        let mut cmd = Command::new(CTR);
+        cmd.arg("-a")
+            .arg(c.address())
+            .args([
+                "-n",
+                "strata-test",
+                "images",
+                "import",
+                "--snapshotter",
+                "strata",
+            ])
+            .arg(&archive);
+        cmd
+    };
+    // The server dies once the first layer is committed, in the middle of the next.
+    let mut cut = import(&c)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !layers(&st).iter().any(|(_, status, _)| status == "applied") {
+        assert!(
+            matches!(cut.try_wait(), Ok(None)),
+            "the import ended before a layer was committed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no layer committed in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill9();
+    let status = cut.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the import went on without its snapshotter"
+    );
+    let before = layers(&st);
+    assert!(before.len() < 6, "{before:?}");
+
+    let server = Server::start(st.root(), &sock, st.path("server2.log"));
+    // containerd's proxy reconnects with a backoff (a second or two): retry until then.
+    let start = Instant::now();
+    loop {
+        let run = run_with_timeout(import(&c), TIMEOUT);
+        if run.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20) && run.stderr.contains("connection error"),
+            "the import after the restart failed: {}\n{}",
+            run.stderr,
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = c.ok(&[
+        "run",
+        "--snapshotter",
+        "strata",
+        "--rm",
+        "docker.io/strata/corpus:1",
+        "strata-after-crash",
+        "/bin/sh",
+        "-c",
+        "cat /etc/hostname",
+    ]);
+    assert_eq!(out, "corpus");
+    let report = st.json(&["fsck"]);
+    assert_eq!(report["problems"], Value::Array(vec![]), "{report}");
 }
