@@ -13,9 +13,10 @@
 //!   or a view is a read-write layer without init layer ([`Store::create_bare`]) on its
 //!   parent's layer, a committed one a read-only (applied) layer. So `strata layer ls`,
 //!   `changes`, `diff` and `fsck` see them like any other layer.
-//! * **Commit** turns an active snapshot into a committed one under a new name: the
-//!   active layer's changes are imported as a new read-only layer (with its recipe, so its
-//!   diff is bit-exact and fsck can check it), then the active snapshot is removed.
+//! * **Commit** turns an active snapshot into a committed one under a new name: its layer
+//!   is frozen in place ([`Store::freeze`]: the directory stays, its diffID and recipe are
+//!   made from it, so its diff is bit-exact and fsck can check it), and the new name's row
+//!   takes over the layer.
 //! * **Images in the store** (from `pull`, `load`, `copy`) are committed snapshots too,
 //!   without a row: an applied layer whose ID is a chainID's hex is the snapshot
 //!   `sha256:HEX`, its parent `sha256:PARENT-HEX`, labelled
@@ -26,10 +27,13 @@
 //! ## Crash safety
 //!
 //! A snapshot's row is written before its layer is made (reserving the key) and is
-//! shown only while its layer is visible; removal takes the layer first, then the row.
-//! A crash in between leaves a row without a layer or a `ctrd-N` layer without a row:
-//! both invisible to containerd, both removed by [`Snapshotter::cleanup`] (and rows by
-//! [`Snapshotter::new`]).
+//! shown only while its layer is visible, and of its kind's state (a committed row while
+//! the layer is read-only, the others while it is read-write); removal takes the layer
+//! first, then the row. A commit writes the committed row first, on the active layer, then
+//! freezes the layer (one transaction, which switches the two rows' visibility), then
+//! drops the active row. A crash in between leaves a row without a layer, a hidden row, or
+//! a `ctrd-N` layer without a row: all invisible to containerd, removed by
+//! [`Snapshotter::cleanup`] (and rows by [`Snapshotter::new`]).
 //!
 //! ## A whole life
 //!
@@ -66,13 +70,12 @@ use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, OptionalExtension};
-use strata_layer::compress::Compression;
 
 use crate::db::Tx;
 use crate::driver::DriverKind;
 use crate::error::Error;
 use crate::id::LayerId;
-use crate::store::{ApplyOptions, ImportOptions, LayerStatus, Store};
+use crate::store::{LayerStatus, Store};
 
 /// The label containerd puts on a layer's snapshot to name the committed snapshot it will
 /// become (`sha256:CHAINID`).
@@ -80,6 +83,12 @@ pub const SNAPSHOT_REF_LABEL: &str = "containerd.io/snapshot.ref";
 
 /// The prefix of the layers that hold snapshots.
 const LAYER_PREFIX: &str = "ctrd-";
+
+/// When a row (`s`) is shown, given its layer (`l`): a committed snapshot once its layer is
+/// read-only, the others while it is read-write. During a commit both rows name one layer,
+/// and the freeze of that layer switches from one to the other.
+const VISIBLE: &str = "((s.kind = 'committed' AND l.state = 'applied') \
+                       OR (s.kind != 'committed' AND l.state = 'writable'))";
 
 /// What a snapshot is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,12 +288,14 @@ impl Snapshotter {
 
     /// The row of `key` whose layer is visible (in its state at rest).
     fn row(tx: &Tx<'_>, key: &str) -> Result<Option<Row>> {
-        let sql = "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
-                   FROM snapshots s JOIN layers l ON l.id = s.layer
-                   WHERE s.key = ?1 AND l.state IN ('writable', 'applied')";
+        let sql = format!(
+            "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
+             FROM snapshots s JOIN layers l ON l.id = s.layer
+             WHERE s.key = ?1 AND {VISIBLE}"
+        );
         let found = tx
             .conn()
-            .query_row(sql, [key], row_of)
+            .query_row(&sql, [key], row_of)
             .optional()
             .map_err(Error::db(format!("reading snapshot {key}")))?;
         match found {
@@ -369,12 +380,14 @@ impl Snapshotter {
     /// Every snapshot: those made through this API, then the store's image layers.
     pub fn list(&self) -> Result<Vec<SnapshotInfo>> {
         let rows = self.read(|tx| {
-            let sql = "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
-                       FROM snapshots s JOIN layers l ON l.id = s.layer
-                       WHERE l.state IN ('writable', 'applied') ORDER BY s.id";
+            let sql = format!(
+                "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
+                 FROM snapshots s JOIN layers l ON l.id = s.layer
+                 WHERE {VISIBLE} ORDER BY s.id"
+            );
             let mut stmt = tx
                 .conn()
-                .prepare(sql)
+                .prepare(&sql)
                 .map_err(Error::db("listing snapshots"))?;
             let rows = stmt
                 .query_map([], row_of)
@@ -428,13 +441,15 @@ impl Snapshotter {
 
     // ---- making snapshots -----------------------------------------------------------
 
-    /// Reserves `key` with a row of `kind` (its layer not made yet): the row's layer ID.
+    /// Reserves `key` with a row of `kind` (its layer not made yet, or `on`, an existing
+    /// layer): the row's ID and layer ID.
     fn reserve(
         &self,
         key: &str,
         kind: SnapshotKind,
         parent: Option<&str>,
         labels: &BTreeMap<String, String>,
+        on: Option<&LayerId>,
     ) -> Result<(i64, LayerId)> {
         if self.image_layer(key)?.is_some() {
             return Err(SnapshotError::Exists(key.to_string()));
@@ -452,7 +467,10 @@ impl Snapshotter {
             )
             .map_err(Error::db(format!("recording snapshot {key}")))?;
             let id = conn.last_insert_rowid();
-            let layer = LayerId::new(format!("{LAYER_PREFIX}{id}"))?;
+            let layer = match on {
+                Some(l) => l.clone(),
+                None => LayerId::new(format!("{LAYER_PREFIX}{id}"))?,
+            };
             conn.execute(
                 "UPDATE snapshots SET layer = ?1 WHERE id = ?2",
                 params![layer.as_str(), id],
@@ -523,7 +541,7 @@ impl Snapshotter {
     ) -> Result<Vec<SnapshotMount>> {
         let _making = self.making.read().unwrap_or_else(|p| p.into_inner());
         let parent_layer = parent.map(|p| self.parent_layer(key, p)).transpose()?;
-        let (id, layer) = self.reserve(key, kind, parent, &labels)?;
+        let (id, layer) = self.reserve(key, kind, parent, &labels, None)?;
         if let Err(e) = self.store.create_bare(&layer, parent_layer.as_ref()) {
             self.unreserve(id);
             return Err(e.into());
@@ -532,7 +550,8 @@ impl Snapshotter {
     }
 
     /// Commits active snapshot `key` as the committed snapshot `name`, with `labels`;
-    /// `key` is gone afterwards.
+    /// `key` is gone afterwards. The active snapshot's layer is frozen in place
+    /// ([`Store::freeze`]): nothing is copied.
     pub fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {
         let _making = self.making.read().unwrap_or_else(|p| p.into_inner());
         let active = self.stat(key)?;
@@ -545,65 +564,28 @@ impl Snapshotter {
                 ),
             ));
         }
-        let parent_layer = match &active.parent {
-            Some(p) => Some(self.parent_layer(name, p)?),
-            None => None,
-        };
-        let (id, layer) = self.reserve(
+        // The committed row names the active snapshot's layer, hidden until the freeze
+        // makes it read-only, which hides the active row in the same step.
+        let (id, _) = self.reserve(
             name,
             SnapshotKind::Committed,
             active.parent.as_deref(),
             &labels,
+            Some(&active.layer),
         )?;
-        let imported = self.copy_layer(&active.layer, &layer, parent_layer.as_ref());
-        if let Err(e) = imported {
+        if let Err(e) = self.store.freeze(&active.layer) {
             self.unreserve(id);
-            return Err(e);
+            return Err(e.into());
         }
-        // The active snapshot is gone from here on; its layer follows (a failure leaves a
-        // layer without a row, for `cleanup`).
+        // A failure here leaves a hidden row, dropped by `cleanup` or the next start.
         self.write("committing a snapshot", |tx| {
             tx.conn()
-                .execute("DELETE FROM snapshots WHERE key = ?1", [key])
+                .execute(
+                    "DELETE FROM snapshots WHERE key = ?1 AND kind != 'committed'",
+                    [key],
+                )
                 .map_err(Error::db(format!("dropping snapshot {key}")))?;
             Ok(())
-        })?;
-        let _ = self.store.remove(&active.layer);
-        Ok(())
-    }
-
-    /// Imports the changes of read-write layer `from` as the read-only layer `to` on
-    /// `parent`, streamed through a pipe.
-    fn copy_layer(&self, from: &LayerId, to: &LayerId, parent: Option<&LayerId>) -> Result<()> {
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| Error::io("making a pipe for the commit", e))?;
-        let options = ImportOptions {
-            apply: ApplyOptions {
-                privileged_xattrs: rustix::process::geteuid().is_root(),
-                ..ApplyOptions::default()
-            },
-            ..ImportOptions::default()
-        };
-        std::thread::scope(|s| {
-            let diff = s.spawn(move || {
-                let out = self.store.diff(from, writer, Compression::None);
-                // `writer` was moved in and is dropped here, ending the import's input.
-                out
-            });
-            let imported = self.store.import(to, parent, reader, &options);
-            let diffed = diff
-                .join()
-                .unwrap_or_else(|_| Err(Error::Corrupt("the diff thread panicked".into())));
-            match (diffed, imported) {
-                (Err(e), _) => Err(e.into()),
-                (Ok(_), Err(e)) => Err(e.into()),
-                (Ok(d), Ok(a)) if d.diff_id != a.diff.diff_id => Err(Error::Corrupt(format!(
-                    "committing {from}: the layer imported as {} instead of {}",
-                    a.diff.diff_id, d.diff_id
-                ))
-                .into()),
-                (Ok(_), Ok(_)) => Ok(()),
-            }
         })
     }
 
@@ -783,12 +765,18 @@ impl Snapshotter {
     // ---- cleanup ----------------------------------------------------------------------
 
     /// Rows whose layer is gone (a crash between reserving and making, or between
-    /// removing the layer and the row).
+    /// removing the layer and the row), and the row a commit cut short leaves hidden: the
+    /// committed one while the layer is still read-write, the active one once it is
+    /// read-only.
     fn drop_dead_rows(&self) -> Result<usize> {
         self.write("dropping dead snapshots", |tx| {
             tx.conn()
                 .execute(
-                    "DELETE FROM snapshots WHERE layer NOT IN (SELECT id FROM layers)",
+                    "DELETE FROM snapshots WHERE layer NOT IN (SELECT id FROM layers)
+                     OR (kind = 'committed'
+                         AND layer IN (SELECT id FROM layers WHERE state = 'writable'))
+                     OR (kind != 'committed'
+                         AND layer IN (SELECT id FROM layers WHERE state = 'applied'))",
                     [],
                 )
                 .map_err(|e| Error::db("dropping dead snapshots")(e).into())

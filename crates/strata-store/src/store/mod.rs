@@ -20,6 +20,7 @@ use crate::{mounts, quota};
 mod apply;
 mod bare;
 mod create;
+mod freeze;
 mod mount;
 mod remove;
 
