@@ -701,7 +701,7 @@ impl Snapshotter {
             lowers.push(details.content.clone());
         }
         for p in &details.parents {
-            lowers.push(self.content(p)?);
+            lowers.push(self.store.content_dir(p));
         }
         Ok(vec![match (info.kind, lowers.len()) {
             (SnapshotKind::Active, 0) => SnapshotMount::Bind {

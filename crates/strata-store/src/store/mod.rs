@@ -501,6 +501,12 @@ impl Store {
             .collect())
     }
 
+    /// The content directory of the Linux layer `id` (where its files are), without a
+    /// look-up: the caller knows the layer exists.
+    pub fn content_dir(&self, id: &LayerId) -> PathBuf {
+        self.driver.content(&self.paths.layer(id))
+    }
+
     /// Everything about layer `id`.
     pub fn inspect(&self, id: &LayerId) -> Result<LayerDetails> {
         let (row, chain, children) = self.read(|tx| {
