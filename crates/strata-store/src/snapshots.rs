@@ -15,8 +15,8 @@
 //!   `changes`, `diff` and `fsck` see them like any other layer.
 //! * **Commit** turns an active snapshot into a committed one under a new name: its layer
 //!   is frozen in place ([`Store::freeze`]: the directory stays, its diffID and recipe are
-//!   made from it, so its diff is bit-exact and fsck can check it), and the new name's row
-//!   takes over the layer.
+//!   made from it, so its diff is bit-exact and fsck can check it), and in the same
+//!   transaction the new name's row takes over the layer.
 //! * **Images in the store** (from `pull`, `load`, `copy`) are committed snapshots too,
 //!   without a row: an applied layer whose ID is a chainID's hex is the snapshot
 //!   `sha256:HEX`, its parent `sha256:PARENT-HEX`, labelled
@@ -29,11 +29,11 @@
 //! A snapshot's row is written before its layer is made (reserving the key) and is
 //! shown only while its layer is visible, and of its kind's state (a committed row while
 //! the layer is read-only, the others while it is read-write); removal takes the layer
-//! first, then the row. A commit writes the committed row first, on the active layer, then
-//! freezes the layer (one transaction, which switches the two rows' visibility), then
-//! drops the active row. A crash in between leaves a row without a layer, a hidden row, or
-//! a `ctrd-N` layer without a row: all invisible to containerd, removed by
-//! [`Snapshotter::cleanup`] (and rows by [`Snapshotter::new`]).
+//! first, then the row. A commit is one transaction: the layer becomes read-only, the
+//! committed row is written on it and the active row dropped. A crash in between the
+//! steps of a prepare or a removal leaves a row without a layer or a `ctrd-N` layer
+//! without a row: both invisible to containerd, removed by [`Snapshotter::cleanup`] (and
+//! rows by [`Snapshotter::new`]).
 //!
 //! ## A whole life
 //!
@@ -209,6 +209,15 @@ fn refused(key: &str, reason: impl Into<String>) -> SnapshotError {
     SnapshotError::Refused {
         key: key.to_string(),
         reason: reason.into(),
+    }
+}
+
+/// The store error inside a transaction for a snapshot error (only store errors occur
+/// there).
+fn store_error(e: SnapshotError) -> Error {
+    match e {
+        SnapshotError::Store(e) => e,
+        other => Error::Corrupt(other.to_string()),
     }
 }
 
@@ -441,15 +450,14 @@ impl Snapshotter {
 
     // ---- making snapshots -----------------------------------------------------------
 
-    /// Reserves `key` with a row of `kind` (its layer not made yet, or `on`, an existing
-    /// layer): the row's ID and layer ID.
+    /// Reserves `key` with a row of `kind` (its layer not made yet): the row's ID and
+    /// layer ID.
     fn reserve(
         &self,
         key: &str,
         kind: SnapshotKind,
         parent: Option<&str>,
         labels: &BTreeMap<String, String>,
-        on: Option<&LayerId>,
     ) -> Result<(i64, LayerId)> {
         if self.image_layer(key)?.is_some() {
             return Err(SnapshotError::Exists(key.to_string()));
@@ -458,6 +466,20 @@ impl Snapshotter {
             if Self::key_taken(tx, key)? {
                 return Err(SnapshotError::Exists(key.to_string()));
             }
+            Self::insert_row(tx, key, kind, parent, labels, None)
+        })
+    }
+
+    /// Writes the row of `key` (on layer `on`, or a new `ctrd-N`): its ID and layer ID.
+    fn insert_row(
+        tx: &Tx<'_>,
+        key: &str,
+        kind: SnapshotKind,
+        parent: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        on: Option<&LayerId>,
+    ) -> Result<(i64, LayerId)> {
+        {
             let now = now_ns();
             let conn = tx.conn();
             conn.execute(
@@ -486,7 +508,7 @@ impl Snapshotter {
                     .map_err(Error::db("recording labels"))?;
             }
             Ok((id, layer))
-        })
+        }
     }
 
     fn unreserve(&self, id: i64) {
@@ -541,7 +563,7 @@ impl Snapshotter {
     ) -> Result<Vec<SnapshotMount>> {
         let _making = self.making.read().unwrap_or_else(|p| p.into_inner());
         let parent_layer = parent.map(|p| self.parent_layer(key, p)).transpose()?;
-        let (id, layer) = self.reserve(key, kind, parent, &labels, None)?;
+        let (id, layer) = self.reserve(key, kind, parent, &labels)?;
         if let Err(e) = self.store.create_bare(&layer, parent_layer.as_ref()) {
             self.unreserve(id);
             return Err(e.into());
@@ -564,29 +586,44 @@ impl Snapshotter {
                 ),
             ));
         }
-        // The committed row names the active snapshot's layer, hidden until the freeze
-        // makes it read-only, which hides the active row in the same step.
-        let (id, _) = self.reserve(
-            name,
-            SnapshotKind::Committed,
-            active.parent.as_deref(),
-            &labels,
-            Some(&active.layer),
-        )?;
-        if let Err(e) = self.store.freeze(&active.layer) {
-            self.unreserve(id);
-            return Err(e.into());
+        if self.taken(name)? {
+            return Err(SnapshotError::Exists(name.to_string()));
         }
-        // A failure here leaves a hidden row, dropped by `cleanup` or the next start.
-        self.write("committing a snapshot", |tx| {
+        // One transaction makes the layer read-only, gives it the committed row and drops
+        // the active one: a crash leaves the active snapshot as it was, or the commit done.
+        let taken = std::cell::Cell::new(false);
+        let frozen = self.store.freeze_with(&active.layer, |tx| {
+            if Self::key_taken(tx, name).map_err(store_error)? {
+                taken.set(true);
+                return Err(Error::Corrupt(String::new())); // rolls back
+            }
             tx.conn()
                 .execute(
                     "DELETE FROM snapshots WHERE key = ?1 AND kind != 'committed'",
                     [key],
                 )
                 .map_err(Error::db(format!("dropping snapshot {key}")))?;
+            Self::insert_row(
+                tx,
+                name,
+                SnapshotKind::Committed,
+                active.parent.as_deref(),
+                &labels,
+                Some(&active.layer),
+            )
+            .map_err(store_error)?;
             Ok(())
-        })
+        });
+        match frozen {
+            Ok(_) => Ok(()),
+            Err(_) if taken.get() => Err(SnapshotError::Exists(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True if `key` is a snapshot's (shown or not) or an image layer's.
+    fn taken(&self, key: &str) -> Result<bool> {
+        Ok(self.image_layer(key)?.is_some() || self.read(|tx| Self::key_taken(tx, key))?)
     }
 
     /// Removes snapshot `key`: refused while it has children. An image layer's snapshot

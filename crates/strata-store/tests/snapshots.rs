@@ -255,6 +255,17 @@ fn commit_freezes_the_active_layer_in_place() {
     use std::os::unix::fs::MetadataExt;
     let inode = std::fs::metadata(dir.join("big")).unwrap().ino();
 
+    // A name in use: refused, the active snapshot and its layer as they were.
+    assert!(matches!(
+        s.commit("base", "top-x", BTreeMap::new()),
+        Err(SnapshotError::Exists(k)) if k == "base"
+    ));
+    assert_eq!(s.stat("top-x").unwrap(), active);
+    assert_eq!(
+        s.store().layer(&active.layer).unwrap().status.name(),
+        "read-write"
+    );
+
     s.commit("top", "top-x", BTreeMap::new()).unwrap();
     // The same layer and the same file: nothing was copied.
     let top = s.stat("top").unwrap();

@@ -18,8 +18,21 @@ impl Store {
     ///
     /// Crash safety: the layer stays read-write until one transaction records it
     /// applied; its recipe is put in place just before (a read-write layer ignores it, a
-    /// later freeze replaces it).
+    /// later freeze replaces it). A failure before that transaction leaves the layer as
+    /// it was.
     pub fn freeze(&self, id: &LayerId) -> Result<Applied> {
+        self.freeze_with(id, |_| Ok(()))
+            .map(|(applied, ())| applied)
+    }
+
+    /// [`Store::freeze`], with `record` run in the transaction that makes the layer
+    /// applied (what else changes with it: containerd's snapshot rows); its error rolls
+    /// the freeze back.
+    pub(crate) fn freeze_with<T>(
+        &self,
+        id: &LayerId,
+        record: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<(Applied, T)> {
         let (chain, lock) = {
             let _lock = self.lock()?;
             let chain = self.read(|tx| {
@@ -96,22 +109,24 @@ impl Store {
         };
         recorder.finish(diff.diff_id, diff.tar_size)?;
         rename(&recipe, &self.paths.recipe(id))?;
-        {
+        let recorded = {
             let _lock = self.lock()?;
             self.db().write("recording the freeze", |tx| {
                 let row = tx.visible_layer(id)?;
                 require(&row, &[State::Writable], "freeze")?;
-                tx.set_applied(id, &diff, os)
-            })?;
-        }
+                tx.set_applied(id, &diff, os)?;
+                record(tx)
+            })?
+        };
         staging.done()?;
         drop(lock);
-        Ok(Applied {
+        let applied = Applied {
             layer: self.layer(id)?,
             diff,
             entries,
             warnings: Vec::new(),
             sandbox: None,
-        })
+        };
+        Ok((applied, recorded))
     }
 }
