@@ -626,8 +626,8 @@ impl Snapshotter {
         Ok(self.image_layer(key)?.is_some() || self.read(|tx| Self::key_taken(tx, key))?)
     }
 
-    /// Removes snapshot `key`: refused while it has children. An image layer's snapshot
-    /// is refused while an image names it.
+    /// Removes snapshot `key`: refused while it has children, and always for the store's
+    /// own layers (shown as committed snapshots, removed only by Strata).
     pub fn remove(&self, key: &str) -> Result<()> {
         let info = self.stat(key)?;
         let has_children = self.read(|tx| {
@@ -647,19 +647,19 @@ impl Snapshotter {
                 "failed to remove: it has children (remove them first)",
             ));
         }
-        let is_row = self.read(|tx| Ok(Self::row(tx, key)?.is_some()))?;
-        if !is_row {
-            let held = self
-                .store
-                .images()?
-                .into_iter()
-                .any(|i| i.top_layer.as_ref() == Some(&info.layer));
-            if held {
-                return Err(refused(
-                    key,
-                    format!("failed to remove: layer {} holds an image of the store (strata rmi removes it)", info.layer),
-                ));
-            }
+        // The store's own layers (pulled, loaded, copied, made with `strata layer`) are
+        // shown to containerd for reuse, but only Strata removes them: containerd's
+        // garbage collection asks to remove every snapshot its metadata does not name, and
+        // a layer between its import and its image's record is such a snapshot.
+        if self.read(|tx| Ok(Self::row(tx, key)?.is_none()))? {
+            return Err(refused(
+                key,
+                format!(
+                    "failed to remove: layer {} is the store's own, not made through this API \
+                     (strata rmi or strata layer rm removes it)",
+                    info.layer
+                ),
+            ));
         }
         match self.store.remove(&info.layer) {
             Ok(()) | Err(Error::NotFound(_)) => {}
