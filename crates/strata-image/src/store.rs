@@ -5,10 +5,12 @@
 //!   the store already has (by chain ID) is reused without reading the source. Layers
 //!   are imported in one pass (unpacked, their diffID and blob digest computed and
 //!   checked on the way, compressed blobs kept as they came for a later push or save).
-//!   A layer on a parent that is not in yet is spooled to the store's staging area while
-//!   the parent applies, so several layers download at once. `commit` records every
-//!   image (config blob, manifest blob when the layers kept are the manifest's, names)
-//!   in one transaction.
+//!   Up to `jobs` layers are applied at once: a layer whose parent is not in yet is
+//!   written meanwhile ([`Store::import_after`]: on an overlay store it waits only where
+//!   it must see the parent's content) and made visible after its parent; a download
+//!   among them is spooled to the store's staging area first, so that it never stalls.
+//!   `commit` records every image (config blob, manifest blob when the layers kept are
+//!   the manifest's, names) in one transaction.
 //! * As a **source** (`save`, `push`, `copy strata:…`), each layer is its original tar,
 //!   rebuilt bit-exact from the store (its size and digest known before it is read), or
 //!   a compressed blob the store kept, when the caller prefers that compression and one
@@ -611,11 +613,21 @@ impl StoreDestination {
             diff_id: Some(info.diff_id.0),
             blob_digest: (info.blob.digest != info.diff_id.0).then_some(info.blob.digest),
         };
-        let mut blob = blob;
+        let mut blob = Counted {
+            inner: blob,
+            read: 0,
+        };
         let deadline = Instant::now() + OTHER_PROCESS_WAIT;
         loop {
-            // `Exists` comes before the import reads anything, so a retry has every byte.
-            let err = match self.store.import(&id, parent.as_ref(), &mut blob, &options) {
+            let imported = match &parent {
+                // Applied at once, committed after the parent.
+                Some(p) if !current.is_in(info.index - 1) => {
+                    let ready = || current.wait_for(info.index - 1).map_err(|e| e.to_string());
+                    self.store.import_after(&id, p, &mut blob, &options, &ready)
+                }
+                _ => self.store.import(&id, parent.as_ref(), &mut blob, &options),
+            };
+            let err = match imported {
                 Ok(applied) => {
                     self.brought
                         .lock()
@@ -639,7 +651,9 @@ impl StoreDestination {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.store.await_layer(&id, left)? {
                         Some(layer) => return stand_in(&layer, info),
-                        None if Instant::now() < deadline => continue,
+                        // A retry needs every byte: `Exists` came before the import read
+                        // any, unless another process brought the layer in meanwhile.
+                        None if Instant::now() < deadline && blob.read == 0 => continue,
                         None => Error::invalid(
                             format!("store layer {id}"),
                             "other processes kept importing and removing it",
@@ -677,6 +691,20 @@ impl StoreDestination {
                 ),
             });
         }
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
     }
 }
 
@@ -768,27 +796,29 @@ impl ImageDestination for StoreDestination {
             .collect();
         let (info, blob) = layer.into_unverified();
         let index = info.index;
-        let result = (|| {
-            let parent_in = index == 0 || current.is_in(index - 1);
-            if parent_in {
-                return self.import(current, &info, blob);
-            }
-            // The parent is still coming: take this layer's bytes now, apply them after.
-            let staging = self.store.staging()?;
-            let spool = staging.path().join("layer");
-            let mut file = std::fs::File::create(&spool)
-                .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
-            let mut blob = blob;
-            crate::stream::pump(&mut blob, &mut file)
-                .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
-            drop(file);
-            current.wait_for(index - 1)?;
-            let file = std::fs::File::open(&spool)
-                .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
-            let stored = self.import(current, &info, Box::new(file))?;
-            staging.done()?;
-            Ok(stored)
-        })();
+        // The parent may still be coming: the store applies this layer meanwhile, as far
+        // as it can without the parent's content, and makes it visible after it.
+        let result = if locations.is_empty() || index == 0 || current.is_in(index - 1) {
+            self.import(current, &info, blob)
+        } else {
+            // A download must not stall while the apply waits for the parent (the
+            // registry would time out): its bytes are taken into the staging area first.
+            (|| {
+                let staging = self.store.staging()?;
+                let spool = staging.path().join("layer");
+                let mut file = std::fs::File::create(&spool)
+                    .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
+                let mut blob = blob;
+                crate::stream::pump(&mut blob, &mut file)
+                    .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
+                drop(file);
+                let file = std::fs::File::open(&spool)
+                    .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
+                let stored = self.import(current, &info, Box::new(file))?;
+                staging.done()?;
+                Ok(stored)
+            })()
+        };
         current.finish(index, result.as_ref().map(drop).map_err(|e| e.to_string()));
         if result.is_ok() && info.compression() != Compression::None {
             // The blob was kept: remember where it came from, for mounts on a later push.
