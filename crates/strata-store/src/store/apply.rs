@@ -244,7 +244,10 @@ impl Store {
     /// [`Store::import`] of a layer whose parent may still be being imported by another
     /// thread of this process, so that the layers of an image are applied at once.
     /// `parent_ready` must return once `parent` is applied, or say why it never will be;
-    /// it is called on a thread of its own, once.
+    /// it is called once, on a thread of its own, when the layer must wait: at the first
+    /// entry that must see the parent's content, else once the layer is complete (not at
+    /// all when it fails first). A caller bounding how many layers it applies at once
+    /// can count a layer in `parent_ready` as not running.
     ///
     /// Meanwhile the layer is written in the staging area, as far as its driver can
     /// without the parent's content ([`Driver::apply_before_parents`]): on an overlay
@@ -281,17 +284,20 @@ impl Store {
             dirs: vec![staging.path().join("layer")],
             writable: false,
         };
-        // The waiter sends the parents' directories once they are complete; the driver
-        // takes them when (if) it must see below.
+        // The waiter waits for the parent only when asked: by the driver, at the first
+        // entry that must see below, or here once the layer is complete (not at all after
+        // a failure). It sends the driver the parents' directories.
+        let (ask, asked) = std::sync::mpsc::channel::<bool>();
         let (send, receive) =
             std::sync::mpsc::channel::<std::result::Result<Vec<PathBuf>, String>>();
-        let (later_id, later_parent) = (id.clone(), parent.clone());
+        let (later_id, later_parent, later_ask) = (id.clone(), parent.clone(), ask.clone());
         let parents: ParentsLater = Box::new(move || {
             let failed = |reason| Error::ParentFailed {
                 id: later_id,
                 parent: later_parent,
                 reason,
             };
+            let _ = later_ask.send(true);
             match receive.recv() {
                 Ok(Ok(dirs)) => Ok(dirs),
                 Ok(Err(reason)) => Err(failed(reason)),
@@ -300,25 +306,30 @@ impl Store {
         });
         let waited = std::thread::scope(|s| {
             let waiter = s.spawn(move || {
+                if asked.recv() != Ok(true) {
+                    return None;
+                }
                 let ready = self.wait_for_parent(id, parent, options.apply.os, parent_ready);
                 let _ = send.send(match &ready {
                     Ok((chain, _)) => Ok(self.layer_dirs(chain)),
                     Err(e) => Err(e.to_string()),
                 });
-                ready
+                Some(ready)
             });
             let filled = self.fill_with(driver, input, options, |input, recipe| {
                 driver.apply_before_parents(&target, parents, input, &options.apply, recipe)
             });
+            let _ = ask.send(filled.is_ok());
             let ready = waiter.join().unwrap_or_else(|_| {
-                Err(Error::Corrupt(
+                Some(Err(Error::Corrupt(
                     "the wait for the parent layer panicked".into(),
-                ))
+                )))
             });
             // A parent that failed is the cause of whatever the wait did to this layer.
             match (filled, ready) {
-                (Ok(f), Ok(r)) => Ok((f, r)),
-                (_, Err(e)) | (Err(e), _) => Err(e),
+                (Ok(f), Some(Ok(r))) => Ok((f, r)),
+                (_, Some(Err(e))) | (Err(e), _) => Err(e),
+                (Ok(_), None) => Err(Error::Corrupt("the parent layer was not waited for".into())),
             }
         });
         // On failure the staged layer, recipe and kept blob go with their staging entries.

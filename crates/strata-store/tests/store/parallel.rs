@@ -307,6 +307,34 @@ fn a_failed_parent_or_layer_leaves_nothing() {
         );
         nothing_left_of(&t, "c");
 
+        // On overlay a layer that fails by itself does not wait for its parent at all.
+        let wrong = ImportOptions {
+            diff_id: Some(strata_layer::digest::sha256(b"another layer")),
+            ..ImportOptions::default()
+        };
+        let asked = std::sync::atomic::AtomicBool::new(false);
+        let never = || {
+            asked.store(true, std::sync::atomic::Ordering::SeqCst);
+            Err("asked for a parent that never comes".to_string())
+        };
+        let err = t
+            .store
+            .import_after(&id("c"), &id("p"), &new_dirs_child()[..], &wrong, &never)
+            .unwrap_err();
+        let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+        match driver {
+            "overlay" => {
+                assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+                assert!(!asked, "waited for the parent");
+            }
+            // A copy of the parent comes first.
+            _ => assert!(
+                matches!(err, Error::ParentFailed { .. }) && asked,
+                "{err:?}"
+            ),
+        }
+        nothing_left_of(&t, "c");
+
         import(&t.store, "p", None, &parent_tar());
         let wrong = ImportOptions {
             diff_id: Some(strata_layer::digest::sha256(b"another layer")),
