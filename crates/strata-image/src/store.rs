@@ -500,6 +500,53 @@ impl Current {
     }
 }
 
+/// The layers a destination may run at once: taken by each layer it applies, given
+/// back while the layer waits for its parent.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it.
+    fn take(&self) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+    }
+
+    fn give(&self) {
+        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.freed.notify_one();
+    }
+
+    /// [`take`](Self::take), given back when the guard drops.
+    fn hold(&self) -> SlotHeld<'_> {
+        self.take();
+        SlotHeld(self)
+    }
+}
+
+struct SlotHeld<'a>(&'a Slots);
+
+impl Drop for SlotHeld<'_> {
+    fn drop(&mut self) {
+        self.0.give();
+    }
+}
+
 /// The store, receiving images.
 pub struct StoreDestination {
     store: Arc<Store>,
@@ -507,6 +554,8 @@ pub struct StoreDestination {
     name: Option<Reference>,
     apply: ApplyOptions,
     jobs: usize,
+    /// `jobs` slots: a layer waiting for its parent runs nothing and holds none.
+    slots: Slots,
     current: Option<Current>,
     pending: Vec<NewImage>,
     /// Layers and blobs this destination brought in, taken out again unless it commits:
@@ -549,6 +598,7 @@ impl StoreDestination {
             name,
             apply,
             jobs: jobs.max(1),
+            slots: Slots::new(jobs.max(1)),
             current: None,
             pending: Vec::new(),
             brought: Mutex::new(Vec::new()),
@@ -622,7 +672,13 @@ impl StoreDestination {
             let imported = match &parent {
                 // Applied at once, committed after the parent.
                 Some(p) if !current.is_in(info.index - 1) => {
-                    let ready = || current.wait_for(info.index - 1).map_err(|e| e.to_string());
+                    // Waiting, the layer gives its slot to the next one.
+                    let ready = || {
+                        self.slots.give();
+                        let parent_in = current.wait_for(info.index - 1);
+                        self.slots.take();
+                        parent_in.map_err(|e| e.to_string())
+                    };
                     self.store.import_after(&id, p, &mut blob, &options, &ready)
                 }
                 _ => self.store.import(&id, parent.as_ref(), &mut blob, &options),
@@ -744,6 +800,11 @@ impl ImageDestination for StoreDestination {
         self.jobs
     }
 
+    /// Twice as many as run: those waiting for their parents leave their slots to others.
+    fn layers_in_hand(&self, jobs: usize) -> usize {
+        2 * jobs
+    }
+
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
         self.put_blob(config.raw())?;
         let chains = config.chain_ids();
@@ -796,6 +857,7 @@ impl ImageDestination for StoreDestination {
             .collect();
         let (info, blob) = layer.into_unverified();
         let index = info.index;
+        let _slot = self.slots.hold();
         // The parent may still be coming: the store applies this layer meanwhile, as far
         // as it can without the parent's content, and makes it visible after it.
         let result = if locations.is_empty() || index == 0 || current.is_in(index - 1) {
