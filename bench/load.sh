@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Loading the full corpus image (its docker-archive, plain layers) into an overlay store
-# on tmpfs: `strata load --jobs J` for J in $JOBS, and `podman load` (vfs store).
+# on tmpfs: `strata load --jobs J` for J in $JOBS, and `podman load` (overlay storage, as
+# strata's; PODMAN_DRIVER=vfs for podman's copying driver).
 # bench/run.sh calls it and appends its markdown; or run it alone: bench/load.sh > load.md
 #
 # Targets (issue 14): --jobs 2 at least 1.5x --jobs 1 (one layer after another) on
@@ -10,7 +11,8 @@
 # each into a fresh store (removed and synced, untimed); the ratio against --jobs 1 is
 # the median of the per-round ratios. podman load races strata load --jobs 2 the same
 # way, in $N_PODMAN pairs (it is slow).
-# Environment: CORPUS, N, TMPFS, STRATA as for bench/run.sh; JOBS="1 2 4"; N_PODMAN=3.
+# Environment: CORPUS, N, TMPFS, STRATA as for bench/run.sh; JOBS="1 2 4"; N_PODMAN=3;
+# PODMAN_DRIVER=overlay.
 set -euo pipefail
 PROG=bench-load
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -22,6 +24,7 @@ N=${N:-5}
 N_PODMAN=${N_PODMAN:-3}
 TMPFS=${TMPFS:-/dev/shm}
 read -r -a JOBS <<<"${JOBS:-1 2 4}"
+PODMAN_DRIVER=${PODMAN_DRIVER:-overlay}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
 [ "$(id -u)" -eq 0 ] || die "run as root (overlay stores, owners, devices)"
 ensure_corpus full "$CORPUS"
@@ -42,7 +45,7 @@ fresh() { rm -rf -- "$W/store" "$W/podman"; }
 strata_load() { "$STRATA" -q --root "$W/store" --driver overlay load --jobs "$1" -i "$ARCHIVE"; }
 strata_load2() { strata_load 2; }
 podman_load() {
-  podman --root "$W/podman/root" --runroot "$W/podman/run" --storage-driver vfs \
+  podman --root "$W/podman/root" --runroot "$W/podman/run" --storage-driver "$PODMAN_DRIVER" \
     --cgroup-manager cgroupfs --events-backend none load -q -i "$ARCHIVE"
 }
 timed() { # timed CMD...: runs CMD in a fresh store, prints nanoseconds
@@ -91,7 +94,7 @@ LOAD_AFTER=$(loadavg)
 echo "## Load into an overlay store: layers in parallel (targets: --jobs 2 >= 1.5x --jobs 1, >= 10x podman load)"
 echo
 echo "\`strata load -i\` of the corpus docker-archive ($(awk -v b="$BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }'), 5 plain layers) into a fresh overlay store on tmpfs: each layer verified against its diffID, unpacked with its recipe, made visible only once its parent is."
-echo "With --jobs above 1 the layers are applied at once, each in its own directory; what needs to see a lower layer (a missing parent directory, a whiteout, a hard link to a lower file, an opaque directory) waits for it."
+echo "With --jobs J above 1, J layers run at once, each in its own directory; what needs to see a lower layer (a missing parent directory, a whiteout, a hard link to a lower file, an opaque directory) waits for it, and a layer waiting for its parent (there, or complete and waiting to be committed) gives its slot to the next layer (2J in hand)."
 echo "The jobs values run in turn, round by round (order rotating), $N rounds after a warm-up; the ratio is the median of the per-round ratios against --jobs ${JOBS[0]}."
 echo "Load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER."
 echo
@@ -99,4 +102,4 @@ echo "| command | median | vs --jobs ${JOBS[0]} |"
 echo "| --- | --- | --- |"
 printf '%s\n' "${rows[@]}"
 echo
-echo "podman load (vfs store, $(podman --version | cut -d' ' -f3)) against strata load --jobs 2, in turn, $N_PODMAN pairs: podman $(cell "$pp" "$BYTES"), strata $(cell "$ps" "$BYTES"): **${pr}x** ($(verdict "$pr" 10)); CPU podman $ppc s, strata $psc s."
+echo "podman load ($PODMAN_DRIVER storage, $(podman --version | cut -d' ' -f3)) against strata load --jobs 2, in turn, $N_PODMAN pairs: podman $(cell "$pp" "$BYTES"), strata $(cell "$ps" "$BYTES"): **${pr}x** ($(verdict "$pr" 10)); CPU podman $ppc s, strata $psc s."

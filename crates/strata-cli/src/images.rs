@@ -585,7 +585,8 @@ pub struct LoadArgs {
     /// Pick this platform (OS/ARCH) from multi-platform archives.
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
-    /// Layers applied at once (downloads in parallel, applies in order).
+    /// Layers applied at once (default 2): on an overlay store a layer is written while
+    /// its parent comes and made visible after it.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
 }

@@ -232,8 +232,11 @@ fn copy_layers(
     let failed = AtomicBool::new(false);
     let results: Vec<Mutex<Option<Result<LayerOutcome, Error>>>> =
         image.layers.iter().map(|_| Mutex::new(None)).collect();
+    let workers = destination
+        .layers_in_hand(jobs)
+        .clamp(jobs, image.layers.len());
     std::thread::scope(|s| {
-        for _ in 0..jobs {
+        for _ in 0..workers {
             s.spawn(|| loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= order.len() || failed.load(Ordering::Relaxed) {

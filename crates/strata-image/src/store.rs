@@ -5,10 +5,12 @@
 //!   the store already has (by chain ID) is reused without reading the source. Layers
 //!   are imported in one pass (unpacked, their diffID and blob digest computed and
 //!   checked on the way, compressed blobs kept as they came for a later push or save).
-//!   A layer on a parent that is not in yet is spooled to the store's staging area while
-//!   the parent applies, so several layers download at once. `commit` records every
-//!   image (config blob, manifest blob when the layers kept are the manifest's, names)
-//!   in one transaction.
+//!   Up to `jobs` layers are applied at once: a layer whose parent is not in yet is
+//!   written meanwhile ([`Store::import_after`]: on an overlay store it waits only where
+//!   it must see the parent's content) and made visible after its parent; a download
+//!   among them is spooled to the store's staging area first, so that it never stalls.
+//!   `commit` records every image (config blob, manifest blob when the layers kept are
+//!   the manifest's, names) in one transaction.
 //! * As a **source** (`save`, `push`, `copy strata:…`), each layer is its original tar,
 //!   rebuilt bit-exact from the store (its size and digest known before it is read), or
 //!   a compressed blob the store kept, when the caller prefers that compression and one
@@ -498,6 +500,53 @@ impl Current {
     }
 }
 
+/// The layers a destination may run at once: taken by each layer it applies, given
+/// back while the layer waits for its parent.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it.
+    fn take(&self) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+    }
+
+    fn give(&self) {
+        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.freed.notify_one();
+    }
+
+    /// [`take`](Self::take), given back when the guard drops.
+    fn hold(&self) -> SlotHeld<'_> {
+        self.take();
+        SlotHeld(self)
+    }
+}
+
+struct SlotHeld<'a>(&'a Slots);
+
+impl Drop for SlotHeld<'_> {
+    fn drop(&mut self) {
+        self.0.give();
+    }
+}
+
 /// The store, receiving images.
 pub struct StoreDestination {
     store: Arc<Store>,
@@ -505,6 +554,8 @@ pub struct StoreDestination {
     name: Option<Reference>,
     apply: ApplyOptions,
     jobs: usize,
+    /// `jobs` slots: a layer waiting for its parent runs nothing and holds none.
+    slots: Slots,
     current: Option<Current>,
     pending: Vec<NewImage>,
     /// Layers and blobs this destination brought in, taken out again unless it commits:
@@ -547,6 +598,7 @@ impl StoreDestination {
             name,
             apply,
             jobs: jobs.max(1),
+            slots: Slots::new(jobs.max(1)),
             current: None,
             pending: Vec::new(),
             brought: Mutex::new(Vec::new()),
@@ -611,11 +663,27 @@ impl StoreDestination {
             diff_id: Some(info.diff_id.0),
             blob_digest: (info.blob.digest != info.diff_id.0).then_some(info.blob.digest),
         };
-        let mut blob = blob;
+        let mut blob = Counted {
+            inner: blob,
+            read: 0,
+        };
         let deadline = Instant::now() + OTHER_PROCESS_WAIT;
         loop {
-            // `Exists` comes before the import reads anything, so a retry has every byte.
-            let err = match self.store.import(&id, parent.as_ref(), &mut blob, &options) {
+            let imported = match &parent {
+                // Applied at once, committed after the parent.
+                Some(p) if !current.is_in(info.index - 1) => {
+                    // Waiting, the layer gives its slot to the next one.
+                    let ready = || {
+                        self.slots.give();
+                        let parent_in = current.wait_for(info.index - 1);
+                        self.slots.take();
+                        parent_in.map_err(|e| e.to_string())
+                    };
+                    self.store.import_after(&id, p, &mut blob, &options, &ready)
+                }
+                _ => self.store.import(&id, parent.as_ref(), &mut blob, &options),
+            };
+            let err = match imported {
                 Ok(applied) => {
                     self.brought
                         .lock()
@@ -639,7 +707,9 @@ impl StoreDestination {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.store.await_layer(&id, left)? {
                         Some(layer) => return stand_in(&layer, info),
-                        None if Instant::now() < deadline => continue,
+                        // A retry needs every byte: `Exists` came before the import read
+                        // any, unless another process brought the layer in meanwhile.
+                        None if Instant::now() < deadline && blob.read == 0 => continue,
                         None => Error::invalid(
                             format!("store layer {id}"),
                             "other processes kept importing and removing it",
@@ -680,6 +750,20 @@ impl StoreDestination {
     }
 }
 
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// How long a load waits for another process importing or removing a layer it needs.
 const OTHER_PROCESS_WAIT: Duration = Duration::from_secs(600);
 
@@ -714,6 +798,11 @@ impl ImageDestination for StoreDestination {
 
     fn layer_jobs(&self) -> usize {
         self.jobs
+    }
+
+    /// Twice as many as run: those waiting for their parents leave their slots to others.
+    fn layers_in_hand(&self, jobs: usize) -> usize {
+        2 * jobs
     }
 
     fn begin_image(&mut self, config: &ImageConfig) -> Result<(), Error> {
@@ -768,27 +857,30 @@ impl ImageDestination for StoreDestination {
             .collect();
         let (info, blob) = layer.into_unverified();
         let index = info.index;
-        let result = (|| {
-            let parent_in = index == 0 || current.is_in(index - 1);
-            if parent_in {
-                return self.import(current, &info, blob);
-            }
-            // The parent is still coming: take this layer's bytes now, apply them after.
-            let staging = self.store.staging()?;
-            let spool = staging.path().join("layer");
-            let mut file = std::fs::File::create(&spool)
-                .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
-            let mut blob = blob;
-            crate::stream::pump(&mut blob, &mut file)
-                .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
-            drop(file);
-            current.wait_for(index - 1)?;
-            let file = std::fs::File::open(&spool)
-                .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
-            let stored = self.import(current, &info, Box::new(file))?;
-            staging.done()?;
-            Ok(stored)
-        })();
+        let _slot = self.slots.hold();
+        // The parent may still be coming: the store applies this layer meanwhile, as far
+        // as it can without the parent's content, and makes it visible after it.
+        let result = if locations.is_empty() || index == 0 || current.is_in(index - 1) {
+            self.import(current, &info, blob)
+        } else {
+            // A download must not stall while the apply waits for the parent (the
+            // registry would time out): its bytes are taken into the staging area first.
+            (|| {
+                let staging = self.store.staging()?;
+                let spool = staging.path().join("layer");
+                let mut file = std::fs::File::create(&spool)
+                    .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
+                let mut blob = blob;
+                crate::stream::pump(&mut blob, &mut file)
+                    .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
+                drop(file);
+                let file = std::fs::File::open(&spool)
+                    .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
+                let stored = self.import(current, &info, Box::new(file))?;
+                staging.done()?;
+                Ok(stored)
+            })()
+        };
         current.finish(index, result.as_ref().map(drop).map_err(|e| e.to_string()));
         if result.is_ok() && info.compression() != Compression::None {
             // The blob was kept: remember where it came from, for mounts on a later push.

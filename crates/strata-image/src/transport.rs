@@ -284,6 +284,14 @@ pub trait ImageDestination: Send + Sync {
         1
     }
 
+    /// How many layers a copy taking [`layer_jobs`](Self::layer_jobs) at once (`jobs`,
+    /// above 1) hands this destination at once: `jobs` (the default), or more for a
+    /// destination that counts a layer waiting for its parent as not running and runs at
+    /// most `jobs` of the others (the store).
+    fn layers_in_hand(&self, jobs: usize) -> usize {
+        jobs
+    }
+
     /// Whether layers taken at once may also finish in any order (a registry, a layout
     /// directory: blobs side by side). A copy then starts the largest layers first, so
     /// the longest transfer is not the last to begin. Default: no (a store applies each

@@ -579,3 +579,146 @@ fn gzipped_layer_files_in_a_legacy_archive_are_read_and_kept_compressed() {
         .join(sha256(&blob).hex());
     assert_eq!(fs::read(kept).unwrap(), blob);
 }
+
+/// An image of `layers` (plain tars) in memory, its config naming their diffIDs, or
+/// `wrong` diffID for layer `wrong.0`.
+fn memory_image(layers: Vec<Vec<u8>>, wrong: Option<usize>) -> MemorySource {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match wrong {
+            Some(w) if w == i => format!("\"{B}\""),
+            _ => format!("\"{}\"", sha256(l)),
+        })
+        .collect();
+    let raw = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        diff_ids.join(",")
+    );
+    MemorySource {
+        config: ImageConfig::parse(raw.into_bytes(), "test").unwrap(),
+        layers,
+        names: vec![Reference::parse("parallel").unwrap()],
+    }
+}
+
+/// Loads `source` into a new overlay store applying `jobs` layers at once; returns the
+/// store (with its directory) and the outcome.
+fn load_into_store(
+    source: &mut MemorySource,
+    jobs: usize,
+) -> (
+    tempfile::TempDir,
+    std::sync::Arc<strata_store::Store>,
+    Result<(), Error>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        strata_store::Store::open(&strata_store::StoreOptions {
+            root: dir.path().join("store"),
+            driver: Some(strata_store::DriverKind::Overlay),
+        })
+        .unwrap(),
+    );
+    let mut dest = strata_image::store::StoreDestination::new(
+        store.clone(),
+        None,
+        strata_store::ApplyOptions::default(),
+        jobs,
+    );
+    let mut options = CopyOptions::new(ImageSelector::All);
+    options.jobs = jobs;
+    let copied = copy(source, &mut dest, &options).map(drop);
+    drop(dest);
+    (dir, store, copied)
+}
+
+/// The store destination applies up to `jobs` layers at once (a layer written while its
+/// parent comes, made visible after it): the store ends the same, layer for layer and
+/// byte for byte, as when they go in one by one; a bad layer leaves nothing at all.
+#[test]
+fn a_store_load_of_layers_at_once_ends_as_one_by_one() {
+    let layers = || {
+        let item = |name: &str, kind, data: &[u8]| {
+            let mut e = Entry::new(LayerPath::from_tar_name(name.as_bytes()).unwrap(), kind);
+            e.meta.mode = if data.is_empty() { 0o755 } else { 0o644 };
+            (e, data.to_vec())
+        };
+        let file = |n: &[u8]| EntryKind::File {
+            size: n.len() as u64,
+            sparse: None,
+        };
+        let tar = |items: Vec<(Entry, Vec<u8>)>| {
+            let mut w = TarWriter::new(Vec::new());
+            for (e, data) in &items {
+                w.add(e).unwrap();
+                if !data.is_empty() {
+                    w.write_data(data).unwrap();
+                }
+            }
+            w.finish().unwrap()
+        };
+        vec![
+            tar(vec![
+                item("etc", EntryKind::Dir, b""),
+                item("etc/a", file(b"a\n"), b"a\n"),
+                item("etc/keep", file(b"k\n"), b"k\n"),
+            ]),
+            tar(vec![
+                item("etc", EntryKind::Dir, b""),
+                item("etc/a", EntryKind::Whiteout, b""),
+                item("etc/b", file(b"b\n"), b"b\n"),
+            ]),
+            tar(vec![
+                item("opt", EntryKind::Dir, b""),
+                item("opt/run", file(b"#!\n"), b"#!\n"),
+            ]),
+            tar(vec![item("etc", EntryKind::Opaque, b"")]),
+        ]
+    };
+    let held = |store: &strata_store::Store| {
+        let mut all: Vec<_> = store
+            .layers()
+            .unwrap()
+            .into_iter()
+            .map(|l| {
+                let mut tar = Vec::new();
+                store
+                    .diff(&l.id, &mut tar, strata_layer::compress::Compression::None)
+                    .unwrap();
+                (l.id, l.parent, l.depth, tar)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let (_a, one, done) = load_into_store(&mut memory_image(layers(), None), 1);
+    done.unwrap();
+    let want = held(&one);
+    assert_eq!(want.len(), 4);
+    let tars: Vec<_> = want.iter().map(|l| l.3.clone()).collect();
+    for layer in layers() {
+        assert!(tars.contains(&layer), "every layer rebuilt bit for bit");
+    }
+
+    // Two at once (four in hand, those waiting for their parents give their slots up)
+    // and four.
+    for jobs in [2, 4] {
+        let (_b, store, done) = load_into_store(&mut memory_image(layers(), None), jobs);
+        done.unwrap();
+        assert_eq!(held(&store), want, "--jobs {jobs}");
+        assert!(store.fsck(false).unwrap().clean());
+    }
+
+    // Layer 1 is not what the config says: nothing of the image stays.
+    let (_c, store, done) = load_into_store(&mut memory_image(layers(), Some(1)), 4);
+    let err = done.unwrap_err().to_string();
+    assert!(err.contains("diffID"), "{err}");
+    assert!(store.layers().unwrap().is_empty(), "layers kept");
+    assert_eq!(
+        fs::read_dir(store.root().join("staging")).unwrap().count(),
+        0,
+        "left in staging"
+    );
+    assert!(store.fsck(false).unwrap().clean());
+}

@@ -35,6 +35,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A layer imported while its parent was still coming
+    /// ([`Store::import_after`](crate::Store::import_after)) was not kept: the parent
+    /// did not make it.
+    #[error("layer `{id}` was not brought in: its parent `{parent}` failed: {reason}")]
+    ParentFailed {
+        /// The layer imported.
+        id: LayerId,
+        /// Its parent.
+        parent: LayerId,
+        /// Why the parent failed, as its importer said.
+        reason: String,
+    },
+
     /// A diff is not what the caller said it must be (its diffID, or its blob's digest).
     #[error("the layer's {what} is wrong: expected {expected}, got {got}")]
     Mismatch {

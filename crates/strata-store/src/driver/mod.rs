@@ -92,7 +92,7 @@ use std::path::{Path, PathBuf};
 
 use strata_layer::compress::Compression;
 use strata_layer::digest::Digest;
-use strata_layer::dir_writer::DirWriterOptions;
+use strata_layer::dir_writer::{DirWriterOptions, LowersLater};
 use strata_layer::sandbox::SandboxStatus;
 use strata_layer::unpack::{unpack, UnpackOptions};
 use strata_layer::{recipe, LayerReader};
@@ -276,6 +276,34 @@ pub trait Driver: Send + Sync + fmt::Debug {
         recipe: &Path,
     ) -> Result<Fill>;
 
+    /// [`apply`](Driver::apply) of a layer whose parents are still being applied (by
+    /// other threads of this process), so that the layers of an image go in at once.
+    /// `chain.dirs` holds only the layer's own directory; `parents` waits until the
+    /// parents are complete and returns their directories, nearest first, or says why
+    /// they never will be. A driver that can write a layer's own entries without its
+    /// parents' content (overlay) calls it only at the first entry that must see below,
+    /// and never for a layer that needs nothing of them; whether it calls it must not
+    /// change the result, which is the one [`apply`](Driver::apply) gives over the same
+    /// parents. The default waits first, then applies: a copying driver (vfs) starts from
+    /// a copy of the parent, so it applies one layer after the other.
+    fn apply_before_parents(
+        &self,
+        chain: &Chain,
+        parents: ParentsLater,
+        input: &mut (dyn Read + Send),
+        options: &ApplyOptions,
+        recipe: &Path,
+    ) -> Result<Fill> {
+        let mut dirs = vec![chain.dir().to_path_buf()];
+        dirs.extend(parents()?);
+        let chain = Chain {
+            id: chain.id.clone(),
+            dirs,
+            writable: false,
+        };
+        self.apply(&chain, input, options, recipe)
+    }
+
     /// Empties layer directory `dir` again after a failed or interrupted apply: unmounted,
     /// content and scratch directories empty, as [`prepare`](Driver::prepare) left them.
     fn reset(&self, dir: &Path) -> Result<()>;
@@ -328,6 +356,18 @@ pub trait Driver: Send + Sync + fmt::Debug {
     }
 }
 
+/// The parents' layer directories, nearest first, once they are complete: what
+/// [`Driver::apply_before_parents`] calls (once, on any thread) when it must see them.
+pub type ParentsLater = Box<dyn FnOnce() -> Result<Vec<PathBuf>> + Send>;
+
+/// Where an apply finds the layers below the one it writes.
+pub(crate) enum Lowers {
+    /// Their content directories, nearest first (none for a base layer, or a copy).
+    Now(Vec<PathBuf>),
+    /// Known only once they are complete (an overlay layer applied before its parents).
+    Later(LowersLater),
+}
+
 /// A read-only view of applied layers: a directory when one is enough, a temporary
 /// overlay mount in the staging area when layers must be stacked. Dropping it unmounts.
 pub enum View {
@@ -364,15 +404,19 @@ impl Drop for View {
     }
 }
 
-/// Unpacks a layer tar into `content` (a layer's own directory; with `lowers`, the upper
+/// Unpacks a layer tar into `content` (a layer's own directory; with lowers, the upper
 /// directory over them), writing its recipe: the apply of both Linux drivers.
 fn unpack_into(
     content: &Path,
-    lowers: Vec<PathBuf>,
+    lowers: Lowers,
     input: &mut (dyn Read + Send),
     options: &ApplyOptions,
     recipe: &Path,
 ) -> Result<Fill> {
+    let (lowers, lowers_later) = match lowers {
+        Lowers::Now(dirs) => (dirs, None),
+        Lowers::Later(later) => (Vec::new(), Some(later)),
+    };
     let summary = unpack(
         input,
         content,
@@ -384,7 +428,7 @@ fn unpack_into(
             recipe: Some(recipe.to_path_buf()),
             sandbox: options.sandbox,
             lowers,
-            lowers_later: None,
+            lowers_later,
         },
     )?;
     crate::layout::sync_fs(content)?;

@@ -12,7 +12,9 @@ use strata_layer::dir_reader::DirReader;
 use strata_layer::LayerReader;
 
 use super::overlayfs::{self, OverlaySpec, MAX_LOWERS};
-use super::{rebuild_tar, remake, unpack_into, Chain, Driver, Fill, Original, View};
+use super::{
+    rebuild_tar, remake, unpack_into, Chain, Driver, Fill, Lowers, Original, ParentsLater, View,
+};
 use crate::changes::{overlay_changes, Change};
 use crate::error::{Error, Result};
 use crate::layout::mkdir;
@@ -92,7 +94,45 @@ impl Driver for Overlay {
         // parents: the writer copies lower directories up, leaves whiteouts and opaque
         // directories as overlayfs would, without its cost per call.
         let lowers = self.contents(chain.parents());
-        unpack_into(&self.content(chain.dir()), lowers, input, options, recipe)
+        unpack_into(
+            &self.content(chain.dir()),
+            Lowers::Now(lowers),
+            input,
+            options,
+            recipe,
+        )
+    }
+
+    /// The layer's own entries are written at once; the writer waits for the parents
+    /// only at its first question about what lies below (a directory missing from this
+    /// layer, a whiteout, a hard link to a lower file, an opaque directory). Whether it
+    /// asks depends only on this layer's entries, so the upper directory ends as
+    /// [`apply`](Driver::apply) over the same parents leaves it.
+    fn apply_before_parents(
+        &self,
+        chain: &Chain,
+        parents: ParentsLater,
+        input: &mut (dyn Read + Send),
+        options: &ApplyOptions,
+        recipe: &Path,
+    ) -> Result<Fill> {
+        let driver = self.clone();
+        let lowers = Box::new(move || {
+            let dirs = parents().map_err(|e| {
+                strata_layer::Error::io(
+                    "waiting for the parent layers",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            Ok(driver.contents(&dirs))
+        });
+        unpack_into(
+            &self.content(chain.dir()),
+            Lowers::Later(lowers),
+            input,
+            options,
+            recipe,
+        )
     }
 
     fn reset(&self, dir: &Path) -> Result<()> {

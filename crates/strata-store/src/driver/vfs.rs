@@ -10,7 +10,7 @@ use strata_layer::digest::Digest;
 use strata_layer::dir_reader::{DirReader, PathFilter, Visit};
 use strata_layer::{Entry, EntryKind, LayerPath, LayerReader};
 
-use super::{rebuild_tar, remake, unpack_into, Chain, Driver, Fill, Original, View};
+use super::{rebuild_tar, remake, unpack_into, Chain, Driver, Fill, Lowers, Original, View};
 use crate::changes::{tree_changes, Change, ChangeKind};
 use crate::error::Result;
 use crate::layout::mkdir;
@@ -63,7 +63,7 @@ impl Driver for Vfs {
     ) -> Result<Fill> {
         let content = self.content(chain.dir());
         self.copy_below(chain.parents(), &content)?;
-        unpack_into(&content, Vec::new(), input, options, recipe)
+        unpack_into(&content, Lowers::Now(Vec::new()), input, options, recipe)
     }
 
     fn reset(&self, dir: &Path) -> Result<()> {

@@ -2,6 +2,7 @@
 //! the layer's driver, recorded in one transaction; a failure leaves the layer as it was.
 
 use super::*;
+use crate::driver::ParentsLater;
 
 impl Store {
     // ---- apply ----------------------------------------------------------------------
@@ -162,23 +163,39 @@ impl Store {
     fn fill<R: Read + Send>(
         &self,
         chain: &[LayerRow],
-        mut input: R,
+        input: R,
         options: &ImportOptions,
     ) -> Result<(Fill, Option<KeptBlob>)> {
         let id = &chain[0].id;
         let parents = &chain[1..];
-        if let Some(p) = parents.iter().find(|p| p.os != options.apply.os) {
-            return Err(Error::refused(
-                id,
-                format!(
-                    "cannot hold a {} diff on `{}`, a {} layer: a chain is all Linux or all Windows",
-                    options.apply.os.name(),
-                    p.id,
-                    p.os.name()
-                ),
-            ));
-        }
+        check_os(id, parents, options.apply.os)?;
         let driver = self.layer_driver(options.apply.os);
+        let _parent_lock = match parents.first() {
+            Some(p) => Some(LayerLock::shared(&self.paths.lock(&p.id))?),
+            None => None,
+        };
+        let target = self.chain_of(chain);
+        let (fill, kept, recipe) = self.fill_with(driver, input, options, |input, recipe| {
+            driver.apply(&target, input, &options.apply, recipe)
+        })?;
+        if driver.rebuilds_exactly() {
+            rename(&recipe.path().join("recipe"), &self.paths.recipe(id))?;
+        }
+        recipe.done()?;
+        Ok((fill, kept))
+    }
+
+    /// Runs `apply` (a driver's apply of `input`, writing the recipe at the path it is
+    /// given), keeping a copy of the input while it reads when that is to be kept, and
+    /// checks the expected digests. Returns what [`fill`](Self::fill) does and the
+    /// staging entry holding the recipe (`recipe` in it).
+    fn fill_with<R: Read + Send>(
+        &self,
+        driver: &dyn Driver,
+        mut input: R,
+        options: &ImportOptions,
+        apply: impl FnOnce(&mut (dyn Read + Send), &Path) -> Result<Fill>,
+    ) -> Result<(Fill, Option<KeptBlob>, Staging)> {
         let staging = Staging::new(&self.paths.staging())?;
         let recipe = staging.path().join("recipe");
         let kept = if options.keep_blob.is_some() || !driver.rebuilds_exactly() {
@@ -186,13 +203,8 @@ impl Store {
         } else {
             None
         };
-        let _parent_lock = match parents.first() {
-            Some(p) => Some(LayerLock::shared(&self.paths.lock(&p.id))?),
-            None => None,
-        };
-        let target = self.chain_of(chain);
         let fill = match &kept {
-            None => driver.apply(&target, &mut input, &options.apply, &recipe)?,
+            None => apply(&mut input, &recipe)?,
             Some(k) => {
                 let copy = k.file()?;
                 let mut tee = crate::blobs::Tee {
@@ -203,7 +215,7 @@ impl Store {
                             .map_err(|e| Error::io("keeping the blob", e))?,
                     ),
                 };
-                let fill = driver.apply(&target, &mut tee, &options.apply, &recipe)?;
+                let fill = apply(&mut tee, &recipe)?;
                 std::io::Write::flush(&mut tee.copy)
                     .map_err(|e| Error::io("keeping the blob", e))?;
                 copy.sync_all()
@@ -212,10 +224,6 @@ impl Store {
             }
         };
         options.check(fill.diff.diff_id, fill.diff.blob_digest)?;
-        if driver.rebuilds_exactly() {
-            rename(&recipe, &self.paths.recipe(id))?;
-        }
-        staging.done()?;
         let kept = match kept {
             Some(k) if options.keep_blob.is_none() && fill.exact => {
                 k.done()?;
@@ -228,7 +236,150 @@ impl Store {
             }
             None => None,
         };
-        Ok((fill, kept))
+        Ok((fill, kept, staging))
+    }
+
+    // ---- import while the parent comes ------------------------------------------
+
+    /// [`Store::import`] of a layer whose parent may still be being imported by another
+    /// thread of this process, so that the layers of an image are applied at once.
+    /// `parent_ready` must return once `parent` is applied, or say why it never will be;
+    /// it is called once, on a thread of its own, when the layer must wait: at the first
+    /// entry that must see the parent's content, else once the layer is complete (not at
+    /// all when it fails first). A caller bounding how many layers it applies at once
+    /// can count a layer in `parent_ready` as not running.
+    ///
+    /// Meanwhile the layer is written in the staging area, as far as its driver can
+    /// without the parent's content ([`Driver::apply_before_parents`]): on an overlay
+    /// store only what must see below (a directory missing from this layer, a whiteout, a
+    /// hard link to a lower file, an opaque directory) waits for the parent, and the
+    /// result is the one [`Store::import`] gives after it, recipe and diffID included; a
+    /// vfs store or a Windows layer waits first. The layer is made visible only once the
+    /// parent is applied and the layer is complete and checked; any failure, the
+    /// parent's ([`Error::ParentFailed`]) or its own, leaves nothing of it.
+    /// [`Error::Exists`] comes before anything is read when the layer is there already,
+    /// or at the end when another process brought it in meanwhile.
+    pub fn import_after<R: Read + Send>(
+        &self,
+        id: &LayerId,
+        parent: &LayerId,
+        input: R,
+        options: &ImportOptions,
+        parent_ready: &(dyn Fn() -> std::result::Result<(), String> + Sync),
+    ) -> Result<Applied> {
+        if self.read(|tx| tx.layer(id))?.is_some() {
+            return Err(Error::Exists(id.clone()));
+        }
+        let (staging, mut row, lock) = self.stage_dirs(
+            id,
+            Some(parent),
+            &CreateOptions::default(),
+            State::Importing,
+            None,
+            &[],
+        )?;
+        let driver = self.layer_driver(options.apply.os);
+        let target = Chain {
+            id: id.clone(),
+            dirs: vec![staging.path().join("layer")],
+            writable: false,
+        };
+        // The waiter waits for the parent only when asked: by the driver, at the first
+        // entry that must see below, or here once the layer is complete (not at all after
+        // a failure). It sends the driver the parents' directories.
+        let (ask, asked) = std::sync::mpsc::channel::<bool>();
+        let (send, receive) =
+            std::sync::mpsc::channel::<std::result::Result<Vec<PathBuf>, String>>();
+        let (later_id, later_parent, later_ask) = (id.clone(), parent.clone(), ask.clone());
+        let parents: ParentsLater = Box::new(move || {
+            let failed = |reason| Error::ParentFailed {
+                id: later_id,
+                parent: later_parent,
+                reason,
+            };
+            let _ = later_ask.send(true);
+            match receive.recv() {
+                Ok(Ok(dirs)) => Ok(dirs),
+                Ok(Err(reason)) => Err(failed(reason)),
+                Err(_) => Err(failed("the wait for it ended".into())),
+            }
+        });
+        let waited = std::thread::scope(|s| {
+            let waiter = s.spawn(move || {
+                if asked.recv() != Ok(true) {
+                    return None;
+                }
+                let ready = self.wait_for_parent(id, parent, options.apply.os, parent_ready);
+                let _ = send.send(match &ready {
+                    Ok((chain, _)) => Ok(self.layer_dirs(chain)),
+                    Err(e) => Err(e.to_string()),
+                });
+                Some(ready)
+            });
+            let filled = self.fill_with(driver, input, options, |input, recipe| {
+                driver.apply_before_parents(&target, parents, input, &options.apply, recipe)
+            });
+            let _ = ask.send(filled.is_ok());
+            let ready = waiter.join().unwrap_or_else(|_| {
+                Some(Err(Error::Corrupt(
+                    "the wait for the parent layer panicked".into(),
+                )))
+            });
+            // A parent that failed is the cause of whatever the wait did to this layer.
+            match (filled, ready) {
+                (Ok(f), Some(Ok(r))) => Ok((f, r)),
+                (_, Some(Err(e))) | (Err(e), _) => Err(e),
+                (Ok(_), None) => Err(Error::Corrupt("the parent layer was not waited for".into())),
+            }
+        });
+        // On failure the staged layer, recipe and kept blob go with their staging entries.
+        let ((fill, kept, recipe), (chain, parent_lock)) =
+            waited.map_err(|e| self.failed(e, Ok(())))?;
+        row.depth = chain.first().map_or(1, |p| p.depth + 1);
+        self.commit_layer(staging, &row, State::Importing)?;
+        drop(parent_lock);
+        let recorded = if driver.rebuilds_exactly() {
+            rename(&recipe.path().join("recipe"), &self.paths.recipe(id))
+        } else {
+            Ok(())
+        }
+        .and_then(|()| recipe.done())
+        .and_then(|()| self.record_applied(id, &fill.diff, kept, options));
+        match recorded {
+            Ok(()) => {
+                drop(lock);
+                self.applied(id, fill)
+            }
+            Err(e) => {
+                let _ = self.reset_content(id);
+                drop(lock);
+                let discarded = self.discard(id);
+                Err(self.failed(e, discarded))
+            }
+        }
+    }
+
+    /// Waits until `parent` is applied (`ready`), then checks it can be the parent of
+    /// new layer `id` of `os`: returns its chain, nearest first, and its lock, held
+    /// shared so that it stays until the layer is recorded on it.
+    fn wait_for_parent(
+        &self,
+        id: &LayerId,
+        parent: &LayerId,
+        os: Os,
+        ready: &(dyn Fn() -> std::result::Result<(), String> + Sync),
+    ) -> Result<(Vec<LayerRow>, LayerLock)> {
+        ready().map_err(|reason| Error::ParentFailed {
+            id: id.clone(),
+            parent: parent.clone(),
+            reason,
+        })?;
+        let chain = self.read(|tx| self.check_new(tx, id, Some(parent)))?;
+        check_os(id, &chain, os)?;
+        // Taken after the check: a removal in between fails here or at the commit, which
+        // checks the parent again.
+        let lock = LayerLock::shared(&self.paths.lock(parent))?;
+        Ok((chain, lock))
     }
 
     /// Empties the content (and work) directory of layer `id` and drops its recipe, after
@@ -238,6 +389,22 @@ impl Store {
         std::fs::remove_file(self.paths.recipe(id))
             .or_else(crate::lock::ignore_missing)
             .map_err(|e| Error::io("removing the recipe", e))
+    }
+}
+
+/// Refuses a diff of `os` on `parents` of another.
+fn check_os(id: &LayerId, parents: &[LayerRow], os: Os) -> Result<()> {
+    match parents.iter().find(|p| p.os != os) {
+        Some(p) => Err(Error::refused(
+            id,
+            format!(
+                "cannot hold a {} diff on `{}`, a {} layer: a chain is all Linux or all Windows",
+                os.name(),
+                p.id,
+                p.os.name()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -67,7 +67,7 @@ impl Store {
     }
 
     /// Checks a new layer's ID and parent (`Ok(chain of the parent)`).
-    fn check_new(
+    pub(super) fn check_new(
         &self,
         tx: &Tx<'_>,
         id: &LayerId,
@@ -129,6 +129,22 @@ impl Store {
             });
         }
         let chain = self.read(|tx| self.check_new(tx, id, parent))?;
+        self.stage_dirs(id, parent, options, state, init, &chain)
+    }
+
+    /// The part of [`stage_layer`](Self::stage_layer) after the checks: `chain` is the
+    /// parent's chain, nearest first (empty when it is not known yet, for a read-only
+    /// layer whose parent is still being imported: then the row's depth is the caller's
+    /// to set).
+    pub(super) fn stage_dirs(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        options: &CreateOptions,
+        state: State,
+        init: Option<&LayerId>,
+        chain: &[LayerRow],
+    ) -> Result<(Staging, LayerRow, LayerLock)> {
         if let (true, Some(p)) = (options.writable, chain.first()) {
             if p.os == Os::Windows {
                 return Err(Error::refused(
@@ -156,7 +172,7 @@ impl Store {
         };
         let mut dirs = vec![dir.clone()];
         dirs.extend(init.map(|i| self.paths.layer(i)));
-        dirs.extend(self.layer_dirs(&chain));
+        dirs.extend(self.layer_dirs(chain));
         self.driver.prepare(&Chain {
             id: id.clone(),
             dirs,

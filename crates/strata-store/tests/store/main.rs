@@ -4,7 +4,7 @@
 //! fsck and cleanup, Windows layers, images and blobs, init layers.
 //!
 //! One test binary (CI links each binary on 2 cores): the cases are in `lifecycle`,
-//! `bad_input`, `hostile`, `windows` and `images` (with init layers); the helpers are here. What only
+//! `bad_input`, `hostile`, `windows`, `images` (with init layers) and `parallel` (layers imported while their parent comes); the helpers are here. What only
 //! the `strata` command adds (arguments, output, JSON, exit codes) and what needs separate
 //! processes (kills, eight processes contending) stays in `crates/strata-cli/tests`.
 
@@ -12,6 +12,7 @@ mod bad_input;
 mod hostile;
 mod images;
 mod lifecycle;
+mod parallel;
 mod windows;
 
 use std::fs;
