@@ -1,7 +1,7 @@
 //! `strata mutate` and `strata append` against real peers: on a loopback docker-registry
 //! (the access log counts what moved: mutate uploads only the config, append only the new
 //! layer and the config, a base layer in another repository is mounted), read back by
-//! skopeo and unpacked by umoci; loaded into Docker 20.10 and run; into the store; and
+//! skopeo and unpacked by umoci; loaded into Docker 20.10 and containerd and run; into the store; and
 //! reproducible under SOURCE_DATE_EPOCH. Bad input leaves the destination as it was.
 
 use crate::common;
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use common::engines::Dockerd;
+use common::engines::{Containerd, Dockerd};
 use common::registry::*;
 use common::*;
 use serde_json::Value;
@@ -229,7 +229,7 @@ fn on_a_registry_mutate_uploads_only_the_config_and_append_only_the_new_layer() 
 }
 
 #[test]
-fn docker_runs_what_append_and_mutate_made_and_the_store_takes_it_too() {
+fn docker_and_containerd_run_what_append_and_mutate_made_and_the_store_takes_it_too() {
     let work = tempdir();
     let app = script_dir(work.path());
     let layout = work.path().join("layout");
@@ -263,6 +263,13 @@ fn docker_runs_what_append_and_mutate_made_and_the_store_takes_it_too() {
     d.ok(&["load", "-i", &p(&archive)]);
     let out = d.ok(&["run", "--rm", "--network", "none", "example/app:1"]);
     assert_eq!(out, "appended from docker");
+    drop(d);
+    // containerd imports the same archive and runs it with its entrypoint and env.
+    let c = Containerd::start();
+    c.ok(&["images", "import", &p(&archive)]);
+    let out = c.ok(&["run", "--rm", "docker.io/example/app:1", "edit-run"]);
+    assert_eq!(out, "appended from docker");
+    drop(c);
 
     // Into the store, and out of it again.
     let store = TempStore::new();
