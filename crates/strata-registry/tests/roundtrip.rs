@@ -280,15 +280,7 @@ fn cross_repository_mount_and_its_fallback() {
     wire.take();
 
     let from = repo_name("strata/a");
-    let got = blob
-        .push_with(
-            &b,
-            PushOptions {
-                mount_from: Some(&from),
-                progress: None,
-                known_absent: false,
-            },
-        )
+    let got = blob.push_mounting(&b, &from)
         .unwrap();
     assert_eq!(got, Pushed::Mounted);
     let seen = wire.take();
@@ -310,15 +302,7 @@ fn cross_repository_mount_and_its_fallback() {
     let other = Pattern::new(MIB, 12);
     let c = client.repository(repo_name("strata/c"));
     wire.take();
-    let got = other
-        .push_with(
-            &c,
-            PushOptions {
-                mount_from: Some(&from),
-                progress: None,
-                known_absent: false,
-            },
-        )
+    let got = other.push_mounting(&c, &from)
         .unwrap();
     assert_eq!(got, Pushed::Uploaded);
     let seen = wire.take();
