@@ -244,7 +244,8 @@ fn whiteout_opaque_after_siblings_keeps_same_layer_entries() {
 }
 
 /// What whiteout-and-entry-same-layer.tar leaves, whatever was below it.
-const SAME_LAYER_FILES: &[(&str, &str)] = &[("x", "x from this layer\n"), ("y", "y from this layer\n")];
+const SAME_LAYER_FILES: &[(&str, &str)] =
+    &[("x", "x from this layer\n"), ("y", "y from this layer\n")];
 
 #[test]
 fn whiteout_and_entry_in_same_layer_keep_this_layers_content() {

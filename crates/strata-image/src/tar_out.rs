@@ -402,7 +402,14 @@ mod tests {
         assert_eq!(a, b);
         let items = strata_testkit::entries::collect(strata_layer::tar::TarReader::new(&a[..]));
         let names: Vec<_> = (items.unwrap().iter())
-            .map(|i| (i.name(), i.entry.meta.mode, i.entry.meta.mtime.secs, i.data.len()))
+            .map(|i| {
+                (
+                    i.name(),
+                    i.entry.meta.mode,
+                    i.entry.meta.mtime.secs,
+                    i.data.len(),
+                )
+            })
             .collect();
         assert_eq!(
             names,

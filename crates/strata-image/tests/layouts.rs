@@ -19,8 +19,8 @@ use strata_image::{
     copy, CopyOptions, Error, ImageConfig, ImageSelector, ImageSource, ImageSummary, LayerInfo,
     LayerStream, Reference, SourceImage,
 };
-use strata_layer::tar::{TarReader, TarWriter};
-use strata_layer::{Entry, EntryKind, LayerReader, LayerWriter};
+use strata_layer::tar::TarReader;
+use strata_layer::{Entry, EntryKind, LayerReader};
 use strata_testkit::entries::{tar, EntryExt, Item};
 
 const A: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";

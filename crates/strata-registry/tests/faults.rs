@@ -225,8 +225,7 @@ fn chunked_push_resumes_from_the_registry_offset() {
             proxy.rule("PATCH", "/blobs/uploads/", Action::DropRequestBody(0), 1);
         }
     };
-    let pushed = blob.push_reporting(&repo, &mut progress)
-        .unwrap();
+    let pushed = blob.push_reporting(&repo, &mut progress).unwrap();
     assert_eq!(pushed, Pushed::Uploaded);
     assert_eq!(proxy.hits(), 1);
     assert_eq!(stored_digest(&reg, "strata/resume", &blob), blob.digest());

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use strata_layer::compress::Compression;
 use strata_layer::EntryKind;
 use strata_store::driver::{Chain, Driver, Vfs, WindowsFolder};
-use strata_testkit::entries::collect;
 use strata_store::{ApplyOptions, DriverKind, Error, LayerId, Store, StoreOptions};
+use strata_testkit::entries::collect;
 
 /// A prepared and applied base layer `base` holding `keep` and `gone`, under `root`.
 fn base_layer(root: &Path) -> Chain {

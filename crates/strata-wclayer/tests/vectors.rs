@@ -83,7 +83,11 @@ fn tv3() -> Vec<u8> {
 #[test]
 fn tv1_backup_stream_bytes() {
     let s = tv1();
-    assert_vector(&s, 188, "488bb1f0d8639c45bb5cad2dfcde7afb5bafddeca5e46eb89460e256248c6816");
+    assert_vector(
+        &s,
+        188,
+        "488bb1f0d8639c45bb5cad2dfcde7afb5bafddeca5e46eb89460e256248c6816",
+    );
     assert_eq!(
         &s[0x40..0x50],
         &[0x20, 0, 0, 0, 0x21, 2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
@@ -93,7 +97,11 @@ fn tv1_backup_stream_bytes() {
 #[test]
 fn tv3_tar_from_stream_and_back() {
     let tar = tv3();
-    assert_vector(&tar, 5120, "806beeea158f96bb047c4cbdd326241a905c5143422fcf0abe7b3171abcdc0f4");
+    assert_vector(
+        &tar,
+        5120,
+        "806beeea158f96bb047c4cbdd326241a905c5143422fcf0abe7b3171abcdc0f4",
+    );
     assert_eq!(&tar[..28], b"Files/PaxHeaders.0/hello.txt");
     assert_eq!(&tar[124..136], b"00000000341\0");
     assert_eq!(&tar[148..156], b"013125\0 ");
@@ -134,7 +142,11 @@ fn tv2_transport_folder_file() {
     w.write_all(&tv1()).unwrap();
     w.finish().unwrap();
     let f = std::fs::read(layer.join("Files/hello.txt")).unwrap();
-    assert_vector(&f, 192, "2086169faf8e7971096fea3722f4b5a20a80607d51bcdae406d3c9a0850e9207");
+    assert_vector(
+        &f,
+        192,
+        "2086169faf8e7971096fea3722f4b5a20a80607d51bcdae406d3c9a0850e9207",
+    );
     // And the folder exports TV3's entry again (after the Files directory).
     let mut tar = Vec::new();
     export_layer(&LayerChain::new(&layer, &[]), &mut tar).unwrap();
@@ -165,7 +177,11 @@ fn tv4() -> Vec<u8> {
 #[test]
 fn tv4_directory_whiteout_hard_link() {
     let tar = tv4();
-    assert_vector(&tar, 4608, "3678a0daf78b92b04e7fdaf5808ce205a8bee79e23eb9ef9f73a48e6ae9679db");
+    assert_vector(
+        &tar,
+        4608,
+        "3678a0daf78b92b04e7fdaf5808ce205a8bee79e23eb9ef9f73a48e6ae9679db",
+    );
     assert_eq!(&tar[..18], b"PaxHeaders.0/Files");
     assert_eq!(&tar[1024 + 100..1024 + 108], b"0040000\0");
     assert_eq!(tar[1024 + 156], b'5');
@@ -209,7 +225,11 @@ fn tv5_junction() {
     w.write_all(&rp).unwrap();
     let stream = w.finish().unwrap();
     let tar = tar_of_stream(&stream, "Files\\data", &i);
-    assert_vector(&tar, 2560, "413e2a11cb3a6ba0abc6e38fcc9046f6802b2f1a7580117c77a3fbfcb49ae986");
+    assert_vector(
+        &tar,
+        2560,
+        "413e2a11cb3a6ba0abc6e38fcc9046f6802b2f1a7580117c77a3fbfcb49ae986",
+    );
     let records = std::str::from_utf8(&tar[512..1024])
         .unwrap()
         .trim_end_matches('\0');
