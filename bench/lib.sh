@@ -53,9 +53,9 @@ race() {
       fi
       t1=$(date +%s%N)
       if [ "$run" = "$a" ]; then
-        ta=$((t1 - t0)) ca=$(awk 'END { printf "%d", ($1 + $2) * 1e9 }' "$cpu_file")
+        ta=$((t1 - t0)) ca=$(awk 'END { printf "%.0f", ($1 + $2) * 1e9 }' "$cpu_file")
       else
-        tb=$((t1 - t0)) cb=$(awk 'END { printf "%d", ($1 + $2) * 1e9 }' "$cpu_file")
+        tb=$((t1 - t0)) cb=$(awk 'END { printf "%.0f", ($1 + $2) * 1e9 }' "$cpu_file")
       fi
     done
     [ "$i" -eq 0 ] && continue

@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
-# bench/snapshotter.sh [RUNS]: containerd with `strata snapshotter` against its built-in
+# bench/snapshotter.sh [N]: containerd with `strata snapshotter` against its built-in
 # overlayfs snapshotter, on Debian's containerd 1.6 and runc, all in a temporary directory
-# (own root, state and sockets; stopped by PID):
+# (own root, state and sockets; stopped by PID). Runs are raced in alternating pairs
+# (bench/lib.sh `race`: one warm-up each, then N pairs, default 3), so that the machine's
+# load moves both alike:
 #   1. `ctr images import` of the corpus image (docker-archive), each run in a fresh
-#      namespace so that every layer is unpacked;
-#   2. container start and exit, `ctr run --rm IMAGE ID true`.
-# Prints the median seconds of RUNS runs (default 3) and strata's speed relative to
-# overlayfs (>1.0: strata is faster). Needs root, target/debug/strata (or $STRATA), and
-# STRATA_CORPUS (default target/corpus).
+#      namespace so that every layer is unpacked and committed [target >= 1.0x];
+#   2. container start and exit, `ctr run --rm IMAGE ID true` [target >= 0.9x];
+#   3. Prepare, Mounts and Commit round trips over the gRPC socket, p50 and p99
+#      (crates/strata-snapshotter/examples/latency.rs, 200 rounds), against strata and,
+#      when target/ctrdsuite/out/serve-overlay is built (tests/snapshotter.rs builds it),
+#      containerd's overlay snapshotter served the same way.
+# Prints median seconds and strata's speed relative to overlayfs (>1.0: strata is
+# faster). Needs root, STRATA (default target/debug/strata), LATENCY (default the
+# `latency` example beside STRATA; cargo build -p strata-snapshotter --example latency),
+# and STRATA_CORPUS (default target/corpus).
 set -euo pipefail
-RUNS=${1:-3}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PROG=bench-snapshotter
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
+N=${1:-3}
 STRATA=${STRATA:-$ROOT/target/debug/strata}
+LATENCY=${LATENCY:-$(dirname "$STRATA")/examples/latency}
+OVERLAY_SERVER=${OVERLAY_SERVER:-$ROOT/target/ctrdsuite/out/serve-overlay}
 CORPUS=${STRATA_CORPUS:-$ROOT/target/corpus}
 ARCHIVE=$CORPUS/corpus.docker-archive.tar
-[ "$(id -u)" -eq 0 ] || { echo "snapshotter.sh: needs root" >&2; exit 1; }
-[ -x "$STRATA" ] || { echo "snapshotter.sh: no $STRATA (cargo build -p strata-cli)" >&2; exit 1; }
-[ -f "$ARCHIVE" ] || { echo "snapshotter.sh: no $ARCHIVE (STRATA_CORPUS)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root"
+[ -x "$STRATA" ] || die "no $STRATA (cargo build -p strata-cli)"
+[ -x "$LATENCY" ] || die "no $LATENCY (cargo build -p strata-snapshotter --example latency)"
+[ -f "$ARCHIVE" ] || die "no $ARCHIVE (STRATA_CORPUS)"
 
 T=$(mktemp -d /tmp/strata-bench-snap.XXXXXX)
-SPID="" CPID=""
+ERR=$T/error.log
+SPID="" CPID="" OPID="" LPID=""
 cleanup() {
-  [ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null || true
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null || true
-  rm -rf "$T" 2>/dev/null || echo "snapshotter.sh: left $T (busy mounts?)" >&2
+  local p
+  for p in $CPID $SPID $OPID $LPID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for m in $(awk -v t="$T" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$T" 2>/dev/null || say "left $T (busy mounts?)"
 }
 trap cleanup EXIT
 
@@ -45,29 +60,48 @@ CONF
 containerd --config "$T/config.toml" >"$T/containerd.log" 2>&1 &
 CPID=$!
 for _ in $(seq 300); do ctr -a "$T/containerd.sock" version >/dev/null 2>&1 && [ -S "$T/strata.sock" ] && break; sleep 0.1; done
+ctr -a "$T/containerd.sock" version >/dev/null || die "containerd did not start ($T/containerd.log)"
 
-# median of the numbers on stdin
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# seconds CMD...: wall seconds of one run
-seconds() { local s=$EPOCHREALTIME; "$@" >/dev/null; awk -v s="$s" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", e - s }'; }
-
+c() { ctr -a "$T/containerd.sock" "$@"; }
 IMAGE=docker.io/strata/corpus:1
-declare -A import run
-for sn in overlayfs strata; do
-  times=() rtimes=()
-  for i in $(seq "$RUNS"); do
-    ns=bench-$sn-$i
-    times+=("$(seconds ctr -a "$T/containerd.sock" -n "$ns" images import --snapshotter "$sn" "$ARCHIVE")")
-    img=$(ctr -a "$T/containerd.sock" -n "$ns" images ls -q | head -n1)
-    rtimes+=("$(seconds ctr -a "$T/containerd.sock" -n "$ns" run --snapshotter "$sn" --rm "$img" "bench-$i" true)")
-  done
-  import[$sn]=$(printf '%s\n' "${times[@]}" | median)
-  run[$sn]=$(printf '%s\n' "${rtimes[@]}" | median)
-done
-echo "containerd $(ctr -a "$T/containerd.sock" version | awk '/Version/ { print $2; exit }'), $RUNS runs, median seconds"
-printf '%-32s %10s %10s %8s\n' "" overlayfs strata "speed"
-for what in import run; do
-  declare -n m=$what
-  label=$([ "$what" = import ] && echo "ctr images import (corpus)" || echo "ctr run --rm IMAGE true")
-  printf '%-32s %10s %10s %7.2fx\n' "$label" "${m[overlayfs]}" "${m[strata]}" "$(awk -v o="${m[overlayfs]}" -v s="${m[strata]}" 'BEGIN { print o / s }')"
-done
+
+# 1. imports, each into a namespace of its own (the clean step picks the next one)
+NS=0
+next_namespace() { NS=$((NS + 1)); }
+import_strata() { c -n "bench-import-$NS" images import --snapshotter strata "$ARCHIVE"; }
+import_overlayfs() { c -n "bench-import-$NS" images import --snapshotter overlayfs "$ARCHIVE"; }
+read -r i_s i_o i_r _ _ <<<"$(race next_namespace import_strata import_overlayfs)"
+
+# 2. container start and exit, on an image imported once per snapshotter
+c -n bench-run images import --snapshotter strata "$ARCHIVE" >/dev/null
+c -n bench-run-overlayfs images import --snapshotter overlayfs "$ARCHIVE" >/dev/null
+RUNS=0
+run_strata() { RUNS=$((RUNS + 1)); c -n bench-run run --snapshotter strata --rm "$IMAGE" "bench-$RUNS" true; }
+run_overlayfs() { RUNS=$((RUNS + 1)); c -n bench-run-overlayfs run --snapshotter overlayfs --rm "$IMAGE" "bench-$RUNS" true; }
+read -r r_s r_o r_r _ _ <<<"$(race nothing run_strata run_overlayfs)"
+
+echo "containerd $(c version | awk '/Version/ { print $2; exit }'), $N alternating pairs, median seconds; load $(loadavg)"
+printf '%-30s %10s %10s %8s\n' "" overlayfs strata speed
+printf '%-30s %10s %10s %7sx\n' "ctr images import (corpus)" "$i_o" "$i_s" "$i_r"
+printf '%-30s %10s %10s %7sx\n' "ctr run --rm IMAGE true" "$r_o" "$r_s" "$r_r"
+
+# 3. latency over the socket
+echo
+echo "gRPC round trips (one client, 200 rounds), microseconds"
+printf '%-10s %12s %12s %12s %12s\n' "" "strata p50" "strata p99" "overlay p50" "overlay p99"
+# A server of its own: containerd's garbage collection would remove from the one it uses
+# the snapshots containerd did not make.
+"$STRATA" --root "$T/strata-latency" snapshotter --address "$T/latency.sock" 2>"$T/latency.log" &
+LPID=$!
+for _ in $(seq 100); do [ -S "$T/latency.sock" ] && break; sleep 0.1; done
+"$LATENCY" "$T/latency.sock" 200 >"$T/latency.strata"
+if [ -x "$OVERLAY_SERVER" ]; then
+  "$OVERLAY_SERVER" "$T/overlay-root" "$T/overlay.sock" 2>"$T/overlay.log" &
+  OPID=$!
+  for _ in $(seq 100); do [ -S "$T/overlay.sock" ] && break; sleep 0.1; done
+  "$LATENCY" "$T/overlay.sock" 200 >"$T/latency.overlay"
+else
+  printf '%s - -\n' Prepare Mounts Commit >"$T/latency.overlay"
+fi
+paste -d' ' "$T/latency.strata" "$T/latency.overlay" |
+  awk '{ printf "%-10s %12s %12s %12s %12s\n", $1, $2, $3, $5, $6 }'

@@ -7,8 +7,9 @@
 #    bsdtar, attr, zstd, python3, tar, gzip, docker-registry and apache2-utils' htpasswd
 #    for the registry tests; docker.io, containerd and runc for the engine and init-layer
 #    tests, which start their own dockerd, containerd and runc; mandoc for the man
-#    pages' lint; Go and containerd's Go sources for containerd's snapshotter suite,
-#    which tests/snapshotter.rs builds once into target/ctrdsuite; `apt-get update` once
+#    pages' lint; Go and containerd's Go sources for containerd's snapshotter suite and
+#    tests/ctrd-pull (containerd's client pull), which tests/snapshotter.rs builds once
+#    into target/ctrdsuite; `apt-get update` once
 #    if an install fails);
 # 2. builds the small test corpus into $CORPUS (default target/corpus) unless it is
 #    there already, with $SHARED/testdata/make-corpus.sh (SHARED: ../shared beside the
@@ -27,7 +28,7 @@ case "${1:-}" in -h | --help) usage "${BASH_SOURCE[0]}"; exit 0 ;; esac
 CORPUS=${CORPUS:-$ROOT/target/corpus}
 cd "$ROOT"
 
-need_packages umoci:umoci skopeo:skopeo podman:podman bsdtar:libarchive-tools setfattr:attr \
+need_packages umoci:umoci skopeo:skopeo podman:podman buildah:buildah bsdtar:libarchive-tools setfattr:attr \
   getfattr:attr zstd:zstd python3:python3 tar:tar gzip:gzip docker-registry:docker-registry \
   htpasswd:apache2-utils /usr/sbin/dockerd:docker.io /usr/bin/containerd:containerd \
   /usr/bin/ctr:containerd /usr/sbin/runc:runc mandoc:mandoc /usr/bin/go:golang-go \

@@ -118,6 +118,10 @@ pub struct MutateArgs {
 
 /// Add layers on top of an image: directories packed deterministically, tar files
 /// (plain, gzip or zstd) taken as they are; only the new layers are written or uploaded.
+///
+/// On a Windows image (os windows) each new layer is made a Windows layer (Files/,
+/// Hives/, as `strata wclayer from-rootfs` makes them; a Windows layer tar is taken as it
+/// is), and the image's foreign layers (urls) are neither downloaded nor pushed.
 #[derive(Args)]
 pub struct AppendArgs {
     #[command(flatten)]

@@ -3,7 +3,7 @@
 //! top of `oci:base`, and the exact result each must give (names and contents from
 //! shared/testdata/make-edge.py and make-corpus.sh).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

@@ -4,7 +4,7 @@
 //! skopeo and unpacked by umoci; loaded into Docker 20.10 and run; into the store; and
 //! reproducible under SOURCE_DATE_EPOCH. Bad input leaves the destination as it was.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -611,4 +611,531 @@ fn index_create_append_and_remove_move_no_blob() {
     ])
     .json();
     assert_eq!(arm_config["architecture"], "arm64");
+}
+
+/// Checks a Windows layer tar as hcsshim's writer expects it (Python's tarfile reads
+/// it): `Files` and `Hives` first, every parent directory before its children, every
+/// entry with `MSWINDOWS.fileattr` and a creation time, every entry below `Files/` with a
+/// security descriptor. Prints the names, one a line.
+const PY_WINDOWS_LAYER: &str = r#"
+import sys, tarfile
+seen = set()
+with tarfile.open(sys.argv[1]) as t:
+    for m in t:
+        n = m.name
+        assert n not in seen, n
+        parent = n.rsplit("/", 1)[0] if "/" in n else None
+        assert parent is None or parent in seen, "no parent before " + n
+        if not seen:
+            assert n == "Files", n
+        elif len(seen) == 1:
+            assert n == "Hives", n
+        else:
+            assert n.startswith("Files/"), n
+            assert "MSWINDOWS.rawsd" in m.pax_headers, n
+        assert "MSWINDOWS.fileattr" in m.pax_headers, n
+        assert "LIBARCHIVE.creationtime" in m.pax_headers, n
+        seen.add(n)
+        print(n, m.pax_headers["MSWINDOWS.fileattr"])
+"#;
+
+fn windows_layer_entries(tar: &Path) -> Vec<String> {
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PY_WINDOWS_LAYER)
+        .arg(tar)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+    String::from_utf8(py.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// An OCI layout (tag `win`) of a Windows image as Microsoft ships them: a foreign base
+/// layer (its blob at mcr.microsoft.com, in no layout and no registry here) and a
+/// distributable layer `base` (a Windows layer tar) on it, Docker media types, a config
+/// with `os.version`. Returns the foreign layer's descriptor.
+fn windows_layout(layout: &Path, base: &Path) -> Value {
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let (digest, size) = sha256_reader(bytes);
+        fs::write(blobs.join(&digest["sha256:".len()..]), bytes).unwrap();
+        (digest, size)
+    };
+    let (base_digest, base_size) = put(&fs::read(base).unwrap());
+    let (foreign_digest, _) = sha256_reader(&b"the nanoserver base layer"[..]);
+    let (foreign_diff, _) = sha256_reader(&b"its tar"[..]);
+    let foreign = serde_json::json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "size": 120_000_000,
+        "digest": foreign_digest,
+        "urls": [format!("https://mcr.microsoft.com/v2/windows/nanoserver/blobs/{foreign_digest}")],
+    });
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "windows",
+        "os.version": "10.0.17763.5122",
+        "config": {"Cmd": ["c:\\windows\\system32\\cmd.exe"]},
+        "rootfs": {"type": "layers", "diff_ids": [foreign_diff, base_digest]},
+        "history": [{"created_by": "Apply image 10.0.17763.5122"}, {"created_by": "base"}],
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let (config_digest, config_size) = put(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": config_size, "digest": config_digest},
+        "layers": [foreign, {"mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+                             "size": base_size, "digest": base_digest}],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let (manifest_digest, manifest_size) = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                       "size": manifest_size, "digest": manifest_digest,
+                       "annotations": {"org.opencontainers.image.ref.name": "win"}}],
+    });
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    foreign
+}
+
+#[test]
+fn append_to_a_windows_image_adds_a_windows_layer_and_leaves_the_foreign_layer_where_it_is() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let work = tempdir();
+    let w = |name: &str| p(&work.path().join(name));
+
+    // The base's own layer: a Linux tree made a Windows layer by `wclayer from-rootfs`.
+    let root = work.path().join("winroot");
+    fs::create_dir_all(root.join("Windows/System32")).unwrap();
+    fs::write(root.join("Windows/System32/base.txt"), "from the base\n").unwrap();
+    let linux = std::process::Command::new("tar")
+        .args(["-cf", &w("base-linux.tar"), "-C", &p(&root), "Windows"])
+        .status()
+        .unwrap();
+    assert!(linux.success());
+    env.run(&[
+        "wclayer",
+        "from-rootfs",
+        "-i",
+        &w("base-linux.tar"),
+        "-o",
+        &w("base.tar"),
+    ])
+    .assert_success();
+    let foreign = windows_layout(&work.path().join("layout"), &work.path().join("base.tar"));
+    let foreign_digest = foreign["digest"].as_str().unwrap();
+    let base = docker(reg.port, "win/base:ltsc2019");
+    env.copy(&[&format!("oci:{}:win", w("layout")), &base]);
+    let base_manifest = remote_manifest(&base);
+    assert_eq!(base_manifest["layers"][0], foreign);
+
+    // A layer appended from a Linux directory, to another repository.
+    let app = script_dir(work.path());
+    let before = reg.access_lines("").len();
+    let appended = docker(reg.port, "win/app:1");
+    env.json(&["append", &base, &appended, "--layer", &p(&app)]);
+    let lines = log_since(&reg, before);
+    assert!(
+        !lines.iter().any(|l| l.contains(foreign_digest)),
+        "the foreign layer was asked for: {lines:#?}"
+    );
+    let manifest = remote_manifest(&appended);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(
+        layers[0], foreign,
+        "the foreign descriptor is kept as it was"
+    );
+    assert_eq!(layers[1], base_manifest["layers"][1]);
+    let new_layer = layers[2]["digest"].as_str().unwrap();
+    assert_eq!(
+        uploaded(&lines),
+        BTreeSet::from([
+            new_layer.to_string(),
+            manifest["config"]["digest"].as_str().unwrap().to_string()
+        ]),
+        "only the new layer and the config are uploaded: {lines:#?}"
+    );
+    let config = config_of(&appended);
+    assert_eq!(config["os"], "windows");
+    assert_eq!(config["os.version"], "10.0.17763.5122");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+
+    // The new layer is what hcsshim's writer expects...
+    let blob = reg.blob_file(&new_layer.parse().unwrap());
+    assert_eq!(
+        windows_layer_entries(&blob),
+        [
+            "Files 16",
+            "Hives 16",
+            "Files/opt 16",
+            "Files/opt/app 16",
+            "Files/opt/app/hello.sh 32"
+        ]
+    );
+    // ...and imports on the base's layer folder; the merged view holds both.
+    env.run(&["wclayer", "import", "-i", &w("base.tar"), &w("base-folder")])
+        .assert_success();
+    env.run(&[
+        "wclayer",
+        "import",
+        "-i",
+        &p(&blob),
+        &w("app-folder"),
+        "--parent",
+        &w("base-folder"),
+    ])
+    .assert_success();
+    env.run(&[
+        "wclayer",
+        "extract",
+        &w("app-folder"),
+        &w("base-folder"),
+        &w("merged"),
+    ])
+    .assert_success();
+    let merged = work.path().join("merged");
+    assert_eq!(
+        fs::read_to_string(merged.join("Windows/System32/base.txt")).unwrap(),
+        "from the base\n"
+    );
+    assert!(fs::read_to_string(merged.join("opt/app/hello.sh"))
+        .unwrap()
+        .contains("appended $GREETING"));
+
+    // Flatten and export say why they refuse.
+    let err = env.fails(&["flatten", &appended, &docker(reg.port, "win/flat:1")]);
+    assert!(
+        err.contains("flattening a Windows image is refused"),
+        "{err}"
+    );
+    let err = env.fails(&["export", &appended, "-o", &w("rootfs.tar")]);
+    assert!(
+        err.contains("exporting a Windows image is refused"),
+        "{err}"
+    );
+}
+
+/// A registry that pages its tags as distribution 3 and the hosted registries do
+/// (distribution 2.8 never pages tags): at most 3 a page however many `n=` asks for, the
+/// next page named by a `Link` header, in its own order (not sorted). It answers every
+/// request it reads and records their targets.
+struct PagingRegistry {
+    port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const PAGED_TAGS: [&str; 8] = [
+    "latest", "1.10", "1.9", "1.2", "beta", "alpha", "0.1", "edge",
+];
+
+impl PagingRegistry {
+    fn start() -> PagingRegistry {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    while let Some(head) =
+                        strata_registry_testkit::http::read_head(&mut conn, &mut buf)
+                    {
+                        seen.lock().unwrap().push(head.target.clone());
+                        let (status, body, link) = PagingRegistry::answer(&head.target);
+                        let mut resp = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                             Docker-Distribution-API-Version: registry/2.0\r\n\
+                             Content-Length: {}\r\n",
+                            body.len()
+                        );
+                        if let Some(link) = link {
+                            resp.push_str(&format!("Link: <{link}>; rel=\"next\"\r\n"));
+                        }
+                        resp.push_str("\r\n");
+                        resp.push_str(&body);
+                        if conn.write_all(resp.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        PagingRegistry { port, targets }
+    }
+
+    /// (status line, body, next page) for a request target.
+    fn answer(target: &str) -> (&'static str, String, Option<String>) {
+        if target == "/v2/" {
+            return ("200 OK", "{}".into(), None);
+        }
+        let Some(query) = target.strip_prefix("/v2/strata/many/tags/list?") else {
+            return ("404 Not Found", r#"{"errors":[]}"#.into(), None);
+        };
+        let param = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")[..]))
+        };
+        let n: usize = param("n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100)
+            .min(3);
+        let from = param("last").map_or(0, |last| {
+            PAGED_TAGS.iter().position(|t| *t == last).unwrap() + 1
+        });
+        let page = &PAGED_TAGS[from..(from + n).min(PAGED_TAGS.len())];
+        let next = (from + n < PAGED_TAGS.len())
+            .then(|| format!("/v2/strata/many/tags/list?n={n}&last={}", page[n - 1]));
+        let body = serde_json::json!({"name": "strata/many", "tags": page}).to_string();
+        ("200 OK", body, next)
+    }
+}
+
+#[test]
+fn ls_follows_every_page_of_tags_in_the_registrys_order() {
+    let reg = PagingRegistry::start();
+    let env = Env::new();
+    let tags = env.json(&["ls", &docker(reg.port, "strata/many")]);
+    assert_eq!(tags, serde_json::json!(PAGED_TAGS));
+    let lists: Vec<String> = reg
+        .targets
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| t.contains("/tags/list"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            "/v2/strata/many/tags/list?n=1000",
+            "/v2/strata/many/tags/list?n=3&last=1.9",
+            "/v2/strata/many/tags/list?n=3&last=alpha",
+        ],
+        "three pages, each asked once"
+    );
+    // Plain text: one tag a line, in the same order.
+    let plain = env.run(&["ls", &docker(reg.port, "strata/many")]);
+    plain.assert_success();
+    assert_eq!(plain.stdout_text().lines().collect::<Vec<_>>(), PAGED_TAGS);
+}
+
+/// The container defaults a person sets: the `config` fields compared across tools
+/// (buildah's own `io.buildah.version` label left out).
+fn container_defaults(config: &Value) -> Value {
+    let mut c = config["config"].clone();
+    if let Some(labels) = c["Labels"].as_object_mut() {
+        labels.remove("io.buildah.version");
+    }
+    let keys = [
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "User",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+    ];
+    keys.iter().map(|k| (k.to_string(), c[k].clone())).collect()
+}
+
+#[test]
+fn append_and_mutate_agree_with_umoci_insert_config_and_buildah_add_config_commit() {
+    // buildah names the image after the layout's path, which must be lowercase.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let work = tempfile::Builder::new()
+        .prefix(&format!("strata-peers-{}-{stamp}", std::process::id()))
+        .rand_bytes(0)
+        .tempdir()
+        .unwrap();
+    let w = |name: &str| p(&work.path().join(name));
+    let app = script_dir(work.path());
+    fs::create_dir_all(app.join("etc")).unwrap();
+    fs::write(app.join("etc/motd2"), "added\n").unwrap();
+    // Whole seconds: umoci's and buildah's tars keep no fraction.
+    for f in ["opt/app/hello.sh", "opt/app", "opt", "etc/motd2", "etc", ""] {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_750_000_000);
+        fs::File::open(app.join(f))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    let layout = w("layout");
+    let tag = |t: &str| format!("oci:{layout}:{t}");
+    // A small base (a few entries keep the three unpacks and listings quick).
+    let base = work.path().join("base");
+    fs::create_dir_all(base.join("etc")).unwrap();
+    fs::create_dir_all(base.join("bin")).unwrap();
+    fs::write(base.join("etc/motd"), "base\n").unwrap();
+    fs::write(base.join("bin/tool"), "tool\n").unwrap();
+    let store = w("store");
+    strata_json(["--root", &store, "import-dir", &p(&base), "example/base:1"]);
+    strata_json([
+        "--root",
+        &store,
+        "copy",
+        "strata:example/base:1",
+        &tag("base"),
+    ]);
+
+    strata_json([
+        "append",
+        &tag("base"),
+        &tag("appended"),
+        "--layer",
+        &p(&app),
+    ]);
+    strata_json([
+        "mutate",
+        &tag("appended"),
+        &tag("strata"),
+        "--env",
+        "K=V",
+        "--entrypoint",
+        r#"["/bin/sh"]"#,
+        "--cmd",
+        r#"["-c","echo hi"]"#,
+        "--user",
+        "1000",
+        "--workdir",
+        "/srv",
+        "--label",
+        "a=b",
+        "--expose",
+        "8080/tcp",
+        "--volume",
+        "/data",
+    ]);
+
+    let umoci = |args: &[&str]| {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        common::images::peer("umoci", &args).assert_success();
+    };
+    let base_ref = format!("{layout}:base");
+    umoci(&[
+        "insert",
+        "--image",
+        &base_ref,
+        "--tag",
+        "umoci",
+        &p(&app),
+        "/",
+    ]);
+    umoci(&[
+        "config",
+        "--image",
+        &format!("{layout}:umoci"),
+        "--config.env",
+        "K=V",
+        "--config.entrypoint",
+        "/bin/sh",
+        "--config.cmd",
+        "-c",
+        "--config.cmd",
+        "echo hi",
+        "--config.user",
+        "1000",
+        "--config.workingdir",
+        "/srv",
+        "--config.label",
+        "a=b",
+        "--config.exposedports",
+        "8080/tcp",
+        "--config.volume",
+        "/data",
+    ]);
+
+    let buildah = |args: &[&str]| {
+        let mut all: Vec<std::ffi::OsString> = vec![
+            "--root".into(),
+            w("buildah-root").into(),
+            "--runroot".into(),
+            w("buildah-run").into(),
+            "--storage-driver".into(),
+            "vfs".into(),
+        ];
+        all.extend(args.iter().map(Into::into));
+        let run = common::images::peer("buildah", &all);
+        run.assert_success();
+        run
+    };
+    buildah(&["from", "--pull-never", "--name", "peer", &tag("base")]);
+    buildah(&["add", "peer", &p(&app), "/"]);
+    buildah(&[
+        "config",
+        "--env",
+        "K=V",
+        "--entrypoint",
+        r#"["/bin/sh"]"#,
+        "--cmd",
+        r#"["-c","echo hi"]"#,
+        "--user",
+        "1000",
+        "--workingdir",
+        "/srv",
+        "--label",
+        "a=b",
+        "--port",
+        "8080/tcp",
+        "--volume",
+        "/data",
+        "peer",
+    ]);
+    buildah(&["commit", "-q", "peer", &tag("buildah")]);
+    buildah(&["rm", "peer"]);
+
+    // The merged trees, as umoci unpacks each (the root's own mtime aside).
+    let tree = |t: &str| {
+        let bundle = work.path().join(format!("bundle-{t}"));
+        umoci(&["unpack", "--image", &format!("{layout}:{t}"), &p(&bundle)]);
+        without_root_mtime(&tree_listing(&bundle.join("rootfs"), &[]))
+    };
+    let ours = tree("strata");
+    assert!(ours.contains("opt/app/hello.sh\tf\t0755\t"), "{ours}");
+    assert!(ours.contains("etc/motd\t"), "{ours}");
+    assert_listing_eq(&tree("umoci"), &ours, "umoci insert vs strata append");
+    assert_listing_eq(&tree("buildah"), &ours, "buildah add vs strata append");
+
+    // The config fields each set.
+    let config = |t: &str| {
+        let run = strata(["config", &tag(t)]);
+        run.assert_success();
+        container_defaults(&run.json())
+    };
+    let ours = config("strata");
+    assert_eq!(ours["Env"], serde_json::json!(["K=V"]), "{ours:#}");
+    assert_eq!(ours["Labels"]["a"], "b", "{ours:#}");
+    assert_eq!(config("umoci"), ours, "umoci config vs strata mutate");
+    assert_eq!(config("buildah"), ours, "buildah config vs strata mutate");
 }

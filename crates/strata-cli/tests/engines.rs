@@ -11,7 +11,7 @@
 //! - containerd imports Strata's archives (same manifest digests) and runs them, and
 //!   Strata loads what `ctr images export` writes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

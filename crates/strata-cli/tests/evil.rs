@@ -10,7 +10,7 @@
 //! Every run has a 60 s timeout (no hangs) and a 4 GiB address-space limit (no
 //! unbounded allocation). The cases share the real /tmp, so they run one at a time.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io;

@@ -1,7 +1,7 @@
 //! A registry that accepts connections and never answers: `pull` and `copy` fail with a
 //! timeout after `--registry-timeout` (or `STRATA_REGISTRY_TIMEOUT`), not after minutes.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

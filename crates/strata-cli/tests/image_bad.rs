@@ -2,7 +2,7 @@
 //! the destination as it was (no archive file, an OCI layout's `index.json` unchanged).
 //! The fixtures are the corpus's own archives with one thing broken.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

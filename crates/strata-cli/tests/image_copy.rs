@@ -5,7 +5,7 @@
 //! Strata reads what skopeo, podman (both formats, multi-image) and umoci write and
 //! re-writes it with the same IDs; and writing the same image twice gives the same bytes.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! destination refuses each the same way, promptly, and is left as it was: no new
 //! directory or archive, no stray files, no image in the store.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -2,7 +2,7 @@
 //! same tree (tree-listing.py equal), GNU tar and bsdtar list them cleanly; packing is
 //! deterministic; gzip and zstd packs unpack to the same tree and keep the diffID.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

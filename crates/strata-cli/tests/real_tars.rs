@@ -9,7 +9,7 @@
 //! and leave nothing half-unpacked behind a clear error. Where the peers disagree with
 //! each other, the case says whom Strata follows and why.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! bytes (so image ID and diffIDs), the same layer digests, the same stored manifest;
 //! where skopeo and Docker refuse a file, a clear Strata error and nothing stored.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;

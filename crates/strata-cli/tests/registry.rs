@@ -6,7 +6,7 @@
 //! mounts), Basic and bearer-token auth, dropped connections, a corrupted blob in the
 //! registry, a source that fails verification, and a manifest list with two platforms.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! with another repository is pushed by mounting them. Auth, dropped connections, a
 //! corrupted blob (the store is left as it was), and the `--json` progress events.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! Also: a changed file makes `repack` fail naming it, and `digest` agrees with
 //! `layers.tsv`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

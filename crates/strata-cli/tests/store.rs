@@ -3,7 +3,7 @@
 //! `cleanup`, one test per command family. What the store does is tested by calling it
 //! (`crates/strata-store/tests/store`); crashes and concurrency: `store_crash.rs`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

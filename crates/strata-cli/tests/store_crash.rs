@@ -11,7 +11,7 @@
 //!
 //! The random choices come from a seed printed at the start (`STRATA_TEST_SEED` replays).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -8,7 +8,7 @@
 //! * a full disk during a load leaves nothing behind and says the disk is full;
 //! * a command waiting for the store lock says for whom, and `--lock-timeout` bounds it.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! same IDs; saves are byte-identical; `commit` and `import-dir` make images the peers
 //! read; `rmi` takes what nothing else needs.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

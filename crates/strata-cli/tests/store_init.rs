@@ -2,7 +2,7 @@
 //! `/dev`, `/proc` and `/sys` makes them as mountpoints; they are in the init layer, so
 //! the container's changes, diff and commit hold only what the process wrote.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! device numbers and xattrs. Only the root directory's own mtime may differ (the root
 //! entry's metadata is not applied).
 
-mod common;
+use crate::common;
 
 use std::fs;
 

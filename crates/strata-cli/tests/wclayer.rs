@@ -1,7 +1,7 @@
 //! `strata wclayer`: from-rootfs output read by independent readers (Python's tarfile,
 //! GNU tar, bsdtar), and import / export / inspect / extract end to end.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

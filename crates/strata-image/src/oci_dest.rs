@@ -389,6 +389,16 @@ impl ImageDestination for OciDestination {
     }
 
     fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
+        // A foreign layer stays a reference (a layout may lack such blobs, as the image
+        // layout spec allows and skopeo writes it), unless the layout has its blob.
+        if let Some(desc) = layer.foreign_reference() {
+            if self.blob_size(&desc.digest).is_none() {
+                return Ok(Some(StoredLayer {
+                    blob: oci_descriptor(desc),
+                    diff_id: layer.diff_id,
+                }));
+            }
+        }
         if layer.compression() == Compression::None && self.options.compress != Compression::None {
             return Ok(lock(&self.compressed).get(&layer.diff_id).cloned());
         }

@@ -162,6 +162,15 @@ impl LayerInfo {
             .collect())
     }
 
+    /// A foreign (non-distributable) layer with URLs: the descriptor a destination
+    /// records instead of storing the blob (registries and layouts are not given it; the
+    /// manifest points at where it lives, as the source's did).
+    pub fn foreign_reference(&self) -> Option<&Descriptor> {
+        let desc = self.foreign.as_ref().unwrap_or(&self.blob);
+        let foreign = LayerType::of(&desc.media_type).is_some_and(|t| t.foreign);
+        (foreign && !desc.urls.is_empty()).then_some(desc)
+    }
+
     /// The compression of the blob, from its media type.
     pub fn compression(&self) -> Compression {
         LayerType::of(&self.blob.media_type).map_or(Compression::None, |t| t.compression)

@@ -152,9 +152,13 @@ impl Drop for Registry {
     }
 }
 
+/// The registry's config. Manifests may list foreign (non-distributable) layers by URL,
+/// their blobs not in the registry, as Docker Hub and other public registries allow
+/// (docker-registry refuses them unless `validation.manifests.urls.allow` is set).
 fn config_yaml(dir: &Path, port: u16, config: &RegistryConfig) -> String {
     let mut y = format!(
         "version: 0.1\n\
+         validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n\
          log:\n  level: info\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\

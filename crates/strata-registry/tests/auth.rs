@@ -2,7 +2,7 @@
 //! bearer-token auth with a token server written here (tokens per scope, cached,
 //! renewed when they expire, refresh tokens, cross-repository scopes).
 
-mod common;
+use crate::common;
 
 use std::io::Cursor;
 use std::time::Duration;

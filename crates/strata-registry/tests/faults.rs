@@ -3,7 +3,7 @@
 //! stored bytes were corrupted. Transfers must resume or retry and end with the right
 //! digests; wrong bytes must fail clearly.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};

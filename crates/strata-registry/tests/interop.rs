@@ -3,7 +3,7 @@
 //! pushed with identical digests. A second image sharing the base layer is pushed
 //! into another repository by mounting it.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::process::Command;

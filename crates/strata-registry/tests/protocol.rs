@@ -3,7 +3,7 @@
 //! Retry-After, a revoked cached token, a registry that ignores `Range`, relative
 //! upload locations, and credentials never leaving the registry's host.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};

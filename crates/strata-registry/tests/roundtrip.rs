@@ -2,7 +2,7 @@
 //! 2.8) and back: small and big blobs, one-PUT and chunked uploads, HEAD skipping,
 //! cross-repository mounts, and the errors for what is missing or wrong.
 
-mod common;
+use crate::common;
 
 use std::io::{Cursor, Read};
 

@@ -2,7 +2,7 @@
 //! without trust, accepted with the CA given (explicitly or in a `certs.d` directory),
 //! or with verification off.
 
-mod common;
+use crate::common;
 
 use common::{digest_of, repo_name, tempdir, Pattern, Registry, RegistryConfig};
 use strata_registry::{Client, Error, Options, Pushed};

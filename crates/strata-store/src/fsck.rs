@@ -125,6 +125,14 @@ impl Store {
                     ));
                 }
             }
+            // Another process may have removed or changed the layer since the rows were
+            // read (an engine's garbage collection): what is gone is not broken.
+            if !found.is_empty() {
+                let now = self.read(|tx| tx.layer(&row.id))?;
+                if now.is_none_or(|r| !r.state.visible() || r.state != row.state) {
+                    continue;
+                }
+            }
             for (what, fatal) in found {
                 if fatal {
                     broken.insert(row.id.clone());

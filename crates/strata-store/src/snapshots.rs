@@ -13,9 +13,10 @@
 //!   or a view is a read-write layer without init layer ([`Store::create_bare`]) on its
 //!   parent's layer, a committed one a read-only (applied) layer. So `strata layer ls`,
 //!   `changes`, `diff` and `fsck` see them like any other layer.
-//! * **Commit** turns an active snapshot into a committed one under a new name: the
-//!   active layer's changes are imported as a new read-only layer (with its recipe, so its
-//!   diff is bit-exact and fsck can check it), then the active snapshot is removed.
+//! * **Commit** turns an active snapshot into a committed one under a new name: its layer
+//!   is frozen in place ([`Store::freeze`]: the directory stays, its diffID and recipe are
+//!   made from it, so its diff is bit-exact and fsck can check it), and in the same
+//!   transaction the new name's row takes over the layer.
 //! * **Images in the store** (from `pull`, `load`, `copy`) are committed snapshots too,
 //!   without a row: an applied layer whose ID is a chainID's hex is the snapshot
 //!   `sha256:HEX`, its parent `sha256:PARENT-HEX`, labelled
@@ -26,10 +27,13 @@
 //! ## Crash safety
 //!
 //! A snapshot's row is written before its layer is made (reserving the key) and is
-//! shown only while its layer is visible; removal takes the layer first, then the row.
-//! A crash in between leaves a row without a layer or a `ctrd-N` layer without a row:
-//! both invisible to containerd, both removed by [`Snapshotter::cleanup`] (and rows by
-//! [`Snapshotter::new`]).
+//! shown only while its layer is visible, and of its kind's state (a committed row while
+//! the layer is read-only, the others while it is read-write); removal takes the layer
+//! first, then the row. A commit is one transaction: the layer becomes read-only, the
+//! committed row is written on it and the active row dropped. A crash in between the
+//! steps of a prepare or a removal leaves a row without a layer or a `ctrd-N` layer
+//! without a row: both invisible to containerd, removed by [`Snapshotter::cleanup`] (and
+//! rows by [`Snapshotter::new`]).
 //!
 //! ## A whole life
 //!
@@ -66,13 +70,12 @@ use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, OptionalExtension};
-use strata_layer::compress::Compression;
 
 use crate::db::Tx;
 use crate::driver::DriverKind;
 use crate::error::Error;
 use crate::id::LayerId;
-use crate::store::{ApplyOptions, ImportOptions, LayerStatus, Store};
+use crate::store::{LayerStatus, Store};
 
 /// The label containerd puts on a layer's snapshot to name the committed snapshot it will
 /// become (`sha256:CHAINID`).
@@ -80,6 +83,12 @@ pub const SNAPSHOT_REF_LABEL: &str = "containerd.io/snapshot.ref";
 
 /// The prefix of the layers that hold snapshots.
 const LAYER_PREFIX: &str = "ctrd-";
+
+/// When a row (`s`) is shown, given its layer (`l`): a committed snapshot once its layer is
+/// read-only, the others while it is read-write. During a commit both rows name one layer,
+/// and the freeze of that layer switches from one to the other.
+const VISIBLE: &str = "((s.kind = 'committed' AND l.state = 'applied') \
+                       OR (s.kind != 'committed' AND l.state = 'writable'))";
 
 /// What a snapshot is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +212,15 @@ fn refused(key: &str, reason: impl Into<String>) -> SnapshotError {
     }
 }
 
+/// The store error inside a transaction for a snapshot error (only store errors occur
+/// there).
+fn store_error(e: SnapshotError) -> Error {
+    match e {
+        SnapshotError::Store(e) => e,
+        other => Error::Corrupt(other.to_string()),
+    }
+}
+
 /// Now, in nanoseconds since the epoch.
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -279,12 +297,14 @@ impl Snapshotter {
 
     /// The row of `key` whose layer is visible (in its state at rest).
     fn row(tx: &Tx<'_>, key: &str) -> Result<Option<Row>> {
-        let sql = "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
-                   FROM snapshots s JOIN layers l ON l.id = s.layer
-                   WHERE s.key = ?1 AND l.state IN ('writable', 'applied')";
+        let sql = format!(
+            "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
+             FROM snapshots s JOIN layers l ON l.id = s.layer
+             WHERE s.key = ?1 AND {VISIBLE}"
+        );
         let found = tx
             .conn()
-            .query_row(sql, [key], row_of)
+            .query_row(&sql, [key], row_of)
             .optional()
             .map_err(Error::db(format!("reading snapshot {key}")))?;
         match found {
@@ -369,12 +389,14 @@ impl Snapshotter {
     /// Every snapshot: those made through this API, then the store's image layers.
     pub fn list(&self) -> Result<Vec<SnapshotInfo>> {
         let rows = self.read(|tx| {
-            let sql = "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
-                       FROM snapshots s JOIN layers l ON l.id = s.layer
-                       WHERE l.state IN ('writable', 'applied') ORDER BY s.id";
+            let sql = format!(
+                "SELECT s.id, s.key, s.kind, s.parent, s.layer, s.created, s.updated
+                 FROM snapshots s JOIN layers l ON l.id = s.layer
+                 WHERE {VISIBLE} ORDER BY s.id"
+            );
             let mut stmt = tx
                 .conn()
-                .prepare(sql)
+                .prepare(&sql)
                 .map_err(Error::db("listing snapshots"))?;
             let rows = stmt
                 .query_map([], row_of)
@@ -428,7 +450,8 @@ impl Snapshotter {
 
     // ---- making snapshots -----------------------------------------------------------
 
-    /// Reserves `key` with a row of `kind` (its layer not made yet): the row's layer ID.
+    /// Reserves `key` with a row of `kind` (its layer not made yet): the row's ID and
+    /// layer ID.
     fn reserve(
         &self,
         key: &str,
@@ -443,6 +466,20 @@ impl Snapshotter {
             if Self::key_taken(tx, key)? {
                 return Err(SnapshotError::Exists(key.to_string()));
             }
+            Self::insert_row(tx, key, kind, parent, labels, None)
+        })
+    }
+
+    /// Writes the row of `key` (on layer `on`, or a new `ctrd-N`): its ID and layer ID.
+    fn insert_row(
+        tx: &Tx<'_>,
+        key: &str,
+        kind: SnapshotKind,
+        parent: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        on: Option<&LayerId>,
+    ) -> Result<(i64, LayerId)> {
+        {
             let now = now_ns();
             let conn = tx.conn();
             conn.execute(
@@ -452,7 +489,10 @@ impl Snapshotter {
             )
             .map_err(Error::db(format!("recording snapshot {key}")))?;
             let id = conn.last_insert_rowid();
-            let layer = LayerId::new(format!("{LAYER_PREFIX}{id}"))?;
+            let layer = match on {
+                Some(l) => l.clone(),
+                None => LayerId::new(format!("{LAYER_PREFIX}{id}"))?,
+            };
             conn.execute(
                 "UPDATE snapshots SET layer = ?1 WHERE id = ?2",
                 params![layer.as_str(), id],
@@ -468,7 +508,7 @@ impl Snapshotter {
                     .map_err(Error::db("recording labels"))?;
             }
             Ok((id, layer))
-        })
+        }
     }
 
     fn unreserve(&self, id: i64) {
@@ -532,7 +572,8 @@ impl Snapshotter {
     }
 
     /// Commits active snapshot `key` as the committed snapshot `name`, with `labels`;
-    /// `key` is gone afterwards.
+    /// `key` is gone afterwards. The active snapshot's layer is frozen in place
+    /// ([`Store::freeze`]): nothing is copied.
     pub fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {
         let _making = self.making.read().unwrap_or_else(|p| p.into_inner());
         let active = self.stat(key)?;
@@ -545,70 +586,48 @@ impl Snapshotter {
                 ),
             ));
         }
-        let parent_layer = match &active.parent {
-            Some(p) => Some(self.parent_layer(name, p)?),
-            None => None,
-        };
-        let (id, layer) = self.reserve(
-            name,
-            SnapshotKind::Committed,
-            active.parent.as_deref(),
-            &labels,
-        )?;
-        let imported = self.copy_layer(&active.layer, &layer, parent_layer.as_ref());
-        if let Err(e) = imported {
-            self.unreserve(id);
-            return Err(e);
+        if self.taken(name)? {
+            return Err(SnapshotError::Exists(name.to_string()));
         }
-        // The active snapshot is gone from here on; its layer follows (a failure leaves a
-        // layer without a row, for `cleanup`).
-        self.write("committing a snapshot", |tx| {
-            tx.conn()
-                .execute("DELETE FROM snapshots WHERE key = ?1", [key])
-                .map_err(Error::db(format!("dropping snapshot {key}")))?;
-            Ok(())
-        })?;
-        let _ = self.store.remove(&active.layer);
-        Ok(())
-    }
-
-    /// Imports the changes of read-write layer `from` as the read-only layer `to` on
-    /// `parent`, streamed through a pipe.
-    fn copy_layer(&self, from: &LayerId, to: &LayerId, parent: Option<&LayerId>) -> Result<()> {
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| Error::io("making a pipe for the commit", e))?;
-        let options = ImportOptions {
-            apply: ApplyOptions {
-                privileged_xattrs: rustix::process::geteuid().is_root(),
-                ..ApplyOptions::default()
-            },
-            ..ImportOptions::default()
-        };
-        std::thread::scope(|s| {
-            let diff = s.spawn(move || {
-                let out = self.store.diff(from, writer, Compression::None);
-                // `writer` was moved in and is dropped here, ending the import's input.
-                out
-            });
-            let imported = self.store.import(to, parent, reader, &options);
-            let diffed = diff
-                .join()
-                .unwrap_or_else(|_| Err(Error::Corrupt("the diff thread panicked".into())));
-            match (diffed, imported) {
-                (Err(e), _) => Err(e.into()),
-                (Ok(_), Err(e)) => Err(e.into()),
-                (Ok(d), Ok(a)) if d.diff_id != a.diff.diff_id => Err(Error::Corrupt(format!(
-                    "committing {from}: the layer imported as {} instead of {}",
-                    a.diff.diff_id, d.diff_id
-                ))
-                .into()),
-                (Ok(_), Ok(_)) => Ok(()),
+        // One transaction makes the layer read-only, gives it the committed row and drops
+        // the active one: a crash leaves the active snapshot as it was, or the commit done.
+        let taken = std::cell::Cell::new(false);
+        let frozen = self.store.freeze_with(&active.layer, |tx| {
+            if Self::key_taken(tx, name).map_err(store_error)? {
+                taken.set(true);
+                return Err(Error::Corrupt(String::new())); // rolls back
             }
-        })
+            tx.conn()
+                .execute(
+                    "DELETE FROM snapshots WHERE key = ?1 AND kind != 'committed'",
+                    [key],
+                )
+                .map_err(Error::db(format!("dropping snapshot {key}")))?;
+            Self::insert_row(
+                tx,
+                name,
+                SnapshotKind::Committed,
+                active.parent.as_deref(),
+                &labels,
+                Some(&active.layer),
+            )
+            .map_err(store_error)?;
+            Ok(())
+        });
+        match frozen {
+            Ok(_) => Ok(()),
+            Err(_) if taken.get() => Err(SnapshotError::Exists(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Removes snapshot `key`: refused while it has children. An image layer's snapshot
-    /// is refused while an image names it.
+    /// True if `key` is a snapshot's (shown or not) or an image layer's.
+    fn taken(&self, key: &str) -> Result<bool> {
+        Ok(self.image_layer(key)?.is_some() || self.read(|tx| Self::key_taken(tx, key))?)
+    }
+
+    /// Removes snapshot `key`: refused while it has children, and always for the store's
+    /// own layers (shown as committed snapshots, removed only by Strata).
     pub fn remove(&self, key: &str) -> Result<()> {
         let info = self.stat(key)?;
         let has_children = self.read(|tx| {
@@ -628,19 +647,19 @@ impl Snapshotter {
                 "failed to remove: it has children (remove them first)",
             ));
         }
-        let is_row = self.read(|tx| Ok(Self::row(tx, key)?.is_some()))?;
-        if !is_row {
-            let held = self
-                .store
-                .images()?
-                .into_iter()
-                .any(|i| i.top_layer.as_ref() == Some(&info.layer));
-            if held {
-                return Err(refused(
-                    key,
-                    format!("failed to remove: layer {} holds an image of the store (strata rmi removes it)", info.layer),
-                ));
-            }
+        // The store's own layers (pulled, loaded, copied, made with `strata layer`) are
+        // shown to containerd for reuse, but only Strata removes them: containerd's
+        // garbage collection asks to remove every snapshot its metadata does not name, and
+        // a layer between its import and its image's record is such a snapshot.
+        if self.read(|tx| Ok(Self::row(tx, key)?.is_none()))? {
+            return Err(refused(
+                key,
+                format!(
+                    "failed to remove: layer {} is the store's own, not made through this API \
+                     (strata rmi or strata layer rm removes it)",
+                    info.layer
+                ),
+            ));
         }
         match self.store.remove(&info.layer) {
             Ok(()) | Err(Error::NotFound(_)) => {}
@@ -719,7 +738,7 @@ impl Snapshotter {
             lowers.push(details.content.clone());
         }
         for p in &details.parents {
-            lowers.push(self.content(p)?);
+            lowers.push(self.store.content_dir(p));
         }
         Ok(vec![match (info.kind, lowers.len()) {
             (SnapshotKind::Active, 0) => SnapshotMount::Bind {
@@ -783,12 +802,18 @@ impl Snapshotter {
     // ---- cleanup ----------------------------------------------------------------------
 
     /// Rows whose layer is gone (a crash between reserving and making, or between
-    /// removing the layer and the row).
+    /// removing the layer and the row), and the row a commit cut short leaves hidden: the
+    /// committed one while the layer is still read-write, the active one once it is
+    /// read-only.
     fn drop_dead_rows(&self) -> Result<usize> {
         self.write("dropping dead snapshots", |tx| {
             tx.conn()
                 .execute(
-                    "DELETE FROM snapshots WHERE layer NOT IN (SELECT id FROM layers)",
+                    "DELETE FROM snapshots WHERE layer NOT IN (SELECT id FROM layers)
+                     OR (kind = 'committed'
+                         AND layer IN (SELECT id FROM layers WHERE state = 'writable'))
+                     OR (kind != 'committed'
+                         AND layer IN (SELECT id FROM layers WHERE state = 'applied'))",
                     [],
                 )
                 .map_err(|e| Error::db("dropping dead snapshots")(e).into())

@@ -207,9 +207,14 @@ fn image_layers_are_committed_snapshots_and_targets_of_prepare() {
     let e = s.remove(&top_name).unwrap_err();
     assert!(e.to_string().contains("failed to remove"), "{e}");
     s.remove("ctr").unwrap();
-    // Not held by an image record: removable like any committed snapshot, top first.
-    s.remove(&top_name).unwrap();
-    s.remove(&base_name).unwrap();
+    // Without children, and held by no image record: still the store's own, so containerd
+    // (whose garbage collection asks to remove what its metadata does not name) cannot
+    // remove it; the store can.
+    let e = s.remove(&top_name).unwrap_err();
+    assert!(e.to_string().contains("is the store's own"), "{e}");
+    assert_eq!(s.list().unwrap().len(), 2);
+    s.store().remove(&top).unwrap();
+    s.store().remove(&base).unwrap();
     assert!(s.list().unwrap().is_empty());
 }
 
@@ -228,4 +233,94 @@ fn cleanup_removes_snapshot_layers_without_a_row() {
     assert!(!s.store().exists(&stray).unwrap());
     assert!(s.store().exists(&mine).unwrap());
     assert!(s.stat("kept").is_ok());
+}
+
+/// The store's own diff of layer `id` (a tar) and its digest.
+fn diff_of(store: &Store, id: &LayerId) -> (String, Vec<u8>) {
+    let mut tar = Vec::new();
+    let out = store.diff(id, &mut tar, Compression::None).unwrap();
+    (out.diff_id.to_string(), tar)
+}
+
+#[test]
+fn commit_freezes_the_active_layer_in_place() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    let dir = rw_dir(&s.prepare("base-x", None, BTreeMap::new()).unwrap());
+    std::fs::create_dir(dir.join("d")).unwrap();
+    std::fs::write(dir.join("d/gone"), "bye\n").unwrap();
+    std::fs::write(dir.join("kept"), "k\n").unwrap();
+    s.commit("base", "base-x", BTreeMap::new()).unwrap();
+    let dir = rw_dir(&s.prepare("top-x", Some("base"), BTreeMap::new()).unwrap());
+    std::fs::write(dir.join("big"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::hard_link(dir.join("big"), dir.join("big-link")).unwrap();
+    std::fs::remove_file(dir.join("d/gone")).unwrap();
+    let active = s.stat("top-x").unwrap();
+    let (diff_id, tar) = diff_of(s.store(), &active.layer);
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(dir.join("big")).unwrap().ino();
+
+    // A name in use: refused, the active snapshot and its layer as they were.
+    assert!(matches!(
+        s.commit("base", "top-x", BTreeMap::new()),
+        Err(SnapshotError::Exists(k)) if k == "base"
+    ));
+    assert_eq!(s.stat("top-x").unwrap(), active);
+    assert_eq!(
+        s.store().layer(&active.layer).unwrap().status.name(),
+        "read-write"
+    );
+
+    s.commit("top", "top-x", BTreeMap::new()).unwrap();
+    // The same layer and the same file: nothing was copied.
+    let top = s.stat("top").unwrap();
+    assert_eq!(top.layer, active.layer);
+    let details = s.store().inspect(&top.layer).unwrap();
+    assert_eq!(
+        std::fs::metadata(details.content.join("big"))
+            .unwrap()
+            .ino(),
+        inode
+    );
+    // Read-only now, its diff what it was, rebuilt bit for bit from its recipe.
+    let layer = s.store().layer(&top.layer).unwrap();
+    assert_eq!(layer.status.name(), "applied");
+    assert_eq!(
+        layer.diff.as_ref().map(|d| d.diff_id.to_string()),
+        Some(diff_id.clone())
+    );
+    assert_eq!(diff_of(s.store(), &top.layer), (diff_id, tar));
+    let names: Vec<String> = s.list().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["base", "top"]);
+    let report = s.store().fsck(false).unwrap();
+    assert!(report.clean(), "{:?}", report.problems);
+    // A read-only layer cannot be frozen again.
+    let e = s.store().freeze(&top.layer).unwrap_err();
+    assert!(e.to_string().contains("cannot freeze"), "{e}");
+}
+
+#[test]
+fn a_commit_cut_after_the_freeze_hides_the_active_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    let dir = rw_dir(&s.prepare("a", None, BTreeMap::new()).unwrap());
+    std::fs::write(dir.join("f"), "x\n").unwrap();
+    let layer = s.stat("a").unwrap().layer;
+    // What a kill between the freeze and the end of the commit leaves (here without the
+    // committed row): the active row names a read-only layer.
+    s.store().freeze(&layer).unwrap();
+    assert!(matches!(s.stat("a"), Err(SnapshotError::NotFound(_))));
+    assert!(s.list().unwrap().is_empty());
+    // The next start drops the row; cleanup the layer nobody names.
+    let s = Snapshotter::new(
+        Store::open(&StoreOptions {
+            root: root.path().into(),
+            driver: Some(DriverKind::Vfs),
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s.cleanup().unwrap(), 1);
+    assert!(s.store().layers().unwrap().is_empty());
+    s.prepare("a", None, BTreeMap::new()).unwrap();
 }

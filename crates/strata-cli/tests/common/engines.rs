@@ -225,6 +225,11 @@ impl Containerd {
         self.dir.path().join(name)
     }
 
+    /// containerd's gRPC socket.
+    pub fn address(&self) -> &Path {
+        &self.sock
+    }
+
     /// `ctr -a SOCK -n strata-test ARGS`.
     pub fn ctr(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(CTR);

@@ -88,7 +88,10 @@ pub fn export_transport<W: Write + Send>(
     let image = source.open_image(one)?;
     if image.config.os() == "windows" {
         return Err(Error::Unsupported(format!(
-            "{t}: exporting a Windows image is not supported (see `strata wclayer`)"
+            "{t}: exporting a Windows image is refused: its layers are Windows layer diffs \
+             (Files/, Hives/, tombstones) on a base layer that is usually foreign (not \
+             downloadable from where it is pushed); import its layers with `strata wclayer \
+             import` and merge them with `strata wclayer extract`"
         )));
     }
     export(source.as_ref(), &image, &options.staging, out, compression)

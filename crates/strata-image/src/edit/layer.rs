@@ -5,16 +5,23 @@
 //! named by its digest in the manifest and by its diffID in the config): a packed
 //! directory or a recompressed tar is written to staging; a tar already in the asked
 //! compression is used where it lies, not copied.
+//!
+//! On a Windows base a layer must be a Windows layer (`Files/`, `Hives/`, the PAX
+//! `MSWINDOWS.*` records, every parent directory listed): a directory, or a Linux tar, is
+//! packed first and then turned into one ([`strata_wclayer::windowsify`], BuildKit's
+//! security descriptors); a tar that is a Windows layer already (its first entry `Files`
+//! or `Hives`) is taken as it is.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use strata_layer::compress::{open_blob, Compression, Compressor};
+use strata_layer::compress::{open_blob, Compression, Compressor, Decompressor};
 use strata_layer::digest::Hasher;
 use strata_layer::dir_reader::DirReader;
 use strata_layer::tar::TarReader;
 use strata_layer::{Entry, LayerReader, Timestamp};
+use strata_wclayer::windowsify::{windowsify, SecurityChoice};
 
 use crate::ids::{DiffId, Digest};
 use crate::stream::pump;
@@ -40,15 +47,37 @@ pub struct PreparedLayer {
     pub warnings: Vec<String>,
 }
 
+/// The operating system of the image a layer goes on: its tar's form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerOs {
+    /// A Linux layer: the tree as it is.
+    Linux,
+    /// A Windows layer: `Files/` and `Hives/`, as hcsshim's writer expects.
+    Windows,
+}
+
+impl LayerOs {
+    /// `Windows` for an image whose config says `os: windows`.
+    pub fn of(os: &str) -> LayerOs {
+        if os == "windows" {
+            LayerOs::Windows
+        } else {
+            LayerOs::Linux
+        }
+    }
+}
+
 /// Packs `input` (a directory or a tar file) into a blob compressed as `compression`,
-/// in `staging` (as `layer-N`) where it must be written. With `clamp`, file times later
-/// than it are set to it (SOURCE_DATE_EPOCH, as BuildKit's rewrite-timestamp does).
+/// in `staging` (as `layer-N`) where it must be written; for `os` Windows, as a Windows
+/// layer. With `clamp`, file times later than it are set to it (SOURCE_DATE_EPOCH, as
+/// BuildKit's rewrite-timestamp does).
 pub fn prepare(
     input: &Path,
     n: usize,
     staging: &Path,
     compression: Compression,
     clamp: Option<i64>,
+    os: LayerOs,
 ) -> Result<PreparedLayer, Error> {
     let meta = std::fs::metadata(input)
         .map_err(|e| Error::io(format!("cannot read layer {}", input.display()), e))?;
@@ -66,6 +95,16 @@ pub fn prepare(
         File::create(&out_path)
             .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))
     };
+    if os == LayerOs::Windows && (meta.is_dir() || meta.is_file() && !is_windows_layer(input)?) {
+        return prepare_windows(
+            input,
+            meta.is_dir(),
+            &out_path,
+            compression,
+            clamp,
+            created_by,
+        );
+    }
     if meta.is_dir() {
         let mut reader = Clamped {
             inner: DirReader::open(input)?,
@@ -128,6 +167,76 @@ pub fn prepare(
         diff_id: DiffId(tar_hash.digest()),
         created_by,
         warnings: Vec::new(),
+    })
+}
+
+/// Whether the tar file `input` (plain, gzip or zstd) is a Windows layer already: its
+/// first entry is `Files` or `Hives`, as every Windows layer writer puts them.
+fn is_windows_layer(input: &Path) -> Result<bool, Error> {
+    let what = format!("layer {}", input.display());
+    let file = File::open(input).map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+    let tar = Decompressor::new(file).map_err(|e| Error::io(format!("reading {what}"), e))?;
+    let first = TarReader::new(tar)
+        .next_entry()
+        .map_err(|e| Error::invalid(&what, format!("it is not a valid tar ({e})")))?;
+    Ok(first.is_some_and(|e| matches!(e.path.as_bytes(), b"Files" | b"Hives")))
+}
+
+/// A directory or a Linux tar made a Windows layer: a directory is packed to a plain tar
+/// in staging first (removed once read), then [`windowsify`] writes the Windows tar
+/// through the diffID hasher, the compressor and the blob hasher.
+fn prepare_windows(
+    input: &Path,
+    is_dir: bool,
+    out_path: &Path,
+    compression: Compression,
+    clamp: Option<i64>,
+    created_by: String,
+) -> Result<PreparedLayer, Error> {
+    let mut warnings = Vec::new();
+    let linux_tar = out_path.with_extension("linux.tar");
+    let linux = if is_dir {
+        let mut reader = Clamped {
+            inner: DirReader::open(input)?,
+            clamp,
+        };
+        let file = File::create(&linux_tar)
+            .map_err(|e| Error::io(format!("cannot create {}", linux_tar.display()), e))?;
+        strata_layer::pack::pack_entries(&mut reader, BufWriter::new(file), Compression::None)?;
+        warnings = reader.inner.warnings().to_vec();
+        linux_tar.as_path()
+    } else {
+        input
+    };
+    let what = format!("layer {}", input.display());
+    let tar =
+        File::open(linux).map_err(|e| Error::io(format!("cannot open {}", linux.display()), e))?;
+    let file = File::create(out_path)
+        .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))?;
+    let tar_hash = Hasher::default();
+    let blob_hash = Hasher::default();
+    let out = BufWriter::with_capacity(1 << 20, blob_hash.writer(file));
+    let c = Compressor::new(out, compression).map_err(|e| Error::io("starting compression", e))?;
+    let mut hashed = tar_hash.writer(c);
+    windowsify(tar, &mut hashed, &SecurityChoice::BuildKit)
+        .map_err(|e| Error::invalid(&what, format!("cannot be made a Windows layer: {e}")))?;
+    hashed
+        .into_inner()
+        .finish()
+        .and_then(|mut out| out.flush())
+        .map_err(|e| Error::io(format!("writing {}", out_path.display()), e))?;
+    if is_dir {
+        std::fs::remove_file(&linux_tar)
+            .map_err(|e| Error::io(format!("cannot remove {}", linux_tar.display()), e))?;
+    }
+    Ok(PreparedLayer {
+        path: out_path.to_path_buf(),
+        compression,
+        digest: blob_hash.digest(),
+        size: blob_hash.bytes(),
+        diff_id: DiffId(tar_hash.digest()),
+        created_by,
+        warnings,
     })
 }
 

@@ -51,7 +51,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use strata_layer::compress::Compression;
 
 pub use config::ConfigChanges;
-pub use layer::PreparedLayer;
+pub use layer::{LayerOs, PreparedLayer};
 
 use crate::gojson::{self, GoTime};
 use crate::ids::{chain_ids, sha256};
@@ -241,10 +241,13 @@ impl EditedSource {
             });
         };
         let base = inner.open_image(summary)?;
-        if (!options.layers.is_empty() || options.flatten) && base.config.os() == "windows" {
+        let os = layer::LayerOs::of(base.config.os());
+        if options.flatten && os == layer::LayerOs::Windows {
             return Err(Error::Unsupported(format!(
-                "{}: adding or merging layers of a Windows image is not supported yet (its \
-                 layers need the Windows layout, Files/ and Hives/)",
+                "{}: flattening a Windows image is refused: its layers are Windows layer \
+                 diffs (Files/, Hives/, tombstones) on a base layer that is usually foreign \
+                 (Microsoft's, not to be downloaded or pushed again), so one merged layer \
+                 cannot be made without it; `strata append` adds layers to it instead",
                 inner.describe()
             )));
         }
@@ -270,6 +273,7 @@ impl EditedSource {
                 staging.path(),
                 options.compression,
                 options.clamp_mtime,
+                layer::LayerOs::Linux,
             )?;
             merged.created_by = "strata flatten".into();
             added.push(merged);
@@ -284,6 +288,7 @@ impl EditedSource {
                 staging.path(),
                 options.compression,
                 options.clamp_mtime,
+                os,
             )?);
         }
         let mut draft = config::Draft::new(&base.config, options.created)?;

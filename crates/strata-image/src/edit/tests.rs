@@ -184,7 +184,7 @@ fn annotations_make_an_oci_manifest_that_keeps_them() {
 }
 
 #[test]
-fn layers_are_not_added_to_a_windows_image() {
+fn on_a_windows_image_added_content_becomes_a_windows_layer_and_flatten_is_refused() {
     use crate::manifest::{annotation, Index};
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("win");
@@ -195,13 +195,21 @@ fn layers_are_not_added_to_a_windows_image() {
         std::fs::write(blobs.join(d.hex()), bytes).unwrap();
         Descriptor::new(mt, d, bytes.len() as u64)
     };
+    // A foreign base layer (its blob at its URL only, not in the layout) and one of its own.
+    let mut foreign = Descriptor::new(
+        strata_layer::media_type::OCI_FOREIGN_GZIP,
+        crate::ids::sha256(b"elsewhere"),
+        5000,
+    );
+    foreign.urls = vec!["https://mcr.microsoft.com/v2/x/blobs/sha256:elsewhere".into()];
     let layer = put(&[0u8; 1024], media_type::OCI_LAYER);
     let config = format!(
-        r#"{{"architecture":"amd64","os":"windows","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        r#"{{"architecture":"amd64","os":"windows","os.version":"10.0.17763.1","rootfs":{{"type":"layers","diff_ids":["{}","{}"]}}}}"#,
+        crate::ids::sha256(b"its tar"),
         layer.digest
     );
     let config = put(config.as_bytes(), media_type::OCI_CONFIG);
-    let manifest = gojson::marshal(&Manifest::oci(config, vec![layer])).unwrap();
+    let manifest = gojson::marshal(&Manifest::oci(config, vec![foreign.clone(), layer])).unwrap();
     let mut desc = put(&manifest, media_type::OCI_MANIFEST);
     desc.annotations
         .insert(annotation::REF_NAME.into(), "w".into());
@@ -216,8 +224,80 @@ fn layers_are_not_added_to_a_windows_image() {
     let tree_dir = dir.path().join("t");
     tree(&tree_dir, 1);
     o.layers = vec![tree_dir];
+    let open = OpenOptions::default();
+    let edited = EditedSource::new(from.open_source(&open).unwrap(), &from.selector(), &o).unwrap();
+    let added = &edited.added()[0];
+    let blob = std::fs::File::open(&added.path).unwrap();
+    let mut tar =
+        strata_layer::tar::TarReader::new(strata_layer::compress::Decompressor::new(blob).unwrap());
+    let mut names = Vec::new();
+    while let Some(e) = strata_layer::LayerReader::next_entry(&mut tar).unwrap() {
+        let attr = e.pax.iter().find(|r| r.key == "MSWINDOWS.fileattr");
+        let sd = e.pax.iter().any(|r| r.key == "MSWINDOWS.rawsd");
+        let name = e.path.to_string();
+        names.push(format!(
+            "{name} {} sd={sd}",
+            String::from_utf8_lossy(&attr.unwrap().value)
+        ));
+    }
+    assert_eq!(
+        names,
+        [
+            "Files 16 sd=false",
+            "Hives 16 sd=false",
+            "Files/etc 16 sd=true",
+            "Files/etc/motd 32 sd=true",
+            "Files/run.sh 32 sd=true",
+        ]
+    );
+    assert_eq!(edited.image().layers.len(), 3);
+    assert_eq!(edited.image().config.os(), "windows");
+    // A Linux tar of the same tree becomes the same Windows layer.
+    let linux = dir.path().join("linux.tar");
+    strata_layer::pack::pack_entries(
+        strata_layer::dir_reader::DirReader::open(&dir.path().join("t")).unwrap(),
+        std::fs::File::create(&linux).unwrap(),
+        strata_layer::compress::Compression::None,
+    )
+    .unwrap();
+    let mut from_tar = options(dir.path());
+    from_tar.layers = vec![linux];
+    let made = EditedSource::new(
+        from.open_source(&open).unwrap(),
+        &from.selector(),
+        &from_tar,
+    )
+    .unwrap();
+    assert_eq!(made.added()[0].diff_id, added.diff_id);
+    // A tar that is a Windows layer already is taken as it is, not wrapped again.
+    let given = dir.path().join("windows-layer.tar.gz");
+    std::fs::copy(&added.path, &given).unwrap();
+    let mut again = options(dir.path());
+    again.layers = vec![given.clone()];
+    let taken =
+        EditedSource::new(from.open_source(&open).unwrap(), &from.selector(), &again).unwrap();
+    assert_eq!(taken.added()[0].path, given);
+    assert_eq!(
+        (taken.added()[0].digest, taken.added()[0].diff_id),
+        (added.digest, added.diff_id)
+    );
+    // Into the layout: the foreign layer stays a reference, its blob never asked for.
+    let report = run(&from, "x", &o).unwrap();
+    let reused: Vec<bool> = report.images[0].layers.iter().map(|l| l.reused).collect();
+    assert_eq!(reused, [true, true, false]);
+    let x: Transport = format!("oci:{}:x", layout.display()).parse().unwrap();
+    let mut source = x.open_source(&open).unwrap();
+    let listed = source.list().unwrap();
+    let image = source.open_image(&listed[0]).unwrap();
+    let raw = image.manifest.unwrap();
+    let written = Manifest::parse(&raw.bytes, &raw.media_type, "x").unwrap();
+    assert_eq!(written.layers[0], foreign);
+    assert!(!blobs.join(foreign.digest.hex()).exists());
+    assert_eq!(image.config.os(), "windows");
+    let mut o = options(dir.path());
+    o.flatten = true;
     let e = run(&from, "x", &o).unwrap_err().to_string();
-    assert!(e.contains("Windows image is not supported yet"), "{e}");
+    assert!(e.contains("flattening a Windows image is refused"), "{e}");
     // A config change alone is fine.
     let mut o = options(dir.path());
     o.changes.user = Some("ContainerUser".into());

@@ -121,14 +121,6 @@ impl RegistryDestination {
     }
 }
 
-/// A foreign (non-distributable) layer with URLs: registries are not given its blob;
-/// the manifest points at where it lives, as the source's did.
-fn foreign_descriptor(layer: &LayerInfo) -> Option<&Descriptor> {
-    let desc = layer.foreign.as_ref().unwrap_or(&layer.blob);
-    let foreign = LayerType::of(&desc.media_type).is_some_and(|t| t.foreign);
-    (foreign && !desc.urls.is_empty()).then_some(desc)
-}
-
 /// The layer's descriptor with the media type of the manifest's flavour.
 fn flavoured(blob: &Descriptor, docker: bool) -> Descriptor {
     let mut d = blob.clone();
@@ -164,7 +156,7 @@ impl ImageDestination for RegistryDestination {
     }
 
     fn reuse_layer(&self, layer: &LayerInfo) -> Result<Option<StoredLayer>, Error> {
-        if let Some(desc) = foreign_descriptor(layer) {
+        if let Some(desc) = layer.foreign_reference() {
             return Ok(Some(StoredLayer {
                 blob: desc.clone(),
                 diff_id: layer.diff_id,

@@ -20,6 +20,7 @@ use crate::{mounts, quota};
 mod apply;
 mod bare;
 mod create;
+mod freeze;
 mod mount;
 mod remove;
 
@@ -498,6 +499,12 @@ impl Store {
             .filter(|r| r.state == State::Applied)
             .filter_map(LayerRow::to_layer)
             .collect())
+    }
+
+    /// The content directory of the Linux layer `id` (where its files are), without a
+    /// look-up: the caller knows the layer exists.
+    pub fn content_dir(&self, id: &LayerId) -> PathBuf {
+        self.driver.content(&self.paths.layer(id))
     }
 
     /// Everything about layer `id`.
