@@ -71,6 +71,15 @@ fn assert_names(dir: &Path, want: &[&str]) {
     );
 }
 
+/// `dir` holds exactly these regular files (name and content) and nothing else.
+fn assert_only_files(dir: &Path, files: &[(&str, &str)]) {
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    assert_names(dir, &names);
+    for (name, content) in files {
+        assert_file(&dir.join(name), content.as_bytes());
+    }
+}
+
 fn assert_mode(path: &Path, want: u32) {
     let got = mode(path);
     assert_eq!(
@@ -234,6 +243,10 @@ fn whiteout_opaque_after_siblings_keeps_same_layer_entries() {
     assert_file(&p(&root, "d/new"), b"new\n");
 }
 
+/// What whiteout-and-entry-same-layer.tar leaves, whatever was below it.
+const SAME_LAYER_FILES: &[(&str, &str)] =
+    &[("x", "x from this layer\n"), ("y", "y from this layer\n")];
+
 #[test]
 fn whiteout_and_entry_in_same_layer_keep_this_layers_content() {
     let (_t, root) = fresh();
@@ -241,18 +254,14 @@ fn whiteout_and_entry_in_same_layer_keep_this_layers_content() {
     fs::write(p(&root, "x"), "lower x\n").unwrap();
     fs::write(p(&root, "y"), "lower y\n").unwrap();
     apply(&root, "whiteout-and-entry-same-layer.tar");
-    assert_names(&root, &["x", "y"]);
-    assert_file(&p(&root, "x"), b"x from this layer\n");
-    assert_file(&p(&root, "y"), b"y from this layer\n");
+    assert_only_files(&root, SAME_LAYER_FILES);
 }
 
 #[test]
 fn whiteout_and_entry_in_same_layer_on_empty_root() {
     let (_t, root) = fresh();
     apply(&root, "whiteout-and-entry-same-layer.tar");
-    assert_names(&root, &["x", "y"]);
-    assert_file(&p(&root, "x"), b"x from this layer\n");
-    assert_file(&p(&root, "y"), b"y from this layer\n");
+    assert_only_files(&root, SAME_LAYER_FILES);
 }
 
 #[test]
@@ -358,9 +367,7 @@ fn symlinks_are_created_verbatim_and_never_followed() {
 fn symlink_replaced_by_file_leaves_the_link_target_untouched() {
     let (_t, root) = fresh();
     apply(&root, "symlink-replaced-by-file.tar");
-    assert_names(&root, &["keep", "x"]);
-    assert_file(&p(&root, "keep"), b"keep\n");
-    assert_file(&p(&root, "x"), b"second\n");
+    assert_only_files(&root, &[("keep", "keep\n"), ("x", "second\n")]);
 }
 
 // ---------------------------------------------------------------------------------
@@ -861,25 +868,21 @@ fn unterminated_umoci_insert_is_accepted_with_full_content() {
 fn no_end_of_archive_is_accepted() {
     let (_t, root) = fresh();
     apply(&root, "no-end-of-archive.tar");
-    assert_names(&root, &["a", "b"]);
-    assert_file(&p(&root, "a"), b"a\n");
-    assert_file(&p(&root, "b"), b"b\n");
+    assert_only_files(&root, &[("a", "a\n"), ("b", "b\n")]);
 }
 
 #[test]
 fn one_zero_block_is_accepted() {
     let (_t, root) = fresh();
     apply(&root, "one-zero-block.tar");
-    assert_names(&root, &["a"]);
-    assert_file(&p(&root, "a"), b"a\n");
+    assert_only_files(&root, &[("a", "a\n")]);
 }
 
 #[test]
 fn trailing_data_after_end_is_ignored_but_hashed() {
     let (_t, root) = fresh();
     let report = apply(&root, "trailing-data-after-end.tar");
-    assert_names(&root, &["a"]);
-    assert_file(&p(&root, "a"), b"a\n");
+    assert_only_files(&root, &[("a", "a\n")]);
     let path = edge("trailing-data-after-end.tar");
     assert_eq!(
         jstr(&report, "diff_id"),

@@ -12,6 +12,19 @@ use std::path::Path;
 
 use common::*;
 
+/// `strata layer repack DIR --recipe RECIPE -o OUT`, whatever the outcome.
+fn repack(dir: &Path, recipe: &Path, out: &Path) -> Run {
+    strata([
+        "layer".as_ref(),
+        "repack".as_ref(),
+        dir.as_os_str(),
+        "--recipe".as_ref(),
+        recipe.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ])
+}
+
 /// Unpacks `layer` into `dir` with a recipe, repacks, and checks every digest agrees:
 /// sha256(repack output) == sha256(uncompressed layer) == diffID printed by unpack.
 /// Returns the diffID.
@@ -23,45 +36,20 @@ fn roundtrip_into(layer: &Path, dir: &Path, work: &Path) -> String {
 
     let rec = recipe.to_str().unwrap();
     let report = unpack(layer, dir, &["--recipe", rec]);
-    assert_eq!(
-        jstr(&report, "diff_id"),
-        want,
-        "{}: diff_id printed by unpack",
-        layer.display()
-    );
-    assert_eq!(
-        ju64(&report, "tar_bytes"),
-        want_bytes,
-        "{}: tar_bytes printed by unpack",
-        layer.display()
-    );
-    assert_eq!(
-        jstr(&report, "blob_digest"),
-        blob,
-        "{}: blob_digest printed by unpack",
-        layer.display()
-    );
-    assert_eq!(
-        ju64(&report, "blob_bytes"),
-        blob_bytes,
-        "{}: blob_bytes printed by unpack",
-        layer.display()
-    );
+    let printed = |key| format!("{}: {key} printed by unpack", layer.display());
+    for (key, digest) in [("diff_id", &want), ("blob_digest", &blob)] {
+        assert_eq!(jstr(&report, key), digest, "{}", printed(key));
+    }
+    for (key, bytes) in [("tar_bytes", want_bytes), ("blob_bytes", blob_bytes)] {
+        assert_eq!(ju64(&report, key), bytes, "{}", printed(key));
+    }
     assert!(
         recipe.is_file(),
         "{}: unpack --recipe wrote no recipe",
         layer.display()
     );
 
-    let run = strata([
-        "layer".as_ref(),
-        "repack".as_ref(),
-        dir.as_os_str(),
-        "--recipe".as_ref(),
-        recipe.as_os_str(),
-        "-o".as_ref(),
-        rebuilt.as_os_str(),
-    ]);
+    let run = repack(dir, &recipe, &rebuilt);
     run.assert_success();
     let (got, got_bytes) = sha256_reader(fs::File::open(&rebuilt).unwrap());
     if got != want {
@@ -287,15 +275,7 @@ fn repack_fails_naming_a_file_changed_by_one_byte() {
     data[mid] ^= 0x01;
     fs::write(&path, &data).unwrap();
 
-    let run = strata([
-        "layer".as_ref(),
-        "repack".as_ref(),
-        dir.as_os_str(),
-        "--recipe".as_ref(),
-        recipe.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
+    let run = repack(&dir, &recipe, &out);
     run.assert_strata_error();
     assert!(
         run.stderr.contains(victim),

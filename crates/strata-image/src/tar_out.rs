@@ -400,26 +400,17 @@ mod tests {
         let a = write_all(true, dir.path());
         let b = write_all(false, dir.path());
         assert_eq!(a, b);
-        let mut r = strata_layer::tar::TarReader::new(&a[..]);
-        use strata_layer::LayerReader;
-        let mut names = Vec::new();
-        while let Some(e) = r.next_entry().unwrap() {
-            let mut data = Vec::new();
-            let mut buf = [0u8; 64];
-            loop {
-                let n = r.read_data(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-            }
-            names.push((
-                e.path.to_string(),
-                e.meta.mode,
-                e.meta.mtime.secs,
-                data.len(),
-            ));
-        }
+        let items = strata_testkit::entries::collect(strata_layer::tar::TarReader::new(&a[..]));
+        let names: Vec<_> = (items.unwrap().iter())
+            .map(|i| {
+                (
+                    i.name(),
+                    i.entry.meta.mode,
+                    i.entry.meta.mtime.secs,
+                    i.data.len(),
+                )
+            })
+            .collect();
         assert_eq!(
             names,
             vec![

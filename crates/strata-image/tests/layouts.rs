@@ -19,8 +19,9 @@ use strata_image::{
     copy, CopyOptions, Error, ImageConfig, ImageSelector, ImageSource, ImageSummary, LayerInfo,
     LayerStream, Reference, SourceImage,
 };
-use strata_layer::tar::{TarReader, TarWriter};
-use strata_layer::{Entry, EntryKind, LayerPath, LayerReader, LayerWriter};
+use strata_layer::tar::TarReader;
+use strata_layer::{Entry, EntryKind, LayerReader};
+use strata_testkit::entries::{tar, EntryExt, Item};
 
 const A: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 const B: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -123,15 +124,7 @@ fn members(archive: &Path) -> Vec<Member> {
                 .collect(),
         )
         .unwrap();
-        let mut data = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = r.read_data(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            data.extend_from_slice(&buf[..n]);
-        }
+        let mut data = strata_testkit::entries::data(&mut r).unwrap();
         if let EntryKind::Symlink { target } = &e.kind {
             data = target.clone();
         }
@@ -323,22 +316,13 @@ fn docker_25_layout_matches_section_3_1_apart_from_the_documented_choices() {
 
 /// A tar of `files` (sorted, mode 0444 like containerd's export).
 fn tar_of(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    let mut w = TarWriter::new(Vec::new());
-    for (name, data) in files {
-        let mut e = Entry::new(
-            LayerPath::from_tar_name(name.as_bytes()).unwrap(),
-            EntryKind::File {
-                size: data.len() as u64,
-                sparse: None,
-            },
-        );
-        e.meta.mode = 0o444;
-        w.add(&e).unwrap();
-        if !data.is_empty() {
-            w.write_data(data).unwrap();
-        }
-    }
-    w.finish().unwrap()
+    let items: Vec<Item> = (files.iter())
+        .map(|(name, data)| Item {
+            entry: Entry::file(name, data.len() as u64).mode(0o444),
+            data: data.clone(),
+        })
+        .collect();
+    tar(&items)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -355,20 +339,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// two-platform index of which only linux/amd64 is present, `manifest.json` naming the
 /// compressed blobs, no `repositories`.
 fn containerd_archive() -> (Vec<u8>, ImageId, Vec<u8>) {
-    let layer_tar = {
-        let mut w = TarWriter::new(Vec::new());
-        let mut e = Entry::new(
-            LayerPath::from_tar_name(b"hello").unwrap(),
-            EntryKind::File {
-                size: 3,
-                sparse: None,
-            },
-        );
-        e.meta.mode = 0o644;
-        w.add(&e).unwrap();
-        w.write_data(b"hi\n").unwrap();
-        w.finish().unwrap()
-    };
+    let layer_tar = tar(&[Item::file("hello", "hi\n")]);
     let blob = gzip(&layer_tar);
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,

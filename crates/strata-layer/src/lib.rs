@@ -48,6 +48,8 @@ pub mod recipe;
 pub mod root;
 pub mod sandbox;
 pub mod tar;
+#[cfg(test)]
+mod testing;
 pub mod unpack;
 pub mod upper;
 mod xattr;

@@ -296,16 +296,7 @@ fn mount_asks_for_both_repositories() {
     assert_eq!(b.push(&a).unwrap(), Pushed::Uploaded);
     let from = repo_name("strata/src");
     let dst = client.repository(repo_name("strata/dst"));
-    let got = b
-        .push_with(
-            &dst,
-            PushOptions {
-                mount_from: Some(&from),
-                progress: None,
-                known_absent: false,
-            },
-        )
-        .unwrap();
+    let got = b.push_mounting(&dst, &from).unwrap();
     assert_eq!(got, Pushed::Mounted);
     let last = tokens.seen().pop().unwrap();
     assert_eq!(

@@ -25,16 +25,29 @@ fn quick_retries() -> RetryPolicy {
     }
 }
 
+/// A client of `proxy` with `options` and quick retries.
+fn quick_client(proxy: &Proxy, options: Options) -> strata_registry::Client {
+    let retry = quick_retries();
+    strata_registry::Client::new(proxy.host(), Options { retry, ..options }).unwrap()
+}
+
+/// Repository `name` through `proxy`, pushing in chunks of `chunk_size` bytes.
+fn chunked(proxy: &Proxy, wire: &Wire, chunk_size: u64, name: &str) -> Repository {
+    let upload = UploadPolicy {
+        monolithic_max: 0,
+        chunk_size,
+    };
+    through(proxy, wire, upload).repository(repo_name(name))
+}
+
 fn through(proxy: &Proxy, wire: &Wire, upload: UploadPolicy) -> strata_registry::Client {
-    strata_registry::Client::new(
-        proxy.host(),
+    quick_client(
+        proxy,
         Options {
-            retry: quick_retries(),
             upload,
             ..wire.options()
         },
     )
-    .unwrap()
 }
 
 fn seed(reg: &Registry, repo: &str, blob: &Pattern) {
@@ -103,15 +116,13 @@ fn stalled_download_times_out_and_resumes() {
     seed(&reg, "strata/stall", &blob);
     let proxy = Proxy::start(reg.port);
     proxy.rule("GET", "/blobs/sha256:", Action::StallResponse(2 * MIB), 1);
-    let client = strata_registry::Client::new(
-        proxy.host(),
+    let client = quick_client(
+        &proxy,
         Options {
-            retry: quick_retries(),
             io_timeout: Duration::from_secs(1),
             ..Options::default()
         },
-    )
-    .unwrap();
+    );
     let t = Instant::now();
     let reader = client
         .repository(repo_name("strata/stall"))
@@ -164,15 +175,7 @@ fn chunked_push_recovers_from_a_patch_cut_mid_body() {
     let blob = Pattern::new(40 * MIB, 31);
     let proxy = Proxy::start(reg.port);
     let wire = Wire::default();
-    let repo = through(
-        &proxy,
-        &wire,
-        UploadPolicy {
-            monolithic_max: 0,
-            chunk_size: 8 * MIB,
-        },
-    )
-    .repository(repo_name("strata/cut"));
+    let repo = chunked(&proxy, &wire, 8 * MIB, "strata/cut");
     // Once the third chunk is on its way, arm the cut for the next PATCH.
     let mut armed = false;
     let mut progress = |n: u64| {
@@ -186,14 +189,7 @@ fn chunked_push_recovers_from_a_patch_cut_mid_body() {
             );
         }
     };
-    let pushed = blob.push_with(
-        &repo,
-        PushOptions {
-            mount_from: None,
-            progress: Some(&mut progress),
-            known_absent: false,
-        },
-    );
+    let pushed = blob.push_reporting(&repo, &mut progress);
     assert_eq!(pushed.unwrap(), Pushed::Uploaded, "{}", wire.dump());
     assert_eq!(proxy.hits(), 1, "{:?}", proxy.seen());
     assert_eq!(stored_digest(&reg, "strata/cut", &blob), blob.digest());
@@ -219,15 +215,7 @@ fn chunked_push_resumes_from_the_registry_offset() {
     let blob = Pattern::new(24 * MIB, 32);
     let proxy = Proxy::start(reg.port);
     let wire = Wire::default();
-    let repo = through(
-        &proxy,
-        &wire,
-        UploadPolicy {
-            monolithic_max: 0,
-            chunk_size: 4 * MIB,
-        },
-    )
-    .repository(repo_name("strata/resume"));
+    let repo = chunked(&proxy, &wire, 4 * MIB, "strata/resume");
     // The fourth PATCH is cut right after its headers.
     let mut patches = 0;
     let mut progress = |n: u64| {
@@ -237,16 +225,7 @@ fn chunked_push_resumes_from_the_registry_offset() {
             proxy.rule("PATCH", "/blobs/uploads/", Action::DropRequestBody(0), 1);
         }
     };
-    let pushed = blob
-        .push_with(
-            &repo,
-            PushOptions {
-                mount_from: None,
-                progress: Some(&mut progress),
-                known_absent: false,
-            },
-        )
-        .unwrap();
+    let pushed = blob.push_reporting(&repo, &mut progress).unwrap();
     assert_eq!(pushed, Pushed::Uploaded);
     assert_eq!(proxy.hits(), 1);
     assert_eq!(stored_digest(&reg, "strata/resume", &blob), blob.digest());
@@ -289,15 +268,7 @@ fn chunked_push_resumes_from_an_empty_session() {
     let proxy = Proxy::start(reg.port);
     proxy.rule("PATCH", "/blobs/uploads/", Action::DropRequestBody(0), 1);
     let wire = Wire::default();
-    let repo = through(
-        &proxy,
-        &wire,
-        UploadPolicy {
-            monolithic_max: 0,
-            chunk_size: MIB,
-        },
-    )
-    .repository(repo_name("strata/empty-session"));
+    let repo = chunked(&proxy, &wire, MIB, "strata/empty-session");
     assert_eq!(blob.push(&repo).unwrap(), Pushed::Uploaded);
     assert_eq!(wire.count("POST", "/blobs/uploads/"), 1, "{}", wire.dump());
     let ranges: Vec<String> = proxy
@@ -537,15 +508,13 @@ fn trickled_response_headers_fail_within_the_timeout() {
     push_manifest(&repo, "v1");
     let proxy = Proxy::start(reg.port);
     proxy.rule("GET", "/manifests/", Action::TrickleResponse(200), 100);
-    let client = strata_registry::Client::new(
-        proxy.host(),
+    let client = quick_client(
+        &proxy,
         Options {
-            retry: quick_retries(),
             timeout: Duration::from_secs(2),
             ..Options::default()
         },
-    )
-    .unwrap();
+    );
     let t = Instant::now();
     let e = client
         .repository(repo_name("strata/trickle"))
@@ -556,7 +525,7 @@ fn trickled_response_headers_fail_within_the_timeout() {
         took >= Duration::from_secs(2) && took < Duration::from_secs(4),
         "took {took:?}: {e}"
     );
-    let said = chain(&e);
+    let said = strata_testkit::error_chain(&e);
     assert!(said.contains("timeout"), "{said}");
 }
 
@@ -580,18 +549,6 @@ fn a_registry_that_never_answers_fails_within_the_timeout() {
         took >= Duration::from_secs(2) && took < Duration::from_secs(4),
         "took {took:?}: {e}"
     );
-    let said = chain(&e);
+    let said = strata_testkit::error_chain(&e);
     assert!(said.contains("timeout"), "{said}");
-}
-
-/// An error and its sources, as the CLI prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut next = e.source();
-    while let Some(inner) = next {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        next = inner.source();
-    }
-    s
 }

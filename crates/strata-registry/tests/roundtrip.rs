@@ -280,16 +280,7 @@ fn cross_repository_mount_and_its_fallback() {
     wire.take();
 
     let from = repo_name("strata/a");
-    let got = blob
-        .push_with(
-            &b,
-            PushOptions {
-                mount_from: Some(&from),
-                progress: None,
-                known_absent: false,
-            },
-        )
-        .unwrap();
+    let got = blob.push_mounting(&b, &from).unwrap();
     assert_eq!(got, Pushed::Mounted);
     let seen = wire.take();
     let bodies: u64 = seen.iter().map(|s| s.sent).sum();
@@ -310,16 +301,7 @@ fn cross_repository_mount_and_its_fallback() {
     let other = Pattern::new(MIB, 12);
     let c = client.repository(repo_name("strata/c"));
     wire.take();
-    let got = other
-        .push_with(
-            &c,
-            PushOptions {
-                mount_from: Some(&from),
-                progress: None,
-                known_absent: false,
-            },
-        )
-        .unwrap();
+    let got = other.push_mounting(&c, &from).unwrap();
     assert_eq!(got, Pushed::Uploaded);
     let seen = wire.take();
     let posts: Vec<_> = seen.iter().filter(|s| s.method == "POST").collect();

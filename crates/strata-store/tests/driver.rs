@@ -7,6 +7,7 @@ use strata_layer::compress::Compression;
 use strata_layer::EntryKind;
 use strata_store::driver::{Chain, Driver, Vfs, WindowsFolder};
 use strata_store::{ApplyOptions, DriverKind, Error, LayerId, Store, StoreOptions};
+use strata_testkit::entries::collect;
 
 /// A prepared and applied base layer `base` holding `keep` and `gone`, under `root`.
 fn base_layer(root: &Path) -> Chain {
@@ -56,23 +57,18 @@ fn vfs_diff_entries_give_deletions_first_then_what_was_added() {
     std::fs::remove_file(rootfs.join("gone")).unwrap();
     std::fs::write(rootfs.join("new"), "new!").unwrap();
     let mut entries = Vfs.diff_entries(&ctr).unwrap();
-    let mut seen = Vec::new();
-    while let Some(e) = entries.next_entry().unwrap() {
-        let kind = match e.kind {
-            EntryKind::Whiteout => "whiteout".to_string(),
-            EntryKind::File { size, .. } => format!("file of {size}"),
-            other => format!("{other:?}"),
-        };
-        seen.push((
-            String::from_utf8_lossy(e.path.as_bytes()).into_owned(),
-            kind,
-        ));
-    }
+    let seen: Vec<_> = (collect(&mut *entries).unwrap().into_iter())
+        .map(|i| (i.name(), i.entry.kind, i.data))
+        .collect();
+    let new = EntryKind::File {
+        size: 4,
+        sparse: None,
+    };
     assert_eq!(
         seen,
         [
-            ("gone".to_string(), "whiteout".to_string()),
-            ("new".to_string(), "file of 4".to_string()),
+            ("gone".to_string(), EntryKind::Whiteout, Vec::new()),
+            ("new".to_string(), new, b"new!".to_vec()),
         ]
     );
 }

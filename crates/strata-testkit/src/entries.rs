@@ -4,7 +4,8 @@
 //! `Entry::dir("a")`, `Entry::whiteout("a/old")`, ...) and setters for the metadata a test
 //! cares about (`.mode(0o600).owner(1000, 1000).mtime(1_700_000_000, 0)`). An [`Item`] is
 //! an entry with its data; [`tar`] writes items as tar bytes and [`write_items`] into any
-//! [`LayerWriter`]; [`collect`] reads every entry of a [`LayerReader`] with its data.
+//! [`LayerWriter`]; [`collect`] reads every entry of a [`LayerReader`] with its data, [`data`]
+//! the rest of the current entry's.
 
 use strata_layer::tar::TarWriter;
 use strata_layer::{
@@ -169,19 +170,26 @@ pub fn tar(items: &[Item]) -> Vec<u8> {
 /// Every entry of `reader`, with its data, in stream order.
 pub fn collect<R: LayerReader>(mut reader: R) -> Result<Vec<Item>, Error> {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
     while let Some(entry) = reader.next_entry()? {
-        let mut data = Vec::new();
-        loop {
-            let n = reader.read_data(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            data.extend_from_slice(&buf[..n]);
-        }
+        let data = data(&mut reader)?;
         out.push(Item { entry, data });
     }
     Ok(out)
+}
+
+/// The rest of the current entry's data (for a test that looks at the reader between
+/// entries, where [`collect`] would not let it).
+pub fn data<R: LayerReader + ?Sized>(reader: &mut R) -> Result<Vec<u8>, Error> {
+    let mut data = Vec::new();
+    // Small reads on purpose: they cross block and chunk boundaries inside an entry.
+    let mut buf = [0u8; 4093];
+    loop {
+        let n = reader.read_data(&mut buf)?;
+        if n == 0 {
+            return Ok(data);
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// The paths of a reader's entries in stream order, whiteouts and opaque markers shown as

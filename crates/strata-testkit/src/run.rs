@@ -113,3 +113,15 @@ pub fn sh(script: &str) -> String {
     run.assert_success();
     run.stdout_text()
 }
+
+/// An error with its sources, as the CLI shows it (`a: b: c`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}

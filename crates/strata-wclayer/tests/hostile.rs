@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use strata_layer::tar::{HeaderStyle, TarWriter};
-use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, PaxRecord};
+use strata_layer::{Entry, EntryKind, LayerWriter, PaxRecord};
+use strata_testkit::entries::{path, EntryExt};
 use strata_wclayer::folder::{parse_tombstones, LayerChain, LayerFolderReader, LayerFolderWriter};
 use strata_wclayer::{import_layer, FileAttributes, FileBasicInfo, WinPath};
 
@@ -30,10 +31,7 @@ fn file() -> FileBasicInfo {
 fn tar(entries: &[(&str, EntryKind, &str)]) -> Vec<u8> {
     let mut w = TarWriter::new(Vec::new());
     for (name, kind, attr) in entries {
-        let mut e = Entry::new(
-            LayerPath::from_tar_name(name.as_bytes()).unwrap(),
-            kind.clone(),
-        );
+        let mut e = Entry::new(path(name), kind.clone());
         if !attr.is_empty() {
             e.pax.push(PaxRecord {
                 key: "MSWINDOWS.fileattr".into(),
@@ -114,7 +112,7 @@ fn names_escaping_files_dotdot_and_case_duplicates_are_refused() {
                 (
                     "Files/l",
                     EntryKind::HardLink {
-                        target: LayerPath::from_tar_name(b"Files/none").unwrap(),
+                        target: path("Files/none"),
                     },
                     "",
                 ),
@@ -138,11 +136,7 @@ fn names_escaping_files_dotdot_and_case_duplicates_are_refused() {
     let wh = tar(&[("Files", EntryKind::Dir, "16")]);
     let mut with_wh = wh[..wh.len() - 1024].to_vec();
     let mut w = TarWriter::new(Vec::new());
-    w.add(&Entry::new(
-        LayerPath::from_tar_name(b"Files/gone").unwrap(),
-        EntryKind::Whiteout,
-    ))
-    .unwrap();
+    w.add(&Entry::whiteout("Files/gone")).unwrap();
     with_wh.extend(w.finish().unwrap());
     assert!(import_err(&with_wh, tmp.path()).contains("base layer cannot have tombstones"));
 }

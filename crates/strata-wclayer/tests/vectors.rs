@@ -7,7 +7,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use strata_layer::tar::{TarReader, TarWriter};
 use strata_layer::{LayerReader, LayerWriter};
-use strata_testkit::entries::outline;
+use strata_testkit::entries::{outline, EntryExt};
 use strata_wclayer::backup::{BackupStreamWriter, StreamHeader, StreamId, SPARSE_ATTRIBUTE};
 use strata_wclayer::backuptar::{
     file_info_from_entry, write_backup_stream_from_tar, write_tar_from_backup_stream,
@@ -20,8 +20,10 @@ use strata_wclayer::{
     export_layer, import_layer, FileAttributes, FileBasicInfo, FileTime, WinPath,
 };
 
-fn sha(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
+/// `bytes` are the vector's: `len` bytes with this sha256.
+fn assert_vector(bytes: &[u8], len: usize, sha256: &str) {
+    assert_eq!(bytes.len(), len);
+    assert_eq!(hex::encode(Sha256::digest(bytes)), sha256);
 }
 
 fn info(attrs: u32) -> FileBasicInfo {
@@ -57,26 +59,34 @@ fn tv1() -> Vec<u8> {
     w.finish().unwrap()
 }
 
-fn tv3() -> Vec<u8> {
+/// A tar of the one entry `name` (with `info`) whose backup stream is `stream`.
+fn tar_of_stream(stream: &[u8], name: &str, info: &FileBasicInfo) -> Vec<u8> {
     let mut tar = TarWriter::new(Vec::new());
-    write_tar_from_backup_stream(
-        &mut tar,
-        &mut Cursor::new(tv1()),
-        &wp("Files\\hello.txt"),
-        &info(32),
-        true,
-    )
-    .unwrap();
+    write_tar_from_backup_stream(&mut tar, &mut Cursor::new(stream), &wp(name), info, true)
+        .unwrap();
     tar.finish().unwrap()
+}
+
+/// The backup stream of the first entry of `tar`.
+fn stream_of_tar(tar: &[u8]) -> Vec<u8> {
+    let mut r = TarReader::new(tar);
+    let e = r.next_entry().unwrap().unwrap();
+    let mut stream = Vec::new();
+    write_backup_stream_from_tar(&mut r, &e, &mut stream).unwrap();
+    stream
+}
+
+fn tv3() -> Vec<u8> {
+    tar_of_stream(&tv1(), "Files\\hello.txt", &info(32))
 }
 
 #[test]
 fn tv1_backup_stream_bytes() {
     let s = tv1();
-    assert_eq!(s.len(), 188);
-    assert_eq!(
-        sha(&s),
-        "488bb1f0d8639c45bb5cad2dfcde7afb5bafddeca5e46eb89460e256248c6816"
+    assert_vector(
+        &s,
+        188,
+        "488bb1f0d8639c45bb5cad2dfcde7afb5bafddeca5e46eb89460e256248c6816",
     );
     assert_eq!(
         &s[0x40..0x50],
@@ -87,10 +97,10 @@ fn tv1_backup_stream_bytes() {
 #[test]
 fn tv3_tar_from_stream_and_back() {
     let tar = tv3();
-    assert_eq!(tar.len(), 5120);
-    assert_eq!(
-        sha(&tar),
-        "806beeea158f96bb047c4cbdd326241a905c5143422fcf0abe7b3171abcdc0f4"
+    assert_vector(
+        &tar,
+        5120,
+        "806beeea158f96bb047c4cbdd326241a905c5143422fcf0abe7b3171abcdc0f4",
     );
     assert_eq!(&tar[..28], b"Files/PaxHeaders.0/hello.txt");
     assert_eq!(&tar[124..136], b"00000000341\0");
@@ -132,10 +142,10 @@ fn tv2_transport_folder_file() {
     w.write_all(&tv1()).unwrap();
     w.finish().unwrap();
     let f = std::fs::read(layer.join("Files/hello.txt")).unwrap();
-    assert_eq!(f.len(), 192);
-    assert_eq!(
-        sha(&f),
-        "2086169faf8e7971096fea3722f4b5a20a80607d51bcdae406d3c9a0850e9207"
+    assert_vector(
+        &f,
+        192,
+        "2086169faf8e7971096fea3722f4b5a20a80607d51bcdae406d3c9a0850e9207",
     );
     // And the folder exports TV3's entry again (after the Files directory).
     let mut tar = Vec::new();
@@ -167,10 +177,10 @@ fn tv4() -> Vec<u8> {
 #[test]
 fn tv4_directory_whiteout_hard_link() {
     let tar = tv4();
-    assert_eq!(tar.len(), 4608);
-    assert_eq!(
-        sha(&tar),
-        "3678a0daf78b92b04e7fdaf5808ce205a8bee79e23eb9ef9f73a48e6ae9679db"
+    assert_vector(
+        &tar,
+        4608,
+        "3678a0daf78b92b04e7fdaf5808ce205a8bee79e23eb9ef9f73a48e6ae9679db",
     );
     assert_eq!(&tar[..18], b"PaxHeaders.0/Files");
     assert_eq!(&tar[1024 + 100..1024 + 108], b"0040000\0");
@@ -214,20 +224,11 @@ fn tv5_junction() {
         .unwrap();
     w.write_all(&rp).unwrap();
     let stream = w.finish().unwrap();
-    let mut tar = TarWriter::new(Vec::new());
-    write_tar_from_backup_stream(
-        &mut tar,
-        &mut Cursor::new(stream.clone()),
-        &wp("Files\\data"),
-        &i,
-        true,
-    )
-    .unwrap();
-    let tar = tar.finish().unwrap();
-    assert_eq!(tar.len(), 2560);
-    assert_eq!(
-        sha(&tar),
-        "413e2a11cb3a6ba0abc6e38fcc9046f6802b2f1a7580117c77a3fbfcb49ae986"
+    let tar = tar_of_stream(&stream, "Files\\data", &i);
+    assert_vector(
+        &tar,
+        2560,
+        "413e2a11cb3a6ba0abc6e38fcc9046f6802b2f1a7580117c77a3fbfcb49ae986",
     );
     let records = std::str::from_utf8(&tar[512..1024])
         .unwrap()
@@ -260,24 +261,11 @@ fn tv6_relative_symlink_through_tar() {
         .unwrap();
     w.write_all(&rp).unwrap();
     let stream = w.finish().unwrap();
-    let mut tar = TarWriter::new(Vec::new());
-    write_tar_from_backup_stream(
-        &mut tar,
-        &mut Cursor::new(stream.clone()),
-        &wp("Files\\l"),
-        &info(0x420),
-        true,
-    )
-    .unwrap();
-    let tar = tar.finish().unwrap();
+    let tar = tar_of_stream(&stream, "Files\\l", &info(0x420));
     // The link name keeps its backslashes; mode 0120000, type 2.
     assert_eq!(&tar[1024 + 157..1024 + 157 + 13], br"..\target.txt");
     assert_eq!(&tar[1024 + 100..1024 + 108], b"0120000\0");
-    let mut r = TarReader::new(&tar[..]);
-    let e = r.next_entry().unwrap().unwrap();
-    let mut back = Vec::new();
-    write_backup_stream_from_tar(&mut r, &e, &mut back).unwrap();
-    assert_eq!(back, stream);
+    assert_eq!(stream_of_tar(&tar), stream);
 }
 
 #[test]
@@ -295,23 +283,10 @@ fn tv7_ea_records_both_ways() {
     w.write_header(&StreamHeader::new(StreamId::Data, 0))
         .unwrap();
     let stream = w.finish().unwrap();
-    let mut tar = TarWriter::new(Vec::new());
-    write_tar_from_backup_stream(
-        &mut tar,
-        &mut Cursor::new(stream.clone()),
-        &wp("Files\\e"),
-        &info(32),
-        true,
-    )
-    .unwrap();
-    let tar = tar.finish().unwrap();
+    let tar = tar_of_stream(&stream, "Files\\e", &info(32));
     let recs = String::from_utf8_lossy(&tar[512..1024]).into_owned();
     assert!(recs.contains("29 MSWINDOWS.xattr.TEST=aGk=\n"), "{recs}");
-    let mut r = TarReader::new(&tar[..]);
-    let e = r.next_entry().unwrap().unwrap();
-    let mut back = Vec::new();
-    write_backup_stream_from_tar(&mut r, &e, &mut back).unwrap();
-    assert_eq!(back, stream);
+    assert_eq!(stream_of_tar(&tar), stream);
 }
 
 #[test]
@@ -332,16 +307,7 @@ fn tv8_sparse_file_becomes_dense_tar_data() {
     }
     let stream = w.finish().unwrap();
     assert_eq!(stream.len(), 110);
-    let mut tar = TarWriter::new(Vec::new());
-    write_tar_from_backup_stream(
-        &mut tar,
-        &mut Cursor::new(stream),
-        &wp("Files\\s"),
-        &info(0x220),
-        true,
-    )
-    .unwrap();
-    let tar = tar.finish().unwrap();
+    let tar = tar_of_stream(&stream, "Files\\s", &info(0x220));
     assert_eq!(&tar[1024 + 124..1024 + 136], b"00000020000\0");
     let data = &tar[1536..1536 + 8192];
     let mut want = vec![0u8; 8192];
@@ -374,13 +340,7 @@ fn tv9_time_records() {
     let (_, back) = file_info_from_entry(&r.next_entry().unwrap().unwrap()).unwrap();
     assert_eq!(back, zero);
 
-    let mut e = strata_layer::Entry::new(
-        strata_layer::LayerPath::from_tar_name(b"Files/x").unwrap(),
-        strata_layer::EntryKind::File {
-            size: 0,
-            sparse: None,
-        },
-    );
+    let mut e = strata_layer::Entry::file("Files/x", 0).mode(0);
     e.meta.mtime = strata_layer::Timestamp::new(-2, 500_000_000); // PAX -1.5
     let (_, i) = file_info_from_entry(&e).unwrap();
     assert_eq!(i.last_write_time, FileTime(116444735985000000));

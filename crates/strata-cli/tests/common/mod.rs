@@ -154,8 +154,8 @@ where
     run.json()
 }
 
-/// `strata layer unpack -i LAYER DIR [extra...] --json`, required to succeed.
-pub fn unpack(layer: &Path, dir: &Path, extra: &[&str]) -> Value {
+/// `layer unpack -i LAYER DIR [extra...]`.
+fn unpack_args(layer: &Path, dir: &Path, extra: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "layer".into(),
         "unpack".into(),
@@ -164,20 +164,17 @@ pub fn unpack(layer: &Path, dir: &Path, extra: &[&str]) -> Value {
         dir.into(),
     ];
     args.extend(extra.iter().map(OsString::from));
-    strata_json(args)
+    args
+}
+
+/// `strata layer unpack -i LAYER DIR [extra...] --json`, required to succeed.
+pub fn unpack(layer: &Path, dir: &Path, extra: &[&str]) -> Value {
+    strata_json(unpack_args(layer, dir, extra))
 }
 
 /// `strata layer unpack -i LAYER DIR [extra...]`, whatever the outcome.
 pub fn try_unpack(layer: &Path, dir: &Path, extra: &[&str]) -> Run {
-    let mut args: Vec<OsString> = vec![
-        "layer".into(),
-        "unpack".into(),
-        "-i".into(),
-        layer.into(),
-        dir.into(),
-    ];
-    args.extend(extra.iter().map(OsString::from));
-    strata(args)
+    strata(unpack_args(layer, dir, extra))
 }
 
 /// Applies every layer of `tag`, in order, onto `dir`.

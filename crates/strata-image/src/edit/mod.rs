@@ -62,6 +62,26 @@ use crate::transport::{
 };
 use crate::{Error, ImageConfig};
 
+/// The image an edit made: the only one of its source, nameless, no parent recorded.
+pub(crate) fn edited_image(
+    config: ImageConfig,
+    manifest: Option<RawManifest>,
+    layers: Vec<LayerInfo>,
+) -> SourceImage {
+    SourceImage {
+        summary: ImageSummary {
+            index: 0,
+            id: config.id(),
+            names: Vec::new(),
+            ref_names: Vec::new(),
+        },
+        config,
+        manifest,
+        layers,
+        parent: None,
+    }
+}
+
 /// The OCI manifest of `config` and `layers` (a foreign layer by its own descriptor),
 /// with `annotations`, as Go would write it.
 pub(crate) fn oci_manifest(
@@ -331,18 +351,7 @@ impl EditedSource {
             Some(oci_manifest(&config, &layers, annotations)?)
         };
         warnings.extend(added.iter().flat_map(|l| l.warnings.clone()));
-        let image = SourceImage {
-            summary: ImageSummary {
-                index: 0,
-                id: config.id(),
-                names: Vec::new(),
-                ref_names: Vec::new(),
-            },
-            config,
-            manifest,
-            layers,
-            parent: None,
-        };
+        let image = edited_image(config, manifest, layers);
         Ok(EditedSource {
             inner,
             base,

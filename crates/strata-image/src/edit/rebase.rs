@@ -153,18 +153,7 @@ impl RebasedSource {
         annotations.insert(BASE_NAME.into(), new_name.to_string());
         annotations.insert(BASE_DIGEST.into(), new_digest.to_string());
         let manifest = super::oci_manifest(&config, &layers, annotations)?;
-        let result = SourceImage {
-            summary: ImageSummary {
-                index: 0,
-                id: config.id(),
-                names: Vec::new(),
-                ref_names: Vec::new(),
-            },
-            config,
-            manifest: Some(manifest),
-            layers,
-            parent: None,
-        };
+        let result = super::edited_image(config, Some(manifest), layers);
         Ok(RebasedSource {
             image_src: image,
             new_base,

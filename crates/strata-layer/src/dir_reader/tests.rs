@@ -12,11 +12,8 @@ fn lp(s: &[u8]) -> LayerPath {
 }
 
 fn all(r: &mut DirReader) -> Vec<Entry> {
-    let mut out = Vec::new();
-    while let Some(e) = r.next_entry().unwrap() {
-        out.push(e);
-    }
-    out
+    let entries = crate::testing::read_entries(r).unwrap();
+    entries.into_iter().map(|(e, _)| e).collect()
 }
 
 fn paths(entries: &[Entry]) -> Vec<String> {
@@ -190,19 +187,9 @@ fn hard_links_point_to_the_first_path() {
     fs::hard_link(p.join("p1"), p.join("p2")).unwrap();
 
     both_ways(p, |r, _| {
-        let mut got = Vec::new();
-        while let Some(e) = r.next_entry().unwrap() {
-            let mut data = Vec::new();
-            let mut buf = [0u8; 64];
-            loop {
-                let n = r.read_data(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-            }
-            got.push((e.path.to_string(), e.kind, data));
-        }
+        let got: Vec<_> = (crate::testing::read_entries(&mut *r).unwrap().into_iter())
+            .map(|(e, data)| (e.path.to_string(), e.kind, data))
+            .collect();
         let link = |t: &[u8]| EntryKind::HardLink { target: lp(t) };
         let file = |n| EntryKind::File {
             size: n,

@@ -256,20 +256,17 @@ impl Upper {
             xattrs,
             ..Metadata::default()
         };
+        // A copied directory or file gets the lower entry's metadata through its descriptor.
+        let copied_meta = |tree: &mut Tree, fd: BorrowedFd<'_>| {
+            tree.apply_meta_fd(fd, path, &meta, Some(meta.mode), true, Owner::Unknown)
+        };
         let ftype = file_type(lst);
         match ftype {
             FileType::Directory => {
                 dir.mkdir(name, 0o700)
                     .map_err(|e| fail("mkdir", io_err(e)))?;
                 let fd = dir.open_dir(name).map_err(|e| fail("open", io_err(e)))?;
-                tree.apply_meta_fd(
-                    fd.as_fd(),
-                    path,
-                    &meta,
-                    Some(meta.mode),
-                    true,
-                    Owner::Unknown,
-                )?;
+                copied_meta(tree, fd.as_fd())?;
             }
             FileType::RegularFile => {
                 let src = rfs::openat(
@@ -283,14 +280,7 @@ impl Upper {
                     .create_file(name, 0o600)
                     .map_err(|e| fail("create", io_err(e)))?;
                 io::copy(&mut File::from(src), &mut dst).map_err(|e| fail("copy its data", e))?;
-                tree.apply_meta_fd(
-                    dst.as_fd(),
-                    path,
-                    &meta,
-                    Some(meta.mode),
-                    true,
-                    Owner::Unknown,
-                )?;
+                copied_meta(tree, dst.as_fd())?;
             }
             FileType::Symlink => {
                 let target = rfs::readlinkat(ldir, name, Vec::new())

@@ -22,21 +22,7 @@ fn write(entries: &[(Entry, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn read_all(tar: &[u8]) -> Result<Vec<(Entry, Vec<u8>)>, Error> {
-    let mut r = TarReader::new(tar);
-    let mut out = Vec::new();
-    while let Some(e) = r.next_entry()? {
-        let mut data = Vec::new();
-        let mut buf = [0u8; 7];
-        loop {
-            let n = r.read_data(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            data.extend_from_slice(&buf[..n]);
-        }
-        out.push((e, data));
-    }
-    Ok(out)
+    crate::testing::read_entries(TarReader::new(tar))
 }
 
 /// A raw header block with the given name, type and size (ustar, mode 0644).

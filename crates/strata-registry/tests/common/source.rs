@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use strata_registry::{Digest, Error, PushOptions, Pushed, Repository};
+use strata_registry::{Digest, Error, PushOptions, Pushed, Repository, RepositoryName};
 
 /// `size` incompressible bytes determined by `seed`; byte `i` depends only on
 /// `(seed, i)`, so seeking is free.
@@ -38,6 +38,34 @@ impl Pattern {
 
     pub fn push_with(&self, repo: &Repository, options: PushOptions<'_>) -> Result<Pushed, Error> {
         repo.push_blob(&self.digest(), self.size, self.clone_at(0), options)
+    }
+
+    /// Pushes to `repo`, telling `progress` the bytes sent so far.
+    pub fn push_reporting(
+        &self,
+        repo: &Repository,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Pushed, Error> {
+        let progress = Some(progress);
+        self.push_with(
+            repo,
+            PushOptions {
+                progress,
+                ..PushOptions::default()
+            },
+        )
+    }
+
+    /// Pushes to `repo`, asking the registry to mount the blob from `from` first.
+    pub fn push_mounting(&self, repo: &Repository, from: &RepositoryName) -> Result<Pushed, Error> {
+        let mount_from = Some(from);
+        self.push_with(
+            repo,
+            PushOptions {
+                mount_from,
+                ..PushOptions::default()
+            },
+        )
     }
 
     pub fn to_vec(&self) -> Vec<u8> {

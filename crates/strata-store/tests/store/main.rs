@@ -30,17 +30,7 @@ pub fn id(s: &str) -> LayerId {
     LayerId::new(s).unwrap_or_else(|e| panic!("{s:?} is not a layer ID: {e}"))
 }
 
-/// An error with its sources, as the CLI shows it (`a: b: c`).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
+pub use strata_testkit::error_chain as chain;
 
 /// Fails unless `r` is an error whose text (with its sources) contains `needle`; returns
 /// that text.

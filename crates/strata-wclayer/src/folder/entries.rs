@@ -302,38 +302,46 @@ impl LayerReader for LayerFolderReader {
 
 #[cfg(test)]
 mod tests {
-    use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter, SparseExtent};
+    use std::path::Path;
 
-    use crate::folder::LayerFolderWriter;
+    use strata_layer::{Entry, EntryKind, LayerWriter, SparseExtent};
+    use strata_testkit::entries::{collect, EntryExt};
+
+    use crate::folder::{LayerFolderWriter, WriteSummary};
     use crate::Error;
 
-    fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry::new(LayerPath::from_tar_name(path.as_bytes()).unwrap(), kind)
+    /// A folder of `Files`, `Files/a.txt` (8 bytes, only `extents` stored, their data
+    /// written in `chunks`) and its alternate stream `Files/a.txt:s` holding `hi`.
+    fn sparse_file_with_a_stream(
+        layer: &Path,
+        extents: &[(u64, u64)],
+        chunks: &[&[u8]],
+    ) -> WriteSummary {
+        let mut w = LayerFolderWriter::create(layer, &[]).unwrap();
+        LayerWriter::add(&mut w, &Entry::dir("Files")).unwrap();
+        let mut a = Entry::file("Files/a.txt", 8);
+        a.kind = EntryKind::File {
+            size: 8,
+            sparse: Some(
+                (extents.iter())
+                    .map(|&(offset, len)| SparseExtent { offset, len })
+                    .collect(),
+            ),
+        };
+        LayerWriter::add(&mut w, &a).unwrap();
+        for chunk in chunks {
+            w.write_data(chunk).unwrap();
+        }
+        LayerWriter::add(&mut w, &Entry::file("Files/a.txt:s", 2)).unwrap();
+        w.write_data(b"hi").unwrap();
+        LayerWriter::finish(w).unwrap()
     }
 
     #[test]
     fn entries_become_backup_streams_with_sparse_holes_and_alternate_streams() {
         let tmp = tempfile::tempdir().unwrap();
         let layer = tmp.path().join("layer");
-        let mut w = LayerFolderWriter::create(&layer, &[]).unwrap();
-        LayerWriter::add(&mut w, &entry("Files", EntryKind::Dir)).unwrap();
-        let sparse = EntryKind::File {
-            size: 8,
-            sparse: Some(vec![
-                SparseExtent { offset: 2, len: 2 },
-                SparseExtent { offset: 5, len: 1 },
-            ]),
-        };
-        LayerWriter::add(&mut w, &entry("Files/a.txt", sparse)).unwrap();
-        w.write_data(b"x").unwrap();
-        w.write_data(b"yz").unwrap();
-        let ads = EntryKind::File {
-            size: 2,
-            sparse: None,
-        };
-        LayerWriter::add(&mut w, &entry("Files/a.txt:s", ads)).unwrap();
-        w.write_data(b"hi").unwrap();
-        let summary = LayerWriter::finish(w).unwrap();
+        let summary = sparse_file_with_a_stream(&layer, &[(2, 2), (5, 1)], &[b"x", b"yz"]);
         assert_eq!(
             (summary.entries, summary.size, summary.alternate_streams),
             (2, 8, 1)
@@ -350,43 +358,17 @@ mod tests {
     #[test]
     fn the_reader_gives_back_entries_in_gowinio_form_with_their_data() {
         use strata_layer::tar::HeaderStyle;
-        use strata_layer::LayerReader;
 
         use crate::folder::{LayerChain, LayerFolderReader};
 
         let tmp = tempfile::tempdir().unwrap();
         let layer = tmp.path().join("layer");
-        let mut w = LayerFolderWriter::create(&layer, &[]).unwrap();
-        LayerWriter::add(&mut w, &entry("Files", EntryKind::Dir)).unwrap();
-        let sparse = EntryKind::File {
-            size: 8,
-            sparse: Some(vec![SparseExtent { offset: 2, len: 3 }]),
-        };
-        LayerWriter::add(&mut w, &entry("Files/a.txt", sparse)).unwrap();
-        w.write_data(b"xyz").unwrap();
-        let ads = EntryKind::File {
-            size: 2,
-            sparse: None,
-        };
-        LayerWriter::add(&mut w, &entry("Files/a.txt:s", ads)).unwrap();
-        w.write_data(b"hi").unwrap();
-        LayerWriter::finish(w).unwrap();
+        sparse_file_with_a_stream(&layer, &[(2, 3)], &[b"xyz"]);
 
         let mut r = LayerFolderReader::open(&LayerChain::new(&layer, &[])).unwrap();
-        let mut got = Vec::new();
-        while let Some(e) = r.next_entry().unwrap() {
-            let mut data = Vec::new();
-            let mut buf = [0u8; 2];
-            loop {
-                let n = r.read_data(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(data.len() as u64, e.kind.data_len(), "{}", e.path);
-            got.push((e.path.to_string(), e.kind, e.header, data));
-        }
+        let got: Vec<_> = (collect(&mut r).unwrap().into_iter())
+            .map(|i| (i.name(), i.entry.kind, i.entry.header, i.data))
+            .collect();
         let file = |size| EntryKind::File { size, sparse: None };
         let go = |mode| HeaderStyle::GoPax { mode };
         assert_eq!(
@@ -416,9 +398,8 @@ mod tests {
     fn a_refused_entry_keeps_its_windows_error_through_the_trait() {
         let tmp = tempfile::tempdir().unwrap();
         let mut w = LayerFolderWriter::create(&tmp.path().join("layer"), &[]).unwrap();
-        LayerWriter::add(&mut w, &entry("Files", EntryKind::Dir)).unwrap();
-        let err =
-            LayerWriter::add(&mut w, &entry("Files/a.$wcidirs$", EntryKind::Dir)).unwrap_err();
+        LayerWriter::add(&mut w, &Entry::dir("Files")).unwrap();
+        let err = LayerWriter::add(&mut w, &Entry::dir("Files/a.$wcidirs$")).unwrap_err();
         assert!(matches!(err, strata_layer::Error::Format(_)), "{err:?}");
         match Error::from(err) {
             Error::BadName { name, reason } => {
@@ -430,11 +411,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let short = EntryKind::File {
-            size: 3,
-            sparse: None,
-        };
-        LayerWriter::add(&mut w, &entry("Files/b", short)).unwrap();
+        LayerWriter::add(&mut w, &Entry::file("Files/b", 3)).unwrap();
         w.write_data(b"ab").unwrap();
         let err = Error::from(LayerWriter::finish(w).unwrap_err());
         assert_eq!(err.to_string(), "tar entry `Files/b`: the data ends early");
