@@ -610,41 +610,19 @@ fn load_into_store(
 #[test]
 fn a_store_load_of_layers_at_once_ends_as_one_by_one() {
     let layers = || {
-        let item = |name: &str, kind, data: &[u8]| {
-            let mut e = Entry::new(LayerPath::from_tar_name(name.as_bytes()).unwrap(), kind);
-            e.meta.mode = if data.is_empty() { 0o755 } else { 0o644 };
-            (e, data.to_vec())
-        };
-        let file = |n: &[u8]| EntryKind::File {
-            size: n.len() as u64,
-            sparse: None,
-        };
-        let tar = |items: Vec<(Entry, Vec<u8>)>| {
-            let mut w = TarWriter::new(Vec::new());
-            for (e, data) in &items {
-                w.add(e).unwrap();
-                if !data.is_empty() {
-                    w.write_data(data).unwrap();
-                }
-            }
-            w.finish().unwrap()
-        };
         vec![
-            tar(vec![
-                item("etc", EntryKind::Dir, b""),
-                item("etc/a", file(b"a\n"), b"a\n"),
-                item("etc/keep", file(b"k\n"), b"k\n"),
+            tar(&[
+                Item::dir("etc"),
+                Item::file("etc/a", "a\n"),
+                Item::file("etc/keep", "k\n"),
             ]),
-            tar(vec![
-                item("etc", EntryKind::Dir, b""),
-                item("etc/a", EntryKind::Whiteout, b""),
-                item("etc/b", file(b"b\n"), b"b\n"),
+            tar(&[
+                Item::dir("etc"),
+                Item::of(Entry::whiteout("etc/a")),
+                Item::file("etc/b", "b\n"),
             ]),
-            tar(vec![
-                item("opt", EntryKind::Dir, b""),
-                item("opt/run", file(b"#!\n"), b"#!\n"),
-            ]),
-            tar(vec![item("etc", EntryKind::Opaque, b"")]),
+            tar(&[Item::dir("opt"), Item::file("opt/run", "#!\n")]),
+            tar(&[Item::of(Entry::opaque("etc"))]),
         ]
     };
     let held = |store: &strata_store::Store| {
