@@ -4,7 +4,8 @@
 //! and the shared test data are ([`corpus`]), running a command with a timeout ([`run`]),
 //! hashing through `sha256sum` ([`hash`]), tree listings and assertions on a directory
 //! tree ([`tree`]), building layer entries in a line each and reading a layer back
-//! ([`entries`]), and the sentinel that hostile layers aim at ([`hostile`]).
+//! ([`entries`]), the sentinel that hostile layers aim at ([`hostile`]), and the check that every
+//! file of a crate's one test binary is built ([`test_binary`]).
 //!
 //! The corpus is built by `CORPUS_SIZE=small ../shared/testdata/make-corpus.sh
 //! target/corpus`; tests find it through `STRATA_CORPUS`, else `<workspace>/target/corpus`,
@@ -32,6 +33,7 @@ pub mod entries;
 pub mod hash;
 pub mod hostile;
 pub mod run;
+pub mod test_binary;
 pub mod tree;
 
 pub use corpus::*;
