@@ -145,6 +145,16 @@ impl ImageConfig {
         &self.view.os
     }
 
+    /// The form of the image's layers: Windows layers (`Files/`, `Hives/`) for `os:
+    /// windows`, trees for every other OS.
+    pub fn layer_os(&self) -> strata_store::Os {
+        if self.os() == "windows" {
+            strata_store::Os::Windows
+        } else {
+            strata_store::Os::Linux
+        }
+    }
+
     /// The CPU architecture, in Go's names (`amd64`, `arm64`).
     pub fn architecture(&self) -> &str {
         &self.view.architecture

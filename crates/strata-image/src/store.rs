@@ -654,7 +654,7 @@ impl StoreDestination {
             .map(|i| layer_id(&current.chains[i]));
         let compression = info.compression();
         let mut apply = self.apply.clone();
-        if current.config.os() == "windows" {
+        if current.config.layer_os() == Os::Windows {
             apply.os = Os::Windows;
         }
         let options = ImportOptions {

@@ -21,6 +21,7 @@ use strata_layer::digest::Hasher;
 use strata_layer::dir_reader::DirReader;
 use strata_layer::tar::TarReader;
 use strata_layer::{Entry, LayerReader, Timestamp};
+use strata_store::Os;
 use strata_wclayer::windowsify::{windowsify, SecurityChoice};
 
 use crate::ids::{DiffId, Digest};
@@ -47,26 +48,6 @@ pub struct PreparedLayer {
     pub warnings: Vec<String>,
 }
 
-/// The operating system of the image a layer goes on: its tar's form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LayerOs {
-    /// A Linux layer: the tree as it is.
-    Linux,
-    /// A Windows layer: `Files/` and `Hives/`, as hcsshim's writer expects.
-    Windows,
-}
-
-impl LayerOs {
-    /// `Windows` for an image whose config says `os: windows`.
-    pub fn of(os: &str) -> LayerOs {
-        if os == "windows" {
-            LayerOs::Windows
-        } else {
-            LayerOs::Linux
-        }
-    }
-}
-
 /// Packs `input` (a directory or a tar file) into a blob compressed as `compression`,
 /// in `staging` (as `layer-N`) where it must be written; for `os` Windows, as a Windows
 /// layer. With `clamp`, file times later than it are set to it (SOURCE_DATE_EPOCH, as
@@ -77,7 +58,7 @@ pub fn prepare(
     staging: &Path,
     compression: Compression,
     clamp: Option<i64>,
-    os: LayerOs,
+    os: Os,
 ) -> Result<PreparedLayer, Error> {
     let meta = std::fs::metadata(input)
         .map_err(|e| Error::io(format!("cannot read layer {}", input.display()), e))?;
@@ -95,7 +76,7 @@ pub fn prepare(
         File::create(&out_path)
             .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))
     };
-    if os == LayerOs::Windows && (meta.is_dir() || meta.is_file() && !is_windows_layer(input)?) {
+    if os == Os::Windows && (meta.is_dir() || meta.is_file() && !is_windows_layer(input)?) {
         return prepare_windows(
             input,
             meta.is_dir(),

@@ -51,7 +51,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use strata_layer::compress::Compression;
 
 pub use config::ConfigChanges;
-pub use layer::{LayerOs, PreparedLayer};
+pub use layer::PreparedLayer;
 
 use crate::gojson::{self, GoTime};
 use crate::ids::{chain_ids, sha256};
@@ -241,8 +241,8 @@ impl EditedSource {
             });
         };
         let base = inner.open_image(summary)?;
-        let os = layer::LayerOs::of(base.config.os());
-        if options.flatten && os == layer::LayerOs::Windows {
+        let os = base.config.layer_os();
+        if options.flatten && os == strata_store::Os::Windows {
             return Err(Error::Unsupported(format!(
                 "{}: flattening a Windows image is refused: its layers are Windows layer \
                  diffs (Files/, Hives/, tombstones) on a base layer that is usually foreign \
@@ -273,7 +273,7 @@ impl EditedSource {
                 staging.path(),
                 options.compression,
                 options.clamp_mtime,
-                layer::LayerOs::Linux,
+                strata_store::Os::Linux,
             )?;
             merged.created_by = "strata flatten".into();
             added.push(merged);

@@ -178,11 +178,17 @@ impl Store {
         let (fill, kept, recipe) = self.fill_with(driver, input, options, |input, recipe| {
             driver.apply(&target, input, &options.apply, recipe)
         })?;
+        self.place_recipe(driver, id, recipe)?;
+        Ok((fill, kept))
+    }
+
+    /// Puts the recipe [`fill_with`](Self::fill_with) wrote in `recipe` in place as layer
+    /// `id`'s, when its driver rebuilds exactly, and ends that staging entry.
+    fn place_recipe(&self, driver: &dyn Driver, id: &LayerId, recipe: Staging) -> Result<()> {
         if driver.rebuilds_exactly() {
             rename(&recipe.path().join("recipe"), &self.paths.recipe(id))?;
         }
-        recipe.done()?;
-        Ok((fill, kept))
+        recipe.done()
     }
 
     /// Runs `apply` (a driver's apply of `input`, writing the recipe at the path it is
@@ -338,13 +344,9 @@ impl Store {
         row.depth = chain.first().map_or(1, |p| p.depth + 1);
         self.commit_layer(staging, &row, State::Importing)?;
         drop(parent_lock);
-        let recorded = if driver.rebuilds_exactly() {
-            rename(&recipe.path().join("recipe"), &self.paths.recipe(id))
-        } else {
-            Ok(())
-        }
-        .and_then(|()| recipe.done())
-        .and_then(|()| self.record_applied(id, &fill.diff, kept, options));
+        let recorded = self
+            .place_recipe(driver, id, recipe)
+            .and_then(|()| self.record_applied(id, &fill.diff, kept, options));
         match recorded {
             Ok(()) => {
                 drop(lock);
