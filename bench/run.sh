@@ -14,6 +14,7 @@
 #   FSES="tmpfs disk" file systems raced on (the issue targets are on tmpfs)
 #   ONLY=layers       stop after the layer races and bench/load.sh (skip registry, wclayer,
 #                     store and image)
+#   RESULTS=FILE      where the tables go (default bench/results-YYYY-MM-DD.md, replaced)
 #
 # Strata and its peer race in turn, run by run (bench/lib.sh `race`): the machine's load
 # then moves both alike, and the median of the per-pair ratios is the number that holds
@@ -218,7 +219,8 @@ LOAD_AFTER=$(loadavg)
 
 # --- report -------------------------------------------------------------------------
 date_utc=$(date -u +%F)
-results=$ROOT/bench/results-$date_utc.md
+results=${RESULTS:-$ROOT/bench/results-$date_utc.md}
+export RESULTS=$results
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
 dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)' || true)
 {

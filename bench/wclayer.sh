@@ -72,7 +72,7 @@ rss_le=$(rss "$STRATA" -q layer pack "$W/D3" -o /dev/null)
 mwi=$(median "${wi[@]}"); mli=$(median "${li[@]}"); mwe=$(median "${we[@]}"); mle=$(median "${le[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 mbs() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.0f", m / s }'; }
-results=$ROOT/bench/results-$(date +%F).md
+results=${RESULTS:-$ROOT/bench/results-$(date +%F).md}
 {
   echo
   echo "## Windows layers (bench/wclayer.sh): $FILES small files, Windows layer $mb MB, Linux layer $lmb MB, tmpfs, median of $N"
