@@ -88,11 +88,11 @@ fn pack_stream<R: LayerReader, W: Write + Send>(
     } else {
         Hasher::default()
     };
-    let sink = BufWriter::with_capacity(1 << 20, out);
+    // Uncompressed, the output gets the stream's chunks as they are: no copy into a buffer.
     let sink: Box<dyn Write + Send> = if compression == Compression::None {
-        Box::new(sink)
+        Box::new(out)
     } else {
-        Box::new(blob.writer(sink))
+        Box::new(blob.writer(BufWriter::with_capacity(1 << 20, out)))
     };
     let compressor =
         Compressor::new(sink, compression).map_err(|e| Error::io("starting compression", e))?;
