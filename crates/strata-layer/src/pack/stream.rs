@@ -40,9 +40,9 @@ struct Chunk {
 }
 
 /// File data the output thread reads into `buf[at..at + file.size()]`.
-struct Hole {
-    at: usize,
-    file: OpenFile,
+pub(super) struct Hole {
+    pub(super) at: usize,
+    pub(super) file: OpenFile,
 }
 
 impl Chunk {
@@ -104,19 +104,20 @@ pub(super) fn spawn<'scope, W: Write + Send + 'scope>(
 
 /// Reads the whole data of a hole's file into its place in `buf`. The byte after the
 /// hole (asked for to notice a file that grew) is put back.
-fn fill_hole(
+pub(super) fn fill_hole(
     buf: &mut [u8],
-    mut hole: Hole,
+    hole: Hole,
     root: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<(), Error> {
+    let Hole { at, mut file } = hole;
     // The hole fits the chunk: `leave_hole` made sure.
-    let end = hole.at + hole.file.size() as usize;
+    let end = at + file.size() as usize;
     let probe_end = (end + 1).min(buf.len());
     let after = buf.get(end).copied();
-    let mut at = hole.at;
+    let mut at = at;
     while at < end {
-        let n = hole.file.read(root, &mut buf[at..probe_end], warnings)?;
+        let n = file.read(root, &mut buf[at..probe_end], warnings)?;
         if n == 0 {
             break;
         }
@@ -132,10 +133,7 @@ impl<W> StreamWriter<'_, W> {
     /// Whether the output thread has little queued, so that reading a file there costs
     /// the walk nothing.
     pub(super) fn output_idle(&self) -> bool {
-        static X: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new(); // XPERIMENT
-        let limit = *X.get_or_init(|| match std::env::var("XPACK_IDLE") { Ok(v) if v == "off" => None, Ok(v) => v.parse().ok(), Err(_) => Some(IDLE_IN_FLIGHT) }); // XPERIMENT
-        let Some(limit) = limit else { return false }; // XPERIMENT
-        self.in_flight.load(Ordering::Relaxed) <= limit
+        self.in_flight.load(Ordering::Relaxed) <= IDLE_IN_FLIGHT
     }
 
     fn send(&mut self) -> io::Result<()> {
@@ -198,10 +196,12 @@ impl<W> StreamWriter<'_, W> {
     pub(super) fn finish(mut self) -> Result<(W, Vec<String>), Error> {
         let sent = self.send();
         drop(self.chunks.take());
-        let written = self
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::io("writing the layer", io::Error::other("the output thread panicked"))));
+        let written = self.thread.join().unwrap_or_else(|_| {
+            Err(Error::io(
+                "writing the layer",
+                io::Error::other("the output thread panicked"),
+            ))
+        });
         let done = written?;
         sent.map_err(|e| Error::io("writing the tar stream", e))?;
         Ok(done)
