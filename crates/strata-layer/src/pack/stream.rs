@@ -161,7 +161,7 @@ impl<W> StreamWriter<'_, W> {
         read: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
     ) -> Result<u64, Error> {
         let want = usize::try_from(max).unwrap_or(usize::MAX).min(CHUNK);
-        if CHUNK - self.current.filled < want.min(MIN_READ).max(1) {
+        if CHUNK - self.current.filled < want.clamp(1, MIN_READ) {
             self.send()
                 .map_err(|e| Error::io("writing the tar stream", e))?;
         }
