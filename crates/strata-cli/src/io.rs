@@ -26,9 +26,16 @@ pub fn write_output<T>(
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>,
 ) -> Result<T> {
     if path == Path::new("-") {
-        let mut stdout = io::stdout();
-        let v = write(&mut stdout)?;
+        // Straight to the descriptor: std's stdout is line-buffered, which cuts binary
+        // output at its newline bytes and copies what follows the last one.
+        let mut stdout = io::stdout().lock();
         stdout.flush()?;
+        let fd = std::os::fd::AsFd::as_fd(&stdout)
+            .try_clone_to_owned()
+            .context("cannot write to standard output")?;
+        let mut raw = io::BufWriter::with_capacity(64 * 1024, File::from(fd));
+        let v = write(&mut raw)?;
+        raw.flush()?;
         return Ok(v);
     }
     let dir = match path.parent() {

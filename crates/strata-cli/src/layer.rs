@@ -189,7 +189,9 @@ fn pack_cmd(dir: &Path, output: &Path, compression: Compression, out: &Output) -
     }
     let bar = out.progress("packing", None);
     let s = write_output(output, |w| {
-        let w = bar.wrap_write(BufWriter::with_capacity(1 << 20, w));
+        // No buffer here: pack writes its output in large chunks (and buffers it itself
+        // when compressing).
+        let w = bar.wrap_write(w);
         pack::pack(dir, w, compression).with_context(|| format!("cannot pack {}", dir.display()))
     })?;
     out.warnings(&s.warnings);

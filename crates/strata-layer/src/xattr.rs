@@ -16,9 +16,11 @@ use rustix::io::Errno;
 
 use crate::{LayerPath, Xattr};
 
-/// Linux caps an xattr name list and an xattr value at 64 KiB each (`XATTR_LIST_MAX`,
-/// `XATTR_SIZE_MAX`), so buffers of this size never see `ERANGE` there.
-const XATTR_BUF_LEN: usize = 64 * 1024;
+/// The first size of the name list and value buffers; they grow when a call says
+/// `ERANGE`. Small on purpose: the kernel allocates (and for a value, zeroes) a buffer of
+/// the size asked for on every call, so a 64 KiB buffer (`XATTR_LIST_MAX`) cost a
+/// multi-page allocation per entry read, where most entries have no xattrs at all.
+const XATTR_BUF_LEN: usize = 256;
 
 /// The namespace overlayfs keeps its bookkeeping in.
 pub(crate) const OVERLAY_PREFIX: &[u8] = b"trusted.overlay.";

@@ -141,12 +141,76 @@ struct Level {
     next: usize,
 }
 
-/// The regular file whose entry was returned last.
-struct OpenFile {
+/// The regular file whose entry was returned last; [`DirReader::take_file`] hands it to
+/// whoever reads its data elsewhere (the pack pipeline's output thread).
+pub(crate) struct OpenFile {
     fd: OwnedFd,
     path: LayerPath,
     size: u64,
     remaining: u64,
+}
+
+impl OpenFile {
+    /// The size the file had when its entry was made: exactly what [`OpenFile::read`]
+    /// delivers in all.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads the next data into `buf`; 0 once `size` bytes were delivered. A file that
+    /// ends early is an error; one that grew delivers `size` bytes and leaves a warning.
+    /// When the rest fits in `buf` with a byte to spare, that byte is asked for too (to
+    /// notice growth), so it may be overwritten.
+    pub(crate) fn read(
+        &mut self,
+        root: &Path,
+        buf: &mut [u8],
+        warnings: &mut Vec<String>,
+    ) -> Result<usize, Error> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        // When the rest fits in `buf`, ask for one byte more: getting it means the file grew.
+        let want = match usize::try_from(self.remaining) {
+            Ok(rest) if rest < buf.len() => rest + 1,
+            _ => buf.len(),
+        };
+        loop {
+            match rustix::io::read(&self.fd, &mut buf[..want]) {
+                Ok(0) => {
+                    return Err(io_error(
+                        root,
+                        "file changed while being read:",
+                        &self.path,
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "it ended after {} of the {} bytes it had when listed",
+                                self.size - self.remaining,
+                                self.size
+                            ),
+                        ),
+                    ));
+                }
+                Ok(n) => {
+                    let n64 = n as u64;
+                    if n64 > self.remaining {
+                        warnings.push(format!(
+                            "`{}` grew while being read; stored its first {} bytes",
+                            self.path, self.size
+                        ));
+                        let rest = want - 1;
+                        self.remaining = 0;
+                        return Ok(rest);
+                    }
+                    self.remaining -= n64;
+                    return Ok(n);
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(io_error(root, "cannot read", &self.path, e.into())),
+            }
+        }
+    }
 }
 
 /// The fields of a `stat` this reader uses, in fixed types on every architecture.
@@ -298,6 +362,17 @@ impl DirReader {
         self.file.as_ref().map(|f| f.fd.as_fd())
     }
 
+    /// Takes the open regular file of the entry returned last, for its data to be read
+    /// elsewhere ([`OpenFile::read`]); [`LayerReader::read_data`] then delivers nothing.
+    pub(crate) fn take_file(&mut self) -> Option<OpenFile> {
+        self.file.take()
+    }
+
+    /// The root as given to [`DirReader::open`], for the messages of [`OpenFile::read`].
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Things skipped so far (sockets, unreadable xattrs, entries that vanished, files that
     /// grew while read), one human sentence each, with the path.
     pub fn warnings(&self) -> &[String] {
@@ -330,51 +405,9 @@ impl LayerReader for DirReader {
     }
 
     fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let Some(f) = self.file.as_mut() else {
-            return Ok(0);
-        };
-        if f.remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        // When the rest fits in `buf`, ask for one byte more: getting it means the file grew.
-        let want = match usize::try_from(f.remaining) {
-            Ok(rest) if rest < buf.len() => rest + 1,
-            _ => buf.len(),
-        };
-        loop {
-            match rustix::io::read(&f.fd, &mut buf[..want]) {
-                Ok(0) => {
-                    return Err(io_error(
-                        &self.root,
-                        "file changed while being read:",
-                        &f.path,
-                        io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!(
-                                "it ended after {} of the {} bytes it had when listed",
-                                f.size - f.remaining,
-                                f.size
-                            ),
-                        ),
-                    ));
-                }
-                Ok(n) => {
-                    let n64 = n as u64;
-                    if n64 > f.remaining {
-                        self.warnings.push(format!(
-                            "`{}` grew while being read; stored its first {} bytes",
-                            f.path, f.size
-                        ));
-                        let rest = want - 1;
-                        f.remaining = 0;
-                        return Ok(rest);
-                    }
-                    f.remaining -= n64;
-                    return Ok(n);
-                }
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(io_error(&self.root, "cannot read", &f.path, e.into())),
-            }
+        match self.file.as_mut() {
+            Some(f) => f.read(&self.root, buf, &mut self.warnings),
+            None => Ok(0),
         }
     }
 }

@@ -651,3 +651,33 @@ fn a_filter_picks_entries_and_links_point_only_to_returned_names() {
         }
     );
 }
+
+#[test]
+fn xattr_lists_and_values_longer_than_the_first_buffers_come_back_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    fs::write(p.join("f"), "x").unwrap();
+    let f = fs::File::open(p.join("f")).unwrap();
+    let flags = rfs::XattrFlags::empty();
+    let mut want = Vec::new();
+    // 12 names make a list of 444 bytes; one value of 1500 bytes (ext4 holds 4 KiB of
+    // xattrs per inode).
+    for i in 0..12 {
+        let name = format!("user.a-rather-long-attribute-name-{i:02}");
+        rfs::fsetxattr(&f, &name, b"v", flags).unwrap();
+        want.push(Xattr {
+            name: name.into_bytes(),
+            value: b"v".to_vec(),
+        });
+    }
+    let long: Vec<u8> = (0..1500).map(|i| (i % 253) as u8).collect();
+    rfs::fsetxattr(&f, "user.long", &long, flags).unwrap();
+    want.push(Xattr {
+        name: b"user.long".to_vec(),
+        value: long,
+    });
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    let got = all(&mut DirReader::open(p).unwrap());
+    assert_eq!(got.len(), 1);
+    assert!(got[0].meta.xattrs == want, "{:?}", got[0].meta.xattrs);
+}

@@ -479,3 +479,31 @@ fn moby_headers_are_the_bytes_of_docker_save() {
     assert_eq!(&tar[100..108], b"0100644\0");
     assert_eq!(&tar[2 * BLOCK + 100..2 * BLOCK + 108], b"0120000\0");
 }
+
+#[test]
+fn write_data_with_delivers_into_the_output_and_refuses_more_than_expected() {
+    let path = LayerPath::from_tar_name(b"f").unwrap();
+    let file = Entry::new(
+        path,
+        EntryKind::File {
+            size: 5,
+            sparse: None,
+        },
+    );
+    let mut w = TarWriter::new(Vec::new());
+    w.add(&file).unwrap();
+    let first = w
+        .write_data_with(|out, left| {
+            assert_eq!(left, 5);
+            out.extend_from_slice(b"ab");
+            Ok(2)
+        })
+        .unwrap();
+    assert_eq!(first, 2);
+    let err = w.write_data_with(|_, left| Ok(left + 1)).unwrap_err();
+    assert!(matches!(err, Error::Misuse(_)), "{err}");
+    assert!(
+        err.to_string().contains("4 data bytes written where 3"),
+        "{err}"
+    );
+}

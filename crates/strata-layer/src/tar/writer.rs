@@ -49,6 +49,11 @@ impl<W: Write> TarWriter<W> {
         }
     }
 
+    /// The output.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Entries written so far.
     pub fn entries(&self) -> u64 {
         self.written
@@ -167,6 +172,52 @@ impl<W: Write> TarWriter<W> {
             self.end_entry()?;
         }
         Ok(())
+    }
+
+    /// Delivers the next data bytes of the current regular file like
+    /// [`write_data`](LayerWriter::write_data), but lets `fill` put them straight into the
+    /// output, so that they need not pass through a buffer of the caller first: `fill` is
+    /// given the output and how many data bytes the entry still expects, writes at most
+    /// that many, and returns how many it wrote. Not for a sparse entry (its holes are
+    /// written by `write_data`).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use strata_layer::tar::TarWriter;
+    /// use strata_layer::{Entry, EntryKind, LayerPath, LayerWriter};
+    /// let mut w = TarWriter::new(Vec::new());
+    /// let file = Entry::new(LayerPath::from_tar_name(b"f").unwrap(), EntryKind::File { size: 3, sparse: None });
+    /// w.add(&file).unwrap();
+    /// let n = w.write_data_with(|out, left| {
+    ///     out.write_all(&b"abc"[..left as usize]).unwrap();
+    ///     Ok(left)
+    /// }).unwrap();
+    /// assert_eq!(n, 3);
+    /// let tar = w.finish().unwrap();
+    /// assert_eq!(&tar[512..516], b"abc\0");
+    /// assert_eq!(tar.len(), 512 * 4);
+    /// ```
+    pub fn write_data_with(
+        &mut self,
+        fill: impl FnOnce(&mut W, u64) -> Result<u64, Error>,
+    ) -> Result<u64, Error> {
+        if self.sparse.is_some() {
+            return Err(Error::Misuse(
+                "the data of a sparse entry goes through write_data".into(),
+            ));
+        }
+        let n = fill(&mut self.out, self.data_left)?;
+        if n > self.data_left {
+            return Err(Error::Misuse(format!(
+                "{n} data bytes written where {} were expected",
+                self.data_left
+            )));
+        }
+        self.data_left -= n;
+        if self.data_left == 0 {
+            self.end_entry()?;
+        }
+        Ok(n)
     }
 }
 
