@@ -94,7 +94,7 @@ LOAD_AFTER=$(loadavg)
 echo "## Load into an overlay store: layers in parallel (targets: --jobs 2 >= 1.5x --jobs 1, >= 10x podman load)"
 echo
 echo "\`strata load -i\` of the corpus docker-archive ($(awk -v b="$BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }'), 5 plain layers) into a fresh overlay store on tmpfs: each layer verified against its diffID, unpacked with its recipe, made visible only once its parent is."
-echo "With --jobs J above 1, J layers run at once, each in its own directory; what needs to see a lower layer (a missing parent directory, a whiteout, a hard link to a lower file, an opaque directory) waits for it, and a layer waiting for its parent (there, or complete and waiting to be committed) gives its slot to the next layer (2J in hand)."
+echo "With --jobs J above 1, J layers run at once, each in its own directory; what needs to see a lower layer (a missing parent directory, a whiteout, a hard link to a lower file, an opaque directory) waits for it, and a layer waiting for its parent gives its slot to the next layer (2J in hand): a layer complete but for its commit needs none back, one with more to write takes the next free slot before any layer not yet started, and those start in layer order."
 echo "The jobs values run in turn, round by round (order rotating), $N rounds after a warm-up; the ratio is the median of the per-round ratios against --jobs ${JOBS[0]}."
 echo "Load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER."
 echo

@@ -31,7 +31,7 @@ use strata_layer::compress::{Compression, Compressor};
 use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
     ApplyOptions, BlobLease, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef,
-    NewImage, Os, Store,
+    NewImage, Os, ParentWait, Store,
 };
 
 use crate::config::ImageConfig;
@@ -501,49 +501,99 @@ impl Current {
 }
 
 /// The layers a destination may run at once: taken by each layer it applies, given
-/// back while the layer waits for its parent.
+/// back while the layer waits for its parent. A free slot goes to the layer that waits
+/// for it first in this order: layers taking their slot back after their parent came
+/// (their children wait for them, and they hold a staged directory and an open stream
+/// meanwhile), then layers not yet started, each kind lowest index first (the order in
+/// which they are committed).
 struct Slots {
-    free: Mutex<usize>,
-    freed: Condvar,
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+struct SlotState {
+    free: usize,
+    /// Who waits for a slot: (0 to take it back or 1 for a first one, layer index).
+    waiting: std::collections::BTreeSet<(u8, usize)>,
 }
 
 impl Slots {
     fn new(n: usize) -> Slots {
         Slots {
-            free: Mutex::new(n),
-            freed: Condvar::new(),
+            state: Mutex::new(SlotState {
+                free: n,
+                waiting: std::collections::BTreeSet::new(),
+            }),
+            changed: Condvar::new(),
         }
     }
 
-    /// Waits for a free slot and takes it.
-    fn take(&self) {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
+    /// Waits until a slot is free and `who` comes first of those waiting, takes it.
+    fn take(&self, who: (u8, usize)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.waiting.insert(who);
+        while state.free == 0 || state.waiting.first() != Some(&who) {
+            state = self
+                .changed
+                .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        *free -= 1;
+        state.waiting.remove(&who);
+        state.free -= 1;
+        // The next in line may have a slot too.
+        self.changed.notify_all();
+    }
+
+    /// A slot for layer `index` to start on, held until the guard drops.
+    fn hold(&self, index: usize) -> SlotHeld<'_> {
+        self.take((1, index));
+        SlotHeld {
+            slots: self,
+            index,
+            held: Mutex::new(true),
+        }
     }
 
     fn give(&self) {
-        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.freed.notify_one();
-    }
-
-    /// [`take`](Self::take), given back when the guard drops.
-    fn hold(&self) -> SlotHeld<'_> {
-        self.take();
-        SlotHeld(self)
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .free += 1;
+        self.changed.notify_all();
     }
 }
 
-struct SlotHeld<'a>(&'a Slots);
+/// A layer's slot; given back when dropped, unless given up meanwhile.
+struct SlotHeld<'a> {
+    slots: &'a Slots,
+    /// The layer holding it.
+    index: usize,
+    held: Mutex<bool>,
+}
+
+impl SlotHeld<'_> {
+    /// Gives the slot to another layer (while this one waits).
+    fn give_up(&self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::take(&mut *held) {
+            self.slots.give();
+        }
+    }
+
+    /// Takes a slot again after [`give_up`](Self::give_up), before any layer not yet
+    /// started.
+    fn take_back(&self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*held {
+            self.slots.take((0, self.index));
+            *held = true;
+        }
+    }
+}
 
 impl Drop for SlotHeld<'_> {
     fn drop(&mut self) {
-        self.0.give();
+        self.give_up();
     }
 }
 
@@ -646,6 +696,7 @@ impl StoreDestination {
         current: &Current,
         info: &LayerInfo,
         blob: Box<dyn Read + Send + '_>,
+        slot: &SlotHeld<'_>,
     ) -> Result<StoredLayer, Error> {
         let id = layer_id(&info.chain_id);
         let parent = info
@@ -672,11 +723,15 @@ impl StoreDestination {
             let imported = match &parent {
                 // Applied at once, committed after the parent.
                 Some(p) if !current.is_in(info.index - 1) => {
-                    // Waiting, the layer gives its slot to the next one.
-                    let ready = || {
-                        self.slots.give();
+                    // Waiting, the layer gives its slot to the next one; it takes one
+                    // back, before any layer not yet started, only if it has more to
+                    // write (a commit is no work worth a slot).
+                    let ready = |wait: ParentWait| {
+                        slot.give_up();
                         let parent_in = current.wait_for(info.index - 1);
-                        self.slots.take();
+                        if wait == ParentWait::Content {
+                            slot.take_back();
+                        }
                         parent_in.map_err(|e| e.to_string())
                     };
                     self.store.import_after(&id, p, &mut blob, &options, &ready)
@@ -857,11 +912,11 @@ impl ImageDestination for StoreDestination {
             .collect();
         let (info, blob) = layer.into_unverified();
         let index = info.index;
-        let _slot = self.slots.hold();
+        let slot = self.slots.hold(index);
         // The parent may still be coming: the store applies this layer meanwhile, as far
         // as it can without the parent's content, and makes it visible after it.
         let result = if locations.is_empty() || index == 0 || current.is_in(index - 1) {
-            self.import(current, &info, blob)
+            self.import(current, &info, blob, &slot)
         } else {
             // A download must not stall while the apply waits for the parent (the
             // registry would time out): its bytes are taken into the staging area first.
@@ -876,7 +931,7 @@ impl ImageDestination for StoreDestination {
                 drop(file);
                 let file = std::fs::File::open(&spool)
                     .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
-                let stored = self.import(current, &info, Box::new(file))?;
+                let stored = self.import(current, &info, Box::new(file), &slot)?;
                 staging.done()?;
                 Ok(stored)
             })()
@@ -983,4 +1038,71 @@ pub fn remember_push(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free(slots: &Slots) -> usize {
+        slots.state.lock().unwrap().free
+    }
+
+    fn waiting(slots: &Slots) -> usize {
+        slots.state.lock().unwrap().waiting.len()
+    }
+
+    /// The next free slot goes to a layer taking its slot back after its parent came,
+    /// then to the lowest layer not yet started, whichever asked first.
+    #[test]
+    fn slots_go_to_resuming_layers_first_then_in_layer_order() {
+        let slots = Slots::new(1);
+        let resuming = slots.hold(1);
+        resuming.give_up();
+        let running = slots.hold(0);
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for index in [4, 2, 3] {
+                let (slots, order) = (&slots, &order);
+                s.spawn(move || {
+                    let _new = slots.hold(index);
+                    order.lock().unwrap().push(index);
+                });
+                while waiting(slots) < 1 + [4, 2, 3].iter().position(|&i| i == index).unwrap() {
+                    std::thread::yield_now();
+                }
+            }
+            s.spawn(|| {
+                resuming.take_back();
+                order.lock().unwrap().push(1);
+                drop(resuming);
+            });
+            while waiting(&slots) < 4 {
+                std::thread::yield_now();
+            }
+            drop(running);
+        });
+        assert_eq!(*order.lock().unwrap(), [1, 2, 3, 4]);
+        assert_eq!(free(&slots), 1);
+    }
+
+    /// A slot given up is not given back again when its holder ends (a layer that waited
+    /// only for its commit finishes without one).
+    #[test]
+    fn a_slot_given_up_is_given_back_once() {
+        let slots = Slots::new(2);
+        let a = slots.hold(0);
+        let b = slots.hold(1);
+        assert_eq!(free(&slots), 0);
+        a.give_up();
+        a.give_up();
+        assert_eq!(free(&slots), 1);
+        drop(a);
+        assert_eq!(free(&slots), 1);
+        b.give_up();
+        b.take_back();
+        assert_eq!(free(&slots), 1);
+        drop(b);
+        assert_eq!(free(&slots), 2);
+    }
 }

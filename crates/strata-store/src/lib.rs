@@ -125,6 +125,6 @@ pub use snapshots::{
     SnapshotError, SnapshotInfo, SnapshotKind, SnapshotMount, SnapshotUsage, Snapshotter,
 };
 pub use store::{
-    Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails, LayerStatus, Store,
-    StoreOptions,
+    Applied, ApplyOptions, CreateOptions, ImportOptions, Layer, LayerDetails, LayerStatus,
+    ParentWait, Store, StoreOptions,
 };

@@ -250,10 +250,13 @@ impl Store {
     /// [`Store::import`] of a layer whose parent may still be being imported by another
     /// thread of this process, so that the layers of an image are applied at once.
     /// `parent_ready` must return once `parent` is applied, or say why it never will be;
-    /// it is called once, on a thread of its own, when the layer must wait: at the first
-    /// entry that must see the parent's content, else once the layer is complete (not at
-    /// all when it fails first). A caller bounding how many layers it applies at once
-    /// can count a layer in `parent_ready` as not running.
+    /// it is called once, on a thread of its own, when the layer must wait, and told
+    /// where: at the first entry that must see the parent's content
+    /// ([`ParentWait::Content`]: the rest of the layer is applied after it returns), else
+    /// once the layer is complete ([`ParentWait::Commit`]: only the commit is left), and
+    /// not at all when it fails first. A caller bounding how many layers it applies at
+    /// once can count a layer in `parent_ready` as not running, and one that waited
+    /// for the commit as done.
     ///
     /// Meanwhile the layer is written in the staging area, as far as its driver can
     /// without the parent's content ([`Driver::apply_before_parents`]): on an overlay
@@ -271,7 +274,7 @@ impl Store {
         parent: &LayerId,
         input: R,
         options: &ImportOptions,
-        parent_ready: &(dyn Fn() -> std::result::Result<(), String> + Sync),
+        parent_ready: &(dyn Fn(ParentWait) -> std::result::Result<(), String> + Sync),
     ) -> Result<Applied> {
         if self.read(|tx| tx.layer(id))?.is_some() {
             return Err(Error::Exists(id.clone()));
@@ -293,7 +296,8 @@ impl Store {
         // The waiter waits for the parent only when asked: by the driver, at the first
         // entry that must see below, or here once the layer is complete (not at all after
         // a failure). It sends the driver the parents' directories.
-        let (ask, asked) = std::sync::mpsc::channel::<bool>();
+        // `None`: the layer failed and waits for nothing.
+        let (ask, asked) = std::sync::mpsc::channel::<Option<ParentWait>>();
         let (send, receive) =
             std::sync::mpsc::channel::<std::result::Result<Vec<PathBuf>, String>>();
         let (later_id, later_parent, later_ask) = (id.clone(), parent.clone(), ask.clone());
@@ -303,7 +307,7 @@ impl Store {
                 parent: later_parent,
                 reason,
             };
-            let _ = later_ask.send(true);
+            let _ = later_ask.send(Some(ParentWait::Content));
             match receive.recv() {
                 Ok(Ok(dirs)) => Ok(dirs),
                 Ok(Err(reason)) => Err(failed(reason)),
@@ -312,10 +316,11 @@ impl Store {
         });
         let waited = std::thread::scope(|s| {
             let waiter = s.spawn(move || {
-                if asked.recv() != Ok(true) {
+                let Ok(Some(wait)) = asked.recv() else {
                     return None;
-                }
-                let ready = self.wait_for_parent(id, parent, options.apply.os, parent_ready);
+                };
+                let ready =
+                    self.wait_for_parent(id, parent, options.apply.os, || parent_ready(wait));
                 let _ = send.send(match &ready {
                     Ok((chain, _)) => Ok(self.layer_dirs(chain)),
                     Err(e) => Err(e.to_string()),
@@ -325,7 +330,7 @@ impl Store {
             let filled = self.fill_with(driver, input, options, |input, recipe| {
                 driver.apply_before_parents(&target, parents, input, &options.apply, recipe)
             });
-            let _ = ask.send(filled.is_ok());
+            let _ = ask.send(filled.is_ok().then_some(ParentWait::Commit));
             let ready = waiter.join().unwrap_or_else(|_| {
                 Some(Err(Error::Corrupt(
                     "the wait for the parent layer panicked".into(),
@@ -369,7 +374,7 @@ impl Store {
         id: &LayerId,
         parent: &LayerId,
         os: Os,
-        ready: &(dyn Fn() -> std::result::Result<(), String> + Sync),
+        ready: impl FnOnce() -> std::result::Result<(), String>,
     ) -> Result<(Vec<LayerRow>, LayerLock)> {
         ready().map_err(|reason| Error::ParentFailed {
             id: id.clone(),

@@ -156,6 +156,16 @@ impl Default for ApplyOptions {
     }
 }
 
+/// Where a layer imported with [`Store::import_after`] waits for its parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentWait {
+    /// At its first entry that must see the parent's content: the rest of the layer is
+    /// written once the parent is in.
+    Content,
+    /// Complete and checked: only its commit, after the parent's, is left.
+    Commit,
+}
+
 /// How to import a layer (create and apply in one step).
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use strata_layer::compress::Compression;
 use strata_layer::Entry;
-use strata_store::{Applied, Error, ImportOptions, Store};
+use strata_store::{Applied, Error, ImportOptions, ParentWait, Store};
 use strata_testkit::entries::{tar, EntryExt, Item};
 
 use super::{chain, id, listing_of, TestStore};
@@ -39,20 +39,34 @@ fn new_dirs_child() -> Vec<u8> {
     ])
 }
 
-/// What the test gives `import_after` as `parent_ready`: returns what the test sends.
-struct Gate(Mutex<mpsc::Receiver<Result<(), String>>>);
+/// What the test gives `import_after` as `parent_ready`: returns what the test sends,
+/// and keeps where the layer said it waited.
+struct Gate {
+    receive: Mutex<mpsc::Receiver<Result<(), String>>>,
+    waits: Mutex<Vec<ParentWait>>,
+}
 
 fn gate() -> (mpsc::Sender<Result<(), String>>, Gate) {
     let (send, receive) = mpsc::channel();
-    (send, Gate(Mutex::new(receive)))
+    let gate = Gate {
+        receive: Mutex::new(receive),
+        waits: Mutex::new(Vec::new()),
+    };
+    (send, gate)
 }
 
 impl Gate {
-    fn wait(&self) -> Result<(), String> {
-        let receive = self.0.lock().unwrap();
+    fn wait(&self, at: ParentWait) -> Result<(), String> {
+        self.waits.lock().unwrap().push(at);
+        let receive = self.receive.lock().unwrap();
         receive
             .recv()
             .unwrap_or_else(|_| Err("the test ended".into()))
+    }
+
+    /// Where the layer waited, once per call.
+    fn waits(&self) -> Vec<ParentWait> {
+        self.waits.lock().unwrap().clone()
     }
 }
 
@@ -153,8 +167,9 @@ fn overlay_applies_a_layer_before_its_parent_and_commits_it_after() {
     let opts = ImportOptions::default();
     let (store, gate, opts) = (&t.store, &gate, &opts);
     std::thread::scope(|s| {
-        let c =
-            s.spawn(move || store.import_after(&id("c"), &id("p"), input, opts, &|| gate.wait()));
+        let c = s.spawn(move || {
+            store.import_after(&id("c"), &id("p"), input, opts, &|at| gate.wait(at))
+        });
         ended
             .recv_timeout(Duration::from_secs(30))
             .expect("the layer was not read to its end while its parent was still coming");
@@ -173,6 +188,8 @@ fn overlay_applies_a_layer_before_its_parent_and_commits_it_after() {
         assert_eq!(applied.layer.parent, Some(id("p")));
         assert_eq!(applied.layer.depth, 2);
     });
+    // Complete before it waited: a caller may count it as done meanwhile.
+    assert_eq!(gate.waits(), [ParentWait::Commit]);
     assert_eq!(diff_of(&t.store, "c"), child, "rebuilt bit for bit");
     let view = t.store.inspect(&id("c")).unwrap().content;
     assert_eq!(
@@ -198,7 +215,7 @@ fn a_layer_imported_while_its_parent_comes_ends_as_after_it() {
         let got = std::thread::scope(|s| {
             let c = s.spawn(|| {
                 t.store
-                    .import_after(&id("c"), &id("p"), &child[..], &opts, &|| gate.wait())
+                    .import_after(&id("c"), &id("p"), &child[..], &opts, &|at| gate.wait(at))
             });
             std::thread::sleep(Duration::from_millis(50));
             assert!(
@@ -210,6 +227,8 @@ fn a_layer_imported_while_its_parent_comes_ends_as_after_it() {
             c.join().unwrap()
         })
         .unwrap_or_else(|e| panic!("{driver}: {}", chain(&e)));
+        // Overlay: at the whiteout, which must see below; vfs: first, for the copy.
+        assert_eq!(gate.waits(), [ParentWait::Content], "{driver}");
         assert_eq!(got.diff.diff_id, want.diff.diff_id, "{driver}");
         assert_eq!(got.layer.depth, 2, "{driver}");
         assert_eq!(
@@ -241,8 +260,9 @@ fn vfs_reads_a_layer_only_once_its_parent_is_in() {
     let opts = ImportOptions::default();
     let (store, gate, opts) = (&t.store, &gate, &opts);
     std::thread::scope(|s| {
-        let c =
-            s.spawn(move || store.import_after(&id("c"), &id("p"), input, opts, &|| gate.wait()));
+        let c = s.spawn(move || {
+            store.import_after(&id("c"), &id("p"), input, opts, &|at| gate.wait(at))
+        });
         assert!(
             read.recv_timeout(Duration::from_millis(300)).is_err(),
             "read before its parent was in"
@@ -261,6 +281,7 @@ fn vfs_reads_a_layer_only_once_its_parent_is_in() {
     );
     assert!(dir.join("opt/app/run").exists());
     assert_eq!(diff_of(&t.store, "c"), child);
+    assert_eq!(gate.waits(), [ParentWait::Content]);
 }
 
 /// A parent that fails takes the layer with it: `ParentFailed`, and nothing of the layer
@@ -280,7 +301,7 @@ fn a_failed_parent_or_layer_leaves_nothing() {
                     &id("p"),
                     &child[..],
                     &ImportOptions::default(),
-                    &|| gate.wait(),
+                    &|at| gate.wait(at),
                 )
                 .unwrap_err();
             assert!(
@@ -294,7 +315,7 @@ fn a_failed_parent_or_layer_leaves_nothing() {
             nothing_left_of(&t, "c");
         }
 
-        let ready = || Ok(());
+        let ready = |_: ParentWait| Ok(());
         let opts = ImportOptions::default();
         let err = t
             .store
@@ -313,7 +334,7 @@ fn a_failed_parent_or_layer_leaves_nothing() {
             ..ImportOptions::default()
         };
         let asked = std::sync::atomic::AtomicBool::new(false);
-        let never = || {
+        let never = |_: ParentWait| {
             asked.store(true, std::sync::atomic::Ordering::SeqCst);
             Err("asked for a parent that never comes".to_string())
         };
