@@ -8,8 +8,8 @@ use std::os::fd::BorrowedFd;
 use rustix::fs::{self as rfs, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
-use super::io_err;
 use super::tree::{Owner, Tree};
+use super::{io_err, DirWriterOptions};
 use crate::root::{shown, Dir};
 use crate::xattr;
 use crate::{Error, LayerPath, Metadata, Timestamp};
@@ -21,7 +21,109 @@ fn timespec(t: Timestamp) -> Timespec {
     }
 }
 
+/// What metadata the writer may apply (from [`DirWriterOptions`] and who runs it): all
+/// that applying an entry's metadata needs besides the descriptor, so that the thread
+/// finishing files in the background applies it the same way.
+#[derive(Clone, Copy)]
+pub(super) struct MetaPolicy {
+    pub(super) opts: DirWriterOptions,
+    /// The uid and gid that own what this writer creates (its effective ids).
+    pub(super) creator: (u64, u64),
+    /// Not running as root: EPERM on an xattr is expected, not an error.
+    pub(super) unprivileged: bool,
+}
+
+/// Warnings, each with the number of the entry it belongs to, so that those found on
+/// the background thread can be put back in the order of the entries. At most
+/// [`MAX_WARNINGS`] are kept; the rest are counted.
+#[derive(Default)]
+pub(super) struct Warnings {
+    list: Vec<(u64, String)>,
+    dropped: u64,
+    /// The entry the next warnings belong to.
+    pub(super) seq: u64,
+}
+
+/// At most this many warnings are kept; the rest are counted.
+const MAX_WARNINGS: usize = 1000;
+
+impl Warnings {
+    pub(super) fn warn(&mut self, msg: String) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list.push((self.seq, msg));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Adds those of `later`, which came after these for the same entry number.
+    pub(super) fn merge(&mut self, later: Warnings) {
+        // Each list holds its own first MAX_WARNINGS, so the first MAX_WARNINGS of the
+        // two together are among them.
+        let kept = self.list.len() + later.list.len();
+        self.list.extend(later.list);
+        self.list.sort_by_key(|(seq, _)| *seq); // stable: these first within an entry
+        self.list.truncate(MAX_WARNINGS);
+        self.dropped += later.dropped + (kept - self.list.len()) as u64;
+    }
+
+    /// The warnings in entry order, with a last line counting those dropped.
+    pub(super) fn take(&mut self) -> Vec<String> {
+        let mut out: Vec<String> = std::mem::take(&mut self.list)
+            .into_iter()
+            .map(|(_, msg)| msg)
+            .collect();
+        if self.dropped > 0 {
+            out.push(format!("... and {} more warnings", self.dropped));
+            self.dropped = 0;
+        }
+        out
+    }
+}
+
+/// The writer's own metadata calls, with its policy and its warnings.
 impl Tree {
+    /// See [`MetaPolicy::apply_meta_fd`].
+    pub(super) fn apply_meta_fd(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        path: &LayerPath,
+        meta: &Metadata,
+        mode: Option<u32>,
+        times: bool,
+        now: Owner,
+    ) -> Result<(), Error> {
+        let policy = self.policy;
+        policy.apply_meta_fd(&mut self.warnings, fd, path, meta, mode, times, now)
+    }
+
+    /// See [`MetaPolicy::apply_meta_at`].
+    pub(super) fn apply_meta_at(
+        &mut self,
+        dir: &Dir,
+        name: &CStr,
+        path: &LayerPath,
+        meta: &Metadata,
+        is_symlink: bool,
+        now: Owner,
+    ) -> Result<(), Error> {
+        let policy = self.policy;
+        policy.apply_meta_at(&mut self.warnings, dir, name, path, meta, is_symlink, now)
+    }
+
+    /// See [`MetaPolicy::set_times`].
+    pub(super) fn set_times(
+        &mut self,
+        path: &LayerPath,
+        mtime: Timestamp,
+        atime: Timestamp,
+        set: impl Fn(&Timestamps) -> Result<(), Errno>,
+    ) -> Result<(), Error> {
+        MetaPolicy::set_times(&mut self.warnings, path, mtime, atime, set)
+    }
+}
+
+impl MetaPolicy {
     fn owner(
         &self,
         path: &LayerPath,
@@ -46,7 +148,8 @@ impl Tree {
 
     /// Handles a setxattr result by the policy: unsupported → warning.
     fn xattr_result(
-        &mut self,
+        &self,
+        w: &mut Warnings,
         path: &LayerPath,
         name: &[u8],
         r: Result<(), Errno>,
@@ -55,7 +158,7 @@ impl Tree {
         match r {
             Ok(()) => Ok(()),
             Err(Errno::NOTSUP) => {
-                self.warn(format!(
+                w.warn(format!(
                     "xattr `{}` on `{path}` not applied: the filesystem does not support it",
                     shown(name)
                 ));
@@ -63,14 +166,14 @@ impl Tree {
             }
             // Linux refuses user.* on symlinks and device nodes.
             Err(Errno::PERM) if special && name.starts_with(b"user.") => {
-                self.warn(format!(
+                w.warn(format!(
                     "xattr `{}` on `{path}` not applied: user.* attributes are only allowed on files and directories",
                     shown(name)
                 ));
                 Ok(())
             }
             Err(Errno::PERM) if self.unprivileged => {
-                self.warn(format!(
+                w.warn(format!(
                     "xattr `{}` on `{path}` not applied: not permitted without privileges",
                     shown(name)
                 ));
@@ -79,7 +182,7 @@ impl Tree {
             // A malformed value (a 28-byte v3 capability, say) is dropped, not fatal: not
             // applying an attribute grants nothing, and the rest of the layer is sound.
             Err(Errno::INVAL) => {
-                self.warn(format!(
+                w.warn(format!(
                     "xattr `{}` on `{path}` not applied: the kernel rejected its value as malformed",
                     shown(name)
                 ));
@@ -93,11 +196,11 @@ impl Tree {
         }
     }
 
-    fn allowed_xattr(&mut self, path: &LayerPath, name: &[u8]) -> bool {
+    fn allowed_xattr(&self, w: &mut Warnings, path: &LayerPath, name: &[u8]) -> bool {
         match xattr::refusal(name, self.opts.privileged_xattrs) {
             None => true,
             Some(why) => {
-                self.warn(format!(
+                w.warn(format!(
                     "xattr `{}` on `{path}` dropped: {why}",
                     shown(name)
                 ));
@@ -108,7 +211,7 @@ impl Tree {
 
     /// Times through `set`; if the kernel rejects them, clamps into 1970..=2^63 and warns.
     pub(super) fn set_times(
-        &mut self,
+        w: &mut Warnings,
         path: &LayerPath,
         mtime: Timestamp,
         atime: Timestamp,
@@ -127,7 +230,7 @@ impl Tree {
                     last_modification: timespec(clamp(mtime)),
                 };
                 set(&ts).map_err(|e| Error::apply_io(path, "cannot set times", io_err(e)))?;
-                self.warn(format!(
+                w.warn(format!(
                     "times of `{path}` were rejected by the filesystem and clamped to 1970"
                 ));
                 Ok(())
@@ -140,7 +243,8 @@ impl Tree {
     /// `now` says who owns the node already (the chown is skipped when it would change
     /// nothing).
     pub(super) fn apply_meta_fd(
-        &mut self,
+        &self,
+        w: &mut Warnings,
         fd: BorrowedFd<'_>,
         path: &LayerPath,
         meta: &Metadata,
@@ -153,9 +257,9 @@ impl Tree {
                 .map_err(|e| Error::apply_io(path, "cannot chown", io_err(e)))?;
         }
         for x in &meta.xattrs {
-            if self.allowed_xattr(path, &x.name) {
+            if self.allowed_xattr(w, path, &x.name) {
                 let r = rfs::fsetxattr(fd, &x.name[..], &x.value, XattrFlags::empty());
-                self.xattr_result(path, &x.name, r, false)?;
+                self.xattr_result(w, path, &x.name, r, false)?;
             }
         }
         if let Some(m) = mode {
@@ -164,7 +268,7 @@ impl Tree {
         }
         if times {
             let atime = meta.atime.unwrap_or(meta.mtime);
-            self.set_times(path, meta.mtime, atime, |ts| rfs::futimens(fd, ts))?;
+            Self::set_times(w, path, meta.mtime, atime, |ts| rfs::futimens(fd, ts))?;
         }
         Ok(())
     }
@@ -172,7 +276,8 @@ impl Tree {
     /// chown → xattrs → chmod → times for `name` in `dir`, never following it (symlinks,
     /// devices, fifos: nodes that cannot be opened for this without side effects).
     pub(super) fn apply_meta_at(
-        &mut self,
+        &self,
+        w: &mut Warnings,
         dir: &Dir,
         name: &CStr,
         path: &LayerPath,
@@ -185,18 +290,18 @@ impl Tree {
                 .map_err(|e| Error::apply_io(path, "cannot chown", io_err(e)))?;
         }
         for x in &meta.xattrs {
-            if !self.allowed_xattr(path, &x.name) {
+            if !self.allowed_xattr(w, path, &x.name) {
                 continue;
             }
             if is_symlink && x.name.starts_with(b"user.") {
-                self.warn(format!(
+                w.warn(format!(
                     "xattr `{}` on symlink `{path}` not applied: Linux allows user.* only on files and directories",
                     shown(&x.name)
                 ));
                 continue;
             }
             let r = dir.set_xattr_at(name, &x.name, &x.value);
-            self.xattr_result(path, &x.name, r, true)?;
+            self.xattr_result(w, path, &x.name, r, true)?;
         }
         if !is_symlink {
             // The node was created a moment ago by this writer in a directory only this
@@ -205,6 +310,6 @@ impl Tree {
                 .map_err(|e| Error::apply_io(path, "cannot chmod", io_err(e)))?;
         }
         let atime = meta.atime.unwrap_or(meta.mtime);
-        self.set_times(path, meta.mtime, atime, |ts| dir.set_times_at(name, ts))
+        Self::set_times(w, path, meta.mtime, atime, |ts| dir.set_times_at(name, ts))
     }
 }
