@@ -30,7 +30,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use super::meta::{MetaPolicy, Warnings};
+use super::meta::{MetaPolicy, MetaWriter, Warnings};
 use super::tree::Owner;
 use crate::{Error, LayerPath, Metadata};
 
@@ -251,7 +251,10 @@ fn run(
     failed: Arc<AtomicBool>,
     outcome: Arc<Mutex<Outcome>>,
 ) {
-    let mut warnings = Warnings::default();
+    let mut meta = MetaWriter {
+        policy,
+        warnings: Warnings::default(),
+    };
     let mut current: Option<(Handed, Option<u64>)> = None;
     let mut stopped = false;
     for mut batch in batches {
@@ -272,18 +275,16 @@ fn run(
                 },
                 Op::End(fin) => match current.take() {
                     Some((f, at)) => {
-                        warnings.seq = f.seq;
-                        policy
-                            .apply_meta_fd(
-                                &mut warnings,
-                                f.file.as_fd(),
-                                &f.path,
-                                &fin.meta,
-                                fin.mode,
-                                true,
-                                fin.owner,
-                            )
-                            .map_err(|e| locate(e, at))
+                        meta.warnings.seq = f.seq;
+                        meta.apply_meta_fd(
+                            f.file.as_fd(),
+                            &f.path,
+                            &fin.meta,
+                            fin.mode,
+                            true,
+                            fin.owner,
+                        )
+                        .map_err(|e| locate(e, at))
                     }
                     None => Err(Error::Misuse("file ended with no file begun".into())),
                 },
@@ -305,7 +306,7 @@ fn run(
     outcome
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .warnings = warnings;
+        .warnings = meta.warnings;
 }
 
 fn locate(e: Error, at: Option<u64>) -> Error {

@@ -42,7 +42,7 @@ impl DirWriter {
                     path: cur.path,
                     seq: cur.seq,
                 };
-                self.tree.background.begin(self.tree.policy, handed);
+                self.tree.background.begin(self.tree.meta.policy, handed);
             }
             return self.tree.background.end(Finish {
                 meta: cur.meta,

@@ -83,7 +83,7 @@ impl Warnings {
 
 /// The writer's own metadata calls, with its policy and its warnings.
 impl Tree {
-    /// See [`MetaPolicy::apply_meta_fd`].
+    /// See [`MetaWriter::apply_meta_fd`].
     pub(super) fn apply_meta_fd(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -93,11 +93,10 @@ impl Tree {
         times: bool,
         now: Owner,
     ) -> Result<(), Error> {
-        let policy = self.policy;
-        policy.apply_meta_fd(&mut self.warnings, fd, path, meta, mode, times, now)
+        self.meta.apply_meta_fd(fd, path, meta, mode, times, now)
     }
 
-    /// See [`MetaPolicy::apply_meta_at`].
+    /// See [`MetaWriter::apply_meta_at`].
     pub(super) fn apply_meta_at(
         &mut self,
         dir: &Dir,
@@ -107,11 +106,11 @@ impl Tree {
         is_symlink: bool,
         now: Owner,
     ) -> Result<(), Error> {
-        let policy = self.policy;
-        policy.apply_meta_at(&mut self.warnings, dir, name, path, meta, is_symlink, now)
+        self.meta
+            .apply_meta_at(dir, name, path, meta, is_symlink, now)
     }
 
-    /// See [`MetaPolicy::set_times`].
+    /// See [`MetaWriter::set_times`].
     pub(super) fn set_times(
         &mut self,
         path: &LayerPath,
@@ -119,18 +118,26 @@ impl Tree {
         atime: Timestamp,
         set: impl Fn(&Timestamps) -> Result<(), Errno>,
     ) -> Result<(), Error> {
-        MetaPolicy::set_times(&mut self.warnings, path, mtime, atime, set)
+        self.meta.set_times(path, mtime, atime, set)
     }
 }
 
-impl MetaPolicy {
+/// Applies metadata by a [`MetaPolicy`], collecting the warnings: one on the writer's
+/// thread, one on the background thread.
+pub(super) struct MetaWriter {
+    pub(super) policy: MetaPolicy,
+    pub(super) warnings: Warnings,
+}
+
+impl MetaWriter {
     fn owner(
         &self,
         path: &LayerPath,
         meta: &Metadata,
         now: Owner,
     ) -> Result<Option<(Uid, Gid)>, Error> {
-        if !self.opts.chown || (now == Owner::Creator && (meta.uid, meta.gid) == self.creator) {
+        let policy = &self.policy;
+        if !policy.opts.chown || (now == Owner::Creator && (meta.uid, meta.gid) == policy.creator) {
             return Ok(None);
         }
         // u32::MAX is -1, "leave unchanged", for chown(2).
@@ -148,8 +155,7 @@ impl MetaPolicy {
 
     /// Handles a setxattr result by the policy: unsupported → warning.
     fn xattr_result(
-        &self,
-        w: &mut Warnings,
+        &mut self,
         path: &LayerPath,
         name: &[u8],
         r: Result<(), Errno>,
@@ -158,7 +164,7 @@ impl MetaPolicy {
         match r {
             Ok(()) => Ok(()),
             Err(Errno::NOTSUP) => {
-                w.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: the filesystem does not support it",
                     shown(name)
                 ));
@@ -166,14 +172,14 @@ impl MetaPolicy {
             }
             // Linux refuses user.* on symlinks and device nodes.
             Err(Errno::PERM) if special && name.starts_with(b"user.") => {
-                w.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: user.* attributes are only allowed on files and directories",
                     shown(name)
                 ));
                 Ok(())
             }
-            Err(Errno::PERM) if self.unprivileged => {
-                w.warn(format!(
+            Err(Errno::PERM) if self.policy.unprivileged => {
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: not permitted without privileges",
                     shown(name)
                 ));
@@ -182,7 +188,7 @@ impl MetaPolicy {
             // A malformed value (a 28-byte v3 capability, say) is dropped, not fatal: not
             // applying an attribute grants nothing, and the rest of the layer is sound.
             Err(Errno::INVAL) => {
-                w.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: the kernel rejected its value as malformed",
                     shown(name)
                 ));
@@ -196,11 +202,11 @@ impl MetaPolicy {
         }
     }
 
-    fn allowed_xattr(&self, w: &mut Warnings, path: &LayerPath, name: &[u8]) -> bool {
-        match xattr::refusal(name, self.opts.privileged_xattrs) {
+    fn allowed_xattr(&mut self, path: &LayerPath, name: &[u8]) -> bool {
+        match xattr::refusal(name, self.policy.opts.privileged_xattrs) {
             None => true,
             Some(why) => {
-                w.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` dropped: {why}",
                     shown(name)
                 ));
@@ -211,7 +217,7 @@ impl MetaPolicy {
 
     /// Times through `set`; if the kernel rejects them, clamps into 1970..=2^63 and warns.
     pub(super) fn set_times(
-        w: &mut Warnings,
+        &mut self,
         path: &LayerPath,
         mtime: Timestamp,
         atime: Timestamp,
@@ -230,7 +236,7 @@ impl MetaPolicy {
                     last_modification: timespec(clamp(mtime)),
                 };
                 set(&ts).map_err(|e| Error::apply_io(path, "cannot set times", io_err(e)))?;
-                w.warn(format!(
+                self.warnings.warn(format!(
                     "times of `{path}` were rejected by the filesystem and clamped to 1970"
                 ));
                 Ok(())
@@ -243,8 +249,7 @@ impl MetaPolicy {
     /// `now` says who owns the node already (the chown is skipped when it would change
     /// nothing).
     pub(super) fn apply_meta_fd(
-        &self,
-        w: &mut Warnings,
+        &mut self,
         fd: BorrowedFd<'_>,
         path: &LayerPath,
         meta: &Metadata,
@@ -257,9 +262,9 @@ impl MetaPolicy {
                 .map_err(|e| Error::apply_io(path, "cannot chown", io_err(e)))?;
         }
         for x in &meta.xattrs {
-            if self.allowed_xattr(w, path, &x.name) {
+            if self.allowed_xattr(path, &x.name) {
                 let r = rfs::fsetxattr(fd, &x.name[..], &x.value, XattrFlags::empty());
-                self.xattr_result(w, path, &x.name, r, false)?;
+                self.xattr_result(path, &x.name, r, false)?;
             }
         }
         if let Some(m) = mode {
@@ -268,7 +273,7 @@ impl MetaPolicy {
         }
         if times {
             let atime = meta.atime.unwrap_or(meta.mtime);
-            Self::set_times(w, path, meta.mtime, atime, |ts| rfs::futimens(fd, ts))?;
+            self.set_times(path, meta.mtime, atime, |ts| rfs::futimens(fd, ts))?;
         }
         Ok(())
     }
@@ -276,8 +281,7 @@ impl MetaPolicy {
     /// chown → xattrs → chmod → times for `name` in `dir`, never following it (symlinks,
     /// devices, fifos: nodes that cannot be opened for this without side effects).
     pub(super) fn apply_meta_at(
-        &self,
-        w: &mut Warnings,
+        &mut self,
         dir: &Dir,
         name: &CStr,
         path: &LayerPath,
@@ -290,18 +294,18 @@ impl MetaPolicy {
                 .map_err(|e| Error::apply_io(path, "cannot chown", io_err(e)))?;
         }
         for x in &meta.xattrs {
-            if !self.allowed_xattr(w, path, &x.name) {
+            if !self.allowed_xattr(path, &x.name) {
                 continue;
             }
             if is_symlink && x.name.starts_with(b"user.") {
-                w.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on symlink `{path}` not applied: Linux allows user.* only on files and directories",
                     shown(&x.name)
                 ));
                 continue;
             }
             let r = dir.set_xattr_at(name, &x.name, &x.value);
-            self.xattr_result(w, path, &x.name, r, true)?;
+            self.xattr_result(path, &x.name, r, true)?;
         }
         if !is_symlink {
             // The node was created a moment ago by this writer in a directory only this
@@ -310,6 +314,6 @@ impl MetaPolicy {
                 .map_err(|e| Error::apply_io(path, "cannot chmod", io_err(e)))?;
         }
         let atime = meta.atime.unwrap_or(meta.mtime);
-        Self::set_times(w, path, meta.mtime, atime, |ts| dir.set_times_at(name, ts))
+        self.set_times(path, meta.mtime, atime, |ts| dir.set_times_at(name, ts))
     }
 }

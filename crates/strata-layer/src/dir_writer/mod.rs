@@ -384,7 +384,7 @@ impl DirWriter {
     fn add_entry(&mut self, entry: &Entry) -> Result<(), Error> {
         self.complete_current()?;
         self.entries += 1;
-        self.tree.warnings.seq = self.entries;
+        self.tree.meta.warnings.seq = self.entries;
         if entry.path.is_root() {
             return self.add_root(entry);
         }
@@ -430,7 +430,7 @@ impl DirWriter {
                     path: cur.path.clone(),
                     seq: cur.seq,
                 };
-                self.tree.background.begin(self.tree.policy, handed);
+                self.tree.background.begin(self.tree.meta.policy, handed);
             }
             return self.tree.background.data(data);
         }
@@ -469,13 +469,13 @@ impl DirWriter {
 
     fn finish_all(&mut self) -> Result<(), Error> {
         self.complete_current()?;
-        self.tree.warnings.seq = self.entries + 1;
+        self.tree.meta.warnings.seq = self.entries + 1;
         // Opaque directories are swept and directory times set after every file is.
         self.tree.background.sync()?;
         self.finish_opaque()?;
         self.finish_dirs()?;
         let later = self.tree.background.finish()?;
-        self.tree.warnings.merge(later);
+        self.tree.meta.warnings.merge(later);
         Ok(())
     }
 }
@@ -499,7 +499,7 @@ impl LayerWriter for DirWriter {
         Ok(ApplySummary {
             entries: self.entries,
             data_bytes: self.data_bytes,
-            warnings: self.tree.warnings.take(),
+            warnings: self.tree.meta.warnings.take(),
         })
     }
 }

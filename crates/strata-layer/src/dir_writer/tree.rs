@@ -12,7 +12,7 @@ use rustix::fs::{self as rfs, FileType, Gid, Stat, Uid};
 use rustix::io::Errno;
 
 use super::background::Background;
-use super::meta::{MetaPolicy, Warnings};
+use super::meta::{MetaPolicy, MetaWriter, Warnings};
 use super::{file_type, io_err, DirWriterOptions, ReplaceHook};
 use crate::root::{shown, Dir, Root, Sweep, SweepPolicy};
 use crate::{Error, LayerPath, Timestamp};
@@ -23,15 +23,14 @@ const CACHE_SIZE: usize = 16;
 /// The target directory and the writer's record of this layer.
 pub(super) struct Tree {
     pub(super) root: Root,
-    /// The options, and who the writer runs as.
-    pub(super) policy: MetaPolicy,
+    /// The options, who the writer runs as, and the warnings.
+    pub(super) meta: MetaWriter,
     pub(super) cache: DirCache,
     /// Every path this layer created or merged (not implied parents), as bytes.
     written: BTreeSet<Box<[u8]>>,
     /// Directory entries whose times (and maybe mode) are set in `finish`; last wins.
     pub(super) dir_meta: BTreeMap<Box<[u8]>, DirMeta>,
     pub(super) hook: Option<ReplaceHook>,
-    pub(super) warnings: Warnings,
     /// Regular files whose data, metadata and closing are left to a second thread.
     pub(super) background: Background,
     /// This thread's umask is 0, so files are created with their final permission bits
@@ -125,16 +124,18 @@ impl Tree {
             rfs::fstat(root.top()).map_or(true, |st| u64::from(st.st_gid) != creator.1);
         Tree {
             root,
-            policy: MetaPolicy {
-                opts,
-                creator,
-                unprivileged: !rustix::process::geteuid().is_root(),
+            meta: MetaWriter {
+                policy: MetaPolicy {
+                    opts,
+                    creator,
+                    unprivileged: !rustix::process::geteuid().is_root(),
+                },
+                warnings: Warnings::default(),
             },
             cache: DirCache::default(),
             written: BTreeSet::new(),
             dir_meta: BTreeMap::new(),
             hook: None,
-            warnings: Warnings::default(),
             background: Background::default(),
             exact_create_mode: thread_umask() == Some(0),
             root_foreign,
@@ -151,21 +152,21 @@ impl Tree {
     /// group other than the creator's: a new node takes the creator's group or, when the
     /// directory is setgid (or the file system is mounted `grpid`), the directory's.
     pub(super) fn foreign_group(&self, st: Option<&Stat>) -> bool {
-        st.is_none_or(|st| u64::from(st.st_gid) != self.policy.creator.1)
+        st.is_none_or(|st| u64::from(st.st_gid) != self.meta.policy.creator.1)
     }
 
     /// The same for a directory this writer just gave the entry metadata `meta`.
     pub(super) fn foreign_group_of(&self, meta: &crate::Metadata) -> bool {
-        !self.policy.opts.chown || meta.gid != self.policy.creator.1
+        !self.meta.policy.opts.chown || meta.gid != self.meta.policy.creator.1
     }
 
     pub(super) fn warn(&mut self, msg: String) {
-        self.warnings.warn(msg);
+        self.meta.warnings.warn(msg);
     }
 
     /// The options the writer was opened with.
     pub(super) fn opts(&self) -> &DirWriterOptions {
-        &self.policy.opts
+        &self.meta.policy.opts
     }
 
     pub(super) fn mark_written(&mut self, path: &LayerPath) {
@@ -254,7 +255,7 @@ impl Tree {
             Err(e) => return Err(fail("create", e)),
         }
         let fd = base.open_dir(name).map_err(|e| fail("open", e))?;
-        if self.policy.opts.chown {
+        if self.meta.policy.opts.chown {
             rfs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(|e| fail("chown", e))?;
         }
         rfs::fchmod(&fd, rfs::Mode::from_raw_mode(0o755)).map_err(|e| fail("chmod", e))?;
