@@ -105,14 +105,26 @@ pub(super) struct Background {
     pub(super) at: Option<u64>,
     /// The background's error was returned.
     reported: bool,
+    /// The thread could not be started.
+    unavailable: bool,
 }
 
 impl Background {
-    /// Starts a file: `data` calls follow, then `end`.
-    pub(super) fn begin(&mut self, policy: MetaPolicy, file: Handed) {
-        if self.worker.is_none() {
-            self.worker = Some(Worker::start(policy));
+    /// Whether files can be handed over: starts the thread the first time. False if it
+    /// cannot be started; the writer then finishes its files itself.
+    pub(super) fn ready(&mut self, policy: MetaPolicy) -> bool {
+        if self.worker.is_none() && !self.unavailable {
+            match Worker::start(policy) {
+                Ok(w) => self.worker = Some(w),
+                Err(_) => self.unavailable = true,
+            }
         }
+        self.worker.is_some()
+    }
+
+    /// Starts a file (after [`ready`](Self::ready) said yes): `data` calls follow, then
+    /// `end`.
+    pub(super) fn begin(&mut self, file: Handed) {
         self.batch.ops.push(Op::Begin(file, self.at));
         self.files += 1;
     }
@@ -205,15 +217,17 @@ impl Background {
 }
 
 impl Worker {
-    fn start(policy: MetaPolicy) -> Worker {
+    fn start(policy: MetaPolicy) -> std::io::Result<Worker> {
         let (tx, rx) = sync_channel::<Batch>(DEPTH);
         let (spare_tx, spare_rx) = sync_channel::<Batch>(DEPTH + 2);
         let (ack_tx, ack_rx) = sync_channel::<()>(1);
         let failed = Arc::new(AtomicBool::new(false));
         let outcome = Arc::new(Mutex::new(Outcome::default()));
         let (f, o) = (failed.clone(), outcome.clone());
-        let thread = std::thread::spawn(move || run(policy, rx, spare_tx, ack_tx, f, o));
-        Worker {
+        let thread = std::thread::Builder::new()
+            .name("strata-files".into())
+            .spawn(move || run(policy, rx, spare_tx, ack_tx, f, o))?;
+        Ok(Worker {
             batches: Some(tx),
             spare: spare_rx,
             acks: ack_rx,
@@ -221,7 +235,7 @@ impl Worker {
             outcome,
             thread: Some(thread),
             unsynced: false,
-        }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Outcome> {

@@ -42,7 +42,7 @@ impl DirWriter {
                     path: cur.path,
                     seq: cur.seq,
                 };
-                self.tree.background.begin(self.tree.meta.policy, handed);
+                self.tree.background.begin(handed);
             }
             return self.tree.background.end(Finish {
                 meta: cur.meta,
@@ -133,7 +133,9 @@ impl DirWriter {
         self.current = Some(OpenFile {
             path: path.clone(),
             file: Some(file),
-            handed: sparse.is_none() && data_len <= MAX_HANDED,
+            handed: sparse.is_none()
+                && data_len <= MAX_HANDED
+                && self.tree.background.ready(self.tree.meta.policy),
             seq: self.entries,
             meta: entry.meta.clone(),
             size,

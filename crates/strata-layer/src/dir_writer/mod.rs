@@ -430,7 +430,7 @@ impl DirWriter {
                     path: cur.path.clone(),
                     seq: cur.seq,
                 };
-                self.tree.background.begin(self.tree.meta.policy, handed);
+                self.tree.background.begin(handed);
             }
             return self.tree.background.data(data);
         }
