@@ -2,12 +2,17 @@
 //! thread reads (decompresses, hashes) while another parses and writes files; on pack one
 //! thread walks and reads files while another hashes, compresses and writes the blob.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
+/// The reading half's chunks are smaller, so that the consumer gets bytes sooner and
+/// works on each chunk while it is still in the cache. Not smaller than the buffer of
+/// [`crate::compress::open_blob`]: a read that size goes around that buffer (no copy).
+const READ_CHUNK: usize = 256 << 10;
+const READ_DEPTH: usize = 8;
 
 /// The consuming end: a `Read` over the chunks the producer thread sends.
 pub struct PipeReader {
@@ -18,18 +23,20 @@ pub struct PipeReader {
     done: bool,
 }
 
-/// Starts a thread in `scope` that reads `input` to its end in 1 MiB chunks (at most a
-/// few ahead; buffers are recycled) and returns the reader of those chunks. If the
+/// Starts a thread in `scope` that reads `input` to its end in 256 KiB chunks (at most
+/// 2 MiB ahead; buffers are recycled) and returns the reader of those chunks. If the
 /// reader is dropped early, the thread stops at its next chunk.
 pub fn spawn<'scope, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     mut input: R,
 ) -> PipeReader {
-    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DEPTH);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(READ_DEPTH);
+    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(READ_DEPTH + 2);
     scope.spawn(move || loop {
-        let mut buf = spare_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-        buf.resize(CHUNK, 0);
+        let mut buf = spare_rx
+            .try_recv()
+            .unwrap_or_else(|_| vec![0u8; READ_CHUNK]);
+        buf.resize(READ_CHUNK, 0);
         let mut filled = 0;
         let result = loop {
             match input.read(&mut buf[filled..]) {
@@ -44,7 +51,7 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
                 Err(e) => break Err(e),
             }
         };
-        let end = filled < CHUNK || result.is_err();
+        let end = filled < READ_CHUNK || result.is_err();
         buf.truncate(filled);
         let msg = match result {
             Ok(()) => Ok(buf),
@@ -65,25 +72,37 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
 
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let chunk = self.fill_buf()?;
+        let n = out.len().min(chunk.len());
+        out[..n].copy_from_slice(&chunk[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The chunks as they came: a consumer can use the bytes where they are.
+impl BufRead for PipeReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.current.len() {
             if self.done {
-                return Ok(0);
+                return Ok(&[]);
             }
             let next = match self.chunks.recv() {
                 Ok(chunk) => chunk?,
                 Err(_) => Vec::new(),
             };
-            if next.len() < CHUNK {
+            if next.len() < READ_CHUNK {
                 self.done = true;
             }
             let old = std::mem::replace(&mut self.current, next);
             let _ = self.spare.try_send(old);
             self.pos = 0;
         }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.current.len());
     }
 }
 

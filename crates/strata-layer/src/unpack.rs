@@ -15,7 +15,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -125,7 +125,11 @@ pub fn unpack<R: Read + Send>(
                 None => DirWriter::open_upper(root, &lowers, writer_options)?,
             };
             match recorder {
-                None => Ok((apply(TarReader::new(stream), writer)?, None, sandbox)),
+                None => Ok((
+                    apply(TarReader::buffered(stream, ()), writer)?,
+                    None,
+                    sandbox,
+                )),
                 Some(rec) => {
                     let shared = Rc::new(RefCell::new(rec));
                     let hook = shared.clone();
@@ -133,7 +137,7 @@ pub fn unpack<R: Read + Send>(
                         hook.borrow_mut().stash(path, file)
                     }));
                     let summary =
-                        apply(TarReader::with_sink(stream, Shared(shared.clone())), writer)?;
+                        apply(TarReader::buffered(stream, Shared(shared.clone())), writer)?;
                     let rec = Rc::try_unwrap(shared)
                         .map_err(|_| {
                             Error::Misuse("recipe recorder still shared after unpack".into())
@@ -164,22 +168,25 @@ pub fn unpack<R: Read + Send>(
 }
 
 /// Like [`crate::copy`], but errors name the byte offset of the entry concerned.
-fn apply<R: Read, S: TarSink>(
+fn apply<R: BufRead, S: TarSink>(
     mut reader: TarReader<R, S>,
     mut writer: DirWriter,
 ) -> Result<crate::dir_writer::ApplySummary, Error> {
-    let mut buf = vec![0u8; 1 << 20];
+    // Errors of files finished in the background come located already.
+    let locate = |e: Error, at: u64| match e {
+        Error::At { .. } => e,
+        e => e.at(at),
+    };
     while let Some(entry) = reader.next_entry()? {
         let at = reader.entry_offset();
-        writer.add(&entry).map_err(|e| e.at(at))?;
+        writer.locate(at);
+        writer.add(&entry).map_err(|e| locate(e, at))?;
         if entry.kind.data_len() > 0 {
-            loop {
-                let n = reader.read_data(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                writer.write_data(&buf[..n]).map_err(|e| e.at(at))?;
-            }
+            // Written straight from the pipe's chunk: no copy on this thread.
+            while reader
+                .read_data_in_place(|data| writer.write_data(data).map_err(|e| locate(e, at)))?
+                > 0
+            {}
         }
     }
     writer.finish()

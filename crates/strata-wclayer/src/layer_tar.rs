@@ -104,7 +104,7 @@ fn import_into<R: Read + Send>(
 /// Streams the tar's entries into the folder writer through [`LayerWriter`]. An error
 /// names the main entry it belongs to (its alternate streams included) and where that
 /// entry starts in the tar.
-fn import_entries<R: Read>(
+fn import_entries<R: std::io::BufRead>(
     mut tar: TarReader<R>,
     folder: &Path,
     parents: &[PathBuf],

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustix::fs::{self as rfs, FileType, Mode};
 use rustix::io::Errno;
 
+use super::background::{Finish, Handed, MAX_HANDED};
 use super::tree::{DirMeta, Owner};
 use super::{file_type, io_err, DirWriter, OpenFile};
 use crate::root::Sweep;
@@ -27,11 +28,6 @@ impl DirWriter {
                 ),
             ));
         }
-        if cur.sparse.is_some() {
-            rfs::ftruncate(&cur.file, cur.size).map_err(|e| {
-                Error::apply_io(&cur.path, "cannot set the size of a sparse file", io_err(e))
-            })?;
-        }
         // Created with its permission bits already (umask 0), a file needs a chmod only
         // for setuid, setgid or sticky, which must follow the chown that clears them.
         let mode = if self.tree.exact_create_mode && cur.meta.mode & 0o7000 == 0 {
@@ -39,14 +35,31 @@ impl DirWriter {
         } else {
             Some(cur.meta.mode)
         };
-        self.tree.apply_meta_fd(
-            cur.file.as_fd(),
-            &cur.path,
-            &cur.meta,
-            mode,
-            true,
-            cur.owner,
-        )
+        if cur.handed {
+            if let Some(file) = cur.file {
+                let handed = Handed {
+                    file,
+                    path: cur.path,
+                    seq: cur.seq,
+                };
+                self.tree.background.begin(handed);
+            }
+            return self.tree.background.end(Finish {
+                meta: cur.meta,
+                mode,
+                owner: cur.owner,
+            });
+        }
+        let Some(file) = cur.file else {
+            return Err(Error::Misuse(format!("`{}` is not open", cur.path)));
+        };
+        if cur.sparse.is_some() {
+            rfs::ftruncate(&file, cur.size).map_err(|e| {
+                Error::apply_io(&cur.path, "cannot set the size of a sparse file", io_err(e))
+            })?;
+        }
+        self.tree
+            .apply_meta_fd(file.as_fd(), &cur.path, &cur.meta, mode, true, cur.owner)
     }
 
     /// Who owns a node this writer creates now in the directory [`parent`](Self::parent)
@@ -116,9 +129,14 @@ impl DirWriter {
             }
         };
         self.tree.mark_written(path);
+        let data_len = entry.kind.data_len();
         self.current = Some(OpenFile {
             path: path.clone(),
-            file,
+            file: Some(file),
+            handed: sparse.is_none()
+                && data_len <= MAX_HANDED
+                && self.tree.background.ready(self.tree.meta.policy),
+            seq: self.entries,
             meta: entry.meta.clone(),
             size,
             expected: entry.kind.data_len(),
@@ -219,6 +237,8 @@ impl DirWriter {
         if target.is_root() {
             return Err(Error::apply(path, "hard link to the root directory"));
         }
+        // The target may be a file still being finished: its metadata goes first.
+        self.tree.background.sync()?;
         let missing = || Error::apply(path, format!("hard link target `{target}` does not exist"));
         let Some((tdir, tname)) = self.parent(target, false)? else {
             return Err(missing());
@@ -314,7 +334,7 @@ impl DirWriter {
         let rdev = match dev {
             None => 0,
             Some((major, minor)) => {
-                if !self.tree.opts.devices {
+                if !self.tree.opts().devices {
                     let kind = if ftype == FileType::BlockDevice {
                         "block"
                     } else {

@@ -8,8 +8,8 @@ use std::os::fd::BorrowedFd;
 use rustix::fs::{self as rfs, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
-use super::io_err;
 use super::tree::{Owner, Tree};
+use super::{io_err, DirWriterOptions};
 use crate::root::{shown, Dir};
 use crate::xattr;
 use crate::{Error, LayerPath, Metadata, Timestamp};
@@ -21,14 +21,123 @@ fn timespec(t: Timestamp) -> Timespec {
     }
 }
 
+/// What metadata the writer may apply (from [`DirWriterOptions`] and who runs it): all
+/// that applying an entry's metadata needs besides the descriptor, so that the thread
+/// finishing files in the background applies it the same way.
+#[derive(Clone, Copy)]
+pub(super) struct MetaPolicy {
+    pub(super) opts: DirWriterOptions,
+    /// The uid and gid that own what this writer creates (its effective ids).
+    pub(super) creator: (u64, u64),
+    /// Not running as root: EPERM on an xattr is expected, not an error.
+    pub(super) unprivileged: bool,
+}
+
+/// Warnings, each with the number of the entry it belongs to, so that those found on
+/// the background thread can be put back in the order of the entries. At most
+/// [`MAX_WARNINGS`] are kept; the rest are counted.
+#[derive(Default)]
+pub(super) struct Warnings {
+    list: Vec<(u64, String)>,
+    dropped: u64,
+    /// The entry the next warnings belong to.
+    pub(super) seq: u64,
+}
+
+/// At most this many warnings are kept; the rest are counted.
+const MAX_WARNINGS: usize = 1000;
+
+impl Warnings {
+    pub(super) fn warn(&mut self, msg: String) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list.push((self.seq, msg));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Adds those of `later`, which came after these for the same entry number.
+    pub(super) fn merge(&mut self, later: Warnings) {
+        // Each list holds its own first MAX_WARNINGS, so the first MAX_WARNINGS of the
+        // two together are among them.
+        let kept = self.list.len() + later.list.len();
+        self.list.extend(later.list);
+        self.list.sort_by_key(|(seq, _)| *seq); // stable: these first within an entry
+        self.list.truncate(MAX_WARNINGS);
+        self.dropped += later.dropped + (kept - self.list.len()) as u64;
+    }
+
+    /// The warnings in entry order, with a last line counting those dropped.
+    pub(super) fn take(&mut self) -> Vec<String> {
+        let mut out: Vec<String> = std::mem::take(&mut self.list)
+            .into_iter()
+            .map(|(_, msg)| msg)
+            .collect();
+        if self.dropped > 0 {
+            out.push(format!("... and {} more warnings", self.dropped));
+            self.dropped = 0;
+        }
+        out
+    }
+}
+
+/// The writer's own metadata calls, with its policy and its warnings.
 impl Tree {
+    /// See [`MetaWriter::apply_meta_fd`].
+    pub(super) fn apply_meta_fd(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        path: &LayerPath,
+        meta: &Metadata,
+        mode: Option<u32>,
+        times: bool,
+        now: Owner,
+    ) -> Result<(), Error> {
+        self.meta.apply_meta_fd(fd, path, meta, mode, times, now)
+    }
+
+    /// See [`MetaWriter::apply_meta_at`].
+    pub(super) fn apply_meta_at(
+        &mut self,
+        dir: &Dir,
+        name: &CStr,
+        path: &LayerPath,
+        meta: &Metadata,
+        is_symlink: bool,
+        now: Owner,
+    ) -> Result<(), Error> {
+        self.meta
+            .apply_meta_at(dir, name, path, meta, is_symlink, now)
+    }
+
+    /// See [`MetaWriter::set_times`].
+    pub(super) fn set_times(
+        &mut self,
+        path: &LayerPath,
+        mtime: Timestamp,
+        atime: Timestamp,
+        set: impl Fn(&Timestamps) -> Result<(), Errno>,
+    ) -> Result<(), Error> {
+        self.meta.set_times(path, mtime, atime, set)
+    }
+}
+
+/// Applies metadata by a [`MetaPolicy`], collecting the warnings: one on the writer's
+/// thread, one on the background thread.
+pub(super) struct MetaWriter {
+    pub(super) policy: MetaPolicy,
+    pub(super) warnings: Warnings,
+}
+
+impl MetaWriter {
     fn owner(
         &self,
         path: &LayerPath,
         meta: &Metadata,
         now: Owner,
     ) -> Result<Option<(Uid, Gid)>, Error> {
-        if !self.opts.chown || (now == Owner::Creator && (meta.uid, meta.gid) == self.creator) {
+        let policy = &self.policy;
+        if !policy.opts.chown || (now == Owner::Creator && (meta.uid, meta.gid) == policy.creator) {
             return Ok(None);
         }
         // u32::MAX is -1, "leave unchanged", for chown(2).
@@ -55,7 +164,7 @@ impl Tree {
         match r {
             Ok(()) => Ok(()),
             Err(Errno::NOTSUP) => {
-                self.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: the filesystem does not support it",
                     shown(name)
                 ));
@@ -63,14 +172,14 @@ impl Tree {
             }
             // Linux refuses user.* on symlinks and device nodes.
             Err(Errno::PERM) if special && name.starts_with(b"user.") => {
-                self.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: user.* attributes are only allowed on files and directories",
                     shown(name)
                 ));
                 Ok(())
             }
-            Err(Errno::PERM) if self.unprivileged => {
-                self.warn(format!(
+            Err(Errno::PERM) if self.policy.unprivileged => {
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: not permitted without privileges",
                     shown(name)
                 ));
@@ -79,7 +188,7 @@ impl Tree {
             // A malformed value (a 28-byte v3 capability, say) is dropped, not fatal: not
             // applying an attribute grants nothing, and the rest of the layer is sound.
             Err(Errno::INVAL) => {
-                self.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` not applied: the kernel rejected its value as malformed",
                     shown(name)
                 ));
@@ -94,10 +203,10 @@ impl Tree {
     }
 
     fn allowed_xattr(&mut self, path: &LayerPath, name: &[u8]) -> bool {
-        match xattr::refusal(name, self.opts.privileged_xattrs) {
+        match xattr::refusal(name, self.policy.opts.privileged_xattrs) {
             None => true,
             Some(why) => {
-                self.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on `{path}` dropped: {why}",
                     shown(name)
                 ));
@@ -127,7 +236,7 @@ impl Tree {
                     last_modification: timespec(clamp(mtime)),
                 };
                 set(&ts).map_err(|e| Error::apply_io(path, "cannot set times", io_err(e)))?;
-                self.warn(format!(
+                self.warnings.warn(format!(
                     "times of `{path}` were rejected by the filesystem and clamped to 1970"
                 ));
                 Ok(())
@@ -189,7 +298,7 @@ impl Tree {
                 continue;
             }
             if is_symlink && x.name.starts_with(b"user.") {
-                self.warn(format!(
+                self.warnings.warn(format!(
                     "xattr `{}` on symlink `{path}` not applied: Linux allows user.* only on files and directories",
                     shown(&x.name)
                 ));

@@ -60,6 +60,7 @@
 //! std::fs::remove_dir_all(&root).unwrap();
 //! ```
 
+mod background;
 mod entries;
 mod meta;
 mod overlay;
@@ -137,7 +138,13 @@ pub struct DirWriter {
 /// The regular file whose data is being written.
 struct OpenFile {
     path: LayerPath,
-    file: File,
+    /// `None` once handed to the background (see `handed`).
+    file: Option<File>,
+    /// Its data, metadata and closing are left to the background thread
+    /// ([`background`]): a small, plain (not sparse) file.
+    handed: bool,
+    /// The entry's number.
+    seq: u64,
     meta: Metadata,
     size: u64,
     expected: u64,
@@ -301,6 +308,14 @@ impl DirWriter {
                 "data copied while no regular file is open".into(),
             ));
         };
+        // Copied here, never handed over: the background only writes what it is given.
+        cur.handed = false;
+        let Some(file) = cur.file.as_ref() else {
+            return Err(Error::Misuse(format!(
+                "data of `{}` copied after data was written",
+                cur.path
+            )));
+        };
         if cur.sparse.is_some() || len > cur.expected - cur.delivered {
             return Err(Error::Misuse(format!(
                 "cannot copy {len} bytes into `{}` ({} of {} delivered{})",
@@ -313,7 +328,7 @@ impl DirWriter {
         let mut left = len;
         while left > 0 {
             let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            match rfs::copy_file_range(from, None, &cur.file, None, chunk) {
+            match rfs::copy_file_range(from, None, file, None, chunk) {
                 Ok(0) => {
                     return Err(Error::apply(
                         &cur.path,
@@ -326,7 +341,7 @@ impl DirWriter {
                     let mut src = File::from(rustix::io::dup(from).map_err(|e| {
                         Error::apply_io(&cur.path, "cannot copy file data", io_err(e))
                     })?);
-                    let copied = io::copy(&mut (&mut src).take(left), &mut cur.file)
+                    let copied = io::copy(&mut (&mut src).take(left), &mut &*file)
                         .map_err(|e| Error::apply_io(&cur.path, "cannot copy file data", e))?;
                     if copied != left {
                         return Err(Error::apply(
@@ -349,14 +364,27 @@ impl DirWriter {
         self.data_bytes += len;
         Ok(())
     }
-}
 
-impl LayerWriter for DirWriter {
-    type Summary = ApplySummary;
+    /// Says where the entries added from now on start in the layer (the offset of their
+    /// headers): an error found later, on the thread that finishes files in the
+    /// background, is then located there ([`Error::At`]) like those of the entry at hand.
+    pub fn locate(&mut self, offset: u64) {
+        self.tree.background.at = Some(offset);
+    }
 
-    fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+    /// An error of the background thread, found by now, comes before `result`: it
+    /// belongs to an earlier entry.
+    fn settle(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+        match result {
+            Ok(()) => self.tree.background.check(),
+            Err(e) => Err(self.tree.background.first_error()?.unwrap_or(e)),
+        }
+    }
+
+    fn add_entry(&mut self, entry: &Entry) -> Result<(), Error> {
         self.complete_current()?;
         self.entries += 1;
+        self.tree.meta.warnings.seq = self.entries;
         if entry.path.is_root() {
             return self.add_root(entry);
         }
@@ -377,7 +405,7 @@ impl LayerWriter for DirWriter {
         }
     }
 
-    fn write_data(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn write_file_data(&mut self, data: &[u8]) -> Result<(), Error> {
         let Some(cur) = self.current.as_mut() else {
             return Err(Error::Misuse(
                 "data written while no regular file is open".into(),
@@ -393,10 +421,26 @@ impl LayerWriter for DirWriter {
                 cur.delivered
             )));
         }
+        cur.delivered += data.len() as u64;
+        self.data_bytes += data.len() as u64;
+        if cur.handed {
+            if let Some(file) = cur.file.take() {
+                let handed = background::Handed {
+                    file,
+                    path: cur.path.clone(),
+                    seq: cur.seq,
+                };
+                self.tree.background.begin(handed);
+            }
+            return self.tree.background.data(data);
+        }
         let fail =
             |path: &LayerPath, e: io::Error| Error::apply_io(path, "cannot write file data", e);
+        let Some(file) = cur.file.as_mut() else {
+            return Err(Error::Misuse(format!("`{}` is not open", cur.path)));
+        };
         match &mut cur.sparse {
-            None => cur.file.write_all(data).map_err(|e| fail(&cur.path, e))?,
+            None => file.write_all(data).map_err(|e| fail(&cur.path, e))?,
             Some((extents, idx, done)) => {
                 let mut rest = data;
                 while !rest.is_empty() {
@@ -413,27 +457,49 @@ impl LayerWriter for DirWriter {
                         continue;
                     }
                     let n = left.min(rest.len() as u64) as usize;
-                    cur.file
-                        .write_all_at(&rest[..n], ext.offset + *done)
+                    file.write_all_at(&rest[..n], ext.offset + *done)
                         .map_err(|e| fail(&cur.path, e))?;
                     *done += n as u64;
                     rest = &rest[n..];
                 }
             }
         }
-        cur.delivered += data.len() as u64;
-        self.data_bytes += data.len() as u64;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<ApplySummary, Error> {
+    fn finish_all(&mut self) -> Result<(), Error> {
         self.complete_current()?;
+        self.tree.meta.warnings.seq = self.entries + 1;
+        // Opaque directories are swept and directory times set after every file is.
+        self.tree.background.sync()?;
         self.finish_opaque()?;
         self.finish_dirs()?;
+        let later = self.tree.background.finish()?;
+        self.tree.meta.warnings.merge(later);
+        Ok(())
+    }
+}
+
+impl LayerWriter for DirWriter {
+    type Summary = ApplySummary;
+
+    fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+        let result = self.add_entry(entry);
+        self.settle(result)
+    }
+
+    fn write_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        let result = self.write_file_data(data);
+        self.settle(result)
+    }
+
+    fn finish(mut self) -> Result<ApplySummary, Error> {
+        let result = self.finish_all();
+        self.settle(result)?;
         Ok(ApplySummary {
             entries: self.entries,
             data_bytes: self.data_bytes,
-            warnings: self.tree.take_warnings(),
+            warnings: self.tree.meta.warnings.take(),
         })
     }
 }

@@ -11,34 +11,31 @@ use std::sync::Arc;
 use rustix::fs::{self as rfs, FileType, Gid, Stat, Uid};
 use rustix::io::Errno;
 
+use super::background::Background;
+use super::meta::{MetaPolicy, MetaWriter, Warnings};
 use super::{file_type, io_err, DirWriterOptions, ReplaceHook};
 use crate::root::{shown, Dir, Root, Sweep, SweepPolicy};
 use crate::{Error, LayerPath, Timestamp};
 
 /// Open parent directories kept for the next entries.
 const CACHE_SIZE: usize = 16;
-/// At most this many warnings are kept; the rest are counted.
-const MAX_WARNINGS: usize = 1000;
 
 /// The target directory and the writer's record of this layer.
 pub(super) struct Tree {
     pub(super) root: Root,
-    pub(super) opts: DirWriterOptions,
+    /// The options, who the writer runs as, and the warnings.
+    pub(super) meta: MetaWriter,
     pub(super) cache: DirCache,
     /// Every path this layer created or merged (not implied parents), as bytes.
     written: BTreeSet<Box<[u8]>>,
     /// Directory entries whose times (and maybe mode) are set in `finish`; last wins.
     pub(super) dir_meta: BTreeMap<Box<[u8]>, DirMeta>,
     pub(super) hook: Option<ReplaceHook>,
-    warnings: Vec<String>,
-    warnings_dropped: u64,
-    /// Not running as root: EPERM on an xattr is expected, not an error.
-    pub(super) unprivileged: bool,
+    /// Regular files whose data, metadata and closing are left to a second thread.
+    pub(super) background: Background,
     /// This thread's umask is 0, so files are created with their final permission bits
     /// and need no `fchmod` unless they carry setuid, setgid or sticky bits.
     pub(super) exact_create_mode: bool,
-    /// The uid and gid that own what this writer creates (its effective ids).
-    pub(super) creator: (u64, u64),
     /// Whether what is created in the root may get a group other than the creator's.
     root_foreign: bool,
     /// The same for the directory [`DirWriter::dir_fd`](super::DirWriter) returned last.
@@ -127,16 +124,20 @@ impl Tree {
             rfs::fstat(root.top()).map_or(true, |st| u64::from(st.st_gid) != creator.1);
         Tree {
             root,
-            opts,
+            meta: MetaWriter {
+                policy: MetaPolicy {
+                    opts,
+                    creator,
+                    unprivileged: !rustix::process::geteuid().is_root(),
+                },
+                warnings: Warnings::default(),
+            },
             cache: DirCache::default(),
             written: BTreeSet::new(),
             dir_meta: BTreeMap::new(),
             hook: None,
-            warnings: Vec::new(),
-            warnings_dropped: 0,
-            unprivileged: !rustix::process::geteuid().is_root(),
+            background: Background::default(),
             exact_create_mode: thread_umask() == Some(0),
-            creator,
             root_foreign,
             parent_foreign: true,
         }
@@ -151,29 +152,21 @@ impl Tree {
     /// group other than the creator's: a new node takes the creator's group or, when the
     /// directory is setgid (or the file system is mounted `grpid`), the directory's.
     pub(super) fn foreign_group(&self, st: Option<&Stat>) -> bool {
-        st.is_none_or(|st| u64::from(st.st_gid) != self.creator.1)
+        st.is_none_or(|st| u64::from(st.st_gid) != self.meta.policy.creator.1)
     }
 
     /// The same for a directory this writer just gave the entry metadata `meta`.
     pub(super) fn foreign_group_of(&self, meta: &crate::Metadata) -> bool {
-        !self.opts.chown || meta.gid != self.creator.1
+        !self.meta.policy.opts.chown || meta.gid != self.meta.policy.creator.1
     }
 
     pub(super) fn warn(&mut self, msg: String) {
-        if self.warnings.len() < MAX_WARNINGS {
-            self.warnings.push(msg);
-        } else {
-            self.warnings_dropped += 1;
-        }
+        self.meta.warnings.warn(msg);
     }
 
-    /// The warnings, with a last line counting those dropped.
-    pub(super) fn take_warnings(&mut self) -> Vec<String> {
-        if self.warnings_dropped > 0 {
-            let n = self.warnings_dropped;
-            self.warnings.push(format!("... and {n} more warnings"));
-        }
-        std::mem::take(&mut self.warnings)
+    /// The options the writer was opened with.
+    pub(super) fn opts(&self) -> &DirWriterOptions {
+        &self.meta.policy.opts
     }
 
     pub(super) fn mark_written(&mut self, path: &LayerPath) {
@@ -262,7 +255,7 @@ impl Tree {
             Err(e) => return Err(fail("create", e)),
         }
         let fd = base.open_dir(name).map_err(|e| fail("open", e))?;
-        if self.opts.chown {
+        if self.meta.policy.opts.chown {
             rfs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(|e| fail("chown", e))?;
         }
         rfs::fchmod(&fd, rfs::Mode::from_raw_mode(0o755)).map_err(|e| fail("chmod", e))?;
@@ -302,6 +295,9 @@ impl Tree {
         name: &CStr,
         path: &LayerPath,
     ) -> Result<(), Error> {
+        // What is removed may be a file still being finished in the background (and the
+        // replace hook reads it): let the background catch up first.
+        self.background.sync()?;
         let st = match dir.stat(name) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(()),

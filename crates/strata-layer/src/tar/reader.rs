@@ -1,6 +1,6 @@
 //! [`TarReader`]: a strict, streaming tar parser that yields [`Entry`] values.
 
-use std::io::{self, BufReader, Read, Seek};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 
 use super::header::{self, field, Format, BLOCK};
 use super::pax;
@@ -64,8 +64,13 @@ enum Payload {
 /// Tolerant where real writers differ: a missing end-of-archive (or a missing last
 /// padding, as umoci 0.4.7 writes) ends the archive cleanly, and bytes after the
 /// end-of-archive are read (they count toward the diffID) but ignored.
-pub struct TarReader<R: Read, S: TarSink = ()> {
-    input: BufReader<R>,
+///
+/// The input is buffered: [`new`](TarReader::new) and [`with_sink`](TarReader::with_sink)
+/// wrap a [`Read`] in a [`BufReader`]; [`buffered`](TarReader::buffered) takes a
+/// [`BufRead`] as it is, whose buffer [`read_data_in_place`](TarReader::read_data_in_place)
+/// then hands out without a copy.
+pub struct TarReader<R: BufRead, S: TarSink = ()> {
+    input: R,
     sink: S,
     /// Bytes consumed so far.
     offset: u64,
@@ -79,18 +84,26 @@ pub struct TarReader<R: Read, S: TarSink = ()> {
     entry_start: u64,
 }
 
-impl<R: Read> TarReader<R, ()> {
+impl<R: Read> TarReader<BufReader<R>, ()> {
     /// A reader over an uncompressed tar stream (see [`crate::compress`] for the rest).
     pub fn new(input: R) -> Self {
         Self::with_sink(input, ())
     }
 }
 
-impl<R: Read, S: TarSink> TarReader<R, S> {
+impl<R: Read, S: TarSink> TarReader<BufReader<R>, S> {
     /// A reader that reports every byte it consumes to `sink`.
     pub fn with_sink(input: R, sink: S) -> Self {
+        TarReader::buffered(BufReader::with_capacity(256 * 1024, input), sink)
+    }
+}
+
+impl<R: BufRead, S: TarSink> TarReader<R, S> {
+    /// A reader over an input that buffers already (a [`crate::pipe::PipeReader`]), that
+    /// reports every byte it consumes to `sink`.
+    pub fn buffered(input: R, sink: S) -> Self {
         TarReader {
-            input: BufReader::with_capacity(256 * 1024, input),
+            input,
             sink,
             offset: 0,
             data_left: 0,
@@ -119,7 +132,55 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
 
     /// Gives back the sink (and with it, whatever it recorded) and the input.
     pub fn into_parts(self) -> (R, S) {
-        (self.input.into_inner(), self.sink)
+        (self.input, self.sink)
+    }
+
+    /// Like [`read_data`](LayerReader::read_data), but hands the next bytes of the
+    /// current entry's data to `f` where the input buffers them, without copying them
+    /// first (as many as the input holds at once). Returns how many there were: 0 at the
+    /// end of the data. An error of `f` is returned as it is.
+    pub fn read_data_in_place(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        if self.data_left == 0 {
+            self.end_payload()?;
+            return Ok(0);
+        }
+        let avail = loop {
+            match self.input.fill_buf() {
+                Ok(b) => break b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading the layer at byte {}", self.offset),
+                        e,
+                    ))
+                }
+            }
+        };
+        if avail.is_empty() {
+            return Err(Error::Truncated {
+                offset: self.offset,
+                inside: "an entry's data",
+            });
+        }
+        let n = avail
+            .len()
+            .min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
+        let bytes = &avail[..n];
+        match self.payload {
+            Payload::File => self.sink.file_data(bytes)?,
+            Payload::Raw => self.sink.raw(bytes)?,
+        }
+        f(bytes)?;
+        self.input.consume(n);
+        self.offset += n as u64;
+        self.data_left -= n as u64;
+        if self.data_left == 0 {
+            self.end_payload()?;
+        }
+        Ok(n)
     }
 
     /// Reads up to `buf.len()` bytes; returns how many were read (0 only at EOF).
@@ -699,7 +760,7 @@ impl<R: Read, S: TarSink> TarReader<R, S> {
     }
 }
 
-impl<R: Read + Seek> TarReader<R, ()> {
+impl<R: Read + Seek> TarReader<BufReader<R>, ()> {
     /// Skips the rest of the current entry's data and padding by seeking instead of
     /// reading, for indexing a tar held in a file: only the headers are read.
     ///
@@ -729,7 +790,7 @@ impl<R: Read + Seek> TarReader<R, ()> {
     }
 }
 
-impl<R: Read, S: TarSink> LayerReader for TarReader<R, S> {
+impl<R: BufRead, S: TarSink> LayerReader for TarReader<R, S> {
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
         let r = self.next();
         if r.is_err() {
