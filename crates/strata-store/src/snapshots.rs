@@ -450,26 +450,6 @@ impl Snapshotter {
 
     // ---- making snapshots -----------------------------------------------------------
 
-    /// Reserves `key` with a row of `kind` (its layer not made yet): the row's ID and
-    /// layer ID.
-    fn reserve(
-        &self,
-        key: &str,
-        kind: SnapshotKind,
-        parent: Option<&str>,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(i64, LayerId)> {
-        if self.image_layer(key)?.is_some() {
-            return Err(SnapshotError::Exists(key.to_string()));
-        }
-        self.write("reserving a snapshot", |tx| {
-            if Self::key_taken(tx, key)? {
-                return Err(SnapshotError::Exists(key.to_string()));
-            }
-            Self::insert_row(tx, key, kind, parent, labels, None)
-        })
-    }
-
     /// Writes the row of `key` (on layer `on`, or a new `ctrd-N`): its ID and layer ID.
     fn insert_row(
         tx: &Tx<'_>,
@@ -511,10 +491,15 @@ impl Snapshotter {
         }
     }
 
-    fn unreserve(&self, id: i64) {
+    /// Drops the row of `key` if its layer was never made (a failed prepare).
+    fn drop_unmade(&self, key: &str) {
         let _ = self.write("dropping a snapshot", |tx| {
             tx.conn()
-                .execute("DELETE FROM snapshots WHERE id = ?1", [id])
+                .execute(
+                    "DELETE FROM snapshots WHERE key = ?1
+                     AND layer NOT IN (SELECT id FROM layers)",
+                    [key],
+                )
                 .map_err(Error::db("dropping a snapshot"))?;
             Ok(())
         });
@@ -563,12 +548,32 @@ impl Snapshotter {
     ) -> Result<Vec<SnapshotMount>> {
         let _making = self.making.read().unwrap_or_else(|p| p.into_inner());
         let parent_layer = parent.map(|p| self.parent_layer(key, p)).transpose()?;
-        let (id, layer) = self.reserve(key, kind, parent, &labels)?;
-        if let Err(e) = self.store.create_bare(&layer, parent_layer.as_ref()) {
-            self.unreserve(id);
-            return Err(e.into());
+        if self.image_layer(key)?.is_some() {
+            return Err(SnapshotError::Exists(key.to_string()));
         }
-        self.mounts(key)
+        // The row and the layer's `creating` row in one transaction; the layer is
+        // `ctrd-ROWID`.
+        let provisional = LayerId::new(format!("{LAYER_PREFIX}new"))?;
+        let taken = std::cell::Cell::new(false);
+        let made = self
+            .store
+            .create_bare_named(&provisional, parent_layer.as_ref(), |tx| {
+                if Self::key_taken(tx, key).map_err(store_error)? {
+                    taken.set(true);
+                    return Err(Error::Corrupt(String::new())); // rolls back
+                }
+                let (_, layer) = Self::insert_row(tx, key, kind, parent, &labels, None)
+                    .map_err(store_error)?;
+                Ok((layer, ()))
+            });
+        match made {
+            Ok(_) => self.mounts(key),
+            Err(_) if taken.get() => Err(SnapshotError::Exists(key.to_string())),
+            Err(e) => {
+                self.drop_unmade(key);
+                Err(e.into())
+            }
+        }
     }
 
     /// Commits active snapshot `key` as the committed snapshot `name`, with `labels`;
@@ -615,7 +620,7 @@ impl Snapshotter {
             Ok(())
         });
         match frozen {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(_) if taken.get() => Err(SnapshotError::Exists(name.to_string())),
             Err(e) => Err(e.into()),
         }

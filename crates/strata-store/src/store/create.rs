@@ -215,11 +215,30 @@ impl Store {
         row: &LayerRow,
         state: State,
     ) -> Result<()> {
+        let mut row = row.clone();
+        self.commit_layer_with(staging, &mut row, state, |_, _| Ok(()))
+    }
+
+    /// [`commit_layer`](Self::commit_layer), with `name` run first in the transaction
+    /// that records the `Creating` row: it may write rows of its own (containerd's
+    /// snapshot) and set the layer's ID (`row.id`), which the rows it writes may decide.
+    /// Only the transaction making the layer visible waits for the disk: the `Creating`
+    /// one is made durable with it ([`Db::write_unsynced`]), and a process that dies in
+    /// between leaves it for recovery all the same.
+    pub(super) fn commit_layer_with<T>(
+        &self,
+        staging: Staging,
+        row: &mut LayerRow,
+        state: State,
+        name: impl FnOnce(&Tx<'_>, &mut LayerRow) -> Result<T>,
+    ) -> Result<T> {
         let _lock = self.lock()?;
         let mut db = self.db();
-        db.write("creating the layer", |tx| {
+        let named = db.write_unsynced("creating the layer", |tx| {
+            let named = name(tx, row)?;
             self.check_new(tx, &row.id, row.parent.as_ref())?;
-            tx.insert_layer(row)
+            tx.insert_layer(row)?;
+            Ok(named)
         })?;
         // Undo on failure: nothing of the layer may stay behind (and nothing that is not
         // its own may go).
@@ -233,6 +252,7 @@ impl Store {
             return Err(e);
         }
         drop(db);
-        staging.done()
+        staging.done()?;
+        Ok(named)
     }
 }
