@@ -14,9 +14,11 @@
 //!   parent's layer, a committed one a read-only (applied) layer. So `strata layer ls`,
 //!   `changes`, `diff` and `fsck` see them like any other layer.
 //! * **Commit** turns an active snapshot into a committed one under a new name: its layer
-//!   is frozen in place ([`Store::freeze`]: the directory stays, its diffID and recipe are
-//!   made from it, so its diff is bit-exact and fsck can check it), and in the same
-//!   transaction the new name's row takes over the layer.
+//!   is frozen in place ([`Store::freeze`]: the directory stays and becomes read-only),
+//!   and in the same transaction the new name's row takes over the layer. Its diffID and
+//!   recipe are left pending, made from the directory on first need (the store's `diff`
+//!   of it, `fsck`, `strata layer ls`: [`Store::settle`]): containerd never asks for
+//!   them, and the diff is bit-exact whenever made, the directory no longer changing.
 //! * **Images in the store** (from `pull`, `load`, `copy`) are committed snapshots too,
 //!   without a row: an applied layer whose ID is a chainID's hex is the snapshot
 //!   `sha256:HEX`, its parent `sha256:PARENT-HEX`, labelled
@@ -26,14 +28,20 @@
 //!
 //! ## Crash safety
 //!
-//! A snapshot's row is written before its layer is made (reserving the key) and is
-//! shown only while its layer is visible, and of its kind's state (a committed row while
-//! the layer is read-only, the others while it is read-write); removal takes the layer
-//! first, then the row. A commit is one transaction: the layer becomes read-only, the
-//! committed row is written on it and the active row dropped. A crash in between the
-//! steps of a prepare or a removal leaves a row without a layer or a `ctrd-N` layer
-//! without a row: both invisible to containerd, removed by [`Snapshotter::cleanup`] (and
-//! rows by [`Snapshotter::new`]).
+//! A prepare writes the snapshot's row and its layer's `creating` row in one
+//! transaction, then moves the layer's directory (made in staging) into place, then
+//! makes the layer read-write in a second transaction. Only the second waits for the
+//! disk; it makes the first durable too (SQLite's WAL is synced and replayed in order),
+//! and a process killed in between loses neither. A row is shown only while its layer
+//! is visible and of its kind's state (a committed row while the layer is read-only, the
+//! others while it is read-write). A commit is one transaction: the layer becomes
+//! read-only (its diff pending), the committed row is written on it and the active row
+//! dropped. Removal takes the layer first, then the row. So a kill leaves at most a
+//! `creating` layer (removed by the store's recovery at the next open, which leaves its
+//! row without a layer), a row without a layer, or a `ctrd-N` layer without a row: all
+//! invisible to containerd, removed by [`Snapshotter::cleanup`] (and rows by
+//! [`Snapshotter::new`]). A frozen layer whose diff is pending is consistent as it is:
+//! fsck makes its diff and checks it ([`Store::settle`] is crash-safe on its own).
 //!
 //! ## A whole life
 //!

@@ -162,8 +162,12 @@ impl Store {
             });
             (packed, read)
         });
-        let summary = packed?;
-        let (data, recorder) = read?;
+        let (summary, (data, recorder)) = match packed.and_then(|p| read.map(|r| (p, r))) {
+            Ok(done) => done,
+            // Removed meanwhile, under the reading (no lock keeps a removal waiting).
+            Err(_) if !self.exists(id)? => return Err(Error::NotFound(id.clone())),
+            Err(e) => return Err(e),
+        };
         let diff = DiffInfo {
             diff_id: summary.diff_id,
             tar_size: summary.tar_bytes,
