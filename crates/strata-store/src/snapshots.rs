@@ -570,8 +570,8 @@ impl Snapshotter {
                     taken.set(true);
                     return Err(Error::Corrupt(String::new())); // rolls back
                 }
-                let (_, layer) = Self::insert_row(tx, key, kind, parent, &labels, None)
-                    .map_err(store_error)?;
+                let (_, layer) =
+                    Self::insert_row(tx, key, kind, parent, &labels, None).map_err(store_error)?;
                 Ok((layer, ()))
             });
         match made {

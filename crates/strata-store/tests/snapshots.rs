@@ -287,10 +287,17 @@ fn commit_freezes_the_active_layer_in_place() {
     assert_eq!(layer.status.name(), "applied");
     assert!(layer.diff_pending(), "{layer:?}");
     assert_eq!(details.recipe, None);
-    assert!(!root.path().join("recipes").join(top.layer.as_str()).exists());
+    assert!(!root
+        .path()
+        .join("recipes")
+        .join(top.layer.as_str())
+        .exists());
     // The first diff makes them: what the active layer's diff was, bit for bit, and
     // recorded; the next diff is rebuilt from the recipe.
-    assert_eq!(diff_of(s.store(), &top.layer), (diff_id.clone(), tar.clone()));
+    assert_eq!(
+        diff_of(s.store(), &top.layer),
+        (diff_id.clone(), tar.clone())
+    );
     let layer = s.store().layer(&top.layer).unwrap();
     assert!(!layer.diff_pending());
     assert_eq!(
@@ -298,7 +305,11 @@ fn commit_freezes_the_active_layer_in_place() {
         Some(diff_id.clone())
     );
     assert_eq!(layer.diff.as_ref().map(|d| d.diff_size), Some(3 << 20)); // the link is a link, not data
-    assert!(root.path().join("recipes").join(top.layer.as_str()).exists());
+    assert!(root
+        .path()
+        .join("recipes")
+        .join(top.layer.as_str())
+        .exists());
     assert_eq!(diff_of(s.store(), &top.layer), (diff_id, tar));
     let names: Vec<String> = s.list().unwrap().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["base", "top"]);
@@ -368,7 +379,11 @@ fn fsck_and_settle_pending_make_the_diffs_commit_left_pending() {
     std::fs::write(dir.join("h"), "three\n").unwrap();
     s.commit("c", "c-x", BTreeMap::new()).unwrap();
     assert_eq!(s.store().settle_pending().unwrap(), 1);
-    assert!(!s.store().layer(&s.stat("c").unwrap().layer).unwrap().diff_pending());
+    assert!(!s
+        .store()
+        .layer(&s.stat("c").unwrap().layer)
+        .unwrap()
+        .diff_pending());
     // Only applied layers have a diff to settle.
     s.prepare("d-x", Some("c"), BTreeMap::new()).unwrap();
     let e = s.store().settle(&s.stat("d-x").unwrap().layer).unwrap_err();

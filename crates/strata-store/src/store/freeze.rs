@@ -157,9 +157,9 @@ impl Store {
                 }
                 Ok((data, tar.into_parts().1))
             })();
-            let packed = pack.join().unwrap_or_else(|_| {
-                Err(Error::Corrupt("the diff's pack thread panicked".into()))
-            });
+            let packed = pack
+                .join()
+                .unwrap_or_else(|_| Err(Error::Corrupt("the diff's pack thread panicked".into())));
             (packed, read)
         });
         let (summary, (data, recorder)) = match packed.and_then(|p| read.map(|r| (p, r))) {
