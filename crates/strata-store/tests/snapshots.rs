@@ -441,6 +441,9 @@ fn a_prepare_cut_after_its_first_transaction_leaves_nothing_in_sight() {
     assert!(matches!(s.stat("b"), Err(SnapshotError::NotFound(_))));
     assert_eq!(s.list().unwrap().len(), 1);
     std::fs::remove_dir_all(root.path().join("layers").join(&next)).unwrap();
+    // A layer of the store named like the one a prepare stages under is no obstacle.
+    let named = LayerId::new("ctrd-new").unwrap();
+    s.store().create_bare(&named, None).unwrap();
     s.prepare("b", None, BTreeMap::new()).unwrap();
     assert_eq!(s.stat("b").unwrap().kind, SnapshotKind::Active);
     let report = s.store().fsck(false).unwrap();

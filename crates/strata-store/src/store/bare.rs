@@ -32,8 +32,11 @@ impl Store {
             writable: true,
             ..CreateOptions::default()
         };
+        // The provisional name is no layer's: only the parent is checked here, the ID in
+        // the transaction.
+        let chain = self.read(|tx| self.check_parent(tx, provisional, parent))?;
         let (staging, mut row, _lock) =
-            self.stage_layer(provisional, parent, &options, State::Writable, None)?;
+            self.stage_dirs(provisional, parent, &options, State::Writable, None, &chain)?;
         self.commit_layer_with(staging, &mut row, State::Writable, |tx, row| {
             let (id, named) = name(tx)?;
             row.id = id.clone();

@@ -76,6 +76,17 @@ impl Store {
         if tx.layer(id)?.is_some() {
             return Err(Error::Exists(id.clone()));
         }
+        self.check_parent(tx, id, parent)
+    }
+
+    /// The parent checks of [`check_new`](Self::check_new), for new layer `id` (named in
+    /// the errors): `Ok(chain of the parent)`.
+    pub(super) fn check_parent(
+        &self,
+        tx: &Tx<'_>,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+    ) -> Result<Vec<LayerRow>> {
         let Some(parent) = parent else {
             return Ok(Vec::new());
         };
