@@ -372,6 +372,12 @@ pub fn run_layer(cmd: StoreLayerCommand, args: &StoreArgs, out: &Output) -> Resu
             )
         }
         StoreLayerCommand::Inspect { id } => {
+            // A frozen layer's diffID is made on first need: this is one.
+            if store.layer(&id).is_ok_and(|l| l.diff_pending()) {
+                store
+                    .settle(&id)
+                    .with_context(|| format!("cannot make the diffID of layer {id}"))?;
+            }
             let d = store
                 .inspect(&id)
                 .with_context(|| format!("cannot inspect layer {id}"))?;
@@ -522,6 +528,10 @@ impl From<&Layer> for LayerView {
 /// `strata layer ls`: the store's layers as a table.
 pub fn ls_layers(args: &StoreArgs, all: bool, out: &Output) -> Result<()> {
     let store = args.open()?;
+    // Layers containerd committed get their diffIDs on first need: listing them is one.
+    store
+        .settle_pending()
+        .context("cannot make the diffIDs of the layers containerd committed")?;
     let layers = store.layers()?;
     let views: Vec<LayerView> = layers
         .iter()

@@ -448,6 +448,16 @@ fn containerd_imports_and_runs_the_corpus_image_on_strata() {
         .map(|n| chain_of(&diff_ids[..n]))
         .collect();
     assert_eq!(of.keys().cloned().collect::<BTreeSet<_>>(), keys);
+    // The commits left the layers' diffIDs to be made on first need (`layer ls` is one):
+    // each is the digest of the diff the store then rebuilds for the layer (a tar of what
+    // containerd unpacked, in Strata's order, not the image's own tar).
+    let listed = st.json(&["layer", "ls"]);
+    for row in listed.as_array().unwrap() {
+        let id = jstr(row, "id");
+        let tar = st.path(&format!("{id}.tar"));
+        st.ok(&["layer", "diff", id, "-o", &s(&tar)]);
+        assert_eq!(jstr(row, "diff_id"), sha256_file(&tar), "layer {id}");
+    }
     // `tree`: one line per layer, each a level deeper than its parent.
     let tree = c.ok(&["snapshots", "--snapshotter", "strata", "tree"]);
     let mut want = String::new();

@@ -159,6 +159,8 @@ pub fn status(e: SnapshotError) -> Status {
         SnapshotError::Exists(_) | SnapshotError::TargetExists { .. } => Code::AlreadyExists,
         SnapshotError::Refused { .. } => Code::FailedPrecondition,
         SnapshotError::Store(strata_store::Error::BadId { .. }) => Code::InvalidArgument,
+        // containerd retries what is unavailable.
+        SnapshotError::Store(strata_store::Error::Busy { .. }) => Code::Unavailable,
         SnapshotError::Store(_) => Code::Unknown,
     };
     Status::new(code, e.to_string())
@@ -474,6 +476,13 @@ mod tests {
         });
         assert_eq!(e.code(), Code::FailedPrecondition);
         assert!(e.message().contains("remove"), "{}", e.message());
+        // A layer another process reads: retryable.
+        let busy = SnapshotError::Store(strata_store::Error::Busy {
+            id: strata_store::LayerId::new("ctrd-1").unwrap(),
+            what: "freeze",
+            waited: std::time::Duration::from_secs(2),
+        });
+        assert_eq!(code(busy), Code::Unavailable);
     }
 
     #[test]

@@ -346,6 +346,29 @@ impl Db {
         Ok(out)
     }
 
+    /// [`Db::write`] without waiting for the disk: the transaction is kept if the process
+    /// dies (it is in the WAL, in the page cache), and made durable by the next synced
+    /// transaction of any connection (the WAL is synced and replayed in order); only a
+    /// power loss before that can lose it. For a step a synced one always follows (a
+    /// layer's `creating` row, made visible by the next transaction).
+    pub fn write_unsynced<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::db(format!("{what}: setting the sync mode")))?;
+        let out = self.write(what, f);
+        let synced = self
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(Error::db(format!("{what}: setting the sync mode")));
+        let out = out?;
+        synced?;
+        Ok(out)
+    }
+
     /// Read-only queries outside a write transaction (one consistent snapshot each).
     pub fn read(&self) -> Tx<'_> {
         Tx(&self.conn)
@@ -547,6 +570,40 @@ impl Tx<'_> {
                     diff.blob_size as i64,
                     diff.compression,
                     os.name(),
+                ],
+            )
+            .map(drop)
+            .map_err(Error::db(format!("recording the diff of layer {id}")))
+    }
+
+    /// Makes read-write layer `id` applied with its diff pending (`store/freeze.rs`).
+    pub fn set_frozen(&self, id: &LayerId, os: Os) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE layers SET state = 'applied', diff_id = NULL, tar_size = NULL,
+                    diff_size = NULL, blob_digest = NULL, blob_size = NULL, compression = NULL,
+                    os = ?2 WHERE id = ?1",
+                params![id.as_str(), os.name()],
+            )
+            .map(drop)
+            .map_err(Error::db(format!("freezing layer {id}")))
+    }
+
+    /// Records the diff of applied layer `id`, whose diff was pending.
+    pub fn set_diff(&self, id: &LayerId, diff: &DiffInfo) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE layers SET diff_id = ?2, tar_size = ?3, diff_size = ?4,
+                    blob_digest = ?5, blob_size = ?6, compression = ?7
+                 WHERE id = ?1 AND state = 'applied' AND diff_id IS NULL",
+                params![
+                    id.as_str(),
+                    diff.diff_id.to_string(),
+                    diff.tar_size as i64,
+                    diff.diff_size as i64,
+                    diff.blob_digest.to_string(),
+                    diff.blob_size as i64,
+                    diff.compression,
                 ],
             )
             .map(drop)

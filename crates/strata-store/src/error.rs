@@ -102,6 +102,18 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// Another process kept using a layer (reading its files, or changing them) for as
+    /// long as the caller would wait: nothing was changed, and trying again later works.
+    #[error("layer `{id}` is in use by another strata process (reading or changing it): gave up after {} s waiting to {what} it; try again", waited.as_secs_f32())]
+    Busy {
+        /// The layer.
+        id: LayerId,
+        /// What the caller wanted to do (`freeze`).
+        what: &'static str,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+
     /// The metadata database failed: `context` says what the store was doing.
     #[error("store database: {context}: {source}")]
     Db {

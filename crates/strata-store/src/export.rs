@@ -110,6 +110,18 @@ impl Store {
         Ok((chain, lock))
     }
 
+    /// [`readable`](Self::readable), with the diff of a frozen layer made first if it is
+    /// pending ([`Store::settle`]).
+    fn settled(&self, id: &LayerId, what: &str) -> Result<(Vec<LayerRow>, LayerLock)> {
+        let (chain, lock) = self.readable(id, what)?;
+        if chain[0].state != State::Applied || chain[0].diff.is_some() {
+            return Ok((chain, lock));
+        }
+        self.settle(id)?;
+        let chain = self.read(|tx| tx.chain(id))?;
+        Ok((chain, lock))
+    }
+
     /// Writes the tar applied layer `chain[0]` came from to `out` (through its driver,
     /// from its recipe or its kept blob); returns its digest and size.
     pub(crate) fn original_tar(
@@ -150,7 +162,7 @@ impl Store {
         out: W,
         compression: Compression,
     ) -> Result<DiffOutput> {
-        let (chain, _lock) = self.readable(id, "take the diff of")?;
+        let (chain, _lock) = self.settled(id, "take the diff of")?;
         let top = &chain[0];
         if top.state != State::Writable {
             return compressed(out, compression, |w| self.original_tar(&chain, w));
@@ -179,7 +191,7 @@ impl Store {
     /// The bytes of file data layer `id` adds or rewrites: recorded at apply for an applied
     /// layer, measured for a read-write one.
     pub fn diff_size(&self, id: &LayerId) -> Result<u64> {
-        let (chain, _lock) = self.readable(id, "measure")?;
+        let (chain, _lock) = self.settled(id, "measure")?;
         if let Some(diff) = &chain[0].diff {
             return Ok(diff.diff_size);
         }

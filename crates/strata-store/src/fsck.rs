@@ -2,7 +2,8 @@
 //! every applied layer, and with `repair` removes what is broken (never what is sound).
 //!
 //! Checked: every applied layer rebuilds from its recipe to its recorded diffID (which
-//! reads and CRC-checks every file it holds); every layer has its directories and lock;
+//! reads and CRC-checks every file it holds; a frozen layer's pending diff is made first,
+//! see `store/freeze.rs`); every layer has its directories and lock;
 //! parents exist, are applied, and depths add up; mount counts match the mounts that
 //! exist; every blob hashes to its name; no directory or recipe belongs to no layer.
 //! Recovery (run first, and by the store's open) removes blobs nothing refers to; what it
@@ -203,7 +204,12 @@ impl Store {
     /// Rebuilds an applied layer's tar into a hasher and compares it with its diffID.
     fn verify_layer(&self, row: &LayerRow) -> Result<()> {
         let _lock = LayerLock::shared(&self.paths().lock(&row.id))?;
+        if row.diff.is_none() {
+            // A frozen layer: its diff is made now, then checked like any.
+            self.settle(&row.id)?;
+        }
         let chain = self.read(|tx| tx.chain(&row.id))?;
+        let row = &chain[0];
         let Some(want) = row.diff.as_ref().map(|d| d.diff_id) else {
             return Err(Error::Corrupt("no diffID recorded".into()));
         };

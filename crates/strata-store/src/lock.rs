@@ -261,7 +261,13 @@ impl Staging {
     /// if the directory itself was renamed away).
     pub fn done(mut self) -> Result<()> {
         self.keep = true;
-        mounts::remove_tree(&self.dir)?;
+        // Mostly empty by now: rmdir(2) takes an empty directory (never one something is
+        // mounted on), without reading the mount table as a tree's removal does.
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => mounts::remove_tree(&self.dir)?,
+        }
         std::fs::remove_file(&self.lock_path)
             .or_else(ignore_missing)
             .map_err(|e| Error::io(format!("removing {}", self.lock_path.display()), e))

@@ -14,9 +14,11 @@
 //!   parent's layer, a committed one a read-only (applied) layer. So `strata layer ls`,
 //!   `changes`, `diff` and `fsck` see them like any other layer.
 //! * **Commit** turns an active snapshot into a committed one under a new name: its layer
-//!   is frozen in place ([`Store::freeze`]: the directory stays, its diffID and recipe are
-//!   made from it, so its diff is bit-exact and fsck can check it), and in the same
-//!   transaction the new name's row takes over the layer.
+//!   is frozen in place ([`Store::freeze`]: the directory stays and becomes read-only),
+//!   and in the same transaction the new name's row takes over the layer. Its diffID and
+//!   recipe are left pending, made from the directory on first need (the store's `diff`
+//!   of it, `fsck`, `strata layer ls`: [`Store::settle`]): containerd never asks for
+//!   them, and the diff is bit-exact whenever made, the directory no longer changing.
 //! * **Images in the store** (from `pull`, `load`, `copy`) are committed snapshots too,
 //!   without a row: an applied layer whose ID is a chainID's hex is the snapshot
 //!   `sha256:HEX`, its parent `sha256:PARENT-HEX`, labelled
@@ -26,14 +28,20 @@
 //!
 //! ## Crash safety
 //!
-//! A snapshot's row is written before its layer is made (reserving the key) and is
-//! shown only while its layer is visible, and of its kind's state (a committed row while
-//! the layer is read-only, the others while it is read-write); removal takes the layer
-//! first, then the row. A commit is one transaction: the layer becomes read-only, the
-//! committed row is written on it and the active row dropped. A crash in between the
-//! steps of a prepare or a removal leaves a row without a layer or a `ctrd-N` layer
-//! without a row: both invisible to containerd, removed by [`Snapshotter::cleanup`] (and
-//! rows by [`Snapshotter::new`]).
+//! A prepare writes the snapshot's row and its layer's `creating` row in one
+//! transaction, then moves the layer's directory (made in staging) into place, then
+//! makes the layer read-write in a second transaction. Only the second waits for the
+//! disk; it makes the first durable too (SQLite's WAL is synced and replayed in order),
+//! and a process killed in between loses neither. A row is shown only while its layer
+//! is visible and of its kind's state (a committed row while the layer is read-only, the
+//! others while it is read-write). A commit is one transaction: the layer becomes
+//! read-only (its diff pending), the committed row is written on it and the active row
+//! dropped. Removal takes the layer first, then the row. So a kill leaves at most a
+//! `creating` layer (removed by the store's recovery at the next open, which leaves its
+//! row without a layer), a row without a layer, or a `ctrd-N` layer without a row: all
+//! invisible to containerd, removed by [`Snapshotter::cleanup`] (and rows by
+//! [`Snapshotter::new`]). A frozen layer whose diff is pending is consistent as it is:
+//! fsck makes its diff and checks it ([`Store::settle`] is crash-safe on its own).
 //!
 //! ## A whole life
 //!
@@ -450,26 +458,6 @@ impl Snapshotter {
 
     // ---- making snapshots -----------------------------------------------------------
 
-    /// Reserves `key` with a row of `kind` (its layer not made yet): the row's ID and
-    /// layer ID.
-    fn reserve(
-        &self,
-        key: &str,
-        kind: SnapshotKind,
-        parent: Option<&str>,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(i64, LayerId)> {
-        if self.image_layer(key)?.is_some() {
-            return Err(SnapshotError::Exists(key.to_string()));
-        }
-        self.write("reserving a snapshot", |tx| {
-            if Self::key_taken(tx, key)? {
-                return Err(SnapshotError::Exists(key.to_string()));
-            }
-            Self::insert_row(tx, key, kind, parent, labels, None)
-        })
-    }
-
     /// Writes the row of `key` (on layer `on`, or a new `ctrd-N`): its ID and layer ID.
     fn insert_row(
         tx: &Tx<'_>,
@@ -511,10 +499,15 @@ impl Snapshotter {
         }
     }
 
-    fn unreserve(&self, id: i64) {
+    /// Drops the row of `key` if its layer was never made (a failed prepare).
+    fn drop_unmade(&self, key: &str) {
         let _ = self.write("dropping a snapshot", |tx| {
             tx.conn()
-                .execute("DELETE FROM snapshots WHERE id = ?1", [id])
+                .execute(
+                    "DELETE FROM snapshots WHERE key = ?1
+                     AND layer NOT IN (SELECT id FROM layers)",
+                    [key],
+                )
                 .map_err(Error::db("dropping a snapshot"))?;
             Ok(())
         });
@@ -563,12 +556,32 @@ impl Snapshotter {
     ) -> Result<Vec<SnapshotMount>> {
         let _making = self.making.read().unwrap_or_else(|p| p.into_inner());
         let parent_layer = parent.map(|p| self.parent_layer(key, p)).transpose()?;
-        let (id, layer) = self.reserve(key, kind, parent, &labels)?;
-        if let Err(e) = self.store.create_bare(&layer, parent_layer.as_ref()) {
-            self.unreserve(id);
-            return Err(e.into());
+        if self.image_layer(key)?.is_some() {
+            return Err(SnapshotError::Exists(key.to_string()));
         }
-        self.mounts(key)
+        // The row and the layer's `creating` row in one transaction; the layer is
+        // `ctrd-ROWID`.
+        let provisional = LayerId::new(format!("{LAYER_PREFIX}new"))?;
+        let taken = std::cell::Cell::new(false);
+        let made = self
+            .store
+            .create_bare_named(&provisional, parent_layer.as_ref(), |tx| {
+                if Self::key_taken(tx, key).map_err(store_error)? {
+                    taken.set(true);
+                    return Err(Error::Corrupt(String::new())); // rolls back
+                }
+                let (_, layer) =
+                    Self::insert_row(tx, key, kind, parent, &labels, None).map_err(store_error)?;
+                Ok((layer, ()))
+            });
+        match made {
+            Ok(_) => self.mounts(key),
+            Err(_) if taken.get() => Err(SnapshotError::Exists(key.to_string())),
+            Err(e) => {
+                self.drop_unmade(key);
+                Err(e.into())
+            }
+        }
     }
 
     /// Commits active snapshot `key` as the committed snapshot `name`, with `labels`;
@@ -615,7 +628,7 @@ impl Snapshotter {
             Ok(())
         });
         match frozen {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(_) if taken.get() => Err(SnapshotError::Exists(name.to_string())),
             Err(e) => Err(e.into()),
         }

@@ -282,13 +282,34 @@ fn commit_freezes_the_active_layer_in_place() {
             .ino(),
         inode
     );
-    // Read-only now, its diff what it was, rebuilt bit for bit from its recipe.
+    // Read-only now, its diff pending: no diffID, no recipe yet.
     let layer = s.store().layer(&top.layer).unwrap();
     assert_eq!(layer.status.name(), "applied");
+    assert!(layer.diff_pending(), "{layer:?}");
+    assert_eq!(details.recipe, None);
+    assert!(!root
+        .path()
+        .join("recipes")
+        .join(top.layer.as_str())
+        .exists());
+    // The first diff makes them: what the active layer's diff was, bit for bit, and
+    // recorded; the next diff is rebuilt from the recipe.
+    assert_eq!(
+        diff_of(s.store(), &top.layer),
+        (diff_id.clone(), tar.clone())
+    );
+    let layer = s.store().layer(&top.layer).unwrap();
+    assert!(!layer.diff_pending());
     assert_eq!(
         layer.diff.as_ref().map(|d| d.diff_id.to_string()),
         Some(diff_id.clone())
     );
+    assert_eq!(layer.diff.as_ref().map(|d| d.diff_size), Some(3 << 20)); // the link is a link, not data
+    assert!(root
+        .path()
+        .join("recipes")
+        .join(top.layer.as_str())
+        .exists());
     assert_eq!(diff_of(s.store(), &top.layer), (diff_id, tar));
     let names: Vec<String> = s.list().unwrap().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["base", "top"]);
@@ -323,4 +344,108 @@ fn a_commit_cut_after_the_freeze_hides_the_active_snapshot() {
     assert_eq!(s.cleanup().unwrap(), 1);
     assert!(s.store().layers().unwrap().is_empty());
     s.prepare("a", None, BTreeMap::new()).unwrap();
+}
+
+#[test]
+fn fsck_and_settle_pending_make_the_diffs_commit_left_pending() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    let dir = rw_dir(&s.prepare("a-x", None, BTreeMap::new()).unwrap());
+    std::fs::write(dir.join("f"), "one\n").unwrap();
+    let (want_a, _) = diff_of(s.store(), &s.stat("a-x").unwrap().layer);
+    s.commit("a", "a-x", BTreeMap::new()).unwrap();
+    let dir = rw_dir(&s.prepare("b-x", Some("a"), BTreeMap::new()).unwrap());
+    std::fs::write(dir.join("g"), "two\n").unwrap();
+    let (want_b, _) = diff_of(s.store(), &s.stat("b-x").unwrap().layer);
+    s.commit("b", "b-x", BTreeMap::new()).unwrap();
+    let (a, b) = (s.stat("a").unwrap().layer, s.stat("b").unwrap().layer);
+    let diff_id = |id: &LayerId| {
+        let l = s.store().layer(id).unwrap();
+        (l.diff_pending(), l.diff.map(|d| d.diff_id.to_string()))
+    };
+    assert_eq!(diff_id(&a), (true, None));
+
+    // What a settle cut short before its record leaves: a stray recipe, still pending.
+    std::fs::write(root.path().join("recipes").join(b.as_str()), "junk").unwrap();
+    // fsck makes the pending diff, then checks it like any.
+    let report = s.store().fsck(false).unwrap();
+    assert!(report.clean(), "{:?}", report.problems);
+    assert_eq!(diff_id(&a), (false, Some(want_a)));
+    assert_eq!(diff_id(&b), (false, Some(want_b.clone())));
+    assert_eq!(s.store().settle_pending().unwrap(), 0);
+    assert_eq!(s.store().settle(&b).unwrap().diff_id.to_string(), want_b);
+
+    let dir = rw_dir(&s.prepare("c-x", Some("b"), BTreeMap::new()).unwrap());
+    std::fs::write(dir.join("h"), "three\n").unwrap();
+    s.commit("c", "c-x", BTreeMap::new()).unwrap();
+    assert_eq!(s.store().settle_pending().unwrap(), 1);
+    assert!(!s
+        .store()
+        .layer(&s.stat("c").unwrap().layer)
+        .unwrap()
+        .diff_pending());
+    // Only applied layers have a diff to settle.
+    s.prepare("d-x", Some("c"), BTreeMap::new()).unwrap();
+    let e = s.store().settle(&s.stat("d-x").unwrap().layer).unwrap_err();
+    assert!(e.to_string().contains("is a read-write layer"), "{e}");
+}
+
+#[test]
+fn commit_waits_for_a_reader_of_the_layer_then_says_to_retry() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    let dir = rw_dir(&s.prepare("a-x", None, BTreeMap::new()).unwrap());
+    std::fs::write(dir.join("f"), "x\n").unwrap();
+    let layer = s.stat("a-x").unwrap().layer;
+    let lock_path = root.path().join("layers").join(layer.as_str()).join("lock");
+    // Another process reading the layer holds its lock shared (as `strata layer diff`).
+    let reader = std::fs::File::open(&lock_path).unwrap();
+    reader.lock_shared().unwrap();
+    let start = std::time::Instant::now();
+    let e = s.commit("a", "a-x", BTreeMap::new()).unwrap_err();
+    assert!(start.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(
+        matches!(
+            &e,
+            SnapshotError::Store(strata_store::Error::Busy { id, what: "freeze", .. }) if *id == layer
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("try again"), "{e}");
+    // Nothing changed.
+    assert_eq!(s.stat("a-x").unwrap().kind, SnapshotKind::Active);
+    assert!(matches!(s.stat("a"), Err(SnapshotError::NotFound(_))));
+    assert_eq!(s.store().layer(&layer).unwrap().status.name(), "read-write");
+
+    // A reader that lets go within the wait: the commit goes through.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(reader);
+    });
+    s.commit("a", "a-x", BTreeMap::new()).unwrap();
+    release.join().unwrap();
+    assert_eq!(s.stat("a").unwrap().kind, SnapshotKind::Committed);
+}
+
+#[test]
+fn a_prepare_cut_after_its_first_transaction_leaves_nothing_in_sight() {
+    let root = tempfile::tempdir().unwrap();
+    let s = snapshotter(root.path());
+    s.prepare("a", None, BTreeMap::new()).unwrap();
+    let layer = s.stat("a").unwrap().layer;
+    // A prepare fails after its rows are written (here: its directory's place is taken),
+    // like a kill between its two transactions: the key stays free and nothing shows.
+    let next = format!("ctrd-{}", layer.as_str()[5..].parse::<u64>().unwrap() + 1);
+    std::fs::create_dir_all(root.path().join("layers").join(&next).join("x")).unwrap();
+    assert!(s.prepare("b", None, BTreeMap::new()).is_err());
+    assert!(matches!(s.stat("b"), Err(SnapshotError::NotFound(_))));
+    assert_eq!(s.list().unwrap().len(), 1);
+    std::fs::remove_dir_all(root.path().join("layers").join(&next)).unwrap();
+    // A layer of the store named like the one a prepare stages under is no obstacle.
+    let named = LayerId::new("ctrd-new").unwrap();
+    s.store().create_bare(&named, None).unwrap();
+    s.prepare("b", None, BTreeMap::new()).unwrap();
+    assert_eq!(s.stat("b").unwrap().kind, SnapshotKind::Active);
+    let report = s.store().fsck(false).unwrap();
+    assert!(report.clean(), "{:?}", report.problems);
 }

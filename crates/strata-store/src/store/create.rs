@@ -76,6 +76,17 @@ impl Store {
         if tx.layer(id)?.is_some() {
             return Err(Error::Exists(id.clone()));
         }
+        self.check_parent(tx, id, parent)
+    }
+
+    /// The parent checks of [`check_new`](Self::check_new), for new layer `id` (named in
+    /// the errors): `Ok(chain of the parent)`.
+    pub(super) fn check_parent(
+        &self,
+        tx: &Tx<'_>,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+    ) -> Result<Vec<LayerRow>> {
         let Some(parent) = parent else {
             return Ok(Vec::new());
         };
@@ -215,11 +226,30 @@ impl Store {
         row: &LayerRow,
         state: State,
     ) -> Result<()> {
+        let mut row = row.clone();
+        self.commit_layer_with(staging, &mut row, state, |_, _| Ok(()))
+    }
+
+    /// [`commit_layer`](Self::commit_layer), with `name` run first in the transaction
+    /// that records the `Creating` row: it may write rows of its own (containerd's
+    /// snapshot) and set the layer's ID (`row.id`), which the rows it writes may decide.
+    /// Only the transaction making the layer visible waits for the disk: the `Creating`
+    /// one is made durable with it ([`Db::write_unsynced`]), and a process that dies in
+    /// between leaves it for recovery all the same.
+    pub(super) fn commit_layer_with<T>(
+        &self,
+        staging: Staging,
+        row: &mut LayerRow,
+        state: State,
+        name: impl FnOnce(&Tx<'_>, &mut LayerRow) -> Result<T>,
+    ) -> Result<T> {
         let _lock = self.lock()?;
         let mut db = self.db();
-        db.write("creating the layer", |tx| {
+        let named = db.write_unsynced("creating the layer", |tx| {
+            let named = name(tx, row)?;
             self.check_new(tx, &row.id, row.parent.as_ref())?;
-            tx.insert_layer(row)
+            tx.insert_layer(row)?;
+            Ok(named)
         })?;
         // Undo on failure: nothing of the layer may stay behind (and nothing that is not
         // its own may go).
@@ -233,6 +263,7 @@ impl Store {
             return Err(e);
         }
         drop(db);
-        staging.done()
+        staging.done()?;
+        Ok(named)
     }
 }

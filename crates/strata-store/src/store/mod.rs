@@ -89,7 +89,8 @@ pub struct Layer {
     pub created: i64,
     /// 1 for a layer without parent.
     pub depth: u32,
-    /// For an applied layer: its diff.
+    /// For an applied layer: its diff; `None` while it is pending (a frozen layer, see
+    /// [`Layer::diff_pending`]).
     pub diff: Option<DiffInfo>,
     /// For a read-write layer made with a `size` option: the most bytes it may hold.
     pub size_limit: Option<u64>,
@@ -121,7 +122,8 @@ pub struct LayerDetails {
     pub work: Option<PathBuf>,
     /// Where a mount of the layer is (overlay's `merged/`), for drivers that mount.
     pub merged: Option<PathBuf>,
-    /// For an applied layer: the recipe that rebuilds its tar.
+    /// For an applied layer: the recipe that rebuilds its tar (`None` while its diff is
+    /// pending).
     pub recipe: Option<PathBuf>,
 }
 
@@ -545,7 +547,8 @@ impl Store {
             content: self.driver.content(&dir),
             work: self.driver.work(&dir),
             merged: self.driver.mount_point(&dir),
-            recipe: (row.state == State::Applied).then(|| self.paths.recipe(id)),
+            recipe: (row.state == State::Applied && row.diff.is_some())
+                .then(|| self.paths.recipe(id)),
             layer,
         })
     }
