@@ -557,23 +557,8 @@ impl Tx<'_> {
 
     /// Records the diff of a layer and makes it `Applied`.
     pub fn set_applied(&self, id: &LayerId, diff: &DiffInfo, os: Os) -> Result<()> {
-        self.0
-            .execute(
-                "UPDATE layers SET state = 'applied', diff_id = ?2, tar_size = ?3, diff_size = ?4,
-                    blob_digest = ?5, blob_size = ?6, compression = ?7, os = ?8 WHERE id = ?1",
-                params![
-                    id.as_str(),
-                    diff.diff_id.to_string(),
-                    diff.tar_size as i64,
-                    diff.diff_size as i64,
-                    diff.blob_digest.to_string(),
-                    diff.blob_size as i64,
-                    diff.compression,
-                    os.name(),
-                ],
-            )
-            .map(drop)
-            .map_err(Error::db(format!("recording the diff of layer {id}")))
+        self.set_frozen(id, os)?;
+        self.set_diff(id, diff)
     }
 
     /// Makes read-write layer `id` applied with its diff pending (`store/freeze.rs`).

@@ -59,6 +59,7 @@ impl DirWriter {
             })?;
         }
         self.tree
+            .meta
             .apply_meta_fd(file.as_fd(), &cur.path, &cur.meta, mode, true, cur.owner)
     }
 
@@ -188,6 +189,7 @@ impl DirWriter {
             (mode | 0o700, Some(mode))
         };
         self.tree
+            .meta
             .apply_meta_fd(fd.as_fd(), path, &entry.meta, Some(now), false, owner)?;
         let foreign = self.tree.foreign_group_of(&entry.meta);
         self.tree.mark_written(path);
@@ -229,6 +231,7 @@ impl DirWriter {
         }
         self.tree.mark_written(path);
         self.tree
+            .meta
             .apply_meta_at(&dir, &name, path, &entry.meta, true, owner)
     }
 
@@ -312,7 +315,7 @@ impl DirWriter {
             let fd = dir
                 .open_file(&name)
                 .map_err(|e| Error::apply_io(path, "cannot open the new hard link", io_err(e)))?;
-            self.tree.apply_meta_fd(
+            self.tree.meta.apply_meta_fd(
                 fd.as_fd(),
                 path,
                 &entry.meta,
@@ -372,6 +375,7 @@ impl DirWriter {
         }
         self.tree.mark_written(path);
         self.tree
+            .meta
             .apply_meta_at(&dir, &name, path, &entry.meta, false, owner)
     }
 
@@ -532,7 +536,7 @@ impl DirWriter {
                     .stat(&name)
                     .is_ok_and(|st| file_type(&st) == FileType::Symlink) => {}
                 None => {
-                    self.tree.set_times(&d.path, d.mtime, d.atime, |ts| {
+                    self.tree.meta.set_times(&d.path, d.mtime, d.atime, |ts| {
                         match dir.set_times_at(&name, ts) {
                             Err(Errno::NOENT) => Ok(()), // gone since: nothing to date
                             r => r,
@@ -554,6 +558,7 @@ impl DirWriter {
                     rfs::fchmod(&fd, Mode::from_raw_mode(mode))
                         .map_err(|e| Error::apply_io(&d.path, "cannot chmod", io_err(e)))?;
                     self.tree
+                        .meta
                         .set_times(&d.path, d.mtime, d.atime, |ts| fd.set_times(ts))?;
                 }
             }

@@ -8,7 +8,7 @@ use std::os::fd::BorrowedFd;
 use rustix::fs::{self as rfs, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
-use super::tree::{Owner, Tree};
+use super::tree::Owner;
 use super::{io_err, DirWriterOptions};
 use crate::root::{shown, Dir};
 use crate::xattr;
@@ -78,47 +78,6 @@ impl Warnings {
             self.dropped = 0;
         }
         out
-    }
-}
-
-/// The writer's own metadata calls, with its policy and its warnings.
-impl Tree {
-    /// See [`MetaWriter::apply_meta_fd`].
-    pub(super) fn apply_meta_fd(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        path: &LayerPath,
-        meta: &Metadata,
-        mode: Option<u32>,
-        times: bool,
-        now: Owner,
-    ) -> Result<(), Error> {
-        self.meta.apply_meta_fd(fd, path, meta, mode, times, now)
-    }
-
-    /// See [`MetaWriter::apply_meta_at`].
-    pub(super) fn apply_meta_at(
-        &mut self,
-        dir: &Dir,
-        name: &CStr,
-        path: &LayerPath,
-        meta: &Metadata,
-        is_symlink: bool,
-        now: Owner,
-    ) -> Result<(), Error> {
-        self.meta
-            .apply_meta_at(dir, name, path, meta, is_symlink, now)
-    }
-
-    /// See [`MetaWriter::set_times`].
-    pub(super) fn set_times(
-        &mut self,
-        path: &LayerPath,
-        mtime: Timestamp,
-        atime: Timestamp,
-        set: impl Fn(&Timestamps) -> Result<(), Errno>,
-    ) -> Result<(), Error> {
-        self.meta.set_times(path, mtime, atime, set)
     }
 }
 

@@ -258,7 +258,8 @@ impl Upper {
         };
         // A copied directory or file gets the lower entry's metadata through its descriptor.
         let copied_meta = |tree: &mut Tree, fd: BorrowedFd<'_>| {
-            tree.apply_meta_fd(fd, path, &meta, Some(meta.mode), true, Owner::Unknown)
+            tree.meta
+                .apply_meta_fd(fd, path, &meta, Some(meta.mode), true, Owner::Unknown)
         };
         let ftype = file_type(lst);
         match ftype {
@@ -287,12 +288,14 @@ impl Upper {
                     .map_err(|e| fail("read the symlink", io_err(e)))?;
                 dir.symlink(name, target.as_bytes())
                     .map_err(|e| fail("create the symlink", io_err(e)))?;
-                tree.apply_meta_at(dir, name, path, &meta, true, Owner::Unknown)?;
+                tree.meta
+                    .apply_meta_at(dir, name, path, &meta, true, Owner::Unknown)?;
             }
             _ => {
                 dir.mknod(name, ftype, 0o600, lst.st_rdev)
                     .map_err(|e| fail("create the node", io_err(e)))?;
-                tree.apply_meta_at(dir, name, path, &meta, false, Owner::Unknown)?;
+                tree.meta
+                    .apply_meta_at(dir, name, path, &meta, false, Owner::Unknown)?;
             }
         }
         parent
