@@ -513,8 +513,18 @@ struct Slots {
 
 struct SlotState {
     free: usize,
-    /// Who waits for a slot: (0 to take it back or 1 for a first one, layer index).
-    waiting: std::collections::BTreeSet<(u8, usize)>,
+    /// Who waits for a slot, first in line first.
+    waiting: std::collections::BTreeSet<Turn>,
+}
+
+/// A layer waiting for a slot; ordered as served: every layer taking its slot back
+/// before any layer starting, and within each, the lowest layer index first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Turn {
+    /// Takes back the slot it gave up while waiting for its parent.
+    Resuming(usize),
+    /// Starts.
+    Starting(usize),
 }
 
 impl Slots {
@@ -529,7 +539,7 @@ impl Slots {
     }
 
     /// Waits until a slot is free and `who` comes first of those waiting, takes it.
-    fn take(&self, who: (u8, usize)) {
+    fn take(&self, who: Turn) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.waiting.insert(who);
         while state.free == 0 || state.waiting.first() != Some(&who) {
@@ -546,7 +556,7 @@ impl Slots {
 
     /// A slot for layer `index` to start on, held until the guard drops.
     fn hold(&self, index: usize) -> SlotHeld<'_> {
-        self.take((1, index));
+        self.take(Turn::Starting(index));
         SlotHeld {
             slots: self,
             index,
@@ -585,7 +595,7 @@ impl SlotHeld<'_> {
     fn take_back(&self) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if !*held {
-            self.slots.take((0, self.index));
+            self.slots.take(Turn::Resuming(self.index));
             *held = true;
         }
     }
