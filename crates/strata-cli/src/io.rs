@@ -6,6 +6,9 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use strata_layer::mapped::MappedFile;
+use strata_layer::unpack::Input;
 
 use crate::output::stdout_error;
 
@@ -17,6 +20,23 @@ pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let len = f.metadata().ok().map(|m| m.len());
     Ok((Box::new(f), len))
+}
+
+/// Opens a layer to unpack: a file read through maps where it can be
+/// ([`strata_layer::mapped`]), else a stream (standard input for `-`); reads advance `bar`.
+pub fn open_layer_input(path: &Path, bar: &ProgressBar) -> Result<Input<Box<dyn Read + Send>>> {
+    if path == Path::new("-") {
+        return Ok(Input::Stream(Box::new(bar.wrap_read(io::stdin()))));
+    }
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(match MappedFile::lease(f) {
+        Ok(mut mapped) => {
+            let bar = bar.clone();
+            mapped.on_progress(move |n| bar.inc(n));
+            Input::Mapped(mapped)
+        }
+        Err(f) => Input::Stream(Box::new(bar.wrap_read(f))),
+    })
 }
 
 /// Writes to a file atomically (a temporary sibling renamed into place on success), or

@@ -13,7 +13,7 @@ use strata_layer::unpack::UnpackOptions;
 use strata_layer::{digest, pack, recipe, unpack, Entry, EntryKind, LayerReader, Timestamp};
 
 use crate::args::Compress;
-use crate::io::{open_input, write_output};
+use crate::io::{open_input, open_layer_input, write_output};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -130,9 +130,12 @@ fn unpack_cmd(
     privileged_xattrs: bool,
     out: &Output,
 ) -> Result<()> {
-    let (reader, len) = open_input(input)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let len = (input != Path::new("-"))
+        .then(|| std::fs::metadata(input).ok().map(|m| m.len()))
+        .flatten();
     let bar = out.progress("unpacking", len);
+    let reader = open_layer_input(input, &bar)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let options = UnpackOptions {
         writer: DirWriterOptions {
             privileged_xattrs,
@@ -142,7 +145,7 @@ fn unpack_cmd(
         sandbox,
         ..UnpackOptions::default()
     };
-    let s = unpack::unpack(bar.wrap_read(reader), dir, options)
+    let s = unpack::unpack_input(reader, dir, options)
         .with_context(|| format!("cannot unpack {} into {}", input.display(), dir.display()))?;
     let sandbox_text = out.sandbox(s.sandbox.as_ref());
     out.warnings(&s.warnings);

@@ -143,7 +143,7 @@ struct State {
 pub struct Hasher(Arc<Mutex<State>>);
 
 impl Hasher {
-    fn update(&self, data: &[u8]) {
+    pub(crate) fn update(&self, data: &[u8]) {
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         s.sha.update(data);
         s.bytes += data.len() as u64;

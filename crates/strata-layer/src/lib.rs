@@ -40,6 +40,7 @@ mod entry;
 mod error;
 pub mod gojson;
 pub mod inroot;
+pub mod mapped;
 pub mod media_type;
 pub mod pack;
 mod path;

@@ -3,8 +3,13 @@
 //! thread walks and reads files while another hashes, compresses and writes the blob.
 
 use std::io::{self, BufRead, Read, Write};
+use std::ops::{Deref, Range};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
+
+use crate::digest::Hasher;
+use crate::mapped::{MappedFile, Window};
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
@@ -14,13 +19,42 @@ const DEPTH: usize = 4;
 const READ_CHUNK: usize = 256 << 10;
 const READ_DEPTH: usize = 8;
 
-/// The consuming end: a `Read` over the chunks the producer thread sends.
+/// A chunk of the stream: bytes read into a buffer, or a part of a mapped window.
+enum Chunk {
+    Read(Vec<u8>),
+    Mapped(Arc<Window>, Range<usize>),
+}
+
+impl Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Read(buf) => buf,
+            Chunk::Mapped(window, range) => &window[range.clone()],
+        }
+    }
+}
+
+/// The consuming end: a `Read` over the chunks the producer thread sends. Every chunk but
+/// the last is [`READ_CHUNK`] long; the last is shorter (maybe empty).
 pub struct PipeReader {
-    chunks: Receiver<io::Result<Vec<u8>>>,
+    chunks: Receiver<io::Result<Chunk>>,
     spare: SyncSender<Vec<u8>>,
-    current: Vec<u8>,
+    current: Chunk,
     pos: usize,
     done: bool,
+}
+
+impl PipeReader {
+    fn new(chunks: Receiver<io::Result<Chunk>>, spare: SyncSender<Vec<u8>>) -> PipeReader {
+        PipeReader {
+            chunks,
+            spare,
+            current: Chunk::Read(Vec::new()),
+            pos: 0,
+            done: false,
+        }
+    }
 }
 
 /// Starts a thread in `scope` that reads `input` to its end in 256 KiB chunks (at most
@@ -30,7 +64,7 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     mut input: R,
 ) -> PipeReader {
-    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(READ_DEPTH);
+    let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);
     let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(READ_DEPTH + 2);
     scope.spawn(move || loop {
         let mut buf = spare_rx
@@ -54,20 +88,54 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
         let end = filled < READ_CHUNK || result.is_err();
         buf.truncate(filled);
         let msg = match result {
-            Ok(()) => Ok(buf),
+            Ok(()) => Ok(Chunk::Read(buf)),
             Err(e) => Err(e),
         };
         if tx.send(msg).is_err() || end {
             return;
         }
     });
-    PipeReader {
-        chunks: rx,
-        spare: spare_tx,
-        current: Vec::new(),
-        pos: 0,
-        done: false,
-    }
+    PipeReader::new(rx, spare_tx)
+}
+
+/// Like [`spawn`], for a file read through maps ([`crate::mapped`]): the thread maps it a
+/// window at a time, feeds `hasher` every byte and sends the chunks where they lie, so
+/// that no byte is copied on the way. A window is unmapped once its last chunk is used.
+pub fn spawn_mapped<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    file: MappedFile,
+    hasher: Hasher,
+) -> PipeReader {
+    let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);
+    let (spare_tx, _) = sync_channel::<Vec<u8>>(0);
+    scope.spawn(move || {
+        let (file, mut progress) = file.into_parts();
+        let mut offset = 0;
+        while offset < file.len() {
+            let window = match file.window(offset) {
+                Ok(w) => Arc::new(w),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let len = window.len();
+            for start in (0..len).step_by(READ_CHUNK) {
+                let range = start..len.min(start + READ_CHUNK);
+                hasher.update(&window[range.clone()]);
+                if let Some(f) = &mut progress {
+                    f(range.len() as u64);
+                }
+                let short = range.len() < READ_CHUNK;
+                if tx.send(Ok(Chunk::Mapped(window.clone(), range))).is_err() || short {
+                    return;
+                }
+            }
+            offset += len as u64;
+        }
+        let _ = tx.send(Ok(Chunk::Read(Vec::new())));
+    });
+    PipeReader::new(rx, spare_tx)
 }
 
 impl Read for PipeReader {
@@ -89,13 +157,14 @@ impl BufRead for PipeReader {
             }
             let next = match self.chunks.recv() {
                 Ok(chunk) => chunk?,
-                Err(_) => Vec::new(),
+                Err(_) => Chunk::Read(Vec::new()),
             };
             if next.len() < READ_CHUNK {
                 self.done = true;
             }
-            let old = std::mem::replace(&mut self.current, next);
-            let _ = self.spare.try_send(old);
+            if let Chunk::Read(old) = std::mem::replace(&mut self.current, next) {
+                let _ = self.spare.try_send(old);
+            }
             self.pos = 0;
         }
         Ok(&self.current[self.pos..])

@@ -19,9 +19,10 @@ use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::compress::{open_blob, Compression};
+use crate::compress::{open_blob, BlobDecompressor, Compression};
 use crate::digest::{Digest, Hasher};
 use crate::dir_writer::{DirWriter, DirWriterOptions, LowersLater};
+use crate::mapped::MappedFile;
 use crate::pipe;
 use crate::recipe::RecipeRecorder;
 use crate::sandbox::{self, SandboxStatus};
@@ -81,6 +82,15 @@ pub struct UnpackSummary {
     pub sandbox: Option<SandboxStatus>,
 }
 
+/// What [`unpack_input`] reads the layer from.
+pub enum Input<R> {
+    /// Any stream (plain, gzip or zstd).
+    Stream(R),
+    /// A file read through memory maps ([`crate::mapped`]) when it is a plain tar; a
+    /// compressed one is streamed.
+    Mapped(MappedFile),
+}
+
 /// Unpacks the layer read from `input` onto the existing directory `root`.
 ///
 /// On error the directory may hold part of the layer (callers that need all-or-nothing
@@ -90,16 +100,33 @@ pub fn unpack<R: Read + Send>(
     root: &Path,
     options: UnpackOptions,
 ) -> Result<UnpackSummary, Error> {
+    unpack_input(Input::Stream(input), root, options)
+}
+
+/// [`unpack`] from a stream or from a mapped file.
+pub fn unpack_input<R: Read + Send>(
+    input: Input<R>,
+    root: &Path,
+    options: UnpackOptions,
+) -> Result<UnpackSummary, Error> {
     let recorder = options
         .recipe
         .as_deref()
         .map(RecipeRecorder::create)
         .transpose()?;
     let tar = Hasher::default();
-    let (decompressor, blob) =
-        open_blob(input).map_err(|e| Error::io("reading the start of the layer", e))?;
-    let blob = blob.unwrap_or_else(|| tar.clone());
-    let compression = decompressor.compression();
+    let start_error = |e| Error::io("reading the start of the layer", e);
+    let (source, blob, compression) = match input {
+        Input::Mapped(file) => {
+            let mut magic = [0u8; 8];
+            let n = file.read_at(&mut magic, 0).map_err(start_error)?;
+            match Compression::detect(&magic[..n]) {
+                Compression::None => (Source::Mapped(file), tar.clone(), Compression::None),
+                _ => Source::stream(Box::new(file.into_file()), &tar).map_err(start_error)?,
+            }
+        }
+        Input::Stream(input) => Source::stream(Box::new(input), &tar).map_err(start_error)?,
+    };
     let writer_options = options.writer;
     let confine = options.sandbox;
     let lowers = options.lowers;
@@ -107,7 +134,10 @@ pub fn unpack<R: Read + Send>(
     // Three threads: this one waits; a reader decompresses and hashes; a writer, confined
     // to the root, parses and applies.
     let (applied, recorder, sandbox) = std::thread::scope(|s| {
-        let stream = pipe::spawn(s, tar.reader(decompressor));
+        let stream = match source {
+            Source::Mapped(file) => pipe::spawn_mapped(s, file, tar.clone()),
+            Source::Stream(decompressor) => pipe::spawn(s, tar.reader(decompressor)),
+        };
         let writer_thread = s.spawn(move || -> Result<_, Error> {
             let sandbox = confine
                 .then(|| sandbox::confine_writes_to(root))
@@ -165,6 +195,25 @@ pub fn unpack<R: Read + Send>(
         warnings: applied.warnings,
         sandbox,
     })
+}
+
+/// Where the tar's bytes come from.
+enum Source<'a> {
+    Mapped(MappedFile),
+    Stream(BlobDecompressor<'a>),
+}
+
+impl<'a> Source<'a> {
+    /// A stream, decompressed; the hasher of the blob as given; its compression.
+    fn stream(
+        input: Box<dyn Read + Send + 'a>,
+        tar: &Hasher,
+    ) -> std::io::Result<(Source<'a>, Hasher, Compression)> {
+        let (decompressor, blob) = open_blob(input)?;
+        let compression = decompressor.compression();
+        let blob = blob.unwrap_or_else(|| tar.clone());
+        Ok((Source::Stream(decompressor), blob, compression))
+    }
 }
 
 /// Like [`crate::copy`], but errors name the byte offset of the entry concerned.

@@ -1,13 +1,15 @@
 //! `DirWriter` on a plain directory: every kind of entry, confinement against hostile
 //! symlinks, whiteouts and opaque directories, metadata, and the cost per entry.
 //! Helpers are here; the cases are in `kinds` (each kind of entry, metadata, limits),
-//! `confinement` (hostile symlinks and links), `layers` (whiteouts, opaque markers) and
-//! `background` (files finished on the writer's second thread).
+//! `confinement` (hostile symlinks and links), `layers` (whiteouts, opaque markers),
+//! `background` (files finished on the writer's second thread) and `mapped` (layers read
+//! through memory maps).
 
 mod background;
 mod confinement;
 mod kinds;
 mod layers;
+mod mapped;
 
 use std::ffi::OsStr;
 use std::fs::File;
