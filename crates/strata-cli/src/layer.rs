@@ -22,6 +22,9 @@ pub enum LayerCommand {
     ///
     /// Whiteouts delete from what the directory already holds; every path is resolved
     /// inside DIR, never outside it. Prints the diffID and blob digest.
+    ///
+    /// A plain layer file is read through memory maps under a read lease: a process that
+    /// opens it for writing meanwhile waits, and the unpack stops with an error.
     Unpack {
         /// The layer file, or - for standard input.
         #[arg(short, long, value_name = "LAYER")]
