@@ -22,7 +22,7 @@ const READ_DEPTH: usize = 8;
 /// A chunk of the stream: bytes read into a buffer, or a part of a mapped window.
 enum Chunk {
     Read(Vec<u8>),
-    Mapped(Arc<Window>, Range<usize>),
+    Mapped(Shared),
 }
 
 impl Deref for Chunk {
@@ -30,8 +30,22 @@ impl Deref for Chunk {
     fn deref(&self) -> &[u8] {
         match self {
             Chunk::Read(buf) => buf,
-            Chunk::Mapped(window, range) => &window[range.clone()],
+            Chunk::Mapped(shared) => shared,
         }
+    }
+}
+
+/// Bytes of a mapped window, which stays mapped while this lives: they can go to another
+/// thread without a copy ([`PipeReader::share`]).
+pub(crate) struct Shared {
+    window: Arc<Window>,
+    range: Range<usize>,
+}
+
+impl Deref for Shared {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.window[self.range.clone()]
     }
 }
 
@@ -46,6 +60,22 @@ pub struct PipeReader {
 }
 
 impl PipeReader {
+    /// The next `n` bytes [`fill_buf`](BufRead::fill_buf) returned, as a handle another
+    /// thread can keep, when they lie in a mapped window (`None` for bytes read into a
+    /// buffer, which is reused).
+    pub(crate) fn share(&self, n: usize) -> Option<Shared> {
+        match &self.current {
+            Chunk::Mapped(chunk) if self.pos + n <= chunk.range.len() => {
+                let start = chunk.range.start + self.pos;
+                Some(Shared {
+                    window: chunk.window.clone(),
+                    range: start..start + n,
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn new(chunks: Receiver<io::Result<Chunk>>, spare: SyncSender<Vec<u8>>) -> PipeReader {
         PipeReader {
             chunks,
@@ -127,7 +157,11 @@ pub fn spawn_mapped<'scope>(
                     f(range.len() as u64);
                 }
                 let short = range.len() < READ_CHUNK;
-                if tx.send(Ok(Chunk::Mapped(window.clone(), range))).is_err() || short {
+                let chunk = Chunk::Mapped(Shared {
+                    window: window.clone(),
+                    range,
+                });
+                if tx.send(Ok(chunk)).is_err() || short {
                     return;
                 }
             }

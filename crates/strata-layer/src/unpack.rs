@@ -15,7 +15,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -23,7 +23,7 @@ use crate::compress::{open_blob, BlobDecompressor, Compression};
 use crate::digest::{Digest, Hasher};
 use crate::dir_writer::{DirWriter, DirWriterOptions, LowersLater};
 use crate::mapped::MappedFile;
-use crate::pipe;
+use crate::pipe::{self, PipeReader};
 use crate::recipe::RecipeRecorder;
 use crate::sandbox::{self, SandboxStatus};
 use crate::tar::{TarReader, TarSink};
@@ -217,8 +217,8 @@ impl<'a> Source<'a> {
 }
 
 /// Like [`crate::copy`], but errors name the byte offset of the entry concerned.
-fn apply<R: BufRead, S: TarSink>(
-    mut reader: TarReader<R, S>,
+fn apply<S: TarSink>(
+    mut reader: TarReader<PipeReader, S>,
     mut writer: DirWriter,
 ) -> Result<crate::dir_writer::ApplySummary, Error> {
     // Errors of files finished in the background come located already.
@@ -231,10 +231,12 @@ fn apply<R: BufRead, S: TarSink>(
         writer.locate(at);
         writer.add(&entry).map_err(|e| locate(e, at))?;
         if entry.kind.data_len() > 0 {
-            // Written straight from the pipe's chunk: no copy on this thread.
-            while reader
-                .read_data_in_place(|data| writer.write_data(data).map_err(|e| locate(e, at)))?
-                > 0
+            // Written straight from the pipe's chunk: no copy on this thread (nor on the
+            // background's, when the chunk is mapped).
+            while reader.read_data_sharing(
+                |input, n| input.share(n),
+                |data, shared| writer.write_shared(data, shared).map_err(|e| locate(e, at)),
+            )? > 0
             {}
         }
     }

@@ -32,6 +32,7 @@ use std::thread::JoinHandle;
 
 use super::meta::{MetaPolicy, MetaWriter, Warnings};
 use super::tree::Owner;
+use crate::pipe::Shared;
 use crate::{Error, LayerPath, Metadata};
 
 /// Files per batch.
@@ -65,6 +66,8 @@ enum Op {
     Begin(Handed, Option<u64>),
     /// Bytes of the batch's buffer, appended to the current file.
     Data(Range<usize>),
+    /// Bytes of a mapped input, appended to the current file (no copy on the way).
+    Shared(Shared),
     /// The current file's data is complete: its metadata, then close.
     End(Finish),
 }
@@ -73,6 +76,8 @@ enum Op {
 struct Batch {
     ops: Vec<Op>,
     buf: Vec<u8>,
+    /// Data bytes in `buf` and in `Shared` ops: what bounds a batch.
+    bytes: usize,
     /// Answer on the ack channel once done.
     sync: bool,
 }
@@ -129,12 +134,19 @@ impl Background {
         self.files += 1;
     }
 
-    /// The next bytes of the current file's data.
-    pub(super) fn data(&mut self, data: &[u8]) -> Result<(), Error> {
-        let start = self.batch.buf.len();
-        self.batch.buf.extend_from_slice(data);
-        self.batch.ops.push(Op::Data(start..self.batch.buf.len()));
-        if self.batch.buf.len() >= BATCH_BYTES {
+    /// The next bytes of the current file's data: `shared` if the input can hand them
+    /// over as they are, else copied from `data`.
+    pub(super) fn data(&mut self, data: &[u8], shared: Option<Shared>) -> Result<(), Error> {
+        match shared {
+            Some(shared) => self.batch.ops.push(Op::Shared(shared)),
+            None => {
+                let start = self.batch.buf.len();
+                self.batch.buf.extend_from_slice(data);
+                self.batch.ops.push(Op::Data(start..self.batch.buf.len()));
+            }
+        }
+        self.batch.bytes += data.len();
+        if self.batch.bytes >= BATCH_BYTES {
             self.send(false)?;
         }
         Ok(())
@@ -143,7 +155,7 @@ impl Background {
     /// The current file is complete.
     pub(super) fn end(&mut self, finish: Finish) -> Result<(), Error> {
         self.batch.ops.push(Op::End(finish));
-        if self.files >= BATCH_FILES || self.batch.buf.len() >= BATCH_BYTES {
+        if self.files >= BATCH_FILES || self.batch.bytes >= BATCH_BYTES {
             self.send(false)?;
         }
         Ok(())
@@ -281,12 +293,8 @@ fn run(
                     current = Some((file, at));
                     Ok(())
                 }
-                Op::Data(range) => match &mut current {
-                    Some((f, at)) => f.file.write_all(&batch.buf[range]).map_err(|e| {
-                        locate(Error::apply_io(&f.path, "cannot write file data", e), *at)
-                    }),
-                    None => Err(Error::Misuse("file data with no file begun".into())),
-                },
+                Op::Data(range) => write(&mut current, &batch.buf[range]),
+                Op::Shared(shared) => write(&mut current, &shared),
                 Op::End(fin) => match current.take() {
                     Some((f, at)) => {
                         meta.warnings.seq = f.seq;
@@ -311,6 +319,7 @@ fn run(
             }
         }
         batch.buf.clear();
+        batch.bytes = 0;
         let sync = std::mem::take(&mut batch.sync);
         let _ = spare.try_send(batch);
         if sync && acks.send(()).is_err() {
@@ -321,6 +330,17 @@ fn run(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .warnings = meta.warnings;
+}
+
+/// Appends `data` to the file begun.
+fn write(current: &mut Option<(Handed, Option<u64>)>, data: &[u8]) -> Result<(), Error> {
+    match current {
+        Some((f, at)) => f
+            .file
+            .write_all(data)
+            .map_err(|e| locate(Error::apply_io(&f.path, "cannot write file data", e), *at)),
+        None => Err(Error::Misuse("file data with no file begun".into())),
+    }
 }
 
 fn locate(e: Error, at: Option<u64>) -> Error {

@@ -77,6 +77,7 @@ use std::sync::Arc;
 use rustix::fs::{self as rfs, FileType, Stat};
 use rustix::io::Errno;
 
+use crate::pipe::Shared;
 use crate::root::{parent_bytes, resolve_error, Dir, Root};
 use crate::{Entry, EntryKind, Error, LayerPath, LayerWriter, Metadata, SparseExtent};
 pub use target::LowersLater;
@@ -372,6 +373,18 @@ impl DirWriter {
         self.tree.background.at = Some(offset);
     }
 
+    /// [`write_data`](LayerWriter::write_data) of bytes the input can hand over as they
+    /// are (`shared`, mapped): a file finished in the background takes them without a
+    /// copy.
+    pub(crate) fn write_shared(
+        &mut self,
+        data: &[u8],
+        shared: Option<Shared>,
+    ) -> Result<(), Error> {
+        let result = self.write_file_data(data, shared);
+        self.settle(result)
+    }
+
     /// An error of the background thread, found by now, comes before `result`: it
     /// belongs to an earlier entry.
     fn settle(&mut self, result: Result<(), Error>) -> Result<(), Error> {
@@ -405,7 +418,7 @@ impl DirWriter {
         }
     }
 
-    fn write_file_data(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn write_file_data(&mut self, data: &[u8], shared: Option<Shared>) -> Result<(), Error> {
         let Some(cur) = self.current.as_mut() else {
             return Err(Error::Misuse(
                 "data written while no regular file is open".into(),
@@ -432,7 +445,7 @@ impl DirWriter {
                 };
                 self.tree.background.begin(handed);
             }
-            return self.tree.background.data(data);
+            return self.tree.background.data(data, shared);
         }
         let fail =
             |path: &LayerPath, e: io::Error| Error::apply_io(path, "cannot write file data", e);
@@ -489,7 +502,7 @@ impl LayerWriter for DirWriter {
     }
 
     fn write_data(&mut self, data: &[u8]) -> Result<(), Error> {
-        let result = self.write_file_data(data);
+        let result = self.write_file_data(data, None);
         self.settle(result)
     }
 

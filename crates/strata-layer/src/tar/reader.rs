@@ -135,21 +135,11 @@ impl<R: BufRead, S: TarSink> TarReader<R, S> {
         (self.input, self.sink)
     }
 
-    /// Like [`read_data`](LayerReader::read_data), but hands the next bytes of the
-    /// current entry's data to `f` where the input buffers them, without copying them
-    /// first (as many as the input holds at once). Returns how many there were: 0 at the
-    /// end of the data. An error of `f` is returned as it is.
-    pub fn read_data_in_place(
-        &mut self,
-        f: impl FnOnce(&[u8]) -> Result<(), Error>,
-    ) -> Result<usize, Error> {
-        if self.data_left == 0 {
-            self.end_payload()?;
-            return Ok(0);
-        }
-        let avail = loop {
+    /// How many bytes the input buffers (filling its buffer if empty).
+    fn fill_input(&mut self) -> Result<usize, Error> {
+        loop {
             match self.input.fill_buf() {
-                Ok(b) => break b,
+                Ok(b) => return Ok(b.len()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(Error::io(
@@ -158,22 +148,51 @@ impl<R: BufRead, S: TarSink> TarReader<R, S> {
                     ))
                 }
             }
-        };
-        if avail.is_empty() {
+        }
+    }
+
+    /// Like [`read_data`](LayerReader::read_data), but hands the next bytes of the
+    /// current entry's data to `f` where the input buffers them, without copying them
+    /// first (as many as the input holds at once). Returns how many there were: 0 at the
+    /// end of the data. An error of `f` is returned as it is.
+    pub fn read_data_in_place(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        self.read_data_sharing(|_, _| None::<()>, |bytes, _| f(bytes))
+    }
+
+    /// [`read_data_in_place`](Self::read_data_in_place), also handing `f` what `share`
+    /// makes of the input and the number of bytes (a handle to keep them, say).
+    pub(crate) fn read_data_sharing<T>(
+        &mut self,
+        share: impl FnOnce(&R, usize) -> Option<T>,
+        f: impl FnOnce(&[u8], Option<T>) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        if self.data_left == 0 {
+            self.end_payload()?;
+            return Ok(0);
+        }
+        let avail = self.fill_input()?;
+        if avail == 0 {
             return Err(Error::Truncated {
                 offset: self.offset,
                 inside: "an entry's data",
             });
         }
-        let n = avail
-            .len()
-            .min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
-        let bytes = &avail[..n];
+        let n = avail.min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
+        let shared = share(&self.input, n);
+        // The same buffer again: filled already, so no read and no error.
+        let offset = self.offset;
+        let bytes = &self
+            .input
+            .fill_buf()
+            .map_err(|e| Error::io(format!("reading the layer at byte {offset}"), e))?[..n];
         match self.payload {
             Payload::File => self.sink.file_data(bytes)?,
             Payload::Raw => self.sink.raw(bytes)?,
         }
-        f(bytes)?;
+        f(bytes, shared)?;
         self.input.consume(n);
         self.offset += n as u64;
         self.data_left -= n as u64;
