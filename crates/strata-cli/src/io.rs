@@ -24,7 +24,10 @@ pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
 
 /// Opens a layer to unpack: a file read through maps where it can be
 /// ([`strata_layer::mapped`]), else a stream (standard input for `-`); reads advance `bar`.
-pub fn open_layer_input(path: &Path, bar: &ProgressBar) -> Result<Input<Box<dyn Read + Send>>> {
+pub fn open_layer_input(
+    path: &Path,
+    bar: &ProgressBar,
+) -> Result<Input<'static, Box<dyn Read + Send>>> {
     if path == Path::new("-") {
         return Ok(Input::Stream(Box::new(bar.wrap_read(io::stdin()))));
     }

@@ -148,7 +148,7 @@ fn unpack_cmd(
         sandbox,
         ..UnpackOptions::default()
     };
-    let s = unpack::unpack_input(reader, dir, options)
+    let s = unpack::unpack(reader, dir, options)
         .with_context(|| format!("cannot unpack {} into {}", input.display(), dir.display()))?;
     let sandbox_text = out.sandbox(s.sandbox.as_ref());
     out.warnings(&s.warnings);

@@ -14,11 +14,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt;
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use strata_layer::compress::{Compression, Decompressor};
+use strata_layer::mapped::{MappedFile, RangeReader};
 use strata_layer::tar::TarReader;
 use strata_layer::{EntryKind, LayerPath, LayerReader};
 
@@ -251,13 +252,18 @@ impl Archive {
         LayerPath::from_tar_name(&stack.join(&b'/')).map_err(|_| escape("is not a valid name"))
     }
 
-    /// A streaming reader of a located member's data.
-    pub fn reader(&self, span: Span) -> MemberReader<'_> {
-        MemberReader {
-            file: &self.file,
-            pos: span.offset,
-            end: span.offset + span.size,
-        }
+    /// A streaming reader of a located member's data, by offset (`pread`), so that
+    /// several can be open at once.
+    pub fn reader(&self, span: Span) -> RangeReader<&File> {
+        RangeReader::new(&self.file, span.offset, span.size)
+    }
+
+    /// A located member's data leased to be read through memory maps, when it can be
+    /// ([`MappedFile::lease_range`]). The archive is opened again for it (through
+    /// `/proc/self/fd`, so it is the same file): a lease belongs to one opening.
+    pub fn mapped(&self, span: Span) -> Option<MappedFile<'static>> {
+        let again = File::open(format!("/proc/self/fd/{}", self.file.as_raw_fd())).ok()?;
+        MappedFile::lease_range(again, span.offset, Some(span.size)).ok()
     }
 
     /// Reads a small member (JSON) entirely; `None` if absent.
@@ -298,31 +304,6 @@ fn refuse_unsupported_compression(path: &Path, head: &[u8]) -> Result<(), Error>
         "{} is {kind}-compressed; Strata reads plain, gzip and zstd archives (decompress it first)",
         path.display()
     )))
-}
-
-/// Reads one member's data by offset (`pread`), so several can be open at once.
-pub struct MemberReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for MemberReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the archive ends inside a member",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! passed through as they are only with [`CopyOptions::verify_diff_ids`]); progress is
 //! reported per layer, in bytes of the blob as the source stores it.
 
-use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -102,23 +101,6 @@ pub struct CopyReport {
     pub warnings: Vec<String>,
 }
 
-/// Counts blob bytes for [`Progress::layer_bytes`].
-struct Counted<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    progress: &'a dyn Progress,
-    layer: LayerInfo,
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.progress.layer_bytes(&self.layer, n as u64);
-        }
-        Ok(n)
-    }
-}
-
 /// Copies the images `options.images` selects from `source` to `destination`, then
 /// commits the destination. On error nothing is committed.
 pub fn copy(
@@ -198,13 +180,7 @@ fn copy_layers(
                     .check_diff_id(options.verify_diff_ids);
                 if let Some(progress) = options.progress {
                     let layer = layer.clone();
-                    stream = stream.map_blob(move |inner| {
-                        Box::new(Counted {
-                            inner,
-                            progress,
-                            layer,
-                        })
-                    });
+                    stream = stream.on_bytes(move |n| progress.layer_bytes(&layer, n));
                 }
                 (destination.put_layer(stream)?, false)
             }

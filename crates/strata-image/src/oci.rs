@@ -16,6 +16,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use strata_layer::mapped::MappedFile;
+
 use crate::archive::Archive;
 use crate::config::{ImageConfig, MAX_JSON};
 use crate::ids::{blob_path, sha256, Digest};
@@ -41,6 +43,8 @@ pub(crate) trait BlobStore: Send + Sync {
     fn blob_file(&self, _digest: &Digest) -> Option<PathBuf> {
         None
     }
+    /// The blob leased to be read through memory maps, when it can be.
+    fn map_blob(&self, digest: &Digest) -> Option<MappedFile<'static>>;
 }
 
 /// A layout directory.
@@ -136,6 +140,12 @@ impl BlobStore for DirStore {
     fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
         Some(self.dir.join(blob_path(digest)))
     }
+
+    fn map_blob(&self, digest: &Digest) -> Option<MappedFile<'static>> {
+        let path = self.dir.join(blob_path(digest));
+        let file = self.open_regular(&path, "a blob").ok()??;
+        MappedFile::lease(file).ok()
+    }
 }
 
 /// A layout inside a tar archive.
@@ -155,6 +165,11 @@ impl BlobStore for ArchiveStore {
 
     fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, Error> {
         Ok(self.archive.locate(&blob_path(digest))?.map(|s| s.size))
+    }
+
+    fn map_blob(&self, digest: &Digest) -> Option<MappedFile<'static>> {
+        self.archive
+            .mapped(self.archive.locate(&blob_path(digest)).ok()??)
     }
 
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, Error> {
@@ -542,11 +557,9 @@ pub(crate) fn layer<'a>(
             ),
         ));
     }
-    let stream = LayerStream::new(
-        info.clone(),
-        image.summary.id,
-        store.open_blob(&info.blob.digest)?,
-    );
+    let digest = info.blob.digest;
+    let stream = LayerStream::new(info.clone(), image.summary.id, store.open_blob(&digest)?)
+        .with_mapped(move || store.map_blob(&digest));
     Ok(match store.blob_file(&info.blob.digest) {
         Some(path) => stream.with_origin(BlobOrigin::File(path)),
         None => stream,

@@ -28,6 +28,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use strata_layer::compress::{Compression, Compressor};
+use strata_layer::mapped::MappedFile;
+use strata_layer::unpack::Input;
 use strata_registry::{RegistryHost, RepositoryName};
 use strata_store::{
     ApplyOptions, BlobLease, Expected, Image, ImportOptions, LayerId, LayerStatus, ManifestRef,
@@ -701,11 +703,14 @@ impl StoreDestination {
         }
     }
 
-    fn import(
+    /// Brings layer `info` in from `blob`, or through maps from `mapped` when there is
+    /// one (the stream is then read only if the store asks to try again).
+    fn import<'a>(
         &self,
         current: &Current,
         info: &LayerInfo,
-        blob: Box<dyn Read + Send + '_>,
+        blob: Box<dyn Read + Send + 'a>,
+        mut mapped: Option<MappedFile<'a>>,
         slot: &SlotHeld<'_>,
     ) -> Result<StoredLayer, Error> {
         let id = layer_id(&info.chain_id);
@@ -730,6 +735,10 @@ impl StoreDestination {
         };
         let deadline = Instant::now() + OTHER_PROCESS_WAIT;
         loop {
+            let input = match mapped.take() {
+                Some(file) => Input::Mapped(file),
+                None => Input::Stream(&mut blob),
+            };
             let imported = match &parent {
                 // Applied at once, committed after the parent.
                 Some(p) if !current.is_in(info.index - 1) => {
@@ -744,9 +753,9 @@ impl StoreDestination {
                         }
                         parent_in.map_err(|e| e.to_string())
                     };
-                    self.store.import_after(&id, p, &mut blob, &options, &ready)
+                    self.store.import_after(&id, p, input, &options, &ready)
                 }
-                _ => self.store.import(&id, parent.as_ref(), &mut blob, &options),
+                _ => self.store.import(&id, parent.as_ref(), input, &options),
             };
             let err = match imported {
                 Ok(applied) => {
@@ -920,13 +929,13 @@ impl ImageDestination for StoreDestination {
             .filter(|o| matches!(o, BlobOrigin::Registry { .. }))
             .cloned()
             .collect();
-        let (info, blob) = layer.into_unverified();
+        let (info, blob, mapped) = layer.into_unverified();
         let index = info.index;
         let slot = self.slots.hold(index);
         // The parent may still be coming: the store applies this layer meanwhile, as far
         // as it can without the parent's content, and makes it visible after it.
         let result = if locations.is_empty() || index == 0 || current.is_in(index - 1) {
-            self.import(current, &info, blob, &slot)
+            self.import(current, &info, blob, mapped, &slot)
         } else {
             // A download must not stall while the apply waits for the parent (the
             // registry would time out): its bytes are taken into the staging area first.
@@ -939,9 +948,12 @@ impl ImageDestination for StoreDestination {
                 crate::stream::pump(&mut blob, &mut file)
                     .map_err(|e| Error::io(format!("reading layer {index}"), e))?;
                 drop(file);
-                let file = std::fs::File::open(&spool)
-                    .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))?;
-                let stored = self.import(current, &info, Box::new(file), &slot)?;
+                let open = || {
+                    std::fs::File::open(&spool)
+                        .map_err(|e| Error::io(format!("cannot open {}", spool.display()), e))
+                };
+                let mapped = MappedFile::lease(open()?).ok();
+                let stored = self.import(current, &info, Box::new(open()?), mapped, &slot)?;
                 staging.done()?;
                 Ok(stored)
             })()

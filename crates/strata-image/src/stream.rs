@@ -49,6 +49,7 @@ use std::thread::JoinHandle;
 
 use strata_layer::compress::{open_blob, Compression, Decompressor};
 use strata_layer::digest::Hasher;
+use strata_layer::mapped::MappedFile;
 use strata_registry::{RegistryHost, RepositoryName};
 
 use crate::config::ImageConfig;
@@ -222,11 +223,35 @@ pub enum BlobOrigin {
     },
 }
 
+/// Leases a layer's bytes to be read through memory maps ([`LayerStream::with_mapped`]).
+type Mapper<'a> = Box<dyn FnOnce() -> Option<MappedFile<'static>> + Send + 'a>;
+
+/// A stream that tells `f` how many bytes were read from it ([`LayerStream::on_bytes`]).
+struct Reported<R, F> {
+    inner: R,
+    f: F,
+}
+
+impl<R: Read, F: Fn(u64)> Read for Reported<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            (self.f)(n as u64);
+        }
+        Ok(n)
+    }
+}
+
 /// A layer's blob, streamed from its source; see the module documentation.
 pub struct LayerStream<'a> {
     info: LayerInfo,
     image: ImageId,
     blob: Box<dyn Read + Send + 'a>,
+    /// Leases the same bytes to be read through memory maps, for a destination that
+    /// unpacks (only then: a lease makes writers of the file wait).
+    mapped: Option<Mapper<'a>>,
+    /// Told the number of bytes read through the maps ([`on_bytes`](Self::on_bytes)).
+    mapped_progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync + 'a>>,
     origins: Vec<BlobOrigin>,
     check_diff_id: bool,
 }
@@ -248,9 +273,23 @@ impl<'a> LayerStream<'a> {
             info,
             image,
             blob: Box::new(blob),
+            mapped: None,
+            mapped_progress: None,
             origins: Vec::new(),
             check_diff_id: false,
         }
+    }
+
+    /// Says how to have the blob's bytes read through memory maps (a layer in an archive
+    /// or a layout: `lease` leases it, [`strata_layer::mapped`], or says it cannot). Only
+    /// [`into_unverified`](Self::into_unverified) calls it, and uses what it gives only
+    /// when that holds as many bytes as the descriptor says.
+    pub fn with_mapped(
+        mut self,
+        lease: impl FnOnce() -> Option<MappedFile<'static>> + Send + 'a,
+    ) -> LayerStream<'a> {
+        self.mapped = Some(Box::new(lease));
+        self
     }
 
     /// Whether [`blob`](Self::blob) of a compressed layer also decompresses the bytes to
@@ -301,13 +340,25 @@ impl<'a> LayerStream<'a> {
         })
     }
 
-    /// Wraps the blob bytes (progress counting, rate limits); verification still applies.
-    pub fn map_blob<F>(self, f: F) -> LayerStream<'a>
-    where
-        F: FnOnce(Box<dyn Read + Send + 'a>) -> Box<dyn Read + Send + 'a>,
-    {
+    /// Calls `f` with the number of bytes each time some of the blob has been read,
+    /// whether from the stream or through maps (progress); verification still applies.
+    pub fn on_bytes(mut self, f: impl Fn(u64) + Send + Sync + 'a) -> LayerStream<'a> {
+        let f = std::sync::Arc::new(f);
+        let mapped_f = f.clone();
+        let mapped_progress: std::sync::Arc<dyn Fn(u64) + Send + Sync + 'a> =
+            match self.mapped_progress.take() {
+                None => mapped_f,
+                Some(before) => std::sync::Arc::new(move |n| {
+                    before(n);
+                    mapped_f(n)
+                }),
+            };
         LayerStream {
-            blob: f(self.blob),
+            blob: Box::new(Reported {
+                inner: self.blob,
+                f: move |n| f(n),
+            }),
+            mapped_progress: Some(mapped_progress),
             ..self
         }
     }
@@ -316,9 +367,24 @@ impl<'a> LayerStream<'a> {
     /// form: see [`new`](Self::new)), for a destination that computes the blob
     /// digest and the diffID itself as it consumes them (the store's apply does, in the
     /// same pass that unpacks) and checks them against [`LayerInfo`] before it keeps
-    /// anything. Everyone else reads [`tar`](Self::tar) or [`blob`](Self::blob).
-    pub fn into_unverified(self) -> (LayerInfo, Box<dyn Read + Send + 'a>) {
-        (self.info, self.blob)
+    /// anything. Everyone else reads [`tar`](Self::tar) or [`blob`](Self::blob). Also
+    /// the same bytes to read through memory maps, when the source has them so
+    /// ([`with_mapped`](Self::with_mapped)): whoever reads those need not read the stream.
+    pub fn into_unverified(self) -> (LayerInfo, Box<dyn Read + Send + 'a>, Option<MappedFile<'a>>) {
+        let size = self.info.blob.size;
+        let progress = self.mapped_progress;
+        let mapped = self
+            .mapped
+            .and_then(|lease| lease())
+            .filter(|m| m.len() == size)
+            .map(|m| {
+                let mut m: MappedFile<'a> = m;
+                if let Some(f) = progress {
+                    m.on_progress(move |n| f(n));
+                }
+                m
+            });
+        (self.info, self.blob, mapped)
     }
 
     /// The uncompressed tar stream (decompressed by magic, whatever the media type says).
@@ -800,7 +866,7 @@ mod tests {
             |s| s.tar()?.finish().map(drop),
             |s| s.blob().finish().map(drop),
             |s| {
-                let (_, mut r) = s.into_unverified();
+                let (_, mut r, _) = s.into_unverified();
                 pump(&mut r, &mut io::sink())
                     .map(drop)
                     .map_err(|e| Error::io("reading", e))

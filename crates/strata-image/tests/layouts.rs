@@ -671,3 +671,94 @@ fn a_store_load_of_layers_at_once_ends_as_one_by_one() {
     );
     assert!(store.fsck(false).unwrap().clean());
 }
+
+/// Counts the bytes reported per layer, and whether a lease was held on the file with
+/// inode `inode` (in `/proc/locks`) while they were read.
+#[derive(Default)]
+struct BytesSeen {
+    bytes: std::sync::Mutex<BTreeMap<usize, u64>>,
+    inode: u64,
+    leased: std::sync::atomic::AtomicBool,
+}
+
+impl strata_image::Progress for BytesSeen {
+    fn layer_bytes(&self, layer: &LayerInfo, bytes: u64) {
+        *self.bytes.lock().unwrap().entry(layer.index).or_default() += bytes;
+        let locks = fs::read_to_string("/proc/locks").unwrap();
+        // `1: LEASE  ACTIVE    READ 1234 fd:00:INODE 0 EOF`
+        let leased = locks.lines().any(|l| {
+            l.contains("LEASE")
+                && l.split_whitespace()
+                    .any(|w| w.rsplit(':').next() == Some(&self.inode.to_string()))
+        });
+        if leased {
+            self.leased
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A docker-archive's plain layers go into the store read through memory maps; with the
+/// archive open for writing elsewhere (no lease) they are streamed. Both end the same,
+/// and both report every byte of every layer as progress.
+#[test]
+fn a_store_load_reads_archive_layers_through_maps_or_streams_them_alike() {
+    // A copy of its own: the lease of a load elsewhere would make the writer below wait.
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("corpus.docker-archive.tar");
+    fs::copy(
+        strata_testkit::corpus().join("corpus.docker-archive.tar"),
+        &archive,
+    )
+    .unwrap();
+    let load = |jobs: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            strata_store::Store::open(&strata_store::StoreOptions {
+                root: dir.path().join("store"),
+                driver: Some(strata_store::DriverKind::Overlay),
+            })
+            .unwrap(),
+        );
+        let mut dest = strata_image::store::StoreDestination::new(
+            store.clone(),
+            None,
+            strata_store::ApplyOptions::default(),
+            jobs,
+        );
+        let mut src = DockerArchiveSource::open(&archive, dir.path(), &Platform::host()).unwrap();
+        let seen = BytesSeen {
+            inode: std::os::unix::fs::MetadataExt::ino(&fs::metadata(&archive).unwrap()),
+            ..BytesSeen::default()
+        };
+        let mut options = CopyOptions::new(ImageSelector::All);
+        options.jobs = jobs;
+        options.progress = Some(&seen);
+        copy(&mut src, &mut dest, &options).unwrap();
+        drop(dest);
+        let mut layers: Vec<_> = store
+            .layers()
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l.diff.map(|d| d.diff_id)))
+            .collect();
+        layers.sort();
+        assert!(store.fsck(false).unwrap().clean());
+        let leased = seen.leased.into_inner();
+        (layers, seen.bytes.into_inner().unwrap(), leased)
+    };
+    let (mapped, mapped_seen, leased) = load(2);
+    assert!(leased, "the layers were read under a lease, through maps");
+    let layers = strata_testkit::layers_tsv().len();
+    assert_eq!(mapped_seen.len(), layers, "progress for every layer");
+    let writer = fs::OpenOptions::new().append(true).open(&archive).unwrap();
+    let (streamed, streamed_seen, leased) = load(2);
+    assert!(!leased, "no lease with a writer about");
+    drop(writer);
+    assert_eq!(mapped, streamed);
+    assert_eq!(
+        mapped_seen, streamed_seen,
+        "the same bytes reported, mapped or not"
+    );
+    assert!(mapped_seen.values().all(|&n| n > 0));
+}

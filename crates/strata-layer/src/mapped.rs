@@ -21,19 +21,20 @@
 //!
 //! ```no_run
 //! use strata_layer::mapped::MappedFile;
-//! use strata_layer::unpack::{unpack_input, Input, UnpackOptions};
+//! use strata_layer::unpack::{unpack, Input, UnpackOptions};
 //! # fn main() -> Result<(), strata_layer::Error> {
 //! let file = std::fs::File::open("layer.tar").unwrap();
 //! let input = match MappedFile::lease(file) {
 //!     Ok(mapped) => Input::Mapped(mapped),
 //!     Err(file) => Input::Stream(file),
 //! };
-//! let summary = unpack_input(input, "/tmp/rootfs".as_ref(), UnpackOptions::default())?;
+//! let summary = unpack(input, "/tmp/rootfs".as_ref(), UnpackOptions::default())?;
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Borrow;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
@@ -45,29 +46,42 @@ use rustix::mm::{self, Advice, MapFlags, ProtFlags};
 /// enough that the mapped part of a big layer stays a few windows (memory stays flat).
 pub(crate) const WINDOW: usize = 8 << 20;
 
-/// A regular file held under a read lease, to be read through windows mapped in turn.
-pub struct MappedFile {
+/// A regular file (or a part of it: an archive's member) held under a read lease, to be
+/// read through windows mapped in turn.
+pub struct MappedFile<'a> {
     lease: Lease,
-    progress: Option<Progress>,
+    progress: Option<Progress<'a>>,
 }
 
 /// What is called with the number of bytes each time a part of the file has been read.
-pub(crate) type Progress = Box<dyn FnMut(u64) + Send>;
+pub(crate) type Progress<'a> = Box<dyn FnMut(u64) + Send + 'a>;
 
-/// The leased file, which the windows mapped from it share.
+/// The leased file and the part of it to read, which the windows mapped from it share.
 pub(crate) struct Lease {
     file: File,
+    start: u64,
     len: u64,
 }
 
-impl MappedFile {
+impl<'a> MappedFile<'a> {
     /// Takes a read lease on `file` (opened read-only), or gives the file back when it
     /// cannot be read through maps (see the module docs); the caller then streams it.
-    pub fn lease(file: File) -> Result<MappedFile, File> {
-        let len = match file.metadata() {
-            Ok(m) if m.is_file() && m.len() > 0 => m.len(),
+    pub fn lease(file: File) -> Result<MappedFile<'a>, File> {
+        Self::lease_range(file, 0, None)
+    }
+
+    /// [`lease`](Self::lease), to read only the `len` bytes at `start` (to the end of the
+    /// file if `None`). The file is given back as well when the range is empty or runs
+    /// past the file's end.
+    pub fn lease_range(file: File, start: u64, len: Option<u64>) -> Result<MappedFile<'a>, File> {
+        let size = match file.metadata() {
+            Ok(m) if m.is_file() => m.len(),
             _ => return Err(file),
         };
+        let len = len.unwrap_or(size.saturating_sub(start));
+        if len == 0 || start.checked_add(len).is_none_or(|end| end > size) {
+            return Err(file);
+        }
         let fd = file.as_raw_fd();
         // SAFETY: fcntl on a descriptor this holds open, with integer arguments only.
         let leased = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } == 0;
@@ -77,41 +91,52 @@ impl MappedFile {
             return Err(file);
         }
         Ok(MappedFile {
-            lease: Lease { file, len },
+            lease: Lease { file, start, len },
             progress: None,
         })
     }
 
-    /// The file's length when it was leased (it cannot change while leased).
+    /// The length of what is read (it cannot change while leased).
     pub fn len(&self) -> u64 {
         self.lease.len
     }
 
-    /// Never true: an empty file is not leased.
+    /// Never true: an empty range is not leased.
     pub fn is_empty(&self) -> bool {
         self.lease.len == 0
     }
 
-    /// Calls `f` with the number of bytes each time a part of the file has been read.
-    pub fn on_progress(&mut self, f: impl FnMut(u64) + Send + 'static) {
+    /// Calls `f` with the number of bytes each time a part of the range has been read.
+    pub fn on_progress(&mut self, f: impl FnMut(u64) + Send + 'a) {
         self.progress = Some(Box::new(f));
     }
 
-    /// Reads bytes at `offset` without mapping (to detect compression, say).
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.lease.file.read_at(buf, offset)
+    /// Reads the first bytes of the range without mapping (to detect compression, say).
+    pub fn read_head(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.lease.len).unwrap_or(usize::MAX));
+        self.lease.file.read_at(&mut buf[..n], self.lease.start)
     }
 
-    /// Gives up the lease and returns the file, to be streamed from its start.
-    pub fn into_file(self) -> File {
-        let file = self.lease.file;
+    /// Gives up the lease and returns the range as a stream from its start, which
+    /// reports its progress the same way.
+    pub fn into_stream(self) -> Box<dyn Read + Send + 'a> {
+        let Lease { file, start, len } = self.lease;
         // SAFETY: fcntl on a descriptor this holds open, with integer arguments only.
         unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
-        file
+        let range = RangeReader::new(file, start, len);
+        match self.progress {
+            None => Box::new(range),
+            Some(progress) => Box::new(Reported {
+                inner: range,
+                progress,
+            }),
+        }
     }
 
     /// The lease, for the thread that maps the windows, and the progress callback.
-    pub(crate) fn into_parts(self) -> (Arc<Lease>, Option<Progress>) {
+    pub(crate) fn into_parts(self) -> (Arc<Lease>, Option<Progress<'a>>) {
         (Arc::new(self.lease), self.progress)
     }
 }
@@ -122,12 +147,12 @@ impl Lease {
     }
 
     fn lease_held(&self) -> bool {
-        // SAFETY: as in `lease`. While a break is pending, F_GETLEASE answers F_UNLCK.
+        // SAFETY: as in `lease_range`. While a break is pending, F_GETLEASE answers F_UNLCK.
         unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) == libc::F_RDLCK }
     }
 
-    /// Maps the window that starts at `offset` (below [`len`](Self::len)), its pages
-    /// faulted in; fails if the lease was broken.
+    /// Maps the window that starts `offset` bytes into the range (below
+    /// [`len`](Self::len)), its pages faulted in; fails if the lease was broken.
     pub(crate) fn window(self: &Arc<Self>, offset: u64) -> io::Result<Window> {
         if !self.lease_held() {
             return Err(io::Error::other(
@@ -135,35 +160,42 @@ impl Lease {
             ));
         }
         let len = (self.len - offset).min(WINDOW as u64) as usize;
+        // A map starts on a page.
+        let at = self.start + offset;
+        let skip = (at % rustix::param::page_size() as u64) as usize;
+        let map_len = skip + len;
         // SAFETY: a new read-only shared mapping, placed by the kernel; the file cannot
         // shrink or change while leased, and the lease outlives the mapping (it goes with
         // the last reference to the open file, which the mapping holds).
         let ptr = unsafe {
             mm::mmap(
                 std::ptr::null_mut(),
-                len,
+                map_len,
                 ProtFlags::READ,
                 MapFlags::SHARED,
                 &self.file,
-                offset,
+                at - skip as u64,
             )
         }?;
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap at 0"))?;
         let window = Window {
             ptr,
-            len,
+            map_len,
+            skip,
             _lease: self.clone(),
         };
         // SAFETY: the range is the mapping just made.
-        unsafe { mm::madvise(ptr.as_ptr().cast(), len, Advice::LinuxPopulateRead) }?;
+        unsafe { mm::madvise(ptr.as_ptr().cast(), map_len, Advice::LinuxPopulateRead) }?;
         Ok(window)
     }
 }
 
 /// A mapped part of a [`MappedFile`], unmapped when dropped.
 pub(crate) struct Window {
+    /// Where the mapping starts, `skip` bytes before the window's first byte.
     ptr: NonNull<u8>,
-    len: usize,
+    map_len: usize,
+    skip: usize,
     _lease: Arc<Lease>,
 }
 
@@ -176,8 +208,10 @@ unsafe impl Sync for Window {}
 impl std::ops::Deref for Window {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `len` bytes mapped readable at `ptr`, all faulted in, until `drop`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        // SAFETY: `map_len` bytes mapped readable at `ptr`, all faulted in, until `drop`.
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.as_ptr().add(self.skip), self.map_len - self.skip)
+        }
     }
 }
 
@@ -185,7 +219,58 @@ impl Drop for Window {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `window`, unmapped once; no slice of it outlives
         // `self` (they borrow it).
-        let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// A stream that reports how many bytes were read from it.
+struct Reported<'a, R> {
+    inner: R,
+    progress: Progress<'a>,
+}
+
+impl<R: Read> Read for Reported<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// The `len` bytes at `start` of a file, read as a stream by offset (`pread`): the file's
+/// position is left alone, so several ranges of one file can be read at once.
+pub struct RangeReader<F> {
+    file: F,
+    pos: u64,
+    end: u64,
+}
+
+impl<F: Borrow<File>> RangeReader<F> {
+    /// Reads `file` (a `File` or a reference to one) from `start` for `len` bytes.
+    pub fn new(file: F, start: u64, len: u64) -> RangeReader<F> {
+        RangeReader {
+            file,
+            pos: start,
+            end: start.saturating_add(len),
+        }
+    }
+}
+
+impl<F: Borrow<File>> Read for RangeReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file ends before the part being read",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

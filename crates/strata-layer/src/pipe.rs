@@ -133,7 +133,7 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
 /// that no byte is copied on the way. A window is unmapped once its last chunk is used.
 pub fn spawn_mapped<'scope>(
     scope: &'scope Scope<'scope, '_>,
-    file: MappedFile,
+    file: MappedFile<'scope>,
     hasher: Hasher,
 ) -> PipeReader {
     let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);

@@ -82,30 +82,39 @@ pub struct UnpackSummary {
     pub sandbox: Option<SandboxStatus>,
 }
 
-/// What [`unpack_input`] reads the layer from.
-pub enum Input<R> {
+/// What [`unpack`] reads the layer from: any stream (`R` converts into this), or a file
+/// read through memory maps.
+pub enum Input<'a, R> {
     /// Any stream (plain, gzip or zstd).
     Stream(R),
-    /// A file read through memory maps ([`crate::mapped`]) when it is a plain tar; a
-    /// compressed one is streamed.
-    Mapped(MappedFile),
+    /// A file (or a part of one) read through memory maps ([`crate::mapped`]) when it is
+    /// a plain tar; a compressed one is streamed.
+    Mapped(MappedFile<'a>),
 }
 
-/// Unpacks the layer read from `input` onto the existing directory `root`.
+impl<R: Read> From<R> for Input<'_, R> {
+    fn from(stream: R) -> Self {
+        Input::Stream(stream)
+    }
+}
+
+impl<'a, R: Read + Send + 'a> Input<'a, R> {
+    /// The bytes as a stream, whichever the input.
+    pub fn into_stream(self) -> Box<dyn Read + Send + 'a> {
+        match self {
+            Input::Stream(stream) => Box::new(stream),
+            Input::Mapped(file) => file.into_stream(),
+        }
+    }
+}
+
+/// Unpacks the layer read from `input` (a stream, or an [`Input`]) onto the existing
+/// directory `root`.
 ///
 /// On error the directory may hold part of the layer (callers that need all-or-nothing
 /// unpack into a staging directory); no recipe is left behind.
-pub fn unpack<R: Read + Send>(
-    input: R,
-    root: &Path,
-    options: UnpackOptions,
-) -> Result<UnpackSummary, Error> {
-    unpack_input(Input::Stream(input), root, options)
-}
-
-/// [`unpack`] from a stream or from a mapped file.
-pub fn unpack_input<R: Read + Send>(
-    input: Input<R>,
+pub fn unpack<'a, R: Read + Send + 'a>(
+    input: impl Into<Input<'a, R>>,
     root: &Path,
     options: UnpackOptions,
 ) -> Result<UnpackSummary, Error> {
@@ -116,13 +125,13 @@ pub fn unpack_input<R: Read + Send>(
         .transpose()?;
     let tar = Hasher::default();
     let start_error = |e| Error::io("reading the start of the layer", e);
-    let (source, blob, compression) = match input {
+    let (source, blob, compression) = match input.into() {
         Input::Mapped(file) => {
             let mut magic = [0u8; 8];
-            let n = file.read_at(&mut magic, 0).map_err(start_error)?;
+            let n = file.read_head(&mut magic).map_err(start_error)?;
             match Compression::detect(&magic[..n]) {
                 Compression::None => (Source::Mapped(file), tar.clone(), Compression::None),
-                _ => Source::stream(Box::new(file.into_file()), &tar).map_err(start_error)?,
+                _ => Source::stream(file.into_stream(), &tar).map_err(start_error)?,
             }
         }
         Input::Stream(input) => Source::stream(Box::new(input), &tar).map_err(start_error)?,
@@ -199,7 +208,7 @@ pub fn unpack_input<R: Read + Send>(
 
 /// Where the tar's bytes come from.
 enum Source<'a> {
-    Mapped(MappedFile),
+    Mapped(MappedFile<'a>),
     Stream(BlobDecompressor<'a>),
 }
 

@@ -404,11 +404,11 @@ impl ImageSource for DockerArchiveSource {
                 })?;
                 let info = image.layers[index].clone();
                 let span = self.locate(path, &format!("layer {index}"))?;
-                Ok(LayerStream::new(
-                    info,
-                    image.summary.id,
-                    self.store.archive.reader(span),
-                ))
+                let archive = &self.store.archive;
+                Ok(
+                    LayerStream::new(info, image.summary.id, archive.reader(span))
+                        .with_mapped(move || archive.mapped(span)),
+                )
             }
         }
     }

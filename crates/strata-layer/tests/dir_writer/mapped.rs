@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use strata_layer::compress::Compression;
 use strata_layer::mapped::MappedFile;
-use strata_layer::unpack::{unpack_input, Input, UnpackOptions, UnpackSummary};
+use strata_layer::unpack::{unpack, Input, UnpackOptions, UnpackSummary};
 use strata_testkit::entries::{tar, Item as TarItem};
 use strata_testkit::tree::{assert_listing_eq, map_columns, tree_listing, without_root_mtime};
 use strata_testkit::{decompress_to, oci_layers, sha256_file};
@@ -32,7 +32,7 @@ fn unpack_file(layer: &Path, into: &Path, mapped: bool) -> (UnpackSummary, Strin
         recipe: Some(recipe.clone()),
         ..UnpackOptions::default()
     };
-    let summary = unpack_input(input, &root, options).unwrap();
+    let summary = unpack(input, &root, options).unwrap();
     let tree = without_implied_mtimes(&tree_listing(&root, &[]));
     (summary, tree, std::fs::read(recipe).unwrap())
 }

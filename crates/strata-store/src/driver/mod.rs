@@ -94,7 +94,7 @@ use strata_layer::compress::Compression;
 use strata_layer::digest::Digest;
 use strata_layer::dir_writer::{DirWriterOptions, LowersLater};
 use strata_layer::sandbox::SandboxStatus;
-use strata_layer::unpack::{unpack, UnpackOptions};
+use strata_layer::unpack::{unpack, Input, UnpackOptions};
 use strata_layer::{recipe, LayerReader};
 
 use crate::changes::Change;
@@ -271,7 +271,7 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn apply(
         &self,
         chain: &Chain,
-        input: &mut (dyn Read + Send),
+        input: Input<'_, &mut (dyn Read + Send)>,
         options: &ApplyOptions,
         recipe: &Path,
     ) -> Result<Fill>;
@@ -290,7 +290,7 @@ pub trait Driver: Send + Sync + fmt::Debug {
         &self,
         chain: &Chain,
         parents: ParentsLater,
-        input: &mut (dyn Read + Send),
+        input: Input<'_, &mut (dyn Read + Send)>,
         options: &ApplyOptions,
         recipe: &Path,
     ) -> Result<Fill> {
@@ -409,7 +409,7 @@ impl Drop for View {
 fn unpack_into(
     content: &Path,
     lowers: Lowers,
-    input: &mut (dyn Read + Send),
+    input: Input<'_, &mut (dyn Read + Send)>,
     options: &ApplyOptions,
     recipe: &Path,
 ) -> Result<Fill> {

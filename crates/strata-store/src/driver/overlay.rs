@@ -5,7 +5,9 @@
 //! ([`strata_layer::upper`]).
 
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
+use strata_layer::unpack::Input;
 
 use strata_layer::digest::Digest;
 use strata_layer::dir_reader::DirReader;
@@ -86,7 +88,7 @@ impl Driver for Overlay {
     fn apply(
         &self,
         chain: &Chain,
-        input: &mut (dyn Read + Send),
+        input: Input<'_, &mut (dyn Read + Send)>,
         options: &ApplyOptions,
         recipe: &Path,
     ) -> Result<Fill> {
@@ -112,7 +114,7 @@ impl Driver for Overlay {
         &self,
         chain: &Chain,
         parents: ParentsLater,
-        input: &mut (dyn Read + Send),
+        input: Input<'_, &mut (dyn Read + Send)>,
         options: &ApplyOptions,
         recipe: &Path,
     ) -> Result<Fill> {

@@ -3,7 +3,9 @@
 //! cost of a copy per layer; nothing is ever mounted.
 
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
+use strata_layer::unpack::Input;
 
 use strata_layer::copy_tree::copy_tree;
 use strata_layer::digest::Digest;
@@ -57,7 +59,7 @@ impl Driver for Vfs {
     fn apply(
         &self,
         chain: &Chain,
-        input: &mut (dyn Read + Send),
+        input: Input<'_, &mut (dyn Read + Send)>,
         options: &ApplyOptions,
         recipe: &Path,
     ) -> Result<Fill> {

@@ -14,7 +14,9 @@
 //! * `changes` lists what the folder adds (`A`) and what its tombstones delete (`D`).
 
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
+use strata_layer::unpack::Input;
 
 use strata_layer::compress::{open_blob, Decompressor};
 use strata_layer::digest::{Digest, Hasher};
@@ -96,12 +98,12 @@ impl Driver for WindowsFolder {
     fn apply(
         &self,
         chain: &Chain,
-        input: &mut (dyn Read + Send),
+        input: Input<'_, &mut (dyn Read + Send)>,
         _options: &ApplyOptions,
         _recipe: &Path,
     ) -> Result<Fill> {
         let (decompressed, blob) =
-            open_blob(input).map_err(|e| Error::io("reading the layer", e))?;
+            open_blob(input.into_stream()).map_err(|e| Error::io("reading the layer", e))?;
         let compression = decompressed.compression();
         let tar = Hasher::default();
         let blob = blob.unwrap_or_else(|| tar.clone());

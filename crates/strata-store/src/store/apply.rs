@@ -10,10 +10,10 @@ impl Store {
     /// Applies the diff read from `input` (a tar, gzip or zstd) to the empty read-only
     /// layer `id`, recording its diffID, sizes and recipe. On failure, or if the process
     /// is killed, the layer is left empty as it was.
-    pub fn apply<R: Read + Send>(
+    pub fn apply<'a, R: Read + Send + 'a>(
         &self,
         id: &LayerId,
-        input: R,
+        input: impl Into<Input<'a, R>>,
         options: &ApplyOptions,
     ) -> Result<Applied> {
         let (chain, lock) = {
@@ -31,7 +31,7 @@ impl Store {
             apply: options.clone(),
             ..ImportOptions::default()
         };
-        match self.fill(&chain, input, &options) {
+        match self.fill(&chain, input.into(), &options) {
             Ok((fill, kept)) => {
                 self.record_applied(id, &fill.diff, kept, &options)?;
                 drop(lock);
@@ -67,24 +67,24 @@ impl Store {
     /// Creates the read-only layer `id` on `parent` and applies `input` to it, as one
     /// step: until the apply is recorded the layer is invisible, and a failure or a kill
     /// leaves no trace of it. This is how images bring their layers in.
-    pub fn import<R: Read + Send>(
+    pub fn import<'a, R: Read + Send + 'a>(
         &self,
         id: &LayerId,
         parent: Option<&LayerId>,
-        input: R,
+        input: impl Into<Input<'a, R>>,
         options: &ImportOptions,
     ) -> Result<Applied> {
-        self.import_locked(id, parent, input, options, None)
+        self.import_locked(id, parent, input.into(), options, None)
             .map(|(applied, _lock)| applied)
     }
 
     /// [`Store::import`], returning the layer's lock still held; `init_for` makes the
     /// layer the init layer of that (coming) read-write layer.
-    pub(super) fn import_locked<R: Read + Send>(
+    pub(super) fn import_locked<'a, R: Read + Send + 'a>(
         &self,
         id: &LayerId,
         parent: Option<&LayerId>,
-        input: R,
+        input: Input<'a, R>,
         options: &ImportOptions,
         init_for: Option<&LayerId>,
     ) -> Result<(Applied, LayerLock)> {
@@ -160,10 +160,10 @@ impl Store {
     /// holds exclusively, records its recipe and checks the expected digests. Also
     /// returns the staging entry holding a copy of the input, when it is to be kept
     /// (`keep_blob`, or a driver that cannot give this tar back by itself).
-    fn fill<R: Read + Send>(
+    fn fill<'a, R: Read + Send + 'a>(
         &self,
         chain: &[LayerRow],
-        input: R,
+        input: Input<'a, R>,
         options: &ImportOptions,
     ) -> Result<(Fill, Option<KeptBlob>)> {
         let id = &chain[0].id;
@@ -195,12 +195,12 @@ impl Store {
     /// given), keeping a copy of the input while it reads when that is to be kept, and
     /// checks the expected digests. Returns what [`fill`](Self::fill) does and the
     /// staging entry holding the recipe (`recipe` in it).
-    fn fill_with<R: Read + Send>(
+    fn fill_with<'a, R: Read + Send + 'a>(
         &self,
         driver: &dyn Driver,
-        mut input: R,
+        input: Input<'a, R>,
         options: &ImportOptions,
-        apply: impl FnOnce(&mut (dyn Read + Send), &Path) -> Result<Fill>,
+        apply: impl FnOnce(Input<'a, &mut (dyn Read + Send)>, &Path) -> Result<Fill>,
     ) -> Result<(Fill, Option<KeptBlob>, Staging)> {
         let staging = Staging::new(&self.paths.staging())?;
         let recipe = staging.path().join("recipe");
@@ -209,19 +209,20 @@ impl Store {
         } else {
             None
         };
-        let fill = match &kept {
-            None => apply(&mut input, &recipe)?,
-            Some(k) => {
+        let fill = match (&kept, input) {
+            (None, Input::Stream(mut stream)) => apply(Input::Stream(&mut stream), &recipe)?,
+            (None, Input::Mapped(file)) => apply(Input::Mapped(file), &recipe)?,
+            (Some(k), input) => {
                 let copy = k.file()?;
                 let mut tee = crate::blobs::Tee {
-                    inner: input,
+                    inner: input.into_stream(),
                     copy: std::io::BufWriter::with_capacity(
                         1 << 20,
                         copy.try_clone()
                             .map_err(|e| Error::io("keeping the blob", e))?,
                     ),
                 };
-                let fill = apply(&mut tee, &recipe)?;
+                let fill = apply(Input::Stream(&mut tee), &recipe)?;
                 std::io::Write::flush(&mut tee.copy)
                     .map_err(|e| Error::io("keeping the blob", e))?;
                 copy.sync_all()
@@ -268,11 +269,11 @@ impl Store {
     /// parent's ([`Error::ParentFailed`]) or its own, leaves nothing of it.
     /// [`Error::Exists`] comes before anything is read when the layer is there already,
     /// or at the end when another process brought it in meanwhile.
-    pub fn import_after<R: Read + Send>(
+    pub fn import_after<'a, R: Read + Send + 'a>(
         &self,
         id: &LayerId,
         parent: &LayerId,
-        input: R,
+        input: impl Into<Input<'a, R>>,
         options: &ImportOptions,
         parent_ready: &(dyn Fn(ParentWait) -> std::result::Result<(), String> + Sync),
     ) -> Result<Applied> {
@@ -327,7 +328,7 @@ impl Store {
                 });
                 Some(ready)
             });
-            let filled = self.fill_with(driver, input, options, |input, recipe| {
+            let filled = self.fill_with(driver, input.into(), options, |input, recipe| {
                 driver.apply_before_parents(&target, parents, input, &options.apply, recipe)
             });
             let _ = ask.send(filled.is_ok().then_some(ParentWait::Commit));

@@ -51,7 +51,7 @@ impl Store {
         let (_, init_lock) = self.import_locked(
             &init,
             Some(parent),
-            &tar[..],
+            Input::Stream(&tar[..]),
             &ImportOptions::default(),
             Some(id),
         )?;

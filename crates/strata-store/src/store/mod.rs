@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_layer::digest::Digest;
 use strata_layer::sandbox::SandboxStatus;
+use strata_layer::unpack::Input;
 
 use crate::db::{Db, DiffInfo, LayerRow, Os, State, Tx};
 use crate::driver::{Chain, Driver, DriverKind, Fill, WindowsFolder};
