@@ -4,12 +4,12 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::ops::{Deref, Range};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::digest::Hasher;
 use crate::mapped::{MappedFile, Window};
+use crate::recycle;
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
@@ -52,8 +52,7 @@ impl Deref for Shared {
 /// The consuming end: a `Read` over the chunks the producer thread sends. Every chunk but
 /// the last is [`READ_CHUNK`] long; the last is shorter (maybe empty).
 pub struct PipeReader {
-    chunks: Receiver<io::Result<Chunk>>,
-    spare: SyncSender<Vec<u8>>,
+    chunks: recycle::Receiver<io::Result<Chunk>, Vec<u8>>,
     current: Chunk,
     pos: usize,
     done: bool,
@@ -76,10 +75,9 @@ impl PipeReader {
         }
     }
 
-    fn new(chunks: Receiver<io::Result<Chunk>>, spare: SyncSender<Vec<u8>>) -> PipeReader {
+    fn new(chunks: recycle::Receiver<io::Result<Chunk>, Vec<u8>>) -> PipeReader {
         PipeReader {
             chunks,
-            spare,
             current: Chunk::Read(Vec::new()),
             pos: 0,
             done: false,
@@ -94,12 +92,9 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     mut input: R,
 ) -> PipeReader {
-    let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(READ_DEPTH + 2);
+    let (tx, rx) = recycle::channel(READ_DEPTH);
     scope.spawn(move || loop {
-        let mut buf = spare_rx
-            .try_recv()
-            .unwrap_or_else(|_| vec![0u8; READ_CHUNK]);
+        let mut buf = tx.spare().unwrap_or_else(|| vec![0u8; READ_CHUNK]);
         buf.resize(READ_CHUNK, 0);
         let mut filled = 0;
         let result = loop {
@@ -125,19 +120,19 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
             return;
         }
     });
-    PipeReader::new(rx, spare_tx)
+    PipeReader::new(rx)
 }
 
 /// Like [`spawn`], for a file read through maps ([`crate::mapped`]): the thread maps it a
 /// window at a time, feeds `hasher` every byte and sends the chunks where they lie, so
-/// that no byte is copied on the way. A window is unmapped once its last chunk is used.
+/// that no byte is copied on the way (so it takes no spare buffers). A window is unmapped
+/// once its last chunk is used.
 pub fn spawn_mapped<'scope>(
     scope: &'scope Scope<'scope, '_>,
     file: MappedFile,
     hasher: Hasher,
 ) -> PipeReader {
-    let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);
-    let (spare_tx, _) = sync_channel::<Vec<u8>>(0);
+    let (tx, rx) = recycle::channel(READ_DEPTH);
     scope.spawn(move || {
         let (file, mut progress) = file.into_parts();
         let mut offset = 0;
@@ -169,7 +164,7 @@ pub fn spawn_mapped<'scope>(
         }
         let _ = tx.send(Ok(Chunk::Read(Vec::new())));
     });
-    PipeReader::new(rx, spare_tx)
+    PipeReader::new(rx)
 }
 
 impl Read for PipeReader {
@@ -190,14 +185,14 @@ impl BufRead for PipeReader {
                 return Ok(&[]);
             }
             let next = match self.chunks.recv() {
-                Ok(chunk) => chunk?,
-                Err(_) => Chunk::Read(Vec::new()),
+                Some(chunk) => chunk?,
+                None => Chunk::Read(Vec::new()),
             };
             if next.len() < READ_CHUNK {
                 self.done = true;
             }
             if let Chunk::Read(old) = std::mem::replace(&mut self.current, next) {
-                let _ = self.spare.try_send(old);
+                self.chunks.give_back(old);
             }
             self.pos = 0;
         }
@@ -212,8 +207,7 @@ impl BufRead for PipeReader {
 /// The producing end of a write-behind pipe: bytes written here are written to the
 /// sink by another thread. [`finish`](PipeWriter::finish) returns the sink.
 pub struct PipeWriter<'scope, W> {
-    chunks: Option<SyncSender<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
+    chunks: recycle::Sender<Vec<u8>, Vec<u8>>,
     buf: Vec<u8>,
     thread: ScopedJoinHandle<'scope, io::Result<W>>,
 }
@@ -223,19 +217,17 @@ pub fn spawn_writer<'scope, W: Write + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     mut sink: W,
 ) -> PipeWriter<'scope, W> {
-    let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let (tx, rx) = recycle::channel::<Vec<u8>, Vec<u8>>(DEPTH);
     let thread = scope.spawn(move || {
-        for chunk in rx {
+        for chunk in rx.iter() {
             sink.write_all(&chunk)?;
-            let _ = spare_tx.try_send(chunk);
+            rx.give_back(chunk);
         }
         sink.flush()?;
         Ok(sink)
     });
     PipeWriter {
-        chunks: Some(tx),
-        spare: spare_rx,
+        chunks: tx,
         buf: Vec::with_capacity(CHUNK),
         thread,
     }
@@ -247,15 +239,15 @@ impl<W> PipeWriter<'_, W> {
             return Ok(());
         }
         let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            .chunks
+            .spare()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
         let full = std::mem::replace(&mut self.buf, next);
         self.buf.clear();
-        match &self.chunks {
-            Some(tx) if tx.send(full).is_ok() => Ok(()),
+        match self.chunks.send(full) {
+            Ok(()) => Ok(()),
             // The writing thread stopped: its error is reported by `finish`.
-            _ => Err(io::Error::new(
+            Err(_) => Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the output writer stopped",
             )),
@@ -266,7 +258,7 @@ impl<W> PipeWriter<'_, W> {
     /// (or the error that stopped it).
     pub fn finish(mut self) -> io::Result<W> {
         let sent = self.send();
-        drop(self.chunks.take());
+        drop(self.chunks);
         let written = self
             .thread
             .join()
