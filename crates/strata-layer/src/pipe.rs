@@ -205,11 +205,16 @@ impl BufRead for PipeReader {
 }
 
 /// The producing end of a write-behind pipe: bytes written here are written to the
-/// sink by another thread. [`finish`](PipeWriter::finish) returns the sink.
+/// sink by another thread. [`finish`](PipeWriter::finish) returns the sink. If the sink
+/// fails, the write that finds the thread stopped returns the sink's error, and so do
+/// later writes and `finish`.
 pub struct PipeWriter<'scope, W> {
     chunks: recycle::Sender<Vec<u8>, Vec<u8>>,
     buf: Vec<u8>,
-    thread: ScopedJoinHandle<'scope, io::Result<W>>,
+    /// The writing thread, until a write finds it stopped and joins it.
+    thread: Option<ScopedJoinHandle<'scope, io::Result<W>>>,
+    /// The error the thread stopped at, once joined.
+    failed: Option<io::Error>,
 }
 
 /// Starts a thread in `scope` that writes to `sink` whatever the returned writer is given.
@@ -229,7 +234,8 @@ pub fn spawn_writer<'scope, W: Write + Send + 'scope>(
     PipeWriter {
         chunks: tx,
         buf: Vec::with_capacity(CHUNK),
-        thread,
+        thread: Some(thread),
+        failed: None,
     }
 }
 
@@ -246,25 +252,47 @@ impl<W> PipeWriter<'_, W> {
         self.buf.clear();
         match self.chunks.send(full) {
             Ok(()) => Ok(()),
-            // The writing thread stopped: its error is reported by `finish`.
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the output writer stopped",
-            )),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// The error the writing thread stopped at (it stops early only at one), joining the
+    /// thread the first time: every caller gets the sink's own error, not a broken pipe.
+    fn stopped(&mut self) -> io::Error {
+        if let Some(thread) = self.thread.take() {
+            self.failed = join(thread).err();
+        }
+        match &self.failed {
+            Some(e) => same_error(e),
+            None => io::Error::other("the output writer stopped"),
         }
     }
 
     /// Writes out what is buffered, waits for the writing thread, and returns the sink
     /// (or the error that stopped it).
     pub fn finish(mut self) -> io::Result<W> {
-        let sent = self.send();
+        self.send()?;
+        let Some(thread) = self.thread.take() else {
+            return Err(self.stopped());
+        };
         drop(self.chunks);
-        let written = self
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")));
-        let sink = written?;
-        sent.map(|()| sink)
+        join(thread)
+    }
+}
+
+/// What the writing thread returned, or that it panicked.
+fn join<W>(thread: ScopedJoinHandle<'_, io::Result<W>>) -> io::Result<W> {
+    thread
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")))
+}
+
+/// `error` once more, for one more caller (an `io::Error` cannot be cloned): the same OS
+/// error, or the same kind and message.
+fn same_error(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
     }
 }
 
@@ -309,6 +337,44 @@ mod tests {
             w.finish().unwrap()
         });
         assert_eq!(sink, data);
+    }
+
+    /// A sink that fails at every write.
+    struct OnFire;
+    impl Write for OnFire {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk on fire"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_sinks_error_comes_out_of_the_first_failing_write_and_finish() {
+        let (first, finished) = std::thread::scope(|s| {
+            let mut w = spawn_writer(s, OnFire);
+            let chunk = vec![0u8; CHUNK];
+            // Sends succeed until the thread has taken a chunk and stopped at it.
+            let first = loop {
+                if let Err(e) = w.write_all(&chunk) {
+                    break e;
+                }
+            };
+            (first, w.finish().map(drop).unwrap_err())
+        });
+        assert_eq!(first.to_string(), "disk on fire");
+        assert_eq!(finished.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn the_sinks_error_comes_out_of_finish() {
+        let err = std::thread::scope(|s| {
+            let mut w = spawn_writer(s, OnFire);
+            w.write_all(b"a little").unwrap();
+            w.finish().map(drop).unwrap_err()
+        });
+        assert_eq!(err.to_string(), "disk on fire");
     }
 
     #[test]
