@@ -433,9 +433,9 @@ impl ImageDestination for OciDestination {
                 std::thread::scope(|s| {
                     let mut out = strata_layer::pipe::spawn_writer(s, w);
                     let copied = pump(&mut blob, &mut out);
-                    let written = out.finish();
+                    // The writer first: a copy that stopped at a write failed writing.
+                    out.finish().map_err(|e| Error::io("writing a layer", e))?;
                     copied.map_err(|e| Error::io("copying a layer", e))?;
-                    written.map_err(|e| Error::io("writing a layer", e))?;
                     let v = blob.finish()?;
                     Ok((v, v.digest))
                 })

@@ -46,6 +46,7 @@ pub mod pack;
 mod path;
 pub mod pipe;
 pub mod recipe;
+pub mod recycle;
 pub mod root;
 pub mod sandbox;
 pub mod tar;

@@ -4,12 +4,12 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::ops::{Deref, Range};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::digest::Hasher;
 use crate::mapped::{MappedFile, Window};
+use crate::recycle;
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
@@ -52,8 +52,7 @@ impl Deref for Shared {
 /// The consuming end: a `Read` over the chunks the producer thread sends. Every chunk but
 /// the last is [`READ_CHUNK`] long; the last is shorter (maybe empty).
 pub struct PipeReader {
-    chunks: Receiver<io::Result<Chunk>>,
-    spare: SyncSender<Vec<u8>>,
+    chunks: recycle::Receiver<io::Result<Chunk>, Vec<u8>>,
     current: Chunk,
     pos: usize,
     done: bool,
@@ -76,10 +75,9 @@ impl PipeReader {
         }
     }
 
-    fn new(chunks: Receiver<io::Result<Chunk>>, spare: SyncSender<Vec<u8>>) -> PipeReader {
+    fn new(chunks: recycle::Receiver<io::Result<Chunk>, Vec<u8>>) -> PipeReader {
         PipeReader {
             chunks,
-            spare,
             current: Chunk::Read(Vec::new()),
             pos: 0,
             done: false,
@@ -94,12 +92,9 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     mut input: R,
 ) -> PipeReader {
-    let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(READ_DEPTH + 2);
+    let (tx, rx) = recycle::channel(READ_DEPTH);
     scope.spawn(move || loop {
-        let mut buf = spare_rx
-            .try_recv()
-            .unwrap_or_else(|_| vec![0u8; READ_CHUNK]);
+        let mut buf = tx.spare().unwrap_or_else(|| vec![0u8; READ_CHUNK]);
         buf.resize(READ_CHUNK, 0);
         let mut filled = 0;
         let result = loop {
@@ -125,19 +120,19 @@ pub fn spawn<'scope, R: Read + Send + 'scope>(
             return;
         }
     });
-    PipeReader::new(rx, spare_tx)
+    PipeReader::new(rx)
 }
 
 /// Like [`spawn`], for a file read through maps ([`crate::mapped`]): the thread maps it a
 /// window at a time, feeds `hasher` every byte and sends the chunks where they lie, so
-/// that no byte is copied on the way. A window is unmapped once its last chunk is used.
+/// that no byte is copied on the way (so it takes no spare buffers). A window is unmapped
+/// once its last chunk is used.
 pub fn spawn_mapped<'scope>(
     scope: &'scope Scope<'scope, '_>,
     file: MappedFile<'scope>,
     hasher: Hasher,
 ) -> PipeReader {
-    let (tx, rx) = sync_channel::<io::Result<Chunk>>(READ_DEPTH);
-    let (spare_tx, _) = sync_channel::<Vec<u8>>(0);
+    let (tx, rx) = recycle::channel(READ_DEPTH);
     scope.spawn(move || {
         let (file, mut progress) = file.into_parts();
         let mut offset = 0;
@@ -169,7 +164,7 @@ pub fn spawn_mapped<'scope>(
         }
         let _ = tx.send(Ok(Chunk::Read(Vec::new())));
     });
-    PipeReader::new(rx, spare_tx)
+    PipeReader::new(rx)
 }
 
 impl Read for PipeReader {
@@ -190,14 +185,14 @@ impl BufRead for PipeReader {
                 return Ok(&[]);
             }
             let next = match self.chunks.recv() {
-                Ok(chunk) => chunk?,
-                Err(_) => Chunk::Read(Vec::new()),
+                Some(chunk) => chunk?,
+                None => Chunk::Read(Vec::new()),
             };
             if next.len() < READ_CHUNK {
                 self.done = true;
             }
             if let Chunk::Read(old) = std::mem::replace(&mut self.current, next) {
-                let _ = self.spare.try_send(old);
+                self.chunks.give_back(old);
             }
             self.pos = 0;
         }
@@ -210,12 +205,16 @@ impl BufRead for PipeReader {
 }
 
 /// The producing end of a write-behind pipe: bytes written here are written to the
-/// sink by another thread. [`finish`](PipeWriter::finish) returns the sink.
+/// sink by another thread. [`finish`](PipeWriter::finish) returns the sink. If the sink
+/// fails, the write that finds the thread stopped returns the sink's error, and so do
+/// later writes and `finish`.
 pub struct PipeWriter<'scope, W> {
-    chunks: Option<SyncSender<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
+    chunks: recycle::Sender<Vec<u8>, Vec<u8>>,
     buf: Vec<u8>,
-    thread: ScopedJoinHandle<'scope, io::Result<W>>,
+    /// The writing thread, until a write finds it stopped and joins it.
+    thread: Option<ScopedJoinHandle<'scope, io::Result<W>>>,
+    /// The error the thread stopped at, once joined.
+    failed: Option<io::Error>,
 }
 
 /// Starts a thread in `scope` that writes to `sink` whatever the returned writer is given.
@@ -223,21 +222,20 @@ pub fn spawn_writer<'scope, W: Write + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     mut sink: W,
 ) -> PipeWriter<'scope, W> {
-    let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let (tx, rx) = recycle::channel::<Vec<u8>, Vec<u8>>(DEPTH);
     let thread = scope.spawn(move || {
-        for chunk in rx {
+        for chunk in rx.iter() {
             sink.write_all(&chunk)?;
-            let _ = spare_tx.try_send(chunk);
+            rx.give_back(chunk);
         }
         sink.flush()?;
         Ok(sink)
     });
     PipeWriter {
-        chunks: Some(tx),
-        spare: spare_rx,
+        chunks: tx,
         buf: Vec::with_capacity(CHUNK),
-        thread,
+        thread: Some(thread),
+        failed: None,
     }
 }
 
@@ -247,32 +245,54 @@ impl<W> PipeWriter<'_, W> {
             return Ok(());
         }
         let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            .chunks
+            .spare()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
         let full = std::mem::replace(&mut self.buf, next);
         self.buf.clear();
-        match &self.chunks {
-            Some(tx) if tx.send(full).is_ok() => Ok(()),
-            // The writing thread stopped: its error is reported by `finish`.
-            _ => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the output writer stopped",
-            )),
+        match self.chunks.send(full) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// The error the writing thread stopped at (it stops early only at one), joining the
+    /// thread the first time: every caller gets the sink's own error, not a broken pipe.
+    fn stopped(&mut self) -> io::Error {
+        if let Some(thread) = self.thread.take() {
+            self.failed = join(thread).err();
+        }
+        match &self.failed {
+            Some(e) => same_error(e),
+            None => io::Error::other("the output writer stopped"),
         }
     }
 
     /// Writes out what is buffered, waits for the writing thread, and returns the sink
     /// (or the error that stopped it).
     pub fn finish(mut self) -> io::Result<W> {
-        let sent = self.send();
-        drop(self.chunks.take());
-        let written = self
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")));
-        let sink = written?;
-        sent.map(|()| sink)
+        self.send()?;
+        let Some(thread) = self.thread.take() else {
+            return Err(self.stopped());
+        };
+        drop(self.chunks);
+        join(thread)
+    }
+}
+
+/// What the writing thread returned, or that it panicked.
+fn join<W>(thread: ScopedJoinHandle<'_, io::Result<W>>) -> io::Result<W> {
+    thread
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")))
+}
+
+/// `error` once more, for one more caller (an `io::Error` cannot be cloned): the same OS
+/// error, or the same kind and message.
+fn same_error(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
     }
 }
 
@@ -317,6 +337,44 @@ mod tests {
             w.finish().unwrap()
         });
         assert_eq!(sink, data);
+    }
+
+    /// A sink that fails at every write.
+    struct OnFire;
+    impl Write for OnFire {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk on fire"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_sinks_error_comes_out_of_the_first_failing_write_and_finish() {
+        let (first, finished) = std::thread::scope(|s| {
+            let mut w = spawn_writer(s, OnFire);
+            let chunk = vec![0u8; CHUNK];
+            // Sends succeed until the thread has taken a chunk and stopped at it.
+            let first = loop {
+                if let Err(e) = w.write_all(&chunk) {
+                    break e;
+                }
+            };
+            (first, w.finish().map(drop).unwrap_err())
+        });
+        assert_eq!(first.to_string(), "disk on fire");
+        assert_eq!(finished.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn the_sinks_error_comes_out_of_finish() {
+        let err = std::thread::scope(|s| {
+            let mut w = spawn_writer(s, OnFire);
+            w.write_all(b"a little").unwrap();
+            w.finish().map(drop).unwrap_err()
+        });
+        assert_eq!(err.to_string(), "disk on fire");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use super::meta::{MetaPolicy, MetaWriter, Warnings};
 use super::tree::Owner;
 use crate::pipe::Shared;
-use crate::{Error, LayerPath, Metadata};
+use crate::{recycle, Error, LayerPath, Metadata};
 
 /// Files per batch.
 const BATCH_FILES: usize = 64;
@@ -90,8 +90,7 @@ struct Outcome {
 }
 
 struct Worker {
-    batches: Option<SyncSender<Batch>>,
-    spare: Receiver<Batch>,
+    batches: Option<recycle::Sender<Batch, Batch>>,
     acks: Receiver<()>,
     failed: Arc<AtomicBool>,
     outcome: Arc<Mutex<Outcome>>,
@@ -213,12 +212,12 @@ impl Background {
         let Some(w) = &mut self.worker else {
             return Ok(());
         };
-        let next = w.spare.try_recv().unwrap_or_default();
+        let stopped = || Error::Misuse("the background file writer stopped".into());
+        let tx = w.batches.as_ref().ok_or_else(stopped)?;
+        let next = tx.spare().unwrap_or_default();
         let mut batch = std::mem::replace(&mut self.batch, next);
         batch.sync = sync;
         self.files = 0;
-        let stopped = || Error::Misuse("the background file writer stopped".into());
-        let tx = w.batches.as_ref().ok_or_else(stopped)?;
         tx.send(batch).map_err(|_| stopped())?;
         w.unsynced = !sync;
         if sync {
@@ -230,18 +229,16 @@ impl Background {
 
 impl Worker {
     fn start(policy: MetaPolicy) -> std::io::Result<Worker> {
-        let (tx, rx) = sync_channel::<Batch>(DEPTH);
-        let (spare_tx, spare_rx) = sync_channel::<Batch>(DEPTH + 2);
+        let (tx, rx) = recycle::channel::<Batch, Batch>(DEPTH);
         let (ack_tx, ack_rx) = sync_channel::<()>(1);
         let failed = Arc::new(AtomicBool::new(false));
         let outcome = Arc::new(Mutex::new(Outcome::default()));
         let (f, o) = (failed.clone(), outcome.clone());
         let thread = std::thread::Builder::new()
             .name("strata-files".into())
-            .spawn(move || run(policy, rx, spare_tx, ack_tx, f, o))?;
+            .spawn(move || run(policy, rx, ack_tx, f, o))?;
         Ok(Worker {
             batches: Some(tx),
-            spare: spare_rx,
             acks: ack_rx,
             failed,
             outcome,
@@ -271,8 +268,7 @@ impl Drop for Worker {
 /// The background thread: takes batches until the writer hangs up.
 fn run(
     policy: MetaPolicy,
-    batches: Receiver<Batch>,
-    spare: SyncSender<Batch>,
+    batches: recycle::Receiver<Batch, Batch>,
     acks: SyncSender<()>,
     failed: Arc<AtomicBool>,
     outcome: Arc<Mutex<Outcome>>,
@@ -283,7 +279,7 @@ fn run(
     };
     let mut current: Option<(Handed, Option<u64>)> = None;
     let mut stopped = false;
-    for mut batch in batches {
+    for mut batch in batches.iter() {
         for op in batch.ops.drain(..) {
             if stopped {
                 continue; // dropped: closed untouched
@@ -321,7 +317,7 @@ fn run(
         batch.buf.clear();
         batch.bytes = 0;
         let sync = std::mem::take(&mut batch.sync);
-        let _ = spare.try_send(batch);
+        batches.give_back(batch);
         if sync && acks.send(()).is_err() {
             break;
         }

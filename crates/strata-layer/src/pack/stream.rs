@@ -10,12 +10,11 @@
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::dir_reader::OpenFile;
-use crate::Error;
+use crate::{recycle, Error};
 
 /// The size of a chunk.
 const CHUNK: usize = 1 << 20;
@@ -58,8 +57,7 @@ impl Chunk {
 /// The walking thread's end: a `Write` for headers, plus [`read_in`](Self::read_in) and
 /// [`leave_hole`](Self::leave_hole) for file data.
 pub(super) struct StreamWriter<'scope, W> {
-    chunks: Option<SyncSender<Chunk>>,
-    spare: Receiver<Chunk>,
+    chunks: recycle::Sender<Chunk, Chunk>,
     current: Chunk,
     /// Chunks sent and not yet written by the output thread.
     in_flight: Arc<AtomicUsize>,
@@ -73,13 +71,12 @@ pub(super) fn spawn<'scope, W: Write + Send + 'scope>(
     root: &'scope Path,
     mut sink: W,
 ) -> StreamWriter<'scope, W> {
-    let (tx, rx) = sync_channel::<Chunk>(DEPTH);
-    let (spare_tx, spare_rx) = sync_channel::<Chunk>(DEPTH + 2);
+    let (tx, rx) = recycle::channel::<Chunk, Chunk>(DEPTH);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let done = Arc::clone(&in_flight);
     let thread = scope.spawn(move || {
         let mut warnings = Vec::new();
-        for mut chunk in rx {
+        for mut chunk in rx.iter() {
             for hole in chunk.holes.drain(..) {
                 fill_hole(&mut chunk.buf, hole, root, &mut warnings)?;
             }
@@ -87,15 +84,14 @@ pub(super) fn spawn<'scope, W: Write + Send + 'scope>(
                 .map_err(|e| Error::io("writing the layer", e))?;
             done.fetch_sub(1, Ordering::Relaxed);
             chunk.filled = 0;
-            let _ = spare_tx.try_send(chunk);
+            rx.give_back(chunk);
         }
         sink.flush()
             .map_err(|e| Error::io("writing the layer", e))?;
         Ok((sink, warnings))
     });
     StreamWriter {
-        chunks: Some(tx),
-        spare: spare_rx,
+        chunks: tx,
         current: Chunk::new(),
         in_flight,
         thread,
@@ -140,13 +136,13 @@ impl<W> StreamWriter<'_, W> {
         if self.current.filled == 0 && self.current.holes.is_empty() {
             return Ok(());
         }
-        let next = self.spare.try_recv().unwrap_or_else(|_| Chunk::new());
+        let next = self.chunks.spare().unwrap_or_else(Chunk::new);
         let full = std::mem::replace(&mut self.current, next);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        match &self.chunks {
-            Some(tx) if tx.send(full).is_ok() => Ok(()),
+        match self.chunks.send(full) {
+            Ok(()) => Ok(()),
             // The output thread stopped: its error is reported by `finish`.
-            _ => Err(io::Error::new(
+            Err(_) => Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the output writer stopped",
             )),
@@ -195,7 +191,7 @@ impl<W> StreamWriter<'_, W> {
     /// the warnings about files read there (or the error that stopped it).
     pub(super) fn finish(mut self) -> Result<(W, Vec<String>), Error> {
         let sent = self.send();
-        drop(self.chunks.take());
+        drop(self.chunks);
         let written = self.thread.join().unwrap_or_else(|_| {
             Err(Error::io(
                 "writing the layer",
