@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use strata_layer::compress::Compression;
+use strata_layer::unpack::Input;
 use strata_layer::EntryKind;
 use strata_store::driver::{Chain, Driver, Vfs, WindowsFolder};
 use strata_store::{ApplyOptions, DriverKind, Error, LayerId, Store, StoreOptions};
@@ -26,7 +27,7 @@ fn base_layer(root: &Path) -> Chain {
     Vfs.prepare(&chain).unwrap();
     Vfs.apply(
         &chain,
-        &mut &tar[..],
+        Input::Stream(&mut &tar[..]),
         &ApplyOptions::default(),
         &root.join("base.recipe"),
     )
