@@ -573,11 +573,12 @@ fn memory_image(layers: Vec<Vec<u8>>, wrong: Option<usize>) -> MemorySource {
     }
 }
 
-/// Loads `source` into a new overlay store applying `jobs` layers at once; returns the
-/// store (with its directory) and the outcome.
+/// Loads `source` into a new overlay store applying `jobs` layers at once, telling
+/// `progress`; returns the store (with its directory) and the outcome.
 fn load_into_store(
-    source: &mut MemorySource,
+    source: &mut dyn ImageSource,
     jobs: usize,
+    progress: Option<&dyn strata_image::Progress>,
 ) -> (
     tempfile::TempDir,
     std::sync::Arc<strata_store::Store>,
@@ -599,6 +600,7 @@ fn load_into_store(
     );
     let mut options = CopyOptions::new(ImageSelector::All);
     options.jobs = jobs;
+    options.progress = progress;
     let copied = copy(source, &mut dest, &options).map(drop);
     drop(dest);
     (dir, store, copied)
@@ -641,7 +643,7 @@ fn a_store_load_of_layers_at_once_ends_as_one_by_one() {
         all.sort();
         all
     };
-    let (_a, one, done) = load_into_store(&mut memory_image(layers(), None), 1);
+    let (_a, one, done) = load_into_store(&mut memory_image(layers(), None), 1, None);
     done.unwrap();
     let want = held(&one);
     assert_eq!(want.len(), 4);
@@ -653,14 +655,14 @@ fn a_store_load_of_layers_at_once_ends_as_one_by_one() {
     // Two at once (four in hand, those waiting for their parents give their slots up)
     // and four.
     for jobs in [2, 4] {
-        let (_b, store, done) = load_into_store(&mut memory_image(layers(), None), jobs);
+        let (_b, store, done) = load_into_store(&mut memory_image(layers(), None), jobs, None);
         done.unwrap();
         assert_eq!(held(&store), want, "--jobs {jobs}");
         assert!(store.fsck(false).unwrap().clean());
     }
 
     // Layer 1 is not what the config says: nothing of the image stays.
-    let (_c, store, done) = load_into_store(&mut memory_image(layers(), Some(1)), 4);
+    let (_c, store, done) = load_into_store(&mut memory_image(layers(), Some(1)), 4, None);
     let err = done.unwrap_err().to_string();
     assert!(err.contains("diffID"), "{err}");
     assert!(store.layers().unwrap().is_empty(), "layers kept");
@@ -712,30 +714,15 @@ fn a_store_load_reads_archive_layers_through_maps_or_streams_them_alike() {
     )
     .unwrap();
     let load = |jobs: usize| {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(
-            strata_store::Store::open(&strata_store::StoreOptions {
-                root: dir.path().join("store"),
-                driver: Some(strata_store::DriverKind::Overlay),
-            })
-            .unwrap(),
-        );
-        let mut dest = strata_image::store::StoreDestination::new(
-            store.clone(),
-            None,
-            strata_store::ApplyOptions::default(),
-            jobs,
-        );
-        let mut src = DockerArchiveSource::open(&archive, dir.path(), &Platform::host()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let mut src =
+            DockerArchiveSource::open(&archive, scratch.path(), &Platform::host()).unwrap();
         let seen = BytesSeen {
             inode: std::os::unix::fs::MetadataExt::ino(&fs::metadata(&archive).unwrap()),
             ..BytesSeen::default()
         };
-        let mut options = CopyOptions::new(ImageSelector::All);
-        options.jobs = jobs;
-        options.progress = Some(&seen);
-        copy(&mut src, &mut dest, &options).unwrap();
-        drop(dest);
+        let (_dir, store, copied) = load_into_store(&mut src, jobs, Some(&seen));
+        copied.unwrap();
         let mut layers: Vec<_> = store
             .layers()
             .unwrap()
