@@ -335,6 +335,30 @@ mod tests {
     }
 
     #[test]
+    fn a_range_off_the_page_maps_and_streams_its_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_of(&dir, 2 * WINDOW);
+        let (start, len) = (1000, WINDOW as u64 + 5);
+        let open = || File::open(&path).unwrap();
+        let want: Vec<u8> = (start..start + len).map(|i| (i % 251) as u8).collect();
+        let (lease, _) = MappedFile::lease_range(open(), start, Some(len))
+            .ok()
+            .unwrap()
+            .into_parts();
+        let mut got = lease.window(0).unwrap().to_vec();
+        got.extend_from_slice(&lease.window(WINDOW as u64).unwrap());
+        assert_eq!(got, want);
+        let mut streamed = Vec::new();
+        let mapped = MappedFile::lease_range(open(), start, Some(len))
+            .ok()
+            .unwrap();
+        mapped.into_stream().read_to_end(&mut streamed).unwrap();
+        assert_eq!(streamed, want);
+        let past_the_end = MappedFile::lease_range(open(), start, Some(2 * WINDOW as u64));
+        assert!(past_the_end.is_err());
+    }
+
+    #[test]
     fn a_writer_stops_the_next_window_and_waits_for_the_maps_to_go() {
         let dir = tempfile::tempdir().unwrap();
         let path = file_of(&dir, WINDOW + 1000);
