@@ -42,6 +42,7 @@
 //!
 //! ```
 //! use strata_layer::compress::Compression;
+//! use strata_layer::unpack::Input;
 //! use strata_store::driver::{Chain, Driver, Original, Vfs};
 //! use strata_store::{ApplyOptions, ChangeKind, LayerId};
 //!
@@ -59,7 +60,7 @@
 //! let base = Chain { id: LayerId::new("base")?, dirs: vec![base_dir.clone()], writable: false };
 //! vfs.prepare(&base)?;
 //! let recipe = root.path().join("base.recipe");
-//! let fill = vfs.apply(&base, &mut &tar[..], &ApplyOptions::default(), &recipe)?;
+//! let fill = vfs.apply(&base, Input::Stream(&mut &tar[..]), &ApplyOptions::default(), &recipe)?;
 //! assert_eq!(fill.entries, 1);
 //!
 //! // Running a container: a read-write layer on the base, mounted, written to.
